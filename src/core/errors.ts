@@ -1,0 +1,98 @@
+/**
+ * The error model. Every failure that crosses a boundary is one of these classes,
+ * with a stable snake_case `code` and the HTTP status it maps to. `expose` is true
+ * only for client faults: the server never shows the message of a fault it caused.
+ */
+export class WritError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly expose: boolean;
+  readonly details?: unknown;
+
+  constructor(code: string, message: string, status: number, options: { expose?: boolean; details?: unknown; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+    this.expose = options.expose ?? status < 500;
+    this.details = options.details;
+  }
+}
+
+/** 400: the request is malformed, has unknown fields or fails validation. */
+export class InvalidRequestError extends WritError {
+  constructor(message: string, details?: unknown, code = 'invalid_request') {
+    super(code, message, 400, { details });
+  }
+}
+
+/** 401: no credentials, or credentials that do not verify. */
+export class UnauthorizedError extends WritError {
+  constructor(message = 'authentication required', code = 'unauthorized') {
+    super(code, message, 401);
+  }
+}
+
+/** 403: authenticated, but not allowed to do this. */
+export class ForbiddenError extends WritError {
+  constructor(message: string, code = 'forbidden') {
+    super(code, message, 403);
+  }
+}
+
+export class NotFoundError extends WritError {
+  constructor(message: string, code = 'not_found') {
+    super(code, message, 404);
+  }
+}
+
+export class ConflictError extends WritError {
+  constructor(message: string, code = 'conflict') {
+    super(code, message, 409);
+  }
+}
+
+export class PayloadTooLargeError extends WritError {
+  constructor(message = 'request body is larger than the limit') {
+    super('payload_too_large', message, 413);
+  }
+}
+
+export class UnsupportedMediaTypeError extends WritError {
+  constructor(message: string) {
+    super('unsupported_media_type', message, 415);
+  }
+}
+
+export class RateLimitedError extends WritError {
+  constructor(message = 'too many requests') {
+    super('rate_limited', message, 429);
+  }
+}
+
+/** 503: a dependency (the store) is unreachable. Fail closed, retry later. */
+export class UnavailableError extends WritError {
+  constructor(message = 'the store is unavailable', cause?: unknown, code = 'store_unavailable') {
+    super(code, message, 503, { expose: true, cause });
+  }
+}
+
+/** 500: a fault of ours. The message is logged, never shown. */
+export class InternalError extends WritError {
+  constructor(message = 'internal error', cause?: unknown) {
+    super('internal_error', message, 500, { expose: false, cause });
+  }
+}
+
+/**
+ * OAuth endpoints answer in the RFC 6749 §5.2 shape `{error, error_description}`.
+ */
+export class OAuthError extends WritError {
+  constructor(error: 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type' | 'invalid_scope', description: string, status?: number) {
+    super(error, description, status ?? (error === 'invalid_client' ? 401 : 400));
+  }
+}
+
+export function isWritError(err: unknown): err is WritError {
+  return err instanceof WritError;
+}

@@ -1,0 +1,140 @@
+/**
+ * Domain records. These are the shapes the Store keeps and the services pass around;
+ * they are backend-neutral (times are epoch milliseconds, JSON-able values only).
+ */
+
+export type OperatorRole = 'admin' | 'approver' | 'auditor' | 'requester';
+
+export interface OperatorRecord {
+  id: string;
+  name: string;
+  roles: OperatorRole[];
+  /** hex SHA-256 of the bearer token; the token itself is never stored */
+  tokenHash: string;
+  createdAt: number;
+  disabled: boolean;
+}
+
+export interface Jwk {
+  kty: string;
+  kid?: string;
+  alg?: string;
+  use?: string;
+  crv?: string;
+  x?: string;
+  y?: string;
+  [k: string]: unknown;
+}
+
+export type AgentStatus = 'active' | 'disabled';
+
+export interface AgentRecord {
+  id: string;
+  name: string;
+  jwks: { keys: Jwk[] };
+  labels: string[];
+  status: AgentStatus;
+  createdAt: number;
+  createdBy: string;
+}
+
+export interface TaskScope {
+  /** tool name patterns; `*` matches any run of characters, e.g. `github.*` */
+  tools: string[];
+  /** resource patterns; empty means the task may name no resource */
+  resources: string[];
+  /** destination patterns; empty means the task may name no destination */
+  destinations: string[];
+}
+
+export type TaskStatus = 'active' | 'completed' | 'revoked' | 'expired';
+
+export interface TaskRecord {
+  id: string;
+  agentId: string;
+  /** the operator who asked for the task */
+  owner: string;
+  intent: string;
+  scope: TaskScope;
+  status: TaskStatus;
+  createdAt: number;
+  expiresAt: number;
+  endedAt: number | null;
+  maxActions: number;
+  actionsUsed: number;
+  /** budget reserved for delegated sub-tasks */
+  actionsReserved: number;
+  parentId: string | null;
+  rootId: string;
+  depth: number;
+}
+
+export type DecisionEffect = 'allow' | 'deny' | 'approval_required';
+
+export interface Reason {
+  code: string;
+  message: string;
+}
+
+export interface DecisionRecord {
+  id: string;
+  taskId: string;
+  agentId: string;
+  tool: string;
+  audience: string;
+  resource: string | null;
+  destination: string | null;
+  argsDigest: string;
+  decision: DecisionEffect;
+  reasons: Reason[];
+  /** ids of the policies that determined the decision */
+  policies: string[];
+  policyVersion: string;
+  /** jti of the action token issued for an allow */
+  tokenJti: string | null;
+  tokenExpiresAt: number | null;
+  createdAt: number;
+  outcome: 'succeeded' | 'failed' | null;
+}
+
+export interface AuditInput {
+  type: string;
+  /** who caused it: `operator:<id>`, `agent:<id>`, `system`, or `anonymous` */
+  actor: string;
+  taskId?: string | null;
+  agentId?: string | null;
+  decisionId?: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface AuditEntry {
+  seq: number;
+  ts: number;
+  type: string;
+  actor: string;
+  taskId: string | null;
+  agentId: string | null;
+  decisionId: string | null;
+  data: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export interface PolicyRecord {
+  version: string;
+  text: string;
+  createdAt: number;
+  createdBy: string;
+}
+
+export interface SigningKeyRecord {
+  kid: string;
+  /** public JWK (OKP/Ed25519) */
+  publicJwk: Jwk;
+  /** private JWK; kept in the store so that every instance signs with the same keys */
+  privateJwk: Jwk;
+  createdAt: number;
+  /** keys past this time are no longer used to sign, but stay in the JWKS until retiredAt */
+  rotatedAt: number | null;
+  retiredAt: number | null;
+}

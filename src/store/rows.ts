@@ -1,0 +1,129 @@
+import type { AgentRecord, AuditEntry, DecisionRecord, OperatorRecord, PolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
+
+/**
+ * Row <-> record mapping shared by the SQL backends. Column names are the same in
+ * both schemas; JSON columns arrive as text (SQLite) or parsed (PostgreSQL jsonb),
+ * and 64-bit integers as numbers or strings.
+ */
+type Row = Record<string, unknown>;
+
+function json<T>(v: unknown): T {
+  return (typeof v === 'string' ? JSON.parse(v) : v) as T;
+}
+
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+
+function numOrNull(v: unknown): number | null {
+  return v === null || v === undefined ? null : num(v);
+}
+
+export function toOperator(r: Row): OperatorRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    roles: json(r.roles),
+    tokenHash: r.token_hash as string,
+    createdAt: num(r.created_at),
+    disabled: Boolean(r.disabled),
+  };
+}
+
+export function toAgent(r: Row, prefix = ''): AgentRecord {
+  return {
+    id: r[`${prefix}id`] as string,
+    name: r[`${prefix}name`] as string,
+    jwks: json(r[`${prefix}jwks`]),
+    labels: json(r[`${prefix}labels`]),
+    status: r[`${prefix}status`] as AgentRecord['status'],
+    createdAt: num(r[`${prefix}created_at`]),
+    createdBy: r[`${prefix}created_by`] as string,
+  };
+}
+
+export function toTask(r: Row): TaskRecord {
+  return {
+    id: r.id as string,
+    agentId: r.agent_id as string,
+    owner: r.owner as string,
+    intent: r.intent as string,
+    scope: json(r.scope),
+    status: r.status as TaskRecord['status'],
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    endedAt: numOrNull(r.ended_at),
+    maxActions: num(r.max_actions),
+    actionsUsed: num(r.actions_used),
+    actionsReserved: num(r.actions_reserved),
+    parentId: (r.parent_id as string | null) ?? null,
+    rootId: r.root_id as string,
+    depth: num(r.depth),
+  };
+}
+
+export function toDecision(r: Row): DecisionRecord {
+  return {
+    id: r.id as string,
+    taskId: r.task_id as string,
+    agentId: r.agent_id as string,
+    tool: r.tool as string,
+    audience: r.audience as string,
+    resource: (r.resource as string | null) ?? null,
+    destination: (r.destination as string | null) ?? null,
+    argsDigest: r.args_digest as string,
+    decision: r.decision as DecisionRecord['decision'],
+    reasons: json(r.reasons),
+    policies: json(r.policies),
+    policyVersion: r.policy_version as string,
+    tokenJti: (r.token_jti as string | null) ?? null,
+    tokenExpiresAt: numOrNull(r.token_expires_at),
+    createdAt: num(r.created_at),
+    outcome: (r.outcome as DecisionRecord['outcome']) ?? null,
+  };
+}
+
+export function toAuditEntry(r: Row): AuditEntry {
+  return {
+    seq: num(r.seq),
+    ts: num(r.ts),
+    type: r.type as string,
+    actor: r.actor as string,
+    taskId: (r.task_id as string | null) ?? null,
+    agentId: (r.agent_id as string | null) ?? null,
+    decisionId: (r.decision_id as string | null) ?? null,
+    data: json(r.data),
+    prevHash: r.prev_hash as string,
+    hash: r.hash as string,
+  };
+}
+
+export function toPolicy(r: Row): PolicyRecord {
+  return { version: r.version as string, text: r.text as string, createdAt: num(r.created_at), createdBy: r.created_by as string };
+}
+
+export function toSigningKey(r: Row): SigningKeyRecord {
+  return {
+    kid: r.kid as string,
+    publicJwk: json(r.public_jwk),
+    privateJwk: json(r.private_jwk),
+    createdAt: num(r.created_at),
+    rotatedAt: numOrNull(r.rotated_at),
+    retiredAt: numOrNull(r.retired_at),
+  };
+}
+
+/** The params of a decision row, in the column order of the INSERT statements. */
+export function decisionParams(d: DecisionRecord): unknown[] {
+  return [
+    d.id, d.taskId, d.agentId, d.tool, d.audience, d.resource, d.destination, d.argsDigest, d.decision,
+    JSON.stringify(d.reasons), JSON.stringify(d.policies), d.policyVersion, d.tokenJti, d.tokenExpiresAt, d.createdAt, d.outcome,
+  ];
+}
+
+export function taskParams(t: TaskRecord): unknown[] {
+  return [
+    t.id, t.agentId, t.owner, t.intent, JSON.stringify(t.scope), t.status, t.createdAt, t.expiresAt, t.endedAt,
+    t.maxActions, t.actionsUsed, t.actionsReserved, t.parentId, t.rootId, t.depth,
+  ];
+}

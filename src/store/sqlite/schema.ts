@@ -1,0 +1,107 @@
+/**
+ * SQLite schema migrations, applied in order inside one IMMEDIATE transaction each;
+ * `user_version` records how far a database has come.
+ */
+export const SQLITE_MIGRATIONS: string[] = [
+  `
+  CREATE TABLE operators (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    jwks TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+  );
+  CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(id),
+    owner TEXT NOT NULL,
+    intent TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    max_actions INTEGER NOT NULL,
+    actions_used INTEGER NOT NULL DEFAULT 0,
+    actions_reserved INTEGER NOT NULL DEFAULT 0,
+    parent_id TEXT REFERENCES tasks(id),
+    root_id TEXT NOT NULL,
+    depth INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX tasks_agent ON tasks(agent_id);
+  CREATE INDEX tasks_parent ON tasks(parent_id);
+  CREATE INDEX tasks_active_expiry ON tasks(expires_at) WHERE status = 'active';
+  CREATE TABLE once_keys (
+    key TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX once_keys_expiry ON once_keys(expires_at);
+  CREATE TABLE decisions (
+    id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    resource TEXT,
+    destination TEXT,
+    args_digest TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    token_jti TEXT,
+    token_expires_at INTEGER,
+    created_at INTEGER NOT NULL,
+    outcome TEXT
+  );
+  CREATE INDEX decisions_task ON decisions(task_id);
+  CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    task_id TEXT,
+    agent_id TEXT,
+    decision_id TEXT,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  CREATE INDEX audit_task ON audit(task_id);
+  CREATE INDEX audit_agent ON audit(agent_id);
+  CREATE INDEX audit_type ON audit(type);
+  CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+  );
+  CREATE TABLE policies (
+    version TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+  );
+  CREATE TABLE policy_active (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version TEXT NOT NULL REFERENCES policies(version)
+  );
+  CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    public_jwk TEXT NOT NULL,
+    private_jwk TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    rotated_at INTEGER,
+    retired_at INTEGER
+  );
+  `,
+];

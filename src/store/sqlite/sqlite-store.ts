@@ -1,0 +1,439 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { computeEntryHash, GENESIS_HASH } from '../../core/audit-hash.js';
+import { systemClock, type Clock } from '../../core/clock.js';
+import { ConflictError, UnavailableError, WritError } from '../../core/errors.js';
+import type {
+  AgentRecord,
+  AuditEntry,
+  AuditInput,
+  DecisionRecord,
+  OperatorRecord,
+  PolicyRecord,
+  SigningKeyRecord,
+  TaskRecord,
+  TaskStatus,
+} from '../../core/types.js';
+import {
+  decisionParams,
+  taskParams,
+  toAgent,
+  toAuditEntry,
+  toDecision,
+  toOperator,
+  toPolicy,
+  toSigningKey,
+  toTask,
+} from '../rows.js';
+import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
+import { SQLITE_MIGRATIONS } from './schema.js';
+
+export interface SqliteStoreOptions {
+  /** a file path, or `:memory:` */
+  path: string;
+  clock?: Clock;
+  /** busy timeout for cross-process locking */
+  busyTimeoutMs?: number;
+}
+
+type Row = Record<string, unknown>;
+
+/**
+ * The embedded store: better-sqlite3 in WAL mode with `synchronous=FULL`, so a
+ * committed transaction survives power loss. Writes run in IMMEDIATE transactions,
+ * which take SQLite's write lock up front: audit appends and conditional writes
+ * are serialized even when several processes open the same file.
+ */
+export class SqliteStore implements Store {
+  readonly backend = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private readonly clock: Clock;
+  private readonly stmts = new Map<string, Database.Statement>();
+
+  constructor(options: SqliteStoreOptions) {
+    this.clock = options.clock ?? systemClock;
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path);
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in an IMMEDIATE transaction; maps driver faults to typed errors. */
+  private write<T>(fn: () => T): T {
+    return this.guard(() => this.db.transaction(fn).immediate());
+  }
+
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw mapSqliteError(err);
+    }
+  }
+
+  async migrate(): Promise<void> {
+    this.guard(() => {
+      const tx = this.db.transaction(() => {
+        const version = this.db.pragma('user_version', { simple: true }) as number;
+        for (let v = version; v < SQLITE_MIGRATIONS.length; v++) {
+          this.db.exec(SQLITE_MIGRATIONS[v]!);
+          this.db.pragma(`user_version = ${v + 1}`);
+        }
+      });
+      tx.immediate();
+    });
+  }
+
+  async ping(): Promise<void> {
+    this.guard(() => this.stmt('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  // --- audit chain -------------------------------------------------------------
+
+  /** Must run inside a write transaction. */
+  private appendInTx(inputs: AuditInput[]): AuditEntry[] {
+    if (inputs.length === 0) return [];
+    const head = this.stmt('SELECT seq, hash FROM audit_head WHERE id = 1').get() as { seq: number; hash: string } | undefined;
+    let seq = head?.seq ?? 0;
+    let prevHash = head?.hash ?? GENESIS_HASH;
+    const ts = this.clock.now();
+    const insert = this.stmt(
+      'INSERT INTO audit (seq, ts, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    const out: AuditEntry[] = [];
+    for (const input of inputs) {
+      seq += 1;
+      const base = {
+        seq,
+        ts,
+        type: input.type,
+        actor: input.actor,
+        taskId: input.taskId ?? null,
+        agentId: input.agentId ?? null,
+        decisionId: input.decisionId ?? null,
+        data: input.data,
+        prevHash,
+      };
+      const hash = computeEntryHash(base);
+      insert.run(seq, ts, base.type, base.actor, base.taskId, base.agentId, base.decisionId, JSON.stringify(base.data), prevHash, hash);
+      out.push({ ...base, hash });
+      prevHash = hash;
+    }
+    this.stmt('INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash').run(seq, prevHash);
+    return out;
+  }
+
+  async appendAudit(entries: AuditInput[]): Promise<AuditEntry[]> {
+    return this.write(() => this.appendInTx(entries));
+  }
+
+  async listAudit(filter: AuditFilter): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.taskId !== undefined) (where.push('task_id = ?'), params.push(filter.taskId));
+    if (filter.agentId !== undefined) (where.push('agent_id = ?'), params.push(filter.agentId));
+    if (filter.type !== undefined) (where.push('type = ?'), params.push(filter.type));
+    if (filter.decisionId !== undefined) (where.push('decision_id = ?'), params.push(filter.decisionId));
+    if (filter.after !== undefined) (where.push('seq > ?'), params.push(filter.after));
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 10_000);
+    const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ASC LIMIT ${limit}`;
+    return this.guard(() => (this.db.prepare(sql).all(...params) as Row[]).map(toAuditEntry));
+  }
+
+  async auditHead(): Promise<{ seq: number; hash: string } | null> {
+    const row = this.guard(() => this.stmt('SELECT seq, hash FROM audit_head WHERE id = 1').get() as { seq: number; hash: string } | undefined);
+    return row ? { seq: Number(row.seq), hash: row.hash } : null;
+  }
+
+  // --- operators ---------------------------------------------------------------
+
+  async createOperator(op: OperatorRecord, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      this.stmt('INSERT INTO operators (id, name, roles, token_hash, created_at, disabled) VALUES (?, ?, ?, ?, ?, ?)').run(
+        op.id, op.name, JSON.stringify(op.roles), op.tokenHash, op.createdAt, op.disabled ? 1 : 0,
+      );
+      this.appendInTx([audit]);
+    });
+  }
+
+  async findOperatorByTokenHash(tokenHash: string): Promise<OperatorRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM operators WHERE token_hash = ?').get(tokenHash) as Row | undefined);
+    return row ? toOperator(row) : null;
+  }
+
+  async countOperators(): Promise<number> {
+    return this.guard(() => Number((this.stmt('SELECT count(*) AS n FROM operators').get() as { n: number }).n));
+  }
+
+  // --- agents ------------------------------------------------------------------
+
+  async createAgent(agent: AgentRecord, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      const exists = this.stmt('SELECT 1 FROM agents WHERE id = ?').get(agent.id);
+      if (exists) throw new ConflictError(`agent \`${agent.id}\` already exists`, 'agent_exists');
+      this.stmt('INSERT INTO agents (id, name, jwks, labels, status, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+        agent.id, agent.name, JSON.stringify(agent.jwks), JSON.stringify(agent.labels), agent.status, agent.createdAt, agent.createdBy,
+      );
+      this.appendInTx([audit]);
+    });
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM agents WHERE id = ?').get(id) as Row | undefined);
+    return row ? toAgent(row) : null;
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return this.guard(() => (this.stmt('SELECT * FROM agents ORDER BY created_at, id').all() as Row[]).map((r) => toAgent(r)));
+  }
+
+  async disableAgent(id: string, now: number, audit: AuditInput): Promise<{ revokedTaskIds: string[] } | null> {
+    return this.write(() => {
+      const row = this.stmt('SELECT status FROM agents WHERE id = ?').get(id) as { status: string } | undefined;
+      if (!row) return null;
+      this.stmt(`UPDATE agents SET status = 'disabled' WHERE id = ?`).run(id);
+      this.appendInTx([audit]);
+      const held = this.stmt(`SELECT id FROM tasks WHERE agent_id = ? AND status = 'active' ORDER BY created_at`).all(id) as { id: string }[];
+      const revoked: string[] = [];
+      for (const t of held) {
+        revoked.push(...this.endInTx(t.id, 'revoked', now, { type: 'task.revoked', actor: audit.actor, taskId: t.id, agentId: id, data: { reason: 'agent_disabled' } }));
+      }
+      return { revokedTaskIds: revoked };
+    });
+  }
+
+  // --- tasks -------------------------------------------------------------------
+
+  async createTask(task: TaskRecord, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      if (task.parentId !== null) {
+        // Reserve the child's budget from the parent atomically (delegation only narrows).
+        const r = this.stmt(
+          `UPDATE tasks SET actions_reserved = actions_reserved + ? WHERE id = ? AND status = 'active' AND expires_at > ? AND actions_used + actions_reserved + ? <= max_actions`,
+        ).run(task.maxActions, task.parentId, task.createdAt, task.maxActions);
+        if (r.changes !== 1) throw new ConflictError('the parent task is not active or has not enough budget left', 'parent_budget_exhausted');
+      }
+      this.stmt(
+        `INSERT INTO tasks (id, agent_id, owner, intent, scope, status, created_at, expires_at, ended_at, max_actions, actions_used, actions_reserved, parent_id, root_id, depth)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(...taskParams(task));
+      this.appendInTx([audit]);
+    });
+  }
+
+  async getTask(id: string): Promise<TaskRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM tasks WHERE id = ?').get(id) as Row | undefined);
+    return row ? toTask(row) : null;
+  }
+
+  async getTaskWithAgent(id: string): Promise<{ task: TaskRecord; agent: AgentRecord } | null> {
+    const row = this.guard(
+      () =>
+        this.stmt(
+          `SELECT t.*, a.id AS a_id, a.name AS a_name, a.jwks AS a_jwks, a.labels AS a_labels, a.status AS a_status,
+                  a.created_at AS a_created_at, a.created_by AS a_created_by
+           FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = ?`,
+        ).get(id) as Row | undefined,
+    );
+    return row ? { task: toTask(row), agent: toAgent(row, 'a_') } : null;
+  }
+
+  async listTasks(filter: { agentId?: string; status?: TaskStatus; parentId?: string; limit?: number }): Promise<TaskRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.agentId !== undefined) (where.push('agent_id = ?'), params.push(filter.agentId));
+    if (filter.status !== undefined) (where.push('status = ?'), params.push(filter.status));
+    if (filter.parentId !== undefined) (where.push('parent_id = ?'), params.push(filter.parentId));
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 10_000);
+    const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ${limit}`;
+    return this.guard(() => (this.db.prepare(sql).all(...params) as Row[]).map(toTask));
+  }
+
+  /** Ends `id` and its active descendants; returns the ended ids, `id` first. */
+  private endInTx(id: string, status: 'completed' | 'revoked' | 'expired', now: number, audit: AuditInput): string[] {
+    const self = this.stmt(`SELECT * FROM tasks WHERE id = ?`).get(id) as Row | undefined;
+    if (!self || self.status !== 'active') return [];
+    const descendants = this.stmt(
+      `WITH RECURSIVE sub(id) AS (SELECT id FROM tasks WHERE parent_id = ? UNION ALL SELECT t.id FROM tasks t JOIN sub ON t.parent_id = sub.id)
+       SELECT tasks.* FROM tasks JOIN sub ON sub.id = tasks.id WHERE tasks.status = 'active' ORDER BY tasks.depth`,
+    ).all(id) as Row[];
+    const setStatus = this.stmt(`UPDATE tasks SET status = ?, ended_at = ? WHERE id = ? AND status = 'active'`);
+    const settleParent = this.stmt(
+      `UPDATE tasks SET actions_reserved = actions_reserved - ?, actions_used = actions_used + ? WHERE id = ?`,
+    );
+    const ended: string[] = [];
+    const audits: AuditInput[] = [];
+    const end = (row: Row, st: string, entry: AuditInput) => {
+      const task = toTask(row);
+      setStatus.run(st, now, task.id);
+      // A child's unused budget returns to its parent; what it used stays spent there.
+      if (task.parentId) settleParent.run(task.maxActions, Math.min(task.actionsUsed, task.maxActions), task.parentId);
+      ended.push(task.id);
+      audits.push(entry);
+    };
+    end(self, status, audit);
+    for (const d of descendants) {
+      end(d, 'revoked', {
+        type: 'task.revoked',
+        actor: 'system',
+        taskId: d.id as string,
+        agentId: d.agent_id as string,
+        data: { reason: 'ancestor_ended', ancestor: id, ancestor_status: status },
+      });
+    }
+    this.appendInTx(audits);
+    return ended;
+  }
+
+  async endTask(id: string, status: 'completed' | 'revoked' | 'expired', now: number, audit: AuditInput): Promise<string[]> {
+    return this.write(() => this.endInTx(id, status, now, audit));
+  }
+
+  async expireTasks(now: number): Promise<string[]> {
+    return this.write(() => {
+      const due = this.stmt(`SELECT id, agent_id, expires_at FROM tasks WHERE status = 'active' AND expires_at <= ? ORDER BY depth`).all(now) as Row[];
+      const ended: string[] = [];
+      for (const t of due) {
+        ended.push(
+          ...this.endInTx(t.id as string, 'expired', now, {
+            type: 'task.expired',
+            actor: 'system',
+            taskId: t.id as string,
+            agentId: t.agent_id as string,
+            data: { expires_at: Number(t.expires_at) },
+          }),
+        );
+      }
+      return ended;
+    });
+  }
+
+  // --- one-time identifiers ----------------------------------------------------
+
+  async useOnce(key: string, expiresAt: number, audit: AuditInput | null): Promise<boolean> {
+    return this.write(() => {
+      const r = this.stmt('INSERT INTO once_keys (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run(key, expiresAt);
+      if (r.changes !== 1) return false;
+      if (audit) this.appendInTx([audit]);
+      return true;
+    });
+  }
+
+  async purgeExpiredOnce(now: number): Promise<number> {
+    return this.write(() => this.stmt('DELETE FROM once_keys WHERE expires_at < ?').run(now).changes);
+  }
+
+  // --- decisions ---------------------------------------------------------------
+
+  async commitDecisions(items: DecisionWrite[], now: number): Promise<DecisionCommitResult[]> {
+    return this.write(() => {
+      const take = this.stmt(
+        `UPDATE tasks SET actions_used = actions_used + 1
+         WHERE id = ? AND status = 'active' AND expires_at > ? AND actions_used + actions_reserved < max_actions`,
+      );
+      const state = this.stmt('SELECT status, expires_at FROM tasks WHERE id = ?');
+      const insert = this.stmt(
+        `INSERT INTO decisions (id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      const results: DecisionCommitResult[] = [];
+      const audits: AuditInput[] = [];
+      for (const item of items) {
+        let decision = item.decision;
+        let audit = item.audit;
+        let result: DecisionCommitResult = { written: 'primary' };
+        if (item.guard) {
+          const r = take.run(item.guard.taskId, now);
+          if (r.changes !== 1) {
+            if (!item.fallback) throw new TypeError('a guarded decision write needs a fallback');
+            const s = state.get(item.guard.taskId) as { status: string; expires_at: number } | undefined;
+            const reason = !s || s.status !== 'active' || Number(s.expires_at) <= now ? 'task_inactive' : 'budget_exhausted';
+            result = { written: 'fallback', reason };
+            decision = item.fallback.decision;
+            audit = item.fallback.audit;
+          }
+        }
+        insert.run(...decisionParams(decision));
+        audits.push(audit);
+        results.push(result);
+      }
+      this.appendInTx(audits);
+      return results;
+    });
+  }
+
+  async getDecision(id: string): Promise<DecisionRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM decisions WHERE id = ?').get(id) as Row | undefined);
+    return row ? toDecision(row) : null;
+  }
+
+  async listDecisions(taskId: string): Promise<DecisionRecord[]> {
+    return this.guard(() => (this.stmt('SELECT * FROM decisions WHERE task_id = ? ORDER BY created_at, id').all(taskId) as Row[]).map(toDecision));
+  }
+
+  async recordOutcome(decisionId: string, outcome: 'succeeded' | 'failed', audit: AuditInput): Promise<boolean> {
+    return this.write(() => {
+      const r = this.stmt('UPDATE decisions SET outcome = ? WHERE id = ? AND outcome IS NULL').run(outcome, decisionId);
+      if (r.changes !== 1) return false;
+      this.appendInTx([audit]);
+      return true;
+    });
+  }
+
+  // --- policies ----------------------------------------------------------------
+
+  async putPolicy(policy: PolicyRecord, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      this.stmt('INSERT INTO policies (version, text, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING').run(
+        policy.version, policy.text, policy.createdAt, policy.createdBy,
+      );
+      this.stmt('INSERT INTO policy_active (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version').run(policy.version);
+      this.appendInTx([audit]);
+    });
+  }
+
+  async getActivePolicy(): Promise<PolicyRecord | null> {
+    const row = this.guard(
+      () => this.stmt('SELECT p.* FROM policy_active a JOIN policies p ON p.version = a.version WHERE a.id = 1').get() as Row | undefined,
+    );
+    return row ? toPolicy(row) : null;
+  }
+
+  // --- signing keys ------------------------------------------------------------
+
+  async listSigningKeys(): Promise<SigningKeyRecord[]> {
+    return this.guard(() => (this.stmt('SELECT * FROM signing_keys ORDER BY created_at, kid').all() as Row[]).map(toSigningKey));
+  }
+
+  async addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      this.stmt('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)').run(
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
+      );
+      this.appendInTx([audit]);
+    });
+  }
+}
+
+function mapSqliteError(err: unknown): Error {
+  if (err instanceof WritError || err instanceof TypeError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  if (code.startsWith('SQLITE_CONSTRAINT')) return new ConflictError('the record conflicts with one that exists');
+  return new UnavailableError('the store failed', err);
+}
