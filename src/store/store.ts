@@ -99,8 +99,8 @@ export interface DecisionWrite {
   audit: AuditInput;
   /** take one unit of the task's budget; requires the task to be active and unexpired */
   guard?: { taskId: string };
-  /** written instead when the guard fails */
-  fallback?: { decision: DecisionRecord; audit: AuditInput };
+  /** called inside the transaction when the guard fails; what it returns is written instead */
+  fallback?: (reason: 'budget_exhausted' | 'task_inactive') => { decision: DecisionRecord; audit: AuditInput };
 }
 
 export type DecisionCommitResult = { written: 'primary' } | { written: 'fallback'; reason: 'budget_exhausted' | 'task_inactive' };

@@ -365,8 +365,7 @@ export class SqliteStore implements Store {
             const s = state.get(item.guard.taskId) as { status: string; expires_at: number } | undefined;
             const reason = !s || s.status !== 'active' || Number(s.expires_at) <= now ? 'task_inactive' : 'budget_exhausted';
             result = { written: 'fallback', reason };
-            decision = item.fallback.decision;
-            audit = item.fallback.audit;
+            ({ decision, audit } = item.fallback(reason));
           }
         }
         insert.run(...decisionParams(decision));

@@ -1,0 +1,144 @@
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { sha256Hex } from '../core/digest.js';
+import { InvalidRequestError } from '../core/errors.js';
+import { WRIT_SCHEMA } from './schema.js';
+
+export interface PolicyDiagnostic {
+  policy_id: string | null;
+  message: string;
+  help?: string | null;
+}
+
+export interface LoadedPolicySet {
+  /** content hash of the policy text: the version every decision records */
+  version: string;
+  text: string;
+  policyIds: string[];
+  annotations: Record<string, Record<string, string>>;
+  /** whether any policy reads the argument tags; when none does, they are not built */
+  readsArgs: boolean;
+}
+
+export interface CedarRequest {
+  principal: { type: string; id: string };
+  resource: { type: string; id: string };
+  context: Record<string, unknown>;
+  entities: unknown[];
+}
+
+export interface Evaluation {
+  decision: 'allow' | 'deny';
+  /** determining policies */
+  policies: string[];
+  errors: { policy_id: string; message: string }[];
+}
+
+const SCHEMA_NAME = 'writ';
+
+/** Version ids are content hashes: the same text always gets the same version. */
+export function policyVersion(text: string): string {
+  return sha256Hex(text).slice(0, 32);
+}
+
+/**
+ * Parses and validates a policy set against the Writ schema. Throws
+ * InvalidRequestError(`invalid_policy`) with Cedar's diagnostics when it does not.
+ */
+export function checkPolicyText(text: string): { ids: string[]; parts: Record<string, string>; annotations: Record<string, Record<string, string>> } {
+  const split = cedar.policySetTextToParts(text);
+  if (split.type !== 'success') throw invalid('the policy text does not parse', split.errors.map((e) => diag(null, e)));
+  if (split.policy_templates.length > 0) throw invalid('policy templates are not supported', []);
+  const parts: Record<string, string> = {};
+  const annotations: Record<string, Record<string, string>> = {};
+  split.policies.forEach((p, i) => {
+    const json = cedar.policyToJson(p);
+    if (json.type !== 'success') throw invalid('the policy text does not parse', json.errors.map((e) => diag(null, e)));
+    const ann = (json.json.annotations ?? {}) as Record<string, string>;
+    const id = ann.id ?? `policy${i}`;
+    if (parts[id] !== undefined) throw invalid(`two policies have the id \`${id}\``, []);
+    parts[id] = p;
+    annotations[id] = ann;
+  });
+  const v = cedar.validate({ schema: WRIT_SCHEMA, policies: { staticPolicies: parts }, validationSettings: { mode: 'strict' } });
+  if (v.type !== 'success') throw invalid('the policy set does not validate', v.errors.map((e) => diag(null, e)));
+  if (v.validationErrors.length > 0) {
+    throw invalid('the policy set does not validate against the schema', v.validationErrors.map((e) => diag(e.policyId, e.error)));
+  }
+  return { ids: Object.keys(parts), parts, annotations };
+}
+
+function diag(policyId: string | null, e: cedar.DetailedError): PolicyDiagnostic {
+  return { policy_id: policyId, message: e.message, help: e.help };
+}
+
+function invalid(message: string, diagnostics: PolicyDiagnostic[]): InvalidRequestError {
+  return new InvalidRequestError(message, { diagnostics }, 'invalid_policy');
+}
+
+/**
+ * The Cedar engine. Policy sets are parsed and validated once, preparsed into
+ * cedar-wasm's cache under their version id, and evaluated with
+ * `statefulIsAuthorized`: no policy text is parsed on the request path.
+ */
+export class PolicyEngine {
+  private current: LoadedPolicySet | null = null;
+  private readonly loaded = new Map<string, LoadedPolicySet>();
+
+  constructor() {
+    const s = cedar.preparseSchema(SCHEMA_NAME, WRIT_SCHEMA);
+    if (s.type !== 'success') throw new Error(`the built-in schema does not parse: ${s.errors.map((e) => e.message).join('; ')}`);
+  }
+
+  /** Validates, preparses and makes `text` the active policy set. */
+  load(text: string): LoadedPolicySet {
+    const version = policyVersion(text);
+    let set = this.loaded.get(version);
+    if (!set) {
+      const checked = checkPolicyText(text);
+      const r = cedar.preparsePolicySet(version, { staticPolicies: checked.parts });
+      if (r.type !== 'success') throw invalid('the policy set does not parse', r.errors.map((e) => diag(null, e)));
+      set = {
+        version,
+        text,
+        policyIds: checked.ids,
+        annotations: checked.annotations,
+        readsArgs: /\b(num_)?args\b/.test(text),
+      };
+      this.loaded.set(version, set);
+    }
+    this.current = set;
+    return set;
+  }
+
+  activeOrNull(): LoadedPolicySet | null {
+    return this.current;
+  }
+
+  active(): LoadedPolicySet {
+    if (!this.current) throw new Error('no policy set is loaded');
+    return this.current;
+  }
+
+  /**
+   * Evaluates one request against a loaded set. Cedar skips a policy whose
+   * evaluation errors, which for a `forbid` would mean allowing: so any error
+   * turns the answer into a deny (fail closed).
+   */
+  evaluate(request: CedarRequest, set: LoadedPolicySet = this.active()): Evaluation {
+    const answer = cedar.statefulIsAuthorized({
+      principal: request.principal,
+      action: { type: 'Writ::Action', id: 'call' },
+      resource: request.resource,
+      context: request.context as cedar.Context,
+      entities: request.entities as cedar.Entities,
+      preparsedPolicySetId: set.version,
+      validateRequest: false,
+    });
+    if (answer.type !== 'success') {
+      return { decision: 'deny', policies: [], errors: answer.errors.map((e) => ({ policy_id: '', message: e.message })) };
+    }
+    const errors = answer.response.diagnostics.errors.map((e) => ({ policy_id: e.policyId, message: e.error.message }));
+    const decision = errors.length > 0 ? 'deny' : answer.response.decision;
+    return { decision, policies: answer.response.diagnostics.reason, errors };
+  }
+}

@@ -1,0 +1,705 @@
+import { decodeProtectedHeader } from 'jose';
+import { DecisionCommitter } from '../audit/decision-committer.js';
+import { verifyChain, type ChainReport } from '../audit/verify-chain.js';
+import { epochSeconds, systemClock, type Clock } from '../core/clock.js';
+import { digestArguments, sha256Hex } from '../core/digest.js';
+import {
+  ConflictError,
+  ForbiddenError,
+  InvalidRequestError,
+  NotFoundError,
+  OAuthError,
+  UnauthorizedError,
+  WritError,
+} from '../core/errors.js';
+import { newId, newSecret } from '../core/ids.js';
+import type {
+  AgentRecord,
+  AuditEntry,
+  AuditInput,
+  DecisionRecord,
+  OperatorRecord,
+  OperatorRole,
+  Reason,
+  TaskRecord,
+  TaskScope,
+} from '../core/types.js';
+import { checkAgentJwks } from '../identity/agent-keys.js';
+import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
+import { PolicyEngine, type LoadedPolicySet } from '../policy/engine.js';
+import { buildCedarRequest, type ActionInput } from '../policy/request.js';
+import { DEFAULT_POLICY } from '../policy/schema.js';
+import type { AuditFilter, Store } from '../store/store.js';
+import { checkScope } from '../tasks/scope.js';
+import { KeyRing } from '../tokens/key-ring.js';
+import { ACTION_TOKEN_TYP, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
+import { TokenVerificationError, verifyWritJwt } from '../tokens/verify-token.js';
+import { resolveConfig, type WritConfig } from './config.js';
+
+export interface TaskPrincipal {
+  agentId: string;
+  taskId: string;
+  tokenExp: number;
+}
+
+export type AuthorizeResult =
+  | { decision: 'allow'; decision_id: string; action_token: string; expires_in: number; args_digest: string }
+  | { decision: 'deny'; decision_id: string; reasons: Reason[] }
+  | { decision: 'approval_required'; decision_id: string; approval_id: string; expires_in: number };
+
+export interface CreateTaskInput {
+  agent_id: string;
+  intent: string;
+  scope: TaskScope;
+  ttl_seconds: number;
+  max_actions: number;
+}
+
+export interface RegisterAgentInput {
+  id: string;
+  name?: string;
+  jwks: { keys: Record<string, unknown>[] };
+  labels?: string[];
+}
+
+const ROLE_ORDER: OperatorRole[] = ['admin', 'approver', 'auditor', 'requester'];
+
+/**
+ * The Writ service: every operation the HTTP API, the CLI and the gateway expose,
+ * over one Store, one policy engine and one key ring. Methods take inputs already
+ * parsed at the edge and throw WritError subclasses.
+ */
+export class Writ {
+  readonly config: WritConfig;
+  readonly clock: Clock;
+  readonly keys: KeyRing;
+  readonly policy = new PolicyEngine();
+  private readonly committer: DecisionCommitter;
+  private readonly tokenCache = new Map<string, TaskPrincipal>();
+  private policyCheckedAt = 0;
+  private sweepTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly store: Store,
+    config: Partial<WritConfig> & { issuer: string },
+    clock: Clock = systemClock,
+  ) {
+    this.config = resolveConfig(config);
+    this.clock = clock;
+    this.keys = new KeyRing(store, clock);
+    this.committer = new DecisionCommitter(store, clock);
+  }
+
+  get tokenEndpoint(): string {
+    return `${this.config.issuer}/oauth/token`;
+  }
+
+  /** Migrates the store, loads keys and the active policy (installing the default on a new store). */
+  async init(): Promise<void> {
+    await this.store.migrate();
+    await this.keys.init();
+    const active = await this.store.getActivePolicy();
+    if (active) {
+      this.policy.load(active.text);
+    } else {
+      await this.putPolicy('system', DEFAULT_POLICY);
+    }
+  }
+
+  startBackgroundWork(): void {
+    if (this.sweepTimer) return;
+    this.sweepTimer = setInterval(() => {
+      const now = this.clock.now();
+      this.store.expireTasks(now).catch(() => undefined);
+      this.store.purgeExpiredOnce(now - 60_000).catch(() => undefined);
+    }, this.config.expirySweepMs);
+    this.sweepTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    await this.store.close();
+  }
+
+  // --- operators -----------------------------------------------------------------
+
+  /**
+   * On a store with no operator, creates the first admin. With `token` (from
+   * WRIT_BOOTSTRAP_TOKEN) that is its token; otherwise one is generated and returned
+   * so the caller can show it once. Returns null when operators exist already.
+   */
+  async bootstrapAdmin(token?: string): Promise<{ token: string; generated: boolean } | null> {
+    if ((await this.store.countOperators()) > 0) return null;
+    if (token !== undefined && token.length < 24) throw new TypeError('WRIT_BOOTSTRAP_TOKEN must be at least 24 characters');
+    const t = token ?? newSecret('wop');
+    const op: OperatorRecord = { id: newId('op'), name: 'admin', roles: ['admin'], tokenHash: sha256Hex(t), createdAt: this.clock.now(), disabled: false };
+    await this.store.createOperator(op, { type: 'operator.created', actor: 'system', data: { operator_id: op.id, roles: op.roles, bootstrap: true } });
+    return { token: t, generated: token === undefined };
+  }
+
+  async createOperator(by: OperatorRecord, input: { name: string; roles: OperatorRole[] }): Promise<{ id: string; token: string }> {
+    requireRole(by, 'admin');
+    const token = newSecret('wop');
+    const op: OperatorRecord = { id: newId('op'), name: input.name, roles: input.roles, tokenHash: sha256Hex(token), createdAt: this.clock.now(), disabled: false };
+    await this.store.createOperator(op, { type: 'operator.created', actor: `operator:${by.id}`, data: { operator_id: op.id, name: op.name, roles: op.roles } });
+    return { id: op.id, token };
+  }
+
+  async authenticateOperator(bearer: string | null): Promise<OperatorRecord> {
+    if (!bearer) throw new UnauthorizedError('an operator token is required');
+    const op = await this.store.findOperatorByTokenHash(sha256Hex(bearer));
+    if (!op || op.disabled) throw new UnauthorizedError('the operator token is not valid', 'invalid_token');
+    return op;
+  }
+
+  // --- agents --------------------------------------------------------------------
+
+  async registerAgent(by: OperatorRecord, input: RegisterAgentInput): Promise<AgentRecord> {
+    requireRole(by, 'admin');
+    const jwks = checkAgentJwks(input.jwks as { keys: never[] });
+    const agent: AgentRecord = {
+      id: input.id,
+      name: input.name ?? input.id,
+      jwks,
+      labels: input.labels ?? [],
+      status: 'active',
+      createdAt: this.clock.now(),
+      createdBy: by.id,
+    };
+    await this.store.createAgent(agent, {
+      type: 'agent.registered',
+      actor: `operator:${by.id}`,
+      agentId: agent.id,
+      data: { name: agent.name, labels: agent.labels, keys: jwks.keys.map((k) => ({ kty: k.kty, crv: k.crv, kid: k.kid ?? null })) },
+    });
+    return agent;
+  }
+
+  async getAgent(by: OperatorRecord, id: string): Promise<AgentRecord> {
+    requireRole(by, 'admin', 'auditor', 'approver', 'requester');
+    const a = await this.store.getAgent(id);
+    if (!a) throw new NotFoundError(`agent \`${id}\` does not exist`, 'agent_not_found');
+    return a;
+  }
+
+  async listAgents(by: OperatorRecord): Promise<AgentRecord[]> {
+    requireRole(by, 'admin', 'auditor', 'approver', 'requester');
+    return this.store.listAgents();
+  }
+
+  async disableAgent(by: OperatorRecord, id: string): Promise<{ revoked_task_ids: string[] }> {
+    requireRole(by, 'admin');
+    const r = await this.store.disableAgent(id, this.clock.now(), { type: 'agent.disabled', actor: `operator:${by.id}`, agentId: id, data: {} });
+    if (!r) throw new NotFoundError(`agent \`${id}\` does not exist`, 'agent_not_found');
+    this.tokenCache.clear();
+    return { revoked_task_ids: r.revokedTaskIds };
+  }
+
+  // --- tasks ---------------------------------------------------------------------
+
+  async createTask(by: OperatorRecord, input: CreateTaskInput): Promise<TaskRecord> {
+    requireRole(by, 'admin', 'requester');
+    if (input.ttl_seconds > this.config.maxTaskTtlSeconds) {
+      throw new InvalidRequestError(`\`ttl_seconds\` is at most ${this.config.maxTaskTtlSeconds}`);
+    }
+    if (input.max_actions > this.config.maxTaskActions) throw new InvalidRequestError(`\`max_actions\` is at most ${this.config.maxTaskActions}`);
+    const agent = await this.store.getAgent(input.agent_id);
+    if (!agent) throw new NotFoundError(`agent \`${input.agent_id}\` does not exist`, 'agent_not_found');
+    if (agent.status !== 'active') throw new ConflictError(`agent \`${input.agent_id}\` is disabled`, 'agent_disabled');
+    const now = this.clock.now();
+    const id = newId('task');
+    const task: TaskRecord = {
+      id,
+      agentId: agent.id,
+      owner: by.id,
+      intent: input.intent,
+      scope: input.scope,
+      status: 'active',
+      createdAt: now,
+      expiresAt: now + input.ttl_seconds * 1000,
+      endedAt: null,
+      maxActions: input.max_actions,
+      actionsUsed: 0,
+      actionsReserved: 0,
+      parentId: null,
+      rootId: id,
+      depth: 0,
+    };
+    await this.store.createTask(task, {
+      type: 'task.created',
+      actor: `operator:${by.id}`,
+      taskId: id,
+      agentId: agent.id,
+      data: { intent: task.intent, scope: task.scope, expires_at: task.expiresAt, max_actions: task.maxActions, owner: by.id },
+    });
+    return task;
+  }
+
+  async getTaskDetail(by: OperatorRecord, id: string): Promise<{ task: TaskRecord; decisions: DecisionRecord[]; delegations: TaskRecord[] }> {
+    requireRole(by, 'admin', 'auditor', 'approver', 'requester');
+    const task = await this.store.getTask(id);
+    if (!task) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
+    if (!hasRole(by, 'admin', 'auditor', 'approver') && task.owner !== by.id) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
+    const [decisions, delegations] = await Promise.all([this.store.listDecisions(id), this.store.listTasks({ parentId: id, limit: 1000 })]);
+    return { task: this.effective(task), decisions, delegations: delegations.map((t) => this.effective(t)) };
+  }
+
+  async listTasks(by: OperatorRecord, filter: { agentId?: string; status?: TaskRecord['status']; limit?: number }): Promise<TaskRecord[]> {
+    requireRole(by, 'admin', 'auditor', 'approver', 'requester');
+    const tasks = await this.store.listTasks(filter);
+    const visible = hasRole(by, 'admin', 'auditor', 'approver') ? tasks : tasks.filter((t) => t.owner === by.id);
+    return visible.map((t) => this.effective(t));
+  }
+
+  /** A task past its expiry reads as expired even before the sweeper marks it. */
+  private effective(task: TaskRecord): TaskRecord {
+    return task.status === 'active' && task.expiresAt <= this.clock.now() ? { ...task, status: 'expired' } : task;
+  }
+
+  /** Completes a task: the agent holding it (task token) or an operator. */
+  async completeTask(actor: { operator: OperatorRecord } | { task: TaskPrincipal }, id: string): Promise<{ id: string; status: 'completed'; ended: string[] }> {
+    let who: string;
+    if ('operator' in actor) {
+      requireRole(actor.operator, 'admin', 'requester');
+      const t = await this.store.getTask(id);
+      if (!t || (!hasRole(actor.operator, 'admin') && t.owner !== actor.operator.id)) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
+      who = `operator:${actor.operator.id}`;
+    } else {
+      if (actor.task.taskId !== id) throw new ForbiddenError('the task token is for another task', 'wrong_task');
+      who = `agent:${actor.task.agentId}`;
+    }
+    return { id, status: 'completed', ended: await this.endTask(id, 'completed', who) };
+  }
+
+  async revokeTask(by: OperatorRecord, id: string, reason?: string): Promise<{ id: string; status: 'revoked'; ended: string[] }> {
+    requireRole(by, 'admin', 'requester');
+    const t = await this.store.getTask(id);
+    if (!t || (!hasRole(by, 'admin') && t.owner !== by.id)) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
+    return { id, status: 'revoked', ended: await this.endTask(id, 'revoked', `operator:${by.id}`, reason) };
+  }
+
+  private async endTask(id: string, status: 'completed' | 'revoked', actor: string, reason?: string): Promise<string[]> {
+    const task = await this.store.getTask(id);
+    if (!task) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
+    const ended = await this.store.endTask(id, status, this.clock.now(), {
+      type: `task.${status}`,
+      actor,
+      taskId: id,
+      agentId: task.agentId,
+      data: reason ? { reason } : {},
+    });
+    if (ended.length === 0) throw new ConflictError(`task \`${id}\` is not active`, 'task_not_active');
+    this.tokenCache.clear();
+    return ended;
+  }
+
+  // --- task tokens (RFC 6749 §4.4 + RFC 7523 §2.2) -------------------------------
+
+  async issueTaskToken(form: {
+    grant_type: string;
+    client_assertion_type?: string;
+    client_assertion?: string;
+    task_id?: string;
+  }): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number; issued_token_type: string }> {
+    if (form.grant_type !== 'client_credentials') {
+      throw new OAuthError('unsupported_grant_type', `grant type \`${form.grant_type}\` is not supported`);
+    }
+    if (form.client_assertion_type !== CLIENT_ASSERTION_TYPE || !form.client_assertion) {
+      throw new OAuthError('invalid_client', `client authentication needs \`client_assertion_type\`=${CLIENT_ASSERTION_TYPE} and a \`client_assertion\``);
+    }
+    if (!form.task_id) throw new OAuthError('invalid_request', '`task_id` is required');
+    const now = this.clock.now();
+    const agentId = peekAssertionSubject(form.client_assertion);
+    const agent = await this.store.getAgent(agentId);
+    if (!agent) {
+      await this.securityEvent('token.refused', 'anonymous', { reason: 'unknown_agent', claimed_agent: agentId.slice(0, 256) });
+      throw new OAuthError('invalid_client', 'the client assertion does not verify');
+    }
+    let verified;
+    try {
+      verified = await verifyClientAssertion(form.client_assertion, agent, { audiences: [this.config.issuer, this.tokenEndpoint], now });
+    } catch (err) {
+      await this.securityEvent('token.refused', 'anonymous', { reason: 'bad_assertion', claimed_agent: agent.id, detail: (err as Error).message }, { agentId: agent.id });
+      throw err;
+    }
+    if (agent.status !== 'active') {
+      await this.securityEvent('token.refused', `agent:${agent.id}`, { reason: 'agent_disabled' }, { agentId: agent.id });
+      throw new OAuthError('invalid_client', `agent \`${agent.id}\` is disabled`);
+    }
+    const task = await this.store.getTask(form.task_id);
+    if (!task || task.agentId !== agent.id) {
+      await this.securityEvent('token.refused', `agent:${agent.id}`, { reason: 'task_not_for_agent', task_id: form.task_id.slice(0, 256) }, { agentId: agent.id });
+      throw new OAuthError('invalid_grant', 'the task does not exist or is not this agent\'s');
+    }
+    if (task.status !== 'active' || task.expiresAt <= now) {
+      await this.securityEvent('token.refused', `agent:${agent.id}`, { reason: 'task_not_active', task_id: task.id }, { agentId: agent.id, taskId: task.id });
+      throw new OAuthError('invalid_grant', `task \`${task.id}\` is not active`);
+    }
+    const iat = epochSeconds(now);
+    const exp = Math.min(iat + this.config.taskTokenTtlSeconds, epochSeconds(task.expiresAt));
+    if (exp <= iat) throw new OAuthError('invalid_grant', `task \`${task.id}\` is about to expire`);
+    const jti = newId('tt');
+    const token = this.keys.signJwt(TASK_TOKEN_TYP, { iss: this.config.issuer, sub: agent.id, aud: this.config.issuer, iat, exp, jti, txn: task.id });
+    // The assertion's jti is spent in the same transaction that records the issue.
+    const first = await this.store.useOnce(`assertion:${agent.id}:${verified.jti}`, verified.exp * 1000, {
+      type: 'token.issued',
+      actor: `agent:${agent.id}`,
+      agentId: agent.id,
+      taskId: task.id,
+      data: { jti, exp, assertion_jti: verified.jti },
+    });
+    if (!first) {
+      await this.securityEvent('token.refused', `agent:${agent.id}`, { reason: 'assertion_replayed', assertion_jti: verified.jti }, { agentId: agent.id, taskId: task.id });
+      throw new OAuthError('invalid_client', 'the client assertion was used before');
+    }
+    return { access_token: token, token_type: 'Bearer', expires_in: exp - iat, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' };
+  }
+
+  /**
+   * Authenticates a task token: signature, type, issuer, audience, expiry, then the
+   * task's current state (read on every request, so revocation takes effect at once).
+   */
+  async authenticateTask(bearer: string | null): Promise<{ principal: TaskPrincipal; task: TaskRecord; agent: AgentRecord }> {
+    if (!bearer) throw new UnauthorizedError('a task token is required');
+    const now = this.clock.now();
+    let principal = this.tokenCache.get(bearer);
+    if (!principal || principal.tokenExp * 1000 <= now) {
+      principal = await this.verifyTaskToken(bearer);
+      if (this.tokenCache.size >= 10_000) this.tokenCache.clear();
+      this.tokenCache.set(bearer, principal);
+    }
+    const loaded = await this.store.getTaskWithAgent(principal.taskId);
+    if (!loaded || loaded.task.agentId !== principal.agentId) throw new UnauthorizedError('the task token is not valid', 'invalid_token');
+    if (loaded.agent.status !== 'active') throw new UnauthorizedError(`agent \`${loaded.agent.id}\` is disabled`, 'agent_disabled');
+    if (loaded.task.status !== 'active' || loaded.task.expiresAt <= now) {
+      throw new UnauthorizedError(`task \`${loaded.task.id}\` is not active`, 'task_not_active');
+    }
+    return { principal, task: loaded.task, agent: loaded.agent };
+  }
+
+  /** Verifies the token alone (no task state): for calls allowed after a task ends. */
+  async verifyTaskToken(bearer: string): Promise<TaskPrincipal> {
+    try {
+      const { payload } = await verifyWritJwt(this.keys, bearer, {
+        typ: TASK_TOKEN_TYP,
+        issuer: this.config.issuer,
+        audience: this.config.issuer,
+        currentDate: new Date(this.clock.now()),
+      });
+      if (typeof payload.txn !== 'string' || typeof payload.sub !== 'string') throw new TokenVerificationError('invalid_token', 'the token lacks `txn`');
+      return { agentId: payload.sub, taskId: payload.txn, tokenExp: payload.exp! };
+    } catch (err) {
+      if (err instanceof TokenVerificationError) {
+        const code = err.reason === 'expired_token' ? 'token_expired' : 'invalid_token';
+        throw new UnauthorizedError(err.reason === 'wrong_type' ? 'the token is not a task token' : err.message, code);
+      }
+      throw err;
+    }
+  }
+
+  // --- authorize -----------------------------------------------------------------
+
+  /** Re-reads the active policy at most once a second, so a PUT on one instance reaches all. */
+  private async currentPolicy(): Promise<LoadedPolicySet> {
+    const now = this.clock.now();
+    if (now - this.policyCheckedAt >= 1000) {
+      this.policyCheckedAt = now;
+      const active = await this.store.getActivePolicy();
+      if (active && active.version !== this.policy.active().version) this.policy.load(active.text);
+    }
+    return this.policy.active();
+  }
+
+  /**
+   * Decides one action. Order: task state and scope (hard bounds), budget, then
+   * Cedar. An allow signs the action token first but returns it only after the
+   * decision record and its audit entry have committed, together with the budget
+   * unit (which is taken atomically, so concurrent requests never overspend).
+   */
+  async authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
+    const { task, agent } = ctx;
+    const now = this.clock.now();
+    const argsDigest = digestArguments(action.arguments);
+    const set = await this.currentPolicy();
+    const decisionId = newId('dec');
+    const base: DecisionRecord = {
+      id: decisionId,
+      taskId: task.id,
+      agentId: agent.id,
+      tool: action.tool,
+      audience: action.audience,
+      resource: action.resource ?? null,
+      destination: action.destination ?? null,
+      argsDigest,
+      decision: 'deny',
+      reasons: [],
+      policies: [],
+      policyVersion: set.version,
+      tokenJti: null,
+      tokenExpiresAt: null,
+      createdAt: now,
+      outcome: null,
+    };
+
+    const deny = async (reasons: Reason[], policies: string[] = []): Promise<AuthorizeResult> => {
+      const d: DecisionRecord = { ...base, reasons, policies };
+      await this.committer.submit({ decision: d, audit: this.decisionAudit(d) });
+      return { decision: 'deny', decision_id: decisionId, reasons };
+    };
+
+    const scopeViolation = checkScope(task.scope, action);
+    if (scopeViolation) return deny([scopeViolation]);
+    if (task.actionsUsed + task.actionsReserved >= task.maxActions) {
+      return deny([{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]);
+    }
+
+    const evaluation = this.policy.evaluate(
+      buildCedarRequest({ agent, task, action, argsDigest, now, withArgs: set.readsArgs }),
+      set,
+    );
+    if (evaluation.errors.length > 0) {
+      return deny(
+        [{ code: 'policy_error', message: `policy evaluation failed: ${evaluation.errors.map((e) => `${e.policy_id}: ${e.message}`).join('; ').slice(0, 500)}` }],
+        evaluation.errors.map((e) => e.policy_id).filter(Boolean),
+      );
+    }
+    if (evaluation.decision !== 'allow') {
+      const forbids = evaluation.policies;
+      return deny(
+        [forbids.length > 0
+          ? { code: 'policy_forbids', message: `denied by policy ${forbids.map((p) => `\`${p}\``).join(', ')}` }
+          : { code: 'no_policy_permits', message: 'no policy permits this action' }],
+        forbids,
+      );
+    }
+
+    const iat = epochSeconds(now);
+    const exp = Math.min(iat + this.config.actionTokenTtlSeconds, epochSeconds(task.expiresAt));
+    const jti = newId('act');
+    const claims: ActionTokenClaims = {
+      iss: this.config.issuer,
+      sub: agent.id,
+      aud: action.audience,
+      iat,
+      exp,
+      jti,
+      txn: task.id,
+      decision_id: decisionId,
+      tool: action.tool,
+      args_digest: argsDigest,
+    };
+    const token = this.keys.signJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
+    const allowed: DecisionRecord = { ...base, decision: 'allow', policies: evaluation.policies, tokenJti: jti, tokenExpiresAt: exp * 1000 };
+    const fallbackReasons = (why: 'budget_exhausted' | 'task_inactive'): Reason[] =>
+      why === 'budget_exhausted'
+        ? [{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]
+        : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
+    const result = await this.committer.submit({
+      decision: allowed,
+      audit: this.decisionAudit(allowed),
+      guard: { taskId: task.id },
+      // Another request took the last unit, or the task ended, since it was read.
+      fallback: (why) => {
+        const denied: DecisionRecord = { ...base, reasons: fallbackReasons(why) };
+        return { decision: denied, audit: this.decisionAudit(denied) };
+      },
+    });
+    if (result.written === 'fallback') {
+      return { decision: 'deny', decision_id: decisionId, reasons: fallbackReasons(result.reason) };
+    }
+    return { decision: 'allow', decision_id: decisionId, action_token: token, expires_in: exp - iat, args_digest: argsDigest };
+  }
+
+  private decisionAudit(d: DecisionRecord): AuditInput {
+    return {
+      type: 'decision',
+      actor: `agent:${d.agentId}`,
+      taskId: d.taskId,
+      agentId: d.agentId,
+      decisionId: d.id,
+      data: {
+        decision: d.decision,
+        tool: d.tool,
+        audience: d.audience,
+        resource: d.resource,
+        destination: d.destination,
+        args_digest: d.argsDigest,
+        policy_version: d.policyVersion,
+        policies: d.policies,
+        reasons: d.reasons,
+        token_jti: d.tokenJti,
+        token_exp: d.tokenExpiresAt,
+      },
+    };
+  }
+
+  // --- action tokens -------------------------------------------------------------
+
+  /** Verifies an action token Writ signed; `audience` (when given) must be its `aud`. */
+  async verifyActionToken(token: string, audience?: string): Promise<ActionTokenClaims> {
+    try {
+      const { payload } = await verifyWritJwt(this.keys, token, {
+        typ: ACTION_TOKEN_TYP,
+        issuer: this.config.issuer,
+        audience,
+        currentDate: new Date(this.clock.now()),
+      });
+      const p = payload as unknown as ActionTokenClaims;
+      if (typeof p.txn !== 'string' || typeof p.decision_id !== 'string' || typeof p.aud !== 'string') {
+        throw new TokenVerificationError('invalid_token', 'the token lacks action claims');
+      }
+      return p;
+    } catch (err) {
+      if (err instanceof TokenVerificationError) {
+        const code = err.reason === 'expired_token' ? 'token_expired' : err.reason === 'wrong_audience' ? 'wrong_audience' : 'invalid_token';
+        throw new UnauthorizedError(err.reason === 'wrong_type' ? 'the token is not an action token' : err.message, code);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Consumes an action token once (a tool server calls this before acting). The
+   * first call answers the claims; every later one 409 `token_already_used`.
+   */
+  async consume(token: string, audience?: string): Promise<{ claims: ActionTokenClaims }> {
+    let claims: ActionTokenClaims;
+    try {
+      claims = await this.verifyActionToken(token, audience);
+    } catch (err) {
+      if (err instanceof WritError) await this.securityEvent('action.refused', 'anonymous', { reason: err.code });
+      throw err;
+    }
+    const task = await this.store.getTask(claims.txn);
+    if (!task || task.status !== 'active' || task.expiresAt <= this.clock.now()) {
+      await this.securityEvent('action.refused', `agent:${claims.sub}`, { reason: 'task_not_active', jti: claims.jti }, { taskId: claims.txn, agentId: claims.sub, decisionId: claims.decision_id });
+      throw new ForbiddenError(`task \`${claims.txn}\` is not active`, 'task_not_active');
+    }
+    const first = await this.store.useOnce(`action:${claims.jti}`, claims.exp * 1000, {
+      type: 'action.consumed',
+      actor: `audience:${claims.aud}`,
+      taskId: claims.txn,
+      agentId: claims.sub,
+      decisionId: claims.decision_id,
+      data: { jti: claims.jti, tool: claims.tool, audience: claims.aud, args_digest: claims.args_digest },
+    });
+    if (!first) {
+      await this.securityEvent('action.replayed', `audience:${claims.aud}`, { jti: claims.jti }, { taskId: claims.txn, agentId: claims.sub, decisionId: claims.decision_id });
+      throw new ConflictError('the action token was used before', 'token_already_used');
+    }
+    return { claims };
+  }
+
+  async reportOutcome(principal: TaskPrincipal, decisionId: string, input: { status: 'succeeded' | 'failed'; detail?: string }): Promise<{ decision_id: string; status: string }> {
+    const d = await this.store.getDecision(decisionId);
+    if (!d || d.taskId !== principal.taskId) throw new NotFoundError(`decision \`${decisionId}\` does not exist`, 'decision_not_found');
+    if (d.decision !== 'allow') throw new ConflictError('only an allowed action has an outcome', 'not_allowed_decision');
+    const ok = await this.store.recordOutcome(decisionId, input.status, {
+      type: 'action.outcome',
+      actor: `agent:${principal.agentId}`,
+      taskId: d.taskId,
+      agentId: d.agentId,
+      decisionId,
+      data: { status: input.status, detail: input.detail ?? null },
+    });
+    if (!ok) throw new ConflictError('the outcome was reported before', 'outcome_already_reported');
+    return { decision_id: decisionId, status: input.status };
+  }
+
+  /** RFC 7662 token introspection for task and action tokens. */
+  async introspect(by: OperatorRecord, token: string): Promise<Record<string, unknown>> {
+    requireRole(by, 'admin', 'auditor', 'approver');
+    let typ: unknown;
+    try {
+      typ = decodeProtectedHeader(token).typ;
+    } catch {
+      return { active: false };
+    }
+    try {
+      const now = this.clock.now();
+      if (typ === TASK_TOKEN_TYP) {
+        const p = await this.verifyTaskToken(token);
+        const task = await this.store.getTask(p.taskId);
+        const agent = task ? await this.store.getAgent(task.agentId) : null;
+        const active = !!task && task.status === 'active' && task.expiresAt > now && agent?.status === 'active';
+        return active ? { active: true, token_type: TASK_TOKEN_TYP, sub: p.agentId, txn: p.taskId, exp: p.tokenExp, iss: this.config.issuer } : { active: false };
+      }
+      if (typ === ACTION_TOKEN_TYP) {
+        const c = await this.verifyActionToken(token);
+        const task = await this.store.getTask(c.txn);
+        const used = (await this.store.listAudit({ decisionId: c.decision_id, type: 'action.consumed', limit: 1 })).length > 0;
+        const active = !!task && task.status === 'active' && task.expiresAt > now && !used;
+        return active ? { active: true, token_type: ACTION_TOKEN_TYP, ...c } : { active: false };
+      }
+    } catch (err) {
+      if (err instanceof UnauthorizedError) return { active: false };
+      throw err;
+    }
+    return { active: false };
+  }
+
+  // --- policy ---------------------------------------------------------------------
+
+  async putPolicy(actor: OperatorRecord | 'system', text: string): Promise<{ version: string; policies: string[] }> {
+    if (actor !== 'system') requireRole(actor, 'admin');
+    const previous = this.policy.activeOrNull();
+    const set = this.policy.load(text);
+    try {
+      await this.store.putPolicy(
+        { version: set.version, text, createdAt: this.clock.now(), createdBy: actor === 'system' ? 'system' : actor.id },
+        { type: 'policy.updated', actor: actor === 'system' ? 'system' : `operator:${actor.id}`, data: { version: set.version, policies: set.policyIds, previous: previous?.version ?? null } },
+      );
+    } catch (err) {
+      if (previous) this.policy.load(previous.text);
+      throw err;
+    }
+    this.policyCheckedAt = this.clock.now();
+    return { version: set.version, policies: set.policyIds };
+  }
+
+  async getPolicy(by: OperatorRecord): Promise<{ version: string; policies: string; ids: string[] }> {
+    requireRole(by, 'admin', 'auditor', 'approver', 'requester');
+    const set = await this.currentPolicy();
+    return { version: set.version, policies: set.text, ids: set.policyIds };
+  }
+
+  // --- audit ------------------------------------------------------------------------
+
+  async listAudit(by: OperatorRecord, filter: AuditFilter): Promise<AuditEntry[]> {
+    requireRole(by, 'admin', 'auditor');
+    return this.store.listAudit(filter);
+  }
+
+  async verifyAudit(by: OperatorRecord): Promise<ChainReport> {
+    requireRole(by, 'admin', 'auditor');
+    return verifyChain(this.store);
+  }
+
+  /** Records a security event (a refused credential, a replay); never blocks the refusal. */
+  async securityEvent(type: string, actor: string, data: Record<string, unknown>, ids: { taskId?: string; agentId?: string; decisionId?: string } = {}): Promise<void> {
+    await this.store.appendAudit([{ type, actor, data, ...ids }]);
+  }
+
+  async ready(): Promise<{ store: boolean; keys: boolean; policy: boolean }> {
+    let store = true;
+    try {
+      await this.store.ping();
+    } catch {
+      store = false;
+    }
+    return { store, keys: this.keys.ready(), policy: this.policy.activeOrNull() !== null };
+  }
+}
+
+function hasRole(op: OperatorRecord, ...roles: OperatorRole[]): boolean {
+  return op.roles.includes('admin') || roles.some((r) => op.roles.includes(r));
+}
+
+function requireRole(op: OperatorRecord, ...roles: OperatorRole[]): void {
+  if (!hasRole(op, ...roles)) {
+    throw new ForbiddenError(`this needs the role ${roles.map((r) => `\`${r}\``).join(' or ')}`, 'insufficient_role');
+  }
+}
+
+export { ROLE_ORDER };

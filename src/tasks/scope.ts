@@ -1,0 +1,43 @@
+import type { TaskScope } from '../core/types.js';
+
+/**
+ * Scope patterns: `*` matches any run of characters (including none); every other
+ * character matches itself. `github.*` matches `github.create_issue`; `*` matches all.
+ */
+export function matchPattern(pattern: string, value: string): boolean {
+  if (!pattern.includes('*')) return pattern === value;
+  const parts = pattern.split('*');
+  const first = parts[0]!;
+  const last = parts[parts.length - 1]!;
+  if (!value.startsWith(first)) return false;
+  if (value.length < first.length + last.length || !value.endsWith(last)) return false;
+  let pos = first.length;
+  const end = value.length - last.length;
+  for (let i = 1; i < parts.length - 1; i++) {
+    const p = parts[i]!;
+    const at = value.indexOf(p, pos);
+    if (at < 0 || at + p.length > end) return false;
+    pos = at + p.length;
+  }
+  return true;
+}
+
+export function matchesAny(patterns: string[], value: string): boolean {
+  return patterns.some((p) => matchPattern(p, value));
+}
+
+export type ScopeViolation = { code: 'tool_out_of_scope' | 'resource_out_of_scope' | 'destination_out_of_scope'; message: string };
+
+/** The task scope is a hard bound, checked before policy. */
+export function checkScope(scope: TaskScope, action: { tool: string; resource?: string; destination?: string }): ScopeViolation | null {
+  if (!matchesAny(scope.tools, action.tool)) {
+    return { code: 'tool_out_of_scope', message: `tool \`${action.tool}\` is outside the task scope` };
+  }
+  if (action.resource !== undefined && !matchesAny(scope.resources, action.resource)) {
+    return { code: 'resource_out_of_scope', message: `resource \`${action.resource}\` is outside the task scope` };
+  }
+  if (action.destination !== undefined && !matchesAny(scope.destinations, action.destination)) {
+    return { code: 'destination_out_of_scope', message: `destination \`${action.destination}\` is outside the task scope` };
+  }
+  return null;
+}

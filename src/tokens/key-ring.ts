@@ -1,0 +1,102 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, type KeyObject } from 'node:crypto';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+import type { Clock } from '../core/clock.js';
+import type { Jwk, SigningKeyRecord } from '../core/types.js';
+import type { Store } from '../store/store.js';
+
+interface LoadedKey {
+  record: SigningKeyRecord;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+/**
+ * Writ's signing keys (Ed25519). Keys live in the store so that every instance signs
+ * with, and publishes, the same set. The newest un-rotated key signs; every key not
+ * retired stays in the JWKS so tokens signed before a rotation still verify.
+ */
+export class KeyRing {
+  private keys: LoadedKey[] = [];
+  private lastRefresh = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Loads the keys; creates the first one on a new store. */
+  async init(): Promise<void> {
+    await this.refresh(true);
+    if (!this.signingKeyOrNull()) {
+      await this.rotate('system');
+    }
+  }
+
+  async rotate(actor: string): Promise<SigningKeyRecord> {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const pub = publicKey.export({ format: 'jwk' }) as Jwk;
+    const kid = await calculateJwkThumbprint(pub as JWK, 'sha256');
+    const record: SigningKeyRecord = {
+      kid,
+      publicJwk: { ...pub, kid, alg: 'EdDSA', use: 'sig' },
+      privateJwk: privateKey.export({ format: 'jwk' }) as Jwk,
+      createdAt: this.clock.now(),
+      rotatedAt: null,
+      retiredAt: null,
+    };
+    await this.store.addSigningKey(record, { type: 'key.created', actor, data: { kid } });
+    await this.refresh(true);
+    return record;
+  }
+
+  /** Reloads from the store; at most once a second unless forced (an unknown kid). */
+  async refresh(force = false): Promise<void> {
+    const now = this.clock.now();
+    if (!force && now - this.lastRefresh < 1000) return;
+    this.lastRefresh = now;
+    const records = await this.store.listSigningKeys();
+    this.keys = records
+      .filter((r) => r.retiredAt === null || r.retiredAt > now)
+      .map((record) => ({
+        record,
+        privateKey: createPrivateKey({ key: record.privateJwk as never, format: 'jwk' }),
+        publicKey: createPublicKey({ key: record.publicJwk as never, format: 'jwk' }),
+      }));
+  }
+
+  private signingKeyOrNull(): LoadedKey | null {
+    let best: LoadedKey | null = null;
+    for (const k of this.keys) {
+      if (k.record.rotatedAt !== null) continue;
+      if (!best || k.record.createdAt > best.record.createdAt || (k.record.createdAt === best.record.createdAt && k.record.kid > best.record.kid)) best = k;
+    }
+    return best;
+  }
+
+  /**
+   * Signs a compact JWS (RFC 7515 §7.1) with node:crypto directly: this is the hot
+   * path of every allow. Every verification goes through jose.
+   */
+  signJwt(typ: string, claims: Record<string, unknown>): string {
+    const key = this.signingKeyOrNull();
+    if (!key) throw new Error('no signing key is loaded');
+    const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', typ, kid: key.record.kid })).toString('base64url');
+    const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
+    const input = `${header}.${payload}`;
+    const sig = edSign(null, Buffer.from(input), key.privateKey).toString('base64url');
+    return `${input}.${sig}`;
+  }
+
+  /** The public key for `kid`, or null (callers refresh once on a miss). */
+  publicKey(kid: string): KeyObject | null {
+    return this.keys.find((k) => k.record.kid === kid)?.publicKey ?? null;
+  }
+
+  jwks(): { keys: Jwk[] } {
+    return { keys: this.keys.map((k) => k.record.publicJwk) };
+  }
+
+  ready(): boolean {
+    return this.signingKeyOrNull() !== null;
+  }
+}

@@ -1,0 +1,34 @@
+/** JOSE `typ` values (RFC 8725 §3.11: explicit typing keeps one kind from passing as another). */
+export const TASK_TOKEN_TYP = 'writ-task+jwt';
+export const ACTION_TOKEN_TYP = 'writ-action+jwt';
+
+/** Task tokens live minutes; never longer than 15 minutes, never past the task. */
+export const MAX_TASK_TOKEN_TTL_SECONDS = 900;
+/** Action tokens live seconds; at most 60. */
+export const MAX_ACTION_TOKEN_TTL_SECONDS = 60;
+
+export interface TaskTokenClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  iat: number;
+  exp: number;
+  jti: string;
+  txn: string;
+}
+
+export interface ActionTokenClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  iat: number;
+  exp: number;
+  jti: string;
+  txn: string;
+  decision_id: string;
+  tool: string;
+  args_digest: string;
+  act?: Record<string, unknown>;
+  approval_id?: string;
+  break_glass?: true;
+}
