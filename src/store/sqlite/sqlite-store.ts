@@ -277,14 +277,12 @@ export class SqliteStore implements Store {
     const settleParent = this.stmt(
       `UPDATE tasks SET actions_reserved = actions_reserved - ?, actions_used = actions_used + ? WHERE id = ?`,
     );
+    const current = this.stmt('SELECT parent_id, max_actions, actions_used FROM tasks WHERE id = ?');
     const ended: string[] = [];
     const audits: AuditInput[] = [];
     const end = (row: Row, st: string, entry: AuditInput) => {
-      const task = toTask(row);
-      setStatus.run(st, now, task.id);
-      // A child's unused budget returns to its parent; what it used stays spent there.
-      if (task.parentId) settleParent.run(task.maxActions, Math.min(task.actionsUsed, task.maxActions), task.parentId);
-      ended.push(task.id);
+      setStatus.run(st, now, row.id);
+      ended.push(row.id as string);
       audits.push(entry);
     };
     end(self, status, audit);
@@ -296,6 +294,13 @@ export class SqliteStore implements Store {
         agentId: d.agent_id as string,
         data: { reason: 'ancestor_ended', ancestor: id, ancestor_status: status },
       });
+    }
+    // A child's unused budget returns to its parent; what it used stays spent there.
+    // Deepest first, reading each row afresh, so that what a grandchild used is
+    // already in its parent's count when that parent settles with its own parent.
+    for (const taskId of [...ended].reverse()) {
+      const t = current.get(taskId) as Row;
+      if (t.parent_id) settleParent.run(Number(t.max_actions), Math.min(Number(t.actions_used), Number(t.max_actions)), t.parent_id);
     }
     this.appendInTx(audits);
     return ended;

@@ -1,0 +1,733 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { computeEntryHash, GENESIS_HASH } from '../core/audit-hash.js';
+import type { ManualClock } from '../core/clock.js';
+import { ConflictError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type {
+  AgentRecord,
+  AuditEntry,
+  AuditInput,
+  DecisionRecord,
+  OperatorRecord,
+  PolicyRecord,
+  SigningKeyRecord,
+  TaskRecord,
+} from '../core/types.js';
+import type { DecisionWrite, Store } from './store.js';
+
+/**
+ * The one conformance suite every Store backend passes. Each `it` makes its own
+ * records (fresh ids), so tests only share the audit chain, which the suite checks
+ * as a whole at the end. Tests run in order: the first one sees an empty store.
+ */
+
+export interface StoreFixture {
+  store: Store;
+  clock: ManualClock;
+  cleanup: () => Promise<void>;
+}
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+// --- fixtures ------------------------------------------------------------------
+
+export function agentRecord(clock: ManualClock, over: Partial<AgentRecord> = {}): AgentRecord {
+  return {
+    id: newId('agt'),
+    name: 'test agent',
+    jwks: { keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'x-coordinate', kid: 'k1' }] },
+    labels: ['ci', 'ünïcødé'],
+    status: 'active',
+    createdAt: clock.now(),
+    createdBy: 'operator:op_1',
+    ...over,
+  };
+}
+
+export function taskRecord(clock: ManualClock, agentId: string, over: Partial<TaskRecord> = {}): TaskRecord {
+  const id = over.id ?? newId('tsk');
+  return {
+    id,
+    agentId,
+    owner: 'operator:op_1',
+    intent: 'triage issues',
+    scope: { tools: ['github.*'], resources: ['repo:acme/*'], destinations: [] },
+    status: 'active',
+    createdAt: clock.now(),
+    expiresAt: clock.now() + 10 * DAY,
+    endedAt: null,
+    maxActions: 10,
+    actionsUsed: 0,
+    actionsReserved: 0,
+    parentId: null,
+    rootId: id,
+    depth: 0,
+    ...over,
+  };
+}
+
+export function childRecord(clock: ManualClock, parent: TaskRecord, agentId: string, maxActions: number, over: Partial<TaskRecord> = {}): TaskRecord {
+  return taskRecord(clock, agentId, {
+    maxActions,
+    parentId: parent.id,
+    rootId: parent.rootId,
+    depth: parent.depth + 1,
+    expiresAt: parent.expiresAt,
+    ...over,
+  });
+}
+
+export function decisionRecord(clock: ManualClock, task: { id: string; agentId: string }, over: Partial<DecisionRecord> = {}): DecisionRecord {
+  return {
+    id: newId('dec'),
+    taskId: task.id,
+    agentId: task.agentId,
+    tool: 'github.create_issue',
+    audience: 'https://tools.example/github',
+    resource: 'repo:acme/api',
+    destination: null,
+    argsDigest: 'digest',
+    decision: 'allow',
+    reasons: [{ code: 'policy_allow', message: 'allowed' }],
+    policies: ['p1'],
+    policyVersion: 'v1',
+    tokenJti: newId('jti'),
+    tokenExpiresAt: clock.now() + 60_000,
+    createdAt: clock.now(),
+    outcome: null,
+    ...over,
+  };
+}
+
+export function auditInput(type: string, over: Partial<AuditInput> = {}): AuditInput {
+  return { type, actor: 'system', data: {}, ...over };
+}
+
+/** A guarded allow with its deny fallback, as the authorize path writes them. */
+export interface GuardedWrite extends DecisionWrite {
+  /** the fallback decision the store will be handed when the guard fails */
+  fallbackDecision: DecisionRecord;
+  /** the reasons the fallback was called with */
+  fallbackCalls: string[];
+}
+
+export function guardedWrite(clock: ManualClock, task: { id: string; agentId: string }): GuardedWrite {
+  const primary = decisionRecord(clock, task);
+  const fallbackDecision = decisionRecord(clock, task, { decision: 'deny', reasons: [], tokenJti: null, tokenExpiresAt: null });
+  const fallbackCalls: string[] = [];
+  return {
+    decision: primary,
+    audit: auditInput('decision.allow', { taskId: task.id, agentId: task.agentId, decisionId: primary.id }),
+    guard: { taskId: task.id },
+    fallbackDecision,
+    fallbackCalls,
+    fallback: (reason) => {
+      fallbackCalls.push(reason);
+      const decision = { ...fallbackDecision, reasons: [{ code: reason, message: `guard failed: ${reason}` }] };
+      fallbackDecision.reasons = decision.reasons;
+      return {
+        decision,
+        audit: auditInput('decision.deny', { taskId: task.id, agentId: task.agentId, decisionId: fallbackDecision.id, data: { reason } }),
+      };
+    },
+  };
+}
+
+async function addAgent(store: Store, clock: ManualClock, over: Partial<AgentRecord> = {}): Promise<AgentRecord> {
+  const a = agentRecord(clock, over);
+  await store.createAgent(a, auditInput('agent.created', { agentId: a.id, actor: 'operator:op_1', data: { name: a.name } }));
+  return a;
+}
+
+async function addTask(store: Store, clock: ManualClock, agentId: string, over: Partial<TaskRecord> = {}): Promise<TaskRecord> {
+  const t = taskRecord(clock, agentId, over);
+  await store.createTask(t, auditInput('task.created', { taskId: t.id, agentId, data: {} }));
+  return t;
+}
+
+async function addChild(store: Store, clock: ManualClock, parent: TaskRecord, agentId: string, maxActions: number, over: Partial<TaskRecord> = {}): Promise<TaskRecord> {
+  const t = childRecord(clock, parent, agentId, maxActions, over);
+  await store.createTask(t, auditInput('task.delegated', { taskId: t.id, agentId, data: { parent: parent.id } }));
+  return t;
+}
+
+async function getTask(store: Store, id: string): Promise<TaskRecord> {
+  const t = await store.getTask(id);
+  assert.ok(t, `task ${id} exists`);
+  return t;
+}
+
+/** Runs `fn` and returns the audit entries it appended (tests run one at a time). */
+async function audited<T>(store: Store, fn: () => Promise<T>): Promise<{ result: T; entries: AuditEntry[] }> {
+  const before = (await store.auditHead())?.seq ?? 0;
+  const result = await fn();
+  const entries = await store.listAudit({ after: before, limit: 10_000 });
+  return { result, entries };
+}
+
+async function readWholeLog(store: Store): Promise<AuditEntry[]> {
+  const all: AuditEntry[] = [];
+  for (;;) {
+    const page = await store.listAudit({ after: all.at(-1)?.seq ?? 0, limit: 1000 });
+    all.push(...page);
+    if (page.length < 1000) return all;
+  }
+}
+
+/** Asserts that `entries` is one gap-free, fork-free, correctly hashed chain from genesis. */
+export function assertChain(entries: AuditEntry[]): void {
+  let prev = GENESIS_HASH;
+  entries.forEach((e, i) => {
+    assert.equal(e.seq, i + 1, `seq ${i + 1} is present (gap-free)`);
+    assert.equal(e.prevHash, prev, `entry ${e.seq} links to its predecessor`);
+    const { hash, ...rest } = e;
+    assert.equal(hash, computeEntryHash(rest), `entry ${e.seq} hash recomputes`);
+    prev = hash;
+  });
+}
+
+function isConflict(code?: string) {
+  return (err: unknown) => {
+    assert.ok(err instanceof ConflictError, `expected ConflictError, got ${String(err)}`);
+    if (code) assert.equal(err.code, code);
+    return true;
+  };
+}
+
+// --- the suite -----------------------------------------------------------------
+
+export function runStoreContract(name: string, open: () => Promise<StoreFixture>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    let clock: ManualClock;
+    let cleanup: (() => Promise<void>) | undefined;
+
+    before(async () => {
+      const f = await open();
+      store = f.store;
+      clock = f.clock;
+      cleanup = f.cleanup;
+    });
+
+    after(async () => {
+      await cleanup?.();
+    });
+
+    it('migrate is idempotent and the store starts empty', async () => {
+      await store.migrate();
+      await store.migrate();
+      await store.ping();
+      assert.equal(await store.auditHead(), null);
+      assert.deepEqual(await store.listAudit({}), []);
+      assert.equal(await store.countOperators(), 0);
+      assert.deepEqual(await store.listAgents(), []);
+      assert.equal(await store.getActivePolicy(), null);
+      assert.deepEqual(await store.listSigningKeys(), []);
+    });
+
+    it('operators: create, find by token hash, count, duplicate', async () => {
+      const op: OperatorRecord = { id: newId('op'), name: 'admin', roles: ['admin', 'auditor'], tokenHash: 'h'.repeat(64), createdAt: clock.now(), disabled: false };
+      const { entries } = await audited(store, () => store.createOperator(op, auditInput('operator.created', { actor: 'system', data: { id: op.id } })));
+      assert.deepEqual(entries.map((e) => e.type), ['operator.created']);
+      assert.deepEqual(await store.findOperatorByTokenHash(op.tokenHash), op);
+      assert.equal(await store.findOperatorByTokenHash('nope'), null);
+      assert.equal(await store.countOperators(), 1);
+      const op2: OperatorRecord = { ...op, id: newId('op'), tokenHash: 'g'.repeat(64), roles: ['requester'], disabled: true };
+      await store.createOperator(op2, auditInput('operator.created'));
+      assert.deepEqual(await store.findOperatorByTokenHash(op2.tokenHash), op2);
+      assert.equal(await store.countOperators(), 2);
+      // the same token hash twice is a conflict, and nothing is written
+      const { entries: none } = await audited(store, () =>
+        assert.rejects(store.createOperator({ ...op, id: newId('op') }, auditInput('operator.created')), isConflict()),
+      );
+      assert.deepEqual(none, []);
+      assert.equal(await store.countOperators(), 2);
+    });
+
+    it('agents: create, get, list, duplicate -> agent_exists without a record', async () => {
+      const a = agentRecord(clock);
+      const { entries } = await audited(store, () => store.createAgent(a, auditInput('agent.created', { agentId: a.id, data: { name: a.name } })));
+      assert.equal(entries.length, 1);
+      assert.equal(entries[0]!.type, 'agent.created');
+      assert.equal(entries[0]!.agentId, a.id);
+      assert.deepEqual(await store.getAgent(a.id), a);
+      assert.equal(await store.getAgent('agt_missing'), null);
+      const b = await addAgent(store, clock, { labels: [] });
+      const listed = await store.listAgents();
+      assert.ok(listed.some((x) => x.id === a.id));
+      assert.deepEqual(listed.find((x) => x.id === b.id), b);
+
+      const headBefore = await store.auditHead();
+      await assert.rejects(store.createAgent({ ...a, name: 'other' }, auditInput('agent.created')), isConflict('agent_exists'));
+      assert.deepEqual(await store.auditHead(), headBefore, 'a failed write leaves no audit entry');
+      assert.equal((await store.getAgent(a.id))!.name, 'test agent');
+    });
+
+    it('tasks: create, get, getTaskWithAgent, list filters', async () => {
+      const a = await addAgent(store, clock);
+      const b = await addAgent(store, clock);
+      const t1 = taskRecord(clock, a.id);
+      const { entries } = await audited(store, () => store.createTask(t1, auditInput('task.created', { taskId: t1.id, agentId: a.id, data: { max: 10 } })));
+      assert.deepEqual(entries.map((e) => [e.type, e.taskId, e.agentId]), [['task.created', t1.id, a.id]]);
+      assert.deepEqual(await store.getTask(t1.id), t1);
+      assert.equal(await store.getTask('tsk_missing'), null);
+      assert.deepEqual(await store.getTaskWithAgent(t1.id), { task: t1, agent: a });
+      assert.equal(await store.getTaskWithAgent('tsk_missing'), null);
+
+      clock.advance(1);
+      const t2 = await addTask(store, clock, a.id);
+      clock.advance(1);
+      const t3 = await addTask(store, clock, b.id);
+      clock.advance(1);
+      const c1 = await addChild(store, clock, t2, b.id, 2);
+      await store.endTask(t3.id, 'completed', clock.now(), auditInput('task.completed', { taskId: t3.id }));
+
+      assert.deepEqual((await store.listTasks({ agentId: a.id })).map((t) => t.id), [t1.id, t2.id]);
+      assert.deepEqual((await store.listTasks({ agentId: b.id })).map((t) => t.id), [t3.id, c1.id]);
+      assert.deepEqual((await store.listTasks({ agentId: b.id, status: 'active' })).map((t) => t.id), [c1.id]);
+      assert.deepEqual((await store.listTasks({ agentId: b.id, status: 'completed' })).map((t) => t.id), [t3.id]);
+      assert.deepEqual((await store.listTasks({ parentId: t2.id })).map((t) => t.id), [c1.id]);
+      assert.deepEqual((await store.listTasks({ agentId: a.id, limit: 1 })).map((t) => t.id), [t1.id]);
+      const all = await store.listTasks({});
+      for (const id of [t1.id, t2.id, t3.id, c1.id]) assert.ok(all.some((t) => t.id === id));
+      assert.ok((await store.listTasks({ status: 'revoked' })).every((t) => t.status === 'revoked'));
+
+      // a task for an unknown agent, or a duplicate id, is refused
+      await assert.rejects(store.createTask(taskRecord(clock, 'agt_missing'), auditInput('task.created')), isConflict());
+      await assert.rejects(store.createTask(t1, auditInput('task.created')), isConflict());
+    });
+
+    it('delegation reserves the child budget from the parent and returns what is unused', async () => {
+      const a = await addAgent(store, clock);
+      const parent = await addTask(store, clock, a.id, { maxActions: 10 });
+      const child = await addChild(store, clock, parent, a.id, 4);
+      assert.equal((await getTask(store, parent.id)).actionsReserved, 4);
+      assert.deepEqual(await store.getTask(child.id), child);
+
+      // more than what is left is refused, and the parent is unchanged
+      await assert.rejects(addChild(store, clock, parent, a.id, 7), isConflict('parent_budget_exhausted'));
+      assert.equal((await getTask(store, parent.id)).actionsReserved, 4);
+      const child2 = await addChild(store, clock, parent, a.id, 6);
+      assert.equal((await getTask(store, parent.id)).actionsReserved, 10);
+
+      // the parent itself has no budget left: its reserve covers everything
+      const r0 = await store.commitDecisions([guardedWrite(clock, parent)], clock.now());
+      assert.deepEqual(r0, [{ written: 'fallback', reason: 'budget_exhausted' }]);
+
+      // the child uses 3 of its 4
+      const r = await store.commitDecisions([1, 2, 3].map(() => guardedWrite(clock, child)), clock.now());
+      assert.deepEqual(r, [{ written: 'primary' }, { written: 'primary' }, { written: 'primary' }]);
+      assert.equal((await getTask(store, child.id)).actionsUsed, 3);
+
+      const { result: ended, entries } = await audited(store, () =>
+        store.endTask(child.id, 'completed', clock.now(), auditInput('task.completed', { taskId: child.id, agentId: a.id })),
+      );
+      assert.deepEqual(ended, [child.id]);
+      assert.deepEqual(entries.map((e) => e.type), ['task.completed']);
+      const p = await getTask(store, parent.id);
+      assert.equal(p.actionsReserved, 6, 'the child reserve is released');
+      assert.equal(p.actionsUsed, 3, 'what the child used stays spent');
+      const c = await getTask(store, child.id);
+      assert.equal(c.status, 'completed');
+      assert.equal(c.endedAt, clock.now());
+
+      // the returned unit is usable by the parent again, exactly one
+      const r2 = await store.commitDecisions([guardedWrite(clock, parent), guardedWrite(clock, parent)], clock.now());
+      assert.deepEqual(r2, [{ written: 'primary' }, { written: 'fallback', reason: 'budget_exhausted' }]);
+
+      // a child of an ended task is refused
+      await store.endTask(child2.id, 'revoked', clock.now(), auditInput('task.revoked'));
+      await store.endTask(parent.id, 'completed', clock.now(), auditInput('task.completed'));
+      await assert.rejects(addChild(store, clock, parent, a.id, 1), isConflict('parent_budget_exhausted'));
+    });
+
+    it('endTask cascades to every active descendant, the task first', async () => {
+      const a = await addAgent(store, clock);
+      const b = await addAgent(store, clock);
+      const root = await addTask(store, clock, a.id, { maxActions: 20 });
+      const child = await addChild(store, clock, root, b.id, 8);
+      const sibling = await addChild(store, clock, root, a.id, 2);
+      const grandchild = await addChild(store, clock, child, a.id, 5);
+      const doneGrandchild = await addChild(store, clock, child, b.id, 1);
+      await store.endTask(doneGrandchild.id, 'completed', clock.now(), auditInput('task.completed'));
+      // the grandchild does some work before the cascade
+      await store.commitDecisions([guardedWrite(clock, grandchild), guardedWrite(clock, grandchild)], clock.now());
+      await store.commitDecisions([guardedWrite(clock, child)], clock.now());
+
+      clock.advance(1000);
+      const { result: ended, entries } = await audited(store, () =>
+        store.endTask(child.id, 'completed', clock.now(), auditInput('task.completed', { taskId: child.id, agentId: b.id, actor: 'agent:' + b.id })),
+      );
+      assert.deepEqual(ended, [child.id, grandchild.id]);
+      assert.deepEqual(entries.map((e) => [e.type, e.taskId]), [['task.completed', child.id], ['task.revoked', grandchild.id]]);
+      assert.equal(entries[1]!.agentId, a.id);
+      assert.equal(entries[1]!.data.reason, 'ancestor_ended');
+
+      const c = await getTask(store, child.id);
+      const g = await getTask(store, grandchild.id);
+      assert.equal(c.status, 'completed');
+      assert.equal(g.status, 'revoked');
+      assert.equal(g.endedAt, clock.now());
+      assert.equal((await getTask(store, doneGrandchild.id)).status, 'completed', 'an ended descendant keeps its status');
+      assert.equal((await getTask(store, sibling.id)).status, 'active', 'a sibling is untouched');
+
+      // the root: the child reserve (8) is released; the child's own use (1) and its
+      // descendants' use (2 by the grandchild) stay spent
+      const r = await getTask(store, root.id);
+      assert.equal(r.actionsReserved, 2);
+      assert.equal(r.actionsUsed, 3);
+
+      // ending an ended task, or an unknown one, does nothing and writes nothing
+      const { result: again, entries: none } = await audited(store, () => store.endTask(child.id, 'revoked', clock.now(), auditInput('task.revoked')));
+      assert.deepEqual(again, []);
+      assert.deepEqual(none, []);
+      assert.deepEqual(await store.endTask('tsk_missing', 'revoked', clock.now(), auditInput('task.revoked')), []);
+
+      // revoking the root takes the remaining sibling with it
+      const ended2 = await store.endTask(root.id, 'revoked', clock.now(), auditInput('task.revoked', { taskId: root.id }));
+      assert.deepEqual(ended2, [root.id, sibling.id]);
+      assert.equal((await getTask(store, root.id)).status, 'revoked');
+      assert.equal((await getTask(store, sibling.id)).status, 'revoked');
+    });
+
+    it('expireTasks ends active tasks past expiry, one audit entry each', async () => {
+      const a = await addAgent(store, clock);
+      const t0 = clock.now();
+      const due = await addTask(store, clock, a.id, { expiresAt: t0 + 1000 });
+      const dueChild = await addChild(store, clock, due, a.id, 2, { expiresAt: t0 + 1000 });
+      const later = await addTask(store, clock, a.id, { expiresAt: t0 + 5000 });
+      const doneDue = await addTask(store, clock, a.id, { expiresAt: t0 + 1000 });
+      await store.endTask(doneDue.id, 'completed', t0, auditInput('task.completed'));
+
+      assert.deepEqual(await store.expireTasks(t0 + 999), []);
+      const { result: ended, entries } = await audited(store, () => store.expireTasks(t0 + 1000));
+      assert.ok(ended.includes(due.id));
+      assert.ok(ended.includes(dueChild.id));
+      assert.ok(ended.indexOf(due.id) < ended.indexOf(dueChild.id));
+      assert.ok(!ended.includes(later.id));
+      assert.ok(!ended.includes(doneDue.id));
+      const mine = entries.filter((e) => e.taskId === due.id || e.taskId === dueChild.id);
+      assert.deepEqual(mine.map((e) => [e.type, e.taskId]), [['task.expired', due.id], ['task.revoked', dueChild.id]]);
+      assert.equal(mine[0]!.actor, 'system');
+      assert.equal(entries.length, ended.length, 'one entry per ended task');
+
+      const d = await getTask(store, due.id);
+      assert.equal(d.status, 'expired');
+      assert.equal(d.endedAt, t0 + 1000);
+      assert.equal((await getTask(store, dueChild.id)).status, 'revoked');
+      assert.equal((await getTask(store, later.id)).status, 'active');
+      assert.equal((await getTask(store, doneDue.id)).status, 'completed');
+      assert.ok(!(await store.expireTasks(t0 + 1000)).includes(due.id));
+    });
+
+    it('disableAgent disables the agent and revokes its tasks with their descendants', async () => {
+      const a = await addAgent(store, clock);
+      const other = await addAgent(store, clock);
+      const t1 = await addTask(store, clock, a.id);
+      const t2 = await addTask(store, clock, a.id);
+      const delegated = await addChild(store, clock, t1, other.id, 3);
+      const done = await addTask(store, clock, a.id);
+      await store.endTask(done.id, 'completed', clock.now(), auditInput('task.completed'));
+      const foreign = await addTask(store, clock, other.id);
+
+      const { result, entries } = await audited(store, () =>
+        store.disableAgent(a.id, clock.now(), auditInput('agent.disabled', { agentId: a.id, actor: 'operator:op_1' })),
+      );
+      assert.ok(result);
+      assert.deepEqual([...result.revokedTaskIds].sort(), [t1.id, t2.id, delegated.id].sort());
+      assert.equal(entries[0]!.type, 'agent.disabled');
+      assert.deepEqual(entries.slice(1).map((e) => e.type), ['task.revoked', 'task.revoked', 'task.revoked']);
+      assert.deepEqual(entries.slice(1).map((e) => e.taskId).sort(), [t1.id, t2.id, delegated.id].sort());
+      assert.equal((await store.getAgent(a.id))!.status, 'disabled');
+      for (const id of [t1.id, t2.id, delegated.id]) assert.equal((await getTask(store, id)).status, 'revoked');
+      assert.equal((await getTask(store, done.id)).status, 'completed');
+      assert.equal((await getTask(store, foreign.id)).status, 'active');
+      assert.equal((await store.getAgent(other.id))!.status, 'active');
+      assert.equal(await store.disableAgent('agt_missing', clock.now(), auditInput('agent.disabled')), null);
+    });
+
+    it('useOnce: first true, then false; audit only for the first', async () => {
+      const key = newId('jti');
+      const exp = clock.now() + 60_000;
+      const { result: first, entries } = await audited(store, () => store.useOnce(key, exp, auditInput('token.used', { data: { jti: key } })));
+      assert.equal(first, true);
+      assert.deepEqual(entries.map((e) => e.type), ['token.used']);
+      const { result: second, entries: none } = await audited(store, () => store.useOnce(key, exp, auditInput('token.used')));
+      assert.equal(second, false);
+      assert.deepEqual(none, []);
+      // without an audit input nothing is appended
+      const { result: third, entries: none2 } = await audited(store, () => store.useOnce(newId('jti'), exp, null));
+      assert.equal(third, true);
+      assert.deepEqual(none2, []);
+    });
+
+    it('useOnce: 50 concurrent calls on one key, exactly one true', async () => {
+      const key = newId('jti');
+      const { result, entries } = await audited(store, () =>
+        Promise.all(Array.from({ length: 50 }, () => store.useOnce(key, clock.now() + 60_000, auditInput('token.used', { data: { jti: key } })))),
+      );
+      assert.equal(result.filter(Boolean).length, 1);
+      assert.equal(entries.length, 1);
+    });
+
+    it('purgeExpiredOnce forgets only expired identifiers', async () => {
+      const now = clock.now();
+      const old1 = newId('jti');
+      const old2 = newId('jti');
+      const edge = newId('jti');
+      const live = newId('jti');
+      await store.useOnce(old1, now - 10, null);
+      await store.useOnce(old2, now - 1, null);
+      await store.useOnce(edge, now, null);
+      await store.useOnce(live, now + 60_000, null);
+      const purged = await store.purgeExpiredOnce(now);
+      assert.ok(purged >= 2, `purged ${purged}`);
+      assert.equal(await store.purgeExpiredOnce(now), 0);
+      assert.equal(await store.useOnce(old1, now + 60_000, null), true, 'a purged key is forgotten');
+      assert.equal(await store.useOnce(edge, now + 60_000, null), false, 'expires_at == now is still remembered');
+      assert.equal(await store.useOnce(live, now + 60_000, null), false);
+    });
+
+    it('commitDecisions writes a batch in order, with audit entries, in one go', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id, { maxActions: 3 });
+      const d1 = decisionRecord(clock, t, { decision: 'deny', tokenJti: null, tokenExpiresAt: null, resource: null, destination: 'api.example' });
+      const items: DecisionWrite[] = [
+        { decision: d1, audit: auditInput('decision.deny', { taskId: t.id, agentId: a.id, decisionId: d1.id, data: { tool: d1.tool } }) },
+        ...Array.from({ length: 5 }, () => guardedWrite(clock, t)),
+      ];
+      const { result, entries } = await audited(store, () => store.commitDecisions(items, clock.now()));
+      assert.deepEqual(result, [
+        { written: 'primary' },
+        { written: 'primary' },
+        { written: 'primary' },
+        { written: 'primary' },
+        { written: 'fallback', reason: 'budget_exhausted' },
+        { written: 'fallback', reason: 'budget_exhausted' },
+      ]);
+      assert.deepEqual(entries.map((e) => e.type), ['decision.deny', 'decision.allow', 'decision.allow', 'decision.allow', 'decision.deny', 'decision.deny']);
+      assert.deepEqual(
+        entries.map((e) => e.decisionId),
+        [d1.id, items[1]!.decision.id, items[2]!.decision.id, items[3]!.decision.id, (items[4] as GuardedWrite).fallbackDecision.id, (items[5] as GuardedWrite).fallbackDecision.id],
+      );
+      assert.equal((await getTask(store, t.id)).actionsUsed, 3);
+      assert.deepEqual(await store.getDecision(d1.id), d1);
+      assert.deepEqual(await store.getDecision(items[1]!.decision.id), items[1]!.decision);
+      assert.equal(await store.getDecision(items[4]!.decision.id), null, 'the primary of a fallen-back item is not written');
+      assert.deepEqual(await store.getDecision((items[4] as GuardedWrite).fallbackDecision.id), (items[4] as GuardedWrite).fallbackDecision);
+      assert.deepEqual((items[4] as GuardedWrite).fallbackCalls, ['budget_exhausted']);
+      assert.deepEqual((items[1] as GuardedWrite).fallbackCalls, []);
+      assert.equal(await store.getDecision('dec_missing'), null);
+      const listed = await store.listDecisions(t.id);
+      assert.equal(listed.length, 6);
+      assert.deepEqual(new Set(listed.map((d) => d.id)), new Set([d1.id, ...items.slice(1, 4).map((i) => i.decision.id), ...items.slice(4).map((i) => (i as GuardedWrite).fallbackDecision.id)]));
+      assert.deepEqual(await store.listDecisions('tsk_missing'), []);
+      assert.deepEqual(await store.commitDecisions([], clock.now()), []);
+    });
+
+    it('commitDecisions: a large batch commits whole', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id, { maxActions: 60 });
+      const items = Array.from({ length: 100 }, () => guardedWrite(clock, t));
+      const { result, entries } = await audited(store, () => store.commitDecisions(items, clock.now()));
+      assert.equal(result.filter((r) => r.written === 'primary').length, 60);
+      assert.ok(result.slice(0, 60).every((r) => r.written === 'primary'));
+      assert.equal(entries.length, 100);
+      assert.equal((await store.listDecisions(t.id)).length, 100);
+      assert.equal((await getTask(store, t.id)).actionsUsed, 60);
+    });
+
+    it('commitDecisions: task_inactive for a revoked or expired task, budget_exhausted otherwise', async () => {
+      const a = await addAgent(store, clock);
+      const revoked = await addTask(store, clock, a.id);
+      await store.endTask(revoked.id, 'revoked', clock.now(), auditInput('task.revoked'));
+      const expiring = await addTask(store, clock, a.id, { expiresAt: clock.now() + 1000 });
+      const spent = await addTask(store, clock, a.id, { maxActions: 1 });
+      await store.commitDecisions([guardedWrite(clock, spent)], clock.now());
+
+      const ws = [guardedWrite(clock, revoked), guardedWrite(clock, expiring), guardedWrite(clock, spent), guardedWrite(clock, { id: 'tsk_missing', agentId: a.id })];
+      const { result: r, entries } = await audited(store, () => store.commitDecisions(ws, clock.now() + 1000));
+      assert.deepEqual(ws.map((w) => w.fallbackCalls.at(-1)), ['task_inactive', 'task_inactive', 'budget_exhausted', 'task_inactive']);
+      assert.deepEqual(entries.map((e) => e.data.reason), ['task_inactive', 'task_inactive', 'budget_exhausted', 'task_inactive']);
+      assert.deepEqual((await store.getDecision(ws[2]!.fallbackDecision.id))!.reasons.map((x) => x.code), ['budget_exhausted']);
+      assert.deepEqual(r, [
+        { written: 'fallback', reason: 'task_inactive' },
+        { written: 'fallback', reason: 'task_inactive' },
+        { written: 'fallback', reason: 'budget_exhausted' },
+        { written: 'fallback', reason: 'task_inactive' },
+      ]);
+      // just before expiry the same task still takes budget
+      assert.deepEqual(await store.commitDecisions([guardedWrite(clock, expiring)], clock.now() + 999), [{ written: 'primary' }]);
+      assert.equal((await getTask(store, revoked.id)).actionsUsed, 0);
+    });
+
+    it('commitDecisions: a guard without a fallback fails the whole batch, writing nothing', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id, { maxActions: 1 });
+      const ok = guardedWrite(clock, t);
+      const bad = { ...guardedWrite(clock, t), fallback: undefined };
+      const head = await store.auditHead();
+      await assert.rejects(store.commitDecisions([ok, bad], clock.now()));
+      assert.deepEqual(await store.auditHead(), head);
+      assert.equal(await store.getDecision(ok.decision.id), null);
+      assert.equal((await getTask(store, t.id)).actionsUsed, 0);
+    });
+
+    it('commitDecisions: 30 concurrent commits on a task with max 5 -> exactly 5 primary', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id, { maxActions: 5 });
+      const results = await Promise.all(Array.from({ length: 30 }, () => store.commitDecisions([guardedWrite(clock, t)], clock.now())));
+      const flat = results.flat();
+      assert.equal(flat.filter((r) => r.written === 'primary').length, 5);
+      assert.ok(flat.filter((r) => r.written === 'fallback').every((r) => r.written === 'fallback' && r.reason === 'budget_exhausted'));
+      const task = await getTask(store, t.id);
+      assert.equal(task.actionsUsed, 5);
+      const decisions = await store.listDecisions(t.id);
+      assert.equal(decisions.length, 30);
+      assert.equal(decisions.filter((d) => d.decision === 'allow').length, 5);
+      assert.equal((await store.listAudit({ taskId: t.id, type: 'decision.allow' })).length, 5);
+      assert.equal((await store.listAudit({ taskId: t.id, type: 'decision.deny' })).length, 25);
+    });
+
+    it('recordOutcome sets the outcome once', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id);
+      const w = guardedWrite(clock, t);
+      await store.commitDecisions([w], clock.now());
+      const { result, entries } = await audited(store, () =>
+        store.recordOutcome(w.decision.id, 'succeeded', auditInput('action.outcome', { decisionId: w.decision.id, taskId: t.id, data: { status: 'succeeded' } })),
+      );
+      assert.equal(result, true);
+      assert.deepEqual(entries.map((e) => [e.type, e.decisionId]), [['action.outcome', w.decision.id]]);
+      assert.equal((await store.getDecision(w.decision.id))!.outcome, 'succeeded');
+      const { result: again, entries: none } = await audited(store, () => store.recordOutcome(w.decision.id, 'failed', auditInput('action.outcome')));
+      assert.equal(again, false);
+      assert.deepEqual(none, []);
+      assert.equal((await store.getDecision(w.decision.id))!.outcome, 'succeeded');
+      assert.equal(await store.recordOutcome('dec_missing', 'failed', auditInput('action.outcome')), false);
+      const concurrent = await Promise.all(
+        ['succeeded', 'failed', 'failed', 'succeeded'].map(async (o) => {
+          const w2 = guardedWrite(clock, t);
+          await store.commitDecisions([w2], clock.now());
+          return Promise.all([1, 2, 3, 4, 5].map(() => store.recordOutcome(w2.decision.id, o as 'succeeded' | 'failed', auditInput('action.outcome'))));
+        }),
+      );
+      for (const rs of concurrent) assert.equal(rs.filter(Boolean).length, 1);
+    });
+
+    it('appendAudit: gap-free seq, linked hashes, the store clock, auditHead', async () => {
+      clock.set(clock.now() + 12_345);
+      const head0 = await store.auditHead();
+      assert.ok(head0, 'earlier tests wrote entries');
+      assert.deepEqual(await store.appendAudit([]), []);
+      assert.deepEqual(await store.auditHead(), head0);
+
+      const data = { nested: { b: [1, 2.5, 'x'], a: null }, text: 'zürich ✓ \u0000 "q" \\', big: 2 ** 53 - 1, neg: -7, t: true };
+      const out = await store.appendAudit([
+        auditInput('test.one', { actor: 'operator:op_1', taskId: 'tsk_x', agentId: 'agt_x', decisionId: 'dec_x', data }),
+        auditInput('test.two'),
+        auditInput('test.three', { data: { n: 3 } }),
+      ]);
+      assert.deepEqual(out.map((e) => e.seq), [head0.seq + 1, head0.seq + 2, head0.seq + 3]);
+      assert.equal(out[0]!.prevHash, head0.hash);
+      assert.equal(out[1]!.prevHash, out[0]!.hash);
+      assert.equal(out[2]!.prevHash, out[1]!.hash);
+      for (const e of out) {
+        const { hash, ...rest } = e;
+        assert.equal(hash, computeEntryHash(rest));
+        assert.equal(e.ts, clock.now());
+      }
+      assert.deepEqual(await store.auditHead(), { seq: out[2]!.seq, hash: out[2]!.hash });
+      // what is read back is what was written, byte for byte in its hash
+      const read = await store.listAudit({ after: head0.seq });
+      assert.deepEqual(read, out);
+      assert.deepEqual(read[0]!.data, data);
+      assert.equal(read[1]!.taskId, null);
+      assert.equal(read[1]!.agentId, null);
+      assert.equal(read[1]!.decisionId, null);
+    });
+
+    it('appendAudit: many concurrent appends form one gap-free, fork-free chain', async () => {
+      const before = (await store.auditHead())!.seq;
+      const batches = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => store.appendAudit(Array.from({ length: 1 + (i % 3) }, (_, j) => auditInput('test.concurrent', { data: { i, j } })))),
+      );
+      const seqs = batches.flat().map((e) => e.seq).sort((x, y) => x - y);
+      const total = batches.reduce((n, b) => n + b.length, 0);
+      assert.deepEqual(seqs, Array.from({ length: total }, (_, k) => before + k + 1));
+      for (const b of batches) for (let k = 1; k < b.length; k++) assert.equal(b[k]!.seq, b[k - 1]!.seq + 1, 'a batch is contiguous');
+      assertChain(await readWholeLog(store));
+    });
+
+    it('listAudit filters: taskId, agentId, type, decisionId, after, limit', async () => {
+      const tag = newId('x');
+      const written = await store.appendAudit([
+        auditInput(`f.${tag}.a`, { taskId: `t_${tag}`, agentId: `a_${tag}` }),
+        auditInput(`f.${tag}.b`, { taskId: `t_${tag}`, decisionId: `d_${tag}` }),
+        auditInput(`f.${tag}.a`, { agentId: `a_${tag}`, decisionId: `d_${tag}` }),
+        auditInput(`f.${tag}.a`, { taskId: `t_${tag}`, agentId: `a_${tag}`, decisionId: `d_${tag}` }),
+      ]);
+      const seqs = (es: AuditEntry[]) => es.map((e) => e.seq);
+      const [e1, e2, e3, e4] = written.map((e) => e.seq) as [number, number, number, number];
+      assert.deepEqual(seqs(await store.listAudit({ taskId: `t_${tag}` })), [e1, e2, e4]);
+      assert.deepEqual(seqs(await store.listAudit({ agentId: `a_${tag}` })), [e1, e3, e4]);
+      assert.deepEqual(seqs(await store.listAudit({ type: `f.${tag}.a` })), [e1, e3, e4]);
+      assert.deepEqual(seqs(await store.listAudit({ decisionId: `d_${tag}` })), [e2, e3, e4]);
+      assert.deepEqual(seqs(await store.listAudit({ taskId: `t_${tag}`, agentId: `a_${tag}`, decisionId: `d_${tag}`, type: `f.${tag}.a` })), [e4]);
+      assert.deepEqual(seqs(await store.listAudit({ taskId: `t_${tag}`, after: e1 })), [e2, e4]);
+      assert.deepEqual(seqs(await store.listAudit({ taskId: `t_${tag}`, limit: 2 })), [e1, e2]);
+      assert.deepEqual(seqs(await store.listAudit({ after: e2, limit: 1 })), [e3]);
+      assert.deepEqual(seqs(await store.listAudit({ after: e4 })), []);
+      assert.deepEqual(await store.listAudit({ taskId: 'nothing' }), []);
+      assert.equal((await store.listAudit({})).length, Math.min(100, e4), 'the default limit is 100');
+      assert.equal((await store.listAudit({ limit: 0 })).length, 1, 'a limit below 1 is 1');
+      assert.deepEqual(seqs(await store.listAudit({ limit: 3 })), [1, 2, 3]);
+    });
+
+    it('policies: put, activate, switch versions, re-put an old version', async () => {
+      assert.equal(await store.getActivePolicy(), null);
+      const v1: PolicyRecord = { version: 'v1', text: 'permit (principal, action, resource);', createdAt: clock.now(), createdBy: 'operator:op_1' };
+      const v2: PolicyRecord = { version: 'v2', text: 'forbid (principal, action, resource);', createdAt: clock.now() + 1, createdBy: 'operator:op_2' };
+      const { entries } = await audited(store, () => store.putPolicy(v1, auditInput('policy.updated', { data: { version: 'v1' } })));
+      assert.deepEqual(entries.map((e) => e.type), ['policy.updated']);
+      assert.deepEqual(await store.getActivePolicy(), v1);
+      await store.putPolicy(v2, auditInput('policy.updated', { data: { version: 'v2' } }));
+      assert.deepEqual(await store.getActivePolicy(), v2);
+      // putting v1 again makes it active again; the stored version is immutable
+      const { entries: e2 } = await audited(store, () => store.putPolicy({ ...v1, text: 'changed', createdAt: clock.now() + 5 }, auditInput('policy.updated', { data: { version: 'v1' } })));
+      assert.equal(e2.length, 1);
+      assert.deepEqual(await store.getActivePolicy(), v1);
+    });
+
+    it('signing keys: add and list in creation order', async () => {
+      const mk = (kid: string, createdAt: number, over: Partial<SigningKeyRecord> = {}): SigningKeyRecord => ({
+        kid,
+        publicJwk: { kty: 'OKP', crv: 'Ed25519', x: `x-${kid}`, kid },
+        privateJwk: { kty: 'OKP', crv: 'Ed25519', x: `x-${kid}`, d: `d-${kid}`, kid },
+        createdAt,
+        rotatedAt: null,
+        retiredAt: null,
+        ...over,
+      });
+      const k2 = mk('k2', clock.now() + 10);
+      const k1 = mk('k1', clock.now(), { rotatedAt: clock.now() + 5, retiredAt: clock.now() + 100 });
+      const { entries } = await audited(store, () => store.addSigningKey(k2, auditInput('key.created', { data: { kid: 'k2' } })));
+      assert.deepEqual(entries.map((e) => e.type), ['key.created']);
+      await store.addSigningKey(k1, auditInput('key.created', { data: { kid: 'k1' } }));
+      assert.deepEqual(await store.listSigningKeys(), [k1, k2]);
+      const head = await store.auditHead();
+      await assert.rejects(store.addSigningKey(k1, auditInput('key.created')), isConflict());
+      assert.deepEqual(await store.auditHead(), head);
+    });
+
+    it('the whole audit log is one verifiable chain, and auditHead is its last entry', async () => {
+      const all = await readWholeLog(store);
+      assert.ok(all.length > 100);
+      assertChain(all);
+      const last = all.at(-1)!;
+      assert.deepEqual(await store.auditHead(), { seq: last.seq, hash: last.hash });
+    });
+  });
+}

@@ -1,0 +1,21 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManualClock } from '../src/core/clock.js';
+import { runStoreContract } from '../src/store/contract.js';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+
+runStoreContract('sqlite', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'writ-store-'));
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  const store = new SqliteStore({ path: join(dir, 'writ.db'), clock });
+  await store.migrate();
+  return {
+    store,
+    clock,
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
