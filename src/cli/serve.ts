@@ -1,0 +1,47 @@
+import { resolve } from 'node:path';
+import { openStore } from '../store/open-store.js';
+import { createHttpServer } from '../server/http-server.js';
+import { Writ } from '../service/writ.js';
+import { flag, parseArgs, UsageError } from './args.js';
+
+export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL]';
+
+/** `writ serve`: the service on SQLite under --data-dir, or PostgreSQL from WRIT_DATABASE_URL. */
+export async function serve(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer'] });
+  const host = flag(args, 'host') ?? process.env.WRIT_HOST ?? '127.0.0.1';
+  const port = Number(flag(args, 'port') ?? process.env.WRIT_PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('`--port` must be a port number');
+  const dataDir = resolve(flag(args, 'data-dir') ?? process.env.WRIT_DATA_DIR ?? '.writ');
+  const hostForUrl = host.includes(':') ? `[${host}]` : host;
+  const store = await openStore({ databaseUrl: process.env.WRIT_DATABASE_URL, dataDir });
+  const issuerFlag = flag(args, 'issuer') ?? process.env.WRIT_ISSUER;
+  const writ = new Writ(store, { issuer: issuerFlag ?? `http://${hostForUrl}:${port}` });
+  await writ.init();
+  const boot = await writ.bootstrapAdmin(process.env.WRIT_BOOTSTRAP_TOKEN || undefined);
+  writ.startBackgroundWork();
+  const server = createHttpServer(writ);
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(port, host, () => ok());
+  });
+  const addr = server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  if (!issuerFlag && actualPort !== port) (writ.config as { issuer: string }).issuer = `http://${hostForUrl}:${actualPort}`;
+  const where = store.backend === 'sqlite' ? `SQLite at ${dataDir}/writ.db` : 'PostgreSQL';
+  console.log(`writ listening on http://${hostForUrl}:${actualPort} (issuer ${writ.config.issuer}, store: ${where})`);
+  if (boot?.generated) {
+    console.log(`admin operator token (shown once, store it now): ${boot.token}`);
+  } else if (boot) {
+    console.log('admin operator created with WRIT_BOOTSTRAP_TOKEN');
+  }
+  let closing = false;
+  const shutdown = () => {
+    if (closing) return;
+    closing = true;
+    server.close(() => void writ.close().then(() => process.exit(0)));
+    setTimeout(() => process.exit(0), 3000).unref();
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+}

@@ -1,0 +1,100 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, WritError } from '../core/errors.js';
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Reads the whole body up to the limit; 413 past it (the rest is not read). */
+export async function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new PayloadTooLargeError(`request body is larger than ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new PayloadTooLargeError(`request body is larger than ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** A JSON body (RFC 8259); an empty body reads as `{}` where `emptyOk`. */
+export async function readJson(req: IncomingMessage, emptyOk = false): Promise<unknown> {
+  const len = req.headers['content-length'];
+  const hasBody = (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined;
+  if (!hasBody && emptyOk) return {};
+  if (mediaType(req) !== 'application/json') throw new UnsupportedMediaTypeError('the body must be `application/json`');
+  const body = await readBody(req);
+  if (body.length === 0 && emptyOk) return {};
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new InvalidRequestError('the body is not valid JSON', undefined, 'invalid_json');
+  }
+}
+
+/** A form body (`application/x-www-form-urlencoded`, RFC 6749 §4.4.2); repeated keys are refused. */
+export async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
+  if (mediaType(req) !== 'application/x-www-form-urlencoded') {
+    throw new UnsupportedMediaTypeError('the body must be `application/x-www-form-urlencoded`');
+  }
+  const body = await readBody(req);
+  const params = new URLSearchParams(body.toString('utf8'));
+  const out: Record<string, string> = {};
+  for (const [k, v] of params) {
+    if (k in out) throw new InvalidRequestError(`parameter \`${k}\` is repeated`);
+    out[k] = v;
+  }
+  return out;
+}
+
+export function bearer(req: IncomingMessage): string | null {
+  const h = req.headers.authorization;
+  if (!h) return null;
+  const m = /^Bearer +([\x21-\x7e]+)\s*$/i.exec(h);
+  return m ? m[1]! : null;
+}
+
+const SECURITY_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+};
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...SECURITY_HEADERS, ...headers });
+  res.end(text);
+}
+
+/**
+ * Maps an error to its response. WritErrors show their code and (for client faults)
+ * their message; anything else is a 500 with no detail: never a stack trace, never a
+ * token. OAuth endpoints use the RFC 6749 §5.2 shape.
+ */
+export function sendError(res: ServerResponse, err: unknown, oauth = false, log: (e: unknown) => void = () => undefined): void {
+  let e: WritError;
+  if (err instanceof WritError) e = err;
+  else {
+    log(err);
+    e = new WritError('internal_error', 'internal error', 500, { expose: false });
+  }
+  if (e.status >= 500 && !(err instanceof WritError && err.expose)) log(err);
+  const message = e.expose ? e.message : e.status === 503 ? 'the service is unavailable' : 'internal error';
+  const headers: Record<string, string> = {};
+  if (e.status === 401) headers['www-authenticate'] = oauth ? 'Basic realm="writ"' : `Bearer realm="writ", error="${e.code === 'token_expired' ? 'invalid_token' : 'invalid_token'}"`;
+  if (e.status === 503) headers['retry-after'] = '1';
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (oauth) {
+    sendJson(res, e.status, { error: e.code, error_description: message }, headers);
+    return;
+  }
+  const body: Record<string, unknown> = { code: e.code, message };
+  if (e.expose && e.details !== undefined) body.details = e.details;
+  sendJson(res, e.status, { error: body }, headers);
+}

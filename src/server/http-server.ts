@@ -1,0 +1,296 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { NotFoundError, OAuthError, WritError } from '../core/errors.js';
+import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
+import type { Writ } from '../service/writ.js';
+import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
+import {
+  auditQuerySchema,
+  authorizeSchema,
+  consumeSchema,
+  createOperatorSchema,
+  createTaskSchema,
+  introspectFormSchema,
+  outcomeSchema,
+  parse,
+  policySchema,
+  registerAgentSchema,
+  revokeSchema,
+  taskQuerySchema,
+  tokenFormSchema,
+} from './schemas.js';
+
+type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  handler: Handler;
+  oauth?: boolean;
+}
+
+export interface HttpServerOptions {
+  log?: (msg: string, err?: unknown) => void;
+}
+
+/** Wire shapes: snake_case, times as ISO strings. */
+export function agentView(a: AgentRecord) {
+  return { id: a.id, name: a.name, jwks: a.jwks, labels: a.labels, status: a.status, created_at: iso(a.createdAt) };
+}
+
+export function taskView(t: TaskRecord) {
+  return {
+    id: t.id,
+    agent_id: t.agentId,
+    owner: t.owner,
+    intent: t.intent,
+    scope: t.scope,
+    status: t.status,
+    created_at: iso(t.createdAt),
+    expires_at: iso(t.expiresAt),
+    ended_at: t.endedAt === null ? null : iso(t.endedAt),
+    max_actions: t.maxActions,
+    actions_used: t.actionsUsed,
+    actions_reserved: t.actionsReserved,
+    parent_id: t.parentId,
+    root_id: t.rootId,
+    depth: t.depth,
+  };
+}
+
+export function decisionView(d: DecisionRecord) {
+  return {
+    id: d.id,
+    task_id: d.taskId,
+    agent_id: d.agentId,
+    decision: d.decision,
+    tool: d.tool,
+    audience: d.audience,
+    resource: d.resource,
+    destination: d.destination,
+    args_digest: d.argsDigest,
+    reasons: d.reasons,
+    policies: d.policies,
+    policy_version: d.policyVersion,
+    created_at: iso(d.createdAt),
+    outcome: d.outcome,
+  };
+}
+
+export function auditView(e: AuditEntry) {
+  return {
+    seq: e.seq,
+    ts: iso(e.ts),
+    type: e.type,
+    actor: e.actor,
+    task_id: e.taskId,
+    agent_id: e.agentId,
+    decision_id: e.decisionId,
+    data: e.data,
+    prev_hash: e.prevHash,
+    hash: e.hash,
+  };
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/**
+ * The HTTP API (design §4) on node:http: a framework would add nothing here but
+ * cost. Every route parses its input with zod at the edge and maps errors through
+ * one function, so no response carries a stack trace or a token.
+ */
+export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
+  const log = options.log ?? ((msg: string, err?: unknown) => console.error(msg, err instanceof Error ? err.message : (err ?? '')));
+  const routes: Route[] = [];
+  const route = (method: string, path: string, handler: Handler, oauth = false) => {
+    const pattern = new RegExp(`^${path.replace(/\{[a-z_]+\}/g, '([^/]+)')}$`);
+    routes.push({ method, pattern, handler, oauth });
+  };
+  const operator = (req: IncomingMessage) => writ.authenticateOperator(bearer(req));
+
+  // --- public ---
+  route('GET', '/healthz', async ({ res }) => sendJson(res, 200, { status: 'ok' }));
+  route('GET', '/readyz', async ({ res }) => {
+    const r = await writ.ready();
+    const ok = r.store && r.keys && r.policy;
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks: r });
+  });
+  route('GET', '/.well-known/jwks.json', async ({ res }) => {
+    await writ.keys.refresh(false);
+    sendJson(res, 200, writ.keys.jwks(), { 'cache-control': 'public, max-age=60' });
+  });
+  route('GET', '/.well-known/oauth-authorization-server', async ({ res }) => {
+    // RFC 8414 §2
+    const iss = writ.config.issuer;
+    sendJson(res, 200, {
+      issuer: iss,
+      token_endpoint: `${iss}/oauth/token`,
+      jwks_uri: `${iss}/.well-known/jwks.json`,
+      introspection_endpoint: `${iss}/oauth/introspect`,
+      grant_types_supported: ['client_credentials'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt'],
+      token_endpoint_auth_signing_alg_values_supported: ['EdDSA', 'Ed25519', 'ES256'],
+      introspection_endpoint_auth_methods_supported: ['bearer'],
+    }, { 'cache-control': 'public, max-age=300' });
+  });
+
+  // --- agent side ---
+  route('POST', '/oauth/token', async ({ req, res }) => {
+    const form = await readForm(req).catch((err) => {
+      if (err instanceof WritError && err.status === 400) throw new OAuthError('invalid_request', err.message);
+      throw err;
+    });
+    const parsed = tokenFormSchema.safeParse(form);
+    if (!parsed.success) throw new OAuthError('invalid_request', parsed.error.issues[0]!.message);
+    sendJson(res, 200, await writ.issueTaskToken(parsed.data), { pragma: 'no-cache' });
+  }, true);
+
+  route('POST', '/v1/authorize', async ({ req, res }) => {
+    const ctx = await writ.authenticateTask(bearer(req));
+    const action = parse(authorizeSchema, await readJson(req));
+    sendJson(res, 200, await writ.authorize(ctx, action as never));
+  });
+
+  route('POST', '/v1/actions/consume', async ({ req, res }) => {
+    const body = parse(consumeSchema, await readJson(req));
+    sendJson(res, 200, await writ.consume(body.action_token, body.audience));
+  });
+
+  route('POST', '/v1/actions/{id}/outcome', async ({ req, res, params }) => {
+    const principal = await writ.verifyTaskToken(bearer(req) ?? '').catch((err) => {
+      throw err instanceof WritError ? err : new OAuthError('invalid_client', 'bad token');
+    });
+    const body = parse(outcomeSchema, await readJson(req));
+    sendJson(res, 200, await writ.reportOutcome(principal, params[0]!, body));
+  });
+
+  route('POST', '/v1/tasks/{id}/complete', async ({ req, res, params }) => {
+    const token = bearer(req);
+    await readJson(req, true);
+    const actor = await (async () => {
+      try {
+        return { operator: await writ.authenticateOperator(token) };
+      } catch {
+        return { task: (await writ.authenticateTask(token)).principal };
+      }
+    })();
+    const r = await writ.completeTask(actor, params[0]!);
+    sendJson(res, 200, r);
+  });
+
+  // --- operator side ---
+  route('POST', '/v1/operators', async ({ req, res }) => {
+    const op = await operator(req);
+    const body = parse(createOperatorSchema, await readJson(req));
+    sendJson(res, 201, await writ.createOperator(op, body));
+  });
+
+  route('POST', '/v1/agents', async ({ req, res }) => {
+    const op = await operator(req);
+    const body = parse(registerAgentSchema, await readJson(req));
+    sendJson(res, 201, agentView(await writ.registerAgent(op, body)));
+  });
+  route('GET', '/v1/agents', async ({ req, res }) => {
+    const op = await operator(req);
+    sendJson(res, 200, { agents: (await writ.listAgents(op)).map(agentView) });
+  });
+  route('GET', '/v1/agents/{id}', async ({ req, res, params }) => {
+    const op = await operator(req);
+    sendJson(res, 200, agentView(await writ.getAgent(op, params[0]!)));
+  });
+  route('POST', '/v1/agents/{id}/disable', async ({ req, res, params }) => {
+    const op = await operator(req);
+    await readJson(req, true);
+    sendJson(res, 200, { id: params[0], status: 'disabled', ...(await writ.disableAgent(op, params[0]!)) });
+  });
+
+  route('POST', '/v1/tasks', async ({ req, res }) => {
+    const op = await operator(req);
+    const body = parse(createTaskSchema, await readJson(req));
+    sendJson(res, 201, taskView(await writ.createTask(op, body)));
+  });
+  route('GET', '/v1/tasks', async ({ req, res, url }) => {
+    const op = await operator(req);
+    const q = parse(taskQuerySchema, Object.fromEntries(url.searchParams));
+    const tasks = await writ.listTasks(op, { agentId: q.agent_id, status: q.status, limit: q.limit });
+    sendJson(res, 200, { tasks: tasks.map(taskView) });
+  });
+  route('GET', '/v1/tasks/{id}', async ({ req, res, params }) => {
+    const op = await operator(req);
+    const d = await writ.getTaskDetail(op, params[0]!);
+    sendJson(res, 200, { ...taskView(d.task), decisions: d.decisions.map(decisionView), delegations: d.delegations.map(taskView) });
+  });
+  route('POST', '/v1/tasks/{id}/revoke', async ({ req, res, params }) => {
+    const op = await operator(req);
+    const body = parse(revokeSchema, await readJson(req, true));
+    sendJson(res, 200, await writ.revokeTask(op, params[0]!, body.reason));
+  });
+
+  route('GET', '/v1/policies', async ({ req, res }) => {
+    const op = await operator(req);
+    sendJson(res, 200, await writ.getPolicy(op));
+  });
+  route('PUT', '/v1/policies', async ({ req, res }) => {
+    const op = await operator(req);
+    const body = parse(policySchema, await readJson(req));
+    sendJson(res, 200, await writ.putPolicy(op, body.policies));
+  });
+
+  route('GET', '/v1/audit', async ({ req, res, url }) => {
+    const op = await operator(req);
+    const q = parse(auditQuerySchema, Object.fromEntries(url.searchParams));
+    const entries = await writ.listAudit(op, { taskId: q.task_id, agentId: q.agent_id, type: q.type, decisionId: q.decision_id, after: q.after, limit: q.limit ?? 100 });
+    const next = entries.length > 0 ? entries[entries.length - 1]!.seq : null;
+    sendJson(res, 200, { entries: entries.map(auditView), next_after: next });
+  });
+  route('GET', '/v1/audit/verify', async ({ req, res }) => {
+    const op = await operator(req);
+    sendJson(res, 200, await writ.verifyAudit(op));
+  });
+
+  route('POST', '/oauth/introspect', async ({ req, res }) => {
+    const op = await operator(req);
+    const form = parse(introspectFormSchema, await readForm(req));
+    sendJson(res, 200, await writ.introspect(op, form.token));
+  });
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let url: URL;
+    let oauth = false;
+    try {
+      url = new URL(req.url ?? '/', 'http://writ.invalid');
+      const path = url.pathname;
+      let allowed: string[] = [];
+      for (const r of routes) {
+        const m = r.pattern.exec(path);
+        if (!m) continue;
+        if (r.method !== req.method) {
+          allowed.push(r.method);
+          continue;
+        }
+        oauth = r.oauth ?? false;
+        const params = m.slice(1).map((p) => decodeURIComponent(p));
+        await r.handler({ req, res, params, url });
+        return;
+      }
+      if (allowed.length > 0) {
+        allowed = [...new Set(allowed)];
+        throw new WritError('method_not_allowed', `method \`${req.method}\` is not allowed here`, 405);
+      }
+      throw new NotFoundError(`no route for \`${path.slice(0, 200)}\``);
+    } catch (err) {
+      sendError(res, err, oauth, (e) => log('request failed', e));
+      // A body we did not read would be left in the socket; drain or close.
+      if (!req.complete) req.resume();
+    }
+  };
+}
+
+export function createHttpServer(writ: Writ, options: HttpServerOptions = {}): Server {
+  const handler = createHttpHandler(writ, options);
+  const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    void handler(req, res);
+  });
+  return server;
+}

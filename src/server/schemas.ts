@@ -1,0 +1,91 @@
+import { z } from 'zod';
+import { InvalidRequestError } from '../core/errors.js';
+
+/** Every external input is parsed once, here, with unknown fields rejected. */
+
+const pattern = z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'patterns are printable ASCII without spaces');
+const identifier = z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+
+export const agentIdSchema = identifier;
+
+export const registerAgentSchema = z.strictObject({
+  id: agentIdSchema,
+  name: z.string().min(1).max(200).optional(),
+  jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(10) }),
+  labels: z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/)).max(32).optional(),
+});
+
+export const scopeSchema = z.strictObject({
+  tools: z.array(pattern).min(1).max(100),
+  resources: z.array(pattern).max(100).default([]),
+  destinations: z.array(pattern).max(100).default([]),
+});
+
+export const createTaskSchema = z.strictObject({
+  agent_id: agentIdSchema,
+  intent: z.string().min(1).max(2000),
+  scope: scopeSchema,
+  ttl_seconds: z.number().int().min(1),
+  max_actions: z.number().int().min(1),
+});
+
+export const authorizeSchema = z.strictObject({
+  tool: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.:/-]+$/, 'tool names are letters, digits and `_ . : / -`'),
+  arguments: z.record(z.string(), z.unknown()).default({}),
+  audience: z.string().min(1).max(1024),
+  resource: z.string().min(1).max(1024).optional(),
+  destination: z.string().min(1).max(1024).optional(),
+});
+
+export const consumeSchema = z.strictObject({
+  action_token: z.string().min(1).max(16_384),
+  audience: z.string().min(1).max(1024).optional(),
+});
+
+export const outcomeSchema = z.strictObject({
+  status: z.enum(['succeeded', 'failed']),
+  detail: z.string().max(4096).optional(),
+});
+
+export const revokeSchema = z.strictObject({ reason: z.string().max(1000).optional() });
+
+export const policySchema = z.strictObject({ policies: z.string().min(1).max(1_000_000) });
+
+export const createOperatorSchema = z.strictObject({
+  name: z.string().min(1).max(200),
+  roles: z.array(z.enum(['admin', 'approver', 'auditor', 'requester'])).min(1),
+});
+
+export const tokenFormSchema = z.object({
+  grant_type: z.string().min(1, '`grant_type` is required'),
+  client_assertion_type: z.string().optional(),
+  client_assertion: z.string().max(16_384).optional(),
+  task_id: z.string().max(256).optional(),
+  scope: z.string().optional(),
+});
+
+export const introspectFormSchema = z.object({ token: z.string().min(1).max(16_384), token_type_hint: z.string().optional() });
+
+export const auditQuerySchema = z.strictObject({
+  task_id: z.string().max(256).optional(),
+  agent_id: z.string().max(256).optional(),
+  type: z.string().max(64).optional(),
+  decision_id: z.string().max(256).optional(),
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+export const taskQuerySchema = z.strictObject({
+  agent_id: z.string().max(256).optional(),
+  status: z.enum(['active', 'completed', 'revoked', 'expired']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const issues = r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
+  const first = issues[0]!;
+  const where = first.path ? `\`${first.path}\`: ` : '';
+  throw new InvalidRequestError(`${where}${first.message}`.toLowerCase().replace(/^./, (c) => c), { issues });
+}
