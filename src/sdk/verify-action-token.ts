@@ -1,0 +1,119 @@
+import canonicalize from 'canonicalize';
+import { createHash } from 'node:crypto';
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+
+/** The action token's `typ` (explicit typing, RFC 8725 §3.11). */
+export const ACTION_TOKEN_TYPE = 'writ-action+jwt';
+
+export interface ActionClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  iat: number;
+  exp: number;
+  jti: string;
+  txn: string;
+  decision_id: string;
+  tool: string;
+  args_digest: string;
+  act?: Record<string, unknown>;
+  approval_id?: string;
+  break_glass?: boolean;
+}
+
+export type ActionTokenErrorCode =
+  | 'invalid_token'
+  | 'token_expired'
+  | 'wrong_type'
+  | 'wrong_audience'
+  | 'wrong_issuer'
+  | 'wrong_tool'
+  | 'arguments_mismatch';
+
+export class ActionTokenError extends Error {
+  constructor(
+    readonly code: ActionTokenErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ActionTokenError';
+  }
+}
+
+/** base64url(SHA-256(RFC 8785 canonical JSON)) of the arguments: the token's `args_digest`. */
+export function argumentsDigest(args: unknown): string {
+  const text = (canonicalize as unknown as (v: unknown) => string | undefined)(args);
+  if (text === undefined) throw new TypeError('arguments have no canonical JSON form');
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+export interface ActionVerifierOptions {
+  /** Writ's issuer URL (the `iss` of its tokens) */
+  issuer: string;
+  /** this tool server's audience; a token for any other audience is refused */
+  audience: string;
+  /** Writ's JWKS: a URL (fetched and cached by jose) or the key set itself */
+  jwks: string | URL | JSONWebKeySet;
+  /** seconds of clock skew tolerated (default 5) */
+  clockToleranceSeconds?: number;
+}
+
+/**
+ * A tool server's offline check of an action token, with jose and Writ's JWKS:
+ * signature (EdDSA only), `typ`, issuer, audience, expiry, and that the call the
+ * server actually received (tool and arguments) is the one that was authorized.
+ * Offline verification does not make the token single-use: call Writ's
+ * `/v1/actions/consume` (see `consumeActionToken`) before acting.
+ */
+export function createActionVerifier(options: ActionVerifierOptions) {
+  if (!options.issuer || !options.audience) throw new TypeError('issuer and audience are required');
+  const keys: JWTVerifyGetKey =
+    typeof options.jwks === 'string' || options.jwks instanceof URL
+      ? createRemoteJWKSet(new URL(options.jwks), { timeoutDuration: 5000, cooldownDuration: 30_000 })
+      : createLocalJWKSet(options.jwks);
+
+  return async function verifyActionToken(token: string, call: { tool: string; arguments: unknown }): Promise<ActionClaims> {
+    let payload: ActionClaims;
+    try {
+      const r = await jwtVerify(token, keys, {
+        algorithms: ['EdDSA'],
+        typ: ACTION_TOKEN_TYPE,
+        issuer: options.issuer,
+        audience: options.audience,
+        requiredClaims: ['exp', 'iat', 'jti', 'txn', 'decision_id', 'tool', 'args_digest'],
+        clockTolerance: options.clockToleranceSeconds ?? 5,
+      });
+      payload = r.payload as unknown as ActionClaims;
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) throw new ActionTokenError('token_expired', 'the action token has expired');
+      if (err instanceof errors.JWTClaimValidationFailed) {
+        if (err.claim === 'typ') throw new ActionTokenError('wrong_type', 'the token is not an action token');
+        if (err.claim === 'aud') throw new ActionTokenError('wrong_audience', 'the action token is for another audience');
+        if (err.claim === 'iss') throw new ActionTokenError('wrong_issuer', 'the action token is from another issuer');
+        throw new ActionTokenError('invalid_token', `the action token's \`${err.claim}\` claim is invalid`);
+      }
+      throw new ActionTokenError('invalid_token', 'the action token does not verify');
+    }
+    if (payload.tool !== call.tool) throw new ActionTokenError('wrong_tool', `the action token is for tool \`${payload.tool}\`, not \`${call.tool}\``);
+    if (payload.args_digest !== argumentsDigest(call.arguments)) {
+      throw new ActionTokenError('arguments_mismatch', 'the arguments received are not the ones that were authorized');
+    }
+    return payload;
+  };
+}
+
+/**
+ * Marks the token used at Writ (`POST /v1/actions/consume`). Resolves with the claims
+ * the first time; rejects with code `token_already_used` on a replay.
+ */
+export async function consumeActionToken(writUrl: string, token: string, audience: string, fetchImpl: typeof fetch = fetch): Promise<ActionClaims> {
+  const res = await fetchImpl(`${writUrl.replace(/\/+$/, '')}/v1/actions/consume`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ action_token: token, audience }),
+  });
+  const body = (await res.json().catch(() => ({}))) as { claims?: ActionClaims; error?: { code: string; message: string } };
+  if (res.status === 200 && body.claims) return body.claims;
+  const code = body.error?.code ?? `http_${res.status}`;
+  throw Object.assign(new Error(body.error?.message ?? `consume failed with ${res.status}`), { code, status: res.status });
+}
