@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { verifyChain } from '../src/audit/verify-chain.js';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { Api, makeAgentKeys, makeAssertion } from './helpers/harness.js';
+
+const TOKEN = 'wop_crash_test_bootstrap_token_0123456789';
+
+async function startServe(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['bin/writ.js', 'serve', '--port', '0', '--data-dir', dataDir], {
+    env: { ...process.env, WRIT_BOOTSTRAP_TOKEN: TOKEN, WRIT_DATABASE_URL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const url = await new Promise<string>((ok, fail) => {
+    let out = '';
+    const t = setTimeout(() => fail(new Error(`serve did not start: ${out}`)), 20_000);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        ok(m[1]!);
+      }
+    });
+    child.on('exit', (code) => fail(new Error(`serve exited with ${code}: ${out}`)));
+  });
+  return { child, url };
+}
+
+describe('durability: kill -9 under load loses nothing acknowledged (SQLite)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'writ-crash-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('every allow answered before the kill has its decision and audit entry, and the chain verifies', async () => {
+    const { child, url } = await startServe(dir);
+    const admin = new Api(url, TOKEN);
+    const agent = await makeAgentKeys('spiffe://acme.test/agent/crash');
+    assert.equal((await admin.call('POST', '/v1/agents', { id: agent.id, jwks: { keys: [agent.publicJwk] } })).status, 201);
+    const task = (await admin.call('POST', '/v1/tasks', { agent_id: agent.id, intent: 'crash', scope: { tools: ['*'] }, ttl_seconds: 600, max_actions: 100_000 })).body;
+    const tok = await admin.form('/oauth/token', {
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: await makeAssertion(agent, url),
+      task_id: task.id,
+    });
+    const agentApi = new Api(url, tok.body.access_token);
+    const allowed: string[] = [];
+    let stop = false;
+    const worker = async (w: number) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          const r = await agentApi.call('POST', '/v1/authorize', { tool: 'db.read', arguments: { w, i }, audience: 'aud' });
+          if (r.status === 200 && r.body.decision === 'allow') allowed.push(r.body.decision_id);
+        } catch {
+          return; // the connection died with the process
+        }
+      }
+    };
+    const workers = Array.from({ length: 16 }, (_, w) => worker(w));
+    while (allowed.length < 300) await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGKILL');
+    stop = true;
+    await Promise.all(workers);
+    if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+
+    const store = new SqliteStore({ path: join(dir, 'writ.db') });
+    try {
+      for (const id of allowed) {
+        const d = await store.getDecision(id);
+        assert.ok(d && d.decision === 'allow', `decision ${id} survived`);
+        const entries = await store.listAudit({ decisionId: id, type: 'decision' });
+        assert.equal(entries.length, 1, `audit entry for ${id}`);
+      }
+      const report = await verifyChain(store);
+      assert.equal(report.ok, true, JSON.stringify(report));
+    } finally {
+      await store.close();
+    }
+  });
+});
