@@ -1,0 +1,842 @@
+import { userInfo } from 'node:os';
+import pg from 'pg';
+import type { PoolClient, QueryResultRow } from 'pg';
+import { computeEntryHash, GENESIS_HASH } from '../../core/audit-hash.js';
+import { systemClock, type Clock } from '../../core/clock.js';
+import { ConflictError, UnavailableError, WritError } from '../../core/errors.js';
+import type {
+  AgentRecord,
+  AuditEntry,
+  AuditInput,
+  DecisionRecord,
+  OperatorRecord,
+  PolicyRecord,
+  SigningKeyRecord,
+  TaskRecord,
+  TaskStatus,
+} from '../../core/types.js';
+import {
+  decisionParams,
+  taskParams,
+  toAgent,
+  toAuditEntry,
+  toDecision,
+  toOperator,
+  toPolicy,
+  toSigningKey,
+  toTask,
+} from '../rows.js';
+import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
+import { applyMigrations, quoteIdent } from './schema.js';
+
+export interface PostgresStoreOptions {
+  connectionString: string;
+  clock?: Clock;
+  /** a schema of its own (created by `migrate` when missing); every connection's search_path */
+  schema?: string;
+  /** connections in the pool (default 10) */
+  poolSize?: number;
+  /** called with faults that no caller sees: idle connections dropped, the listener lost */
+  onBackgroundError?: (err: Error) => void;
+}
+
+/**
+ * A notification handler. `payload` is the NOTIFY payload; `null` means the listener
+ * connection was lost and is back, so notifications may have been missed in between
+ * (a cache should drop everything).
+ */
+export type NotificationHandler = (payload: string | null) => void;
+
+type Row = Record<string, unknown>;
+type Q = Pick<PoolClient, 'query'>;
+
+/** transaction attempts after a serialization failure or a deadlock */
+const MAX_RETRIES = 5;
+const RETRYABLE = new Set(['40001', '40P01']);
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const DECISION_COLUMNS =
+  'id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome';
+const DECISION_TYPES = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'bigint', 'bigint', 'text'];
+
+/**
+ * The shared store: PostgreSQL through a `pg` pool. Every mutation is one
+ * READ COMMITTED transaction that ends by appending its audit entries under a row
+ * lock on the single `audit_head` row, so the chain is gap-free and fork-free across
+ * any number of processes. Budget and single-use writes are guarded statements whose
+ * row counts decide. Serialization failures and deadlocks are retried; connection
+ * faults surface as `UnavailableError`, and the connection is discarded.
+ */
+export class PostgresStore implements Store {
+  readonly backend = 'postgres' as const;
+  private readonly pool: pg.Pool;
+  private readonly clock: Clock;
+  private readonly schema: string | undefined;
+  private readonly options: PostgresStoreOptions;
+  private closed = false;
+
+  // LISTEN/NOTIFY
+  private readonly channels = new Map<string, Set<NotificationHandler>>();
+  private listener: pg.Client | null = null;
+  private listenerConnecting: Promise<pg.Client> | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private reconnectAttempt = 0;
+
+  constructor(options: PostgresStoreOptions) {
+    if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) {
+      throw new TypeError('schema must be a plain identifier (letters, digits, underscore)');
+    }
+    this.options = options;
+    this.clock = options.clock ?? systemClock;
+    this.schema = options.schema;
+    this.pool = new pg.Pool(this.connectionConfig('writ', options.poolSize ?? 10));
+    // An idle connection that dies (server restart, network) must not crash the process:
+    // the pool drops it and opens a new one on demand.
+    this.pool.on('error', (err) => this.background(err));
+  }
+
+  private connectionConfig(app: string, max?: number): pg.PoolConfig {
+    return {
+      connectionString: withDefaultUser(this.options.connectionString),
+      max,
+      connectionTimeoutMillis: 2000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: this.schema ? `${app}:${this.schema}`.slice(0, 63) : app,
+      options: this.schema ? `-c search_path=${quoteIdent(this.schema)}` : undefined,
+    };
+  }
+
+  private background(err: Error): void {
+    try {
+      this.options.onBackgroundError?.(err);
+    } catch {
+      // a faulty hook must not take the process down
+    }
+  }
+
+  // --- plumbing ------------------------------------------------------------------
+
+  /**
+   * Runs `fn` in one transaction on one pooled connection. Retries the whole
+   * transaction on serialization failures and deadlocks; always rolls back and
+   * releases on error, discarding a connection that may be broken.
+   */
+  private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.txOnce(fn);
+      } catch (err) {
+        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
+          await sleep(backoff(attempt));
+          continue;
+        }
+        throw mapPgError(err);
+      }
+    }
+  }
+
+  private async txOnce<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new UnavailableError('the store is closed');
+    const client = await this.pool.connect();
+    // While checked out the pool does not listen for errors on the client; a socket
+    // fault between queries would otherwise be an unhandled 'error' event.
+    let broken: Error | undefined;
+    const onError = (e: Error) => {
+      broken = e;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      client.off('error', onError);
+      client.release();
+      return result;
+    } catch (err) {
+      let discard: Error | undefined = broken ?? (isConnectionError(err) ? asError(err) : undefined);
+      if (!discard) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (e) {
+          discard = asError(e);
+        }
+      }
+      client.off('error', onError);
+      client.release(discard ?? broken);
+      throw err;
+    }
+  }
+
+  /** One statement, autocommitted; retried like a transaction. */
+  private async exec<R extends QueryResultRow = Row>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (this.closed) throw new UnavailableError('the store is closed');
+        // pool.query discards the connection whenever the query fails
+        return await this.pool.query<R>(sql, params);
+      } catch (err) {
+        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
+          await sleep(backoff(attempt));
+          continue;
+        }
+        throw mapPgError(err);
+      }
+    }
+  }
+
+  private async rows(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return (await this.exec(sql, params)).rows;
+  }
+
+  private async row(sql: string, params: unknown[] = []): Promise<Row | undefined> {
+    return (await this.exec(sql, params)).rows[0];
+  }
+
+  // --- lifecycle -----------------------------------------------------------------
+
+  async migrate(): Promise<void> {
+    await this.tx((c) => applyMigrations(c, this.schema));
+  }
+
+  async ping(): Promise<void> {
+    await this.exec('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.channels.clear();
+    const pending = this.listenerConnecting;
+    const l = this.listener;
+    this.listener = null;
+    await l?.end().catch(() => undefined);
+    await pending?.then((c) => c.end()).catch(() => undefined);
+    await this.pool.end();
+  }
+
+  // --- audit chain -----------------------------------------------------------------
+
+  /** Appends inside the caller's transaction, holding the chain head's row lock until commit. */
+  private async appendInTx(c: Q, inputs: AuditInput[]): Promise<AuditEntry[]> {
+    if (inputs.length === 0) return [];
+    let head = (await c.query('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0] as Row | undefined;
+    if (!head) {
+      await c.query('INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING', [GENESIS_HASH]);
+      head = (await c.query('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0] as Row;
+    }
+    let seq = Number(head.seq);
+    let prevHash = head.hash as string;
+    const ts = this.clock.now();
+    const out: AuditEntry[] = [];
+    for (const input of inputs) {
+      seq += 1;
+      const base = {
+        seq,
+        ts,
+        type: input.type,
+        actor: input.actor,
+        taskId: input.taskId ?? null,
+        agentId: input.agentId ?? null,
+        decisionId: input.decisionId ?? null,
+        data: input.data,
+        prevHash,
+      };
+      const hash = computeEntryHash(base);
+      out.push({ ...base, hash });
+      prevHash = hash;
+    }
+    await c.query(
+      `WITH ins AS (
+         INSERT INTO audit (seq, ts, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
+         SELECT u.seq, $2, u.type, u.actor, u.task_id, u.agent_id, u.decision_id, u.data, u.prev_hash, u.hash
+         FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+           AS u(seq, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
+       )
+       UPDATE audit_head SET seq = $11, hash = $12 WHERE id = 1`,
+      [
+        out.map((e) => e.seq),
+        ts,
+        out.map((e) => e.type),
+        out.map((e) => e.actor),
+        out.map((e) => e.taskId),
+        out.map((e) => e.agentId),
+        out.map((e) => e.decisionId),
+        out.map((e) => JSON.stringify(e.data)),
+        out.map((e) => e.prevHash),
+        out.map((e) => e.hash),
+        seq,
+        prevHash,
+      ],
+    );
+    return out;
+  }
+
+  async appendAudit(entries: AuditInput[]): Promise<AuditEntry[]> {
+    if (entries.length === 0) return [];
+    return this.tx((c) => this.appendInTx(c, entries));
+  }
+
+  async listAudit(filter: AuditFilter): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, v: unknown) => {
+      params.push(v);
+      where.push(`${sql} $${params.length}`);
+    };
+    if (filter.taskId !== undefined) add('task_id =', filter.taskId);
+    if (filter.agentId !== undefined) add('agent_id =', filter.agentId);
+    if (filter.type !== undefined) add('type =', filter.type);
+    if (filter.decisionId !== undefined) add('decision_id =', filter.decisionId);
+    if (filter.after !== undefined) add('seq >', filter.after);
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 10_000);
+    const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ASC LIMIT ${limit}`;
+    return (await this.rows(sql, params)).map(toAuditEntry);
+  }
+
+  async auditHead(): Promise<{ seq: number; hash: string } | null> {
+    const r = await this.row('SELECT seq, hash FROM audit_head WHERE id = 1');
+    if (!r || Number(r.seq) === 0) return null;
+    return { seq: Number(r.seq), hash: r.hash as string };
+  }
+
+  // --- operators -----------------------------------------------------------------
+
+  async createOperator(op: OperatorRecord, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('INSERT INTO operators (id, name, roles, token_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5, $6)', [
+        op.id, op.name, JSON.stringify(op.roles), op.tokenHash, op.createdAt, op.disabled,
+      ]);
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async findOperatorByTokenHash(tokenHash: string): Promise<OperatorRecord | null> {
+    const r = await this.row('SELECT * FROM operators WHERE token_hash = $1', [tokenHash]);
+    return r ? toOperator(r) : null;
+  }
+
+  async countOperators(): Promise<number> {
+    return Number((await this.row('SELECT count(*)::int AS n FROM operators'))!.n);
+  }
+
+  // --- agents --------------------------------------------------------------------
+
+  async createAgent(agent: AgentRecord, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      const r = await c.query(
+        'INSERT INTO agents (id, name, jwks, labels, status, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING',
+        [agent.id, agent.name, JSON.stringify(agent.jwks), JSON.stringify(agent.labels), agent.status, agent.createdAt, agent.createdBy],
+      );
+      if (r.rowCount !== 1) throw new ConflictError(`agent \`${agent.id}\` already exists`, 'agent_exists');
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | null> {
+    const r = await this.row('SELECT * FROM agents WHERE id = $1', [id]);
+    return r ? toAgent(r) : null;
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return (await this.rows('SELECT * FROM agents ORDER BY created_at, id')).map((r) => toAgent(r));
+  }
+
+  async disableAgent(id: string, now: number, audit: AuditInput): Promise<{ revokedTaskIds: string[] } | null> {
+    return this.tx(async (c) => {
+      const r = await c.query(`UPDATE agents SET status = 'disabled' WHERE id = $1`, [id]);
+      if (r.rowCount !== 1) return null;
+      const audits: AuditInput[] = [audit];
+      const held = (await c.query(`SELECT id FROM tasks WHERE agent_id = $1 AND status = 'active' ORDER BY created_at, id`, [id])).rows as { id: string }[];
+      const revoked: string[] = [];
+      for (const t of held) {
+        const ended = await this.endInTx(c, t.id, 'revoked', now, {
+          type: 'task.revoked',
+          actor: audit.actor,
+          taskId: t.id,
+          agentId: id,
+          data: { reason: 'agent_disabled' },
+        });
+        revoked.push(...ended.ids);
+        audits.push(...ended.audits);
+      }
+      await this.appendInTx(c, audits);
+      return { revokedTaskIds: revoked };
+    });
+  }
+
+  // --- tasks ---------------------------------------------------------------------
+
+  async createTask(task: TaskRecord, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      if (task.parentId !== null) {
+        // Reserve the child's budget from the parent atomically (delegation only narrows).
+        const r = await c.query(
+          `UPDATE tasks SET actions_reserved = actions_reserved + $1
+           WHERE id = $2 AND status = 'active' AND expires_at > $3 AND actions_used + actions_reserved + $1 <= max_actions`,
+          [task.maxActions, task.parentId, task.createdAt],
+        );
+        if (r.rowCount !== 1) throw new ConflictError('the parent task is not active or has not enough budget left', 'parent_budget_exhausted');
+      }
+      await c.query(
+        `INSERT INTO tasks (id, agent_id, owner, intent, scope, status, created_at, expires_at, ended_at, max_actions, actions_used, actions_reserved, parent_id, root_id, depth)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+        taskParams(task),
+      );
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async getTask(id: string): Promise<TaskRecord | null> {
+    const r = await this.row('SELECT * FROM tasks WHERE id = $1', [id]);
+    return r ? toTask(r) : null;
+  }
+
+  async getTaskWithAgent(id: string): Promise<{ task: TaskRecord; agent: AgentRecord } | null> {
+    const r = await this.row(
+      `SELECT t.*, a.id AS a_id, a.name AS a_name, a.jwks AS a_jwks, a.labels AS a_labels, a.status AS a_status,
+              a.created_at AS a_created_at, a.created_by AS a_created_by
+       FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = $1`,
+      [id],
+    );
+    return r ? { task: toTask(r), agent: toAgent(r, 'a_') } : null;
+  }
+
+  async listTasks(filter: { agentId?: string; status?: TaskStatus; parentId?: string; limit?: number }): Promise<TaskRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (col: string, v: unknown) => {
+      params.push(v);
+      where.push(`${col} = $${params.length}`);
+    };
+    if (filter.agentId !== undefined) add('agent_id', filter.agentId);
+    if (filter.status !== undefined) add('status', filter.status);
+    if (filter.parentId !== undefined) add('parent_id', filter.parentId);
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 10_000);
+    const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ${limit}`;
+    return (await this.rows(sql, params)).map(toTask);
+  }
+
+  /**
+   * Ends `id` and its active descendants inside the caller's transaction; returns the
+   * ended ids (`id` first, then descendants by depth) and their audit inputs, which
+   * the caller appends. Budget settles deepest first: a child's unused budget returns
+   * to its parent, what it (and its own descendants) used stays spent there.
+   */
+  private async endInTx(
+    c: Q,
+    id: string,
+    status: 'completed' | 'revoked' | 'expired',
+    now: number,
+    audit: AuditInput,
+  ): Promise<{ ids: string[]; audits: AuditInput[] }> {
+    const self = (
+      await c.query(
+        `UPDATE tasks SET status = $2, ended_at = $3 WHERE id = $1 AND status = 'active'
+         RETURNING id, agent_id, parent_id, max_actions, actions_used, depth, created_at`,
+        [id, status, now],
+      )
+    ).rows[0] as Row | undefined;
+    if (!self) return { ids: [], audits: [] };
+    // Every active task below is revoked. The statement is repeated until it finds
+    // nothing more: a delegation committed by another transaction while this one
+    // waited for a row lock is invisible to the statement that waited, but not to the
+    // next one (and no new one can start: its parent is no longer active).
+    const descendants: Row[] = [];
+    for (;;) {
+      const { rows } = await c.query(
+        `WITH RECURSIVE sub(id) AS (
+           SELECT id FROM tasks WHERE parent_id = $1
+           UNION ALL SELECT t.id FROM tasks t JOIN sub ON t.parent_id = sub.id
+         )
+         UPDATE tasks SET status = 'revoked', ended_at = $2 FROM sub
+         WHERE tasks.id = sub.id AND tasks.status = 'active'
+         RETURNING tasks.id, tasks.agent_id, tasks.parent_id, tasks.max_actions, tasks.actions_used, tasks.depth, tasks.created_at`,
+        [id, now],
+      );
+      if (rows.length === 0) break;
+      descendants.push(...(rows as Row[]));
+    }
+    descendants.sort((a, b) => Number(a.depth) - Number(b.depth) || Number(a.created_at) - Number(b.created_at) || String(a.id).localeCompare(String(b.id)));
+    const ended = [self, ...descendants];
+
+    // settle budgets, deepest first, as SQL would if it ran one update per task
+    const used = new Map<string, number>(ended.map((t) => [t.id as string, Number(t.actions_used)]));
+    const delta = new Map<string, { reserved: number; used: number }>();
+    for (const t of [...ended].reverse()) {
+      const parent = t.parent_id as string | null;
+      if (!parent) continue;
+      const max = Number(t.max_actions);
+      const spent = Math.min(used.get(t.id as string)!, max);
+      const d = delta.get(parent) ?? { reserved: 0, used: 0 };
+      d.reserved += max;
+      d.used += spent;
+      delta.set(parent, d);
+      if (used.has(parent)) used.set(parent, used.get(parent)! + spent);
+    }
+    if (delta.size > 0) {
+      const ids = [...delta.keys()];
+      await c.query(
+        `UPDATE tasks SET actions_reserved = tasks.actions_reserved - d.r, actions_used = tasks.actions_used + d.u
+         FROM unnest($1::text[], $2::int[], $3::int[]) AS d(id, r, u) WHERE tasks.id = d.id`,
+        [ids, ids.map((k) => delta.get(k)!.reserved), ids.map((k) => delta.get(k)!.used)],
+      );
+    }
+    const audits: AuditInput[] = [audit];
+    for (const d of descendants) {
+      audits.push({
+        type: 'task.revoked',
+        actor: 'system',
+        taskId: d.id as string,
+        agentId: d.agent_id as string,
+        data: { reason: 'ancestor_ended', ancestor: id, ancestor_status: status },
+      });
+    }
+    return { ids: ended.map((t) => t.id as string), audits };
+  }
+
+  async endTask(id: string, status: 'completed' | 'revoked' | 'expired', now: number, audit: AuditInput): Promise<string[]> {
+    return this.tx(async (c) => {
+      const ended = await this.endInTx(c, id, status, now, audit);
+      await this.appendInTx(c, ended.audits);
+      return ended.ids;
+    });
+  }
+
+  async expireTasks(now: number): Promise<string[]> {
+    return this.tx(async (c) => {
+      const due = (
+        await c.query(`SELECT id, agent_id, expires_at FROM tasks WHERE status = 'active' AND expires_at <= $1 ORDER BY depth, id`, [now])
+      ).rows as Row[];
+      const ids: string[] = [];
+      const audits: AuditInput[] = [];
+      for (const t of due) {
+        const ended = await this.endInTx(c, t.id as string, 'expired', now, {
+          type: 'task.expired',
+          actor: 'system',
+          taskId: t.id as string,
+          agentId: t.agent_id as string,
+          data: { expires_at: Number(t.expires_at) },
+        });
+        ids.push(...ended.ids);
+        audits.push(...ended.audits);
+      }
+      await this.appendInTx(c, audits);
+      return ids;
+    });
+  }
+
+  // --- one-time identifiers ------------------------------------------------------
+
+  async useOnce(key: string, expiresAt: number, audit: AuditInput | null): Promise<boolean> {
+    const insert = 'INSERT INTO once_keys (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING';
+    if (!audit) return (await this.exec(insert, [key, expiresAt])).rowCount === 1;
+    return this.tx(async (c) => {
+      const r = await c.query(insert, [key, expiresAt]);
+      if (r.rowCount !== 1) return false;
+      await this.appendInTx(c, [audit]);
+      return true;
+    });
+  }
+
+  async purgeExpiredOnce(now: number): Promise<number> {
+    return (await this.exec('DELETE FROM once_keys WHERE expires_at < $1', [now])).rowCount ?? 0;
+  }
+
+  // --- decisions -----------------------------------------------------------------
+
+  async commitDecisions(items: DecisionWrite[], now: number): Promise<DecisionCommitResult[]> {
+    if (items.length === 0) return [];
+    return this.tx(async (c) => {
+      // Lock every guarded task once, in id order (no deadlock between batches), and
+      // take the budget in memory: one round trip for any batch size.
+      const taskIds = [...new Set(items.flatMap((i) => (i.guard ? [i.guard.taskId] : [])))].sort();
+      const left = new Map<string, number>();
+      if (taskIds.length > 0) {
+        const { rows } = await c.query(
+          `SELECT id, status, expires_at, max_actions, actions_used, actions_reserved FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+          [taskIds],
+        );
+        for (const r of rows as Row[]) {
+          const active = r.status === 'active' && Number(r.expires_at) > now;
+          left.set(r.id as string, active ? Math.max(0, Number(r.max_actions) - Number(r.actions_used) - Number(r.actions_reserved)) : -1);
+        }
+      }
+      const taken = new Map<string, number>();
+      const results: DecisionCommitResult[] = [];
+      const decisions: DecisionRecord[] = [];
+      const audits: AuditInput[] = [];
+      for (const item of items) {
+        let decision = item.decision;
+        let audit = item.audit;
+        let result: DecisionCommitResult = { written: 'primary' };
+        if (item.guard) {
+          const id = item.guard.taskId;
+          const n = left.get(id) ?? -1;
+          if (n > 0) {
+            left.set(id, n - 1);
+            taken.set(id, (taken.get(id) ?? 0) + 1);
+          } else {
+            if (!item.fallback) throw new TypeError('a guarded decision write needs a fallback');
+            const reason = n < 0 ? 'task_inactive' : 'budget_exhausted';
+            result = { written: 'fallback', reason };
+            ({ decision, audit } = item.fallback(reason));
+          }
+        }
+        decisions.push(decision);
+        audits.push(audit);
+        results.push(result);
+      }
+      if (taken.size > 0) {
+        const ids = [...taken.keys()];
+        await c.query(
+          `UPDATE tasks SET actions_used = tasks.actions_used + d.n FROM unnest($1::text[], $2::int[]) AS d(id, n) WHERE tasks.id = d.id`,
+          [ids, ids.map((k) => taken.get(k)!)],
+        );
+      }
+      const cols = DECISION_TYPES.map(() => [] as unknown[]);
+      for (const d of decisions) decisionParams(d).forEach((v, i) => cols[i]!.push(v));
+      await c.query(
+        `INSERT INTO decisions (${DECISION_COLUMNS}) SELECT * FROM unnest(${DECISION_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`,
+        cols,
+      );
+      await this.appendInTx(c, audits);
+      return results;
+    });
+  }
+
+  async getDecision(id: string): Promise<DecisionRecord | null> {
+    const r = await this.row('SELECT * FROM decisions WHERE id = $1', [id]);
+    return r ? toDecision(r) : null;
+  }
+
+  async listDecisions(taskId: string): Promise<DecisionRecord[]> {
+    return (await this.rows('SELECT * FROM decisions WHERE task_id = $1 ORDER BY created_at, id', [taskId])).map(toDecision);
+  }
+
+  async recordOutcome(decisionId: string, outcome: 'succeeded' | 'failed', audit: AuditInput): Promise<boolean> {
+    return this.tx(async (c) => {
+      const r = await c.query('UPDATE decisions SET outcome = $1 WHERE id = $2 AND outcome IS NULL', [outcome, decisionId]);
+      if (r.rowCount !== 1) return false;
+      await this.appendInTx(c, [audit]);
+      return true;
+    });
+  }
+
+  // --- policies ------------------------------------------------------------------
+
+  async putPolicy(policy: PolicyRecord, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('INSERT INTO policies (version, text, created_at, created_by) VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING', [
+        policy.version, policy.text, policy.createdAt, policy.createdBy,
+      ]);
+      await c.query('INSERT INTO policy_active (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version', [policy.version]);
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async getActivePolicy(): Promise<PolicyRecord | null> {
+    const r = await this.row('SELECT p.* FROM policy_active a JOIN policies p ON p.version = a.version WHERE a.id = 1');
+    return r ? toPolicy(r) : null;
+  }
+
+  // --- signing keys --------------------------------------------------------------
+
+  async listSigningKeys(): Promise<SigningKeyRecord[]> {
+    return (await this.rows('SELECT * FROM signing_keys ORDER BY created_at, kid')).map(toSigningKey);
+  }
+
+  async addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
+      ]);
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  // --- LISTEN / NOTIFY -----------------------------------------------------------
+
+  /** Channels are namespaced by the schema, so deployments sharing a database stay apart. */
+  private channelName(channel: string): string {
+    const name = this.schema ? `${this.schema}.${channel}` : channel;
+    if (channel.length === 0 || Buffer.byteLength(name) > 63) throw new TypeError('channel name must be 1 to 63 bytes (with the schema prefix)');
+    return name;
+  }
+
+  /**
+   * Subscribes `handler` to `channel` on a dedicated connection, which reconnects on
+   * its own after a fault (handlers are then called with `null`: notifications sent in
+   * between are lost). Rejects with UnavailableError when PostgreSQL cannot be reached.
+   * Resolves to a function that unsubscribes.
+   */
+  async listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>> {
+    const name = this.channelName(channel);
+    if (this.closed) throw new UnavailableError('the store is closed');
+    let set = this.channels.get(name);
+    const isNew = !set;
+    if (!set) {
+      set = new Set();
+      this.channels.set(name, set);
+    }
+    set.add(handler);
+    try {
+      const client = await this.connectListener();
+      if (isNew) await client.query(`LISTEN ${quoteIdent(name)}`);
+    } catch (err) {
+      set.delete(handler);
+      if (set.size === 0 && this.channels.get(name) === set) this.channels.delete(name);
+      throw mapPgError(err);
+    }
+    return async () => {
+      set.delete(handler);
+      if (set.size > 0 || this.channels.get(name) !== set) return;
+      this.channels.delete(name);
+      await this.listener?.query(`UNLISTEN ${quoteIdent(name)}`).catch(() => undefined);
+    };
+  }
+
+  /** Sends `payload` (at most ~8000 bytes) to every listener of `channel`, in any instance. */
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.exec('SELECT pg_notify($1, $2)', [this.channelName(channel), payload]);
+  }
+
+  private connectListener(): Promise<pg.Client> {
+    if (this.listener) return Promise.resolve(this.listener);
+    if (this.listenerConnecting) return this.listenerConnecting;
+    const attempt = (async () => {
+      const client = new pg.Client(this.connectionConfig('writ-listen'));
+      let lost = false;
+      const onLost = (err?: Error) => {
+        if (lost) return;
+        lost = true;
+        if (err) this.background(err);
+        if (this.listener === client) this.listener = null;
+        client.end().catch(() => undefined);
+        this.scheduleReconnect();
+      };
+      client.on('error', (err) => onLost(err));
+      client.on('end', () => onLost());
+      client.on('notification', (msg) => {
+        for (const h of this.channels.get(msg.channel) ?? []) {
+          try {
+            h(msg.payload ?? '');
+          } catch (err) {
+            this.background(asError(err));
+          }
+        }
+      });
+      try {
+        await client.connect();
+        for (const name of this.channels.keys()) await client.query(`LISTEN ${quoteIdent(name)}`);
+      } catch (err) {
+        lost = true; // not ours to reconnect: the caller decides
+        client.removeAllListeners('end');
+        client.on('error', () => undefined);
+        await client.end().catch(() => undefined);
+        throw err;
+      }
+      if (this.closed) {
+        await client.end().catch(() => undefined);
+        throw new UnavailableError('the store is closed');
+      }
+      this.listener = client;
+      return client;
+    })();
+    this.listenerConnecting = attempt;
+    const clear = () => {
+      if (this.listenerConnecting === attempt) this.listenerConnecting = null;
+    };
+    attempt.then(clear, clear);
+    return attempt;
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer || this.channels.size === 0) return;
+    const delay = Math.min(5000, 100 * 2 ** Math.min(this.reconnectAttempt, 6)) * (0.5 + Math.random());
+    this.reconnectAttempt += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.closed || this.channels.size === 0) return;
+      this.connectListener().then(
+        () => {
+          this.reconnectAttempt = 0;
+          for (const set of this.channels.values()) {
+            for (const h of set) {
+              try {
+                h(null);
+              } catch (err) {
+                this.background(asError(err));
+              }
+            }
+          }
+        },
+        (err) => {
+          this.background(asError(err));
+          this.scheduleReconnect();
+        },
+      );
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+}
+
+/**
+ * Like libpq (psql), a connection string without a user name connects as the
+ * operating-system user; `pg` would otherwise rely on $USER, which services often lack.
+ */
+export function withDefaultUser(connectionString: string): string {
+  if (process.env.PGUSER || process.env.USER) return connectionString;
+  try {
+    const u = new URL(connectionString);
+    if (u.username || !u.host) return connectionString;
+    u.username = userInfo().username;
+    return u.toString();
+  } catch {
+    return connectionString;
+  }
+}
+
+// --- errors ---------------------------------------------------------------------
+
+const CONNECTION_ERRNOS = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOENT',
+]);
+const CONNECTION_MESSAGES =
+  /timeout exceeded when trying to connect|connection terminated|connection error|not queryable|client was closed|client has already been connected|cannot use a pool after calling end|the server closed the connection/i;
+
+function sqlState(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
+/** True for faults of the connection itself (the server is gone, restarting, unreachable). */
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = sqlState(err);
+  if (CONNECTION_ERRNOS.has(code)) return true;
+  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
+  if (err instanceof AggregateError) return err.errors.some(isConnectionError);
+  return CONNECTION_MESSAGES.test(err.message);
+}
+
+/** Maps a driver fault to the error model: conflicts for constraint violations, 503 for the rest. */
+export function mapPgError(err: unknown): Error {
+  if (err instanceof WritError || err instanceof TypeError) return err;
+  if (isConnectionError(err)) return new UnavailableError('the store is unreachable', err);
+  if (sqlState(err).startsWith('23')) return new ConflictError('the record conflicts with one that exists');
+  return new UnavailableError('the store failed', err);
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function backoff(attempt: number): number {
+  return Math.min(200, 5 * 2 ** attempt) * (0.5 + Math.random());
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

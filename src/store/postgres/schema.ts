@@ -1,0 +1,151 @@
+import type { PoolClient } from 'pg';
+import { GENESIS_HASH } from '../../core/audit-hash.js';
+
+/**
+ * PostgreSQL schema migrations. Column names match the SQLite schema so that the
+ * row mappers in `rows.ts` serve both. Times are BIGINT epoch milliseconds. JSON
+ * columns are TEXT holding the JSON the store wrote: jsonb would reorder keys,
+ * normalise numbers and refuse `\u0000`, and the audit chain must read back
+ * exactly what was hashed (rows.ts parses text and jsonb alike).
+ *
+ * Version N is `PG_MIGRATIONS[N - 1]`; `schema_migrations` records what was applied.
+ */
+export const PG_MIGRATIONS: string[] = [
+  `
+  CREATE TABLE operators (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE
+  );
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    jwks TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+  );
+  CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(id),
+    owner TEXT NOT NULL,
+    intent TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    ended_at BIGINT,
+    max_actions INTEGER NOT NULL,
+    actions_used INTEGER NOT NULL DEFAULT 0,
+    actions_reserved INTEGER NOT NULL DEFAULT 0,
+    parent_id TEXT REFERENCES tasks(id),
+    root_id TEXT NOT NULL,
+    depth INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX tasks_agent ON tasks(agent_id);
+  CREATE INDEX tasks_parent ON tasks(parent_id);
+  CREATE INDEX tasks_created ON tasks(created_at, id);
+  CREATE INDEX tasks_active_expiry ON tasks(expires_at) WHERE status = 'active';
+  CREATE TABLE once_keys (
+    key TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+  );
+  CREATE INDEX once_keys_expiry ON once_keys(expires_at);
+  CREATE TABLE decisions (
+    id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    resource TEXT,
+    destination TEXT,
+    args_digest TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    token_jti TEXT,
+    token_expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    outcome TEXT
+  );
+  CREATE INDEX decisions_task ON decisions(task_id);
+  CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY,
+    ts BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    task_id TEXT,
+    agent_id TEXT,
+    decision_id TEXT,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  CREATE INDEX audit_task ON audit(task_id);
+  CREATE INDEX audit_agent ON audit(agent_id);
+  CREATE INDEX audit_type ON audit(type);
+  CREATE INDEX audit_decision ON audit(decision_id);
+  -- The chain head: one row, locked FOR UPDATE by every appending transaction, so
+  -- appends from every process are serialized. seq 0 means "no entries yet".
+  CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '${GENESIS_HASH}');
+  CREATE TABLE policies (
+    version TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+  );
+  CREATE TABLE policy_active (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version TEXT NOT NULL REFERENCES policies(version)
+  );
+  CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    public_jwk TEXT NOT NULL,
+    private_jwk TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    rotated_at BIGINT,
+    retired_at BIGINT
+  );
+  `,
+];
+
+/** Advisory lock class for migrations (the second key is the schema's hash). */
+const MIGRATION_LOCK_CLASS = 0x57726974; // "Writ"
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * Applies pending migrations on `client`, which must be inside a transaction: takes a
+ * transaction-scoped advisory lock keyed by the schema first, so instances starting
+ * at once take turns and the later ones find nothing left to do. Creates `schema`
+ * when given and missing. Returns the versions applied.
+ */
+export async function applyMigrations(client: PoolClient, schema: string | undefined): Promise<number[]> {
+  await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_CLASS, schema ?? '']);
+  if (schema) {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+    await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
+  }
+  await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+  const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations');
+  const current = Number(rows[0]?.v ?? 0);
+  const applied: number[] = [];
+  for (let v = current + 1; v <= PG_MIGRATIONS.length; v++) {
+    await client.query(PG_MIGRATIONS[v - 1]!);
+    await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [v, Date.now()]);
+    applied.push(v);
+  }
+  return applied;
+}

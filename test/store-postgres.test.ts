@@ -1,0 +1,248 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { ManualClock } from '../src/core/clock.js';
+import { ConflictError, UnavailableError } from '../src/core/errors.js';
+import { newId } from '../src/core/ids.js';
+import { agentRecord, assertChain, auditInput, childRecord, guardedWrite, runStoreContract, taskRecord } from '../src/store/contract.js';
+import { PostgresStore, withDefaultUser } from '../src/store/postgres/postgres-store.js';
+import type { Store } from '../src/store/store.js';
+
+const url = process.env.WRIT_TEST_DATABASE_URL ?? 'postgres://127.0.0.1:5432/test';
+const skipReason = process.env.WRIT_SKIP_POSTGRES;
+
+function freshSchema(): string {
+  return `writ_test_${randomBytes(6).toString('hex')}`;
+}
+
+async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: withDefaultUser(url) });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+async function dropSchema(schema: string): Promise<void> {
+  await admin((c) => c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
+}
+
+/** Terminates the backends of one application name; returns how many. */
+async function terminate(applicationName: string): Promise<number> {
+  return admin(async (c) => {
+    const r = await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [applicationName]);
+    return r.rowCount ?? 0;
+  });
+}
+
+async function readAll(store: Store) {
+  const all = [];
+  for (;;) {
+    const page = await store.listAudit({ after: all.at(-1)?.seq ?? 0, limit: 1000 });
+    all.push(...page);
+    if (page.length < 1000) return all;
+  }
+}
+
+function waitFor<T>(fn: () => T | undefined, timeoutMs = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      const v = fn();
+      if (v !== undefined) return resolve(v);
+      if (Date.now() - t0 > timeoutMs) return reject(new Error('timed out waiting'));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+if (skipReason) {
+  describe('PostgresStore', { skip: 'PostgreSQL unreachable: ' + skipReason }, () => {
+    it('contract and cross-instance tests', () => undefined);
+  });
+} else {
+  runStoreContract('postgres', async () => {
+    const schema = freshSchema();
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const store = new PostgresStore({ connectionString: url, clock, schema, poolSize: 8 });
+    await store.migrate();
+    return {
+      store,
+      clock,
+      cleanup: async () => {
+        await store.close();
+        await dropSchema(schema);
+      },
+    };
+  });
+
+  describe('PostgresStore: two instances on one schema', () => {
+    const schema = freshSchema();
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    let a: PostgresStore;
+    let b: PostgresStore;
+
+    before(async () => {
+      a = new PostgresStore({ connectionString: url, clock, schema, poolSize: 6 });
+      b = new PostgresStore({ connectionString: url, clock, schema, poolSize: 6 });
+    });
+
+    after(async () => {
+      await a?.close();
+      await b?.close();
+      await dropSchema(schema);
+    });
+
+    it('migrations run concurrently from both instances without error, once', async () => {
+      await Promise.all([a.migrate(), b.migrate(), a.migrate(), b.migrate()]);
+      const versions = await admin(async (c) => (await c.query(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`)).rows.map((r) => r.version));
+      assert.deepEqual(versions, [1]);
+      await b.migrate();
+      assert.equal(await a.auditHead(), null);
+    });
+
+    it('concurrent appendAudit from both: one gap-free chain that verifies', async () => {
+      const calls = Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).appendAudit(Array.from({ length: 1 + (i % 4) }, (_, j) => auditInput('test.x', { data: { i, j } }))));
+      const out = (await Promise.all(calls)).flat();
+      const all = await readAll(a);
+      assert.equal(all.length, out.length);
+      assertChain(all);
+      const head = await b.auditHead();
+      assert.deepEqual(head, { seq: all.at(-1)!.seq, hash: all.at(-1)!.hash });
+    });
+
+    it('useOnce of one key split across both: exactly one true', async () => {
+      for (let round = 0; round < 5; round++) {
+        const key = newId('jti');
+        const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).useOnce(key, clock.now() + 60_000, i % 3 ? auditInput('token.used') : null)));
+        assert.equal(rs.filter(Boolean).length, 1);
+      }
+    });
+
+    it('guarded budget split across both: never more than max', async () => {
+      const agent = agentRecord(clock);
+      await a.createAgent(agent, auditInput('agent.created'));
+      const task = taskRecord(clock, agent.id, { maxActions: 7 });
+      await b.createTask(task, auditInput('task.created'));
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).commitDecisions(Array.from({ length: 1 + (i % 3) }, () => guardedWrite(clock, task)), clock.now())),
+      );
+      const flat = results.flat();
+      assert.equal(flat.filter((r) => r.written === 'primary').length, 7);
+      assert.equal((await a.getTask(task.id))!.actionsUsed, 7);
+      assert.equal((await b.listDecisions(task.id)).length, flat.length);
+      assertChain(await readAll(b));
+    });
+
+    it('delegations split across both never reserve more than the parent has', async () => {
+      const agent = agentRecord(clock);
+      await a.createAgent(agent, auditInput('agent.created'));
+      const parent = taskRecord(clock, agent.id, { maxActions: 10 });
+      await a.createTask(parent, auditInput('task.created'));
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).createTask(childRecord(clock, parent, agent.id, 3), auditInput('task.delegated'))),
+      );
+      assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 3);
+      for (const o of outcomes) if (o.status === 'rejected') assert.ok(o.reason instanceof ConflictError && o.reason.code === 'parent_budget_exhausted');
+      assert.equal((await b.getTask(parent.id))!.actionsReserved, 9);
+    });
+
+    it('ending a task while delegations race leaves no active child under it', async () => {
+      const agent = agentRecord(clock);
+      await a.createAgent(agent, auditInput('agent.created'));
+      for (let round = 0; round < 5; round++) {
+        const parent = taskRecord(clock, agent.id, { maxActions: 100 });
+        await a.createTask(parent, auditInput('task.created'));
+        const children = Array.from({ length: 12 }, () => childRecord(clock, parent, agent.id, 2));
+        const ops: Promise<unknown>[] = children.map((c, i) => (i % 2 ? a : b).createTask(c, auditInput('task.delegated')).catch(() => undefined));
+        ops.splice(6, 0, b.endTask(parent.id, 'revoked', clock.now(), auditInput('task.revoked')));
+        await Promise.all(ops);
+        const kids = await a.listTasks({ parentId: parent.id, limit: 1000 });
+        assert.ok(kids.every((k) => k.status === 'revoked'), 'every child that exists was revoked with its parent');
+        const p = (await a.getTask(parent.id))!;
+        assert.equal(p.status, 'revoked');
+        assert.equal(p.actionsReserved, 0, 'every reserve was returned');
+      }
+      assertChain(await readAll(a));
+    });
+
+    it('the same agent id created from both: one wins, the other gets agent_exists', async () => {
+      const agent = agentRecord(clock);
+      const rs = await Promise.allSettled([a.createAgent(agent, auditInput('agent.created')), b.createAgent(agent, auditInput('agent.created'))]);
+      assert.equal(rs.filter((r) => r.status === 'fulfilled').length, 1);
+      const rejected = rs.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      assert.ok(rejected.reason instanceof ConflictError);
+      assert.equal(rejected.reason.code, 'agent_exists');
+    });
+
+    it('listen/notify across instances, unlisten, and reconnect after the listener is killed', async () => {
+      const got: (string | null)[] = [];
+      const unlisten = await a.listen('cache', (p) => got.push(p));
+      await b.notify('cache', 'policy:v2');
+      await waitFor(() => (got.includes('policy:v2') ? true : undefined));
+      // another channel is not delivered here
+      await b.notify('other', 'nope');
+      await b.notify('cache', 'second');
+      await waitFor(() => (got.includes('second') ? true : undefined));
+      assert.ok(!got.includes('nope'));
+
+      // kill the listener's connection: it comes back, says so with null, and still receives
+      assert.ok((await terminate(`writ-listen:${schema}`)) >= 1);
+      await waitFor(() => (got.includes(null) ? true : undefined));
+      await b.notify('cache', 'after-reconnect');
+      await waitFor(() => (got.includes('after-reconnect') ? true : undefined));
+
+      await unlisten();
+      await b.notify('cache', 'after-unlisten');
+      await a.notify('cache', 'after-unlisten');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!got.includes('after-unlisten'));
+    });
+
+    it('the pool survives its connections being killed; faults surface as UnavailableError', async () => {
+      await Promise.all(Array.from({ length: 6 }, () => a.ping())); // fill the pool
+      assert.ok((await terminate(`writ:${schema}`)) >= 1);
+      let ok = false;
+      for (let i = 0; i < 50 && !ok; i++) {
+        try {
+          await a.appendAudit([auditInput('test.after-kill')]);
+          ok = true;
+        } catch (err) {
+          assert.ok(err instanceof UnavailableError, `expected UnavailableError, got ${String(err)}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      assert.ok(ok, 'the store recovered');
+      await a.ping();
+      assertChain(await readAll(a));
+    });
+  });
+
+  describe('PostgresStore: unreachable server', () => {
+    const dead = new PostgresStore({ connectionString: 'postgres://127.0.0.1:1/test', clock: new ManualClock(), schema: 'writ_unreachable' });
+    after(() => dead.close());
+
+    it('every operation fails closed with UnavailableError', async () => {
+      const isUnavailable = (err: unknown) => {
+        assert.ok(err instanceof UnavailableError, `expected UnavailableError, got ${String(err)}`);
+        assert.equal(err.status, 503);
+        return true;
+      };
+      await assert.rejects(dead.ping(), isUnavailable);
+      await assert.rejects(dead.migrate(), isUnavailable);
+      await assert.rejects(dead.appendAudit([auditInput('x')]), isUnavailable);
+      await assert.rejects(dead.useOnce('k', 1, null), isUnavailable);
+      await assert.rejects(dead.getTask('t'), isUnavailable);
+      await assert.rejects(dead.commitDecisions([guardedWrite(new ManualClock(), { id: 't', agentId: 'a' })], 0), isUnavailable);
+      await assert.rejects(dead.listen('c', () => undefined), isUnavailable);
+    });
+
+    it('rejects a schema name that is not a plain identifier', () => {
+      assert.throws(() => new PostgresStore({ connectionString: url, schema: 'bad"; drop' }), TypeError);
+    });
+  });
+}
