@@ -1,46 +1,71 @@
 #!/usr/bin/env node
 import { WritError } from '../core/errors.js';
 import { UsageError } from './args.js';
-import { serve, serveUsage } from './serve.js';
+import type { Command, CommandContext } from './command.js';
+import { SERVE_USAGE, USAGE } from './usage.js';
 
-const USAGE = `usage:
-  ${serveUsage}
-  writ <command> --help`;
-
-type Command = (argv: string[]) => Promise<void>;
-
+// Command modules load on demand: `writ --help` and `writ agent list` stay fast.
 const commands: Record<string, () => Promise<Command>> = {
-  serve: async () => serve,
+  serve: async () => {
+    const { serve } = await import('./serve.js');
+    const { single } = await import('./command.js');
+    return single(SERVE_USAGE, (argv) => serve(argv));
+  },
+  agent: async () => (await import('./agent.js')).agent,
+  task: async () => (await import('./task.js')).task,
+  token: async () => (await import('./agent-actions.js')).token,
+  authorize: async () => (await import('./agent-actions.js')).authorize,
+  consume: async () => (await import('./agent-actions.js')).consume,
+  outcome: async () => (await import('./agent-actions.js')).outcome,
+  audit: async () => (await import('./audit.js')).audit,
+  policy: async () => (await import('./policy.js')).policy,
+  operator: async () => (await import('./operator.js')).operator,
+  introspect: async () => (await import('./introspect.js')).introspect,
 };
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === 'help') {
-    console.log(USAGE);
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    (name ? console.log : console.error)(USAGE);
     return name ? 0 : 2;
   }
-  const load = commands[name];
+  const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!load) {
     console.error(`writ: unknown command \`${name}\`\n${USAGE}`);
     return 2;
   }
+  const ctx: CommandContext = { label: name };
   try {
-    await (await load())(rest);
-    return 0;
+    return (await (await load())(rest, ctx)) ?? 0;
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`writ ${name}: ${err.message}`);
+      console.error(`writ ${ctx.label}: ${err.message}`);
+      if (ctx.usage) console.error(ctx.usage.startsWith('usage:') ? ctx.usage : `usage: ${ctx.usage}`);
       return 2;
     }
     if (err instanceof WritError) {
-      console.error(`writ ${name}: ${err.code}: ${err.message}`);
+      console.error(`writ ${ctx.label}: ${err.code}: ${err.message}`);
+      const notes = (err as { notes?: unknown }).notes;
+      if (Array.isArray(notes)) for (const n of notes) console.error(n);
       return 1;
     }
-    console.error(`writ ${name}: ${(err as Error).message ?? String(err)}`);
+    console.error(`writ ${ctx.label}: ${(err as Error).message ?? String(err)}`);
     return 1;
   }
 }
 
-main(process.argv.slice(2)).then((code) => {
-  if (code !== 0) process.exit(code);
+/** Exits once stdout and stderr have flushed (an idle keep-alive socket would hold the process open). */
+function exitWhenFlushed(code: number): void {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
+const argv = process.argv.slice(2);
+main(argv).then((code) => {
+  // `serve` returns once listening and keeps running
+  if (code !== 0 || argv[0] !== 'serve') exitWhenFlushed(code);
 });

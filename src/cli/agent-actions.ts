@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import { flag, parseArgs, positionals, requireFlag, UsageError } from './args.js';
+import { baseUrl, CliError, print, request, seg } from './client.js';
+import { single } from './command.js';
+import { SINGLE_USAGE } from './usage.js';
+
+const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/**
+ * `writ token`: an RFC 7523 client assertion (iss = sub = the agent, aud = the
+ * server's issuer from its RFC 8414 metadata) exchanged for a task token.
+ */
+export const token = single(SINGLE_USAGE.token!, async (argv) => {
+  const args = parseArgs(argv, { values: ['url', 'agent', 'key', 'task'] });
+  positionals(args, []);
+  const agentId = requireFlag(args, 'agent');
+  const keyPath = requireFlag(args, 'key');
+  const taskId = requireFlag(args, 'task');
+  const base = baseUrl(args);
+  const [{ loadPrivateKey }, { SignJWT }] = await Promise.all([import('./agent-key.js'), import('jose')]);
+  const key = await loadPrivateKey(keyPath);
+  const meta = await request(base, 'GET', '/.well-known/oauth-authorization-server');
+  if (typeof meta?.issuer !== 'string') throw new CliError('bad_response', 'the server metadata names no `issuer`');
+  const iat = Math.floor(Date.now() / 1000);
+  const assertion = await new SignJWT({ jti: randomBytes(16).toString('base64url') })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid })
+    .setIssuer(agentId)
+    .setSubject(agentId)
+    .setAudience(meta.issuer)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + 60)
+    .sign(key.key);
+  const form = {
+    grant_type: 'client_credentials',
+    client_assertion_type: CLIENT_ASSERTION_TYPE,
+    client_assertion: assertion,
+    task_id: taskId,
+  };
+  print(await request(base, 'POST', '/oauth/token', { form }));
+});
+
+/** `writ authorize`: asks for one action under a task token. */
+export const authorize = single(SINGLE_USAGE.authorize!, async (argv) => {
+  const args = parseArgs(argv, { values: ['url', 'task-token', 'tool', 'audience', 'args', 'resource', 'destination'] });
+  positionals(args, []);
+  const taskToken = requireFlag(args, 'task-token');
+  const body: Record<string, unknown> = { tool: requireFlag(args, 'tool'), arguments: {}, audience: requireFlag(args, 'audience') };
+  const rawArgs = flag(args, 'args');
+  if (rawArgs !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(rawArgs);
+    } catch {
+      throw new UsageError('`--args` is not valid JSON');
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError('`--args` must be a JSON object');
+    body.arguments = parsed;
+  }
+  const resource = flag(args, 'resource');
+  if (resource !== undefined) body.resource = resource;
+  const destination = flag(args, 'destination');
+  if (destination !== undefined) body.destination = destination;
+  print(await request(baseUrl(args), 'POST', '/v1/authorize', { token: taskToken, json: body }));
+});
+
+/** `writ consume`: what a tool server does with an action token, once. */
+export const consume = single(SINGLE_USAGE.consume!, async (argv) => {
+  const args = parseArgs(argv, { values: ['url', 'action-token', 'audience'] });
+  positionals(args, []);
+  const body: Record<string, unknown> = { action_token: requireFlag(args, 'action-token') };
+  const audience = flag(args, 'audience');
+  if (audience !== undefined) body.audience = audience;
+  print(await request(baseUrl(args), 'POST', '/v1/actions/consume', { json: body }));
+});
+
+/** `writ outcome`: reports how an allowed action went. */
+export const outcome = single(SINGLE_USAGE.outcome!, async (argv) => {
+  const args = parseArgs(argv, { values: ['url', 'task-token', 'decision', 'status', 'detail'] });
+  positionals(args, []);
+  const taskToken = requireFlag(args, 'task-token');
+  const decision = requireFlag(args, 'decision');
+  const status = requireFlag(args, 'status');
+  if (status !== 'succeeded' && status !== 'failed') throw new UsageError('`--status` is `succeeded` or `failed`');
+  const body: Record<string, unknown> = { status };
+  const detail = flag(args, 'detail');
+  if (detail !== undefined) body.detail = detail;
+  print(await request(baseUrl(args), 'POST', `/v1/actions/${seg(decision)}/outcome`, { token: taskToken, json: body }));
+});

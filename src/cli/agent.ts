@@ -1,0 +1,51 @@
+import { flag, hasSwitch, list, parseArgs, positionals, requireFlag, UsageError } from './args.js';
+import { baseUrl, CONNECTION, operatorToken, print, request, seg } from './client.js';
+import { group } from './command.js';
+import { AGENT_USAGE } from './usage.js';
+
+/** `writ agent keygen|register|list|show|disable`. */
+export const agent = group('agent', AGENT_USAGE, {
+  async keygen(argv) {
+    const args = parseArgs(argv, { values: ['alg', 'out'], switches: ['force'] });
+    positionals(args, []);
+    const alg = flag(args, 'alg') ?? 'EdDSA';
+    if (alg !== 'EdDSA' && alg !== 'ES256') throw new UsageError('`--alg` is `EdDSA` or `ES256`');
+    const out = requireFlag(args, 'out');
+    const { generateAgentKey } = await import('./agent-key.js');
+    print(await generateAgentKey(alg, out, hasSwitch(args, 'force')));
+  },
+
+  async register(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'id', 'name', 'jwks', 'key'], lists: ['label'] });
+    positionals(args, []);
+    const id = requireFlag(args, 'id');
+    const { readJwks } = await import('./agent-key.js');
+    const jwks = await readJwks({ jwks: flag(args, 'jwks'), key: flag(args, 'key') });
+    const base = baseUrl(args);
+    const token = operatorToken(args);
+    const body: Record<string, unknown> = { id, jwks };
+    const name = flag(args, 'name');
+    if (name !== undefined) body.name = name;
+    const labels = list(args, 'label');
+    if (labels.length > 0) body.labels = labels;
+    print(await request(base, 'POST', '/v1/agents', { token, json: body }));
+  },
+
+  async list(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    positionals(args, []);
+    print(await request(baseUrl(args), 'GET', '/v1/agents', { token: operatorToken(args) }));
+  },
+
+  async show(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    const [id] = positionals(args, ['ID']);
+    print(await request(baseUrl(args), 'GET', `/v1/agents/${seg(id!)}`, { token: operatorToken(args) }));
+  },
+
+  async disable(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    const [id] = positionals(args, ['ID']);
+    print(await request(baseUrl(args), 'POST', `/v1/agents/${seg(id!)}/disable`, { token: operatorToken(args) }));
+  },
+});

@@ -1,0 +1,19 @@
+import { parseArgs, positionals, requireFlag, requireList, UsageError } from './args.js';
+import { baseUrl, CONNECTION, operatorToken, print, request } from './client.js';
+import { group } from './command.js';
+import { OPERATOR_USAGE } from './usage.js';
+
+const ROLES = ['admin', 'approver', 'auditor', 'requester'];
+
+/** `writ operator create`: a new operator token, shown once. */
+export const operator = group('operator', OPERATOR_USAGE, {
+  async create(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'name'], lists: ['role'] });
+    positionals(args, []);
+    const name = requireFlag(args, 'name');
+    const roles = requireList(args, 'role');
+    const bad = roles.find((r) => !ROLES.includes(r));
+    if (bad !== undefined) throw new UsageError(`unknown role \`${bad}\` (roles: ${ROLES.join(', ')})`);
+    print(await request(baseUrl(args), 'POST', '/v1/operators', { token: operatorToken(args), json: { name, roles: [...new Set(roles)] } }));
+  },
+});

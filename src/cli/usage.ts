@@ -1,0 +1,83 @@
+/**
+ * Usage text for every command, kept apart from the command modules so that
+ * `writ --help` loads none of them.
+ */
+
+export const COMMON = `common options:
+  --url URL      the Writ server (env WRIT_URL, default http://127.0.0.1:8080)
+  --token TOKEN  an operator token (env WRIT_TOKEN)
+  --help         this command's usage
+output: JSON on stdout; errors on stderr as \`writ <cmd>: <code>: <message>\`, exit 1 (usage errors exit 2)`;
+
+export const SERVE_USAGE = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL]';
+
+export const AGENT_USAGE: Record<string, string> = {
+  keygen: 'writ agent keygen [--alg EdDSA|ES256] --out FILE [--force]\n    writes the private JWK to FILE (mode 0600), prints the public JWKS',
+  register: 'writ agent register --id ID [--name NAME] (--jwks FILE | --key FILE) [--label LABEL ...]',
+  list: 'writ agent list',
+  show: 'writ agent show ID',
+  disable: 'writ agent disable ID',
+};
+
+export const TASK_USAGE: Record<string, string> = {
+  create:
+    'writ task create --agent ID --intent TEXT --tool PATTERN [--tool PATTERN ...] [--resource PATTERN ...]\n' +
+    '                 [--destination PATTERN ...] --ttl SECONDS --max-actions N',
+  list: 'writ task list [--agent ID] [--status active|completed|revoked|expired] [--limit N]',
+  show: 'writ task show ID',
+  revoke: 'writ task revoke ID [--reason TEXT]',
+  complete: 'writ task complete ID [--task-token T]',
+};
+
+export const AUDIT_USAGE: Record<string, string> = {
+  list: 'writ audit list [--task ID] [--agent ID] [--type TYPE] [--decision ID] [--after SEQ] [--limit N]',
+  verify:
+    'writ audit verify [--data-dir DIR]\n' +
+    '    with --data-dir: opens DIR/writ.db (or WRIT_DATABASE_URL when set) directly and verifies offline;\n' +
+    '    otherwise asks the server (GET /v1/audit/verify). Exit 0 when the chain is intact, 1 when broken',
+};
+
+export const POLICY_USAGE: Record<string, string> = {
+  get: 'writ policy get [--text]   (--text prints only the Cedar policy text)',
+  set: 'writ policy set FILE       (FILE of Cedar policies; `-` reads stdin)',
+};
+
+export const OPERATOR_USAGE: Record<string, string> = {
+  create: 'writ operator create --name NAME --role admin|approver|auditor|requester [--role ...]',
+};
+
+export const SINGLE_USAGE: Record<string, string> = {
+  token: 'writ token --agent ID --key FILE --task TASK_ID\n    signs an RFC 7523 client assertion with the private JWK in FILE and exchanges it for a task token',
+  authorize: 'writ authorize --task-token T --tool NAME --audience AUD [--args JSON] [--resource R] [--destination D]',
+  consume: 'writ consume --action-token T [--audience AUD]',
+  outcome: 'writ outcome --task-token T --decision ID --status succeeded|failed [--detail TEXT]',
+  introspect: 'writ introspect TOKEN',
+};
+
+/** The first line of each subcommand's usage, indented. */
+function group(subs: Record<string, string>): string {
+  return Object.values(subs)
+    .map((u) => `  ${u.split('\n')[0]}`)
+    .join('\n');
+}
+
+export function groupUsage(subs: Record<string, string>): string {
+  return `usage:\n${Object.values(subs).map((u) => `  ${u}`).join('\n')}\n${COMMON}`;
+}
+
+export const USAGE = `usage:
+  ${SERVE_USAGE}
+operators:
+${group(AGENT_USAGE)}
+${group(TASK_USAGE)}
+${group(POLICY_USAGE)}
+${group(OPERATOR_USAGE)}
+${group(AUDIT_USAGE)}
+  ${SINGLE_USAGE.introspect}
+agents and tool servers:
+  ${SINGLE_USAGE.token!.split('\n')[0]}
+  ${SINGLE_USAGE.authorize}
+  ${SINGLE_USAGE.consume}
+  ${SINGLE_USAGE.outcome}
+  writ <command> [<subcommand>] --help
+${COMMON}`;
