@@ -151,23 +151,59 @@ if (skipReason) {
       assert.equal((await b.getTask(parent.id))!.actionsReserved, 9);
     });
 
-    it('ending a task while delegations race leaves no active child under it', async () => {
+    it('ending a task while delegations race leaves no active task under it', async () => {
       const agent = agentRecord(clock);
       await a.createAgent(agent, auditInput('agent.created'));
-      for (let round = 0; round < 5; round++) {
-        const parent = taskRecord(clock, agent.id, { maxActions: 100 });
-        await a.createTask(parent, auditInput('task.created'));
-        const children = Array.from({ length: 12 }, () => childRecord(clock, parent, agent.id, 2));
-        const ops: Promise<unknown>[] = children.map((c, i) => (i % 2 ? a : b).createTask(c, auditInput('task.delegated')).catch(() => undefined));
-        ops.splice(6, 0, b.endTask(parent.id, 'revoked', clock.now(), auditInput('task.revoked')));
+      for (let round = 0; round < 8; round++) {
+        const root = taskRecord(clock, agent.id, { maxActions: 100 });
+        await a.createTask(root, auditInput('task.created'));
+        const mids = Array.from({ length: 4 }, () => childRecord(clock, root, agent.id, 20));
+        for (const m of mids) await b.createTask(m, auditInput('task.delegated'));
+        // grandchildren are delegated from both instances while the root is revoked
+        const leaves = Array.from({ length: 16 }, (_, i) => childRecord(clock, mids[i % 4]!, agent.id, 2));
+        const ops: Promise<unknown>[] = leaves.map((c, i) => (i % 2 ? a : b).createTask(c, auditInput('task.delegated')).catch(() => undefined));
+        ops.splice(4 + (round % 8), 0, (round % 2 ? a : b).endTask(root.id, 'revoked', clock.now(), auditInput('task.revoked')));
         await Promise.all(ops);
-        const kids = await a.listTasks({ parentId: parent.id, limit: 1000 });
-        assert.ok(kids.every((k) => k.status === 'revoked'), 'every child that exists was revoked with its parent');
-        const p = (await a.getTask(parent.id))!;
-        assert.equal(p.status, 'revoked');
-        assert.equal(p.actionsReserved, 0, 'every reserve was returned');
+        for (const m of mids) {
+          const kids = await a.listTasks({ parentId: m.id, limit: 1000 });
+          assert.ok(kids.every((k) => k.status === 'revoked'), 'every task that exists was revoked with its ancestor');
+          const mid = (await a.getTask(m.id))!;
+          assert.equal(mid.status, 'revoked');
+          assert.equal(mid.actionsReserved, 0, 'every reserve was returned');
+        }
+        const r = (await a.getTask(root.id))!;
+        assert.equal(r.status, 'revoked');
+        assert.equal(r.actionsReserved, 0);
       }
       assertChain(await readAll(a));
+    });
+
+    it('a transaction chosen as a deadlock victim is retried, and applied once', async () => {
+      const agent = agentRecord(clock);
+      await a.createAgent(agent, auditInput('agent.created'));
+      const parent = taskRecord(clock, agent.id, { maxActions: 10 });
+      await a.createTask(parent, auditInput('task.created'));
+      const child = childRecord(clock, parent, agent.id, 4);
+      await admin(async (c) => {
+        await c.query('BEGIN');
+        await c.query(`SELECT seq FROM "${schema}".audit_head WHERE id = 1 FOR UPDATE`);
+        // the store locks the parent (reservation), then waits for the chain head ...
+        const pending = a.createTask(child, auditInput('task.delegated', { taskId: child.id }));
+        const settled = pending.then(
+          () => undefined,
+          (err: unknown) => assert.fail(`the deadlock victim was not retried: ${String(err)}`),
+        );
+        await new Promise((r) => setTimeout(r, 300));
+        // ... while this session, waiting second, asks for the parent: a deadlock, which
+        // PostgreSQL breaks by aborting the store's transaction (it waited first)
+        await c.query(`SELECT id FROM "${schema}".tasks WHERE id = $1 FOR UPDATE`, [parent.id]);
+        await c.query('COMMIT');
+        await settled;
+      });
+      assert.equal((await b.getTask(parent.id))!.actionsReserved, 4, 'the reservation was applied once');
+      assert.deepEqual(await b.getTask(child.id), child);
+      assert.equal((await b.listAudit({ taskId: child.id })).length, 1, 'one audit entry');
+      assertChain(await readAll(b));
     });
 
     it('the same agent id created from both: one wins, the other gets agent_exists', async () => {
