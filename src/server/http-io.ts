@@ -63,6 +63,13 @@ const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
 };
 
+const JWT_LIKE = /eyJ[\w-]*\.[\w-]*\.?[\w-]*/g;
+
+/** Error messages may echo client input (a path, a field name); a token in it is never sent back. */
+export function redactTokens(text: string): string {
+  return text.replace(JWT_LIKE, '[redacted]');
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...SECURITY_HEADERS, ...headers });
@@ -82,7 +89,7 @@ export function sendError(res: ServerResponse, err: unknown, oauth = false, log:
     e = new WritError('internal_error', 'internal error', 500, { expose: false });
   }
   if (e.status >= 500 && !(err instanceof WritError && err.expose)) log(err);
-  const message = e.expose ? e.message : e.status === 503 ? 'the service is unavailable' : 'internal error';
+  const message = redactTokens(e.expose ? e.message : e.status === 503 ? 'the service is unavailable' : 'internal error');
   const headers: Record<string, string> = {};
   if (e.status === 401) headers['www-authenticate'] = oauth ? 'Basic realm="writ"' : `Bearer realm="writ", error="${e.code === 'token_expired' ? 'invalid_token' : 'invalid_token'}"`;
   if (e.status === 503) headers['retry-after'] = '1';
@@ -95,6 +102,6 @@ export function sendError(res: ServerResponse, err: unknown, oauth = false, log:
     return;
   }
   const body: Record<string, unknown> = { code: e.code, message };
-  if (e.expose && e.details !== undefined) body.details = e.details;
+  if (e.expose && e.details !== undefined) body.details = JSON.parse(redactTokens(JSON.stringify(e.details)));
   sendJson(res, e.status, { error: body }, headers);
 }

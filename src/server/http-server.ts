@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { NotFoundError, OAuthError, WritError } from '../core/errors.js';
+import { InvalidRequestError, NotFoundError, OAuthError, WritError } from '../core/errors.js';
 import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
 import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
@@ -270,12 +270,13 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
           continue;
         }
         oauth = r.oauth ?? false;
-        const params = m.slice(1).map((p) => decodeURIComponent(p));
+        const params = m.slice(1).map(decodePathParam);
         await r.handler({ req, res, params, url });
         return;
       }
       if (allowed.length > 0) {
         allowed = [...new Set(allowed)];
+        res.setHeader('allow', allowed.join(', '));
         throw new WritError('method_not_allowed', `method \`${req.method}\` is not allowed here`, 405);
       }
       throw new NotFoundError(`no route for \`${path.slice(0, 200)}\``);
@@ -285,6 +286,15 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       if (!req.complete) req.resume();
     }
   };
+}
+
+/** A malformed percent-encoding (`%E0%A4%A`) is the client's fault: 400, not a URIError and a 500. */
+function decodePathParam(p: string): string {
+  try {
+    return decodeURIComponent(p);
+  } catch {
+    throw new InvalidRequestError('the path holds a malformed percent-encoding');
+  }
 }
 
 export function createHttpServer(writ: Writ, options: HttpServerOptions = {}): Server {

@@ -310,7 +310,14 @@ export class Writ {
     }
     if (!form.task_id) throw new OAuthError('invalid_request', '`task_id` is required');
     const now = this.clock.now();
-    const agentId = peekAssertionSubject(form.client_assertion);
+    let agentId: string;
+    try {
+      agentId = peekAssertionSubject(form.client_assertion);
+    } catch (err) {
+      // alg `none`/HS256, iss != sub, not a JWT: refused before any key is looked up, but still recorded
+      await this.securityEvent('token.refused', 'anonymous', { reason: 'bad_assertion', detail: (err as Error).message.slice(0, 200) });
+      throw err;
+    }
     const agent = await this.store.getAgent(agentId);
     if (!agent) {
       await this.securityEvent('token.refused', 'anonymous', { reason: 'unknown_agent', claimed_agent: agentId.slice(0, 256) });
