@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { verifyChain } from '../src/audit/verify-chain.js';
+import { withDefaultUser } from '../src/store/postgres/postgres-store.js';
 import type { Store } from '../src/store/store.js';
 import { Api, BOOT_TOKEN, makeAgentKeys, makeAssertion, startInstance, type Instance } from './helpers/harness.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
@@ -50,7 +51,7 @@ describe('several instances on one PostgreSQL database', { skip }, () => {
     for (const i of [a, b, proxied]) await i?.close();
     await proxy?.close();
     for (const s of stores) await s.close().catch(() => undefined);
-    const c = new pg.Client({ connectionString: url });
+    const c = new pg.Client({ connectionString: withDefaultUser(url) });
     await c.connect();
     await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await c.end();

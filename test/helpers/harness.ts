@@ -11,6 +11,7 @@ import { createServer } from 'node:http';
 import { Writ } from '../../src/service/writ.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
+import { withDefaultUser } from '../../src/store/postgres/postgres-store.js';
 
 export type Backend = 'sqlite' | 'postgres';
 
@@ -59,7 +60,7 @@ export async function openTestStore(backend: Backend, clock?: Clock): Promise<Op
     cleanup: async () => {
       const pg = await import('pg');
       for (const s of opened) await s.close().catch(() => undefined);
-      const client = new pg.default.Client({ connectionString: url });
+      const client = new pg.default.Client({ connectionString: withDefaultUser(url) });
       await client.connect();
       await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await client.end();
