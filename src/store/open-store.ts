@@ -7,12 +7,13 @@ import { SqliteStore } from './sqlite/sqlite-store.js';
  * The one place a backend is chosen: `postgres://` (or `postgresql://`) URLs select
  * PostgreSQL; otherwise the embedded SQLite file under the data directory.
  */
-export async function openStore(options: { databaseUrl?: string; dataDir: string; clock?: Clock }): Promise<Store> {
+export async function openStore(options: { databaseUrl?: string; databaseSchema?: string; dataDir: string; clock?: Clock }): Promise<Store> {
   const url = options.databaseUrl?.trim();
   if (url) {
     if (!/^postgres(ql)?:\/\//.test(url)) throw new TypeError('WRIT_DATABASE_URL must be a postgres:// URL');
     const { PostgresStore } = await import('./postgres/postgres-store.js');
-    return new PostgresStore({ connectionString: url, clock: options.clock });
+    const schema = options.databaseSchema ?? process.env.WRIT_DATABASE_SCHEMA;
+    return new PostgresStore({ connectionString: url, clock: options.clock, ...(schema ? { schema } : {}) });
   }
   return new SqliteStore({ path: join(options.dataDir, 'writ.db'), clock: options.clock });
 }
