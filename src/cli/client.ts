@@ -109,7 +109,8 @@ function notesFrom(details: unknown): string[] {
   const out: string[] = [];
   if (Array.isArray(d.diagnostics)) {
     for (const x of d.diagnostics as { policy_id?: string | null; message?: string; help?: string | null }[]) {
-      const where = x.policy_id ? `policy \`${x.policy_id}\`: ` : '';
+      // Cedar's validation messages already name the policy
+      const where = x.policy_id && !x.message?.includes(`policy \`${x.policy_id}\``) ? `policy \`${x.policy_id}\`: ` : '';
       out.push(`  ${where}${x.message ?? JSON.stringify(x)}${x.help ? ` (help: ${x.help})` : ''}`);
     }
   }
