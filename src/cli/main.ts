@@ -11,6 +11,11 @@ const commands: Record<string, () => Promise<Command>> = {
     const { single } = await import('./command.js');
     return single(SERVE_USAGE, (argv) => serve(argv));
   },
+  migrate: async () => {
+    const { migrate, migrateUsage } = await import('./migrate.js');
+    const { single } = await import('./command.js');
+    return single(migrateUsage, (argv) => migrate(argv));
+  },
   agent: async () => (await import('./agent.js')).agent,
   task: async () => (await import('./task.js')).task,
   token: async () => (await import('./agent-actions.js')).token,
@@ -21,6 +26,7 @@ const commands: Record<string, () => Promise<Command>> = {
   policy: async () => (await import('./policy.js')).policy,
   operator: async () => (await import('./operator.js')).operator,
   introspect: async () => (await import('./introspect.js')).introspect,
+  gateway: async () => (await import('./gateway.js')).gateway,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -67,6 +67,7 @@ export function groupUsage(subs: Record<string, string>): string {
 
 export const USAGE = `usage:
   ${SERVE_USAGE}
+  writ migrate [--data-dir .writ]      apply schema migrations (PostgreSQL when WRIT_DATABASE_URL is set)
 operators:
 ${group(AGENT_USAGE)}
 ${group(TASK_USAGE)}
