@@ -1,0 +1,173 @@
+import { flag, hasSwitch, intFlag, list, parseArgs, positionals, requireFlag } from './args.js';
+import { print } from './client.js';
+import { group, type CommandContext } from './command.js';
+
+export const GATEWAY_USAGE: Record<string, string> = {
+  mcp:
+    'writ gateway mcp --config FILE [--stdio] [--host H] [--port P]\n' +
+    '    the MCP gateway: streamable HTTP on listen.host:listen.port + listen.path (agents send\n' +
+    '    `Authorization: Bearer <task token>`), or with --stdio one agent on stdin/stdout whose task\n' +
+    '    token is in WRIT_TASK_TOKEN (writ.task_token_env) or writ.task_token_file',
+  http: 'writ gateway http --config FILE [--host H] [--port P]\n    the HTTP tool proxy (routes -> upstreams, each request authorized)',
+  tools:
+    'writ gateway tools approve --config FILE [--upstream NAME ...] [--tool UPSTREAM.TOOL ...]\n' +
+    '    connects to the upstreams, lists their tools and pins them (writes pins_file)\n' +
+    '  writ gateway tools list --config FILE\n' +
+    '    each upstream tool with its pin status: pinned, changed, unpinned',
+};
+
+const TOOLS_USAGE: Record<string, string> = {
+  approve: GATEWAY_USAGE.tools!.split('\n').slice(0, 2).join('\n'),
+  list: 'writ gateway tools list --config FILE',
+};
+
+/** Runs until SIGINT/SIGTERM (or, for stdio, until the client goes away), then closes cleanly. */
+function untilStopped(close: () => Promise<void>, extra?: Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      const force = setTimeout(() => process.exit(0), 5000);
+      force.unref();
+      void close()
+        .catch(() => undefined)
+        .then(() => {
+          resolve();
+          process.exit(0);
+        });
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    void extra?.then(stop);
+  });
+}
+
+async function mcp(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, { values: ['config', 'host', 'port'], switches: ['stdio'] });
+  positionals(args, []);
+  const [{ loadGatewayConfig }, { HttpAuthorizer }, { McpGateway }, serve] = await Promise.all([
+    import('../gateway/config.js'),
+    import('../gateway/authorizer.js'),
+    import('../gateway/mcp-gateway.js'),
+    import('../gateway/mcp-serve.js'),
+  ]);
+  const config = loadGatewayConfig(requireFlag(args, 'config'));
+  const opName = config.writ.operator_token_env;
+  const operatorToken = opName ? process.env[opName] : undefined;
+  const authorizer = new HttpAuthorizer({ url: config.writ.url, operatorToken, timeoutMs: config.writ.timeout_ms });
+  const gw = new McpGateway({ config, authorizer });
+  if (opName && !operatorToken) gw.log('operator_token_missing', { env: opName, note: 'tools/list is not narrowed to the task scope' });
+  else if (!opName) gw.log('no_operator_token', { note: 'tools/list is not narrowed to the task scope (set writ.operator_token_env)' });
+  if (gw.pins.count === 0) gw.log('no_pins', { path: config.pins_file, note: 'no tool is approved: run `writ gateway tools approve`' });
+  await gw.start();
+  if (hasSwitch(args, 'stdio')) {
+    const token = serve.taskTokenSource({ file: config.writ.task_token_file ? config.writ.task_token_file : undefined, envName: config.writ.task_token_env });
+    if (!token()) gw.log('no_task_token', { env: config.writ.task_token_env, file: config.writ.task_token_file ?? null });
+    const { closed } = await serve.serveMcpStdio(gw, token);
+    gw.log('serving_stdio', { upstreams: [...gw.upstreams.keys()] });
+    await untilStopped(() => gw.close(), closed);
+    return;
+  }
+  const port = intFlag(args, 'port') ?? config.listen?.port ?? 8090;
+  const host = flag(args, 'host') ?? config.listen?.host ?? '127.0.0.1';
+  const running = await serve.serveMcpHttp(gw, {
+    host,
+    port,
+    path: config.listen?.path ?? '/mcp',
+    maxSessions: config.max_sessions,
+    idleSeconds: config.session_idle_seconds,
+  });
+  gw.log('listening', { url: running.url, authorizer: authorizer.mode });
+  console.log(`writ gateway listening on ${running.url}`);
+  await untilStopped(async () => {
+    await running.close();
+    await gw.close();
+  });
+}
+
+async function httpProxy(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, { values: ['config', 'host', 'port'] });
+  positionals(args, []);
+  const [{ loadProxyConfig }, { HttpAuthorizer }, { HttpProxy }] = await Promise.all([
+    import('../gateway/config.js'),
+    import('../gateway/authorizer.js'),
+    import('../gateway/http-proxy.js'),
+  ]);
+  const config = loadProxyConfig(requireFlag(args, 'config'));
+  const authorizer = new HttpAuthorizer({ url: config.writ.url, timeoutMs: config.writ.timeout_ms });
+  const proxy = new HttpProxy({ config, authorizer });
+  const running = await proxy.listen(flag(args, 'host') ?? config.listen?.host ?? '127.0.0.1', intFlag(args, 'port') ?? config.listen?.port ?? 8091);
+  proxy.log('listening', { url: running.url, routes: config.routes.map((r) => r.name) });
+  console.log(`writ gateway http listening on ${running.url}`);
+  await untilStopped(() => running.close());
+}
+
+/** Connects to the selected upstreams and reads their catalogs. */
+async function readCatalogs(configPath: string, only: string[]) {
+  const [{ loadGatewayConfig }, { createUpstreams }, { Redactor }, { jsonLog }] = await Promise.all([
+    import('../gateway/config.js'),
+    import('../gateway/upstream.js'),
+    import('../gateway/secrets.js'),
+    import('../gateway/log.js'),
+  ]);
+  const config = loadGatewayConfig(configPath);
+  for (const name of only) if (!config.upstreams.some((u) => u.name === name)) throw new Error(`no upstream named \`${name}\` in ${configPath}`);
+  const redactor = new Redactor();
+  const log = jsonLog(redactor);
+  const ups = createUpstreams(config, { redactor, log, only: only.length ? only : undefined });
+  const catalogs = new Map<string, { name: string; description?: string; inputSchema?: unknown }[]>();
+  try {
+    for (const u of ups.values()) {
+      await u.refresh();
+      catalogs.set(u.name, [...u.cached().values()].map((t) => t.tool));
+    }
+  } finally {
+    await Promise.all([...ups.values()].map((u) => u.close()));
+  }
+  return { config, catalogs };
+}
+
+const tools = group('gateway tools', TOOLS_USAGE, {
+  async approve(argv) {
+    const args = parseArgs(argv, { values: ['config'], lists: ['upstream', 'tool'] });
+    positionals(args, []);
+    const toolsWanted = list(args, 'tool');
+    const upstreamsWanted = [...new Set([...list(args, 'upstream'), ...toolsWanted.map((t) => t.split('.')[0]!)])];
+    const { config, catalogs } = await readCatalogs(requireFlag(args, 'config'), upstreamsWanted);
+    const { readPinFile, writePinFile, approveCatalogs } = await import('../gateway/pins.js');
+    const existing = readPinFile(config.pins_file);
+    const { pins, report } = approveCatalogs(existing, catalogs, { only: toolsWanted.length ? new Set(toolsWanted) : undefined });
+    for (const t of toolsWanted) {
+      if (!report.some((r) => `${r.upstream}.${r.tool}` === t)) throw new Error(`the upstream has no tool \`${t}\``);
+    }
+    writePinFile(config.pins_file, pins);
+    print({ pins_file: config.pins_file, tools: report.map((r) => ({ tool: `${r.upstream}.${r.tool}`, status: r.status, sha256: r.sha256 })) });
+  },
+  async list(argv) {
+    const args = parseArgs(argv, { values: ['config'] });
+    positionals(args, []);
+    const { config, catalogs } = await readCatalogs(requireFlag(args, 'config'), []);
+    const { readPinFile, toolDigest } = await import('../gateway/pins.js');
+    const pins = readPinFile(config.pins_file);
+    const out: { tool: string; status: string; sha256: string | null; pinned_sha256: string | null }[] = [];
+    for (const [u, list_] of catalogs) {
+      for (const t of list_) {
+        const digest = toolDigest(t);
+        const pin = pins.upstreams[u]?.[t.name];
+        out.push({ tool: `${u}.${t.name}`, status: !pin ? 'unpinned' : pin.sha256 === digest ? 'pinned' : 'changed', sha256: digest, pinned_sha256: pin?.sha256 ?? null });
+      }
+      for (const name of Object.keys(pins.upstreams[u] ?? {})) {
+        if (!list_.some((t) => t.name === name)) out.push({ tool: `${u}.${name}`, status: 'gone', sha256: null, pinned_sha256: pins.upstreams[u]![name]!.sha256 });
+      }
+    }
+    print({ pins_file: config.pins_file, tools: out });
+  },
+});
+
+/** `writ gateway mcp|http|tools`. */
+export const gateway = group('gateway', GATEWAY_USAGE, {
+  mcp,
+  http: httpProxy,
+  tools: (argv: string[], ctx: CommandContext) => tools(argv, ctx),
+});

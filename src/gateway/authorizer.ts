@@ -1,0 +1,284 @@
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { WritError } from '../core/errors.js';
+import type { Writ } from '../service/writ.js';
+import { JsonClient } from './json-client.js';
+
+/**
+ * How the gateway and the proxy reach Writ's decision: over HTTP with the agent's task
+ * token (`HttpAuthorizer`), or by calling the Writ service object directly when they
+ * run in the same process (`InProcessAuthorizer`). Both fail closed: anything but a
+ * well-formed decision is an `AuthorizerError`, which the callers turn into a refusal.
+ */
+
+export interface ActionRequest {
+  tool: string;
+  arguments: Record<string, unknown>;
+  audience: string;
+  resource?: string;
+  destination?: string;
+}
+
+export interface Reason {
+  code: string;
+  message: string;
+}
+
+export type Decision =
+  | { decision: 'allow'; decision_id: string; action_token: string; expires_in: number; args_digest?: string }
+  | { decision: 'deny'; decision_id: string; reasons: Reason[] }
+  | { decision: 'approval_required'; decision_id: string; approval_id: string; expires_in: number };
+
+export interface TaskScopeView {
+  tools: string[];
+  resources: string[];
+  destinations: string[];
+}
+
+export interface TaskView {
+  taskId: string;
+  agentId: string;
+  /** null when the authorizer cannot read the scope (HTTP mode without an operator token) */
+  scope: TaskScopeView | null;
+}
+
+export type ApprovalState = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+
+export interface ApprovalStatus {
+  status: ApprovalState;
+  /** present on the requesting agent's first read after approval */
+  action_token?: string;
+}
+
+export interface Authorizer {
+  readonly mode: 'http' | 'in-process';
+  /** Authenticates the task token; answers the task and, where known, its scope. */
+  task(taskToken: string): Promise<TaskView>;
+  authorize(taskToken: string, action: ActionRequest): Promise<Decision>;
+  reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void>;
+  /** Reads an approval; `waitSeconds` > 0 long-polls (Writ caps it at 30). */
+  approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus>;
+  close(): Promise<void>;
+}
+
+/**
+ * Writ refused the request (`status` 401/403/404...), or could not be reached
+ * (`writ_unavailable`). Messages are Writ's own (they never carry tokens) or ours.
+ */
+export class AuthorizerError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status = 0,
+  ) {
+    super(message);
+    this.name = 'AuthorizerError';
+  }
+
+  /** the credential itself is bad or its task has ended: the client must get a new one */
+  get unauthenticated(): boolean {
+    return this.status === 401;
+  }
+}
+
+const TASK_TYP = 'writ-task+jwt';
+const TASK_CACHE_MS = 5000;
+
+function checkDecision(body: any): Decision {
+  if (body && typeof body.decision_id === 'string') {
+    if (body.decision === 'allow' && typeof body.action_token === 'string') return body as Decision;
+    if (body.decision === 'deny') return { decision: 'deny', decision_id: body.decision_id, reasons: Array.isArray(body.reasons) ? body.reasons : [] };
+    if (body.decision === 'approval_required' && typeof body.approval_id === 'string') return body as Decision;
+  }
+  throw new AuthorizerError('bad_decision', 'Writ answered without a well-formed decision');
+}
+
+function errorOf(status: number, body: any, what: string): AuthorizerError {
+  const e = body?.error;
+  if (e && typeof e === 'object' && typeof e.code === 'string') return new AuthorizerError(e.code, typeof e.message === 'string' ? e.message : what, status);
+  if (typeof e === 'string') return new AuthorizerError(e, typeof body.error_description === 'string' ? body.error_description : what, status);
+  return new AuthorizerError(status >= 500 ? 'writ_unavailable' : `http_${status}`, `${what} answered ${status}`, status);
+}
+
+function unreachable(err: unknown): AuthorizerError {
+  const e = err as NodeJS.ErrnoException;
+  return new AuthorizerError('writ_unavailable', `Writ cannot be reached (${e.code ?? e.message})`);
+}
+
+/** Decodes a JWT payload without verifying it (to route by task id; Writ verifies). */
+export function peekClaims(token: string): { sub?: string; txn?: string; exp?: number } | null {
+  const parts = token.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const p = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
+    return p && typeof p === 'object' ? p : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Writ over HTTP. The task token authenticates every call. For `tools/list` the gateway
+ * needs the task's scope, which only an operator may read (`GET /v1/tasks/{id}`): give it
+ * an operator token with role `auditor`; without one, the scope is unknown and listing
+ * is not narrowed (every call is still authorized).
+ */
+export class HttpAuthorizer implements Authorizer {
+  readonly mode = 'http' as const;
+  private readonly client: JsonClient;
+  private readonly jwks: JWTVerifyGetKey;
+  private issuer: string | null = null;
+  private readonly tasks = new Map<string, { view: TaskView; until: number }>();
+
+  constructor(private readonly opts: { url: string; operatorToken?: string; timeoutMs?: number }) {
+    this.client = new JsonClient(opts.url, opts.timeoutMs ?? 10_000);
+    this.jwks = createRemoteJWKSet(new URL(`${this.client.url}/.well-known/jwks.json`), { timeoutDuration: opts.timeoutMs ?? 10_000, cooldownDuration: 30_000 });
+  }
+
+  get url(): string {
+    return this.client.url;
+  }
+
+  private async call(method: string, path: string, token: string | undefined, json: unknown, what: string, timeoutMs?: number): Promise<{ status: number; body: any }> {
+    try {
+      return await this.client.request(method, path, { token, json, timeoutMs });
+    } catch (err) {
+      throw unreachable(err);
+    }
+  }
+
+  private async getIssuer(): Promise<string> {
+    if (this.issuer) return this.issuer;
+    const r = await this.call('GET', '/.well-known/oauth-authorization-server', undefined, undefined, 'Writ metadata');
+    if (r.status !== 200 || typeof r.body?.issuer !== 'string') throw errorOf(r.status, r.body, 'GET /.well-known/oauth-authorization-server');
+    this.issuer = r.body.issuer as string;
+    return this.issuer;
+  }
+
+  async task(taskToken: string): Promise<TaskView> {
+    const now = Date.now();
+    const hit = this.tasks.get(taskToken);
+    if (hit && hit.until > now) return hit.view;
+    const issuer = await this.getIssuer();
+    let sub: string;
+    let txn: string;
+    try {
+      const { payload } = await jwtVerify(taskToken, this.jwks, { algorithms: ['EdDSA'], typ: TASK_TYP, issuer, audience: issuer });
+      if (typeof payload.sub !== 'string' || typeof payload.txn !== 'string') throw new AuthorizerError('invalid_token', 'the task token lacks `sub` or `txn`', 401);
+      sub = payload.sub;
+      txn = payload.txn;
+    } catch (err) {
+      if (err instanceof AuthorizerError) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new AuthorizerError('token_expired', 'the task token has expired', 401);
+      if (err instanceof joseErrors.JOSEError && (err.code === 'ERR_JWKS_TIMEOUT' || err.code === 'ERR_JOSE_GENERIC')) throw unreachable(err);
+      throw new AuthorizerError('invalid_token', 'the task token does not verify', 401);
+    }
+    let scope: TaskScopeView | null = null;
+    if (this.opts.operatorToken) {
+      const r = await this.call('GET', `/v1/tasks/${encodeURIComponent(txn)}`, this.opts.operatorToken, undefined, 'task');
+      if (r.status === 404) throw new AuthorizerError('task_not_active', `task \`${txn}\` does not exist`, 401);
+      if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/tasks/{id}');
+      if (r.body.agent_id !== sub) throw new AuthorizerError('invalid_token', 'the task token does not match its task', 401);
+      if (r.body.status !== 'active') throw new AuthorizerError('task_not_active', `task \`${txn}\` is not active`, 401);
+      const s = r.body.scope ?? {};
+      scope = { tools: s.tools ?? [], resources: s.resources ?? [], destinations: s.destinations ?? [] };
+    }
+    const view: TaskView = { taskId: txn, agentId: sub, scope };
+    if (this.tasks.size > 10_000) this.tasks.clear();
+    this.tasks.set(taskToken, { view, until: now + TASK_CACHE_MS });
+    return view;
+  }
+
+  async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {
+    const r = await this.call('POST', '/v1/authorize', taskToken, action, 'authorize');
+    if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/authorize');
+    return checkDecision(r.body);
+  }
+
+  async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
+    const body: Record<string, unknown> = { status };
+    if (detail) body.detail = detail.slice(0, 4096);
+    const r = await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, taskToken, body, 'outcome');
+    if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/actions/{id}/outcome');
+  }
+
+  async approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
+    return readApproval(this.client, taskToken, approvalId, waitSeconds);
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}
+
+async function readApproval(client: JsonClient, taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
+  const wait = Math.max(0, Math.min(30, Math.floor(waitSeconds)));
+  let r;
+  try {
+    r = await client.request('GET', `/v1/approvals/${encodeURIComponent(approvalId)}${wait > 0 ? `?wait=${wait}` : ''}`, { token: taskToken, timeoutMs: (wait + 10) * 1000 });
+  } catch (err) {
+    throw unreachable(err);
+  }
+  if (r.status === 404 && r.body?.error?.code === 'not_found') throw new AuthorizerError('approvals_unavailable', 'this Writ does not serve approvals', 404);
+  if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/approvals/{id}');
+  const status = r.body?.status;
+  if (typeof status !== 'string') throw new AuthorizerError('bad_response', 'Writ answered an approval without a status');
+  return { status: status as ApprovalState, action_token: typeof r.body.action_token === 'string' ? r.body.action_token : undefined };
+}
+
+function fromWrit(err: unknown): never {
+  if (err instanceof WritError) throw new AuthorizerError(err.code, err.expose ? err.message : 'Writ failed', err.status);
+  throw new AuthorizerError('writ_unavailable', 'Writ failed to decide');
+}
+
+/**
+ * Writ in the same process: no HTTP, no serialization. Approvals are read over HTTP
+ * from `approvalsUrl` (the embedding server's own URL) when given.
+ */
+export class InProcessAuthorizer implements Authorizer {
+  readonly mode = 'in-process' as const;
+  private readonly approvals: JsonClient | null;
+
+  constructor(
+    private readonly writ: Writ,
+    opts: { approvalsUrl?: string } = {},
+  ) {
+    this.approvals = opts.approvalsUrl ? new JsonClient(opts.approvalsUrl) : null;
+  }
+
+  async task(taskToken: string): Promise<TaskView> {
+    try {
+      const { task, agent } = await this.writ.authenticateTask(taskToken);
+      return { taskId: task.id, agentId: agent.id, scope: { tools: task.scope.tools, resources: task.scope.resources ?? [], destinations: task.scope.destinations ?? [] } };
+    } catch (err) {
+      return fromWrit(err);
+    }
+  }
+
+  async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {
+    try {
+      const ctx = await this.writ.authenticateTask(taskToken);
+      return checkDecision(await this.writ.authorize(ctx, action));
+    } catch (err) {
+      if (err instanceof AuthorizerError) throw err;
+      return fromWrit(err);
+    }
+  }
+
+  async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
+    try {
+      const principal = await this.writ.verifyTaskToken(taskToken);
+      await this.writ.reportOutcome(principal, decisionId, { status, detail: detail?.slice(0, 4096) });
+    } catch (err) {
+      return fromWrit(err);
+    }
+  }
+
+  async approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
+    if (!this.approvals) throw new AuthorizerError('approvals_unavailable', 'the embedded gateway was given no URL to read approvals from');
+    return readApproval(this.approvals, taskToken, approvalId, waitSeconds);
+  }
+
+  async close(): Promise<void> {
+    this.approvals?.close();
+  }
+}

@@ -1,0 +1,223 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Gateway and proxy configuration files (JSON). Unknown fields are errors; relative
+ * paths are relative to the configuration file. Secrets never appear here, only
+ * references to them (`{"env": "NAME"}`, `{"file": "path"}`), resolved at startup.
+ */
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const valueRef = z.union([
+  z.string(),
+  z.strictObject({ env: z.string().min(1), prefix: z.string().optional() }),
+  z.strictObject({ file: z.string().min(1), prefix: z.string().optional() }),
+]);
+
+/** Writ's tool-name syntax (see the authorize schema). */
+export const TOOL_NAME = /^[A-Za-z0-9_.:/-]{1,256}$/;
+const UPSTREAM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const labels = z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/)).max(32);
+
+const writSchema = z.strictObject({
+  /** Writ's base URL (the gateway calls POST /v1/authorize and the outcome endpoint there) */
+  url: z.url({ protocol: /^https?$/ }),
+  /** env var holding an operator token with role `auditor`, used only to read the task's scope for tools/list */
+  operator_token_env: z.string().min(1).optional(),
+  /** stdio mode: env var holding the agent's task token (default WRIT_TASK_TOKEN) */
+  task_token_env: z.string().min(1).default('WRIT_TASK_TOKEN'),
+  /** stdio mode: a file holding the task token, re-read when it changes (takes precedence) */
+  task_token_file: z.string().min(1).optional(),
+  timeout_ms: z.number().int().min(100).max(60_000).default(10_000),
+});
+
+const headers = z.record(z.string().regex(HEADER_NAME, 'header names are HTTP tokens'), valueRef);
+
+const toolSettings = z.strictObject({
+  /** operator labels for this tool (what policy should see; see docs/gateway.md) */
+  labels: labels.optional(),
+});
+
+const upstreamCommon = {
+  name: z.string().regex(UPSTREAM_NAME, 'upstream names are letters, digits, `_` and `-` (no dots)'),
+  /** the action's `audience` (default `mcp:<name>`) */
+  audience: z.string().min(1).max(1024).optional(),
+  /** the action's `destination`; default: the URL's host for HTTP upstreams, none for stdio; null: none */
+  destination: z.string().min(1).max(1024).nullable().optional(),
+  /** pass the action token to the upstream in `params._meta["writ/action_token"]` */
+  forward_action_token: z.boolean().default(false),
+  tools: z.record(z.string(), toolSettings).default({}),
+  call_timeout_ms: z.number().int().min(100).max(600_000).default(60_000),
+};
+
+const stdioUpstream = z.strictObject({
+  ...upstreamCommon,
+  transport: z.literal('stdio'),
+  command: z.string().min(1),
+  args: z.array(z.string()).default([]),
+  /** the child's environment (besides PATH, HOME and a few others); values may be secret references */
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), valueRef).default({}),
+  cwd: z.string().optional(),
+});
+
+const httpUpstream = z.strictObject({
+  ...upstreamCommon,
+  transport: z.literal('http'),
+  url: z.url({ protocol: /^https?$/ }),
+  /** headers sent on every request to the upstream; values may be secret references */
+  headers: headers.default({}),
+});
+
+const upstream = z.discriminatedUnion('transport', [stdioUpstream, httpUpstream]);
+
+const listen = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8090),
+  path: z.string().startsWith('/').default('/mcp'),
+});
+
+export const gatewayConfigSchema = z
+  .strictObject({
+    writ: writSchema,
+    /** streamable HTTP listener (for `writ gateway mcp` without --stdio) */
+    listen: listen.optional(),
+    /** the pin file written by `writ gateway tools approve` */
+    pins_file: z.string().min(1).default('gateway.pins.json'),
+    /** wait this long (polling the approval) when a call needs a person's approval; 0: answer at once */
+    approval_wait_seconds: z.number().int().min(0).max(600).default(0),
+    /** re-list an upstream's tools before a call when the catalog is older than this */
+    catalog_max_age_seconds: z.number().int().min(1).max(86_400).default(60),
+    max_sessions: z.number().int().min(1).max(100_000).default(1000),
+    session_idle_seconds: z.number().int().min(10).max(86_400).default(1800),
+    upstreams: z.array(upstream).min(1).max(100),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.upstreams.forEach((u, i) => {
+      if (seen.has(u.name)) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'name'], message: `upstream \`${u.name}\` is configured twice` });
+      seen.add(u.name);
+    });
+  });
+
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema> & { baseDir: string; path: string };
+export type UpstreamConfig = z.infer<typeof upstream>;
+export type StdioUpstreamConfig = z.infer<typeof stdioUpstream>;
+export type HttpUpstreamConfig = z.infer<typeof httpUpstream>;
+export type WritConnectionConfig = z.infer<typeof writSchema>;
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+const route = z.strictObject({
+  /** the action's tool name (Writ's tool-name syntax), e.g. `github.issues` */
+  name: z.string().regex(TOOL_NAME, 'route names are tool names: letters, digits and `_ . : / -`'),
+  methods: z.array(z.enum(METHODS)).min(1).default(['GET']),
+  /** `/github/repos/:owner/:repo/issues`, `/github/*` (`*` only as the last segment) */
+  path: z.string().startsWith('/'),
+  /** the upstream base URL; the request path (less `strip_prefix`) is appended to its path */
+  upstream: z.url({ protocol: /^https?$/ }),
+  strip_prefix: z.string().startsWith('/').optional(),
+  /** the action's `audience` (default: the upstream's origin) */
+  audience: z.string().min(1).max(1024).optional(),
+  /** the action's `destination` (default: the upstream URL's host); null: none */
+  destination: z.string().min(1).max(1024).nullable().optional(),
+  /** the action's `resource`, with `{param}` filled from the path pattern, e.g. `repo:{owner}/{repo}` */
+  resource: z.string().min(1).max(1024).optional(),
+  /** headers injected into the upstream request; values may be secret references */
+  headers: headers.default({}),
+  /**
+   * request bodies: `json` (default; parsed and shown to policy, others get 415), `any`
+   * (non-JSON bodies stream through unseen by policy), `none` (a body gets 415)
+   */
+  body: z.enum(['json', 'any', 'none']).default('json'),
+  /** pass the action token to the upstream in the `Writ-Action-Token` header */
+  forward_action_token: z.boolean().default(false),
+  labels: labels.optional(),
+  timeout_ms: z.number().int().min(100).max(600_000).default(60_000),
+});
+
+export const proxyConfigSchema = z.strictObject({
+  writ: writSchema,
+  listen: listen.omit({ path: true }).optional(),
+  /** request bodies past this get 413 (JSON bodies are read whole, up to this, to be authorized) */
+  max_body_bytes: z.number().int().min(0).max(1 << 30).default(1 << 20),
+  /** response bodies past this are cut off (the connection is reset); default: no limit */
+  max_response_bytes: z.number().int().min(1).max(1 << 40).optional(),
+  approval_wait_seconds: z.number().int().min(0).max(600).default(0),
+  routes: z.array(route).min(1).max(1000),
+});
+
+export type ProxyConfig = z.infer<typeof proxyConfigSchema> & { baseDir: string; path: string };
+export type RouteConfig = z.infer<typeof route>;
+
+function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read \`${path}\`: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`\`${path}\` is not JSON: ${(err as Error).message}`);
+  }
+}
+
+function issues(err: z.ZodError, path: string): ConfigError {
+  const lines = err.issues.slice(0, 10).map((i) => `  ${i.path.join('.') || '(top)'}: ${i.message}`);
+  return new ConfigError(`\`${path}\` is not a valid configuration:\n${lines.join('\n')}`);
+}
+
+export function parseGatewayConfig(raw: unknown, path = 'gateway.json'): GatewayConfig {
+  const r = gatewayConfigSchema.safeParse(raw);
+  if (!r.success) throw issues(r.error, path);
+  const baseDir = dirname(resolve(path));
+  return { ...r.data, pins_file: resolve(baseDir, r.data.pins_file), baseDir, path: resolve(path) };
+}
+
+export function loadGatewayConfig(path: string): GatewayConfig {
+  return parseGatewayConfig(readConfigFile(path), path);
+}
+
+export function parseProxyConfig(raw: unknown, path = 'proxy.json'): ProxyConfig {
+  const r = proxyConfigSchema.safeParse(raw);
+  if (!r.success) throw issues(r.error, path);
+  const seen = new Set<string>();
+  for (const rt of r.data.routes) {
+    if (seen.has(`${rt.name}`)) throw new ConfigError(`\`${path}\`: route \`${rt.name}\` is configured twice`);
+    seen.add(rt.name);
+    const segs = rt.path.split('/').slice(1);
+    segs.forEach((s, i) => {
+      if (s === '*' && i !== segs.length - 1) throw new ConfigError(`\`${path}\`: route \`${rt.name}\`: \`*\` may only be the last path segment`);
+    });
+  }
+  return { ...r.data, baseDir: dirname(resolve(path)), path: resolve(path) };
+}
+
+export function loadProxyConfig(path: string): ProxyConfig {
+  return parseProxyConfig(readConfigFile(path), path);
+}
+
+export function resolvePath(baseDir: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(baseDir, p);
+}
+
+/** The default audience of an upstream's actions. */
+export function upstreamAudience(u: UpstreamConfig): string {
+  return u.audience ?? `mcp:${u.name}`;
+}
+
+/** The destination of an upstream's actions: configured, the HTTP URL's host, or none. */
+export function upstreamDestination(u: UpstreamConfig): string | undefined {
+  if (u.destination === null) return undefined;
+  if (u.destination !== undefined) return u.destination;
+  return u.transport === 'http' ? new URL(u.url).host : undefined;
+}

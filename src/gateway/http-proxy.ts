@@ -1,0 +1,462 @@
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { Transform, type TransformCallback } from 'node:stream';
+import { ACTION_TOKEN_HEADER, httpActionArguments, isJsonContentType } from '../sdk/http-action.js';
+import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
+import type { ProxyConfig, RouteConfig } from './config.js';
+import { Decider, describeVerdict } from './decide.js';
+import { jsonLog, type Log } from './log.js';
+import { bearerOf } from './mcp-serve.js';
+import { Redactor, resolveValues } from './secrets.js';
+
+type Segment = { lit: string } | { param: string } | { rest: true };
+
+interface CompiledRoute {
+  cfg: RouteConfig;
+  methods: Set<string>;
+  segments: Segment[];
+  upstream: URL;
+  headers: Record<string, string>;
+  injected: Set<string>;
+  audience: string;
+  destination: string | undefined;
+  agent: http.Agent;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade']);
+/** Never forwarded from the agent: its own credential, cookies, and a token it might try to plant. */
+const FROM_CLIENT_DROPPED = new Set(['host', 'authorization', 'cookie', ACTION_TOKEN_HEADER, 'content-length', 'expect']);
+
+class ProxyError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+function compileRoute(cfg: RouteConfig, deps: { baseDir: string; redactor: Redactor; env?: NodeJS.ProcessEnv }): CompiledRoute {
+  const segments: Segment[] = cfg.path
+    .split('/')
+    .slice(1)
+    .map((s) => (s === '*' ? { rest: true as const } : s.startsWith(':') ? { param: s.slice(1) } : { lit: s }));
+  const upstream = new URL(cfg.upstream);
+  const headers = resolveValues(cfg.headers, { baseDir: deps.baseDir, redactor: deps.redactor, env: deps.env, what: `route \`${cfg.name}\` header` });
+  const lower: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) lower[k.toLowerCase()] = v;
+  const agentOpts = { keepAlive: true, maxSockets: 256 };
+  return {
+    cfg,
+    methods: new Set(cfg.methods),
+    segments,
+    upstream,
+    headers: lower,
+    injected: new Set(Object.keys(lower)),
+    audience: cfg.audience ?? upstream.origin,
+    destination: cfg.destination === null ? undefined : (cfg.destination ?? upstream.host),
+    agent: upstream.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts),
+  };
+}
+
+/** Matches decoded path segments; answers the `:params` (and `*` as `rest`). */
+function match(route: CompiledRoute, segs: string[]): Record<string, string> | null {
+  const params: Record<string, string> = {};
+  const pat = route.segments;
+  for (let i = 0; i < pat.length; i++) {
+    const p = pat[i]!;
+    if ('rest' in p) {
+      params['*'] = segs.slice(i).join('/');
+      return params;
+    }
+    const s = segs[i];
+    if (s === undefined) return null;
+    if ('lit' in p) {
+      if (p.lit !== s) return null;
+    } else {
+      if (s === '') return null;
+      params[p.param] = s;
+    }
+  }
+  return segs.length === pat.length ? params : null;
+}
+
+/**
+ * Masks secrets in a response body as it streams, keeping its length (each byte of a
+ * secret becomes `*`), so `content-length` stays true. Holds back secret-length - 1
+ * bytes between chunks so a secret split across chunks is still caught.
+ */
+class MaskSecrets extends Transform {
+  private carry = Buffer.alloc(0);
+  private readonly keep: number;
+  constructor(private readonly secrets: Buffer[]) {
+    super();
+    this.keep = Math.max(0, ...secrets.map((s) => s.length - 1));
+  }
+  private mask(buf: Buffer): void {
+    for (const s of this.secrets) {
+      let i = buf.indexOf(s);
+      while (i >= 0) {
+        buf.fill(0x2a, i, i + s.length);
+        i = buf.indexOf(s, i + s.length);
+      }
+    }
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : Buffer.from(chunk);
+    this.mask(buf);
+    const cut = Math.max(0, buf.length - this.keep);
+    this.carry = buf.subarray(cut);
+    if (cut > 0) this.push(buf.subarray(0, cut));
+    done();
+  }
+  override _flush(done: TransformCallback): void {
+    if (this.carry.length) this.push(this.carry);
+    done();
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}
+
+/** Path segments, percent-decoded; dot segments, encoded slashes and NULs are refused. */
+function pathSegments(rawPath: string): string[] {
+  const segs = rawPath.split('/').slice(1);
+  return segs.map((s) => {
+    let d: string;
+    try {
+      d = decodeURIComponent(s);
+    } catch {
+      throw new ProxyError(400, 'invalid_path', 'the path is not valid percent-encoding');
+    }
+    if (d === '.' || d === '..' || /[/\\\0]/.test(d)) throw new ProxyError(400, 'invalid_path', 'the path has dot segments or encoded separators');
+    return d;
+  });
+}
+
+export interface ProxyOptions {
+  config: ProxyConfig;
+  authorizer: Authorizer;
+  log?: Log;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The HTTP tool proxy: each request to a configured route is one action (tool = route
+ * name, arguments = {method, path, query, body}, destination = the upstream host),
+ * decided by Writ with the agent's task token, then forwarded with the route's
+ * credentials. The agent's `Authorization` is never forwarded. Bodies stream (JSON
+ * bodies are read whole, up to the limit, because policy sees them); past
+ * `max_body_bytes` the answer is 413.
+ */
+export class HttpProxy {
+  readonly redactor = new Redactor();
+  readonly log: Log;
+  private readonly routes: CompiledRoute[];
+  private readonly decider: Decider;
+  private readonly outcomes = new Set<Promise<void>>();
+  private secretBufs: Buffer[] = [];
+
+  constructor(readonly opts: ProxyOptions) {
+    this.log = opts.log ?? jsonLog(this.redactor);
+    this.routes = opts.config.routes.map((r) => compileRoute(r, { baseDir: opts.config.baseDir, redactor: this.redactor, env: opts.env }));
+    for (const label of this.redactor.short) this.log('secret_too_short_to_redact', { what: label });
+    this.secretBufs = this.collectSecrets();
+    this.decider = new Decider(opts.authorizer, { waitSeconds: opts.config.approval_wait_seconds });
+  }
+
+  private collectSecrets(): Buffer[] {
+    return this.redactor.values().map((s) => Buffer.from(s));
+  }
+
+  handler = (req: IncomingMessage, res: ServerResponse): void => {
+    this.handle(req, res).catch((err) => {
+      if (err instanceof ProxyError) {
+        sendJson(res, err.status, { error: { code: err.code, message: this.redactor.redact(err.message) }, ...err.extra });
+      } else {
+        this.log('request_failed', { error: this.redactor.redact((err as Error)?.message ?? 'error').slice(0, 300) });
+        sendJson(res, 500, { error: { code: 'internal_error', message: 'the proxy failed' } });
+      }
+      if (!req.complete) req.resume();
+    });
+  };
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rawUrl = req.url ?? '/';
+    const q = rawUrl.indexOf('?');
+    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    const search = q < 0 ? '' : rawUrl.slice(q);
+    if (!rawPath.startsWith('/')) throw new ProxyError(400, 'invalid_path', 'the request target must be a path');
+    const segs = pathSegments(rawPath);
+    const method = (req.method ?? 'GET').toUpperCase();
+    let route: CompiledRoute | undefined;
+    let params: Record<string, string> | null = null;
+    let pathMatched = false;
+    for (const r of this.routes) {
+      const m = match(r, segs);
+      if (!m) continue;
+      pathMatched = true;
+      if (!r.methods.has(method)) continue;
+      route = r;
+      params = m;
+      break;
+    }
+    if (!route || !params) {
+      if (pathMatched) throw new ProxyError(405, 'method_not_allowed', `method \`${method}\` is not allowed here`);
+      throw new ProxyError(404, 'no_route', 'no route for this path');
+    }
+
+    const token = bearerOf(req);
+    if (!token) {
+      res.setHeader('www-authenticate', 'Bearer realm="writ-proxy"');
+      throw new ProxyError(401, 'unauthorized', 'send the task token as `Authorization: Bearer <task token>`');
+    }
+    if (rawUrl.includes(token)) throw new ProxyError(400, 'task_token_in_request', 'the URL carries the task token; it is never passed to a tool');
+
+    // the path the upstream receives, and the body
+    let upstreamPath = rawPath;
+    if (route.cfg.strip_prefix && (rawPath === route.cfg.strip_prefix || rawPath.startsWith(`${route.cfg.strip_prefix}/`))) {
+      upstreamPath = rawPath.slice(route.cfg.strip_prefix.length) || '/';
+    }
+    const basePath = route.upstream.pathname.replace(/\/+$/, '');
+    upstreamPath = `${basePath}${upstreamPath}`;
+
+    const max = this.opts.config.max_body_bytes;
+    const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
+    if (declared !== undefined && (!Number.isSafeInteger(declared) || declared < 0)) throw new ProxyError(400, 'invalid_request', 'bad content-length');
+    const hasBody = (declared !== undefined && declared > 0) || req.headers['transfer-encoding'] !== undefined;
+    if (declared !== undefined && declared > max) throw new ProxyError(413, 'payload_too_large', `the body is over ${max} bytes`);
+    const json = hasBody && isJsonContentType(req.headers['content-type']);
+    if (hasBody && route.cfg.body === 'none') throw new ProxyError(415, 'unsupported_media_type', `route \`${route.cfg.name}\` takes no body`);
+    if (hasBody && !json && route.cfg.body === 'json') {
+      throw new ProxyError(415, 'unsupported_media_type', `route \`${route.cfg.name}\` takes JSON bodies only (policy must be able to see them)`);
+    }
+    let buffered: Buffer | undefined;
+    let body: unknown;
+    if (json) {
+      buffered = await readBody(req, max);
+      try {
+        body = buffered.length ? JSON.parse(buffered.toString('utf8')) : undefined;
+      } catch {
+        throw new ProxyError(400, 'invalid_json', 'the JSON body does not parse');
+      }
+      if (buffered.toString('utf8').includes(token)) throw new ProxyError(400, 'task_token_in_request', 'the body carries the task token; it is never passed to a tool');
+    }
+
+    const args = httpActionArguments({ method, path: upstreamPath, search, body });
+    const action: ActionRequest = { tool: route.cfg.name, arguments: args as unknown as Record<string, unknown>, audience: route.audience };
+    if (route.destination !== undefined) action.destination = route.destination;
+    if (route.cfg.resource) action.resource = route.cfg.resource.replace(/\{([A-Za-z0-9_*]+)\}/g, (_, k: string) => params![k] ?? '');
+
+    let verdict;
+    try {
+      verdict = await this.decider.decide(token, action);
+    } catch (err) {
+      if (err instanceof AuthorizerError && err.unauthenticated) {
+        res.setHeader('www-authenticate', 'Bearer realm="writ-proxy", error="invalid_token"');
+        throw new ProxyError(401, err.code, err.message);
+      }
+      this.log('authorize_failed', { route: route.cfg.name, error: err instanceof AuthorizerError ? err.code : 'error' });
+      throw new ProxyError(503, 'writ_unavailable', 'Writ could not decide; the request was not forwarded');
+    }
+    if (verdict.kind === 'deny') {
+      this.log('request_refused', { route: route.cfg.name, decision_id: verdict.decisionId });
+      throw new ProxyError(403, 'action_denied', describeVerdict(route.cfg.name, verdict), { decision_id: verdict.decisionId, reasons: verdict.reasons });
+    }
+    if (verdict.kind === 'approval_pending') {
+      throw new ProxyError(403, 'approval_required', describeVerdict(route.cfg.name, verdict), { decision_id: verdict.decisionId, approval_id: verdict.approvalId, expires_in: verdict.expiresIn });
+    }
+    if (verdict.kind === 'approval_refused') {
+      throw new ProxyError(403, 'approval_refused', describeVerdict(route.cfg.name, verdict), { decision_id: verdict.decisionId, approval_id: verdict.approvalId, status: verdict.status });
+    }
+    await this.forward(req, res, route, upstreamPath + search, buffered, declared, token, verdict.decisionId, verdict.actionToken);
+  }
+
+  private forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: CompiledRoute,
+    target: string,
+    buffered: Buffer | undefined,
+    declared: number | undefined,
+    token: string,
+    decisionId: string,
+    actionToken: string,
+  ): Promise<void> {
+    const headers: Record<string, string | string[]> = {};
+    const connectionListed = new Set(String(req.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()));
+    for (const [k, v] of Object.entries(req.headers as IncomingHttpHeaders)) {
+      if (v === undefined || HOP_BY_HOP.has(k) || FROM_CLIENT_DROPPED.has(k) || connectionListed.has(k) || route.injected.has(k)) continue;
+      headers[k] = v;
+    }
+    Object.assign(headers, route.headers);
+    if (route.cfg.forward_action_token) headers[ACTION_TOKEN_HEADER] = actionToken;
+    if (buffered) headers['content-length'] = String(buffered.length);
+    else if (declared !== undefined) headers['content-length'] = String(declared);
+    const url = new URL(target, route.upstream);
+    const mod = url.protocol === 'https:' ? https : http;
+    const max = this.opts.config.max_body_bytes;
+    const maxResponse = this.opts.config.max_response_bytes;
+
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const done = (status: 'succeeded' | 'failed', detail: string) => {
+        if (settled) return;
+        settled = true;
+        this.outcome(token, decisionId, status, detail);
+        resolve();
+      };
+      const upReq = mod.request(url, { method: req.method, headers, agent: route.agent, timeout: route.cfg.timeout_ms }, (upRes) => {
+        const status = upRes.statusCode ?? 502;
+        const out: Record<string, string | string[]> = {};
+        for (const [k, v] of Object.entries(upRes.headers)) {
+          if (v === undefined || HOP_BY_HOP.has(k)) continue;
+          out[k] = Array.isArray(v) ? v.map((x) => this.mask(x)) : this.mask(v);
+        }
+        out['writ-decision-id'] = decisionId;
+        res.writeHead(status, out);
+        let sent = 0;
+        const stream = this.secretBufs.length ? upRes.pipe(new MaskSecrets(this.secretBufs)) : upRes;
+        if (maxResponse !== undefined) {
+          upRes.on('data', (c: Buffer) => {
+            sent += c.length;
+            if (sent > maxResponse) {
+              this.log('response_too_large', { route: route.cfg.name, decision_id: decisionId });
+              upRes.destroy();
+              res.destroy();
+              done('failed', `response over ${maxResponse} bytes`);
+            }
+          });
+        }
+        stream.pipe(res);
+        res.on('finish', () => done(status < 400 ? 'succeeded' : 'failed', `HTTP ${status}`));
+        res.on('close', () => {
+          if (!res.writableFinished) {
+            upRes.destroy();
+            done('failed', 'the response was cut off');
+          }
+        });
+      });
+      upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+      upReq.on('error', (err: NodeJS.ErrnoException) => {
+        if (settled) return;
+        const timeout = err.code === 'ETIMEDOUT';
+        if (!res.headersSent) {
+          sendJson(res, timeout ? 504 : 502, { error: { code: timeout ? 'upstream_timeout' : 'upstream_unavailable', message: `the upstream of \`${route.cfg.name}\` ${timeout ? 'did not answer in time' : 'cannot be reached'}` }, decision_id: decisionId });
+        } else res.destroy();
+        if (!req.complete) req.resume();
+        done('failed', timeout ? 'upstream timeout' : 'upstream unavailable');
+      });
+      if (buffered) {
+        upReq.end(buffered);
+        return;
+      }
+      // stream the body, counting; past the limit stop forwarding and answer 413
+      let seen = 0;
+      req.on('data', (c: Buffer) => {
+        if (settled) return;
+        seen += c.length;
+        if (seen > max) {
+          upReq.destroy();
+          if (!res.headersSent) sendJson(res, 413, { error: { code: 'payload_too_large', message: `the body is over ${max} bytes` }, decision_id: decisionId });
+          req.resume();
+          done('failed', 'request body over the limit');
+          return;
+        }
+        if (!upReq.write(c)) {
+          req.pause();
+          upReq.once('drain', () => req.resume());
+        }
+      });
+      req.on('end', () => {
+        if (!settled) upReq.end();
+      });
+      req.on('error', () => {
+        upReq.destroy();
+        done('failed', 'the request was cut off');
+      });
+    });
+  }
+
+  private mask(v: string): string {
+    if (!this.redactor.leaks(v)) return v;
+    let out = v;
+    for (const s of this.secretBufs) {
+      const t = s.toString();
+      out = out.split(t).join('*'.repeat(t.length));
+    }
+    return out;
+  }
+
+  private outcome(token: string, decisionId: string, status: 'succeeded' | 'failed', detail: string): void {
+    const p = this.opts.authorizer
+      .reportOutcome(token, decisionId, status, detail)
+      .catch((err) => this.log('outcome_failed', { decision_id: decisionId, error: err instanceof AuthorizerError ? err.code : 'error' }))
+      .finally(() => this.outcomes.delete(p));
+    this.outcomes.add(p);
+  }
+
+  async flush(): Promise<void> {
+    while (this.outcomes.size > 0) await Promise.allSettled([...this.outcomes]);
+  }
+
+  async listen(host = '127.0.0.1', port = 0): Promise<{ url: string; server: http.Server; close: () => Promise<void> }> {
+    const server = http.createServer({ keepAliveTimeout: 5000, headersTimeout: 10_000, requestTimeout: 0 }, this.handler);
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(port, host, () => ok());
+    });
+    const addr = server.address() as AddressInfo;
+    const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    return {
+      url: `http://${h}:${addr.port}`,
+      server,
+      close: async () => {
+        server.closeAllConnections();
+        await new Promise<void>((ok) => server.close(() => ok()));
+        await this.close();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    for (const r of this.routes) r.agent.destroy();
+    await this.opts.authorizer.close();
+  }
+}
+
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > max) {
+        failed = true;
+        req.resume();
+        reject(new ProxyError(413, 'payload_too_large', `the body is over ${max} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (e) => {
+      if (!failed) reject(e);
+    });
+  });
+}

@@ -1,0 +1,266 @@
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { matchesAny } from '../tasks/scope.js';
+import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
+import { TOOL_NAME, upstreamAudience, upstreamDestination, type GatewayConfig } from './config.js';
+import { Decider, describeVerdict, type Verdict } from './decide.js';
+import { errorText, jsonLog, type Log } from './log.js';
+import { PinStore } from './pins.js';
+import { Redactor } from './secrets.js';
+import { createUpstreams, GATEWAY_VERSION, Upstream, UpstreamUnavailableError } from './upstream.js';
+
+/** `_meta` keys the gateway sets on results and (optionally) on upstream calls. */
+export const META_DECISION = 'writ/decision';
+export const META_ERROR = 'writ/error';
+export const META_ACTION_TOKEN = 'writ/action_token';
+
+export interface McpGatewayOptions {
+  config: GatewayConfig;
+  authorizer: Authorizer;
+  log?: Log;
+  /** where secret references are resolved (default process.env) */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads the task token of the request being handled (HTTP: the request's bearer; stdio: configured). */
+export type TokenOf = (extra: { authInfo?: { token: string } }) => string | undefined;
+
+/**
+ * The MCP gateway: one MCP server facing agents, MCP clients facing the upstreams.
+ * Tools are namespaced `<upstream>.<tool>`. `tools/list` shows only approved (pinned),
+ * unchanged tools inside the task's scope; every `tools/call` is decided by Writ with
+ * the task token of the request and its exact arguments, forwarded only on allow, and
+ * its outcome reported back. The agent's token never goes upstream; the upstream
+ * credentials never come back (everything returned is redacted).
+ */
+export class McpGateway {
+  readonly redactor: Redactor;
+  readonly log: Log;
+  readonly upstreams: Map<string, Upstream>;
+  readonly pins: PinStore;
+  readonly authorizer: Authorizer;
+  private readonly decider: Decider;
+  private readonly servers = new Set<Server>();
+  private readonly outcomes = new Set<Promise<void>>();
+  private readonly reported = new Set<string>();
+  private readonly maxAgeMs: number;
+
+  constructor(readonly opts: McpGatewayOptions) {
+    this.redactor = new Redactor();
+    this.log = opts.log ?? jsonLog(this.redactor);
+    this.authorizer = opts.authorizer;
+    this.maxAgeMs = opts.config.catalog_max_age_seconds * 1000;
+    this.upstreams = createUpstreams(opts.config, {
+      redactor: this.redactor,
+      log: this.log,
+      env: opts.env,
+      onToolsChanged: (u) => {
+        this.log('upstream_tools_changed', { upstream: u });
+        this.notifyToolsChanged();
+      },
+    });
+    for (const label of this.redactor.short) this.log('secret_too_short_to_redact', { what: label });
+    this.pins = new PinStore(opts.config.pins_file, (error) => {
+      if (error) this.log('pins_invalid', { path: opts.config.pins_file, error });
+      else this.log('pins_loaded', { path: opts.config.pins_file });
+      this.notifyToolsChanged();
+    });
+    this.decider = new Decider(this.authorizer, { waitSeconds: opts.config.approval_wait_seconds });
+  }
+
+  /** Connects to every upstream and reads its catalog; an unreachable upstream is logged and retried on use. */
+  async start(): Promise<void> {
+    await Promise.all(
+      [...this.upstreams.values()].map(async (u) => {
+        try {
+          await u.refresh();
+          let pinned = 0;
+          for (const t of u.cached().values()) {
+            const st = this.pins.status(u.name, t.tool, t.digest);
+            if (st === 'pinned') pinned += 1;
+            else this.noteUnpinned(u.name, t.tool.name, st, t.digest);
+          }
+          this.log('upstream_ready', { upstream: u.name, tools: u.cached().size, pinned });
+        } catch (err) {
+          this.log('upstream_unavailable', { upstream: u.name, error: errorText(err, this.redactor) });
+        }
+      }),
+    );
+  }
+
+  private noteUnpinned(upstream: string, tool: string, status: 'changed' | 'unpinned', digest: string): void {
+    const key = `${upstream}\n${tool}\n${digest}`;
+    if (this.reported.has(key)) return;
+    if (this.reported.size > 10_000) this.reported.clear();
+    this.reported.add(key);
+    this.log(status === 'changed' ? 'tool_changed' : 'tool_not_approved', {
+      upstream,
+      tool: `${upstream}.${tool}`,
+      sha256: digest,
+      pinned_sha256: this.pins.pin(upstream, tool)?.sha256 ?? null,
+    });
+  }
+
+  notifyToolsChanged(): void {
+    for (const s of this.servers) void s.sendToolListChanged().catch(() => undefined);
+  }
+
+  /** The tools this task may see. */
+  async listTools(token: string | undefined): Promise<Tool[]> {
+    const task = await this.task(token);
+    this.pins.reload();
+    await Promise.all(
+      [...this.upstreams.values()].map((u) =>
+        u.refresh().catch((err) => this.log('upstream_unavailable', { upstream: u.name, error: errorText(err, this.redactor) })),
+      ),
+    );
+    const out: Tool[] = [];
+    for (const u of this.upstreams.values()) {
+      for (const { tool, digest } of u.cached().values()) {
+        const full = `${u.name}.${tool.name}`;
+        if (!TOOL_NAME.test(full)) continue;
+        const st = this.pins.status(u.name, tool, digest);
+        if (st !== 'pinned') {
+          this.noteUnpinned(u.name, tool.name, st, digest);
+          continue;
+        }
+        if (task.scope && !matchesAny(task.scope.tools, full)) continue;
+        // Only what was pinned is shown: titles, annotations and output schemas are not
+        // part of the approved definition, and upstream annotations are not trusted.
+        const t: Tool = { name: full, inputSchema: tool.inputSchema };
+        if (tool.description !== undefined) t.description = tool.description;
+        out.push(t);
+      }
+    }
+    return this.redactor.redactDeep(out);
+  }
+
+  private async task(token: string | undefined) {
+    if (!token) throw new McpError(ErrorCode.InvalidRequest, 'no task token: the gateway needs the agent\'s task token');
+    try {
+      return await this.authorizer.task(token);
+    } catch (err) {
+      throw this.authError(err);
+    }
+  }
+
+  private authError(err: unknown): McpError {
+    if (err instanceof AuthorizerError) {
+      if (err.unauthenticated) return new McpError(ErrorCode.InvalidRequest, `the task token was refused: ${err.code}: ${err.message}`, { code: err.code });
+      return new McpError(ErrorCode.InternalError, `Writ could not decide (${err.code}); the call was not made`, { code: err.code });
+    }
+    return new McpError(ErrorCode.InternalError, 'Writ could not decide; the call was not made');
+  }
+
+  private refusal(tool: string, code: string, text: string, extra: Record<string, unknown> = {}): CallToolResult {
+    return { content: [{ type: 'text', text }], isError: true, _meta: { [META_ERROR]: { code, tool, ...extra } } };
+  }
+
+  private verdictResult(tool: string, v: Exclude<Verdict, { kind: 'allow' }>): CallToolResult {
+    const meta: Record<string, unknown> =
+      v.kind === 'deny'
+        ? { decision: 'deny', decision_id: v.decisionId, reasons: v.reasons }
+        : v.kind === 'approval_pending'
+          ? { decision: 'approval_required', decision_id: v.decisionId, approval_id: v.approvalId, expires_in: v.expiresIn }
+          : { decision: 'approval_refused', decision_id: v.decisionId, approval_id: v.approvalId, status: v.status };
+    return { content: [{ type: 'text', text: this.redactor.redact(describeVerdict(tool, v)) }], isError: true, _meta: { [META_DECISION]: meta } };
+  }
+
+  /** Decides and, on allow, forwards one call. */
+  async callTool(token: string | undefined, name: string, rawArgs: unknown, signal?: AbortSignal): Promise<CallToolResult> {
+    if (!token) throw new McpError(ErrorCode.InvalidRequest, 'no task token: the gateway needs the agent\'s task token');
+    const dot = name.indexOf('.');
+    const upstream = dot > 0 ? this.upstreams.get(name.slice(0, dot)) : undefined;
+    if (!upstream) throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name.slice(0, 200)}\``);
+    const local = name.slice(dot + 1);
+    this.pins.reload();
+    let catalog;
+    try {
+      catalog = await upstream.catalog(this.maxAgeMs);
+    } catch (err) {
+      throw new McpError(ErrorCode.InternalError, this.redactor.redact(err instanceof UpstreamUnavailableError ? err.message : `upstream \`${upstream.name}\` is unavailable`));
+    }
+    const entry = catalog.get(local);
+    if (!entry || !TOOL_NAME.test(name)) throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name.slice(0, 200)}\``);
+    const st = this.pins.status(upstream.name, entry.tool, entry.digest);
+    if (st !== 'pinned') {
+      this.noteUnpinned(upstream.name, local, st, entry.digest);
+      return st === 'changed'
+        ? this.refusal(name, 'tool_changed', `tool \`${name}\` changed since an operator approved it (tool_changed); calls are refused until it is approved again (\`writ gateway tools approve\`)`)
+        : this.refusal(name, 'tool_not_approved', `tool \`${name}\` has not been approved by an operator (tool_not_approved); see \`writ gateway tools approve\``);
+    }
+    if (rawArgs !== undefined && (rawArgs === null || typeof rawArgs !== 'object' || Array.isArray(rawArgs))) {
+      throw new McpError(ErrorCode.InvalidParams, 'tool arguments must be an object');
+    }
+    const args = (rawArgs ?? {}) as Record<string, unknown>;
+    if (JSON.stringify(args).includes(token)) {
+      this.log('task_token_in_arguments', { tool: name });
+      return this.refusal(name, 'task_token_in_arguments', 'the arguments carry the task token; the gateway never passes it to a tool');
+    }
+
+    const action: ActionRequest = { tool: name, arguments: args, audience: upstreamAudience(upstream.config) };
+    const destination = upstreamDestination(upstream.config);
+    if (destination !== undefined) action.destination = destination;
+    // TODO(labels): operator labels (`upstreams[].tools[name].labels`) should reach policy
+    // as the tool's labels, but POST /v1/authorize has no field for them yet (docs/gateway.md).
+    let verdict: Verdict;
+    try {
+      verdict = await this.decider.decide(token, action);
+    } catch (err) {
+      this.log('authorize_failed', { tool: name, error: err instanceof AuthorizerError ? err.code : 'error' });
+      throw this.authError(err);
+    }
+    if (verdict.kind !== 'allow') {
+      this.log('call_refused', { tool: name, decision: verdict.kind, decision_id: verdict.decisionId });
+      return this.verdictResult(name, verdict);
+    }
+
+    const meta = upstream.config.forward_action_token ? { [META_ACTION_TOKEN]: verdict.actionToken } : undefined;
+    let result: CallToolResult;
+    try {
+      result = await upstream.call(local, args, meta, signal);
+    } catch (err) {
+      const detail = err instanceof McpError ? `upstream error ${err.code}` : 'upstream unavailable';
+      this.outcome(token, verdict.decisionId, 'failed', detail);
+      if (err instanceof McpError) {
+        const msg = err.message.replace(/^MCP error -?\d+: /, '');
+        throw new McpError(err.code, this.redactor.redact(`upstream \`${upstream.name}\`: ${msg}`).slice(0, 2000));
+      }
+      throw new McpError(ErrorCode.InternalError, `upstream \`${upstream.name}\` is unavailable (${errorText(err, this.redactor, 200)})`);
+    }
+    this.outcome(token, verdict.decisionId, result.isError ? 'failed' : 'succeeded', result.isError ? 'the tool answered isError' : undefined);
+    const out = this.redactor.redactDeep(result);
+    return { ...out, _meta: { ...(out._meta ?? {}), [META_DECISION]: { decision: 'allow', decision_id: verdict.decisionId } } };
+  }
+
+  /** Reports an outcome off the call's path; `close` waits for the ones in flight. */
+  private outcome(token: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): void {
+    const p = this.authorizer
+      .reportOutcome(token, decisionId, status, detail)
+      .catch((err) => this.log('outcome_failed', { decision_id: decisionId, error: err instanceof AuthorizerError ? err.code : 'error' }))
+      .finally(() => this.outcomes.delete(p));
+    this.outcomes.add(p);
+  }
+
+  /** Waits for outcome reports in flight. */
+  async flush(): Promise<void> {
+    while (this.outcomes.size > 0) await Promise.allSettled([...this.outcomes]);
+  }
+
+  /** An MCP server for one client connection (session). */
+  createServer(tokenOf: TokenOf): Server {
+    const server = new Server({ name: 'writ-gateway', version: GATEWAY_VERSION }, { capabilities: { tools: { listChanged: true } } });
+    server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => ({ tools: await this.listTools(tokenOf(extra)) }));
+    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => this.callTool(tokenOf(extra), req.params.name, req.params.arguments, extra.signal));
+    this.servers.add(server);
+    server.onclose = () => this.servers.delete(server);
+    return server;
+  }
+
+  async close(): Promise<void> {
+    for (const s of [...this.servers]) await s.close().catch(() => undefined);
+    await this.flush();
+    await Promise.all([...this.upstreams.values()].map((u) => u.close()));
+    await this.authorizer.close();
+  }
+}

@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+
+/**
+ * A configured value: a literal string (treated as public: never put a secret here),
+ * or a reference resolved at startup to a secret: `{"env": "NAME"}` reads an
+ * environment variable, `{"file": "path"}` a file (trailing newline removed; relative
+ * to the configuration file). `prefix` is prepended (`"Bearer "`).
+ */
+export type ValueRef = string | { env: string; prefix?: string } | { file: string; prefix?: string };
+
+/** A reference that cannot be resolved. The message names the reference, never a value. */
+export class SecretResolutionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SecretResolutionError';
+  }
+}
+
+/** Secrets shorter than this are not redacted (they would redact ordinary text); a warning is logged. */
+export const MIN_REDACTED_LENGTH = 6;
+export const REDACTED = '[redacted]';
+
+/**
+ * Every secret value the gateway holds. Whatever the gateway sends to an agent (tool
+ * results, errors, tool lists) or writes to its log passes through `redact`, so an
+ * upstream that echoes its credential cannot hand it to the agent.
+ */
+export class Redactor {
+  private secrets: string[] = [];
+  readonly short: string[] = [];
+
+  add(value: string, label: string): void {
+    if (value.length < MIN_REDACTED_LENGTH) {
+      this.short.push(label);
+      return;
+    }
+    if (!this.secrets.includes(value)) this.secrets.push(value);
+    // longest first, so a secret containing another is replaced whole
+    this.secrets.sort((a, b) => b.length - a.length);
+  }
+
+  /** the secret values (for masking raw bytes) */
+  values(): readonly string[] {
+    return this.secrets;
+  }
+
+  get size(): number {
+    return this.secrets.length;
+  }
+
+  /** True when `text` contains any secret. */
+  leaks(text: string): boolean {
+    for (const s of this.secrets) if (text.includes(s)) return true;
+    return false;
+  }
+
+  redact(text: string): string {
+    let out = text;
+    for (const s of this.secrets) if (out.includes(s)) out = out.split(s).join(REDACTED);
+    return out;
+  }
+
+  /**
+   * Redacts every string (and object key) in a JSON value. Cheap when nothing leaks:
+   * one serialization and a substring search per secret.
+   */
+  redactDeep<T>(value: T): T {
+    if (this.secrets.length === 0) return value;
+    let text: string;
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      return value;
+    }
+    if (text === undefined || !this.leaks(text)) return value;
+    return this.walk(value) as T;
+  }
+
+  private walk(v: unknown): unknown {
+    if (typeof v === 'string') return this.redact(v);
+    if (Array.isArray(v)) return v.map((x) => this.walk(x));
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[this.redact(k)] = this.walk(x);
+      return out;
+    }
+    return v;
+  }
+}
+
+/**
+ * Resolves a value reference. Secrets (env and file references) are added to the
+ * redactor; literal strings are not.
+ */
+export function resolveValue(ref: ValueRef, ctx: { baseDir: string; redactor: Redactor; what: string; env?: NodeJS.ProcessEnv }): string {
+  if (typeof ref === 'string') return ref;
+  const env = ctx.env ?? process.env;
+  let value: string;
+  if ('env' in ref) {
+    const v = env[ref.env];
+    if (v === undefined || v === '') throw new SecretResolutionError(`${ctx.what}: environment variable \`${ref.env}\` is not set`);
+    value = v;
+  } else {
+    const path = isAbsolute(ref.file) ? ref.file : resolve(ctx.baseDir, ref.file);
+    try {
+      value = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new SecretResolutionError(`${ctx.what}: cannot read \`${path}\` (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (value === '') throw new SecretResolutionError(`${ctx.what}: \`${path}\` is empty`);
+  }
+  if (/[\r\n\0]/.test(value)) throw new SecretResolutionError(`${ctx.what}: the value contains a line break or NUL`);
+  ctx.redactor.add(value, ctx.what);
+  const full = (ref.prefix ?? '') + value;
+  if (ref.prefix) ctx.redactor.add(full, ctx.what);
+  return full;
+}
+
+/** Resolves a map of references (headers, environment). */
+export function resolveValues(refs: Record<string, ValueRef> | undefined, ctx: { baseDir: string; redactor: Redactor; what: string; env?: NodeJS.ProcessEnv }): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, ref] of Object.entries(refs ?? {})) out[k] = resolveValue(ref, { ...ctx, what: `${ctx.what} \`${k}\`` });
+  return out;
+}
