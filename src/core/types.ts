@@ -138,3 +138,34 @@ export interface SigningKeyRecord {
   rotatedAt: number | null;
   retiredAt: number | null;
 }
+
+/** A claim value a federation rule compares exactly (string, number or boolean). */
+export type ClaimValue = string | number | boolean;
+
+/** Maps a trusted issuer's token to a registered agent when every listed claim is equal. */
+export interface IssuerRule {
+  /** claim name (or `/`-separated path into nested claims) -> exact value; `sub` is always present */
+  claims: Record<string, ClaimValue>;
+  agentId: string;
+}
+
+/**
+ * A trusted workload-identity issuer: an OIDC issuer (Kubernetes, CI, cloud) or a
+ * SPIFFE trust domain whose JWT-SVIDs are accepted in a token exchange.
+ */
+export interface IssuerRecord {
+  id: string;
+  kind: 'oidc' | 'spiffe';
+  /** the exact `iss` (oidc), or `spiffe://<trust domain>` (spiffe) */
+  issuer: string;
+  /** the `aud` a subject token must carry */
+  audience: string;
+  /** inline public keys, or null when fetched from `jwksUri` */
+  jwks: { keys: Jwk[] } | null;
+  jwksUri: string | null;
+  rules: IssuerRule[];
+  status: 'active' | 'disabled';
+  createdAt: number;
+  createdBy: string;
+  disabledAt: number | null;
+}

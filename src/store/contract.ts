@@ -9,6 +9,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  IssuerRecord,
   OperatorRecord,
   PolicyRecord,
   SigningKeyRecord,
@@ -720,6 +721,47 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       const head = await store.auditHead();
       await assert.rejects(store.addSigningKey(k1, auditInput('key.created')), isConflict());
       assert.deepEqual(await store.auditHead(), head);
+    });
+
+    it('trusted issuers: create, find the active one by issuer, one active per issuer, disable', async () => {
+      const mk = (over: Partial<IssuerRecord> = {}): IssuerRecord => ({
+        id: newId('iss'),
+        kind: 'oidc',
+        issuer: `https://issuer-${newId('x')}.test`,
+        audience: 'writ',
+        jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'k1' }] },
+        jwksUri: null,
+        rules: [{ claims: { sub: 'system:serviceaccount:ns:sa', 'kubernetes.io/namespace': 'ns', n: 1, b: true }, agentId: 'spiffe://acme.test/a' }],
+        status: 'active',
+        createdAt: clock.now(),
+        createdBy: 'operator:op_1',
+        disabledAt: null,
+        ...over,
+      });
+      const a = mk();
+      const { entries } = await audited(store, () => store.createIssuer(a, auditInput('issuer.registered', { data: { id: a.id } })));
+      assert.deepEqual(entries.map((e) => e.type), ['issuer.registered']);
+      assert.deepEqual(await store.getIssuer(a.id), a);
+      assert.deepEqual(await store.findActiveIssuer(a.issuer), a);
+      assert.equal(await store.findActiveIssuer(`${a.issuer}/`), null, 'exact match only');
+      const head = await store.auditHead();
+      await assert.rejects(store.createIssuer(mk({ issuer: a.issuer }), auditInput('issuer.registered')), isConflict('issuer_exists'));
+      assert.deepEqual(await store.auditHead(), head, 'nothing written on conflict');
+      const b = mk({ kind: 'spiffe', issuer: `spiffe://${newId('td').toLowerCase().replace(/[^a-z0-9]/g, '')}.test`, jwks: null, jwksUri: 'https://jwks.test/keys', createdAt: clock.now() + 1 });
+      await store.createIssuer(b, auditInput('issuer.registered'));
+      const listed = await store.listIssuers();
+      assert.deepEqual(listed.filter((i) => i.id === a.id || i.id === b.id), [a, b]);
+      const { result, entries: e2 } = await audited(store, () => store.disableIssuer(a.id, clock.now() + 5, auditInput('issuer.disabled')));
+      assert.equal(result, true);
+      assert.deepEqual(e2.map((e) => e.type), ['issuer.disabled']);
+      assert.deepEqual(await store.getIssuer(a.id), { ...a, status: 'disabled', disabledAt: clock.now() + 5 });
+      assert.equal(await store.findActiveIssuer(a.issuer), null);
+      assert.equal(await store.disableIssuer(a.id, clock.now(), auditInput('issuer.disabled')), false, 'once');
+      assert.equal(await store.disableIssuer('iss_missing', clock.now(), auditInput('issuer.disabled')), false);
+      // the issuer string is free again once disabled
+      const a2 = mk({ issuer: a.issuer });
+      await store.createIssuer(a2, auditInput('issuer.registered'));
+      assert.deepEqual(await store.findActiveIssuer(a.issuer), a2);
     });
 
     it('the whole audit log is one verifiable chain, and auditHead is its last entry', async () => {

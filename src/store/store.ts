@@ -3,6 +3,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  IssuerRecord,
   OperatorRecord,
   PolicyRecord,
   SigningKeyRecord,
@@ -92,6 +93,16 @@ export interface Store {
   // signing keys
   listSigningKeys(): Promise<SigningKeyRecord[]>;
   addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void>;
+
+  // trusted workload-identity issuers (federation)
+  /** ConflictError(`issuer_exists`) when an active issuer has the same `issuer`. */
+  createIssuer(issuer: IssuerRecord, audit: AuditInput): Promise<void>;
+  getIssuer(id: string): Promise<IssuerRecord | null>;
+  /** The active issuer whose `issuer` is exactly this string. */
+  findActiveIssuer(issuer: string): Promise<IssuerRecord | null>;
+  listIssuers(): Promise<IssuerRecord[]>;
+  /** Disables an active issuer; false when it does not exist or is disabled already. */
+  disableIssuer(id: string, now: number, audit: AuditInput): Promise<boolean>;
 }
 
 export interface DecisionWrite {

@@ -9,6 +9,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  IssuerRecord,
   OperatorRecord,
   PolicyRecord,
   SigningKeyRecord,
@@ -28,6 +29,7 @@ import {
 } from '../rows.js';
 import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
+import { ISSUER_COLUMNS, issuerParams, toIssuer } from '../issuer-rows.js';
 
 export interface PostgresStoreOptions {
   connectionString: string;
@@ -655,6 +657,45 @@ export class PostgresStore implements Store {
       await this.appendInTx(c, [audit]);
     });
   }
+
+  // --- trusted issuers (federation) ----------------------------------------------
+
+  async createIssuer(issuer: IssuerRecord, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      // the partial unique index keeps one active record per issuer, across instances
+      const r = await c.query(
+        `INSERT INTO trusted_issuers (${ISSUER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (issuer) WHERE status = 'active' DO NOTHING`,
+        issuerParams(issuer),
+      );
+      if (r.rowCount !== 1) throw new ConflictError(`issuer \`${issuer.issuer}\` is registered already`, 'issuer_exists');
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async getIssuer(id: string): Promise<IssuerRecord | null> {
+    const r = await this.row('SELECT * FROM trusted_issuers WHERE id = $1', [id]);
+    return r ? toIssuer(r) : null;
+  }
+
+  async findActiveIssuer(issuer: string): Promise<IssuerRecord | null> {
+    const r = await this.row(`SELECT * FROM trusted_issuers WHERE issuer = $1 AND status = 'active'`, [issuer]);
+    return r ? toIssuer(r) : null;
+  }
+
+  async listIssuers(): Promise<IssuerRecord[]> {
+    return (await this.rows('SELECT * FROM trusted_issuers ORDER BY created_at, id')).map(toIssuer);
+  }
+
+  async disableIssuer(id: string, now: number, audit: AuditInput): Promise<boolean> {
+    return this.tx(async (c) => {
+      const r = await c.query(`UPDATE trusted_issuers SET status = 'disabled', disabled_at = $1 WHERE id = $2 AND status = 'active'`, [now, id]);
+      if (r.rowCount !== 1) return false;
+      await this.appendInTx(c, [audit]);
+      return true;
+    });
+  }
+
 
   // --- LISTEN / NOTIFY -----------------------------------------------------------
 

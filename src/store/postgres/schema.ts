@@ -117,6 +117,23 @@ export const PG_MIGRATIONS: string[] = [
     retired_at BIGINT
   );
   `,
+  // trusted workload-identity issuers (federation: OIDC issuers, SPIFFE trust domains)
+  `
+  CREATE TABLE trusted_issuers (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    jwks TEXT,
+    jwks_uri TEXT,
+    rules TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    disabled_at BIGINT
+  );
+  CREATE UNIQUE INDEX trusted_issuers_active ON trusted_issuers(issuer) WHERE status = 'active';
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */

@@ -104,4 +104,21 @@ export const SQLITE_MIGRATIONS: string[] = [
     retired_at INTEGER
   );
   `,
+  // trusted workload-identity issuers (federation: OIDC issuers, SPIFFE trust domains)
+  `
+  CREATE TABLE trusted_issuers (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    jwks TEXT,
+    jwks_uri TEXT,
+    rules TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    disabled_at INTEGER
+  );
+  CREATE UNIQUE INDEX trusted_issuers_active ON trusted_issuers(issuer) WHERE status = 'active';
+  `,
 ];

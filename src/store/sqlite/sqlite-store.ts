@@ -9,6 +9,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  IssuerRecord,
   OperatorRecord,
   PolicyRecord,
   SigningKeyRecord,
@@ -28,6 +29,7 @@ import {
 } from '../rows.js';
 import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
+import { ISSUER_COLUMNS, issuerParams, toIssuer } from '../issuer-rows.js';
 
 export interface SqliteStoreOptions {
   /** a file path, or `:memory:` */
@@ -431,6 +433,41 @@ export class SqliteStore implements Store {
         key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
       );
       this.appendInTx([audit]);
+    });
+  }
+
+  // --- trusted issuers (federation) ----------------------------------------------
+
+  async createIssuer(issuer: IssuerRecord, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      if (issuer.status === 'active' && this.stmt(`SELECT 1 FROM trusted_issuers WHERE issuer = ? AND status = 'active'`).get(issuer.issuer)) {
+        throw new ConflictError(`issuer \`${issuer.issuer}\` is registered already`, 'issuer_exists');
+      }
+      this.stmt(`INSERT INTO trusted_issuers (${ISSUER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...issuerParams(issuer));
+      this.appendInTx([audit]);
+    });
+  }
+
+  async getIssuer(id: string): Promise<IssuerRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM trusted_issuers WHERE id = ?').get(id) as Row | undefined);
+    return row ? toIssuer(row) : null;
+  }
+
+  async findActiveIssuer(issuer: string): Promise<IssuerRecord | null> {
+    const row = this.guard(() => this.stmt(`SELECT * FROM trusted_issuers WHERE issuer = ? AND status = 'active'`).get(issuer) as Row | undefined);
+    return row ? toIssuer(row) : null;
+  }
+
+  async listIssuers(): Promise<IssuerRecord[]> {
+    return this.guard(() => (this.stmt('SELECT * FROM trusted_issuers ORDER BY created_at, id').all() as Row[]).map(toIssuer));
+  }
+
+  async disableIssuer(id: string, now: number, audit: AuditInput): Promise<boolean> {
+    return this.write(() => {
+      const r = this.stmt(`UPDATE trusted_issuers SET status = 'disabled', disabled_at = ? WHERE id = ? AND status = 'active'`).run(now, id);
+      if (r.changes !== 1) return false;
+      this.appendInTx([audit]);
+      return true;
     });
   }
 }
