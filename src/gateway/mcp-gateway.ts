@@ -1,5 +1,6 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { MCP_ACTION_TOKEN_META } from '../sdk/tool-middleware.js';
 import { matchesAny } from '../tasks/scope.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
 import { TOOL_NAME, upstreamAudience, upstreamDestination, type GatewayConfig } from './config.js';
@@ -12,7 +13,7 @@ import { createUpstreams, GATEWAY_VERSION, Upstream, UpstreamUnavailableError } 
 /** `_meta` keys the gateway sets on results and (optionally) on upstream calls. */
 export const META_DECISION = 'writ/decision';
 export const META_ERROR = 'writ/error';
-export const META_ACTION_TOKEN = 'writ/action_token';
+export const META_ACTION_TOKEN = MCP_ACTION_TOKEN_META;
 
 export interface McpGatewayOptions {
   config: GatewayConfig;

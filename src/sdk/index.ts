@@ -12,3 +12,26 @@ export {
   type ActionTokenErrorCode,
   type ActionVerifierOptions,
 } from './verify-action-token.js';
+export { ACTION_TOKEN_HEADER, httpActionArguments, isJsonContentType, queryObject, type HttpActionArguments } from './http-action.js';
+export {
+  ActionRefusedError,
+  createActionGuard,
+  createHttpActionGuard,
+  MCP_ACTION_TOKEN_META,
+  withActionToken,
+  writHttpMiddleware,
+  type ActionGuardOptions,
+  type GuardedRequest,
+  type HttpGuardOptions,
+  type McpHandlerExtra,
+} from './tool-middleware.js';
+export {
+  CLIENT_ASSERTION_TYPE,
+  WritAgentClient,
+  WritApiError,
+  type ActionInput,
+  type AgentClientOptions,
+  type AgentKeyInput,
+  type ApprovalResponse,
+  type AuthorizeResponse,
+} from './agent-client.js';

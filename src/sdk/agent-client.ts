@@ -1,0 +1,218 @@
+import { randomBytes } from 'node:crypto';
+import { calculateJwkThumbprint, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+
+/**
+ * A small client for agents: a task token from the agent's private key (an RFC 7523
+ * client assertion, `private_key_jwt`), then authorize, wait for an approval, report
+ * an outcome, complete the task. Depends on jose and `fetch` only.
+ */
+
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+export interface ActionInput {
+  tool: string;
+  arguments: Record<string, unknown>;
+  audience: string;
+  resource?: string;
+  destination?: string;
+}
+
+export type AuthorizeResponse =
+  | { decision: 'allow'; decision_id: string; action_token: string; expires_in: number; args_digest?: string }
+  | { decision: 'deny'; decision_id: string; reasons: { code: string; message: string }[] }
+  | { decision: 'approval_required'; decision_id: string; approval_id: string; expires_in: number };
+
+export interface ApprovalResponse {
+  status: 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+  action_token?: string;
+  [k: string]: unknown;
+}
+
+/** An error answer from Writ (`code` from its body), or `unreachable`. */
+export class WritApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'WritApiError';
+  }
+}
+
+export interface AgentKeyInput {
+  /** a private JWK (Ed25519 `OKP` or P-256 `EC`), as `writ agent keygen` writes it */
+  jwk?: JWK;
+  /** or an imported private key with its algorithm (`EdDSA` or `ES256`) and key id */
+  key?: CryptoKey;
+  alg?: 'EdDSA' | 'Ed25519' | 'ES256';
+  kid?: string;
+}
+
+export interface AgentClientOptions {
+  /** Writ's base URL */
+  url: string;
+  /** the agent id (`iss` and `sub` of the assertion) */
+  agentId: string;
+  /** the task this client works for */
+  taskId: string;
+  key: AgentKeyInput;
+  /** renew the task token this many seconds before it expires (default 30) */
+  refreshSkewSeconds?: number;
+  fetch?: typeof fetch;
+  timeoutMs?: number;
+}
+
+export class WritAgentClient {
+  private readonly base: string;
+  private readonly fetchImpl: typeof fetch;
+  private signer: Promise<{ key: CryptoKey; alg: string; kid?: string }> | null = null;
+  private issuer: string | null = null;
+  private token: { value: string; until: number } | null = null;
+  private pending: Promise<string> | null = null;
+
+  constructor(readonly opts: AgentClientOptions) {
+    this.base = opts.url.replace(/\/+$/, '');
+    this.fetchImpl = opts.fetch ?? fetch;
+  }
+
+  private async call(method: string, path: string, init: { token?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number } = {}): Promise<any> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    let body: string | undefined;
+    if (init.token) headers.authorization = `Bearer ${init.token}`;
+    if (init.form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(init.form).toString();
+    } else if (init.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(init.json);
+    }
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.base + path, {
+        method,
+        headers,
+        body,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(init.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
+      });
+    } catch (err) {
+      throw new WritApiError('unreachable', `Writ cannot be reached: ${(err as Error).message}`, 0);
+    }
+    const text = await res.text();
+    let parsed: any;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (res.status >= 200 && res.status < 300 && parsed !== undefined) return parsed;
+    const e = parsed?.error;
+    if (e && typeof e === 'object') throw new WritApiError(String(e.code), String(e.message ?? ''), res.status);
+    if (typeof e === 'string') throw new WritApiError(e, String(parsed.error_description ?? ''), res.status);
+    throw new WritApiError(`http_${res.status}`, `${method} ${path} answered ${res.status}`, res.status);
+  }
+
+  private loadSigner(): Promise<{ key: CryptoKey; alg: string; kid?: string }> {
+    this.signer ??= (async () => {
+      const k = this.opts.key;
+      if (k.key) return { key: k.key, alg: k.alg ?? 'EdDSA', kid: k.kid };
+      const jwk = k.jwk;
+      if (!jwk || typeof jwk.d !== 'string') throw new TypeError('the agent key must be a private JWK (with `d`) or an imported key');
+      const alg = jwk.kty === 'EC' ? 'ES256' : jwk.kty === 'OKP' && jwk.crv === 'Ed25519' ? (jwk.alg === 'Ed25519' ? 'Ed25519' : 'EdDSA') : null;
+      if (!alg) throw new TypeError('the agent key must be Ed25519 (OKP) or P-256 (EC)');
+      const pub: JWK = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, ...(jwk.kty === 'EC' ? { y: jwk.y } : {}) };
+      const kid = k.kid ?? jwk.kid ?? (await calculateJwkThumbprint(pub, 'sha256'));
+      const key = (await importJWK({ ...jwk, alg: undefined, key_ops: undefined, ext: undefined }, alg)) as CryptoKey;
+      return { key, alg, kid };
+    })();
+    return this.signer;
+  }
+
+  /** Writ's issuer (the assertion's audience), from its RFC 8414 metadata. */
+  async getIssuer(): Promise<string> {
+    if (this.issuer) return this.issuer;
+    const meta = await this.call('GET', '/.well-known/oauth-authorization-server');
+    if (typeof meta?.issuer !== 'string') throw new WritApiError('bad_response', 'the metadata names no issuer', 200);
+    this.issuer = meta.issuer as string;
+    return this.issuer;
+  }
+
+  /** A signed RFC 7523 client assertion (one minute, unique jti). */
+  async assertion(): Promise<string> {
+    const [s, aud] = await Promise.all([this.loadSigner(), this.getIssuer()]);
+    const iat = Math.floor(Date.now() / 1000);
+    return new SignJWT({ jti: randomBytes(16).toString('base64url') })
+      .setProtectedHeader(s.kid ? { alg: s.alg, kid: s.kid } : { alg: s.alg })
+      .setIssuer(this.opts.agentId)
+      .setSubject(this.opts.agentId)
+      .setAudience(aud)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + 60)
+      .sign(s.key);
+  }
+
+  /** The current task token, fetched (or renewed shortly before it expires) as needed. */
+  async taskToken(): Promise<string> {
+    const skew = (this.opts.refreshSkewSeconds ?? 30) * 1000;
+    if (this.token && this.token.until - skew > Date.now()) return this.token.value;
+    this.pending ??= (async () => {
+      try {
+        const r = await this.call('POST', '/oauth/token', {
+          form: { grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: await this.assertion(), task_id: this.opts.taskId },
+        });
+        this.token = { value: r.access_token as string, until: Date.now() + Number(r.expires_in) * 1000 };
+        return this.token.value;
+      } finally {
+        this.pending = null;
+      }
+    })();
+    return this.pending;
+  }
+
+  async authorize(action: ActionInput): Promise<AuthorizeResponse> {
+    return this.call('POST', '/v1/authorize', { token: await this.taskToken(), json: action });
+  }
+
+  /** Reads an approval; `waitSeconds` (at most 30) long-polls. */
+  async approval(approvalId: string, waitSeconds = 0): Promise<ApprovalResponse> {
+    const w = Math.max(0, Math.min(30, Math.floor(waitSeconds)));
+    return this.call('GET', `/v1/approvals/${encodeURIComponent(approvalId)}${w ? `?wait=${w}` : ''}`, { token: await this.taskToken(), timeoutMs: (w + 10) * 1000 });
+  }
+
+  /**
+   * Waits until a person decides (or `timeoutMs` passes). Answers the final status;
+   * on approval, the action token (the requesting agent's first read carries it).
+   */
+  async waitForApproval(approvalId: string, opts: { timeoutMs?: number } = {}): Promise<ApprovalResponse> {
+    const until = Date.now() + (opts.timeoutMs ?? 60_000);
+    for (;;) {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      const started = Date.now();
+      const r = await this.approval(approvalId, Math.max(0, Math.min(30, left)));
+      if (r.status !== 'pending' || left <= 0) return r;
+      if (Date.now() - started < 250) await new Promise((ok) => setTimeout(ok, 250));
+    }
+  }
+
+  /** Authorize; when a person must approve, wait for them (bounded). */
+  async authorizeAndWait(action: ActionInput, opts: { timeoutMs?: number } = {}): Promise<AuthorizeResponse | { decision: 'approval_pending' | 'approval_refused'; decision_id: string; approval_id: string; status: string }> {
+    const d = await this.authorize(action);
+    if (d.decision !== 'approval_required') return d;
+    const r = await this.waitForApproval(d.approval_id, opts);
+    if (r.status === 'approved' && r.action_token) {
+      return { decision: 'allow', decision_id: d.decision_id, action_token: r.action_token, expires_in: 0 };
+    }
+    return { decision: r.status === 'pending' ? 'approval_pending' : 'approval_refused', decision_id: d.decision_id, approval_id: d.approval_id, status: r.status };
+  }
+
+  async reportOutcome(decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
+    await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, { token: await this.taskToken(), json: detail ? { status, detail } : { status } });
+  }
+
+  /** Ends the task: every token derived from it stops working. */
+  async complete(): Promise<void> {
+    await this.call('POST', `/v1/tasks/${encodeURIComponent(this.opts.taskId)}/complete`, { token: await this.taskToken() });
+    this.token = null;
+  }
+}
