@@ -29,7 +29,7 @@ import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } fr
 import { PolicyEngine, type LoadedPolicySet } from '../policy/engine.js';
 import { buildCedarRequest, type ActionInput } from '../policy/request.js';
 import { DEFAULT_POLICY } from '../policy/schema.js';
-import type { AuditFilter, Store } from '../store/store.js';
+import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
 import { checkScope } from '../tasks/scope.js';
 import { KeyRing } from '../tokens/key-ring.js';
 import { ACTION_TOKEN_TYP, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
@@ -498,10 +498,12 @@ export class Writ {
     };
     const token = this.keys.signJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
     const allowed: DecisionRecord = { ...base, decision: 'allow', policies: evaluation.policies, tokenJti: jti, tokenExpiresAt: exp * 1000 };
-    const fallbackReasons = (why: 'budget_exhausted' | 'task_inactive'): Reason[] =>
+    const fallbackReasons = (why: GuardFailure): Reason[] =>
       why === 'budget_exhausted'
         ? [{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]
-        : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
+        : why === 'approval_unavailable'
+          ? [{ code: 'approval_unavailable', message: 'the approval was used, has expired or is not approved' }]
+          : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
     const result = await this.committer.submit({
       decision: allowed,
       audit: this.decisionAudit(allowed),

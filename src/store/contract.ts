@@ -16,6 +16,7 @@ import type {
   TaskRecord,
 } from '../core/types.js';
 import type { DecisionWrite, Store } from './store.js';
+import { escalationContract } from './contract-escalations.js';
 
 /**
  * The one conformance suite every Store backend passes. Each `it` makes its own
@@ -763,6 +764,9 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       await store.createIssuer(a2, auditInput('issuer.registered'));
       assert.deepEqual(await store.findActiveIssuer(a.issuer), a2);
     });
+
+    // approvals, break-glass, presence leases
+    escalationContract(() => ({ store, clock }));
 
     it('the whole audit log is one verifiable chain, and auditHead is its last entry', async () => {
       const all = await readWholeLog(store);

@@ -10,6 +10,15 @@ import type {
   TaskRecord,
   TaskStatus,
 } from '../core/types.js';
+import type {
+  ApprovalRecord,
+  ApprovalReview,
+  ApprovalReviewResult,
+  ApprovalStatus,
+  BreakGlassRecord,
+  BreakGlassResult,
+  PresenceLease,
+} from '../core/escalation-types.js';
 
 /**
  * The storage contract. Every backend implements it and passes the one contract
@@ -45,7 +54,8 @@ export interface Store {
   disableAgent(id: string, now: number, audit: AuditInput): Promise<{ revokedTaskIds: string[] } | null>;
 
   // tasks
-  createTask(task: TaskRecord, audit: AuditInput): Promise<void>;
+  /** With `presence`, the task requires its owner's presence: the lease is written in the same transaction. */
+  createTask(task: TaskRecord, audit: AuditInput, options?: { presence?: PresenceLease }): Promise<void>;
   getTask(id: string): Promise<TaskRecord | null>;
   /** The task and its agent in one read: the authorize path needs both. */
   getTaskWithAgent(id: string): Promise<{ task: TaskRecord; agent: AgentRecord } | null>;
@@ -103,6 +113,50 @@ export interface Store {
   listIssuers(): Promise<IssuerRecord[]>;
   /** Disables an active issuer; false when it does not exist or is disabled already. */
   disableIssuer(id: string, now: number, audit: AuditInput): Promise<boolean>;
+
+  // approvals (src/approvals): every change writes its audit entries in the same transaction
+  /** Writes the `approval_required` decision, the approval and `audit` (decision, approval.requested) in one transaction. */
+  createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[]): Promise<void>;
+  getApproval(id: string): Promise<ApprovalRecord | null>;
+  /** A `pending` or `approved` approval of this task for this exact action that has not expired. */
+  findOpenApproval(taskId: string, actionDigest: string, now: number): Promise<ApprovalRecord | null>;
+  /** Newest first. */
+  listApprovals(filter: { status?: ApprovalStatus; taskId?: string; limit?: number }): Promise<ApprovalRecord[]>;
+  /**
+   * Records one review of a pending, unexpired approval, atomically: one review per
+   * approver; a deny settles it `denied`; the `quorum`-th distinct approve settles it
+   * `approved` (expiring `approvedTtlMs` after `review.at`). `audit` is given the
+   * approval as it is after the review.
+   */
+  reviewApproval(id: string, review: ApprovalReview, options: { approvedTtlMs: number }, audit: (after: ApprovalRecord) => AuditInput[]): Promise<ApprovalReviewResult>;
+  /** Marks pending and approved approvals past their expiry `expired` (all, or those of `ids`), one `approval.expired` entry each. */
+  expireApprovals(now: number, ids?: string[]): Promise<ApprovalRecord[]>;
+
+  // break-glass (src/breakglass)
+  /**
+   * Writes a new break-glass (`pending` or `active`) unless one of the same agent is
+   * pending or active, or an `active` one would go past the cap with those that ran
+   * less than `capMs` before it (no chaining around the cap).
+   */
+  createBreakGlass(record: BreakGlassRecord, options: { capMs: number; now: number }, audit: AuditInput): Promise<BreakGlassResult>;
+  /** pending -> active by another admin, before its deadline and within the cap. */
+  confirmBreakGlass(id: string, by: string, options: { capMs: number; now: number }, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult>;
+  /** active -> ended (or pending -> cancelled) now. */
+  endBreakGlass(id: string, by: string, now: number, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult>;
+  /** Records the review of a break-glass that is over; once. */
+  reviewBreakGlass(id: string, by: string, notes: string, now: number, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult>;
+  getBreakGlass(id: string): Promise<BreakGlassRecord | null>;
+  /** Newest first; `state` as of `now`. */
+  listBreakGlass(filter: { state?: 'active' | 'pending' | 'ended' | 'unreviewed'; agentId?: string; now: number; limit?: number }): Promise<BreakGlassRecord[]>;
+  /** The active break-glass records of this agent that cover the task (agent-wide or this task). */
+  findActiveBreakGlass(agentId: string, taskId: string, now: number): Promise<BreakGlassRecord[]>;
+  /** active past its end -> expired; pending past its deadline -> cancelled; one audit entry each. */
+  expireBreakGlass(now: number): Promise<BreakGlassRecord[]>;
+
+  // presence leases (src/tasks/presence.ts)
+  getPresence(taskId: string): Promise<PresenceLease | null>;
+  /** Renews the lease of a task that requires presence, by its owner only; null when there is no such lease. */
+  renewPresence(taskId: string, owner: string, expiresAt: number, now: number, audit: AuditInput): Promise<PresenceLease | null>;
 }
 
 export interface DecisionWrite {
@@ -111,10 +165,18 @@ export interface DecisionWrite {
   /** take one unit of the task's budget; requires the task to be active and unexpired */
   guard?: { taskId: string };
   /** called inside the transaction when the guard fails; what it returns is written instead */
-  fallback?: (reason: 'budget_exhausted' | 'task_inactive') => { decision: DecisionRecord; audit: AuditInput };
+  fallback?: (reason: GuardFailure) => { decision: DecisionRecord; audit: AuditInput };
+  /**
+   * use an approval: `approved` -> `used` (recording this decision), atomically with the
+   * decision, its budget unit and `audit`; when the approval is no longer approved and
+   * unexpired (used, expired, never approved), the `fallback` is written instead
+   */
+  approval?: { id: string; audit: AuditInput };
 }
 
-export type DecisionCommitResult = { written: 'primary' } | { written: 'fallback'; reason: 'budget_exhausted' | 'task_inactive' };
+export type GuardFailure = 'budget_exhausted' | 'task_inactive' | 'approval_unavailable';
+
+export type DecisionCommitResult = { written: 'primary' } | { written: 'fallback'; reason: GuardFailure };
 
 export interface AuditFilter {
   taskId?: string;

@@ -29,6 +29,22 @@ import {
 } from '../rows.js';
 import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
+import type { ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
+import {
+  APPROVAL_COLUMNS,
+  approvalExpiredAudit,
+  approvalParams,
+  BREAK_GLASS_COLUMNS,
+  breakGlassLapsedAudit,
+  breakGlassParams,
+  breakGlassStateWhere,
+  fitsBreakGlassCap,
+  settleReview,
+  toApproval,
+  toBreakGlass,
+  toPresence,
+  toReview,
+} from '../escalation-rows.js';
 import { ISSUER_COLUMNS, issuerParams, toIssuer } from '../issuer-rows.js';
 
 export interface PostgresStoreOptions {
@@ -56,6 +72,8 @@ type Q = Pick<PoolClient, 'query'>;
 const MAX_RETRIES = 5;
 const RETRYABLE = new Set(['40001', '40P01']);
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** Advisory lock class for break-glass changes of one agent */
+const BREAK_GLASS_LOCK_CLASS = 0x57424721; // "WBG!"
 const DECISION_COLUMNS =
   'id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome';
 const DECISION_TYPES = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'bigint', 'bigint', 'text'];
@@ -370,7 +388,7 @@ export class PostgresStore implements Store {
 
   // --- tasks ---------------------------------------------------------------------
 
-  async createTask(task: TaskRecord, audit: AuditInput): Promise<void> {
+  async createTask(task: TaskRecord, audit: AuditInput, options: { presence?: PresenceLease } = {}): Promise<void> {
     await this.tx(async (c) => {
       if (task.parentId !== null) {
         // Reserve the child's budget from the parent atomically (delegation only narrows).
@@ -386,6 +404,10 @@ export class PostgresStore implements Store {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
         taskParams(task),
       );
+      if (options.presence) {
+        const p = options.presence;
+        await c.query('INSERT INTO presence_leases (task_id, owner, expires_at, renewed_at) VALUES ($1, $2, $3, $4)', [p.taskId, p.owner, p.expiresAt, p.renewedAt]);
+      }
       await this.appendInTx(c, [audit]);
     });
   }
@@ -565,6 +587,17 @@ export class PostgresStore implements Store {
           left.set(r.id as string, active ? Math.max(0, Number(r.max_actions) - Number(r.actions_used) - Number(r.actions_reserved)) : -1);
         }
       }
+      // Approvals to use: locked after the tasks, in id order; a used or expired one is not returned.
+      const approvalIds = [...new Set(items.flatMap((i) => (i.approval ? [i.approval.id] : [])))].sort();
+      const usable = new Set<string>();
+      if (approvalIds.length > 0) {
+        const { rows } = await c.query(
+          `SELECT id FROM approvals WHERE id = ANY($1::text[]) AND status = 'approved' AND expires_at > $2 ORDER BY id FOR UPDATE`,
+          [approvalIds, now],
+        );
+        for (const r of rows as Row[]) usable.add(r.id as string);
+      }
+      const used: { id: string; decisionId: string }[] = [];
       const taken = new Map<string, number>();
       const results: DecisionCommitResult[] = [];
       const decisions: DecisionRecord[] = [];
@@ -573,7 +606,11 @@ export class PostgresStore implements Store {
         let decision = item.decision;
         let audit = item.audit;
         let result: DecisionCommitResult = { written: 'primary' };
-        if (item.guard) {
+        if (item.approval && !usable.has(item.approval.id)) {
+          if (!item.fallback) throw new TypeError('a decision write that uses an approval needs a fallback');
+          result = { written: 'fallback', reason: 'approval_unavailable' };
+          ({ decision, audit } = item.fallback('approval_unavailable'));
+        } else if (item.guard) {
           const id = item.guard.taskId;
           const n = left.get(id) ?? -1;
           if (n > 0) {
@@ -588,7 +625,18 @@ export class PostgresStore implements Store {
         }
         decisions.push(decision);
         audits.push(audit);
+        if (item.approval && result.written === 'primary') {
+          usable.delete(item.approval.id);
+          used.push({ id: item.approval.id, decisionId: decision.id });
+          audits.push(item.approval.audit);
+        }
         results.push(result);
+      }
+      if (used.length > 0) {
+        await c.query(
+          `UPDATE approvals SET status = 'used', used_at = $2, used_decision_id = d.dec FROM unnest($1::text[], $3::text[]) AS d(id, dec) WHERE approvals.id = d.id`,
+          [used.map((u) => u.id), now, used.map((u) => u.decisionId)],
+        );
       }
       if (taken.size > 0) {
         const ids = [...taken.keys()];
@@ -696,6 +744,280 @@ export class PostgresStore implements Store {
     });
   }
 
+  // --- approvals -----------------------------------------------------------------
+
+  private async withReviews(q: Q, rows: Row[]): Promise<ApprovalRecord[]> {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => r.id as string);
+    const reviews = (await q.query('SELECT * FROM approval_reviews WHERE approval_id = ANY($1::text[]) ORDER BY created_at, approver', [ids])).rows as Row[];
+    const by = new Map<string, ApprovalReview[]>();
+    for (const r of reviews) {
+      const list = by.get(r.approval_id as string) ?? [];
+      list.push(toReview(r));
+      by.set(r.approval_id as string, list);
+    }
+    return rows.map((r) => toApproval(r, by.get(r.id as string) ?? []));
+  }
+
+  /** Reads through the pool, one statement at a time, with the usual retries and error mapping. */
+  private get reader(): Q {
+    return { query: ((sql: string, params?: unknown[]) => this.exec(sql, params)) as unknown as Q['query'] };
+  }
+
+  async createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[]): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query(`INSERT INTO decisions (${DECISION_COLUMNS}) VALUES (${DECISION_TYPES.map((_, i) => `$${i + 1}`).join(', ')})`, decisionParams(decision));
+      await c.query(
+        `INSERT INTO approvals (${APPROVAL_COLUMNS.join(', ')}) VALUES (${APPROVAL_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+        approvalParams(approval, (b) => b),
+      );
+      for (const r of approval.reviews) {
+        await c.query('INSERT INTO approval_reviews (approval_id, approver, verdict, comment, created_at) VALUES ($1, $2, $3, $4, $5)', [
+          approval.id, r.approver, r.verdict, r.comment, r.at,
+        ]);
+      }
+      await this.appendInTx(c, audit);
+    });
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | null> {
+    const rows = await this.rows('SELECT * FROM approvals WHERE id = $1', [id]);
+    return (await this.withReviews(this.reader, rows))[0] ?? null;
+  }
+
+  async findOpenApproval(taskId: string, actionDigest: string, now: number): Promise<ApprovalRecord | null> {
+    const rows = await this.rows(
+      `SELECT * FROM approvals WHERE task_id = $1 AND action_digest = $2 AND status IN ('pending', 'approved') AND expires_at > $3
+       ORDER BY created_at DESC LIMIT 1`,
+      [taskId, actionDigest, now],
+    );
+    return (await this.withReviews(this.reader, rows))[0] ?? null;
+  }
+
+  async listApprovals(filter: { status?: ApprovalStatus; taskId?: string; limit?: number }): Promise<ApprovalRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.status !== undefined) (params.push(filter.status), where.push(`status = $${params.length}`));
+    if (filter.taskId !== undefined) (params.push(filter.taskId), where.push(`task_id = $${params.length}`));
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
+    const rows = await this.rows(`SELECT * FROM approvals ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT ${limit}`, params);
+    return this.withReviews(this.reader, rows);
+  }
+
+  async reviewApproval(
+    id: string,
+    review: ApprovalReview,
+    options: { approvedTtlMs: number },
+    audit: (after: ApprovalRecord) => AuditInput[],
+  ): Promise<ApprovalReviewResult> {
+    return this.tx(async (c): Promise<ApprovalReviewResult> => {
+      // The row lock settles an approve racing a deny (or two approvals of one
+      // approver) once, on every instance: the second waits, then sees the first.
+      const rows = (await c.query('SELECT * FROM approvals WHERE id = $1 FOR UPDATE', [id])).rows as Row[];
+      const a = (await this.withReviews(c, rows))[0];
+      if (!a) return { ok: false, reason: 'not_found', approval: null };
+      if (a.status !== 'pending' || a.expiresAt <= review.at) return { ok: false, reason: 'not_pending', approval: a };
+      if (a.reviews.some((r) => r.approver === review.approver)) return { ok: false, reason: 'already_reviewed', approval: a };
+      await c.query('INSERT INTO approval_reviews (approval_id, approver, verdict, comment, created_at) VALUES ($1, $2, $3, $4, $5)', [
+        id, review.approver, review.verdict, review.comment, review.at,
+      ]);
+      const after = settleReview(a, review, options.approvedTtlMs);
+      if (after.status !== a.status) {
+        await c.query(`UPDATE approvals SET status = $1, settled_at = $2, expires_at = $3 WHERE id = $4 AND status = 'pending'`, [
+          after.status, after.settledAt, after.expiresAt, id,
+        ]);
+      }
+      await this.appendInTx(c, audit(after));
+      return { ok: true, approval: after };
+    });
+  }
+
+  async expireApprovals(now: number, ids?: string[]): Promise<ApprovalRecord[]> {
+    if (ids && ids.length === 0) return [];
+    return this.tx(async (c) => {
+      const rows = (
+        await c.query(
+          `SELECT * FROM approvals WHERE status IN ('pending', 'approved') AND expires_at <= $1 ${ids ? 'AND id = ANY($2::text[])' : ''}
+           ORDER BY id FOR UPDATE`,
+          ids ? [now, ids] : [now],
+        )
+      ).rows as Row[];
+      if (rows.length === 0) return [];
+      const due = await this.withReviews(c, rows);
+      await c.query(`UPDATE approvals SET status = 'expired', settled_at = $1 WHERE id = ANY($2::text[])`, [now, due.map((a) => a.id)]);
+      due.sort((x, y) => x.createdAt - y.createdAt || x.id.localeCompare(y.id));
+      await this.appendInTx(c, due.map((a) => approvalExpiredAudit(a, now)));
+      return due.map((a) => ({ ...a, status: 'expired' as const, settledAt: now }));
+    });
+  }
+
+  // --- break-glass -----------------------------------------------------------------
+
+  /** Serializes break-glass changes of one agent across instances (no two active, no chaining past the cap). */
+  private async lockBreakGlassAgent(c: Q, agentId: string): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [BREAK_GLASS_LOCK_CLASS, `${this.schema ?? ''}:${agentId}`]);
+  }
+
+  private async blockingBreakGlass(c: Q, agentId: string, now: number, except: string): Promise<BreakGlassRecord | null> {
+    const r = (
+      await c.query(
+        `SELECT * FROM break_glass WHERE agent_id = $1 AND id <> $2
+           AND ((status = 'active' AND ends_at > $3) OR (status = 'pending' AND confirm_deadline > $3))
+         ORDER BY created_at LIMIT 1`,
+        [agentId, except, now],
+      )
+    ).rows[0] as Row | undefined;
+    return r ? toBreakGlass(r) : null;
+  }
+
+  private async fitsCap(c: Q, agentId: string, except: string, start: number, durationMs: number, capMs: number): Promise<boolean> {
+    const prior = (
+      await c.query(`SELECT starts_at, ends_at FROM break_glass WHERE agent_id = $1 AND id <> $2 AND starts_at IS NOT NULL AND ends_at > $3`, [
+        agentId, except, start - capMs,
+      ])
+    ).rows as Row[];
+    return fitsBreakGlassCap(prior.map((p) => ({ startsAt: Number(p.starts_at), endsAt: Number(p.ends_at) })), start, durationMs, capMs);
+  }
+
+  private async breakGlassForUpdate(c: Q, id: string): Promise<BreakGlassRecord | null> {
+    const r = (await c.query('SELECT * FROM break_glass WHERE id = $1 FOR UPDATE', [id])).rows[0] as Row | undefined;
+    return r ? toBreakGlass(r) : null;
+  }
+
+  async createBreakGlass(record: BreakGlassRecord, options: { capMs: number; now: number }, audit: AuditInput): Promise<BreakGlassResult> {
+    return this.tx(async (c): Promise<BreakGlassResult> => {
+      await this.lockBreakGlassAgent(c, record.agentId);
+      const blocking = await this.blockingBreakGlass(c, record.agentId, options.now, record.id);
+      if (blocking) return { ok: false, reason: 'already_active', record: blocking };
+      if (!(await this.fitsCap(c, record.agentId, record.id, record.startsAt ?? options.now, record.durationMs, options.capMs))) {
+        return { ok: false, reason: 'cap_exceeded', record: null };
+      }
+      await c.query(
+        `INSERT INTO break_glass (${BREAK_GLASS_COLUMNS.join(', ')}) VALUES (${BREAK_GLASS_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+        breakGlassParams(record),
+      );
+      await this.appendInTx(c, [audit]);
+      return { ok: true, record };
+    });
+  }
+
+  async confirmBreakGlass(id: string, by: string, options: { capMs: number; now: number }, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult> {
+    const { now, capMs } = options;
+    return this.tx(async (c): Promise<BreakGlassResult> => {
+      const peek = (await c.query('SELECT agent_id FROM break_glass WHERE id = $1', [id])).rows[0] as Row | undefined;
+      if (!peek) return { ok: false, reason: 'not_found', record: null };
+      await this.lockBreakGlassAgent(c, peek.agent_id as string);
+      const r = (await this.breakGlassForUpdate(c, id))!;
+      if (r.status !== 'pending' || (r.confirmDeadline ?? 0) <= now) return { ok: false, reason: 'not_pending', record: r };
+      if (r.requestedBy === by) return { ok: false, reason: 'same_admin', record: r };
+      const blocking = await this.blockingBreakGlass(c, r.agentId, now, r.id);
+      if (blocking) return { ok: false, reason: 'already_active', record: blocking };
+      if (!(await this.fitsCap(c, r.agentId, r.id, now, r.durationMs, capMs))) return { ok: false, reason: 'cap_exceeded', record: r };
+      const after: BreakGlassRecord = { ...r, status: 'active', confirmedBy: by, startsAt: now, endsAt: now + r.durationMs };
+      await c.query(`UPDATE break_glass SET status = 'active', confirmed_by = $1, starts_at = $2, ends_at = $3 WHERE id = $4 AND status = 'pending'`, [
+        by, after.startsAt, after.endsAt, id,
+      ]);
+      await this.appendInTx(c, [audit(after)]);
+      return { ok: true, record: after };
+    });
+  }
+
+  async endBreakGlass(id: string, by: string, now: number, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult> {
+    return this.tx(async (c): Promise<BreakGlassResult> => {
+      const r = await this.breakGlassForUpdate(c, id);
+      if (!r) return { ok: false, reason: 'not_found', record: null };
+      let after: BreakGlassRecord;
+      if (r.status === 'active' && (r.endsAt ?? 0) > now) after = { ...r, status: 'ended', endsAt: now, endedAt: now, endedBy: by };
+      else if (r.status === 'pending' && (r.confirmDeadline ?? 0) > now) after = { ...r, status: 'cancelled', endedAt: now, endedBy: by };
+      else return { ok: false, reason: 'not_active', record: r };
+      await c.query('UPDATE break_glass SET status = $1, ends_at = $2, ended_at = $3, ended_by = $4 WHERE id = $5', [after.status, after.endsAt, after.endedAt, by, id]);
+      await this.appendInTx(c, [audit(after)]);
+      return { ok: true, record: after };
+    });
+  }
+
+  async reviewBreakGlass(id: string, by: string, notes: string, now: number, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult> {
+    return this.tx(async (c): Promise<BreakGlassResult> => {
+      const r = await this.breakGlassForUpdate(c, id);
+      if (!r) return { ok: false, reason: 'not_found', record: null };
+      if ((r.status === 'active' && (r.endsAt ?? 0) > now) || (r.status === 'pending' && (r.confirmDeadline ?? 0) > now)) {
+        return { ok: false, reason: 'still_active', record: r };
+      }
+      if (r.reviewedAt !== null) return { ok: false, reason: 'already_reviewed', record: r };
+      const after: BreakGlassRecord = { ...r, reviewedBy: by, reviewedAt: now, reviewNotes: notes };
+      await c.query('UPDATE break_glass SET reviewed_by = $1, reviewed_at = $2, review_notes = $3 WHERE id = $4', [by, now, notes, id]);
+      await this.appendInTx(c, [audit(after)]);
+      return { ok: true, record: after };
+    });
+  }
+
+  async getBreakGlass(id: string): Promise<BreakGlassRecord | null> {
+    const r = await this.row('SELECT * FROM break_glass WHERE id = $1', [id]);
+    return r ? toBreakGlass(r) : null;
+  }
+
+  async listBreakGlass(filter: { state?: 'active' | 'pending' | 'ended' | 'unreviewed'; agentId?: string; now: number; limit?: number }): Promise<BreakGlassRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.state !== undefined) {
+      params.push(filter.now);
+      where.push(breakGlassStateWhere(filter.state).replaceAll(':now', `$${params.length}`));
+    }
+    if (filter.agentId !== undefined) (params.push(filter.agentId), where.push(`agent_id = $${params.length}`));
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
+    const sql = `SELECT * FROM break_glass ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT ${limit}`;
+    return (await this.rows(sql, params)).map(toBreakGlass);
+  }
+
+  async findActiveBreakGlass(agentId: string, taskId: string, now: number): Promise<BreakGlassRecord[]> {
+    return (
+      await this.rows(
+        `SELECT * FROM break_glass WHERE agent_id = $1 AND status = 'active' AND starts_at <= $2 AND ends_at > $2 AND (task_id IS NULL OR task_id = $3)
+         ORDER BY created_at`,
+        [agentId, now, taskId],
+      )
+    ).map(toBreakGlass);
+  }
+
+  async expireBreakGlass(now: number): Promise<BreakGlassRecord[]> {
+    return this.tx(async (c) => {
+      const due = (
+        (
+          await c.query(
+            `SELECT * FROM break_glass WHERE (status = 'active' AND ends_at <= $1) OR (status = 'pending' AND confirm_deadline <= $1)
+             ORDER BY id FOR UPDATE`,
+            [now],
+          )
+        ).rows as Row[]
+      ).map(toBreakGlass);
+      if (due.length === 0) return [];
+      const out = due.map((r): BreakGlassRecord => (r.status === 'active' ? { ...r, status: 'expired', endedAt: r.endsAt } : { ...r, status: 'cancelled', endedAt: now }));
+      await c.query(
+        `UPDATE break_glass SET status = d.status, ended_at = d.ended_at FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d(id, status, ended_at)
+         WHERE break_glass.id = d.id`,
+        [out.map((r) => r.id), out.map((r) => r.status), out.map((r) => r.endedAt)],
+      );
+      out.sort((x, y) => x.createdAt - y.createdAt || x.id.localeCompare(y.id));
+      await this.appendInTx(c, out.map((r) => breakGlassLapsedAudit(r, now)));
+      return out;
+    });
+  }
+
+  // --- presence leases ---------------------------------------------------------------
+
+  async getPresence(taskId: string): Promise<PresenceLease | null> {
+    const r = await this.row('SELECT * FROM presence_leases WHERE task_id = $1', [taskId]);
+    return r ? toPresence(r) : null;
+  }
+
+  async renewPresence(taskId: string, owner: string, expiresAt: number, now: number, audit: AuditInput): Promise<PresenceLease | null> {
+    return this.tx(async (c) => {
+      const r = await c.query('UPDATE presence_leases SET expires_at = $1, renewed_at = $2 WHERE task_id = $3 AND owner = $4', [expiresAt, now, taskId, owner]);
+      if (r.rowCount !== 1) return null;
+      await this.appendInTx(c, [audit]);
+      return { taskId, owner, expiresAt, renewedAt: now };
+    });
+  }
 
   // --- LISTEN / NOTIFY -----------------------------------------------------------
 

@@ -134,6 +134,71 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE UNIQUE INDEX trusted_issuers_active ON trusted_issuers(issuer) WHERE status = 'active';
   `,
+  // approvals bound to one action, break-glass, presence leases (src/approvals, src/breakglass, src/tasks/presence.ts)
+  `
+  CREATE TABLE approvals (
+    id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    action_digest TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    args_digest TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    resource TEXT,
+    destination TEXT,
+    policies TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    quorum INTEGER NOT NULL,
+    four_eyes BOOLEAN NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    settled_at BIGINT,
+    used_at BIGINT,
+    used_decision_id TEXT
+  );
+  CREATE INDEX approvals_status ON approvals(status, created_at);
+  CREATE INDEX approvals_task_action ON approvals(task_id, action_digest);
+  CREATE INDEX approvals_open_expiry ON approvals(expires_at) WHERE status IN ('pending', 'approved');
+  CREATE TABLE approval_reviews (
+    approval_id TEXT NOT NULL REFERENCES approvals(id),
+    approver TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    comment TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (approval_id, approver)
+  );
+  CREATE TABLE break_glass (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    task_id TEXT,
+    justification TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    confirmed_by TEXT,
+    ended_by TEXT,
+    created_at BIGINT NOT NULL,
+    confirm_deadline BIGINT,
+    starts_at BIGINT,
+    ends_at BIGINT,
+    ended_at BIGINT,
+    reviewed_by TEXT,
+    reviewed_at BIGINT,
+    review_notes TEXT
+  );
+  CREATE INDEX break_glass_agent ON break_glass(agent_id, status);
+  CREATE INDEX break_glass_created ON break_glass(created_at);
+  CREATE TABLE presence_leases (
+    task_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    renewed_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */

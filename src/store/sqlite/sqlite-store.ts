@@ -29,6 +29,22 @@ import {
 } from '../rows.js';
 import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
+import type { ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
+import {
+  APPROVAL_COLUMNS,
+  approvalExpiredAudit,
+  approvalParams,
+  BREAK_GLASS_COLUMNS,
+  breakGlassLapsedAudit,
+  breakGlassParams,
+  breakGlassStateWhere,
+  fitsBreakGlassCap,
+  settleReview,
+  toApproval,
+  toBreakGlass,
+  toPresence,
+  toReview,
+} from '../escalation-rows.js';
 import { ISSUER_COLUMNS, issuerParams, toIssuer } from '../issuer-rows.js';
 
 export interface SqliteStoreOptions {
@@ -222,7 +238,7 @@ export class SqliteStore implements Store {
 
   // --- tasks -------------------------------------------------------------------
 
-  async createTask(task: TaskRecord, audit: AuditInput): Promise<void> {
+  async createTask(task: TaskRecord, audit: AuditInput, options: { presence?: PresenceLease } = {}): Promise<void> {
     this.write(() => {
       if (task.parentId !== null) {
         // Reserve the child's budget from the parent atomically (delegation only narrows).
@@ -235,6 +251,10 @@ export class SqliteStore implements Store {
         `INSERT INTO tasks (id, agent_id, owner, intent, scope, status, created_at, expires_at, ended_at, max_actions, actions_used, actions_reserved, parent_id, root_id, depth)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(...taskParams(task));
+      if (options.presence) {
+        const p = options.presence;
+        this.stmt('INSERT INTO presence_leases (task_id, owner, expires_at, renewed_at) VALUES (?, ?, ?, ?)').run(p.taskId, p.owner, p.expiresAt, p.renewedAt);
+      }
       this.appendInTx([audit]);
     });
   }
@@ -359,13 +379,21 @@ export class SqliteStore implements Store {
         `INSERT INTO decisions (id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
+      const approvalState = this.stmt('SELECT status, expires_at FROM approvals WHERE id = ?');
+      const useApproval = this.stmt(`UPDATE approvals SET status = 'used', used_at = ?, used_decision_id = ? WHERE id = ? AND status = 'approved' AND expires_at > ?`);
       const results: DecisionCommitResult[] = [];
       const audits: AuditInput[] = [];
       for (const item of items) {
         let decision = item.decision;
         let audit = item.audit;
         let result: DecisionCommitResult = { written: 'primary' };
-        if (item.guard) {
+        // An approval is checked before the budget is taken: a used or expired one takes nothing.
+        const a = item.approval ? (approvalState.get(item.approval.id) as { status: string; expires_at: number } | undefined) : undefined;
+        if (item.approval && !(a && a.status === 'approved' && Number(a.expires_at) > now)) {
+          if (!item.fallback) throw new TypeError('a decision write that uses an approval needs a fallback');
+          result = { written: 'fallback', reason: 'approval_unavailable' };
+          ({ decision, audit } = item.fallback('approval_unavailable'));
+        } else if (item.guard) {
           const r = take.run(item.guard.taskId, now);
           if (r.changes !== 1) {
             if (!item.fallback) throw new TypeError('a guarded decision write needs a fallback');
@@ -377,6 +405,10 @@ export class SqliteStore implements Store {
         }
         insert.run(...decisionParams(decision));
         audits.push(audit);
+        if (item.approval && result.written === 'primary') {
+          useApproval.run(now, decision.id, item.approval.id, now);
+          audits.push(item.approval.audit);
+        }
         results.push(result);
       }
       this.appendInTx(audits);
@@ -468,6 +500,253 @@ export class SqliteStore implements Store {
       if (r.changes !== 1) return false;
       this.appendInTx([audit]);
       return true;
+    });
+  }
+
+  // --- approvals -----------------------------------------------------------------
+
+  private approvalRow(id: string): ApprovalRecord | null {
+    const row = this.stmt('SELECT * FROM approvals WHERE id = ?').get(id) as Row | undefined;
+    if (!row) return null;
+    const reviews = (this.stmt('SELECT * FROM approval_reviews WHERE approval_id = ? ORDER BY created_at, approver').all(id) as Row[]).map(toReview);
+    return toApproval(row, reviews);
+  }
+
+  async createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[]): Promise<void> {
+    this.write(() => {
+      this.stmt(
+        `INSERT INTO decisions (id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(...decisionParams(decision));
+      this.stmt(`INSERT INTO approvals (${APPROVAL_COLUMNS.join(', ')}) VALUES (${APPROVAL_COLUMNS.map(() => '?').join(', ')})`).run(
+        ...approvalParams(approval, (b) => (b ? 1 : 0)),
+      );
+      const review = this.stmt('INSERT INTO approval_reviews (approval_id, approver, verdict, comment, created_at) VALUES (?, ?, ?, ?, ?)');
+      for (const r of approval.reviews) review.run(approval.id, r.approver, r.verdict, r.comment, r.at);
+      this.appendInTx(audit);
+    });
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | null> {
+    return this.guard(() => this.approvalRow(id));
+  }
+
+  async findOpenApproval(taskId: string, actionDigest: string, now: number): Promise<ApprovalRecord | null> {
+    return this.guard(() => {
+      const row = this.stmt(
+        `SELECT id FROM approvals WHERE task_id = ? AND action_digest = ? AND status IN ('pending', 'approved') AND expires_at > ?
+         ORDER BY created_at DESC LIMIT 1`,
+      ).get(taskId, actionDigest, now) as { id: string } | undefined;
+      return row ? this.approvalRow(row.id) : null;
+    });
+  }
+
+  async listApprovals(filter: { status?: ApprovalStatus; taskId?: string; limit?: number }): Promise<ApprovalRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.status !== undefined) (where.push('status = ?'), params.push(filter.status));
+    if (filter.taskId !== undefined) (where.push('task_id = ?'), params.push(filter.taskId));
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
+    const sql = `SELECT id FROM approvals ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT ${limit}`;
+    return this.guard(() => (this.db.prepare(sql).all(...params) as { id: string }[]).map((r) => this.approvalRow(r.id)!));
+  }
+
+  async reviewApproval(
+    id: string,
+    review: ApprovalReview,
+    options: { approvedTtlMs: number },
+    audit: (after: ApprovalRecord) => AuditInput[],
+  ): Promise<ApprovalReviewResult> {
+    return this.write(() => {
+      const a = this.approvalRow(id);
+      if (!a) return { ok: false, reason: 'not_found', approval: null };
+      if (a.status !== 'pending' || a.expiresAt <= review.at) return { ok: false, reason: 'not_pending', approval: a };
+      if (a.reviews.some((r) => r.approver === review.approver)) return { ok: false, reason: 'already_reviewed', approval: a };
+      this.stmt('INSERT INTO approval_reviews (approval_id, approver, verdict, comment, created_at) VALUES (?, ?, ?, ?, ?)').run(
+        id, review.approver, review.verdict, review.comment, review.at,
+      );
+      const after = settleReview(a, review, options.approvedTtlMs);
+      if (after.status !== a.status) {
+        this.stmt(`UPDATE approvals SET status = ?, settled_at = ?, expires_at = ? WHERE id = ? AND status = 'pending'`).run(
+          after.status, after.settledAt, after.expiresAt, id,
+        );
+      }
+      this.appendInTx(audit(after));
+      return { ok: true, approval: after };
+    });
+  }
+
+  async expireApprovals(now: number, ids?: string[]): Promise<ApprovalRecord[]> {
+    if (ids && ids.length === 0) return [];
+    return this.write(() => {
+      const only = ids ? ` AND id IN (${ids.map(() => '?').join(', ')})` : '';
+      const due = this.db
+        .prepare(`SELECT id FROM approvals WHERE status IN ('pending', 'approved') AND expires_at <= ?${only} ORDER BY created_at, id`)
+        .all(now, ...(ids ?? [])) as { id: string }[];
+      const set = this.stmt(`UPDATE approvals SET status = 'expired', settled_at = ? WHERE id = ? AND status IN ('pending', 'approved')`);
+      const out: ApprovalRecord[] = [];
+      const audits: AuditInput[] = [];
+      for (const { id } of due) {
+        const before = this.approvalRow(id)!;
+        set.run(now, id);
+        audits.push(approvalExpiredAudit(before, now));
+        out.push({ ...before, status: 'expired', settledAt: now });
+      }
+      this.appendInTx(audits);
+      return out;
+    });
+  }
+
+  // --- break-glass -----------------------------------------------------------------
+
+  private breakGlassRow(id: string): BreakGlassRecord | null {
+    const row = this.stmt('SELECT * FROM break_glass WHERE id = ?').get(id) as Row | undefined;
+    return row ? toBreakGlass(row) : null;
+  }
+
+  /** A pending or active break-glass of the agent, other than `except`. */
+  private blockingBreakGlass(agentId: string, now: number, except: string): BreakGlassRecord | null {
+    const row = this.stmt(
+      `SELECT * FROM break_glass WHERE agent_id = ? AND id <> ?
+         AND ((status = 'active' AND ends_at > ?) OR (status = 'pending' AND confirm_deadline > ?))
+       ORDER BY created_at LIMIT 1`,
+    ).get(agentId, except, now, now) as Row | undefined;
+    return row ? toBreakGlass(row) : null;
+  }
+
+  private fitsCap(agentId: string, except: string, start: number, durationMs: number, capMs: number): boolean {
+    const prior = this.stmt(
+      `SELECT starts_at, ends_at FROM break_glass WHERE agent_id = ? AND id <> ? AND starts_at IS NOT NULL AND ends_at > ?`,
+    ).all(agentId, except, start - capMs) as Row[];
+    return fitsBreakGlassCap(prior.map((p) => ({ startsAt: Number(p.starts_at), endsAt: Number(p.ends_at) })), start, durationMs, capMs);
+  }
+
+  async createBreakGlass(record: BreakGlassRecord, options: { capMs: number; now: number }, audit: AuditInput): Promise<BreakGlassResult> {
+    return this.write((): BreakGlassResult => {
+      const blocking = this.blockingBreakGlass(record.agentId, options.now, record.id);
+      if (blocking) return { ok: false, reason: 'already_active', record: blocking };
+      if (!this.fitsCap(record.agentId, record.id, record.startsAt ?? options.now, record.durationMs, options.capMs)) {
+        return { ok: false, reason: 'cap_exceeded', record: null };
+      }
+      this.stmt(`INSERT INTO break_glass (${BREAK_GLASS_COLUMNS.join(', ')}) VALUES (${BREAK_GLASS_COLUMNS.map(() => '?').join(', ')})`).run(
+        ...breakGlassParams(record),
+      );
+      this.appendInTx([audit]);
+      return { ok: true, record };
+    });
+  }
+
+  async confirmBreakGlass(id: string, by: string, options: { capMs: number; now: number }, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult> {
+    const { now, capMs } = options;
+    return this.write((): BreakGlassResult => {
+      const r = this.breakGlassRow(id);
+      if (!r) return { ok: false, reason: 'not_found', record: null };
+      if (r.status !== 'pending' || (r.confirmDeadline ?? 0) <= now) return { ok: false, reason: 'not_pending', record: r };
+      if (r.requestedBy === by) return { ok: false, reason: 'same_admin', record: r };
+      const blocking = this.blockingBreakGlass(r.agentId, now, r.id);
+      if (blocking) return { ok: false, reason: 'already_active', record: blocking };
+      if (!this.fitsCap(r.agentId, r.id, now, r.durationMs, capMs)) return { ok: false, reason: 'cap_exceeded', record: r };
+      const after: BreakGlassRecord = { ...r, status: 'active', confirmedBy: by, startsAt: now, endsAt: now + r.durationMs };
+      this.stmt(`UPDATE break_glass SET status = 'active', confirmed_by = ?, starts_at = ?, ends_at = ? WHERE id = ? AND status = 'pending'`).run(
+        by, after.startsAt, after.endsAt, id,
+      );
+      this.appendInTx([audit(after)]);
+      return { ok: true, record: after };
+    });
+  }
+
+  async endBreakGlass(id: string, by: string, now: number, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult> {
+    return this.write((): BreakGlassResult => {
+      const r = this.breakGlassRow(id);
+      if (!r) return { ok: false, reason: 'not_found', record: null };
+      let after: BreakGlassRecord;
+      if (r.status === 'active' && (r.endsAt ?? 0) > now) after = { ...r, status: 'ended', endsAt: now, endedAt: now, endedBy: by };
+      else if (r.status === 'pending' && (r.confirmDeadline ?? 0) > now) after = { ...r, status: 'cancelled', endedAt: now, endedBy: by };
+      else return { ok: false, reason: 'not_active', record: r };
+      this.stmt(`UPDATE break_glass SET status = ?, ends_at = ?, ended_at = ?, ended_by = ? WHERE id = ? AND status = ?`).run(
+        after.status, after.endsAt, after.endedAt, by, id, r.status,
+      );
+      this.appendInTx([audit(after)]);
+      return { ok: true, record: after };
+    });
+  }
+
+  async reviewBreakGlass(id: string, by: string, notes: string, now: number, audit: (r: BreakGlassRecord) => AuditInput): Promise<BreakGlassResult> {
+    return this.write((): BreakGlassResult => {
+      const r = this.breakGlassRow(id);
+      if (!r) return { ok: false, reason: 'not_found', record: null };
+      if ((r.status === 'active' && (r.endsAt ?? 0) > now) || (r.status === 'pending' && (r.confirmDeadline ?? 0) > now)) {
+        return { ok: false, reason: 'still_active', record: r };
+      }
+      if (r.reviewedAt !== null) return { ok: false, reason: 'already_reviewed', record: r };
+      const after: BreakGlassRecord = { ...r, reviewedBy: by, reviewedAt: now, reviewNotes: notes };
+      this.stmt('UPDATE break_glass SET reviewed_by = ?, reviewed_at = ?, review_notes = ? WHERE id = ? AND reviewed_at IS NULL').run(by, now, notes, id);
+      this.appendInTx([audit(after)]);
+      return { ok: true, record: after };
+    });
+  }
+
+  async getBreakGlass(id: string): Promise<BreakGlassRecord | null> {
+    return this.guard(() => this.breakGlassRow(id));
+  }
+
+  async listBreakGlass(filter: { state?: 'active' | 'pending' | 'ended' | 'unreviewed'; agentId?: string; now: number; limit?: number }): Promise<BreakGlassRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.state !== undefined) {
+      const parts = breakGlassStateWhere(filter.state).split(':now');
+      where.push(parts.join('?'));
+      for (let i = 1; i < parts.length; i++) params.push(filter.now);
+    }
+    if (filter.agentId !== undefined) (where.push('agent_id = ?'), params.push(filter.agentId));
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
+    const sql = `SELECT * FROM break_glass ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT ${limit}`;
+    return this.guard(() => (this.db.prepare(sql).all(...params) as Row[]).map(toBreakGlass));
+  }
+
+  async findActiveBreakGlass(agentId: string, taskId: string, now: number): Promise<BreakGlassRecord[]> {
+    return this.guard(() =>
+      (
+        this.stmt(
+          `SELECT * FROM break_glass WHERE agent_id = ? AND status = 'active' AND starts_at <= ? AND ends_at > ? AND (task_id IS NULL OR task_id = ?)
+           ORDER BY created_at`,
+        ).all(agentId, now, now, taskId) as Row[]
+      ).map(toBreakGlass),
+    );
+  }
+
+  async expireBreakGlass(now: number): Promise<BreakGlassRecord[]> {
+    return this.write(() => {
+      const due = (
+        this.stmt(
+          `SELECT * FROM break_glass WHERE (status = 'active' AND ends_at <= ?) OR (status = 'pending' AND confirm_deadline <= ?) ORDER BY created_at, id`,
+        ).all(now, now) as Row[]
+      ).map(toBreakGlass);
+      const set = this.stmt('UPDATE break_glass SET status = ?, ended_at = ? WHERE id = ? AND status = ?');
+      const out: BreakGlassRecord[] = [];
+      for (const r of due) {
+        const after: BreakGlassRecord = r.status === 'active' ? { ...r, status: 'expired', endedAt: r.endsAt } : { ...r, status: 'cancelled', endedAt: now };
+        set.run(after.status, after.endedAt, r.id, r.status);
+        out.push(after);
+      }
+      this.appendInTx(out.map((r) => breakGlassLapsedAudit(r, now)));
+      return out;
+    });
+  }
+
+  // --- presence leases ---------------------------------------------------------------
+
+  async getPresence(taskId: string): Promise<PresenceLease | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM presence_leases WHERE task_id = ?').get(taskId) as Row | undefined);
+    return row ? toPresence(row) : null;
+  }
+
+  async renewPresence(taskId: string, owner: string, expiresAt: number, now: number, audit: AuditInput): Promise<PresenceLease | null> {
+    return this.write(() => {
+      const r = this.stmt('UPDATE presence_leases SET expires_at = ?, renewed_at = ? WHERE task_id = ? AND owner = ?').run(expiresAt, now, taskId, owner);
+      if (r.changes !== 1) return null;
+      this.appendInTx([audit]);
+      return { taskId, owner, expiresAt, renewedAt: now };
     });
   }
 }
