@@ -89,7 +89,7 @@ function match(route: CompiledRoute, segs: string[]): Record<string, string> | n
  * secret becomes `*`), so `content-length` stays true. Holds back secret-length - 1
  * bytes between chunks so a secret split across chunks is still caught.
  */
-class MaskSecrets extends Transform {
+export class MaskSecrets extends Transform {
   private carry = Buffer.alloc(0);
   private readonly keep: number;
   constructor(private readonly secrets: Buffer[]) {

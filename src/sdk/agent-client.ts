@@ -213,6 +213,5 @@ export class WritAgentClient {
   /** Ends the task: every token derived from it stops working. */
   async complete(): Promise<void> {
     await this.call('POST', `/v1/tasks/${encodeURIComponent(this.opts.taskId)}/complete`, { token: await this.taskToken() });
-    this.token = null;
   }
 }

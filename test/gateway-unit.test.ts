@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { ConfigError, parseGatewayConfig, parseProxyConfig, upstreamAudience, upstreamDestination } from '../src/gateway/config.js';
+import { MaskSecrets } from '../src/gateway/http-proxy.js';
+import { approveCatalogs, emptyPins, PinStore, toolDigest, writePinFile } from '../src/gateway/pins.js';
+import { Redactor, resolveValue, SecretResolutionError } from '../src/gateway/secrets.js';
+import { httpActionArguments, isJsonContentType } from '../src/sdk/http-action.js';
+
+describe('gateway units', () => {
+  it('pins hash {name, description, inputSchema} canonically and ignore everything else', () => {
+    const a = { name: 'echo', description: 'Echo.', inputSchema: { type: 'object', properties: { b: {}, a: {} } } };
+    const reordered = { inputSchema: { properties: { a: {}, b: {} }, type: 'object' }, description: 'Echo.', name: 'echo', annotations: { readOnlyHint: true }, title: 'x' };
+    assert.equal(toolDigest(a), toolDigest(reordered));
+    assert.notEqual(toolDigest(a), toolDigest({ ...a, description: 'Echo!' }));
+    assert.notEqual(toolDigest(a), toolDigest({ ...a, inputSchema: { type: 'object' } }));
+
+    const dir = mkdtempSync(join(tmpdir(), 'writ-pins-'));
+    try {
+      const path = join(dir, 'pins.json');
+      const store = new PinStore(path);
+      assert.equal(store.status('u', a), 'unpinned');
+      const { pins, report } = approveCatalogs(emptyPins(), new Map([['u', [a, { name: 'other', inputSchema: {} }]]]));
+      assert.deepEqual(report.map((r) => r.status), ['added', 'added']);
+      writePinFile(path, pins);
+      assert.equal(store.reload(), true);
+      assert.equal(store.status('u', a), 'pinned');
+      assert.equal(store.status('u', { ...a, description: 'rug' }), 'changed');
+      // approving a subset keeps the rest; a full approval drops what is gone
+      const partial = approveCatalogs(pins, new Map([['u', [{ ...a, description: 'v2' }]]]), { only: new Set(['u.echo']) });
+      assert.deepEqual(partial.report.map((r) => [r.tool, r.status]), [['echo', 'changed']]);
+      assert.ok(partial.pins.upstreams.u!.other);
+      const full = approveCatalogs(pins, new Map([['u', [a]]]));
+      assert.deepEqual(full.report.map((r) => [r.tool, r.status]), [['echo', 'unchanged'], ['other', 'removed']]);
+      // a corrupt pin file pins nothing (fail closed)
+      writeFileSync(path, '{"version": 2}');
+      store.reload();
+      assert.equal(store.status('u', a), 'unpinned');
+      assert.ok(store.error);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('resolves secret references without ever putting a value in an error, and redacts them', () => {
+    const redactor = new Redactor();
+    const dir = mkdtempSync(join(tmpdir(), 'writ-sec-'));
+    try {
+      writeFileSync(join(dir, 'key'), 'file-secret-value\n');
+      const ctx = { baseDir: dir, redactor, what: 'h', env: { TOKEN: 'env-secret-value' } };
+      assert.equal(resolveValue({ env: 'TOKEN', prefix: 'Bearer ' }, ctx), 'Bearer env-secret-value');
+      assert.equal(resolveValue({ file: 'key' }, ctx), 'file-secret-value');
+      assert.equal(resolveValue('literal', ctx), 'literal');
+      assert.throws(() => resolveValue({ env: 'MISSING' }, ctx), (e: Error) => e instanceof SecretResolutionError && /MISSING/.test(e.message));
+      assert.throws(() => resolveValue({ file: 'nope' }, ctx), SecretResolutionError);
+      assert.equal(redactor.redact('a env-secret-value b file-secret-value'), 'a [redacted] b [redacted]');
+      assert.equal(redactor.redact('literal'), 'literal');
+      const deep = redactor.redactDeep({ list: [{ t: 'x env-secret-value' }], ['file-secret-value']: 1 });
+      assert.deepEqual(deep, { list: [{ t: 'x [redacted]' }], '[redacted]': 1 });
+      const untouched = { a: 'clean' };
+      assert.equal(redactor.redactDeep(untouched), untouched, 'no copy when nothing leaks');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('masks secrets in a streamed body, across chunk boundaries, keeping the length', async () => {
+    const secret = Buffer.from('s3cr3t-token-value');
+    const text = `head ${secret} middle ${secret}${secret} tail`;
+    for (const size of [1, 3, 7, 18, 1000]) {
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < text.length; i += size) chunks.push(Buffer.from(text.slice(i, i + size)));
+      const out: Buffer[] = [];
+      for await (const c of Readable.from(chunks).pipe(new MaskSecrets([secret]))) out.push(c as Buffer);
+      const got = Buffer.concat(out).toString();
+      assert.equal(got.length, text.length);
+      assert.ok(!got.includes('s3cr3t'), `chunk size ${size}`);
+      assert.equal(got, text.split(secret.toString()).join('*'.repeat(secret.length)));
+    }
+  });
+
+  it('validates configurations', () => {
+    const base = { writ: { url: 'http://127.0.0.1:8080' }, upstreams: [{ name: 'gh', transport: 'http', url: 'https://mcp.example:8443/mcp' }] };
+    const c = parseGatewayConfig(base, '/etc/writ/gateway.json');
+    assert.equal(c.pins_file, '/etc/writ/gateway.pins.json');
+    assert.equal(upstreamAudience(c.upstreams[0]!), 'mcp:gh');
+    assert.equal(upstreamDestination(c.upstreams[0]!), 'mcp.example:8443');
+    assert.throws(() => parseGatewayConfig({ ...base, upstreams: [...base.upstreams, ...base.upstreams] }), /configured twice/);
+    assert.throws(() => parseGatewayConfig({ ...base, upstreams: [{ ...base.upstreams[0], name: 'a.b' }] }), ConfigError);
+    assert.throws(() => parseGatewayConfig({ ...base, extra: 1 }), ConfigError);
+    assert.throws(() => parseGatewayConfig({ ...base, upstreams: [{ ...base.upstreams[0], headers: { 'x-key': { env: '' } } }] }), ConfigError);
+    const route = { name: 'gh.issues', path: '/gh/*', upstream: 'https://api.github.com' };
+    assert.equal(parseProxyConfig({ writ: base.writ, routes: [route] }).routes[0]!.body, 'json');
+    assert.throws(() => parseProxyConfig({ writ: base.writ, routes: [{ ...route, path: '/a/*/b' }] }), /last path segment/);
+    assert.throws(() => parseProxyConfig({ writ: base.writ, routes: [{ ...route, name: 'bad name' }] }), ConfigError);
+  });
+
+  it('builds HTTP action arguments the same way on both sides', () => {
+    assert.deepEqual(httpActionArguments({ method: 'post', path: '/v1/x', search: '?a=1&b=2&a=3', body: { k: 1 } }), {
+      method: 'POST',
+      path: '/v1/x',
+      query: { a: ['1', '3'], b: '2' },
+      body: { k: 1 },
+    });
+    assert.deepEqual(httpActionArguments({ method: 'GET', path: '/' }), { method: 'GET', path: '/', query: {} });
+    assert.ok(isJsonContentType('application/json; charset=utf-8'));
+    assert.ok(isJsonContentType('application/merge-patch+json'));
+    assert.ok(!isJsonContentType('text/json-ish'));
+    assert.ok(!isJsonContentType('application/jsonx'));
+  });
+});
