@@ -17,6 +17,14 @@ export interface LoadedPolicySet {
   annotations: Record<string, Record<string, string>>;
   /** whether any policy reads the argument tags; when none does, they are not built */
   readsArgs: boolean;
+  /**
+   * whether any policy reads `context.approval` / `context.break_glass` /
+   * `context.owner_present`: only then does a deny get a second evaluation
+   * (src/approvals/escalation.ts) or the presence lease get read
+   */
+  mentionsApproval: boolean;
+  mentionsBreakGlass: boolean;
+  mentionsPresence: boolean;
 }
 
 export interface CedarRequest {
@@ -57,6 +65,7 @@ export function checkPolicyText(text: string): { ids: string[]; parts: Record<st
     const id = ann.id ?? `policy${i}`;
     if (parts[id] !== undefined) throw invalid(`two policies have the id \`${id}\``, []);
     parts[id] = p;
+    checkEscalationAnnotations(id, ann);
     annotations[id] = ann;
   });
   const v = cedar.validate({ schema: WRIT_SCHEMA, policies: { staticPolicies: parts }, validationSettings: { mode: 'strict' } });
@@ -65,6 +74,16 @@ export function checkPolicyText(text: string): { ids: string[]; parts: Record<st
     throw invalid('the policy set does not validate against the schema', v.validationErrors.map((e) => diag(e.policyId, e.error)));
   }
   return { ids: Object.keys(parts), parts, annotations };
+}
+
+/** `@approvals("N")` is a whole number 1..10; `@four_eyes` is "true" or "false" (README, Approvals). */
+function checkEscalationAnnotations(id: string, ann: Record<string, string>): void {
+  if (ann.approvals !== undefined && !/^([1-9]|10)$/.test(ann.approvals)) {
+    throw invalid(`policy \`${id}\`: @approvals must be a whole number from 1 to 10`, [{ policy_id: id, message: '@approvals must be a whole number from 1 to 10' }]);
+  }
+  if (ann.four_eyes !== undefined && ann.four_eyes !== 'true' && ann.four_eyes !== 'false') {
+    throw invalid(`policy \`${id}\`: @four_eyes must be "true" or "false"`, [{ policy_id: id, message: '@four_eyes must be "true" or "false"' }]);
+  }
 }
 
 function diag(policyId: string | null, e: cedar.DetailedError): PolicyDiagnostic {
@@ -103,6 +122,9 @@ export class PolicyEngine {
         policyIds: checked.ids,
         annotations: checked.annotations,
         readsArgs: /\b(num_)?args\b/.test(text),
+        mentionsApproval: /\bapproval\b/.test(text),
+        mentionsBreakGlass: /\bbreak_glass\b/.test(text),
+        mentionsPresence: /\bowner_present\b/.test(text),
       };
       this.loaded.set(version, set);
     }

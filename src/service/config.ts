@@ -13,6 +13,34 @@ export interface WritConfig {
   maxTaskActions: number;
   /** how often active tasks past their expiry are marked expired (they are refused at once either way) */
   expirySweepMs: number;
+  /** the deepest delegated sub-task (a root task has depth 0) */
+  maxDelegationDepth: number;
+  /** federation: how long a trusted issuer's JWKS URL may take to answer before the exchange fails closed (503) */
+  jwksTimeoutMs: number;
+  /** federation: the least time between two JWKS refetches caused by an unknown `kid` */
+  jwksCooldownMs: number;
+  /** federation: how long a fetched JWKS is used before it is fetched again */
+  jwksCacheMaxAgeMs: number;
+  /** federation: the longest subject token accepted (`exp` - `iat`, or `exp` - now without `iat`) */
+  maxSubjectTokenLifetimeSeconds: number;
+  /** approvals: how long a pending approval waits for its reviews */
+  approvalPendingTtlSeconds: number;
+  /** approvals: how long an approved approval waits for the agent to read (use) it */
+  approvalApprovedTtlSeconds: number;
+  /** break-glass: the longest one may last, and the most time chained ones may add up to */
+  breakGlassMaxSeconds: number;
+  /** break-glass: a second admin must confirm before it takes effect */
+  breakGlassRequiresConfirmation: boolean;
+  /** break-glass: how long a start waits for its confirmation */
+  breakGlassConfirmWindowSeconds: number;
+  /** break-glass: called (POST JSON) at start and end; failures are audited and never block */
+  breakGlassWebhookUrl: string | null;
+  /** break-glass: how long the webhook may take */
+  breakGlassWebhookTimeoutMs: number;
+  /** presence: the longest lease one renewal gives */
+  presenceMaxTtlSeconds: number;
+  /** presence: the lease a task that requires presence starts with (its owner just created it) */
+  presenceInitialTtlSeconds: number;
 }
 
 export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
@@ -21,6 +49,20 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   maxTaskTtlSeconds: 24 * 3600,
   maxTaskActions: 100_000,
   expirySweepMs: 5000,
+  maxDelegationDepth: 3,
+  jwksTimeoutMs: 2000,
+  jwksCooldownMs: 30_000,
+  jwksCacheMaxAgeMs: 600_000,
+  maxSubjectTokenLifetimeSeconds: 24 * 3600,
+  approvalPendingTtlSeconds: 15 * 60,
+  approvalApprovedTtlSeconds: 5 * 60,
+  breakGlassMaxSeconds: 3600,
+  breakGlassRequiresConfirmation: false,
+  breakGlassConfirmWindowSeconds: 15 * 60,
+  breakGlassWebhookUrl: null,
+  breakGlassWebhookTimeoutMs: 2000,
+  presenceMaxTtlSeconds: 300,
+  presenceInitialTtlSeconds: 300,
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {
@@ -31,6 +73,12 @@ export function resolveConfig(partial: Partial<WritConfig> & { issuer: string })
   if (!(c.actionTokenTtlSeconds > 0 && c.actionTokenTtlSeconds <= MAX_ACTION_TOKEN_TTL_SECONDS)) {
     throw new TypeError(`actionTokenTtlSeconds must be in 1..${MAX_ACTION_TOKEN_TTL_SECONDS}`);
   }
+  if (!(Number.isInteger(c.maxDelegationDepth) && c.maxDelegationDepth >= 0)) throw new TypeError('maxDelegationDepth must be a whole number >= 0');
+  if (!(Number.isInteger(c.jwksTimeoutMs) && c.jwksTimeoutMs > 0)) throw new TypeError('jwksTimeoutMs must be a whole number > 0');
+  for (const k of ['approvalPendingTtlSeconds', 'approvalApprovedTtlSeconds', 'breakGlassMaxSeconds', 'breakGlassConfirmWindowSeconds', 'presenceMaxTtlSeconds', 'presenceInitialTtlSeconds'] as const) {
+    if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
+  }
+  if (c.breakGlassWebhookUrl !== null && !/^https?:\/\//.test(c.breakGlassWebhookUrl)) throw new TypeError('breakGlassWebhookUrl must be an http(s) URL');
   c.issuer = c.issuer.replace(/\/+$/, '');
   return c;
 }

@@ -27,10 +27,18 @@ import type {
 import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
 import { PolicyEngine, type LoadedPolicySet } from '../policy/engine.js';
-import { buildCedarRequest, type ActionInput } from '../policy/request.js';
+import { buildCedarRequest, type ActionInput, type RequestFacts } from '../policy/request.js';
+import { escalate } from '../approvals/escalation.js';
+import type { AllowOptions, WritKit } from '../approvals/kit.js';
+import { ApprovalService } from '../approvals/service.js';
+import { BreakGlassService } from '../breakglass/service.js';
+import { PresenceService } from '../tasks/presence.js';
 import { DEFAULT_POLICY } from '../policy/schema.js';
 import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
 import { checkScope } from '../tasks/scope.js';
+import { lineageOf } from '../tasks/delegation.js';
+import { checkAgentId } from '../identity/spiffe-id.js';
+import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
 import { KeyRing } from '../tokens/key-ring.js';
 import { ACTION_TOKEN_TYP, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
 import { TokenVerificationError, verifyWritJwt } from '../tokens/verify-token.js';
@@ -53,12 +61,15 @@ export interface CreateTaskInput {
   scope: TaskScope;
   ttl_seconds: number;
   max_actions: number;
+  /** the owner renews a presence lease; while it lapses, `context.owner_present` is false */
+  require_owner_presence?: boolean;
 }
 
 export interface RegisterAgentInput {
   id: string;
   name?: string;
-  jwks: { keys: Record<string, unknown>[] };
+  /** registered public keys; an agent that proves itself only through a trusted issuer has none */
+  jwks?: { keys: Record<string, unknown>[] };
   labels?: string[];
 }
 
@@ -78,6 +89,12 @@ export class Writ {
   private readonly tokenCache = new Map<string, TaskPrincipal>();
   private policyCheckedAt = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** approvals bound to one action (src/approvals) */
+  readonly approvals: ApprovalService;
+  /** break-glass (src/breakglass) */
+  readonly breakGlass: BreakGlassService;
+  /** owner presence leases (src/tasks/presence.ts) */
+  readonly presence: PresenceService;
 
   constructor(
     readonly store: Store,
@@ -88,6 +105,28 @@ export class Writ {
     this.clock = clock;
     this.keys = new KeyRing(store, clock);
     this.committer = new DecisionCommitter(store, clock);
+    const kit = this.kit();
+    this.approvals = new ApprovalService(kit);
+    this.breakGlass = new BreakGlassService(kit);
+    this.presence = new PresenceService(kit);
+  }
+
+  /** What the approval, break-glass and presence services share of the authorize path. */
+  private kit(): WritKit {
+    return {
+      store: this.store,
+      clock: this.clock,
+      config: this.config,
+      policy: this.policy,
+      currentPolicy: () => this.currentPolicy(),
+      requestFacts: (ctx, action, argsDigest, now, set) => this.requestFacts(ctx, action, argsDigest, now, set),
+      decisionAudit: (d, extra) => this.decisionAudit(d, extra),
+      recordDecision: async (d, extra) => {
+        await this.committer.submit({ decision: d, audit: this.decisionAudit(d, extra) });
+      },
+      issueAllow: (ctx, base, options) => this.issueAllow(ctx, base, options),
+      securityEvent: (type, actor, data, ids) => this.securityEvent(type, actor, data, ids),
+    };
   }
 
   get tokenEndpoint(): string {
@@ -112,6 +151,8 @@ export class Writ {
       const now = this.clock.now();
       this.store.expireTasks(now).catch(() => undefined);
       this.store.purgeExpiredOnce(now - 60_000).catch(() => undefined);
+      this.approvals.sweep(now).catch(() => undefined);
+      this.breakGlass.sweep(now).catch(() => undefined);
     }, this.config.expirySweepMs);
     this.sweepTimer.unref();
   }
@@ -157,7 +198,8 @@ export class Writ {
 
   async registerAgent(by: OperatorRecord, input: RegisterAgentInput): Promise<AgentRecord> {
     requireRole(by, 'admin');
-    const jwks = checkAgentJwks(input.jwks as { keys: never[] });
+    checkAgentId(input.id);
+    const jwks = input.jwks ? checkAgentJwks(input.jwks as { keys: never[] }) : { keys: [] };
     const agent: AgentRecord = {
       id: input.id,
       name: input.name ?? input.id,
@@ -231,8 +273,15 @@ export class Writ {
       actor: `operator:${by.id}`,
       taskId: id,
       agentId: agent.id,
-      data: { intent: task.intent, scope: task.scope, expires_at: task.expiresAt, max_actions: task.maxActions, owner: by.id },
-    });
+      data: {
+        intent: task.intent,
+        scope: task.scope,
+        expires_at: task.expiresAt,
+        max_actions: task.maxActions,
+        owner: by.id,
+        ...(input.require_owner_presence ? { require_owner_presence: true } : {}),
+      },
+    }, input.require_owner_presence ? { presence: this.presence.initialLease(id, by.id, now) } : {});
     return task;
   }
 
@@ -302,6 +351,8 @@ export class Writ {
     client_assertion?: string;
     task_id?: string;
   }): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number; issued_token_type: string }> {
+    // RFC 8693: a trusted issuer's workload token (OIDC, SPIFFE JWT-SVID) instead of an assertion
+    if (form.grant_type === TOKEN_EXCHANGE_GRANT_TYPE) return federation(this).exchange(form as TokenExchangeForm);
     if (form.grant_type !== 'client_credentials') {
       throw new OAuthError('unsupported_grant_type', `grant type \`${form.grant_type}\` is not supported`);
     }
@@ -461,43 +512,90 @@ export class Writ {
       return deny([{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]);
     }
 
-    const evaluation = this.policy.evaluate(
-      buildCedarRequest({ agent, task, action, argsDigest, now, withArgs: set.readsArgs }),
-      set,
-    );
+    const facts = await this.requestFacts(ctx, action, argsDigest, now, set);
+    let evaluation = this.policy.evaluate(buildCedarRequest(facts), set);
     if (evaluation.errors.length > 0) {
       return deny(
         [{ code: 'policy_error', message: `policy evaluation failed: ${evaluation.errors.map((e) => `${e.policy_id}: ${e.message}`).join('; ').slice(0, 500)}` }],
         evaluation.errors.map((e) => e.policy_id).filter(Boolean),
       );
     }
+    let breakGlassId: string | undefined;
     if (evaluation.decision !== 'allow') {
-      const forbids = evaluation.policies;
-      return deny(
-        [forbids.length > 0
-          ? { code: 'policy_forbids', message: `denied by policy ${forbids.map((p) => `\`${p}\``).join(', ')}` }
-          : { code: 'no_policy_permits', message: 'no policy permits this action' }],
-        forbids,
-      );
+      // A deny that no forbid caused may be lifted by a person: an approval of this one
+      // action, or an active break-glass. Only then, and only under a policy set that
+      // mentions them, is the request evaluated again (src/approvals/escalation.ts).
+      const esc = set.mentionsApproval || set.mentionsBreakGlass ? await escalate(this, { facts, set, first: evaluation }) : null;
+      if (esc?.kind === 'approval') return this.approvals.request(ctx, action, base, esc);
+      if (esc?.kind !== 'break_glass') {
+        const forbids = evaluation.policies;
+        return deny(
+          [forbids.length > 0
+            ? { code: 'policy_forbids', message: `denied by policy ${forbids.map((p) => `\`${p}\``).join(', ')}` }
+            : { code: 'no_policy_permits', message: 'no policy permits this action' }],
+          forbids,
+        );
+      }
+      evaluation = esc.evaluation;
+      breakGlassId = esc.breakGlassId;
     }
+    return this.issueAllow(ctx, base, {
+      policies: evaluation.policies,
+      ...(breakGlassId ? { breakGlassId, reasons: [{ code: 'break_glass', message: `allowed only under break-glass \`${breakGlassId}\`` }] } : {}),
+    });
+  }
 
+  /**
+   * The facts a policy sees about one request: delegated tasks' root task and chain of
+   * delegating agents (immutable, cached), and the owner's presence when the policy
+   * set reads it. Shared by authorize and the approval read.
+   */
+  private async requestFacts(
+    ctx: { task: TaskRecord; agent: AgentRecord },
+    action: ActionInput,
+    argsDigest: string,
+    now: number,
+    set: LoadedPolicySet,
+  ): Promise<RequestFacts> {
+    const { task, agent } = ctx;
+    const lineage = await lineageOf(this.store, task);
+    const facts: RequestFacts = { agent, task, root: lineage.root, chain: lineage.chain, action, argsDigest, now, withArgs: set.readsArgs };
+    if (set.mentionsPresence) facts.ownerPresent = await this.presence.ownerPresent(task, now);
+    return facts;
+  }
+
+  /**
+   * An allow: signs the action token first but returns it only after the decision
+   * record and its audit entry have committed, together with the budget unit (taken
+   * atomically, so concurrent requests never overspend) and, for an approval, the
+   * approval's one use. Shared by authorize and the approval read.
+   */
+  private async issueAllow(ctx: { task: TaskRecord; agent: AgentRecord }, base: DecisionRecord, options: AllowOptions): Promise<AuthorizeResult> {
+    const { task, agent } = ctx;
+    const now = base.createdAt;
+    const lineage = await lineageOf(this.store, task);
     const iat = epochSeconds(now);
     const exp = Math.min(iat + this.config.actionTokenTtlSeconds, epochSeconds(task.expiresAt));
     const jti = newId('act');
     const claims: ActionTokenClaims = {
       iss: this.config.issuer,
       sub: agent.id,
-      aud: action.audience,
+      aud: base.audience,
       iat,
       exp,
       jti,
       txn: task.id,
-      decision_id: decisionId,
-      tool: action.tool,
-      args_digest: argsDigest,
+      decision_id: base.id,
+      tool: base.tool,
+      args_digest: base.argsDigest,
+      ...(lineage.act ? { act: lineage.act } : {}),
+      ...(options.approval ? { approval_id: options.approval.id } : {}),
+      ...(options.breakGlassId ? { break_glass: true as const } : {}),
     };
     const token = this.keys.signJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
-    const allowed: DecisionRecord = { ...base, decision: 'allow', policies: evaluation.policies, tokenJti: jti, tokenExpiresAt: exp * 1000 };
+    const approvalRef = options.approval ? { approval_id: options.approval.id } : {};
+    const flags = { ...approvalRef, ...(options.breakGlassId ? { break_glass: true, break_glass_id: options.breakGlassId } : {}) };
+    const allowed: DecisionRecord = { ...base, decision: 'allow', reasons: options.reasons ?? [], policies: options.policies, tokenJti: jti, tokenExpiresAt: exp * 1000 };
     const fallbackReasons = (why: GuardFailure): Reason[] =>
       why === 'budget_exhausted'
         ? [{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]
@@ -506,21 +604,23 @@ export class Writ {
           : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
     const result = await this.committer.submit({
       decision: allowed,
-      audit: this.decisionAudit(allowed),
+      audit: this.decisionAudit(allowed, flags),
       guard: { taskId: task.id },
-      // Another request took the last unit, or the task ended, since it was read.
+      ...(options.approval ? { approval: options.approval } : {}),
+      // Another request took the last unit, or the task ended, or the approval was used, since it was read.
       fallback: (why) => {
         const denied: DecisionRecord = { ...base, reasons: fallbackReasons(why) };
-        return { decision: denied, audit: this.decisionAudit(denied) };
+        return { decision: denied, audit: this.decisionAudit(denied, approvalRef) };
       },
     });
     if (result.written === 'fallback') {
-      return { decision: 'deny', decision_id: decisionId, reasons: fallbackReasons(result.reason) };
+      return { decision: 'deny', decision_id: base.id, reasons: fallbackReasons(result.reason) };
     }
-    return { decision: 'allow', decision_id: decisionId, action_token: token, expires_in: exp - iat, args_digest: argsDigest };
+    return { decision: 'allow', decision_id: base.id, action_token: token, expires_in: exp - iat, args_digest: base.argsDigest };
   }
 
-  private decisionAudit(d: DecisionRecord): AuditInput {
+  /** The `decision` audit entry; `extra` adds `approval_id`, `break_glass: true` and its id where they apply. */
+  private decisionAudit(d: DecisionRecord, extra: Record<string, unknown> = {}): AuditInput {
     return {
       type: 'decision',
       actor: `agent:${d.agentId}`,
@@ -539,6 +639,7 @@ export class Writ {
         reasons: d.reasons,
         token_jti: d.tokenJti,
         token_exp: d.tokenExpiresAt,
+        ...extra,
       },
     };
   }

@@ -1,0 +1,96 @@
+import { canonicalJson, sha256Hex } from '../core/digest.js';
+import type { Evaluation, LoadedPolicySet, PolicyEngine } from '../policy/engine.js';
+import { buildCedarRequest, type RequestFacts } from '../policy/request.js';
+import { matchesAny } from '../tasks/scope.js';
+import type { Store } from '../store/store.js';
+
+/**
+ * The approvals convention (README, "Approvals, break-glass and presence"): policy
+ * states the condition (`context.approval.granted`, `context.break_glass`,
+ * `context.owner_present`), Writ supplies the fact. A request is evaluated with
+ * `approval.granted == false` and `break_glass == false`. Only when that denies
+ * with no `forbid` applying, and the active set mentions the fact at all, is it
+ * evaluated again:
+ *
+ * - with `break_glass == true`, when an active break-glass covers the agent, the
+ *   task and the tool: an allow then is an allow flagged `break_glass`;
+ * - otherwise with `approval.granted == true`: an allow then makes the decision
+ *   `approval_required`, with the quorum and four-eyes rule taken from the
+ *   annotations of the policies that allowed it.
+ *
+ * A `forbid` is never overridden: an action a forbid denies stays denied.
+ */
+
+/** the most approvers a policy may ask for (`@approvals("N")`, N in 1..10) */
+export const MAX_QUORUM = 10;
+
+export type Escalation =
+  | { kind: 'approval'; evaluation: Evaluation; quorum: number; fourEyes: boolean }
+  | { kind: 'break_glass'; evaluation: Evaluation; breakGlassId: string };
+
+/**
+ * The action an approval is bound to: hex SHA-256 of the RFC 8785 JSON of the tool,
+ * the arguments' digest, the audience, resource, destination and task.
+ */
+export function actionDigest(a: { tool: string; argsDigest: string; audience: string; resource: string | null; destination: string | null; taskId: string }): string {
+  return sha256Hex(
+    canonicalJson({ tool: a.tool, args_digest: a.argsDigest, audience: a.audience, resource: a.resource, destination: a.destination, task_id: a.taskId }),
+  );
+}
+
+function allows(e: Evaluation): boolean {
+  return e.decision === 'allow' && e.errors.length === 0;
+}
+
+/** Quorum and four-eyes from the annotations of the policies that determined an allow. */
+export function approvalRule(set: LoadedPolicySet, policies: string[]): { quorum: number; fourEyes: boolean } {
+  let quorum = 1;
+  let fourEyes = false;
+  for (const id of policies) {
+    const ann = set.annotations[id] ?? {};
+    const n = Number(ann.approvals);
+    if (Number.isInteger(n) && n > quorum) quorum = Math.min(n, MAX_QUORUM);
+    if (ann.four_eyes === 'true') fourEyes = true;
+  }
+  return { quorum, fourEyes };
+}
+
+/**
+ * Looks again at a deny (see above). `first` is the evaluation with neither fact
+ * granted; null means the deny stands.
+ */
+export async function escalate(
+  deps: { store: Store; policy: PolicyEngine },
+  input: { facts: RequestFacts; set: LoadedPolicySet; first: Evaluation },
+): Promise<Escalation | null> {
+  const { facts, set, first } = input;
+  if (first.decision === 'allow' || first.errors.length > 0 || first.policies.length > 0) return null;
+  if (!set.mentionsApproval && !set.mentionsBreakGlass) return null;
+
+  if (set.mentionsBreakGlass) {
+    const active = await deps.store.findActiveBreakGlass(facts.agent.id, facts.task.id, facts.now);
+    const bg = active.find((r) => matchesAny(r.scope.tools, facts.action.tool));
+    if (bg) {
+      const e = deps.policy.evaluate(buildCedarRequest({ ...facts, breakGlass: true }), set);
+      if (allows(e)) return { kind: 'break_glass', evaluation: e, breakGlassId: bg.id };
+    }
+  }
+
+  if (set.mentionsApproval) {
+    // With as many approvers as any policy may ask for: does a yes make it an allow?
+    const granted = deps.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: MAX_QUORUM } }), set);
+    if (!allows(granted)) return null;
+    let { quorum, fourEyes } = approvalRule(set, granted.policies);
+    // A policy may also count approvers in its condition: the quorum is at least the
+    // fewest approvers with which the request is allowed.
+    let e = deps.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: quorum } }), set);
+    while (!allows(e) && quorum < MAX_QUORUM) {
+      quorum += 1;
+      e = deps.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: quorum } }), set);
+    }
+    if (!allows(e)) e = granted;
+    const rule = approvalRule(set, e.policies);
+    return { kind: 'approval', evaluation: e, quorum: Math.max(quorum, rule.quorum), fourEyes: fourEyes || rule.fourEyes };
+  }
+  return null;
+}
