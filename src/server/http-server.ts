@@ -18,6 +18,9 @@ import {
   taskQuerySchema,
   tokenFormSchema,
 } from './schemas.js';
+import { registerDelegationRoutes } from './routes-delegation.js';
+import { registerFederationRoutes } from './routes-federation.js';
+import { delegationTree } from '../tasks/delegation.js';
 
 type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
 
@@ -128,7 +131,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       token_endpoint: `${iss}/oauth/token`,
       jwks_uri: `${iss}/.well-known/jwks.json`,
       introspection_endpoint: `${iss}/oauth/introspect`,
-      grant_types_supported: ['client_credentials'],
+      grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
       token_endpoint_auth_methods_supported: ['private_key_jwt'],
       token_endpoint_auth_signing_alg_values_supported: ['EdDSA', 'Ed25519', 'ES256'],
       introspection_endpoint_auth_methods_supported: ['bearer'],
@@ -219,7 +222,8 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('GET', '/v1/tasks/{id}', async ({ req, res, params }) => {
     const op = await operator(req);
     const d = await writ.getTaskDetail(op, params[0]!);
-    sendJson(res, 200, { ...taskView(d.task), decisions: d.decisions.map(decisionView), delegations: d.delegations.map(taskView) });
+    const tree = await delegationTree(writ.store, d.task, writ.clock.now());
+    sendJson(res, 200, { ...taskView(d.task), decisions: d.decisions.map(decisionView), delegations: d.delegations.map(taskView), tree });
   });
   route('POST', '/v1/tasks/{id}/revoke', async ({ req, res, params }) => {
     const op = await operator(req);
@@ -254,6 +258,9 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const form = parse(introspectFormSchema, await readForm(req));
     sendJson(res, 200, await writ.introspect(op, form.token));
   });
+
+  registerDelegationRoutes(writ, route);
+  registerFederationRoutes(writ, route);
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL;

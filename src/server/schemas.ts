@@ -11,7 +11,8 @@ export const agentIdSchema = identifier;
 export const registerAgentSchema = z.strictObject({
   id: agentIdSchema,
   name: z.string().min(1).max(200).optional(),
-  jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(10) }),
+  // optional: an agent that proves itself only through a trusted issuer (federation) has no keys
+  jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(10) }).optional(),
   labels: z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/)).max(32).optional(),
 });
 
@@ -62,6 +63,12 @@ export const tokenFormSchema = z.object({
   client_assertion: z.string().max(16_384).optional(),
   task_id: z.string().max(256).optional(),
   scope: z.string().optional(),
+  // RFC 8693 token exchange (federated workload identity)
+  subject_token: z.string().max(16_384).optional(),
+  subject_token_type: z.string().max(256).optional(),
+  actor_token: z.string().max(16_384).optional(),
+  actor_token_type: z.string().max(256).optional(),
+  requested_token_type: z.string().max(256).optional(),
 });
 
 export const introspectFormSchema = z.object({ token: z.string().min(1).max(16_384), token_type_hint: z.string().optional() });

@@ -9,6 +9,7 @@ import { ManualClock, type Clock } from '../../src/core/clock.js';
 import { createHttpHandler } from '../../src/server/http-server.js';
 import { createServer } from 'node:http';
 import { Writ } from '../../src/service/writ.js';
+import type { WritConfig } from '../../src/service/config.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
 import { withDefaultUser } from '../../src/store/postgres/postgres-store.js';
@@ -76,12 +77,12 @@ export interface Instance {
 }
 
 /** Starts Writ with its HTTP API on a loopback port chosen by the OS. */
-export async function startInstance(store: Store, opts: { clock?: Clock; issuer?: string } = {}): Promise<Instance> {
+export async function startInstance(store: Store, opts: { clock?: Clock; issuer?: string; config?: Partial<WritConfig> } = {}): Promise<Instance> {
   const s = createServer();
   await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
   const port = (s.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
-  const writ = new Writ(store, { issuer: opts.issuer ?? url }, opts.clock);
+  const writ = new Writ(store, { ...opts.config, issuer: opts.issuer ?? url }, opts.clock);
   await writ.init();
   const handler = createHttpHandler(writ, { log: () => undefined });
   s.on('request', (req, res) => void handler(req, res));
@@ -163,9 +164,9 @@ export class Api {
 export const BOOT_TOKEN = 'wop_test_bootstrap_token_0123456789';
 
 /** A running instance with an admin, one registered agent and helpers to get tokens. */
-export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock } = {}) {
+export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock; config?: Partial<WritConfig> } = {}) {
   const opened = await openTestStore(backend, opts.clock);
-  const inst = await startInstance(opened.store, { clock: opts.clock });
+  const inst = await startInstance(opened.store, { clock: opts.clock, config: opts.config });
   await inst.writ.bootstrapAdmin(BOOT_TOKEN);
   const admin = new Api(inst.url, BOOT_TOKEN);
   const agent = await makeAgentKeys('spiffe://acme.test/agent/billing');

@@ -1,0 +1,371 @@
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { epochSeconds } from '../core/clock.js';
+import { ConflictError, ForbiddenError, NotFoundError, OAuthError, WritError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { IssuerRecord, OperatorRecord, OperatorRole } from '../core/types.js';
+import type { Writ } from '../service/writ.js';
+import { TASK_TOKEN_TYP } from '../tokens/token-types.js';
+import { checkIssuerInput, matchAgents, OIDC_ALGORITHMS, SVID_ALGORITHMS, trustDomainOf, type IssuerInput } from './issuers.js';
+import { isSpiffeId, parseSpiffeId } from './spiffe-id.js';
+
+/** RFC 8693 §2.1 / §3. */
+export const TOKEN_EXCHANGE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+/** Clock skew tolerated on a subject token's `exp`, `nbf` and `iat` (workload clocks drift). */
+const SKEW_SECONDS = 30;
+
+export interface TokenExchangeForm {
+  grant_type: string;
+  subject_token?: string;
+  subject_token_type?: string;
+  actor_token?: string;
+  actor_token_type?: string;
+  requested_token_type?: string;
+  task_id?: string;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  issued_token_type: string;
+}
+
+/**
+ * The trusted issuer cannot be reached (its JWKS URL timed out, refused, or answered
+ * something that is not a JWKS): our dependency's fault, not the client's. Fail closed
+ * with 503 `temporarily_unavailable` (the RFC 6749 §4.1.2.1 code), never with a token.
+ */
+export class IssuerUnavailableError extends WritError {
+  constructor(message: string, cause?: unknown) {
+    super('temporarily_unavailable', message, 503, { expose: true, cause });
+  }
+}
+
+/** A refusal: audited as `token.refused` with `reason`, answered `invalid_grant`. */
+class Refusal extends Error {
+  constructor(
+    readonly reason: string,
+    readonly description: string,
+  ) {
+    super(description);
+  }
+}
+
+function hasRole(op: OperatorRecord, ...roles: OperatorRole[]): boolean {
+  return op.roles.includes('admin') || roles.some((r) => op.roles.includes(r));
+}
+
+function requireRole(op: OperatorRecord, ...roles: OperatorRole[]): void {
+  if (!hasRole(op, ...roles)) {
+    throw new ForbiddenError(`this needs the role ${roles.map((r) => `\`${r}\``).join(' or ')}`, 'insufficient_role');
+  }
+}
+
+function short(v: unknown, n = 256): string | null {
+  return typeof v === 'string' ? v.slice(0, n) : null;
+}
+
+/**
+ * Federated workload identity: trusted issuers (administration) and the RFC 8693
+ * token exchange of an issuer's token (OIDC workload token, Kubernetes service
+ * account token, SPIFFE JWT-SVID) for a Writ task token.
+ */
+export class Federation {
+  /** key resolvers per issuer id; remote ones cache, time out and cool down (jose) */
+  private readonly keySets = new Map<string, { source: string; get: JWTVerifyGetKey }>();
+
+  constructor(private readonly writ: Writ) {}
+
+  // --- administration ------------------------------------------------------------
+
+  async register(by: OperatorRecord, input: IssuerInput): Promise<IssuerRecord> {
+    requireRole(by, 'admin');
+    const checked = checkIssuerInput(input);
+    const record: IssuerRecord = {
+      id: newId('iss'),
+      ...checked,
+      status: 'active',
+      createdAt: this.writ.clock.now(),
+      createdBy: by.id,
+      disabledAt: null,
+    };
+    await this.writ.store.createIssuer(record, {
+      type: 'issuer.registered',
+      actor: `operator:${by.id}`,
+      data: {
+        issuer_id: record.id,
+        issuer: record.issuer,
+        kind: record.kind,
+        audience: record.audience,
+        jwks_uri: record.jwksUri,
+        keys: record.jwks?.keys.map((k) => ({ kty: k.kty, kid: k.kid ?? null, alg: k.alg ?? null })) ?? null,
+        rules: record.rules.map((r) => ({ claims: r.claims, agent_id: r.agentId })),
+      },
+    });
+    return record;
+  }
+
+  async list(by: OperatorRecord): Promise<IssuerRecord[]> {
+    requireRole(by, 'admin', 'auditor');
+    return this.writ.store.listIssuers();
+  }
+
+  async get(by: OperatorRecord, id: string): Promise<IssuerRecord> {
+    requireRole(by, 'admin', 'auditor');
+    const r = await this.writ.store.getIssuer(id);
+    if (!r) throw new NotFoundError(`issuer \`${id}\` does not exist`, 'issuer_not_found');
+    return r;
+  }
+
+  /** Disables an issuer: its tokens are refused at once, on every instance (the record is read per exchange). */
+  async disable(by: OperatorRecord, id: string): Promise<IssuerRecord> {
+    requireRole(by, 'admin');
+    const r = await this.writ.store.getIssuer(id);
+    if (!r) throw new NotFoundError(`issuer \`${id}\` does not exist`, 'issuer_not_found');
+    const ok = await this.writ.store.disableIssuer(id, this.writ.clock.now(), {
+      type: 'issuer.disabled',
+      actor: `operator:${by.id}`,
+      data: { issuer_id: id, issuer: r.issuer },
+    });
+    if (!ok) throw new ConflictError(`issuer \`${id}\` is disabled already`, 'issuer_not_active');
+    this.keySets.delete(id);
+    return (await this.writ.store.getIssuer(id))!;
+  }
+
+  // --- token exchange (RFC 8693) -------------------------------------------------
+
+  async exchange(form: TokenExchangeForm): Promise<TokenResponse> {
+    if (!form.subject_token) throw new OAuthError('invalid_request', '`subject_token` is required');
+    if (form.subject_token_type !== JWT_TOKEN_TYPE) {
+      throw new OAuthError('invalid_request', `\`subject_token_type\` must be \`${JWT_TOKEN_TYPE}\``);
+    }
+    if (form.actor_token !== undefined || form.actor_token_type !== undefined) {
+      throw new OAuthError('invalid_request', 'actor tokens are not accepted: delegation goes through `POST /v1/tasks/{id}/delegations`');
+    }
+    if (form.requested_token_type !== undefined && form.requested_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new OAuthError('invalid_request', `only \`${ACCESS_TOKEN_TYPE}\` can be requested`);
+    }
+    if (!form.task_id) throw new OAuthError('invalid_request', '`task_id` is required');
+
+    const token = form.subject_token;
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    let peeked: JWTPayload;
+    try {
+      header = decodeProtectedHeader(token);
+      peeked = decodeJwt(token);
+    } catch {
+      await this.refused({ reason: 'malformed_subject_token' });
+      throw new OAuthError('invalid_grant', 'the subject token is not a JWT');
+    }
+    const claimedIss = typeof peeked.iss === 'string' ? peeked.iss : undefined;
+    const claimedSub = typeof peeked.sub === 'string' ? peeked.sub : undefined;
+    const ctx = { issuer: short(claimedIss), subject: short(claimedSub) };
+
+    let record: IssuerRecord | null = null;
+    try {
+      record = await this.selectIssuer(claimedIss, claimedSub);
+      if (!record) throw new Refusal('unknown_issuer', 'the subject token is not from a trusted issuer');
+      const verified = await this.verify(record, token, header);
+      const agentIds = matchAgents(record, verified);
+      if (agentIds.length === 0) throw new Refusal('no_matching_rule', 'no rule of the issuer maps the subject token to an agent');
+      if (agentIds.length > 1) throw new Refusal('ambiguous_rule', 'rules of the issuer map the subject token to several agents');
+      return await this.issue(record, verified, agentIds[0]!, form.task_id);
+    } catch (err) {
+      if (err instanceof Refusal) {
+        await this.refused({ reason: err.reason, ...ctx, issuer_id: record?.id ?? null });
+        throw new OAuthError('invalid_grant', err.description);
+      }
+      if (err instanceof IssuerUnavailableError) {
+        await this.refused({ reason: 'issuer_unavailable', ...ctx, issuer_id: record?.id ?? null, detail: err.message });
+      }
+      throw err;
+    }
+  }
+
+  /** By exact `iss`; a token without `iss` whose `sub` is a SPIFFE ID, by its trust domain. */
+  private async selectIssuer(iss: string | undefined, sub: string | undefined): Promise<IssuerRecord | null> {
+    if (iss !== undefined) return this.writ.store.findActiveIssuer(iss);
+    if (sub !== undefined && isSpiffeId(sub)) {
+      const r = await this.writ.store.findActiveIssuer(`spiffe://${parseSpiffeId(sub).trustDomain}`);
+      return r && r.kind === 'spiffe' ? r : null;
+    }
+    return null;
+  }
+
+  /** Header rules, then jose: signature with this issuer's keys only, `aud`, `iss`, `exp`, `nbf`; then lifetime. */
+  private async verify(record: IssuerRecord, token: string, header: ReturnType<typeof decodeProtectedHeader>): Promise<JWTPayload & { sub: string; exp: number }> {
+    const algorithms = record.kind === 'spiffe' ? SVID_ALGORITHMS : OIDC_ALGORITHMS;
+    const names = Object.keys(header);
+    if (record.kind === 'spiffe') {
+      // SPIFFE JWT-SVID §3: alg, kid and typ only
+      const extra = names.filter((n) => n !== 'alg' && n !== 'kid' && n !== 'typ');
+      if (extra.length > 0) throw new Refusal('header_not_allowed', `a JWT-SVID header has only \`alg\`, \`kid\`, \`typ\`; it has \`${extra[0]!.slice(0, 32)}\``);
+    } else {
+      // keys are never taken from the token itself
+      const banned = names.filter((n) => ['jku', 'x5u', 'jwk', 'x5c', 'crit', 'b64', 'zip'].includes(n));
+      if (banned.length > 0) throw new Refusal('header_not_allowed', `the subject token header \`${banned[0]}\` is not accepted`);
+    }
+    if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
+      throw new Refusal('alg_not_accepted', `the subject token algorithm \`${String(header.alg).slice(0, 32)}\` is not accepted`);
+    }
+    if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') {
+      throw new Refusal('typ_not_accepted', 'the subject token `typ` must be `JWT` or `JOSE` when present');
+    }
+    const now = this.writ.clock.now();
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.keySet(record), {
+        algorithms,
+        audience: record.audience,
+        // a JWT-SVID need not carry `iss`; when it does, it is the one it was selected by
+        issuer: record.kind === 'oidc' || decodeJwt(token).iss !== undefined ? record.issuer : undefined,
+        requiredClaims: ['exp', 'sub'],
+        currentDate: new Date(now),
+        clockTolerance: SKEW_SECONDS,
+      }));
+    } catch (err) {
+      if (err instanceof IssuerUnavailableError) throw err;
+      throw refusalFrom(err);
+    }
+    const nowSec = epochSeconds(now);
+    const exp = payload.exp!;
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 2048) throw new Refusal('bad_subject', 'the subject token `sub` is not usable');
+    if (payload.iat !== undefined && payload.iat > nowSec + SKEW_SECONDS) throw new Refusal('issued_in_future', 'the subject token is issued in the future');
+    const max = this.writ.config.maxSubjectTokenLifetimeSeconds;
+    if (exp - (payload.iat ?? nowSec) > max) throw new Refusal('lifetime_too_long', `the subject token lives longer than ${max} seconds`);
+    if (payload.jti !== undefined && (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256)) {
+      throw new Refusal('bad_jti', 'the subject token `jti` is not usable');
+    }
+    if (record.kind === 'spiffe') {
+      let td: string;
+      try {
+        td = parseSpiffeId(payload.sub).trustDomain;
+      } catch {
+        throw new Refusal('bad_subject', 'the JWT-SVID `sub` is not a SPIFFE ID');
+      }
+      if (td !== trustDomainOf(record)) throw new Refusal('wrong_trust_domain', 'the JWT-SVID `sub` is not in the issuer\'s trust domain');
+    }
+    return payload as JWTPayload & { sub: string; exp: number };
+  }
+
+  private keySet(record: IssuerRecord): JWTVerifyGetKey {
+    const source = record.jwksUri ?? JSON.stringify(record.jwks);
+    const cached = this.keySets.get(record.id);
+    if (cached && cached.source === source) return cached.get;
+    let get: JWTVerifyGetKey;
+    if (record.jwks) {
+      get = createLocalJWKSet(record.jwks as JSONWebKeySet);
+    } else {
+      const remote = createRemoteJWKSet(new URL(record.jwksUri!), {
+        timeoutDuration: this.writ.config.jwksTimeoutMs,
+        cooldownDuration: this.writ.config.jwksCooldownMs,
+        cacheMaxAge: this.writ.config.jwksCacheMaxAgeMs,
+      });
+      get = async (h, t) => {
+        try {
+          return await remote(h, t);
+        } catch (err) {
+          throw unavailableFrom(err) ?? err;
+        }
+      };
+    }
+    if (this.keySets.size >= 1000) this.keySets.clear();
+    this.keySets.set(record.id, { source, get });
+    return get;
+  }
+
+  private async issue(record: IssuerRecord, claims: JWTPayload & { sub: string; exp: number }, agentId: string, taskId: string): Promise<TokenResponse> {
+    const { store, config, clock, keys } = this.writ;
+    const agent = await store.getAgent(agentId);
+    if (!agent) throw new Refusal('unknown_agent', 'the agent the subject token maps to is not registered');
+    if (agent.status !== 'active') throw new Refusal('agent_disabled', `agent \`${agent.id}\` is disabled`);
+    const task = await store.getTask(taskId);
+    if (!task || task.agentId !== agent.id) throw new Refusal('task_not_for_agent', 'the task does not exist or is not this agent\'s');
+    const now = clock.now();
+    if (task.status !== 'active' || task.expiresAt <= now) throw new Refusal('task_not_active', `task \`${task.id}\` is not active`);
+    const iat = epochSeconds(now);
+    // never past the task, nor past the identity proof it was exchanged for
+    const exp = Math.min(iat + config.taskTokenTtlSeconds, epochSeconds(task.expiresAt), claims.exp);
+    if (exp <= iat) throw new Refusal('task_not_active', `task \`${task.id}\` (or the subject token) is about to expire`);
+    const jti = newId('tt');
+    const access = keys.signJwt(TASK_TOKEN_TYP, { iss: config.issuer, sub: agent.id, aud: config.issuer, iat, exp, jti, txn: task.id });
+    const audit = {
+      type: 'token.issued',
+      actor: `agent:${agent.id}`,
+      agentId: agent.id,
+      taskId: task.id,
+      data: {
+        jti,
+        exp,
+        grant: 'token-exchange',
+        issuer: record.issuer,
+        issuer_id: record.id,
+        subject: claims.sub.slice(0, 512),
+        subject_jti: typeof claims.jti === 'string' ? claims.jti : null,
+      },
+    };
+    if (typeof claims.jti === 'string') {
+      // the subject token's jti is spent in the same transaction that records the issue
+      const first = await store.useOnce(`subject:${record.id}:${claims.jti}`, (claims.exp + SKEW_SECONDS) * 1000, audit);
+      if (!first) throw new Refusal('subject_token_replayed', 'the subject token was exchanged before');
+    } else {
+      await store.appendAudit([audit]);
+    }
+    return { access_token: access, token_type: 'Bearer', expires_in: exp - iat, issued_token_type: ACCESS_TOKEN_TYPE };
+  }
+
+  private async refused(data: Record<string, unknown>): Promise<void> {
+    await this.writ.securityEvent('token.refused', 'anonymous', { grant: 'token-exchange', ...data });
+  }
+}
+
+/** Faults of the issuer's JWKS endpoint: it timed out, could not be reached, or did not answer a JWKS. */
+function unavailableFrom(err: unknown): IssuerUnavailableError | null {
+  if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) return null;
+  if (err instanceof joseErrors.JWKSTimeout) return new IssuerUnavailableError('the trusted issuer\'s JWKS did not answer in time', err);
+  if (err instanceof joseErrors.JWKSInvalid) return new IssuerUnavailableError('the trusted issuer\'s JWKS URL did not answer a JWKS', err);
+  if (err instanceof TypeError) return new IssuerUnavailableError('the trusted issuer\'s JWKS URL cannot be reached', err);
+  if (err instanceof joseErrors.JOSEError && /JSON Web Key Set HTTP response/.test(err.message)) {
+    return new IssuerUnavailableError('the trusted issuer\'s JWKS URL did not answer a JWKS', err);
+  }
+  return null;
+}
+
+function refusalFrom(err: unknown): Refusal {
+  if (err instanceof joseErrors.JWTExpired) return new Refusal('subject_token_expired', 'the subject token has expired');
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') return new Refusal('wrong_audience', 'the subject token is not for this audience');
+    if (err.claim === 'iss') return new Refusal('wrong_issuer', 'the subject token `iss` does not match the issuer');
+    if (err.claim === 'nbf') return new Refusal('not_yet_valid', 'the subject token is not valid yet');
+    return new Refusal('bad_claims', `the subject token's \`${err.claim}\` claim is missing or invalid`);
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new Refusal('alg_not_accepted', 'the subject token algorithm is not accepted');
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return new Refusal('no_matching_key', 'no key of the trusted issuer matches the subject token');
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new Refusal('bad_signature', 'the subject token signature does not verify with the issuer\'s keys');
+  return new Refusal('does_not_verify', 'the subject token does not verify');
+}
+
+const instances = new WeakMap<Writ, Federation>();
+
+/** The federation service of one Writ instance (its key-set caches live as long as it). */
+export function federation(writ: Writ): Federation {
+  let f = instances.get(writ);
+  if (!f) {
+    f = new Federation(writ);
+    instances.set(writ, f);
+  }
+  return f;
+}
