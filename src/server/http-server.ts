@@ -20,6 +20,7 @@ import {
 } from './schemas.js';
 import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
+import { registerEscalationRoutes } from './routes-escalations.js';
 import { delegationTree } from '../tasks/delegation.js';
 
 type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
@@ -261,6 +262,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
 
   registerDelegationRoutes(writ, route);
   registerFederationRoutes(writ, route);
+  registerEscalationRoutes(writ, route, operator);
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL;

@@ -28,6 +28,7 @@ export const createTaskSchema = z.strictObject({
   scope: scopeSchema,
   ttl_seconds: z.number().int().min(1),
   max_actions: z.number().int().min(1),
+  require_owner_presence: z.boolean().optional(),
 });
 
 export const authorizeSchema = z.strictObject({
