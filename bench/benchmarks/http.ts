@@ -1,0 +1,72 @@
+import { freshData, type Backend } from '../lib/backend.js';
+import { startServerChild } from '../lib/child.js';
+import { withCpu } from '../lib/cpu.js';
+import { TASK_MAX_ACTIONS } from '../lib/fixture.js';
+import { authorizeLoad, BenchApi, prepareAgentTasks, type LoadResult, type LoadTarget } from '../lib/http-client.js';
+import { benchAction, POLICIES_20 } from '../lib/policies.js';
+import { round } from '../lib/stats.js';
+import { atLeast, type BenchOutput, type RunOptions } from '../lib/types.js';
+
+/** Pre-serialized authorize bodies (distinct titles, so distinct argument digests). */
+export function authorizeBodies(n = 1024): (i: number) => string {
+  const bodies = Array.from({ length: n }, (_, i) => JSON.stringify(benchAction(i)));
+  return (i) => bodies[i % n]!;
+}
+
+export function loadView(r: LoadResult, serverCpuUs: number | null, selfCpuUs: number) {
+  return {
+    concurrency: r.concurrency,
+    duration_s: r.duration_s,
+    requests: r.requests,
+    decisions_per_s: r.decisions_per_s,
+    latency_us: r.samples.summary(),
+    allow: r.allow,
+    deny: r.deny,
+    errors: r.errors,
+    statuses: r.statuses,
+    server_cpu_us_per_decision: serverCpuUs === null || r.requests === 0 ? null : round(serverCpuUs / r.requests),
+    client_cpu_us_per_decision: r.requests === 0 ? null : round(selfCpuUs / r.requests),
+  };
+}
+
+/** Runs one load phase and reports it with the CPU the server processes and this one used. */
+export async function phase(pids: number[], targets: LoadTarget[], concurrency: number, ms: number, body: (i: number) => string) {
+  const { value, serverCpuUs, selfCpuUs } = await withCpu(pids, () => authorizeLoad(targets, concurrency, ms, body));
+  return loadView(value, serverCpuUs, selfCpuUs);
+}
+
+/**
+ * POST /v1/authorize over loopback HTTP with keep-alive, against a server in a
+ * child process (one core for it, one for this load generator), at concurrency 1
+ * and 32 for a fixed duration each.
+ */
+export async function authorizeHttp(opts: RunOptions, backend: Backend): Promise<BenchOutput> {
+  const q = opts.quick;
+  const p = { backend, policies: 20, warmup_s: q ? 0.3 : 1, duration_s: q ? 1 : 5, concurrency: [1, 32], tasks: 8, keep_alive: true, server: 'child process (bench/server-child.ts), createHttpServer' };
+  const data = freshData(backend, opts.dataRoot);
+  const child = await startServerChild(data.spec);
+  const api = new BenchApi(child.url, child.adminToken!);
+  try {
+    await api.putPolicies(POLICIES_20);
+    const { tokens } = await prepareAgentTasks(api, p.tasks, TASK_MAX_ACTIONS);
+    const targets = [{ url: child.url, tokens }];
+    const body = authorizeBodies();
+    await authorizeLoad(targets, 32, p.warmup_s * 1000, body);
+    const c1 = await phase([child.pid], targets, 1, p.duration_s * 1000, body);
+    const c32 = await phase([child.pid], targets, 32, p.duration_s * 1000, body);
+    opts.log(
+      `authorize_http[${backend}]: c1 ${c1.decisions_per_s}/s p50 ${c1.latency_us.p50} us p99 ${c1.latency_us.p99} us; ` +
+        `c32 ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; server CPU/decision ${c32.server_cpu_us_per_decision} us`,
+    );
+    return {
+      result: { params: p, c1, c32 },
+      targets: {
+        [`authorize_http.${backend}.c32_decisions_per_s`]: atLeast('HTTP loopback decisions/s at concurrency 32 (two cores)', c32.decisions_per_s, 5000),
+      },
+    };
+  } finally {
+    api.close();
+    await child.stop();
+    await data.destroy();
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * ---------------------------------------------------------------------------------
+ * Several Writ instances on one database (PostgreSQL; design §3, §6, §7).
+ *
+ *  - http_two_instances: POST /v1/authorize throughput with two server processes on
+ *    the same schema, the load split evenly between them.
+ *  - revoke_propagation: revoke a task through instance A, while an agent keeps
+ *    asking instance B; the time until B answers 401 `task_not_active`, and whether
+ *    any allow was handed out for a request sent after A acknowledged the revoke
+ *    (the target: "revocation is effective on the next request on every instance").
+ *
+ * Both run for `--backend postgres|both`. SQLite can also host two processes on one
+ * file (IMMEDIATE transactions and a busy timeout); `--multi-instance-sqlite` runs
+ * them there too, for comparison.
+ * ---------------------------------------------------------------------------------
+ */
+import http from 'node:http';
+import { freshData, type Backend } from '../lib/backend.js';
+import { startServerChild, type ServerChild } from '../lib/child.js';
+import { TASK_MAX_ACTIONS } from '../lib/fixture.js';
+import { authorizeLoad, BenchApi, prepareAgentTasks, request } from '../lib/http-client.js';
+import { makeAgentKey } from '../lib/identity.js';
+import { BENCH_AGENT, BENCH_SCOPE, POLICIES_20 } from '../lib/policies.js';
+import { round, summarize } from '../lib/stats.js';
+import { atMost, type BenchOutput, type RunOptions, type TargetCheck } from '../lib/types.js';
+import { authorizeBodies, phase } from './http.js';
+
+async function twoInstances(backend: Backend, opts: RunOptions) {
+  const data = freshData(backend, opts.dataRoot);
+  const started: ServerChild[] = [];
+  try {
+    // A first: it creates the signing key and the admin; B then loads them from the store.
+    const a = await startServerChild(data.spec);
+    started.push(a);
+    const api = new BenchApi(a.url, a.adminToken!);
+    await api.putPolicies(POLICIES_20);
+    const b = await startServerChild(data.spec);
+    started.push(b);
+    return { a, b, api, data, started };
+  } catch (err) {
+    for (const c of started) await c.stop();
+    await data.destroy();
+    throw err;
+  }
+}
+
+export async function httpTwoInstances(opts: RunOptions, backend: Backend): Promise<BenchOutput> {
+  const q = opts.quick;
+  const p = { backend, instances: 2, policies: 20, concurrency: 32, per_instance_concurrency: 16, warmup_s: q ? 0.3 : 1, duration_s: q ? 1 : 5, tasks: 8 };
+  const { a, b, api, data, started } = await twoInstances(backend, opts);
+  try {
+    const { tokens } = await prepareAgentTasks(api, p.tasks, TASK_MAX_ACTIONS);
+    const targets = [{ url: a.url, tokens }, { url: b.url, tokens }];
+    const body = authorizeBodies();
+    await authorizeLoad(targets, p.concurrency, p.warmup_s * 1000, body);
+    const c32 = await phase([a.pid, b.pid], targets, p.concurrency, p.duration_s * 1000, body);
+    opts.log(`http_two_instances[${backend}]: c32 over 2 instances ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us`);
+    return { result: { params: p, c32 } };
+  } finally {
+    api.close();
+    for (const c of started) await c.stop();
+    await data.destroy();
+  }
+}
+
+interface Trial {
+  /** first refusal received, measured from the revoke request being sent / its answer received */
+  refusal_from_send_us: number;
+  refusal_from_ack_us: number;
+  /** allows answered to requests sent after the revoke was acknowledged */
+  allows_after_ack: number;
+  /** whether the first request B received after the acknowledgement was refused */
+  next_request_refused: boolean;
+  refusal_code: string;
+  /** what B answered to the first request sent after the acknowledgement */
+  first_after_ack: string;
+}
+
+/** One agent polling B sequentially until it is refused (or `timeoutMs`). */
+async function revokeTrial(api: BenchApi, bUrl: string, agentId: string, key: ReturnType<typeof makeAgentKey>, warmupCalls: number, timeoutMs: number): Promise<Trial> {
+  const taskId = await api.createTask(agentId, BENCH_SCOPE, 10_000);
+  const token = await api.taskToken(agentId, key, taskId);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const base = new URL(bUrl);
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const body = authorizeBodies(64);
+  let revokeSent = Infinity;
+  let revokeAcked = Infinity;
+  let calls = 0;
+  let allowsAfterAck = 0;
+  let nextRefused: boolean | null = null;
+  let firstAfterAck = 'none';
+  let refusal: { at: number; code: string } | null = null;
+  let warmed!: () => void;
+  const warm = new Promise<void>((resolve) => (warmed = resolve));
+  const poll = async () => {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      const sent = performance.now();
+      const r = await request(agent, base, 'POST', '/v1/authorize', headers, body(calls));
+      const got = performance.now();
+      calls += 1;
+      if (calls === warmupCalls) warmed();
+      const allowed = r.status === 200 && r.text.startsWith('{"decision":"allow"');
+      if (sent > revokeAcked) {
+        if (nextRefused === null) {
+          nextRefused = r.status === 401;
+          firstAfterAck = `${r.status} ${r.text.slice(0, 160)}`;
+        }
+        if (allowed) allowsAfterAck += 1;
+      }
+      if (r.status === 401) {
+        let code = 'unknown';
+        try {
+          code = JSON.parse(r.text).error.code;
+        } catch {
+          /* keep unknown */
+        }
+        refusal = { at: got, code };
+        return;
+      }
+    }
+  };
+  const finished = poll();
+  await Promise.race([warm, finished]);
+  if (refusal) throw new Error('the task was refused before it was revoked');
+  revokeSent = performance.now();
+  await api.ok('POST', `/v1/tasks/${taskId}/revoke`, { reason: 'benchmark' });
+  revokeAcked = performance.now();
+  await finished;
+  agent.destroy();
+  const r = refusal as { at: number; code: string } | null;
+  return {
+    refusal_from_send_us: r ? round((r.at - revokeSent) * 1000) : Infinity,
+    refusal_from_ack_us: r ? round((r.at - revokeAcked) * 1000) : Infinity,
+    allows_after_ack: allowsAfterAck,
+    next_request_refused: nextRefused ?? false,
+    refusal_code: r?.code ?? 'none',
+    first_after_ack: firstAfterAck,
+  };
+}
+
+export async function revokePropagation(opts: RunOptions, backend: Backend): Promise<BenchOutput> {
+  const q = opts.quick;
+  const p = { backend, instances: 2, trials: q ? 3 : 20, warmup_calls_per_trial: 20, timeout_ms: 5000, revoke_via: 'A (POST /v1/tasks/{id}/revoke)', poll_on: 'B (POST /v1/authorize, sequential)' };
+  const { a, b, api, data, started } = await twoInstances(backend, opts);
+  try {
+    const key = makeAgentKey();
+    await api.registerAgent({ id: BENCH_AGENT.id, name: BENCH_AGENT.name, labels: BENCH_AGENT.labels }, key);
+    const trials: Trial[] = [];
+    for (let i = 0; i < p.trials; i++) trials.push(await revokeTrial(api, b.url, BENCH_AGENT.id, key, p.warmup_calls_per_trial, p.timeout_ms));
+    const refused = trials.filter((t) => Number.isFinite(t.refusal_from_ack_us));
+    const allowsAfterAck = trials.reduce((s, t) => s + t.allows_after_ack, 0);
+    const codes: Record<string, number> = {};
+    for (const t of trials) codes[t.refusal_code] = (codes[t.refusal_code] ?? 0) + 1;
+    const result = {
+      params: { ...p, instance_a: a.url, instance_b: b.url },
+      refused_trials: refused.length,
+      refusal_codes: codes,
+      refusal_from_ack_us: summarize(refused.map((t) => t.refusal_from_ack_us)),
+      refusal_from_send_us: summarize(refused.map((t) => t.refusal_from_send_us)),
+      allows_after_revoke_ack: allowsAfterAck,
+      next_request_refused: trials.filter((t) => t.next_request_refused).length,
+      /** answers to the first request after the acknowledgement that were not a 401 */
+      next_request_other: trials.filter((t) => !t.next_request_refused).map((t) => t.first_after_ack),
+    };
+    opts.log(
+      `revoke_propagation[${backend}]: ${refused.length}/${p.trials} refused (${JSON.stringify(codes)}), from ack p50 ${result.refusal_from_ack_us.p50} us max ${result.refusal_from_ack_us.max} us; ` +
+        `allows after ack ${allowsAfterAck}`,
+    );
+    const targets: Record<string, TargetCheck> = {
+      [`revoke_propagation.${backend}.allows_after_ack`]: atMost('allows answered by B to requests sent after A acknowledged the revoke', allowsAfterAck, 0),
+      [`revoke_propagation.${backend}.next_request_not_refused`]: atMost('trials in which B did not answer 401 to the first request sent after the revoke was acknowledged', p.trials - result.next_request_refused, 0),
+      [`revoke_propagation.${backend}.unrefused_trials`]: atMost('trials in which B never refused within the timeout', p.trials - refused.length, 0),
+    };
+    return { result, targets };
+  } finally {
+    api.close();
+    for (const c of started) await c.stop();
+    await data.destroy();
+  }
+}

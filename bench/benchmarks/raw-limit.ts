@@ -1,0 +1,118 @@
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { digestArguments } from '../../src/core/digest.js';
+import { newId } from '../../src/core/ids.js';
+import type { AgentRecord, TaskRecord } from '../../src/core/types.js';
+import type { CedarRequest, LoadedPolicySet } from '../../src/policy/engine.js';
+import { buildCedarRequest } from '../../src/policy/request.js';
+import { ACTION_TOKEN_TYP } from '../../src/tokens/token-types.js';
+import type { Writ } from '../../src/service/writ.js';
+import { freshData } from '../lib/backend.js';
+import { startInProcess } from '../lib/fixture.js';
+import { BENCH_ISSUER } from '../lib/identity.js';
+import { benchAction, BENCH_AGENT, BENCH_SCOPE, POLICIES_20 } from '../lib/policies.js';
+import { timeSync, type LatencySummary } from '../lib/stats.js';
+import type { BenchOutput, RunOptions } from '../lib/types.js';
+
+export function fakeAgent(id: string, labels: string[]): AgentRecord {
+  return { id, name: id.split('/').pop()!, jwks: { keys: [] }, labels, status: 'active', createdAt: Date.now(), createdBy: 'op_bench' };
+}
+
+export function fakeTask(agentId: string, scope = BENCH_SCOPE): TaskRecord {
+  const id = newId('task');
+  return {
+    id, agentId, owner: 'op_bench', intent: 'benchmark: file the weekly billing report', scope, status: 'active',
+    createdAt: Date.now(), expiresAt: Date.now() + 3600_000, endedAt: null, maxActions: 100_000, actionsUsed: 0,
+    actionsReserved: 0, parentId: null, rootId: id, depth: 0,
+  };
+}
+
+/** The call Writ's PolicyEngine.evaluate makes, on a request built ahead of time. */
+export function cedarCall(req: CedarRequest, set: LoadedPolicySet) {
+  return {
+    principal: req.principal,
+    action: { type: 'Writ::Action', id: 'call' },
+    resource: req.resource,
+    context: req.context as cedar.Context,
+    entities: req.entities as cedar.Entities,
+    preparsedPolicySetId: set.version,
+    validateRequest: false,
+  };
+}
+
+/**
+ * The floor of one authorize in this process: Cedar `statefulIsAuthorized` on the
+ * preparsed set with the sliced entities and context Writ builds (built ahead of
+ * time), plus one Ed25519 compact JWS sign (KeyRing.signJwt, node:crypto).
+ */
+export function measureRaw(writ: Writ, set: LoadedPolicySet, requests: CedarRequest[], n: number, warmup: number, componentN = n) {
+  const calls = requests.map((r) => cedarCall(r, set));
+  const iat = Math.floor(Date.now() / 1000);
+  const claims = (i: number) => ({
+    iss: BENCH_ISSUER, sub: BENCH_AGENT.id, aud: 'https://tools.example/github', iat, exp: iat + 30, jti: `act_${i}`,
+    txn: 'task_bench', decision_id: `dec_${i}`, tool: 'github.create_issue', args_digest: 'x'.repeat(43),
+  });
+  let allows = 0;
+  const op = (i: number) => {
+    const a = cedar.statefulIsAuthorized(calls[i % calls.length]!);
+    if (a.type === 'success' && a.response.decision === 'allow') allows += 1;
+    writ.keys.signJwt(ACTION_TOKEN_TYP, claims(i));
+  };
+  timeSync(warmup, op);
+  allows = 0;
+  const total = timeSync(n, op).summary();
+  const allowed = allows;
+  const cedarOnly = timeSync(componentN, (i) => cedar.statefulIsAuthorized(calls[i % calls.length]!)).summary();
+  const signOnly = timeSync(componentN, (i) => writ.keys.signJwt(ACTION_TOKEN_TYP, claims(i))).summary();
+  return { total, cedarOnly, signOnly, allowed };
+}
+
+export async function rawLimit(opts: RunOptions): Promise<BenchOutput & { p50: number }> {
+  const n = opts.quick ? 500 : 5000;
+  const warmup = opts.quick ? 200 : 1000;
+  const componentN = opts.quick ? 300 : 2000;
+  const data = freshData('sqlite', opts.dataRoot);
+  const ip = await startInProcess(data.spec, POLICIES_20);
+  try {
+    const set = ip.writ.policy.active();
+    const agent = fakeAgent(BENCH_AGENT.id, BENCH_AGENT.labels);
+    const task = fakeTask(agent.id);
+    const build = (i: number) => {
+      const action = benchAction(i);
+      return buildCedarRequest({ agent, task, action, argsDigest: digestArguments(action.arguments), now: Date.now(), withArgs: set.readsArgs });
+    };
+    const requests = Array.from({ length: 64 }, (_, i) => build(i));
+    const raw = measureRaw(ip.writ, set, requests, n, warmup, componentN);
+    // What Writ adds around Cedar before it: the argument digest, building the request, the engine wrapper.
+    const digest = timeSync(componentN, (i) => digestArguments(benchAction(i).arguments)).summary();
+    const buildOnly = timeSync(componentN, (i) => build(i)).summary();
+    const engine = timeSync(componentN, (i) => ip.writ.policy.evaluate(requests[i % requests.length]!, set)).summary();
+    const r = requests[0]!;
+    const result = {
+      params: {
+        iterations: n,
+        warmup,
+        component_iterations: componentN,
+        policies: set.policyIds.length,
+        entities_passed: r.entities.length,
+        reads_args: set.readsArgs,
+        context_keys: Object.keys(r.context).length,
+        request_variants: requests.length,
+        sign: 'KeyRing.signJwt (Ed25519 compact JWS, node:crypto)',
+      },
+      latency_us: raw.total,
+      allowed: raw.allowed,
+      components_us: {
+        cedar_stateful_is_authorized: raw.cedarOnly,
+        ed25519_sign: raw.signOnly,
+        digest_arguments: digest,
+        build_cedar_request: buildOnly,
+        policy_engine_evaluate: engine,
+      } satisfies Record<string, LatencySummary>,
+    };
+    opts.log(`raw_limit: p50 ${raw.total.p50} us, p99 ${raw.total.p99} us (cedar p50 ${raw.cedarOnly.p50}, sign p50 ${raw.signOnly.p50})`);
+    return { result, p50: raw.total.p50 };
+  } finally {
+    await ip.close();
+    await data.destroy();
+  }
+}

@@ -1,0 +1,67 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { StoreSpec } from './backend.js';
+
+export interface ServerChild {
+  url: string;
+  port: number;
+  pid: number;
+  /** the bootstrap admin token, or null for a second instance on existing data */
+  adminToken: string | null;
+  stop: () => Promise<void>;
+}
+
+const CHILD = fileURLToPath(new URL('../server-child.ts', import.meta.url));
+
+/**
+ * Starts `bench/server-child.ts` on `spec` and waits for its ready line.
+ * WRIT_BENCH_CHILD_NODE_ARGS adds node flags to the child (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ */
+export async function startServerChild(spec: StoreSpec, timeoutMs = 30_000): Promise<ServerChild> {
+  const extra = (process.env.WRIT_BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child: ChildProcess = spawn(process.execPath, [...extra, '--import', 'tsx', CHILD], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, WRIT_BENCH_STORE: JSON.stringify(spec) },
+  });
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  const ready = await new Promise<{ port: number; pid: number; admin_token: string | null }>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error('the server child did not start in time')), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server child exited with ${code} before it was ready`));
+    });
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line.startsWith('{')) continue;
+        try {
+          const msg = JSON.parse(line);
+          if (msg.ready) {
+            clearTimeout(timer);
+            resolve(msg);
+          }
+        } catch {
+          /* not our line */
+        }
+      }
+    });
+  });
+  child.stdout!.resume();
+  return {
+    url: `http://127.0.0.1:${ready.port}`,
+    port: ready.port,
+    pid: child.pid!,
+    adminToken: ready.admin_token,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * Writ benchmarks (DESIGN.md §7). One run measures everything the targets compare,
+ * so ratios are taken between figures from the same machine and the same moment:
+ *
+ *   raw_limit             Cedar statefulIsAuthorized (preparsed 20-policy set, sliced
+ *                         entities) + one Ed25519 JWS sign: the floor of an authorize
+ *   authorize_in_process  writ.authorize on a real store (durable, group commit), c1 and c32
+ *   authorize_http        POST /v1/authorize on loopback, server in a child process, c1 and c32
+ *   scale_1000_policies   1,000 policies / 10,000 agents
+ *   http_two_instances    two server processes on one PostgreSQL schema
+ *   revoke_propagation    revoke through A -> refusal on B
+ *
+ * Usage: npm run bench -- [--quick] [--only a,b] [--backend sqlite|postgres|both]
+ *                         [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]
+ *
+ * Prints progress and a summary on stderr; the JSON report is stdout's last line and
+ * is written to bench/report.json (or --out). Figures are percentiles and ratios;
+ * targets are reported as met or not, never as a failure: the exit code is non-zero
+ * only when a benchmark could not run.
+ */
+import net from 'node:net';
+import { writeFileSync } from 'node:fs';
+import os, { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { authorizeHttp } from './benchmarks/http.js';
+import { authorizeInProcess } from './benchmarks/in-process.js';
+import { httpTwoInstances, revokePropagation } from './benchmarks/multi-instance.js';
+import { rawLimit } from './benchmarks/raw-limit.js';
+import { scale } from './benchmarks/scale.js';
+import { POSTGRES_URL, postgresUnavailable, type Backend } from './lib/backend.js';
+import { calibrationUs, machine } from './lib/machine.js';
+import type { BenchOutput, RunOptions, TargetCheck } from './lib/types.js';
+
+export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation'] as const;
+type Name = (typeof BENCHMARKS)[number];
+const MULTI: Name[] = ['http_two_instances', 'revoke_propagation'];
+
+class UsageError extends Error {}
+
+function parseCli(argv: string[]) {
+  const o = { quick: false, only: [...BENCHMARKS] as Name[], backend: 'sqlite', dataDir: tmpdir(), out: fileURLToPath(new URL('./report.json', import.meta.url)), multiSqlite: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--quick':
+        o.quick = true;
+        break;
+      case '--only': {
+        const names = value().split(',').map((s) => s.trim()).filter(Boolean);
+        for (const n of names) if (!(BENCHMARKS as readonly string[]).includes(n)) throw new UsageError(`unknown benchmark \`${n}\` (known: ${BENCHMARKS.join(', ')})`);
+        o.only = names as Name[];
+        break;
+      }
+      case '--backend':
+        o.backend = value();
+        if (!['sqlite', 'postgres', 'both'].includes(o.backend)) throw new UsageError('--backend is sqlite, postgres or both');
+        break;
+      case '--data-dir':
+        o.dataDir = resolve(value());
+        break;
+      case '--out':
+        o.out = resolve(value());
+        break;
+      case '--multi-instance-sqlite':
+        o.multiSqlite = true;
+        break;
+      case '--help':
+      case '-h':
+        throw new UsageError('');
+      default:
+        throw new UsageError(`unknown option ${a}`);
+    }
+  }
+  const backends: Backend[] = o.backend === 'both' ? ['sqlite', 'postgres'] : [o.backend as Backend];
+  return { ...o, backends };
+}
+
+async function postgresReachable(): Promise<string | null> {
+  const missing = postgresUnavailable();
+  if (missing) return missing;
+  let u: URL;
+  try {
+    u = new URL(POSTGRES_URL);
+  } catch {
+    return 'WRIT_BENCH_DATABASE_URL is not a URL';
+  }
+  return new Promise((ok) => {
+    const s = net.connect({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
+    const t = setTimeout(() => (s.destroy(), ok(`no answer from ${u.host} within 2 s`)), 2000);
+    s.on('connect', () => (clearTimeout(t), s.end(), ok(null)));
+    s.on('error', (e: NodeJS.ErrnoException) => (clearTimeout(t), ok(`${u.host}: ${e.code ?? e.message}`)));
+  });
+}
+
+function fmt(n: unknown): string {
+  return typeof n === 'number' ? String(n) : '-';
+}
+
+async function main(): Promise<number> {
+  let cli: ReturnType<typeof parseCli>;
+  try {
+    cli = parseCli(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    if (err.message) console.error(err.message);
+    console.error('usage: npm run bench -- [--quick] [--only ' + BENCHMARKS.join(',') + '] [--backend sqlite|postgres|both] [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]');
+    return 2;
+  }
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const opts: RunOptions = { quick: cli.quick, backends: cli.backends, dataRoot: cli.dataDir, log };
+  const started = new Date();
+  const host = { ...machine(cli.dataDir), calibration_us_at_start: calibrationUs() };
+  if (host.load_average_at_start[0]! > 0.5 * host.cpus) {
+    log(`warning: load average ${host.load_average_at_start[0]} on ${host.cpus} cpus: other work is running, figures will be skewed`);
+  }
+  const t0 = performance.now();
+  const results: Record<string, unknown> = {};
+  const targets: Record<string, TargetCheck> = {};
+  const skipped: Record<string, string> = {};
+  const errors: Record<string, string> = {};
+  const perBackend = (name: string, backend: Backend, out: BenchOutput, elapsedS: number) => {
+    const slot = (results[name] ??= {}) as Record<string, unknown>;
+    slot[backend] = { ...out.result, elapsed_s: elapsedS };
+    Object.assign(targets, out.targets ?? {});
+  };
+  const attempt = async (key: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (err) {
+      errors[key] = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      log(`${key}: FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+
+  const pgWhy = cli.backends.includes('postgres') ? await postgresReachable() : null;
+  const usable = (b: Backend, name: string): boolean => {
+    if (b === 'postgres' && pgWhy) {
+      skipped[`${name}.postgres`] = pgWhy;
+      return false;
+    }
+    return true;
+  };
+
+  log(`writ bench${cli.quick ? ' (quick)' : ''}: ${cli.only.join(', ')} on ${cli.backends.join(', ')}`);
+  const selected = new Set<Name>(cli.only);
+  // The in-process ratio is against the raw limit of this same run.
+  const needRaw = selected.has('raw_limit') || selected.has('authorize_in_process');
+  let rawP50 = 0;
+  if (needRaw) {
+    await attempt('raw_limit', async () => {
+      const t = performance.now();
+      const r = await rawLimit(opts);
+      results.raw_limit = { ...r.result, elapsed_s: Math.round(performance.now() - t) / 1000, ...(selected.has('raw_limit') ? {} : { ran_for: 'authorize_in_process ratio' }) };
+      rawP50 = r.p50;
+    });
+  }
+  for (const name of BENCHMARKS) {
+    if (name === 'raw_limit' || !selected.has(name)) continue;
+    for (const b of cli.backends) {
+      if (!usable(b, name)) continue;
+      if (MULTI.includes(name) && b === 'sqlite' && !cli.multiSqlite) {
+        skipped[`${name}.sqlite`] = 'several instances share state through PostgreSQL: use --backend postgres (or --multi-instance-sqlite for two processes on one SQLite file)';
+        continue;
+      }
+      await attempt(`${name}.${b}`, async () => {
+        const t = performance.now();
+        const out = await (() => {
+          switch (name) {
+            case 'authorize_in_process':
+              if (!(rawP50 > 0)) throw new Error('raw_limit did not run');
+              return authorizeInProcess(opts, b, rawP50);
+            case 'authorize_http':
+              return authorizeHttp(opts, b);
+            case 'scale_1000_policies':
+              return scale(opts, b);
+            case 'http_two_instances':
+              return httpTwoInstances(opts, b);
+            case 'revoke_propagation':
+              return revokePropagation(opts, b);
+          }
+        })();
+        perBackend(name, b, out, Math.round(performance.now() - t) / 1000);
+      });
+    }
+  }
+
+  const report = {
+    report: 'writ-bench',
+    version: 1,
+    started_at: started.toISOString(),
+    duration_s: Math.round(performance.now() - t0) / 1000,
+    options: { quick: cli.quick, only: cli.only, backends: cli.backends, data_dir: cli.dataDir },
+    machine: { ...host, load_average_at_end: os.loadavg().map((x) => Math.round(x * 100) / 100), calibration_us_at_end: calibrationUs() },
+    results,
+    targets,
+    skipped,
+    errors,
+  };
+
+  // Summary (stderr).
+  const r = results as any;
+  log('');
+  log(`--- summary (${report.machine.cpu_model}, ${report.machine.cpus} cpus, node ${report.machine.node}, ${report.duration_s} s) ---`);
+  if (r.raw_limit) log(`raw limit (cedar + sign)         p50 ${fmt(r.raw_limit.latency_us.p50)} us  p99 ${fmt(r.raw_limit.latency_us.p99)} us`);
+  for (const b of cli.backends) {
+    const ip = r.authorize_in_process?.[b];
+    if (ip) log(`in-process [${b}]  c1 p50 ${ip.sequential.latency_us.p50} us p99 ${ip.sequential.latency_us.p99} us (x${ip.ratio_p50_vs_raw} raw) | c32 ${ip.concurrent.ops_per_s}/s p99 ${ip.concurrent.latency_us.p99} us`);
+    const h = r.authorize_http?.[b];
+    if (h) log(`http [${b}]        c1 ${h.c1.decisions_per_s}/s p99 ${h.c1.latency_us.p99} us | c32 ${h.c32.decisions_per_s}/s p50 ${h.c32.latency_us.p50} us p99 ${h.c32.latency_us.p99} us`);
+    const s = r.scale_1000_policies?.[b];
+    if (s) log(`1000 policies [${b}] c1 p50 ${s.sequential.latency_us.p50} us p99 ${s.sequential.latency_us.p99} us`);
+    const t = r.http_two_instances?.[b];
+    if (t) log(`two instances [${b}] c32 ${t.c32.decisions_per_s}/s p99 ${t.c32.latency_us.p99} us`);
+    const v = r.revoke_propagation?.[b];
+    if (v) log(`revoke A->B [${b}]   p50 ${v.refusal_from_ack_us.p50} us max ${v.refusal_from_ack_us.max} us after ack; allows after ack ${v.allows_after_revoke_ack}`);
+  }
+  for (const [k, t] of Object.entries(targets)) {
+    log(`target ${t.met ? 'met    ' : 'NOT met'} ${k}: ${t.value} (${t.max !== undefined ? `<= ${t.max}` : `>= ${t.min}`})`);
+  }
+  for (const [k, why] of Object.entries(skipped)) log(`skipped ${k}: ${why}`);
+  for (const k of Object.keys(errors)) log(`error   ${k} (see report.errors)`);
+
+  writeFileSync(cli.out, `${JSON.stringify(report, null, 2)}\n`);
+  log(`report written to ${cli.out}`);
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  return Object.keys(errors).length > 0 ? 1 : 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,39 @@
+/**
+ * A Writ server for the HTTP benchmarks, in its own process (so that on two cores
+ * the server and the load generator each get one). The store comes from the JSON in
+ * WRIT_BENCH_STORE (see lib/backend.ts). Prints one JSON line when listening:
+ * `{"ready":true,"port":N,"pid":N,"admin_token":"..."|null}` (null when the store
+ * had an operator already, i.e. a second instance on the same data). Exits when its
+ * stdin closes (the parent went away) or on SIGTERM.
+ */
+import type { AddressInfo } from 'node:net';
+import { createHttpServer } from '../src/server/http-server.js';
+import { Writ } from '../src/service/writ.js';
+import { openSpec, type StoreSpec } from './lib/backend.js';
+import { TASK_MAX_ACTIONS } from './lib/fixture.js';
+import { BENCH_ISSUER } from './lib/identity.js';
+
+const spec = JSON.parse(process.env.WRIT_BENCH_STORE ?? '') as StoreSpec;
+const store = await openSpec(spec);
+const writ = new Writ(store, { issuer: BENCH_ISSUER, maxTaskActions: TASK_MAX_ACTIONS });
+await writ.init();
+const boot = await writ.bootstrapAdmin();
+writ.startBackgroundWork();
+const server = createHttpServer(writ, { log: (msg, err) => console.error(`[server-child ${process.pid}] ${msg}`, err instanceof Error ? err.message : (err ?? '')) });
+await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+const port = (server.address() as AddressInfo).port;
+process.stdout.write(`${JSON.stringify({ ready: true, port, pid: process.pid, admin_token: boot?.token ?? null })}\n`);
+
+let closing = false;
+const shutdown = () => {
+  if (closing) return;
+  closing = true;
+  server.closeAllConnections();
+  server.close(() => void writ.close().finally(() => process.exit(0)));
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+process.stdin.on('end', shutdown);
+process.stdin.on('error', shutdown);
+process.stdin.resume();

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function positive(value: unknown, what: string): void {
+  assert.equal(typeof value, 'number', `${what} is a number`);
+  assert.ok((value as number) > 0, `${what} is positive (got ${String(value)})`);
+}
+
+// Checks the benchmark runs and reports its figures; never how fast anything is.
+describe('bench smoke', () => {
+  it('runs --quick raw_limit and authorize_in_process and reports the expected figures', { timeout: 180_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-bench-smoke-'));
+    try {
+      const out = join(dir, 'report.json');
+      const r = await run(['--quick', '--only', 'raw_limit,authorize_in_process', '--out', out, '--data-dir', dir]);
+      assert.equal(r.code, 0, `bench exited with ${r.code}: ${r.stderr.slice(-2000)}`);
+      const lines = r.stdout.trim().split('\n');
+      const report = JSON.parse(lines[lines.length - 1]!);
+      assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), report, 'the report file holds the same report');
+      assert.equal(report.report, 'writ-bench');
+      assert.deepEqual(report.errors, {});
+      assert.equal(typeof report.machine.cpu_model, 'string');
+      positive(report.machine.cpus, 'machine.cpus');
+      assert.match(report.machine.node, /^v\d+/);
+
+      const raw = report.results.raw_limit;
+      for (const k of ['p50', 'p90', 'p99', 'max', 'mean']) positive(raw.latency_us[k], `raw_limit.latency_us.${k}`);
+      positive(raw.params.iterations, 'raw_limit.params.iterations');
+      positive(raw.params.policies, 'raw_limit.params.policies');
+      positive(raw.components_us.cedar_stateful_is_authorized.p50, 'raw_limit cedar p50');
+      positive(raw.components_us.ed25519_sign.p50, 'raw_limit sign p50');
+
+      const ip = report.results.authorize_in_process.sqlite;
+      assert.equal(ip.params.backend, 'sqlite');
+      for (const k of ['p50', 'p99']) {
+        positive(ip.sequential.latency_us[k], `in-process sequential ${k}`);
+        positive(ip.concurrent.latency_us[k], `in-process concurrent ${k}`);
+      }
+      positive(ip.sequential.ops_per_s, 'in-process sequential ops/s');
+      positive(ip.concurrent.ops_per_s, 'in-process concurrent ops/s');
+      assert.equal(ip.concurrent.concurrency, 32);
+      positive(ip.ratio_p50_vs_raw, 'ratio_p50_vs_raw');
+      positive(ip.p99_us, 'p99_us');
+      positive(ip.outcomes.allow, 'allowed decisions');
+      assert.equal(ip.outcomes.deny, 0, 'the benchmark action is allowed every time');
+
+      for (const key of ['authorize_in_process.sqlite.p50_vs_raw', 'authorize_in_process.sqlite.p99_us']) {
+        const t = report.targets[key];
+        assert.ok(t, `target ${key} is reported`);
+        assert.equal(typeof t.met, 'boolean');
+        positive(t.value, `${key}.value`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
