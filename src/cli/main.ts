@@ -26,6 +26,9 @@ const commands: Record<string, () => Promise<Command>> = {
   policy: async () => (await import('./policy.js')).policy,
   operator: async () => (await import('./operator.js')).operator,
   introspect: async () => (await import('./introspect.js')).introspect,
+  issuer: async () => (await import('./issuer.js')).issuer,
+  delegate: async () => (await import('./delegate.js')).delegate,
+  'token-exchange': async () => (await import('./delegate.js')).tokenExchange,
   gateway: async () => (await import('./gateway.js')).gateway,
 };
 

@@ -52,6 +52,22 @@ export const SINGLE_USAGE: Record<string, string> = {
   consume: 'writ consume --action-token T [--audience AUD]',
   outcome: 'writ outcome --task-token T --decision ID --status succeeded|failed [--detail TEXT]',
   introspect: 'writ introspect TOKEN',
+  delegate:
+    'writ delegate --task-token T --task PARENT_ID --agent ID --intent TEXT --tool PATTERN [--tool ...]\n' +
+    '              [--resource PATTERN ...] [--destination PATTERN ...] --ttl SECONDS --max-actions N\n' +
+    '    gives a narrower sub-task of PARENT_ID (held with task token T) to another agent',
+  'token-exchange':
+    'writ token-exchange --subject-token JWT|@FILE --task TASK_ID\n' +
+    '    exchanges an OIDC workload token or SPIFFE JWT-SVID from a trusted issuer for a task token (RFC 8693)',
+};
+
+export const ISSUER_USAGE: Record<string, string> = {
+  add:
+    'writ issuer add --issuer URL|spiffe://TRUST_DOMAIN [--kind oidc|spiffe] --audience AUD (--jwks FILE | --jwks-uri URL)\n' +
+    '                (--rule \'{"claims":{"sub":"..."},"agent_id":"..."}\' ... | --rules FILE)',
+  list: 'writ issuer list',
+  show: 'writ issuer show ID',
+  remove: 'writ issuer remove ID   (disables it: its tokens are refused at once)',
 };
 
 /** The first line of each subcommand's usage, indented. */
@@ -73,6 +89,7 @@ ${group(AGENT_USAGE)}
 ${group(TASK_USAGE)}
 ${group(POLICY_USAGE)}
 ${group(OPERATOR_USAGE)}
+${group(ISSUER_USAGE)}
 ${group(AUDIT_USAGE)}
   ${SINGLE_USAGE.introspect}
 agents and tool servers:
@@ -80,5 +97,7 @@ agents and tool servers:
   ${SINGLE_USAGE.authorize}
   ${SINGLE_USAGE.consume}
   ${SINGLE_USAGE.outcome}
+  ${SINGLE_USAGE['token-exchange']!.split('\n')[0]}
+  ${SINGLE_USAGE.delegate!.split('\n')[0]}
   writ <command> [<subcommand>] --help
 ${COMMON}`;

@@ -173,19 +173,31 @@ export class HttpAuthorizer implements Authorizer {
       throw new AuthorizerError('invalid_token', 'the task token does not verify', 401);
     }
     let scope: TaskScopeView | null = null;
-    if (this.opts.operatorToken) {
-      const r = await this.call('GET', `/v1/tasks/${encodeURIComponent(txn)}`, this.opts.operatorToken, undefined, 'task');
-      if (r.status === 404) throw new AuthorizerError('task_not_active', `task \`${txn}\` does not exist`, 401);
-      if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/tasks/{id}');
-      if (r.body.agent_id !== sub) throw new AuthorizerError('invalid_token', 'the task token does not match its task', 401);
-      if (r.body.status !== 'active') throw new AuthorizerError('task_not_active', `task \`${txn}\` is not active`, 401);
-      const s = r.body.scope ?? {};
-      scope = { tools: s.tools ?? [], resources: s.resources ?? [], destinations: s.destinations ?? [] };
-    }
+    if (this.opts.operatorToken) scope = await this.readScope(sub, txn);
     const view: TaskView = { taskId: txn, agentId: sub, scope };
     if (this.tasks.size > 10_000) this.tasks.clear();
     this.tasks.set(taskToken, { view, until: now + TASK_CACHE_MS });
     return view;
+  }
+
+  /**
+   * The task's scope, read with the operator token: from the agent's active tasks
+   * (small, and without the task's decision history), else from the task itself.
+   */
+  private async readScope(agentId: string, taskId: string): Promise<TaskScopeView> {
+    const q = `/v1/tasks?agent_id=${encodeURIComponent(agentId)}&status=active&limit=1000`;
+    const list = await this.call('GET', q, this.opts.operatorToken, undefined, 'tasks');
+    if (list.status !== 200) throw errorOf(list.status, list.body, 'GET /v1/tasks');
+    const tasks = Array.isArray(list.body?.tasks) ? (list.body.tasks as any[]) : [];
+    let t = tasks.find((x) => x?.id === taskId);
+    if (!t && tasks.length >= 1000) {
+      const r = await this.call('GET', `/v1/tasks/${encodeURIComponent(taskId)}`, this.opts.operatorToken, undefined, 'task');
+      if (r.status === 200 && r.body?.status === 'active') t = r.body;
+    }
+    if (!t) throw new AuthorizerError('task_not_active', `task \`${taskId}\` is not active`, 401);
+    if (t.agent_id !== agentId) throw new AuthorizerError('invalid_token', 'the task token does not match its task', 401);
+    const s = t.scope ?? {};
+    return { tools: s.tools ?? [], resources: s.resources ?? [], destinations: s.destinations ?? [] };
   }
 
   async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {

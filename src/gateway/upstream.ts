@@ -94,7 +94,7 @@ export class Upstream {
         if (this.client === client) this.client = null;
         this.stale = true;
       };
-      client.onerror = (err) => this.deps.log('upstream_error', { upstream: this.name, error: errorText(err, this.deps.redactor) });
+      client.onerror = (err) => !this.closed && this.deps.log('upstream_error', { upstream: this.name, error: errorText(err, this.deps.redactor) });
       const timer = setTimeout(() => void transport.close().catch(() => undefined), CONNECT_TIMEOUT_MS);
       try {
         await client.connect(transport);

@@ -1,0 +1,279 @@
+/**
+ * Gateway benchmark: MCP tool-call latency (p50/p99, sequential calls) for
+ *   direct       the client talks to the upstream MCP server
+ *   passthrough  through a plain pass-through MCP proxy (bench/lib/mcp-passthrough.ts)
+ *   gateway      through `writ gateway mcp`, which asks Writ (`writ serve`, SQLite,
+ *                synchronous=FULL) over HTTP for every call and reports each outcome
+ * for stdio (every hop stdio) and streamable HTTP (every hop HTTP on loopback). Every
+ * party is its own process. Target (DESIGN §7): gateway p50 within 1.25x of passthrough.
+ *
+ *   node --import tsx bench/gateway.ts [--iterations N] [--warmup N]   # prints JSON
+ *
+ * From bench/run.ts: `const { runGatewayBench } = await import('./gateway.ts');
+ * report.gateway = await runGatewayBench({ iterations: 2000 });`
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLI = join(ROOT, 'src/cli/main.ts');
+const ECHO = join(ROOT, 'bench/lib/mcp-echo-server.ts');
+const PASS = join(ROOT, 'bench/lib/mcp-passthrough.ts');
+const NODE = [process.execPath, '--import', 'tsx'];
+
+export interface Latency {
+  n: number;
+  p50_us: number;
+  p99_us: number;
+  mean_us: number;
+}
+
+export interface GatewayBenchReport {
+  benchmark: 'gateway';
+  iterations: number;
+  warmup: number;
+  node: string;
+  stdio: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_vs_passthrough_p50: number; target: 1.25; met: boolean };
+  http: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_vs_passthrough_p50: number; target: 1.25; met: boolean };
+  /** POST /v1/authorize alone (fetch, loopback), measured in the same rounds as http: the floor of the gateway's overhead */
+  writ_authorize_http: Latency;
+  notes: string[];
+}
+
+function summarize(us: number[]): Latency {
+  const s = [...us].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+  const mean = s.reduce((a, b) => a + b, 0) / (s.length || 1);
+  return { n: s.length, p50_us: Math.round(at(50)), p99_us: Math.round(at(99)), mean_us: Math.round(mean) };
+}
+
+/**
+ * Measures the variants in interleaved rounds (a slice of each in turn), so that a
+ * load change on the machine falls on all of them alike.
+ */
+async function measureInterleaved(variants: (() => Promise<void>)[], iterations: number, warmup: number, rounds = 10): Promise<Latency[]> {
+  const call = (v: () => Promise<void>) => v();
+  for (const v of variants) for (let i = 0; i < warmup; i++) await call(v);
+  const samples: number[][] = variants.map(() => []);
+  const per = Math.max(1, Math.ceil(iterations / rounds));
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < variants.length; k++) {
+      for (let i = 0; i < per && samples[k]!.length < iterations; i++) {
+        const t0 = process.hrtime.bigint();
+        await call(variants[k]!);
+        samples[k]!.push(Number(process.hrtime.bigint() - t0) / 1000);
+      }
+    }
+  }
+  return samples.map(summarize);
+}
+
+interface Child {
+  proc: ChildProcess;
+  /** resolves with the first stderr/stdout line matching */
+  line: (re: RegExp, timeoutMs?: number) => Promise<RegExpExecArray>;
+  stop: () => Promise<void>;
+}
+
+function toolCall(client: Client, tool: string): () => Promise<void> {
+  const args = { text: 'benchmark payload' };
+  return async () => {
+    const r = await client.callTool({ name: tool, arguments: args });
+    if (r.isError) throw new Error(`${tool} failed: ${JSON.stringify(r.content)}`);
+  };
+}
+
+function start(argv: string[], env: Record<string, string> = {}): Child {
+  const proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  const waiters: { re: RegExp; ok: (m: RegExpExecArray) => void }[] = [];
+  const feed = (c: Buffer) => {
+    text += c.toString();
+    for (const w of [...waiters]) {
+      const m = w.re.exec(text);
+      if (m) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.ok(m);
+      }
+    }
+  };
+  proc.stdout!.on('data', feed);
+  proc.stderr!.on('data', feed);
+  const exited = new Promise<void>((ok) => proc.once('exit', () => ok()));
+  return {
+    proc,
+    line: (re, timeoutMs = 30_000) =>
+      new Promise((ok, fail) => {
+        const m = re.exec(text);
+        if (m) return ok(m);
+        const t = setTimeout(() => fail(new Error(`no ${re} from ${argv.join(' ')}:\n${text}`)), timeoutMs);
+        waiters.push({ re, ok: (x) => (clearTimeout(t), ok(x)) });
+      }),
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+async function api(base: string, method: string, path: string, token: string | null, body?: unknown, form?: Record<string, string>): Promise<any> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  let payload: string | undefined;
+  if (form) {
+    headers['content-type'] = 'application/x-www-form-urlencoded';
+    payload = new URLSearchParams(form).toString();
+  } else if (body !== undefined) {
+    headers['content-type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  const r = await fetch(base + path, { method, headers, body: payload });
+  const j = await r.json();
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
+  return j;
+}
+
+async function stdioClient(command: string[], env: Record<string, string> = {}): Promise<Client> {
+  const c = new Client({ name: 'bench', version: '1' });
+  await c.connect(new StdioClientTransport({ command: command[0]!, args: command.slice(1), cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stderr: 'ignore' }));
+  return c;
+}
+
+async function httpClient(url: string, token?: string): Promise<Client> {
+  const c = new Client({ name: 'bench', version: '1' });
+  await c.connect(new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { authorization: `Bearer ${token}` } } } : undefined));
+  return c;
+}
+
+export async function runGatewayBench(opts: { iterations?: number; warmup?: number } = {}): Promise<GatewayBenchReport> {
+  const iterations = opts.iterations ?? 2000;
+  const warmup = opts.warmup ?? 200;
+  const dir = mkdtempSync(join(tmpdir(), 'writ-bench-gw-'));
+  const stops: (() => Promise<void>)[] = [];
+  const clients: Client[] = [];
+  try {
+    // Writ, as a separate process
+    const admin = `wop_bench_${randomBytes(16).toString('hex')}`;
+    const writ = start([...NODE, CLI, 'serve', '--port', '0', '--data-dir', join(dir, 'writ')], { WRIT_BOOTSTRAP_TOKEN: admin });
+    stops.push(writ.stop);
+    const url = (await writ.line(/listening on (http:\/\/\S+)/))[1]!;
+    const agentId = 'spiffe://bench.test/agent/gateway';
+    const { privateKey, publicKey } = await generateKeyPair('Ed25519', { extractable: true });
+    await api(url, 'POST', '/v1/agents', admin, { id: agentId, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] } });
+    const actions = 3 * (iterations + warmup) + 100;
+    const task = await api(url, 'POST', '/v1/tasks', admin, { agent_id: agentId, intent: 'gateway benchmark', scope: { tools: ['bench.*'], destinations: ['127.0.0.1:*'] }, ttl_seconds: 3600, max_actions: actions });
+    const iat = Math.floor(Date.now() / 1000);
+    const assertion = await new SignJWT({ jti: randomBytes(12).toString('hex') })
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
+      .setIssuer(agentId)
+      .setSubject(agentId)
+      .setAudience(url)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + 60)
+      .sign(privateKey);
+    const token = (
+      await api(url, 'POST', '/oauth/token', null, undefined, {
+        grant_type: 'client_credentials',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: assertion,
+        task_id: task.id,
+      })
+    ).access_token as string;
+    const auditor = (await api(url, 'POST', '/v1/operators', admin, { name: 'gateway', roles: ['auditor'] })).token as string;
+
+    // the upstream's one tool, pinned as an operator would
+    const echoTool = { name: 'echo', description: 'Echoes the text back.', inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } };
+    const pinsFile = join(dir, 'pins.json');
+    writePinFile(pinsFile, approveCatalogs(emptyPins(), new Map([['bench', [echoTool]]])).pins);
+    const gwConfig = (upstream: Record<string, unknown>) => {
+      const p = join(dir, `gateway-${randomBytes(4).toString('hex')}.json`);
+      writeFileSync(p, JSON.stringify({ writ: { url, operator_token_env: 'WRIT_BENCH_AUDITOR' }, listen: { port: 0 }, pins_file: pinsFile, upstreams: [{ name: 'bench', ...upstream }] }));
+      return p;
+    };
+    const gwEnv = { WRIT_BENCH_AUDITOR: auditor };
+
+    // --- stdio: client -(stdio)-> [proxy -(stdio)->] upstream
+    const echoCmd = [...NODE, ECHO];
+    const stdioDirect = await stdioClient(echoCmd);
+    clients.push(stdioDirect);
+    const stdioPass = await stdioClient([...NODE, PASS, '--upstream-cmd', JSON.stringify(echoCmd)]);
+    clients.push(stdioPass);
+    const stdioCfg = gwConfig({ transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', ECHO], cwd: ROOT });
+    const stdioGw = await stdioClient([...NODE, CLI, 'gateway', 'mcp', '--stdio', '--config', stdioCfg], { ...gwEnv, WRIT_TASK_TOKEN: token });
+    clients.push(stdioGw);
+    const [sd, sp, sg] = await measureInterleaved(
+      [toolCall(stdioDirect, 'echo'), toolCall(stdioPass, 'echo'), toolCall(stdioGw, 'bench.echo')],
+      iterations,
+      warmup,
+    );
+    const stdio = { direct: sd!, passthrough: sp!, gateway: sg! };
+    for (const c of clients.splice(0)) await c.close().catch(() => undefined);
+
+    // --- streamable HTTP: client -(http)-> [proxy -(http)->] upstream
+    const upstream = start([...NODE, ECHO, '--http']);
+    stops.push(upstream.stop);
+    const upstreamUrl = (await upstream.line(/"listening":"([^"]+)"/))[1]!;
+    const pass = start([...NODE, PASS, '--upstream-url', upstreamUrl, '--http']);
+    stops.push(pass.stop);
+    const passUrl = (await pass.line(/"listening":"([^"]+)"/))[1]!;
+    const gw = start([...NODE, CLI, 'gateway', 'mcp', '--config', gwConfig({ transport: 'http', url: upstreamUrl })], gwEnv);
+    stops.push(gw.stop);
+    const gwUrl = (await gw.line(/"event":"listening","url":"([^"]+)"/))[1]!;
+    const httpDirect = await httpClient(upstreamUrl);
+    const httpPass = await httpClient(passUrl);
+    const httpGw = await httpClient(gwUrl, token);
+    clients.push(httpDirect, httpPass, httpGw);
+    // what the gateway waits for on every call: one decision over HTTP
+    let n = 0;
+    const authorizeOnce = async () => {
+      const d = await api(url, 'POST', '/v1/authorize', token, { tool: 'bench.echo', arguments: { text: 'benchmark payload', n: n++ }, audience: 'mcp:bench' });
+      if (d.decision !== 'allow') throw new Error(JSON.stringify(d));
+    };
+    const [hd, hp, hg, ha] = await measureInterleaved(
+      [toolCall(httpDirect, 'echo'), toolCall(httpPass, 'echo'), toolCall(httpGw, 'bench.echo'), authorizeOnce],
+      iterations,
+      warmup,
+    );
+    const http = { direct: hd!, passthrough: hp!, gateway: hg! };
+    const writAuthorize = ha!;
+
+    const ratio = (x: { gateway: Latency; passthrough: Latency }) => Math.round((x.gateway.p50_us / x.passthrough.p50_us) * 100) / 100;
+    const rs = ratio(stdio);
+    const rh = ratio(http);
+    return {
+      benchmark: 'gateway',
+      iterations,
+      warmup,
+      node: process.version,
+      stdio: { ...stdio, gateway_vs_passthrough_p50: rs, target: 1.25, met: rs <= 1.25 },
+      http: { ...http, gateway_vs_passthrough_p50: rh, target: 1.25, met: rh <= 1.25 },
+      writ_authorize_http: writAuthorize,
+      notes: [
+        'sequential calls (concurrency 1), the three variants interleaved in rounds; every party is its own process on loopback',
+        'gateway: one POST /v1/authorize per call (durable SQLite commit, synchronous=FULL) before forwarding; outcome reported off the call path',
+      ],
+    };
+  } finally {
+    for (const c of clients) await c.close().catch(() => undefined);
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const at = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? Number(process.argv[i + 1]) : undefined;
+  };
+  const report = await runGatewayBench({ iterations: at('--iterations'), warmup: at('--warmup') });
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { BOOT_TOKEN, makeAgentKeys, setup } from './helpers/harness.js';
+
+const run = promisify(execFile);
+
+async function writ(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string; json: any }> {
+  const childEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...process.env, ...env })) {
+    if (v !== undefined && k !== 'NODE_TEST_CONTEXT' && k !== 'WRIT_DATABASE_URL') childEnv[k] = v;
+  }
+  let stdout = '';
+  let stderr = '';
+  let code = 0;
+  try {
+    ({ stdout, stderr } = await run(process.execPath, ['bin/writ.js', ...args], { env: childEnv, timeout: 30_000 }));
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    ({ code } = e as { code: number });
+    stdout = e.stdout ?? '';
+    stderr = e.stderr ?? '';
+  }
+  let json: any;
+  try {
+    json = JSON.parse(stdout);
+  } catch {
+    json = undefined;
+  }
+  return { code, stdout, stderr, json };
+}
+
+describe('writ issuer / token-exchange / delegate (CLI)', () => {
+  let env: Awaited<ReturnType<typeof setup>>;
+  let dir: string;
+  let jwksServer: Server;
+  let jwksUrl: string;
+  let key: Awaited<ReturnType<typeof generateKeyPair>>;
+  const cli = (args: string[]) => writ(args, { WRIT_URL: env.url, WRIT_TOKEN: BOOT_TOKEN });
+  const ok = (r: Awaited<ReturnType<typeof writ>>) => {
+    assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
+    return r.json;
+  };
+
+  before(async () => {
+    env = await setup('sqlite');
+    dir = mkdtempSync(join(tmpdir(), 'writ-fed-cli-'));
+    key = await generateKeyPair('ES256', { extractable: true });
+    const pub = { ...(await exportJWK(key.publicKey)), kid: 'ci-1' };
+    jwksServer = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [pub] })));
+    await new Promise<void>((ok) => jwksServer.listen(0, '127.0.0.1', ok));
+    jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`;
+  });
+  after(async () => {
+    await env?.teardown();
+    jwksServer?.closeAllConnections();
+    await new Promise<void>((ok) => jwksServer?.close(() => ok()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('adds, lists, shows an issuer; exchanges a workload token from a file; delegates; removes the issuer', async () => {
+    const rule = JSON.stringify({ claims: { sub: 'repo:acme/api:ref:refs/heads/main', repository: 'acme/api' }, agent_id: env.agent.id });
+    const added = ok(await cli(['issuer', 'add', '--issuer', 'https://ci.acme.test', '--audience', 'writ', '--jwks-uri', jwksUrl, '--rule', rule]));
+    assert.equal(added.kind, 'oidc');
+    assert.equal(added.jwks_uri, jwksUrl);
+    assert.deepEqual(added.rules[0].claims.repository, 'acme/api');
+    const listed = ok(await cli(['issuer', 'list']));
+    assert.ok(listed.issuers.some((i: any) => i.id === added.id));
+    assert.equal(ok(await cli(['issuer', 'show', added.id])).issuer, 'https://ci.acme.test');
+
+    const bad = await cli(['issuer', 'add', '--issuer', 'https://x.test', '--audience', 'writ', '--jwks-uri', 'http://jwks.example/k', '--rule', rule]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^writ issuer add: invalid_request: /);
+    const usage = await cli(['issuer', 'add', '--issuer', 'https://x.test', '--audience', 'writ', '--jwks-uri', jwksUrl]);
+    assert.equal(usage.code, 2);
+
+    const task = await env.createTask({ max_actions: 5 });
+    const now = Math.floor(Date.now() / 1000);
+    const subject = await new SignJWT({ repository: 'acme/api', jti: 'run-1' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'ci-1', typ: 'JWT' })
+      .setIssuer('https://ci.acme.test')
+      .setSubject('repo:acme/api:ref:refs/heads/main')
+      .setAudience('writ')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .sign(key.privateKey);
+    const file = join(dir, 'token');
+    writeFileSync(file, `${subject}\n`);
+    const tok = ok(await cli(['token-exchange', '--subject-token', `@${file}`, '--task', task.id]));
+    assert.equal(tok.token_type, 'Bearer');
+    // the same token again is a replay
+    const replay = await cli(['token-exchange', '--subject-token', subject, '--task', task.id]);
+    assert.equal(replay.code, 1);
+    assert.match(replay.stderr, /invalid_grant/);
+
+    const helper = await makeAgentKeys('spiffe://acme.test/agent/cli-helper');
+    assert.equal((await env.admin.call('POST', '/v1/agents', { id: helper.id, jwks: { keys: [helper.publicJwk] } })).status, 201);
+    const child = ok(
+      await cli(['delegate', '--task-token', tok.access_token, '--task', task.id, '--agent', helper.id, '--intent', 'label issues', '--tool', 'github.issues.*', '--ttl', '60', '--max-actions', '2']),
+    );
+    assert.equal(child.parent_id, task.id);
+    assert.equal(child.depth, 1);
+    const wider = await cli(['delegate', '--task-token', tok.access_token, '--task', task.id, '--agent', helper.id, '--intent', 'x', '--tool', '*', '--ttl', '60', '--max-actions', '1']);
+    assert.equal(wider.code, 1);
+    assert.match(wider.stderr, /^writ delegate: scope_not_subset: /);
+    const shown = ok(await cli(['task', 'show', task.id]));
+    assert.equal(shown.tree.children[0].id, child.id);
+
+    const removed = ok(await cli(['issuer', 'remove', added.id]));
+    assert.equal(removed.status, 'disabled');
+  });
+});
