@@ -30,6 +30,8 @@ const commands: Record<string, () => Promise<Command>> = {
   delegate: async () => (await import('./delegate.js')).delegate,
   'token-exchange': async () => (await import('./delegate.js')).tokenExchange,
   gateway: async () => (await import('./gateway.js')).gateway,
+  approvals: async () => (await import('./approvals.js')).approvals,
+  'break-glass': async () => (await import('./break-glass.js')).breakGlass,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,4 +1,4 @@
-import { flag, intFlag, list, parseArgs, positionals, requireFlag, requireInt, requireList, UsageError } from './args.js';
+import { flag, hasSwitch, intFlag, list, parseArgs, positionals, requireFlag, requireInt, requireList, UsageError } from './args.js';
 import { baseUrl, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
 import { TASK_USAGE } from './usage.js';
@@ -7,10 +7,25 @@ const STATUSES = ['active', 'completed', 'revoked', 'expired'];
 
 /** `writ task create|list|show|revoke|complete`. */
 export const task = group('task', TASK_USAGE, {
+  /** `writ task presence ID [--ttl S] [--show]`: the owner renews (or reads) its presence lease */
+  async presence(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'ttl'], switches: ['show'] });
+    const [id] = positionals(args, ['ID']);
+    const path = `/v1/tasks/${seg(id!)}/presence`;
+    if (hasSwitch(args, 'show')) {
+      if (flag(args, 'ttl') !== undefined) throw new UsageError('`--show` only reads: it takes no `--ttl`');
+      print(await request(baseUrl(args), 'GET', path, { token: operatorToken(args) }));
+      return;
+    }
+    const ttl = intFlag(args, 'ttl');
+    print(await request(baseUrl(args), 'POST', path, { token: operatorToken(args), json: ttl === undefined ? {} : { ttl_seconds: ttl } }));
+  },
+
   async create(argv) {
     const args = parseArgs(argv, {
       values: [...CONNECTION, 'agent', 'intent', 'ttl', 'max-actions'],
       lists: ['tool', 'resource', 'destination'],
+      switches: ['require-presence'],
     });
     positionals(args, []);
     const body = {
@@ -19,6 +34,7 @@ export const task = group('task', TASK_USAGE, {
       scope: { tools: requireList(args, 'tool'), resources: list(args, 'resource'), destinations: list(args, 'destination') },
       ttl_seconds: requireInt(args, 'ttl', 1),
       max_actions: requireInt(args, 'max-actions', 1),
+      ...(hasSwitch(args, 'require-presence') ? { require_owner_presence: true } : {}),
     };
     print(await request(baseUrl(args), 'POST', '/v1/tasks', { token: operatorToken(args), json: body }));
   },

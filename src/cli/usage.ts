@@ -3,6 +3,8 @@
  * `writ --help` loads none of them.
  */
 
+import { APPROVALS_USAGE, BREAK_GLASS_USAGE, PRESENCE_USAGE } from './usage-escalations.js';
+
 export const COMMON = `common options:
   --url URL      the Writ server (env WRIT_URL, default http://127.0.0.1:8080)
   --token TOKEN  an operator token (env WRIT_TOKEN)
@@ -22,11 +24,12 @@ export const AGENT_USAGE: Record<string, string> = {
 export const TASK_USAGE: Record<string, string> = {
   create:
     'writ task create --agent ID --intent TEXT --tool PATTERN [--tool PATTERN ...] [--resource PATTERN ...]\n' +
-    '                 [--destination PATTERN ...] --ttl SECONDS --max-actions N',
+    '                 [--destination PATTERN ...] --ttl SECONDS --max-actions N [--require-presence]',
   list: 'writ task list [--agent ID] [--status active|completed|revoked|expired] [--limit N]',
   show: 'writ task show ID',
   revoke: 'writ task revoke ID [--reason TEXT]',
   complete: 'writ task complete ID [--task-token T]',
+  presence: PRESENCE_USAGE,
 };
 
 export const AUDIT_USAGE: Record<string, string> = {
@@ -91,6 +94,8 @@ ${group(POLICY_USAGE)}
 ${group(OPERATOR_USAGE)}
 ${group(ISSUER_USAGE)}
 ${group(AUDIT_USAGE)}
+${group(APPROVALS_USAGE)}
+${group(BREAK_GLASS_USAGE)}
   ${SINGLE_USAGE.introspect}
 agents and tool servers:
   ${SINGLE_USAGE.token!.split('\n')[0]}
