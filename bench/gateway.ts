@@ -144,7 +144,7 @@ async function api(base: string, method: string, path: string, token: string | n
 
 async function stdioClient(command: string[], env: Record<string, string> = {}): Promise<Client> {
   const c = new Client({ name: 'bench', version: '1' });
-  await c.connect(new StdioClientTransport({ command: command[0]!, args: command.slice(1), cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stderr: 'ignore' }));
+  await c.connect(new StdioClientTransport({ command: command[0]!, args: command.slice(1), cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stderr: process.env.BENCH_STDERR ? 'inherit' : 'ignore' }));
   return c;
 }
 

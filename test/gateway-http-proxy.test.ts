@@ -216,7 +216,7 @@ describe('HTTP tool proxy', () => {
     assert.equal(bad.status, 401);
     assert.equal((await fetch(`${proxyUrl}/nowhere`, { headers: bearer() })).status, 404);
     assert.equal((await fetch(`${proxyUrl}/api/items/1`, { method: 'DELETE', headers: bearer() })).status, 405);
-    for (const path of ['/api/items/..', '/api/items/%2e%2e', '/api/items/a%2Fb']) {
+    for (const path of ['/api/items/..', '/api/items/%2e%2e', '/api/items/a%2Fb', '//evil.example/api/items/1', '/api//items/1']) {
       const r = await raw(proxyUrl, { path, headers: bearer() });
       assert.equal(r.status, 400, path);
     }

@@ -197,6 +197,7 @@ export class HttpProxy {
     const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
     const search = q < 0 ? '' : rawUrl.slice(q);
     if (!rawPath.startsWith('/')) throw new ProxyError(400, 'invalid_path', 'the request target must be a path');
+    if (rawPath.includes('//')) throw new ProxyError(400, 'invalid_path', 'the path has an empty segment');
     const segs = pathSegments(rawPath);
     const method = (req.method ?? 'GET').toUpperCase();
     let route: CompiledRoute | undefined;
@@ -303,8 +304,9 @@ export class HttpProxy {
     if (route.cfg.forward_action_token) headers[ACTION_TOKEN_HEADER] = actionToken;
     if (buffered) headers['content-length'] = String(buffered.length);
     else if (declared !== undefined) headers['content-length'] = String(declared);
-    const url = new URL(target, route.upstream);
-    const mod = url.protocol === 'https:' ? https : http;
+    // the path goes out as received (never resolved as a URL: `//host/...` must not change the host)
+    const up = route.upstream;
+    const mod = up.protocol === 'https:' ? https : http;
     const max = this.opts.config.max_body_bytes;
     const maxResponse = this.opts.config.max_response_bytes;
 
@@ -316,7 +318,7 @@ export class HttpProxy {
         this.outcome(token, decisionId, status, detail);
         resolve();
       };
-      const upReq = mod.request(url, { method: req.method, headers, agent: route.agent, timeout: route.cfg.timeout_ms }, (upRes) => {
+      const upReq = mod.request({ protocol: up.protocol, hostname: up.hostname, port: up.port || undefined, path: target, method: req.method, headers, agent: route.agent, timeout: route.cfg.timeout_ms }, (upRes) => {
         const status = upRes.statusCode ?? 502;
         const out: Record<string, string | string[]> = {};
         for (const [k, v] of Object.entries(upRes.headers)) {
