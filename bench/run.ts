@@ -111,7 +111,7 @@ async function main(): Promise<number> {
     if (!(err instanceof UsageError)) throw err;
     if (err.message) console.error(err.message);
     console.error('usage: npm run bench -- [--quick] [--only ' + BENCHMARKS.join(',') + '] [--backend sqlite|postgres|both] [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]');
-    return 2;
+    return err.message ? 2 : 0;
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const opts: RunOptions = { quick: cli.quick, backends: cli.backends, dataRoot: cli.dataDir, log };

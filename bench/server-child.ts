@@ -4,17 +4,20 @@
  * WRIT_BENCH_STORE (see lib/backend.ts). Prints one JSON line when listening:
  * `{"ready":true,"port":N,"pid":N,"admin_token":"..."|null}` (null when the store
  * had an operator already, i.e. a second instance on the same data). Exits when its
- * stdin closes (the parent went away) or on SIGTERM.
+ * stdin closes (the parent went away) or on SIGTERM. Answers a `stats` line on stdin
+ * with `{"stats": CommitStats}` (group-commit batches since the last ask).
  */
 import type { AddressInfo } from 'node:net';
 import { createHttpServer } from '../src/server/http-server.js';
 import { Writ } from '../src/service/writ.js';
 import { openSpec, type StoreSpec } from './lib/backend.js';
+import { probeCommits } from './lib/commit-probe.js';
 import { TASK_MAX_ACTIONS } from './lib/fixture.js';
 import { BENCH_ISSUER } from './lib/identity.js';
 
 const spec = JSON.parse(process.env.WRIT_BENCH_STORE ?? '') as StoreSpec;
 const store = await openSpec(spec);
+const probe = probeCommits(store);
 const writ = new Writ(store, { issuer: BENCH_ISSUER, maxTaskActions: TASK_MAX_ACTIONS });
 await writ.init();
 const boot = await writ.bootstrapAdmin();
@@ -34,6 +37,16 @@ const shutdown = () => {
 };
 process.on('SIGTERM', shutdown);
 process.on('SIGINT', shutdown);
+// A line `stats` on stdin answers one JSON line with the group-commit figures since the last one.
+let input = '';
+process.stdin.on('data', (d: Buffer) => {
+  input += d.toString('utf8');
+  let nl: number;
+  while ((nl = input.indexOf('\n')) >= 0) {
+    const line = input.slice(0, nl).trim();
+    input = input.slice(nl + 1);
+    if (line === 'stats') process.stdout.write(`${JSON.stringify({ stats: probe.take() })}\n`);
+  }
+});
 process.stdin.on('end', shutdown);
 process.stdin.on('error', shutdown);
-process.stdin.resume();

@@ -1,5 +1,6 @@
 import { freshData, type Backend } from '../lib/backend.js';
-import { startServerChild } from '../lib/child.js';
+import { startServerChild, type ServerChild } from '../lib/child.js';
+import type { CommitStats } from '../lib/commit-probe.js';
 import { withCpu } from '../lib/cpu.js';
 import { TASK_MAX_ACTIONS } from '../lib/fixture.js';
 import { authorizeLoad, BenchApi, prepareAgentTasks, type LoadResult, type LoadTarget } from '../lib/http-client.js';
@@ -13,7 +14,7 @@ export function authorizeBodies(n = 1024): (i: number) => string {
   return (i) => bodies[i % n]!;
 }
 
-export function loadView(r: LoadResult, serverCpuUs: number | null, selfCpuUs: number) {
+export function loadView(r: LoadResult, serverCpuUs: number | null, selfCpuUs: number, commits: (CommitStats | null)[] = []) {
   return {
     concurrency: r.concurrency,
     duration_s: r.duration_s,
@@ -26,13 +27,17 @@ export function loadView(r: LoadResult, serverCpuUs: number | null, selfCpuUs: n
     statuses: r.statuses,
     server_cpu_us_per_decision: serverCpuUs === null || r.requests === 0 ? null : round(serverCpuUs / r.requests),
     client_cpu_us_per_decision: r.requests === 0 ? null : round(selfCpuUs / r.requests),
+    /** group-commit batches in the server (one entry per instance) */
+    group_commit: commits,
   };
 }
 
-/** Runs one load phase and reports it with the CPU the server processes and this one used. */
-export async function phase(pids: number[], targets: LoadTarget[], concurrency: number, ms: number, body: (i: number) => string) {
-  const { value, serverCpuUs, selfCpuUs } = await withCpu(pids, () => authorizeLoad(targets, concurrency, ms, body));
-  return loadView(value, serverCpuUs, selfCpuUs);
+/** Runs one load phase and reports it with the CPU the server processes and this one used, and their commit batches. */
+export async function phase(servers: ServerChild[], targets: LoadTarget[], concurrency: number, ms: number, body: (i: number) => string) {
+  await Promise.all(servers.map((s) => s.commitStats()));
+  const { value, serverCpuUs, selfCpuUs } = await withCpu(servers.map((s) => s.pid), () => authorizeLoad(targets, concurrency, ms, body));
+  const commits = await Promise.all(servers.map((s) => s.commitStats()));
+  return loadView(value, serverCpuUs, selfCpuUs, commits);
 }
 
 /**
@@ -52,11 +57,11 @@ export async function authorizeHttp(opts: RunOptions, backend: Backend): Promise
     const targets = [{ url: child.url, tokens }];
     const body = authorizeBodies();
     await authorizeLoad(targets, 32, p.warmup_s * 1000, body);
-    const c1 = await phase([child.pid], targets, 1, p.duration_s * 1000, body);
-    const c32 = await phase([child.pid], targets, 32, p.duration_s * 1000, body);
+    const c1 = await phase([child], targets, 1, p.duration_s * 1000, body);
+    const c32 = await phase([child], targets, 32, p.duration_s * 1000, body);
     opts.log(
       `authorize_http[${backend}]: c1 ${c1.decisions_per_s}/s p50 ${c1.latency_us.p50} us p99 ${c1.latency_us.p99} us; ` +
-        `c32 ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; server CPU/decision ${c32.server_cpu_us_per_decision} us`,
+        `c32 ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; server CPU/decision ${c32.server_cpu_us_per_decision} us, mean commit batch ${c32.group_commit[0]?.mean_batch ?? '-'}`,
     );
     return {
       result: { params: p, c1, c32 },

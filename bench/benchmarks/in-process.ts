@@ -3,6 +3,7 @@ import { newId } from '../../src/core/ids.js';
 import type { DecisionRecord } from '../../src/core/types.js';
 import type { AuthorizeResult } from '../../src/service/writ.js';
 import { freshData, type Backend } from '../lib/backend.js';
+import { probeCommits } from '../lib/commit-probe.js';
 import { ACTIONS_PER_TASK, issueTaskToken, makeTasks, registerAgent, startInProcess, type AuthCtx } from '../lib/fixture.js';
 import { benchAction, BENCH_AGENT, BENCH_SCOPE, POLICIES_20 } from '../lib/policies.js';
 import { ratio, round, timeConcurrent, timeSequential } from '../lib/stats.js';
@@ -31,6 +32,7 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
   const ip = await startInProcess(data.spec, POLICIES_20);
   try {
     const { writ } = ip;
+    const probe = probeCommits(writ.store);
     const agent = await registerAgent(ip, BENCH_AGENT);
     const total = 2 * p.warmup + p.sequential_iterations + p.concurrent_iterations + p.authenticate_iterations;
     const ctxs = await makeTasks(ip, agent.id, BENCH_SCOPE, total);
@@ -46,9 +48,13 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
     const authorize = async (i: number) => count(await writ.authorize(ctxs[slot()]!, benchAction(i)));
 
     await timeSequential(p.warmup, authorize);
+    probe.take();
     const seq = await timeSequential(p.sequential_iterations, authorize);
+    const seqCommits = probe.take();
     await timeConcurrent(p.warmup, p.concurrency, authorize);
+    probe.take();
     const conc = await timeConcurrent(p.concurrent_iterations, p.concurrency, authorize);
+    const concCommits = probe.take();
     const auth = await timeSequential(p.authenticate_iterations, async (i) => {
       const s = slot();
       const ctx: AuthCtx = await writ.authenticateTask(tokens[s]!);
@@ -71,12 +77,13 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
     const concOps = (p.concurrent_iterations / conc.elapsedMs) * 1000;
     const result = {
       params: p,
-      sequential: { latency_us: seqS, ops_per_s: Math.round((p.sequential_iterations / seq.elapsedMs) * 1000) },
+      sequential: { latency_us: seqS, ops_per_s: Math.round((p.sequential_iterations / seq.elapsedMs) * 1000), group_commit: seqCommits },
       concurrent: {
         concurrency: p.concurrency,
         latency_us: concS,
         ops_per_s: Math.round(concOps),
         wall_us_per_decision: round(1e6 / concOps),
+        group_commit: concCommits,
       },
       authenticate_and_authorize: { latency_us: auth.samples.summary() },
       durable_commit_one_decision: { latency_us: commit.samples.summary() },
@@ -90,7 +97,7 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
     };
     opts.log(
       `authorize_in_process[${backend}]: c1 p50 ${seqS.p50} us p99 ${seqS.p99} us (x${result.ratio_p50_vs_raw} raw); ` +
-        `c32 ${result.concurrent.ops_per_s}/s p50 ${concS.p50} us p99 ${concS.p99} us; commit-one p50 ${result.durable_commit_one_decision.latency_us.p50} us`,
+        `c32 ${result.concurrent.ops_per_s}/s p50 ${concS.p50} us p99 ${concS.p99} us; mean batch ${concCommits.mean_batch}; commit-one p50 ${result.durable_commit_one_decision.latency_us.p50} us`,
     );
     return {
       result,

@@ -53,7 +53,7 @@ export async function httpTwoInstances(opts: RunOptions, backend: Backend): Prom
     const targets = [{ url: a.url, tokens }, { url: b.url, tokens }];
     const body = authorizeBodies();
     await authorizeLoad(targets, p.concurrency, p.warmup_s * 1000, body);
-    const c32 = await phase([a.pid, b.pid], targets, p.concurrency, p.duration_s * 1000, body);
+    const c32 = await phase([a, b], targets, p.concurrency, p.duration_s * 1000, body);
     opts.log(`http_two_instances[${backend}]: c32 over 2 instances ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us`);
     return { result: { params: p, c32 } };
   } finally {

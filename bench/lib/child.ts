@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { StoreSpec } from './backend.js';
+import type { CommitStats } from './commit-probe.js';
 
 export interface ServerChild {
   url: string;
@@ -8,6 +9,8 @@ export interface ServerChild {
   pid: number;
   /** the bootstrap admin token, or null for a second instance on existing data */
   adminToken: string | null;
+  /** group-commit batches since the previous call */
+  commitStats: () => Promise<CommitStats | null>;
   stop: () => Promise<void>;
 }
 
@@ -24,38 +27,56 @@ export async function startServerChild(spec: StoreSpec, timeoutMs = 30_000): Pro
     env: { ...process.env, WRIT_BENCH_STORE: JSON.stringify(spec) },
   });
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  let onMessage: (msg: Record<string, unknown>) => void = () => undefined;
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString('utf8');
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line.startsWith('{')) continue;
+      try {
+        onMessage(JSON.parse(line));
+      } catch {
+        /* not our line */
+      }
+    }
+  });
   const ready = await new Promise<{ port: number; pid: number; admin_token: string | null }>((resolve, reject) => {
-    let buf = '';
     const timer = setTimeout(() => reject(new Error('the server child did not start in time')), timeoutMs);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`the server child exited with ${code} before it was ready`));
     });
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString('utf8');
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line.startsWith('{')) continue;
-        try {
-          const msg = JSON.parse(line);
-          if (msg.ready) {
-            clearTimeout(timer);
-            resolve(msg);
-          }
-        } catch {
-          /* not our line */
-        }
+    onMessage = (msg) => {
+      if (msg.ready) {
+        clearTimeout(timer);
+        resolve(msg as never);
       }
-    });
+    };
   });
-  child.stdout!.resume();
+  const waiting: ((s: CommitStats | null) => void)[] = [];
+  onMessage = (msg) => {
+    if (msg.stats) waiting.shift()?.(msg.stats as CommitStats);
+  };
   return {
     url: `http://127.0.0.1:${ready.port}`,
     port: ready.port,
     pid: child.pid!,
     adminToken: ready.admin_token,
+    commitStats: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || !child.stdin!.writable) return resolve(null);
+        const done = (s: CommitStats | null) => (clearTimeout(t), resolve(s));
+        const t = setTimeout(() => {
+          const i = waiting.indexOf(done);
+          if (i >= 0) waiting.splice(i, 1);
+          resolve(null);
+        }, 2000);
+        waiting.push(done);
+        child.stdin!.write('stats\n');
+      }),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
