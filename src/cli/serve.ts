@@ -4,7 +4,6 @@ import { createHttpServer } from '../server/http-server.js';
 import { Writ } from '../service/writ.js';
 import { flag, parseArgs, UsageError } from './args.js';
 import { federationConfigFromEnv } from './federation-env.js';
-import { federationConfigFromEnv } from './federation-env.js';
 import { escalationConfigFromEnv } from './escalation-env.js';
 
 export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL]';
@@ -19,7 +18,7 @@ export async function serve(argv: string[]): Promise<void> {
   const hostForUrl = host.includes(':') ? `[${host}]` : host;
   const store = await openStore({ databaseUrl: process.env.WRIT_DATABASE_URL, dataDir });
   const issuerFlag = flag(args, 'issuer') ?? process.env.WRIT_ISSUER;
-  const writ = new Writ(store, { ...escalationConfigFromEnv(process.env), ...federationConfigFromEnv(process.env), ...federationConfigFromEnv(process.env), issuer: issuerFlag ?? `http://${hostForUrl}:${port}` });
+  const writ = new Writ(store, { ...escalationConfigFromEnv(process.env), ...federationConfigFromEnv(process.env), issuer: issuerFlag ?? `http://${hostForUrl}:${port}` });
   await writ.init();
   const boot = await writ.bootstrapAdmin(process.env.WRIT_BOOTSTRAP_TOKEN || undefined);
   writ.startBackgroundWork();
