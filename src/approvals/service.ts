@@ -268,9 +268,9 @@ export class ApprovalService {
   /**
    * The agent's read, with its task token (of the approval's task). While pending it
    * may wait up to `waitSeconds`. The first read of an approved approval re-checks the
-   * action (task scope, policy with the approval granted) and returns its action token,
-   * using the approval in the same transaction as the allow; every later read sees
-   * `used`. A read that loses a race for the same approval sees `used` too.
+   * action (task scope, policy with the approval granted) and answers `approved` with
+   * its action token, using the approval in the same transaction as the allow; every
+   * later read sees `used`. A read that loses a race for the same approval sees `used` too.
    */
   async readAsAgent(ctx: { task: TaskRecord; agent: AgentRecord }, id: string, waitSeconds = 0, signal?: AbortSignal): Promise<AgentApprovalRead> {
     let a = await this.load(id);
@@ -346,8 +346,8 @@ export class ApprovalService {
       },
     });
     if (result.decision === 'allow') {
-      const used: ApprovalRecord = { ...a, status: 'used', usedAt: now, usedDecisionId: base.id };
-      return { ...agentApprovalView(used), ...result, approval_id: a.id };
+      // This read answers `approved` with the token; the approval is `used` from now on.
+      return { ...agentApprovalView({ ...a, usedAt: now, usedDecisionId: base.id }), ...result, approval_id: a.id };
     }
     if (result.decision === 'deny' && result.reasons[0]?.code === 'approval_unavailable') {
       // another read used it first (or it just expired)
