@@ -95,25 +95,29 @@ describe('MCP gateway', () => {
       WRIT_GW_OPERATOR: await operatorToken(env.admin, 'auditor'),
     };
 
-    // an operator approves the catalog: the pin file
-    const approved = await runWrit(['gateway', 'tools', 'approve', '--config', configPath], processEnv);
+    // an operator approves the catalog (the pin file), while the task is created
+    const [approved, task] = await Promise.all([
+      runWrit(['gateway', 'tools', 'approve', '--config', configPath], processEnv),
+      env.createTask({
+        scope: { tools: ['local.echo', 'local.whoami', 'local.fail', 'docs.*'], resources: [], destinations: ['127.0.0.1:*'] },
+        max_actions: 100,
+      }),
+    ]);
     assert.equal(approved.code, 0, approved.stderr);
     const report = JSON.parse(approved.stdout);
     assert.ok(report.tools.some((t: any) => t.tool === 'local.echo' && t.status === 'added'));
     assert.ok(report.tools.some((t: any) => t.tool === 'docs.search' && t.status === 'added'));
     assertNoSecret('approve output', approved.stdout + approved.stderr);
-
-    const task = await env.createTask({
-      scope: { tools: ['local.echo', 'local.whoami', 'local.fail', 'docs.*'], resources: [], destinations: ['127.0.0.1:*'] },
-      max_actions: 100,
-    });
     taskId = task.id;
     token = await env.taskToken(task.id);
 
+    // the gateway over streamable HTTP (a `writ gateway mcp` process) and over stdio (started by the agent's client)
     gw = spawnWrit(['gateway', 'mcp', '--config', configPath], processEnv);
-    gwUrl = (await gw.waitFor('listening')).url;
+    [gwUrl, stdio] = await Promise.all([
+      gw.waitFor('listening').then((e) => e.url as string),
+      stdioGatewayClient(configPath, { ...processEnv, WRIT_TASK_TOKEN: token, PATH: process.env.PATH ?? '' }),
+    ]);
     client = await httpClient(gwUrl, token);
-    stdio = await stdioGatewayClient(configPath, { ...processEnv, WRIT_TASK_TOKEN: token, PATH: process.env.PATH ?? '' });
   });
 
   after(async () => {
