@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -46,6 +46,8 @@ export interface GatewayBenchReport {
   http: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_vs_passthrough_p50: number; target: 1.25; met: boolean };
   /** POST /v1/authorize alone (fetch, loopback), measured in the same rounds as http: the floor of the gateway's overhead */
   writ_authorize_http: Latency;
+  /** 1-minute load average at start and end: other work on the machine skews every figure */
+  load_average: [number, number];
   notes: string[];
 }
 
@@ -158,6 +160,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
   const iterations = opts.iterations ?? 2000;
   const warmup = opts.warmup ?? 200;
   const dir = mkdtempSync(join(tmpdir(), 'writ-bench-gw-'));
+  const loadAtStart = Math.round(loadavg()[0]! * 100) / 100;
   const stops: (() => Promise<void>)[] = [];
   const clients: Client[] = [];
   try {
@@ -257,6 +260,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
       stdio: { ...stdio, gateway_vs_passthrough_p50: rs, target: 1.25, met: rs <= 1.25 },
       http: { ...http, gateway_vs_passthrough_p50: rh, target: 1.25, met: rh <= 1.25 },
       writ_authorize_http: writAuthorize,
+      load_average: [loadAtStart, Math.round(loadavg()[0]! * 100) / 100],
       notes: [
         'sequential calls (concurrency 1), the three variants interleaved in rounds; every party is its own process on loopback',
         'gateway: one POST /v1/authorize per call (durable SQLite commit, synchronous=FULL) before forwarding; outcome reported off the call path',

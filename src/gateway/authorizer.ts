@@ -194,7 +194,7 @@ export class HttpAuthorizer implements Authorizer {
       const r = await this.call('GET', `/v1/tasks/${encodeURIComponent(taskId)}`, this.opts.operatorToken, undefined, 'task');
       if (r.status === 200 && r.body?.status === 'active') t = r.body;
     }
-    if (!t) throw new AuthorizerError('task_not_active', `task \`${taskId}\` is not active`, 401);
+    if (!t || t.status !== 'active') throw new AuthorizerError('task_not_active', `task \`${taskId}\` is not active`, 401);
     if (t.agent_id !== agentId) throw new AuthorizerError('invalid_token', 'the task token does not match its task', 401);
     const s = t.scope ?? {};
     return { tools: s.tools ?? [], resources: s.resources ?? [], destinations: s.destinations ?? [] };
