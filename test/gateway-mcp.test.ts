@@ -296,7 +296,14 @@ describe('MCP gateway', () => {
     await eventually(async () => gw.stderr().includes('"event":"tool_changed"'));
 
     // the operator reviews and re-approves one tool; the running gateways pick the pins up
-    const again = await runWrit(['gateway', 'tools', 'approve', '--config', configPath, '--tool', 'docs.search'], processEnv);
+    const [again, status] = await Promise.all([
+      runWrit(['gateway', 'tools', 'approve', '--config', configPath, '--tool', 'docs.search'], processEnv),
+      runWrit(['gateway', 'tools', 'list', '--config', configPath], processEnv),
+    ]);
+    assert.equal(status.code, 0, status.stderr);
+    const byName = Object.fromEntries(JSON.parse(status.stdout).tools.map((t: any) => [t.tool, t.status]));
+    assert.equal(byName['local.echo'], 'changed');
+    assert.equal(byName['local.whoami'], 'pinned');
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(JSON.parse(again.stdout).tools.map((t: any) => [t.tool, t.status]), [['docs.search', 'changed']]);
     const listed = (await client.listTools()).tools;

@@ -8,6 +8,7 @@ import { ConfigError, parseGatewayConfig, parseProxyConfig, upstreamAudience, up
 import { MaskSecrets } from '../src/gateway/http-proxy.js';
 import { approveCatalogs, emptyPins, PinStore, toolDigest, writePinFile } from '../src/gateway/pins.js';
 import { Redactor, resolveValue, SecretResolutionError } from '../src/gateway/secrets.js';
+import { taskTokenSource } from '../src/gateway/mcp-serve.js';
 import { httpActionArguments, isJsonContentType } from '../src/sdk/http-action.js';
 
 describe('gateway units', () => {
@@ -79,6 +80,23 @@ describe('gateway units', () => {
       assert.equal(got.length, text.length);
       assert.ok(!got.includes('s3cr3t'), `chunk size ${size}`);
       assert.equal(got, text.split(secret.toString()).join('*'.repeat(secret.length)));
+    }
+  });
+
+  it('reads the stdio task token from a file, again when it changes, or from the environment', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-tok-'));
+    try {
+      const file = join(dir, 'token');
+      const fromFile = taskTokenSource({ file, envName: 'X' });
+      assert.equal(fromFile(), undefined);
+      writeFileSync(file, 'first-token\n');
+      assert.equal(fromFile(), 'first-token');
+      writeFileSync(file, 'second-token-longer\n');
+      assert.equal(fromFile(), 'second-token-longer');
+      assert.equal(taskTokenSource({ envName: 'T', env: { T: ' env-token ' } })(), 'env-token');
+      assert.equal(taskTokenSource({ envName: 'T', env: {} })(), undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
