@@ -386,6 +386,11 @@ for (const { backend, skip } of backends()) {
       assert.equal((await exchange(once, task.id)).status, 200);
       await mark();
       await refused(await exchange(once, task.id), 'subject_token_replayed');
+      // a platform token is reused for its lifetime (Kubernetes refreshes it in place): once per task
+      const otherTask = await env.createTask();
+      assert.equal((await exchange(once, otherTask.id)).status, 200);
+      await mark();
+      await refused(await exchange(once, otherTask.id), 'subject_token_replayed');
       // tampered payload
       const [h, , s] = (await sign(k8sKey, k8sClaims())).split('.');
       await refused(await exchange(`${h}.${b64(k8sClaims({ sub: K8S_SUB }))}.${s}`, task.id), 'bad_signature');

@@ -318,8 +318,11 @@ export class Federation {
       },
     };
     if (typeof claims.jti === 'string') {
-      // the subject token's jti is spent in the same transaction that records the issue
-      const first = await store.useOnce(`subject:${record.id}:${claims.jti}`, (claims.exp + SKEW_SECONDS) * 1000, audit);
+      // The subject token's jti is spent, for this task, in the same transaction that
+      // records the issue. Per task, not globally: platforms hand a workload the same
+      // token for its whole lifetime (a Kubernetes projected token is refreshed in
+      // place), and one workload serves many tasks; a replay into the same task is refused.
+      const first = await store.useOnce(`subject:${record.id}:${task.id}:${claims.jti}`, (claims.exp + SKEW_SECONDS) * 1000, audit);
       if (!first) throw new Refusal('subject_token_replayed', 'the subject token was exchanged before');
     } else {
       await store.appendAudit([audit]);
