@@ -385,6 +385,17 @@ for (const { backend, skip } of backends()) {
       assert.equal(tooLong.status, 400);
     });
 
+    it('an approval of a task that has ended takes no review', async () => {
+      const { task, agent } = await newTask();
+      const r = await agent.call('POST', '/v1/authorize', pay(99));
+      assert.equal((await env.admin.call('POST', `/v1/tasks/${task.id}/revoke`, { reason: 'done' })).status, 200);
+      const late = await approver1.call('POST', `/v1/approvals/${r.body.approval_id}/approve`, {});
+      assert.equal(late.status, 409);
+      assert.equal(late.body.error.code, 'task_not_active');
+      const read = await agent.call('GET', `/v1/approvals/${r.body.approval_id}`);
+      assert.equal(read.status, 401, 'the agent of an ended task reads nothing');
+    });
+
     it('the audit chain verifies after all of it', async () => {
       const v = await env.admin.call('GET', '/v1/audit/verify');
       assert.equal(v.body.ok, true, JSON.stringify(v.body));

@@ -370,6 +370,10 @@ export class ApprovalService {
     if (!a) throw new NotFoundError(`approval \`${id}\` does not exist`, 'approval_not_found');
     if (a.status !== 'pending') throw new ConflictError(`approval \`${id}\` is ${a.status}`, 'approval_not_pending');
     const task = await this.kit.store.getTask(a.taskId);
+    // an approval of a task that has ended would never be used: nothing to approve
+    if (!task || task.status !== 'active' || task.expiresAt <= this.kit.clock.now()) {
+      throw new ConflictError(`task \`${a.taskId}\` is not active`, 'task_not_active');
+    }
     const { agents, owners } = await this.lineage(task);
     // An operator that is (named as) an agent of the chain is that agent approving itself.
     if (agents.includes(by.id) || agents.includes(by.name)) {
