@@ -47,6 +47,13 @@ export interface ApprovalStatus {
   status: ApprovalState;
   /** present on the requesting agent's first read after approval */
   action_token?: string;
+  /**
+   * The decision that read produced: Writ decides again when the approved action is
+   * collected (`allow` with the token, or `deny` when the task or policy no longer allows it).
+   */
+  decision?: 'allow' | 'deny';
+  decision_id?: string;
+  reasons?: Reason[];
 }
 
 export interface Authorizer {
@@ -232,9 +239,18 @@ async function readApproval(client: JsonClient, taskToken: string, approvalId: s
   }
   if (r.status === 404 && r.body?.error?.code === 'not_found') throw new AuthorizerError('approvals_unavailable', 'this Writ does not serve approvals', 404);
   if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/approvals/{id}');
-  const status = r.body?.status;
+  return approvalStatusOf(r.body);
+}
+
+function approvalStatusOf(body: any): ApprovalStatus {
+  const status = body?.status;
   if (typeof status !== 'string') throw new AuthorizerError('bad_response', 'Writ answered an approval without a status');
-  return { status: status as ApprovalState, action_token: typeof r.body.action_token === 'string' ? r.body.action_token : undefined };
+  const out: ApprovalStatus = { status: status as ApprovalState };
+  if (typeof body.action_token === 'string') out.action_token = body.action_token;
+  if (body.decision === 'allow' || body.decision === 'deny') out.decision = body.decision;
+  if (typeof body.decision_id === 'string') out.decision_id = body.decision_id;
+  if (Array.isArray(body.reasons)) out.reasons = body.reasons;
+  return out;
 }
 
 function fromWrit(err: unknown): never {
@@ -242,20 +258,11 @@ function fromWrit(err: unknown): never {
   throw new AuthorizerError('writ_unavailable', 'Writ failed to decide');
 }
 
-/**
- * Writ in the same process: no HTTP, no serialization. Approvals are read over HTTP
- * from `approvalsUrl` (the embedding server's own URL) when given.
- */
+/** Writ in the same process: no HTTP, no serialization, no second process to wake. */
 export class InProcessAuthorizer implements Authorizer {
   readonly mode = 'in-process' as const;
-  private readonly approvals: JsonClient | null;
 
-  constructor(
-    private readonly writ: Writ,
-    opts: { approvalsUrl?: string } = {},
-  ) {
-    this.approvals = opts.approvalsUrl ? new JsonClient(opts.approvalsUrl) : null;
-  }
+  constructor(private readonly writ: Writ) {}
 
   async task(taskToken: string): Promise<TaskView> {
     try {
@@ -286,11 +293,14 @@ export class InProcessAuthorizer implements Authorizer {
   }
 
   async approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
-    if (!this.approvals) throw new AuthorizerError('approvals_unavailable', 'the embedded gateway was given no URL to read approvals from');
-    return readApproval(this.approvals, taskToken, approvalId, waitSeconds);
+    try {
+      const ctx = await this.writ.authenticateTask(taskToken);
+      return approvalStatusOf(await this.writ.approvals.readAsAgent(ctx, approvalId, Math.max(0, Math.min(30, Math.floor(waitSeconds)))));
+    } catch (err) {
+      if (err instanceof AuthorizerError) throw err;
+      return fromWrit(err);
+    }
   }
 
-  async close(): Promise<void> {
-    this.approvals?.close();
-  }
+  async close(): Promise<void> {}
 }

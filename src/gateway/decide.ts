@@ -82,8 +82,14 @@ export class Decider {
       }
       if (st.status === 'approved' && st.action_token) {
         this.pending.delete(key);
-        const decisionId = peekClaims(st.action_token) as { decision_id?: unknown } | null;
-        return { kind: 'allow', decisionId: typeof decisionId?.decision_id === 'string' ? decisionId.decision_id : p.decisionId, actionToken: st.action_token };
+        const claims = peekClaims(st.action_token) as { decision_id?: unknown } | null;
+        const decisionId = st.decision_id ?? (typeof claims?.decision_id === 'string' ? claims.decision_id : p.decisionId);
+        return { kind: 'allow', decisionId, actionToken: st.action_token };
+      }
+      if (st.decision === 'deny' && st.decision_id) {
+        // approved, but the task or the policy of this moment no longer allows it
+        this.pending.delete(key);
+        return { kind: 'deny', decisionId: st.decision_id, reasons: st.reasons ?? [] };
       }
       if (st.status === 'denied' || st.status === 'expired' || st.status === 'cancelled') {
         this.pending.delete(key);
