@@ -11,7 +11,17 @@ export type ChainReport =
  * matches its content), a deleted one (a gap, or a `prev_hash` that names some other
  * entry), reordered entries, or a tail cut off (the store's head names a later entry).
  */
-export async function verifyChain(store: Store, pageSize = 1000): Promise<ChainReport> {
+export async function verifyChain(store: Store, pageSize = 1000, options: { checkpoints?: { seq: number; hash: string }[] } = {}): Promise<ChainReport> {
+  // Checkpoints (see checkpoint.ts) pin `hash` at `seq`: they catch a rewrite that
+  // recomputed every hash, and a tail cut off together with the head.
+  const pinned = new Map<number, string>();
+  for (const c of options.checkpoints ?? []) {
+    const other = pinned.get(c.seq);
+    if (other !== undefined && other !== c.hash) {
+      return { ok: false, entries: 0, first_bad_seq: c.seq, problem: `two checkpoints disagree about entry ${c.seq}` };
+    }
+    pinned.set(c.seq, c.hash);
+  }
   let expectedSeq = 1;
   let prevHash = GENESIS_HASH;
   let count = 0;
@@ -29,12 +39,20 @@ export async function verifyChain(store: Store, pageSize = 1000): Promise<ChainR
       if (computeEntryHash(rest) !== e.hash) {
         return { ok: false, entries: count, first_bad_seq: e.seq, problem: `entry ${e.seq} was altered (its hash does not match its content)` };
       }
+      const pin = pinned.get(e.seq);
+      if (pin !== undefined && pin !== e.hash) {
+        return { ok: false, entries: count, first_bad_seq: firstAltered(pinned, e.seq), problem: `entry ${e.seq} does not match its signed checkpoint: the chain was rewritten at or before it` };
+      }
       prevHash = e.hash;
       expectedSeq += 1;
       count += 1;
     }
     if (page.length < pageSize) break;
     after = page[page.length - 1]!.seq;
+  }
+  const lastPinned = Math.max(0, ...pinned.keys());
+  if (lastPinned > expectedSeq - 1) {
+    return { ok: false, entries: count, first_bad_seq: expectedSeq, problem: `entries from ${expectedSeq} are missing: a signed checkpoint names entry ${lastPinned}` };
   }
   const head = await store.auditHead();
   if (head && (head.seq !== expectedSeq - 1 || head.hash !== prevHash)) {
@@ -46,4 +64,11 @@ export async function verifyChain(store: Store, pageSize = 1000): Promise<ChainR
   }
   if (!head && count > 0) return { ok: false, entries: count, first_bad_seq: 1, problem: 'the chain head is missing' };
   return { ok: true, entries: count, head };
+}
+
+/** The first seq after the last checkpoint that still matched: where a rewrite can have begun. */
+function firstAltered(pinned: Map<number, string>, badSeq: number): number {
+  let from = 1;
+  for (const seq of pinned.keys()) if (seq < badSeq && seq + 1 > from) from = seq + 1;
+  return from;
 }

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { flag, intFlag, parseArgs, positionals } from './args.js';
+import { flag, intFlag, list, parseArgs, positionals } from './args.js';
 import { baseUrl, CliError, CONNECTION, operatorToken, print, request } from './client.js';
 import { group } from './command.js';
 import { AUDIT_USAGE } from './usage.js';
@@ -8,7 +8,7 @@ import { AUDIT_USAGE } from './usage.js';
 type ChainReport = { ok: true; entries: number } | { ok: false; entries: number; first_bad_seq: number; problem: string };
 
 /** Opens the store itself (no server needed): SQLite under `dataDir`, or WRIT_DATABASE_URL. */
-async function verifyLocally(dataDir: string): Promise<ChainReport> {
+async function verifyLocally(dataDir: string, checkpoints: string[]): Promise<ChainReport> {
   const databaseUrl = process.env.WRIT_DATABASE_URL?.trim() || undefined;
   const dir = resolve(dataDir);
   // the store would create an empty database, which verifies as an intact empty chain
@@ -21,8 +21,23 @@ async function verifyLocally(dataDir: string): Promise<ChainReport> {
     throw new CliError('store_unavailable', `cannot open the store: ${(err as Error).message}`);
   }
   try {
-    return await verifyChain(store);
+    // Offline, the checkpoints' signatures are checked against the public keys in the
+    // store: a swapped key would make a genuine checkpoint fail, never a forged one pass.
+    const pins = [];
+    if (checkpoints.length > 0) {
+      const { verifyCheckpoint } = await import('../audit/checkpoint.js');
+      const jwks = { keys: (await store.listSigningKeys()).map((k) => k.publicJwk) };
+      for (const [i, token] of checkpoints.entries()) {
+        try {
+          pins.push(await verifyCheckpoint(token, jwks as never));
+        } catch {
+          throw new CliError('invalid_checkpoint', `checkpoint ${i} does not verify with the store's signing keys`);
+        }
+      }
+    }
+    return await verifyChain(store, 1000, { checkpoints: pins });
   } catch (err) {
+    if (err instanceof CliError) throw err;
     const cause = (err as { cause?: Error }).cause;
     throw new CliError('store_unavailable', `cannot read the audit chain: ${cause?.message ?? (err as Error).message}`);
   } finally {
@@ -30,7 +45,27 @@ async function verifyLocally(dataDir: string): Promise<ChainReport> {
   }
 }
 
-/** `writ audit list|verify`. */
+/** A file holding a checkpoint JWS, or the JSON `writ audit checkpoint` printed. */
+function readCheckpointFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch {
+    throw new CliError('checkpoint_not_found', `cannot read checkpoint file ${path}`);
+  }
+  if (text.startsWith('{')) {
+    try {
+      const cp = (JSON.parse(text) as { checkpoint?: unknown }).checkpoint;
+      if (typeof cp === 'string') return cp;
+    } catch {
+      /* reported below */
+    }
+    throw new CliError('invalid_checkpoint', `${path} holds no checkpoint`);
+  }
+  return text;
+}
+
+/** `writ audit list|checkpoint|verify`. */
 export const audit = group('audit', AUDIT_USAGE, {
   async list(argv) {
     const args = parseArgs(argv, { values: [...CONNECTION, 'task', 'agent', 'type', 'decision', 'after', 'limit'] });
@@ -46,13 +81,25 @@ export const audit = group('audit', AUDIT_USAGE, {
     print(await request(baseUrl(args), 'GET', '/v1/audit', { token: operatorToken(args), query }));
   },
 
+  async checkpoint(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'out'] });
+    positionals(args, []);
+    const cp = await request(baseUrl(args), 'POST', '/v1/audit/checkpoints', { token: operatorToken(args) });
+    const out = flag(args, 'out');
+    if (out !== undefined) writeFileSync(out, `${cp.checkpoint}\n`, { flag: 'wx' });
+    print(cp);
+  },
+
   async verify(argv, ctx) {
-    const args = parseArgs(argv, { values: [...CONNECTION, 'data-dir'] });
+    const args = parseArgs(argv, { values: [...CONNECTION, 'data-dir'], lists: ['checkpoint'] });
     positionals(args, []);
     const dataDir = flag(args, 'data-dir');
+    const checkpoints = list(args, 'checkpoint').map(readCheckpointFile);
     const report: ChainReport = dataDir !== undefined
-      ? await verifyLocally(dataDir)
-      : await request(baseUrl(args), 'GET', '/v1/audit/verify', { token: operatorToken(args) });
+      ? await verifyLocally(dataDir, checkpoints)
+      : checkpoints.length > 0
+        ? await request(baseUrl(args), 'POST', '/v1/audit/verify', { token: operatorToken(args), json: { checkpoints } })
+        : await request(baseUrl(args), 'GET', '/v1/audit/verify', { token: operatorToken(args) });
     print(report);
     if (report.ok) return 0;
     process.stderr.write(`writ ${ctx.label}: audit_chain_broken: the chain breaks at seq ${report.first_bad_seq}: ${report.problem}\n`);

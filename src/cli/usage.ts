@@ -34,10 +34,12 @@ export const TASK_USAGE: Record<string, string> = {
 
 export const AUDIT_USAGE: Record<string, string> = {
   list: 'writ audit list [--task ID] [--agent ID] [--type TYPE] [--decision ID] [--after SEQ] [--limit N]',
+  checkpoint: 'writ audit checkpoint [--out FILE]   (a signed statement of the chain head; keep it outside Writ)',
   verify:
-    'writ audit verify [--data-dir DIR]\n' +
+    'writ audit verify [--data-dir DIR] [--checkpoint FILE ...]\n' +
     '    with --data-dir: opens DIR/writ.db (or WRIT_DATABASE_URL when set) directly and verifies offline;\n' +
-    '    otherwise asks the server (GET /v1/audit/verify). Exit 0 when the chain is intact, 1 when broken',
+    '    otherwise asks the server. With --checkpoint, the chain must also agree with each signed checkpoint\n' +
+    '    (catches a rewritten database and a cut-off tail). Exit 0 when the chain is intact, 1 when broken',
 };
 
 export const POLICY_USAGE: Record<string, string> = {

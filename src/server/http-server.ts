@@ -5,6 +5,7 @@ import type { Writ } from '../service/writ.js';
 import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
 import {
   auditQuerySchema,
+  auditVerifySchema,
   authorizeSchema,
   consumeSchema,
   createOperatorSchema,
@@ -252,6 +253,16 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('GET', '/v1/audit/verify', async ({ req, res }) => {
     const op = await operator(req);
     sendJson(res, 200, await writ.verifyAudit(op));
+  });
+  route('POST', '/v1/audit/verify', async ({ req, res }) => {
+    const op = await operator(req);
+    const body = parse(auditVerifySchema, await readJson(req));
+    sendJson(res, 200, await writ.verifyAudit(op, body.checkpoints));
+  });
+  route('POST', '/v1/audit/checkpoints', async ({ req, res }) => {
+    const op = await operator(req);
+    await readJson(req, true);
+    sendJson(res, 201, await writ.checkpointAudit(op));
   });
 
   route('POST', '/oauth/introspect', async ({ req, res }) => {

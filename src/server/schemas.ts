@@ -74,6 +74,10 @@ export const tokenFormSchema = z.object({
 
 export const introspectFormSchema = z.object({ token: z.string().min(1).max(16_384), token_type_hint: z.string().optional() });
 
+export const auditVerifySchema = z.strictObject({
+  checkpoints: z.array(z.string().min(1).max(4096)).max(1000).default([]),
+});
+
 export const auditQuerySchema = z.strictObject({
   task_id: z.string().max(256).optional(),
   agent_id: z.string().max(256).optional(),

@@ -1,5 +1,6 @@
 import { decodeProtectedHeader } from 'jose';
 import { DecisionCommitter } from '../audit/decision-committer.js';
+import { checkpointClaims, CHECKPOINT_TYP, verifyCheckpoint } from '../audit/checkpoint.js';
 import { verifyChain, type ChainReport } from '../audit/verify-chain.js';
 import { epochSeconds, systemClock, type Clock } from '../core/clock.js';
 import { digestArguments, sha256Hex } from '../core/digest.js';
@@ -781,9 +782,31 @@ export class Writ {
     return this.store.listAudit(filter);
   }
 
-  async verifyAudit(by: OperatorRecord): Promise<ChainReport> {
+  /**
+   * Verifies the chain; with `checkpoints` (JWS strings from `checkpointAudit`, kept
+   * outside the database), also that the chain still agrees with each of them.
+   */
+  async verifyAudit(by: OperatorRecord, checkpoints: string[] = []): Promise<ChainReport> {
     requireRole(by, 'admin', 'auditor');
-    return verifyChain(this.store);
+    const pins = [];
+    for (const [i, token] of checkpoints.entries()) {
+      try {
+        pins.push(await verifyCheckpoint(token, this.keys.jwks() as never, this.config.issuer));
+      } catch {
+        throw new InvalidRequestError(`checkpoint ${i} does not verify with this issuer's keys`, undefined, 'invalid_checkpoint');
+      }
+    }
+    return verifyChain(this.store, 1000, { checkpoints: pins });
+  }
+
+  /** Signs the chain's current head; the checkpoint is audited, and meant to be kept elsewhere. */
+  async checkpointAudit(by: OperatorRecord): Promise<{ seq: number; hash: string; checkpoint: string }> {
+    requireRole(by, 'admin', 'auditor');
+    const head = await this.store.auditHead();
+    if (!head) throw new ConflictError('the audit log is empty', 'audit_empty');
+    const checkpoint = this.keys.signJwt(CHECKPOINT_TYP, checkpointClaims(this.config.issuer, head, this.clock.now()));
+    await this.store.appendAudit([{ type: 'audit.checkpoint', actor: `operator:${by.id}`, data: { seq: head.seq, hash: head.hash } }]);
+    return { seq: head.seq, hash: head.hash, checkpoint };
   }
 
   /** Records a security event (a refused credential, a replay); never blocks the refusal. */
