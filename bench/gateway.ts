@@ -4,6 +4,8 @@
  *   passthrough  through a plain pass-through MCP proxy (bench/lib/mcp-passthrough.ts)
  *   gateway      through `writ gateway mcp`, which asks Writ (`writ serve`, SQLite,
  *                synchronous=FULL) over HTTP for every call and reports each outcome
+ *   gateway_in_process  the same gateway with Writ in its own process (InProcessAuthorizer,
+ *                its own SQLite store, synchronous=FULL): no hop to decide
  * for stdio (every hop stdio) and streamable HTTP (every hop HTTP on loopback). Every
  * party is its own process. Target (DESIGN §7): gateway p50 within 1.25x of passthrough.
  *
@@ -28,6 +30,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'src/cli/main.ts');
 const ECHO = join(ROOT, 'bench/lib/mcp-echo-server.ts');
 const PASS = join(ROOT, 'bench/lib/mcp-passthrough.ts');
+const EMBEDDED = join(ROOT, 'bench/lib/gateway-embedded.ts');
 const NODE = [process.execPath, '--import', 'tsx'];
 
 export interface Latency {
@@ -37,13 +40,24 @@ export interface Latency {
   mean_us: number;
 }
 
+export interface Section {
+  direct: Latency;
+  passthrough: Latency;
+  gateway: Latency;
+  gateway_in_process: Latency;
+  gateway_vs_passthrough_p50: number;
+  gateway_in_process_vs_passthrough_p50: number;
+  target: 1.25;
+  met: boolean;
+}
+
 export interface GatewayBenchReport {
   benchmark: 'gateway';
   iterations: number;
   warmup: number;
   node: string;
-  stdio: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_vs_passthrough_p50: number; target: 1.25; met: boolean };
-  http: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_vs_passthrough_p50: number; target: 1.25; met: boolean };
+  stdio: Section;
+  http: Section;
   /** POST /v1/authorize alone (fetch, loopback), measured in the same rounds as http: the floor of the gateway's overhead */
   writ_authorize_http: Latency;
   /** 1-minute load average at start and end: other work on the machine skews every figure */
@@ -213,12 +227,14 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
     const stdioCfg = gwConfig({ transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', ECHO], cwd: ROOT });
     const stdioGw = await stdioClient([...NODE, CLI, 'gateway', 'mcp', '--stdio', '--config', stdioCfg], { ...gwEnv, WRIT_TASK_TOKEN: token });
     clients.push(stdioGw);
-    const [sd, sp, sg] = await measureInterleaved(
-      [toolCall(stdioDirect, 'echo'), toolCall(stdioPass, 'echo'), toolCall(stdioGw, 'bench.echo')],
+    const stdioEmb = await stdioClient([...NODE, EMBEDDED, '--data-dir', mkdtempSync(join(dir, 'emb-')), '--pins', pinsFile, '--upstream-cmd', JSON.stringify(echoCmd)]);
+    clients.push(stdioEmb);
+    const [sd, sp, sg, se] = await measureInterleaved(
+      [toolCall(stdioDirect, 'echo'), toolCall(stdioPass, 'echo'), toolCall(stdioGw, 'bench.echo'), toolCall(stdioEmb, 'bench.echo')],
       iterations,
       warmup,
     );
-    const stdio = { direct: sd!, passthrough: sp!, gateway: sg! };
+    const stdio = { direct: sd!, passthrough: sp!, gateway: sg!, gateway_in_process: se! };
     for (const c of clients.splice(0)) await c.close().catch(() => undefined);
 
     // --- streamable HTTP: client -(http)-> [proxy -(http)->] upstream
@@ -231,6 +247,11 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
     const gw = start([...NODE, CLI, 'gateway', 'mcp', '--config', gwConfig({ transport: 'http', url: upstreamUrl })], gwEnv);
     stops.push(gw.stop);
     const gwUrl = (await gw.line(/"event":"listening","url":"([^"]+)"/))[1]!;
+    const emb = start([...NODE, EMBEDDED, '--data-dir', mkdtempSync(join(dir, 'emb-')), '--pins', pinsFile, '--upstream-url', upstreamUrl, '--http']);
+    stops.push(emb.stop);
+    const embLine = await emb.line(/\{"listening":"([^"]+)","token":"([^"]+)"\}/);
+    const httpEmb = await httpClient(embLine[1]!, embLine[2]!);
+    clients.push(httpEmb);
     const httpDirect = await httpClient(upstreamUrl);
     const httpPass = await httpClient(passUrl);
     const httpGw = await httpClient(gwUrl, token);
@@ -241,24 +262,26 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
       const d = await api(url, 'POST', '/v1/authorize', token, { tool: 'bench.echo', arguments: { text: 'benchmark payload', n: n++ }, audience: 'mcp:bench' });
       if (d.decision !== 'allow') throw new Error(JSON.stringify(d));
     };
-    const [hd, hp, hg, ha] = await measureInterleaved(
-      [toolCall(httpDirect, 'echo'), toolCall(httpPass, 'echo'), toolCall(httpGw, 'bench.echo'), authorizeOnce],
+    const [hd, hp, hg, he, ha] = await measureInterleaved(
+      [toolCall(httpDirect, 'echo'), toolCall(httpPass, 'echo'), toolCall(httpGw, 'bench.echo'), toolCall(httpEmb, 'bench.echo'), authorizeOnce],
       iterations,
       warmup,
     );
-    const http = { direct: hd!, passthrough: hp!, gateway: hg! };
+    const http = { direct: hd!, passthrough: hp!, gateway: hg!, gateway_in_process: he! };
     const writAuthorize = ha!;
 
-    const ratio = (x: { gateway: Latency; passthrough: Latency }) => Math.round((x.gateway.p50_us / x.passthrough.p50_us) * 100) / 100;
-    const rs = ratio(stdio);
-    const rh = ratio(http);
+    const ratio = (a: Latency, b: Latency) => Math.round((a.p50_us / b.p50_us) * 100) / 100;
+    const section = (x: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_in_process: Latency }): Section => {
+      const r = ratio(x.gateway, x.passthrough);
+      return { ...x, gateway_vs_passthrough_p50: r, gateway_in_process_vs_passthrough_p50: ratio(x.gateway_in_process, x.passthrough), target: 1.25, met: r <= 1.25 };
+    };
     return {
       benchmark: 'gateway',
       iterations,
       warmup,
       node: process.version,
-      stdio: { ...stdio, gateway_vs_passthrough_p50: rs, target: 1.25, met: rs <= 1.25 },
-      http: { ...http, gateway_vs_passthrough_p50: rh, target: 1.25, met: rh <= 1.25 },
+      stdio: section(stdio),
+      http: section(http),
       writ_authorize_http: writAuthorize,
       load_average: [loadAtStart, Math.round(loadavg()[0]! * 100) / 100],
       notes: [

@@ -1,0 +1,69 @@
+/**
+ * The gateway with Writ in the same process (the `InProcessAuthorizer`): what the gateway
+ * costs when it does not cross a process boundary to decide. For the gateway benchmark
+ * only: it creates its own Writ on a fresh SQLite store (synchronous=FULL, like `writ
+ * serve`), an agent and a task, and serves one upstream.
+ *
+ *   node --import tsx bench/lib/gateway-embedded.ts --data-dir DIR --pins FILE --upstream-cmd JSON|--upstream-url URL [--http]
+ *
+ * stdio by default (the task token is its own); `--http` prints
+ * `{"listening": "<url>", "token": "<task token>"}` on stderr.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { InProcessAuthorizer } from '../../src/gateway/authorizer.js';
+import { parseGatewayConfig } from '../../src/gateway/config.js';
+import { silentLog } from '../../src/gateway/log.js';
+import { McpGateway } from '../../src/gateway/mcp-gateway.js';
+import { serveMcpHttp, serveMcpStdio } from '../../src/gateway/mcp-serve.js';
+import { Writ } from '../../src/service/writ.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+
+const argv = process.argv.slice(2);
+const at = (name: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const dataDir = at('--data-dir')!;
+const issuer = 'http://writ.embedded.invalid';
+const writ = new Writ(new SqliteStore({ path: join(dataDir, 'writ.db') }), { issuer });
+await writ.init();
+const adminToken = `wop_${randomBytes(16).toString('hex')}`;
+await writ.bootstrapAdmin(adminToken);
+const admin = await writ.authenticateOperator(adminToken);
+const { privateKey, publicKey } = await generateKeyPair('Ed25519', { extractable: true });
+const agentId = 'spiffe://bench.test/agent/embedded';
+await writ.registerAgent(admin, { id: agentId, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] } });
+const task = await writ.createTask(admin, { agent_id: agentId, intent: 'bench', scope: { tools: ['bench.*'], resources: [], destinations: ['127.0.0.1:*'] }, ttl_seconds: 3600, max_actions: 100_000 });
+const iat = Math.floor(Date.now() / 1000);
+const assertion = await new SignJWT({ jti: randomBytes(12).toString('hex') })
+  .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
+  .setIssuer(agentId)
+  .setSubject(agentId)
+  .setAudience(issuer)
+  .setIssuedAt(iat)
+  .setExpirationTime(iat + 60)
+  .sign(privateKey);
+const { access_token: token } = await writ.issueTaskToken({
+  grant_type: 'client_credentials',
+  client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+  client_assertion: assertion,
+  task_id: task.id,
+});
+
+const cmd = at('--upstream-cmd');
+const upstream = cmd
+  ? { transport: 'stdio', command: (JSON.parse(cmd) as string[])[0], args: (JSON.parse(cmd) as string[]).slice(1) }
+  : { transport: 'http', url: at('--upstream-url') };
+const config = parseGatewayConfig({ writ: { url: issuer }, pins_file: at('--pins'), upstreams: [{ name: 'bench', ...upstream }] }, join(dataDir, 'gateway.json'));
+const gateway = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ), log: silentLog });
+await gateway.start();
+if (argv.includes('--http')) {
+  const running = await serveMcpHttp(gateway, { path: '/mcp' });
+  process.stderr.write(`${JSON.stringify({ listening: running.url, token })}\n`);
+  process.on('SIGTERM', () => process.exit(0));
+} else {
+  await serveMcpStdio(gateway, () => token);
+  process.stdin.once('end', () => process.exit(0));
+}
