@@ -129,8 +129,9 @@ export function largeAgentId(i: number): string {
 
 /**
  * A `count`-policy set in the shape of a large organisation: per-team permits on
- * single tools and tool groups (with resource and argument conditions), and a
- * forbid every tenth policy. Team t's agents may call `svc<t % services>.op<k>`.
+ * single tools and tool groups (with resource and argument conditions), and one
+ * forbid in ten. Policy i is about team i % teams, in round i / teams: round 0 lets
+ * team t call `svc<t % services>.op0`, round 4 is a tool-group permit, round 9 a forbid.
  */
 export function largePolicies(count: number): string[] {
   const out: string[] = [];
@@ -140,11 +141,11 @@ export function largePolicies(count: number): string[] {
     const svc = (team + round) % LARGE.services;
     const op = round % LARGE.opsPerService;
     const g = `Writ::AgentGroup::"team-${team}"`;
-    if (i % 10 === 9) {
+    if (round % 10 === 9) {
       out.push(`@id("p${i}")
 forbid (principal in ${g}, action == Writ::Action::"call", resource == Writ::Tool::"svc${svc}.op${op}")
 when { context.args.hasTag("mode") && context.args.getTag("mode") == "destructive-${i}" };`);
-    } else if (i % 10 === 4) {
+    } else if (round % 10 === 4) {
       out.push(`@id("p${i}")
 permit (principal in ${g}, action == Writ::Action::"call", resource in Writ::ToolGroup::"svc${svc}")
 when { context has resource && context.resource like "proj:team-${team}/*" && context.time.hour_utc >= 0 };`);
