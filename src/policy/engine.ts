@@ -1,6 +1,7 @@
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { sha256Hex } from '../core/digest.js';
 import { InvalidRequestError } from '../core/errors.js';
+import { toolServer } from './request.js';
 import { WRIT_SCHEMA } from './schema.js';
 
 export interface PolicyDiagnostic {
@@ -25,6 +26,19 @@ export interface LoadedPolicySet {
   mentionsApproval: boolean;
   mentionsBreakGlass: boolean;
   mentionsPresence: boolean;
+  /**
+   * the top-level `context` attributes any policy reads, or null when some policy
+   * uses `context` as a whole: Cedar's cost grows with the context it is handed, so
+   * only these are passed (a policy reading an attribute not passed would error,
+   * and an error denies: the narrowing can only ever fail closed)
+   */
+  contextKeys: Set<string> | null;
+  /**
+   * preparsed sub-sets per tool group (see `partitionByToolGroup`): the id of the set
+   * to evaluate for a tool of group `g` is `partitions.get(g) ?? partitions.get('*')`;
+   * null when the set is evaluated whole
+   */
+  partitions: Map<string, string> | null;
 }
 
 export interface CedarRequest {
@@ -52,12 +66,18 @@ export function policyVersion(text: string): string {
  * Parses and validates a policy set against the Writ schema. Throws
  * InvalidRequestError(`invalid_policy`) with Cedar's diagnostics when it does not.
  */
-export function checkPolicyText(text: string): { ids: string[]; parts: Record<string, string>; annotations: Record<string, Record<string, string>> } {
+export function checkPolicyText(text: string): {
+  ids: string[];
+  parts: Record<string, string>;
+  annotations: Record<string, Record<string, string>>;
+  json: Record<string, cedar.PolicyJson>;
+} {
   const split = cedar.policySetTextToParts(text);
   if (split.type !== 'success') throw invalid('the policy text does not parse', split.errors.map((e) => diag(null, e)));
   if (split.policy_templates.length > 0) throw invalid('policy templates are not supported', []);
   const parts: Record<string, string> = {};
   const annotations: Record<string, Record<string, string>> = {};
+  const jsonById: Record<string, cedar.PolicyJson> = {};
   split.policies.forEach((p, i) => {
     const json = cedar.policyToJson(p);
     if (json.type !== 'success') throw invalid('the policy text does not parse', json.errors.map((e) => diag(null, e)));
@@ -65,6 +85,7 @@ export function checkPolicyText(text: string): { ids: string[]; parts: Record<st
     const id = ann.id ?? `policy${i}`;
     if (parts[id] !== undefined) throw invalid(`two policies have the id \`${id}\``, []);
     parts[id] = p;
+    jsonById[id] = json.json;
     checkEscalationAnnotations(id, ann);
     annotations[id] = ann;
   });
@@ -73,7 +94,83 @@ export function checkPolicyText(text: string): { ids: string[]; parts: Record<st
   if (v.validationErrors.length > 0) {
     throw invalid('the policy set does not validate against the schema', v.validationErrors.map((e) => diag(e.policyId, e.error)));
   }
-  return { ids: Object.keys(parts), parts, annotations };
+  return { ids: Object.keys(parts), parts, annotations, json: jsonById };
+}
+
+/**
+ * The top-level context attributes the policies read (`context.x`, `context has x`),
+ * from their JSON form; null when a policy uses `context` any other way.
+ */
+export function contextAttributesRead(policies: cedar.PolicyJson[]): Set<string> | null {
+  const keys = new Set<string>();
+  let whole = false;
+  const isContext = (e: unknown) => typeof e === 'object' && e !== null && (e as { Var?: unknown }).Var === 'context';
+  const walk = (e: unknown): void => {
+    if (whole || typeof e !== 'object' || e === null) return;
+    if (Array.isArray(e)) return e.forEach(walk);
+    const o = e as Record<string, any>;
+    if (isContext(o)) {
+      whole = true;
+      return;
+    }
+    const access = o['.'] ?? o.has;
+    if (access && typeof access === 'object' && 'left' in access && 'attr' in access && Object.keys(o).length === 1) {
+      if (isContext(access.left)) {
+        const attr = Array.isArray(access.attr) ? access.attr[0] : access.attr;
+        if (typeof attr === 'string') keys.add(attr);
+        else whole = true;
+        return;
+      }
+    }
+    for (const v of Object.values(o)) walk(v);
+  };
+  for (const p of policies) walk(p.conditions);
+  return whole ? null : keys;
+}
+
+/**
+ * The tool group a policy is confined to by its resource constraint (`resource in
+ * Writ::ToolGroup::"g"`, `resource == Writ::Tool::"g.x"`, `resource is Writ::Tool in
+ * Writ::ToolGroup::"g"`), or `*` when it can match any tool. Sound because a Tool's
+ * only ancestor is the ToolGroup of its server (request.ts builds it so).
+ */
+export function toolGroupOf(policy: cedar.PolicyJson): string {
+  const r = policy.resource as { op: string; entity?: unknown; in?: { entity?: unknown } };
+  const uid = (e: unknown): { type: string; id: string } | null => {
+    if (!e || typeof e !== 'object') return null;
+    const x = ('__entity' in (e as object) ? (e as { __entity: unknown }).__entity : e) as { type?: unknown; id?: unknown };
+    return typeof x.type === 'string' && typeof x.id === 'string' ? { type: x.type, id: x.id } : null;
+  };
+  const groupOf = (e: { type: string; id: string } | null): string => {
+    if (!e) return '*';
+    if (e.type === 'Writ::ToolGroup') return e.id;
+    if (e.type === 'Writ::Tool') return toolServer(e.id);
+    return '*';
+  };
+  if (r.op === '==' || r.op === 'in') return groupOf(uid(r.entity));
+  if (r.op === 'is' && r.in) return groupOf(uid(r.in.entity));
+  return '*';
+}
+
+/** Past this many policies a set is split by tool group (design §7: 1.5 us per policy checked). */
+const PARTITION_MIN_POLICIES = 64;
+/** ...unless the copies of the group-independent policies would cost more than this. */
+const PARTITION_MAX_COPIES = 50_000;
+
+function partitionByToolGroup(json: Record<string, cedar.PolicyJson>): Map<string, string[]> | null {
+  const ids = Object.keys(json);
+  if (ids.length < PARTITION_MIN_POLICIES) return null;
+  const common: string[] = [];
+  const byGroup = new Map<string, string[]>();
+  for (const id of ids) {
+    const g = toolGroupOf(json[id]!);
+    if (g === '*') common.push(id);
+    else byGroup.set(g, [...(byGroup.get(g) ?? []), id]);
+  }
+  if (byGroup.size === 0 || common.length * byGroup.size > PARTITION_MAX_COPIES) return null;
+  const out = new Map<string, string[]>([['*', common]]);
+  for (const [g, own] of byGroup) out.set(g, [...common, ...own]);
+  return out;
 }
 
 /** `@approvals("N")` is a whole number 1..10; `@four_eyes` is "true" or "false" (README, Approvals). */
@@ -116,6 +213,17 @@ export class PolicyEngine {
       const checked = checkPolicyText(text);
       const r = cedar.preparsePolicySet(version, { staticPolicies: checked.parts });
       if (r.type !== 'success') throw invalid('the policy set does not parse', r.errors.map((e) => diag(null, e)));
+      let partitions: Map<string, string> | null = null;
+      const groups = partitionByToolGroup(checked.json);
+      if (groups) {
+        partitions = new Map();
+        for (const [g, ids] of groups) {
+          const setId = `${version}:${g}`;
+          const pr = cedar.preparsePolicySet(setId, { staticPolicies: Object.fromEntries(ids.map((id) => [id, checked.parts[id]!])) });
+          if (pr.type !== 'success') throw invalid('the policy set does not parse', pr.errors.map((e) => diag(null, e)));
+          partitions.set(g, setId);
+        }
+      }
       set = {
         version,
         text,
@@ -125,6 +233,8 @@ export class PolicyEngine {
         mentionsApproval: /\bapproval\b/.test(text),
         mentionsBreakGlass: /\bbreak_glass\b/.test(text),
         mentionsPresence: /\bowner_present\b/.test(text),
+        contextKeys: contextAttributesRead(Object.values(checked.json)),
+        partitions,
       };
       this.loaded.set(version, set);
     }
@@ -147,13 +257,21 @@ export class PolicyEngine {
    * turns the answer into a deny (fail closed).
    */
   evaluate(request: CedarRequest, set: LoadedPolicySet = this.active()): Evaluation {
+    let context = request.context;
+    if (set.contextKeys) {
+      context = {};
+      for (const k of set.contextKeys) if (k in request.context) context[k] = request.context[k];
+    }
+    const setId = set.partitions
+      ? (set.partitions.get(request.resource.type === 'Writ::Tool' ? toolServer(request.resource.id) : '*') ?? set.partitions.get('*')!)
+      : set.version;
     const answer = cedar.statefulIsAuthorized({
       principal: request.principal,
       action: { type: 'Writ::Action', id: 'call' },
       resource: request.resource,
-      context: request.context as cedar.Context,
+      context: context as cedar.Context,
       entities: request.entities as cedar.Entities,
-      preparsedPolicySetId: set.version,
+      preparsedPolicySetId: setId,
       validateRequest: false,
     });
     if (answer.type !== 'success') {
