@@ -30,9 +30,9 @@ import { rawLimit } from './benchmarks/raw-limit.js';
 import { scale } from './benchmarks/scale.js';
 import { POSTGRES_URL, postgresUnavailable, type Backend } from './lib/backend.js';
 import { calibrationUs, machine } from './lib/machine.js';
-import type { BenchOutput, RunOptions, TargetCheck } from './lib/types.js';
+import { atMost, type BenchOutput, type RunOptions, type TargetCheck } from './lib/types.js';
 
-export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation'] as const;
+export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation', 'mcp_gateway'] as const;
 type Name = (typeof BENCHMARKS)[number];
 const MULTI: Name[] = ['http_two_instances', 'revoke_propagation'];
 
@@ -161,8 +161,20 @@ async function main(): Promise<number> {
       rawP50 = r.p50;
     });
   }
+  if (selected.has('mcp_gateway')) {
+    // backend-independent: Writ on its default SQLite store, MCP over stdio and streamable HTTP
+    await attempt('mcp_gateway', async () => {
+      const t = performance.now();
+      const { runGatewayBench } = await import('./gateway.ts');
+      const g = await runGatewayBench({ iterations: cli.quick ? 200 : 1500, warmup: cli.quick ? 50 : 200 });
+      results.mcp_gateway = { ...g, elapsed_s: Math.round(performance.now() - t) / 1000 };
+      for (const k of ['stdio', 'http'] as const) {
+        targets[`mcp_gateway.${k}.vs_passthrough_p50`] = atMost(`gateway / pass-through proxy p50 (${k})`, g[k].gateway_vs_passthrough_p50, 1.25);
+      }
+    });
+  }
   for (const name of BENCHMARKS) {
-    if (name === 'raw_limit' || !selected.has(name)) continue;
+    if (name === 'raw_limit' || name === 'mcp_gateway' || !selected.has(name)) continue;
     for (const b of cli.backends) {
       if (!usable(b, name)) continue;
       if (MULTI.includes(name) && b === 'sqlite' && !cli.multiSqlite) {
