@@ -1,55 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { BOOT_TOKEN, setup } from './helpers/harness.js';
+import { ok, writ, type CliResult as Result } from './helpers/cli.js';
 
-const run = promisify(execFile);
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
-
-/** Runs `node bin/writ.js ...` as a child (async: the server answers from this process). */
-async function writ(args: string[], env: Record<string, string | undefined> = {}): Promise<Result> {
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, ...env })) {
-    if (v !== undefined && k !== 'NODE_TEST_CONTEXT' && k !== 'WRIT_DATABASE_URL') childEnv[k] = v;
-  }
-  let stdout = '';
-  let stderr = '';
-  let code = 0;
-  try {
-    ({ stdout, stderr } = await run(process.execPath, ['bin/writ.js', ...args], { env: childEnv, timeout: 30_000 }));
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    code = e.code;
-    stdout = e.stdout ?? '';
-    stderr = e.stderr ?? '';
-  }
-  let json: any;
-  try {
-    json = JSON.parse(stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
-}
-
-function ok(r: Result): any {
-  assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
-  assert.ok(r.json !== undefined, `stdout is not JSON: ${r.stdout}`);
-  return r.json;
-}
 
 describe('writ CLI against a running server', () => {
   let env: Awaited<ReturnType<typeof setup>>;

@@ -1,42 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { BOOT_TOKEN, makeAgentKeys, setup } from './helpers/harness.js';
+import { writ } from './helpers/cli.js';
 
-const run = promisify(execFile);
 
-async function writ(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string; json: any }> {
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, ...env })) {
-    if (v !== undefined && k !== 'NODE_TEST_CONTEXT' && k !== 'WRIT_DATABASE_URL') childEnv[k] = v;
-  }
-  let stdout = '';
-  let stderr = '';
-  let code = 0;
-  try {
-    ({ stdout, stderr } = await run(process.execPath, ['bin/writ.js', ...args], { env: childEnv, timeout: 30_000 }));
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    ({ code } = e as { code: number });
-    stdout = e.stdout ?? '';
-    stderr = e.stderr ?? '';
-  }
-  let json: any;
-  try {
-    json = JSON.parse(stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
-}
 
 describe('writ issuer / token-exchange / delegate (CLI)', () => {
   let env: Awaited<ReturnType<typeof setup>>;

@@ -2,9 +2,11 @@ import { EventEmitter } from 'node:events';
 import { canonicalJson } from '../core/digest.js';
 import { ConflictError, ForbiddenError, NotFoundError } from '../core/errors.js';
 import type { ApprovalRecord } from '../core/escalation-types.js';
+import { undecided } from '../core/decision.js';
 import { newId } from '../core/ids.js';
 import type { AgentRecord, DecisionRecord, OperatorRecord, OperatorRole, Reason, TaskRecord } from '../core/types.js';
 import type { Evaluation } from '../policy/engine.js';
+import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
 import { buildCedarRequest, type ActionInput } from '../policy/request.js';
 import type { AuthorizeResult } from '../service/writ.js';
 import { checkScope } from '../tasks/scope.js';
@@ -289,7 +291,7 @@ export class ApprovalService {
     const action: ActionInput = { tool: a.tool, arguments: JSON.parse(a.arguments) as Record<string, unknown>, audience: a.audience };
     if (a.resource !== null) action.resource = a.resource;
     if (a.destination !== null) action.destination = a.destination;
-    const base: DecisionRecord = {
+    const base = undecided({
       id: newId('dec'),
       taskId: ctx.task.id,
       agentId: ctx.agent.id,
@@ -298,15 +300,9 @@ export class ApprovalService {
       resource: a.resource,
       destination: a.destination,
       argsDigest: a.argsDigest,
-      decision: 'deny',
-      reasons: [],
-      policies: [],
       policyVersion: set.version,
-      tokenJti: null,
-      tokenExpiresAt: null,
       createdAt: now,
-      outcome: null,
-    };
+    });
     const denied = async (reasons: Reason[], policies: string[] = []): Promise<AgentApprovalRead> => {
       const d: DecisionRecord = { ...base, reasons, policies };
       await this.kit.recordDecision(d, { approval_id: a.id });
@@ -319,15 +315,10 @@ export class ApprovalService {
     const facts = await this.kit.requestFacts(ctx, action, a.argsDigest, now, set);
     const e = this.kit.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: approvalsCount(a) } }), set);
     if (e.errors.length > 0) {
-      return denied([{ code: 'policy_error', message: `policy evaluation failed: ${e.errors.map((x) => `${x.policy_id}: ${x.message}`).join('; ').slice(0, 500)}` }]);
+      return denied([policyErrorReason(e)]);
     }
     if (e.decision !== 'allow') {
-      return denied(
-        [e.policies.length > 0
-          ? { code: 'policy_forbids', message: `denied by policy ${e.policies.map((p) => `\`${p}\``).join(', ')}` }
-          : { code: 'no_policy_permits', message: 'no policy permits this action, even approved' }],
-        e.policies,
-      );
+      return denied([policyDenyReason(e, ', even approved')], e.policies);
     }
     const approvers = a.reviews.filter((r) => r.verdict === 'approve').map((r) => r.approver);
     const result = await this.kit.issueAllow(ctx, base, {

@@ -13,6 +13,7 @@ import {
   UnauthorizedError,
   WritError,
 } from '../core/errors.js';
+import { undecided } from '../core/decision.js';
 import { newId, newSecret } from '../core/ids.js';
 import type {
   AgentRecord,
@@ -28,6 +29,7 @@ import type {
 import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
 import { PolicyEngine, type LoadedPolicySet } from '../policy/engine.js';
+import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
 import { buildCedarRequest, type ActionInput, type RequestFacts } from '../policy/request.js';
 import { escalate } from '../approvals/escalation.js';
 import type { AllowOptions, WritKit } from '../approvals/kit.js';
@@ -482,7 +484,7 @@ export class Writ {
     const argsDigest = digestArguments(action.arguments);
     const set = await this.currentPolicy();
     const decisionId = newId('dec');
-    const base: DecisionRecord = {
+    const base = undecided({
       id: decisionId,
       taskId: task.id,
       agentId: agent.id,
@@ -491,15 +493,9 @@ export class Writ {
       resource: action.resource ?? null,
       destination: action.destination ?? null,
       argsDigest,
-      decision: 'deny',
-      reasons: [],
-      policies: [],
       policyVersion: set.version,
-      tokenJti: null,
-      tokenExpiresAt: null,
       createdAt: now,
-      outcome: null,
-    };
+    });
 
     const deny = async (reasons: Reason[], policies: string[] = []): Promise<AuthorizeResult> => {
       const d: DecisionRecord = { ...base, reasons, policies };
@@ -516,10 +512,7 @@ export class Writ {
     const facts = await this.requestFacts(ctx, action, argsDigest, now, set);
     let evaluation = this.policy.evaluate(buildCedarRequest(facts), set);
     if (evaluation.errors.length > 0) {
-      return deny(
-        [{ code: 'policy_error', message: `policy evaluation failed: ${evaluation.errors.map((e) => `${e.policy_id}: ${e.message}`).join('; ').slice(0, 500)}` }],
-        evaluation.errors.map((e) => e.policy_id).filter(Boolean),
-      );
+      return deny([policyErrorReason(evaluation)], evaluation.errors.map((e) => e.policy_id).filter(Boolean));
     }
     let breakGlassId: string | undefined;
     if (evaluation.decision !== 'allow') {
@@ -529,13 +522,7 @@ export class Writ {
       const esc = set.mentionsApproval || set.mentionsBreakGlass ? await escalate(this, { facts, set, first: evaluation }) : null;
       if (esc?.kind === 'approval') return this.approvals.request(ctx, action, base, esc);
       if (esc?.kind !== 'break_glass') {
-        const forbids = evaluation.policies;
-        return deny(
-          [forbids.length > 0
-            ? { code: 'policy_forbids', message: `denied by policy ${forbids.map((p) => `\`${p}\``).join(', ')}` }
-            : { code: 'no_policy_permits', message: 'no policy permits this action' }],
-          forbids,
-        );
+        return deny([policyDenyReason(evaluation)], evaluation.policies);
       }
       evaluation = esc.evaluation;
       breakGlassId = esc.breakGlassId;
