@@ -14,6 +14,10 @@ export const GATEWAY_USAGE: Record<string, string> = {
     '    connects to the upstreams, lists their tools and pins them (writes pins_file)\n' +
     '  writ gateway tools list --config FILE\n' +
     '    each upstream tool with its pin status: pinned, changed, unpinned',
+  labels:
+    'writ gateway labels --config FILE [--url URL] [--token ADMIN_TOKEN]\n' +
+    '    stores the labels the configuration gives tools (`upstreams[].tools.<tool>.labels`, or\n' +
+    '    `routes[].labels` of a proxy configuration) in Writ, where policy sees them as `resource.labels`',
 };
 
 const TOOLS_USAGE: Record<string, string> = {
@@ -165,8 +169,37 @@ const tools = group('gateway tools', TOOLS_USAGE, {
   },
 });
 
-/** `writ gateway mcp|http|tools`. */
+/**
+ * Labels live in Writ (PUT /v1/tool-labels), never in the authorize request, so that
+ * no caller picks the labels its own call is judged by; this mirrors a gateway or
+ * proxy configuration's labels there, with an admin's token.
+ */
+async function labels(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, { values: ['config', 'url', 'token'] });
+  positionals(args, []);
+  const path = requireFlag(args, 'config');
+  const { readFileSync } = await import('node:fs');
+  const { parseGatewayConfig, parseProxyConfig } = await import('../gateway/config.js');
+  const { baseUrl, operatorToken, request } = await import('./client.js');
+  const raw = JSON.parse(readFileSync(path, 'utf8')) as { routes?: unknown };
+  const wanted = new Map<string, string[]>();
+  if (raw.routes !== undefined) {
+    for (const r of parseProxyConfig(raw, path).routes) if (r.labels) wanted.set(r.name, r.labels);
+  } else {
+    for (const u of parseGatewayConfig(raw, path).upstreams) {
+      for (const [tool, settings] of Object.entries(u.tools)) if (settings.labels) wanted.set(`${u.name}.${tool}`, settings.labels);
+    }
+  }
+  const token = operatorToken(args);
+  const url = flag(args, 'url') ?? baseUrl(args);
+  const set: { pattern: string; labels: string[] }[] = [];
+  for (const [pattern, l] of wanted) set.push(await request(url, 'PUT', '/v1/tool-labels', { token, json: { pattern, labels: l } }));
+  print({ tool_labels: set.map((e) => ({ pattern: e.pattern, labels: e.labels })) });
+}
+
+/** `writ gateway mcp|http|tools|labels`. */
 export const gateway = group('gateway', GATEWAY_USAGE, {
+  labels,
   mcp,
   http: httpProxy,
   tools: (argv: string[], ctx: CommandContext) => tools(argv, ctx),

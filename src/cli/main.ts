@@ -25,6 +25,7 @@ const commands: Record<string, () => Promise<Command>> = {
   audit: async () => (await import('./audit.js')).audit,
   policy: async () => (await import('./policy.js')).policy,
   operator: async () => (await import('./operator.js')).operator,
+  'tool-labels': async () => (await import('./tool-labels.js')).toolLabels,
   introspect: async () => (await import('./introspect.js')).introspect,
   issuer: async () => (await import('./issuer.js')).issuer,
   delegate: async () => (await import('./delegate.js')).delegate,

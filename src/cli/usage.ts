@@ -47,6 +47,11 @@ export const POLICY_USAGE: Record<string, string> = {
   set: 'writ policy set FILE       (FILE of Cedar policies; `-` reads stdin)',
 };
 
+export const TOOL_LABELS_USAGE: Record<string, string> = {
+  list: 'writ tool-labels list',
+  set: 'writ tool-labels set PATTERN [--label L ...]   (no --label removes the entry; e.g. `github.delete_*` --label sensitive)',
+};
+
 export const OPERATOR_USAGE: Record<string, string> = {
   create: 'writ operator create --name NAME --role admin|approver|auditor|requester [--role ...]',
 };
@@ -94,6 +99,7 @@ ${group(AGENT_USAGE)}
 ${group(TASK_USAGE)}
 ${group(POLICY_USAGE)}
 ${group(OPERATOR_USAGE)}
+${group(TOOL_LABELS_USAGE)}
 ${group(ISSUER_USAGE)}
 ${group(AUDIT_USAGE)}
 ${group(APPROVALS_USAGE)}

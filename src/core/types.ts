@@ -169,3 +169,11 @@ export interface IssuerRecord {
   createdBy: string;
   disabledAt: number | null;
 }
+
+/** Operator-set labels for the tools matching `pattern` (`*` wildcards); what policy sees as `resource.labels`. */
+export interface ToolLabelsRecord {
+  pattern: string;
+  labels: string[];
+  updatedAt: number;
+  updatedBy: string;
+}

@@ -202,8 +202,8 @@ export class McpGateway {
     const action: ActionRequest = { tool: name, arguments: args, audience: upstreamAudience(upstream.config) };
     const destination = upstreamDestination(upstream.config);
     if (destination !== undefined) action.destination = destination;
-    // TODO(labels): operator labels (`upstreams[].tools[name].labels`) should reach policy
-    // as the tool's labels, but POST /v1/authorize has no field for them yet (docs/gateway.md).
+    // Tool labels are not sent: Writ holds them (`writ gateway labels` mirrors this
+    // configuration's labels there), so no caller chooses the labels it is judged by.
     let verdict: Verdict;
     try {
       verdict = await this.decider.decide(token, action);

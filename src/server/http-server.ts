@@ -18,6 +18,7 @@ import {
   revokeSchema,
   taskQuerySchema,
   tokenFormSchema,
+  toolLabelsSchema,
 } from './schemas.js';
 import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
@@ -241,6 +242,18 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const op = await operator(req);
     const body = parse(policySchema, await readJson(req));
     sendJson(res, 200, await writ.putPolicy(op, body.policies));
+  });
+
+  route('GET', '/v1/tool-labels', async ({ req, res }) => {
+    const op = await operator(req);
+    const entries = await writ.listToolLabels(op);
+    sendJson(res, 200, { tool_labels: entries.map((e) => ({ pattern: e.pattern, labels: e.labels, updated_at: iso(e.updatedAt), updated_by: e.updatedBy })) });
+  });
+  route('PUT', '/v1/tool-labels', async ({ req, res }) => {
+    const op = await operator(req);
+    const body = parse(toolLabelsSchema, await readJson(req));
+    const e = await writ.putToolLabels(op, body.pattern, body.labels);
+    sendJson(res, 200, { pattern: e.pattern, labels: e.labels, updated_at: iso(e.updatedAt), updated_by: e.updatedBy });
   });
 
   route('GET', '/v1/audit', async ({ req, res, url }) => {

@@ -101,3 +101,8 @@ export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<
   const where = first.path ? `\`${first.path}\`: ` : '';
   throw new InvalidRequestError(`${where}${first.message}`.toLowerCase().replace(/^./, (c) => c), { issues });
 }
+
+export const toolLabelsSchema = z.strictObject({
+  pattern: pattern,
+  labels: z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/)).max(32),
+});

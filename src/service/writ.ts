@@ -25,6 +25,7 @@ import type {
   Reason,
   TaskRecord,
   TaskScope,
+  ToolLabelsRecord,
 } from '../core/types.js';
 import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
@@ -37,6 +38,7 @@ import { ApprovalService } from '../approvals/service.js';
 import { BreakGlassService } from '../breakglass/service.js';
 import { PresenceService } from '../tasks/presence.js';
 import { DEFAULT_POLICY } from '../policy/schema.js';
+import { ToolLabelRegistry } from '../policy/tool-labels.js';
 import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
 import { checkScope } from '../tasks/scope.js';
 import { lineageOf } from '../tasks/delegation.js';
@@ -88,6 +90,7 @@ export class Writ {
   readonly clock: Clock;
   readonly keys: KeyRing;
   readonly policy = new PolicyEngine();
+  readonly toolLabels: ToolLabelRegistry;
   private readonly committer: DecisionCommitter;
   private readonly tokenCache = new Map<string, TaskPrincipal>();
   private policyCheckedAt = 0;
@@ -107,6 +110,7 @@ export class Writ {
     this.config = resolveConfig(config);
     this.clock = clock;
     this.keys = new KeyRing(store, clock);
+    this.toolLabels = new ToolLabelRegistry(store, clock);
     this.committer = new DecisionCommitter(store, clock);
     const kit = this.kit();
     this.approvals = new ApprovalService(kit);
@@ -462,6 +466,20 @@ export class Writ {
   // --- authorize -----------------------------------------------------------------
 
   /** Re-reads the active policy at most once a second, so a PUT on one instance reaches all. */
+  /** Sets the labels policy sees on the tools matching `pattern`; no labels removes the entry. */
+  async putToolLabels(by: OperatorRecord, pattern: string, labels: string[]): Promise<ToolLabelsRecord> {
+    requireRole(by, 'admin');
+    const record: ToolLabelsRecord = { pattern, labels: [...new Set(labels)].sort(), updatedAt: this.clock.now(), updatedBy: by.id };
+    await this.store.putToolLabels(record, { type: 'tool.labels_set', actor: `operator:${by.id}`, data: { pattern, labels: record.labels } });
+    this.toolLabels.invalidate();
+    return record;
+  }
+
+  async listToolLabels(by: OperatorRecord): Promise<ToolLabelsRecord[]> {
+    requireRole(by, 'admin', 'auditor', 'approver', 'requester');
+    return this.store.listToolLabels();
+  }
+
   private async currentPolicy(): Promise<LoadedPolicySet> {
     const now = this.clock.now();
     if (now - this.policyCheckedAt >= 1000) {
@@ -547,7 +565,8 @@ export class Writ {
   ): Promise<RequestFacts> {
     const { task, agent } = ctx;
     const lineage = await lineageOf(this.store, task);
-    const facts: RequestFacts = { agent, task, root: lineage.root, chain: lineage.chain, action, argsDigest, now, withArgs: set.readsArgs };
+    const toolLabels = await this.toolLabels.labelsFor(action.tool);
+    const facts: RequestFacts = { agent, task, root: lineage.root, chain: lineage.chain, action, argsDigest, now, withArgs: set.readsArgs, toolLabels };
     if (set.mentionsPresence) facts.ownerPresent = await this.presence.ownerPresent(task, now);
     return facts;
   }

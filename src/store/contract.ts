@@ -724,6 +724,25 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       assert.deepEqual(await store.auditHead(), head);
     });
 
+    it('tool labels: set, replace, list in pattern order, remove with an empty list; each change audited', async () => {
+      const base = (await store.listToolLabels()).length;
+      const a = { pattern: `pay-${newId('t')}.*`, labels: ['sensitive', 'writes'], updatedAt: clock.now(), updatedBy: 'op_1' };
+      const { entries } = await audited(store, () => store.putToolLabels(a, auditInput('tool.labels_set', { data: { pattern: a.pattern } })));
+      assert.deepEqual(entries.map((e) => e.type), ['tool.labels_set']);
+      const b = { pattern: `aaa-${newId('t')}`, labels: ['external'], updatedAt: clock.now(), updatedBy: 'op_2' };
+      await store.putToolLabels(b, auditInput('tool.labels_set'));
+      let listed = (await store.listToolLabels()).filter((e) => e.pattern === a.pattern || e.pattern === b.pattern);
+      assert.deepEqual(listed, [b, a].sort((x, y) => (x.pattern < y.pattern ? -1 : 1)));
+      const a2 = { ...a, labels: ['sensitive'], updatedAt: clock.now() + 10, updatedBy: 'op_2' };
+      await store.putToolLabels(a2, auditInput('tool.labels_set'));
+      listed = (await store.listToolLabels()).filter((e) => e.pattern === a.pattern);
+      assert.deepEqual(listed, [a2]);
+      const { entries: removed } = await audited(store, () => store.putToolLabels({ ...a, labels: [] }, auditInput('tool.labels_set')));
+      assert.equal(removed.length, 1);
+      assert.equal((await store.listToolLabels()).some((e) => e.pattern === a.pattern), false);
+      assert.equal((await store.listToolLabels()).length, base + 1);
+    });
+
     it('trusted issuers: create, find the active one by issuer, one active per issuer, disable', async () => {
       const mk = (over: Partial<IssuerRecord> = {}): IssuerRecord => ({
         id: newId('iss'),

@@ -1,3 +1,4 @@
+import type { ToolLabelsRecord } from '../core/types.js';
 import type { AgentRecord, AuditEntry, DecisionRecord, OperatorRecord, PolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
 
 /**
@@ -126,4 +127,8 @@ export function taskParams(t: TaskRecord): unknown[] {
     t.id, t.agentId, t.owner, t.intent, JSON.stringify(t.scope), t.status, t.createdAt, t.expiresAt, t.endedAt,
     t.maxActions, t.actionsUsed, t.actionsReserved, t.parentId, t.rootId, t.depth,
   ];
+}
+
+export function toToolLabels(r: Row): ToolLabelsRecord {
+  return { pattern: r.pattern as string, labels: json(r.labels), updatedAt: num(r.updated_at), updatedBy: r.updated_by as string };
 }

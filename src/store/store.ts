@@ -4,6 +4,7 @@ import type {
   AuditInput,
   DecisionRecord,
   IssuerRecord,
+  ToolLabelsRecord,
   OperatorRecord,
   PolicyRecord,
   SigningKeyRecord,
@@ -103,6 +104,11 @@ export interface Store {
   // signing keys
   listSigningKeys(): Promise<SigningKeyRecord[]>;
   addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void>;
+
+  // tool labels (operator-set; policy sees them as the tool's labels)
+  /** Sets the labels of a tool pattern; an empty list removes the entry. */
+  putToolLabels(record: ToolLabelsRecord, audit: AuditInput): Promise<void>;
+  listToolLabels(): Promise<ToolLabelsRecord[]>;
 
   // trusted workload-identity issuers (federation)
   /** ConflictError(`issuer_exists`) when an active issuer has the same `issuer`. */

@@ -10,6 +10,7 @@ import type {
   AuditInput,
   DecisionRecord,
   IssuerRecord,
+  ToolLabelsRecord,
   OperatorRecord,
   PolicyRecord,
   SigningKeyRecord,
@@ -26,6 +27,7 @@ import {
   toPolicy,
   toSigningKey,
   toTask,
+  toToolLabels,
 } from '../rows.js';
 import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
@@ -704,6 +706,26 @@ export class PostgresStore implements Store {
       ]);
       await this.appendInTx(c, [audit]);
     });
+  }
+
+  // --- tool labels ---------------------------------------------------------------
+
+  async putToolLabels(record: ToolLabelsRecord, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      if (record.labels.length === 0) await c.query('DELETE FROM tool_labels WHERE pattern = $1', [record.pattern]);
+      else {
+        await c.query(
+          `INSERT INTO tool_labels (pattern, labels, updated_at, updated_by) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (pattern) DO UPDATE SET labels = excluded.labels, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+          [record.pattern, JSON.stringify(record.labels), record.updatedAt, record.updatedBy],
+        );
+      }
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async listToolLabels(): Promise<ToolLabelsRecord[]> {
+    return (await this.rows('SELECT * FROM tool_labels ORDER BY pattern')).map(toToolLabels);
   }
 
   // --- trusted issuers (federation) ----------------------------------------------

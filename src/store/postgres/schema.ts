@@ -199,6 +199,14 @@ export const PG_MIGRATIONS: string[] = [
     renewed_at BIGINT NOT NULL
   );
   `,
+  `
+  CREATE TABLE tool_labels (
+    pattern TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */

@@ -186,4 +186,12 @@ export const SQLITE_MIGRATIONS: string[] = [
     renewed_at INTEGER NOT NULL
   );
   `,
+  `
+  CREATE TABLE tool_labels (
+    pattern TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+  );
+  `,
 ];

@@ -10,6 +10,7 @@ import type {
   AuditInput,
   DecisionRecord,
   IssuerRecord,
+  ToolLabelsRecord,
   OperatorRecord,
   PolicyRecord,
   SigningKeyRecord,
@@ -26,6 +27,7 @@ import {
   toPolicy,
   toSigningKey,
   toTask,
+  toToolLabels,
 } from '../rows.js';
 import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
@@ -466,6 +468,25 @@ export class SqliteStore implements Store {
       );
       this.appendInTx([audit]);
     });
+  }
+
+  // --- tool labels ---------------------------------------------------------------
+
+  async putToolLabels(record: ToolLabelsRecord, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      if (record.labels.length === 0) this.stmt('DELETE FROM tool_labels WHERE pattern = ?').run(record.pattern);
+      else {
+        this.stmt(
+          `INSERT INTO tool_labels (pattern, labels, updated_at, updated_by) VALUES (?, ?, ?, ?)
+           ON CONFLICT (pattern) DO UPDATE SET labels = excluded.labels, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+        ).run(record.pattern, JSON.stringify(record.labels), record.updatedAt, record.updatedBy);
+      }
+      this.appendInTx([audit]);
+    });
+  }
+
+  async listToolLabels(): Promise<ToolLabelsRecord[]> {
+    return this.guard(() => (this.stmt('SELECT * FROM tool_labels ORDER BY pattern').all() as Row[]).map(toToolLabels));
   }
 
   // --- trusted issuers (federation) ----------------------------------------------
