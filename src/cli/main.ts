@@ -26,6 +26,7 @@ const commands: Record<string, () => Promise<Command>> = {
   policy: async () => (await import('./policy.js')).policy,
   operator: async () => (await import('./operator.js')).operator,
   'tool-labels': async () => (await import('./tool-labels.js')).toolLabels,
+  keys: async () => (await import('./keys.js')).keys,
   introspect: async () => (await import('./introspect.js')).introspect,
   issuer: async () => (await import('./issuer.js')).issuer,
   delegate: async () => (await import('./delegate.js')).delegate,

@@ -47,6 +47,11 @@ export const POLICY_USAGE: Record<string, string> = {
   set: 'writ policy set FILE       (FILE of Cedar policies; `-` reads stdin)',
 };
 
+export const KEYS_USAGE: Record<string, string> = {
+  list: 'writ keys list',
+  rotate: 'writ keys rotate   (new signing key; the old ones stay in the JWKS until every token they signed has expired)',
+};
+
 export const TOOL_LABELS_USAGE: Record<string, string> = {
   list: 'writ tool-labels list',
   set: 'writ tool-labels set PATTERN [--label L ...]   (no --label removes the entry; e.g. `github.delete_*` --label sensitive)',
@@ -100,6 +105,7 @@ ${group(TASK_USAGE)}
 ${group(POLICY_USAGE)}
 ${group(OPERATOR_USAGE)}
 ${group(TOOL_LABELS_USAGE)}
+${group(KEYS_USAGE)}
 ${group(ISSUER_USAGE)}
 ${group(AUDIT_USAGE)}
 ${group(APPROVALS_USAGE)}

@@ -244,6 +244,16 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     sendJson(res, 200, await writ.putPolicy(op, body.policies));
   });
 
+  route('GET', '/v1/keys', async ({ req, res }) => {
+    const op = await operator(req);
+    sendJson(res, 200, { keys: await writ.listKeys(op) });
+  });
+  route('POST', '/v1/keys/rotate', async ({ req, res }) => {
+    const op = await operator(req);
+    await readJson(req, true);
+    sendJson(res, 200, await writ.rotateKeys(op));
+  });
+
   route('GET', '/v1/tool-labels', async ({ req, res }) => {
     const op = await operator(req);
     const entries = await writ.listToolLabels(op);

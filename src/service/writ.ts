@@ -45,7 +45,7 @@ import { lineageOf } from '../tasks/delegation.js';
 import { checkAgentId } from '../identity/spiffe-id.js';
 import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
 import { KeyRing } from '../tokens/key-ring.js';
-import { ACTION_TOKEN_TYP, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
+import { ACTION_TOKEN_TYP, MAX_TASK_TOKEN_TTL_SECONDS, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
 import { TokenVerificationError, verifyWritJwt } from '../tokens/verify-token.js';
 import { resolveConfig, type WritConfig } from './config.js';
 
@@ -158,6 +158,8 @@ export class Writ {
       const now = this.clock.now();
       this.store.expireTasks(now).catch(() => undefined);
       this.store.purgeExpiredOnce(now - 60_000).catch(() => undefined);
+      // a rotation through another instance: sign with the new key within seconds
+      this.keys.refresh(true).catch(() => undefined);
       this.approvals.sweep(now).catch(() => undefined);
       this.breakGlass.sweep(now).catch(() => undefined);
     }, this.config.expirySweepMs);
@@ -466,6 +468,29 @@ export class Writ {
   // --- authorize -----------------------------------------------------------------
 
   /** Re-reads the active policy at most once a second, so a PUT on one instance reaches all. */
+  /**
+   * Rotates Writ's signing key. The replaced keys stay in the JWKS for the longest
+   * token lifetime plus a minute, so every token already out verifies until it expires.
+   */
+  async rotateKeys(by: OperatorRecord): Promise<{ kid: string; previous_retire_at: string }> {
+    requireRole(by, 'admin');
+    const publish = MAX_TASK_TOKEN_TTL_SECONDS + 60;
+    const key = await this.keys.rotate(`operator:${by.id}`, publish);
+    return { kid: key.kid, previous_retire_at: new Date(key.createdAt + publish * 1000).toISOString() };
+  }
+
+  async listKeys(by: OperatorRecord): Promise<{ kid: string; created_at: string; rotated_at: string | null; retired_at: string | null; signing: boolean }[]> {
+    requireRole(by, 'admin', 'auditor');
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    return (await this.store.listSigningKeys()).map((k) => ({
+      kid: k.kid,
+      created_at: new Date(k.createdAt).toISOString(),
+      rotated_at: iso(k.rotatedAt),
+      retired_at: iso(k.retiredAt),
+      signing: k.rotatedAt === null,
+    }));
+  }
+
   /** Sets the labels policy sees on the tools matching `pattern`; no labels removes the entry. */
   async putToolLabels(by: OperatorRecord, pattern: string, labels: string[]): Promise<ToolLabelsRecord> {
     requireRole(by, 'admin');
@@ -797,7 +822,9 @@ export class Writ {
     const pins = [];
     for (const [i, token] of checkpoints.entries()) {
       try {
-        pins.push(await verifyCheckpoint(token, this.keys.jwks() as never, this.config.issuer));
+        // every key this store ever signed with, retired ones too: a checkpoint outlives its key
+        const all = { keys: (await this.store.listSigningKeys()).map((k) => k.publicJwk) };
+        pins.push(await verifyCheckpoint(token, all as never, this.config.issuer));
       } catch {
         throw new InvalidRequestError(`checkpoint ${i} does not verify with this issuer's keys`, undefined, 'invalid_checkpoint');
       }

@@ -743,6 +743,30 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       assert.equal((await store.listToolLabels()).length, base + 1);
     });
 
+    it('signing keys: rotation retires every signing key at once and adds the new one, audited', async () => {
+      const mk = (kid: string, createdAt: number): SigningKeyRecord => ({
+        kid,
+        publicJwk: { kty: 'OKP', crv: 'Ed25519', x: `x-${kid}`, kid },
+        privateJwk: { kty: 'OKP', crv: 'Ed25519', x: `x-${kid}`, d: `d-${kid}`, kid },
+        createdAt,
+        rotatedAt: null,
+        retiredAt: null,
+      });
+      const before = await store.listSigningKeys();
+      const r1 = mk(`r1-${newId('k')}`, clock.now() + 1000);
+      await store.addSigningKey(r1, auditInput('key.created'));
+      const r2 = mk(`r2-${newId('k')}`, clock.now() + 2000);
+      const { entries } = await audited(store, () => store.rotateSigningKeys(r2, clock.now() + 9000, auditInput('key.rotated')));
+      assert.deepEqual(entries.map((e) => e.type), ['key.rotated']);
+      const after = await store.listSigningKeys();
+      assert.deepEqual(after.find((k) => k.kid === r2.kid), r2);
+      assert.deepEqual(after.find((k) => k.kid === r1.kid), { ...r1, rotatedAt: r2.createdAt, retiredAt: clock.now() + 9000 });
+      for (const k of before.filter((b) => b.rotatedAt === null)) {
+        assert.equal(after.find((a) => a.kid === k.kid)!.rotatedAt, r2.createdAt, 'every key that was signing is rotated');
+      }
+      assert.equal(after.filter((k) => k.rotatedAt === null).length, 1, 'one signing key');
+    });
+
     it('trusted issuers: create, find the active one by issuer, one active per issuer, disable', async () => {
       const mk = (over: Partial<IssuerRecord> = {}): IssuerRecord => ({
         id: newId('iss'),

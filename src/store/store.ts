@@ -104,6 +104,12 @@ export interface Store {
   // signing keys
   listSigningKeys(): Promise<SigningKeyRecord[]>;
   addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void>;
+  /**
+   * Adds `key` and, in the same transaction, marks every other key still signing as
+   * rotated at `key.createdAt` and retired at `retireAt` (it stays published until then,
+   * so tokens it signed keep verifying).
+   */
+  rotateSigningKeys(key: SigningKeyRecord, retireAt: number, audit: AuditInput): Promise<void>;
 
   // tool labels (operator-set; policy sees them as the tool's labels)
   /** Sets the labels of a tool pattern; an empty list removes the entry. */

@@ -32,7 +32,12 @@ export class KeyRing {
     }
   }
 
-  async rotate(actor: string): Promise<SigningKeyRecord> {
+  /**
+   * Makes a new key the signing key. The keys it replaces stay in the JWKS for
+   * `publishSeconds` (at least the longest token lifetime), so that every token they
+   * signed can still be verified until it expires, then drop out.
+   */
+  async rotate(actor: string, publishSeconds?: number): Promise<SigningKeyRecord> {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const pub = publicKey.export({ format: 'jwk' }) as Jwk;
     const kid = await calculateJwkThumbprint(pub as JWK, 'sha256');
@@ -44,7 +49,13 @@ export class KeyRing {
       rotatedAt: null,
       retiredAt: null,
     };
-    await this.store.addSigningKey(record, { type: 'key.created', actor, data: { kid } });
+    if (publishSeconds === undefined) {
+      await this.store.addSigningKey(record, { type: 'key.created', actor, data: { kid } });
+    } else {
+      const previous = this.keys.filter((k) => k.record.rotatedAt === null).map((k) => k.record.kid);
+      const retireAt = record.createdAt + publishSeconds * 1000;
+      await this.store.rotateSigningKeys(record, retireAt, { type: 'key.rotated', actor, data: { kid, previous, previous_retire_at: retireAt } });
+    }
     await this.refresh(true);
     return record;
   }
@@ -89,7 +100,10 @@ export class KeyRing {
 
   /** The public key for `kid`, or null (callers refresh once on a miss). */
   publicKey(kid: string): KeyObject | null {
-    return this.keys.find((k) => k.record.kid === kid)?.publicKey ?? null;
+    const k = this.keys.find((x) => x.record.kid === kid);
+    // a key past its retirement verifies nothing, even before the next reload drops it
+    if (!k || (k.record.retiredAt !== null && k.record.retiredAt <= this.clock.now())) return null;
+    return k.publicKey;
   }
 
   jwks(): { keys: Jwk[] } {

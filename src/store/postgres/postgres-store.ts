@@ -699,6 +699,16 @@ export class PostgresStore implements Store {
     return (await this.rows('SELECT * FROM signing_keys ORDER BY created_at, kid')).map(toSigningKey);
   }
 
+  async rotateSigningKeys(key: SigningKeyRecord, retireAt: number, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('UPDATE signing_keys SET rotated_at = $1, retired_at = $2 WHERE rotated_at IS NULL', [key.createdAt, retireAt]);
+      await c.query('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
+      ]);
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
   async addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void> {
     await this.tx(async (c) => {
       await c.query('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)', [

@@ -461,6 +461,16 @@ export class SqliteStore implements Store {
     return this.guard(() => (this.stmt('SELECT * FROM signing_keys ORDER BY created_at, kid').all() as Row[]).map(toSigningKey));
   }
 
+  async rotateSigningKeys(key: SigningKeyRecord, retireAt: number, audit: AuditInput): Promise<void> {
+    this.write(() => {
+      this.stmt('UPDATE signing_keys SET rotated_at = ?, retired_at = ? WHERE rotated_at IS NULL').run(key.createdAt, retireAt);
+      this.stmt('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)').run(
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
+      );
+      this.appendInTx([audit]);
+    });
+  }
+
   async addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void> {
     this.write(() => {
       this.stmt('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)').run(
