@@ -19,6 +19,12 @@ export interface LoadedPolicySet {
   /** whether any policy reads the argument tags; when none does, they are not built */
   readsArgs: boolean;
   /**
+   * the tags policies read from `context.num_args` (`getTag`/`hasTag` with a literal
+   * name); null when some policy names one with an expression (then every argument
+   * counts); false when no policy reads `num_args`
+   */
+  numericTagsRead: Set<string> | null | false;
+  /**
    * whether any policy reads `context.approval` / `context.break_glass` /
    * `context.owner_present`: only then does a deny get a second evaluation
    * (src/approvals/escalation.ts) or the presence lease get read
@@ -128,6 +134,30 @@ export function contextAttributesRead(policies: cedar.PolicyJson[]): Set<string>
   return whole ? null : keys;
 }
 
+/** The literal tag names policies pass to `context.num_args.getTag/hasTag`; null if any is not a literal. */
+export function numericTagsRead(policies: cedar.PolicyJson[]): Set<string> | null {
+  const names = new Set<string>();
+  let dynamic = false;
+  const isNumArgs = (e: any) =>
+    e && typeof e === 'object' && e['.'] && e['.'].attr === 'num_args' && e['.'].left && e['.'].left.Var === 'context';
+  const walk = (e: unknown): void => {
+    if (dynamic || typeof e !== 'object' || e === null) return;
+    if (Array.isArray(e)) return e.forEach(walk);
+    const o = e as Record<string, any>;
+    for (const op of ['getTag', 'hasTag']) {
+      const call = o[op];
+      if (call && isNumArgs(call.left)) {
+        const v = call.right?.Value;
+        if (typeof v === 'string') names.add(v);
+        else dynamic = true;
+      }
+    }
+    for (const v of Object.values(o)) walk(v);
+  };
+  for (const p of policies) walk(p.conditions);
+  return dynamic ? null : names;
+}
+
 /**
  * The tool group a policy is confined to by its resource constraint (`resource in
  * Writ::ToolGroup::"g"`, `resource == Writ::Tool::"g.x"`, `resource is Writ::Tool in
@@ -234,6 +264,7 @@ export class PolicyEngine {
         mentionsBreakGlass: /\bbreak_glass\b/.test(text),
         mentionsPresence: /\bowner_present\b/.test(text),
         contextKeys: contextAttributesRead(Object.values(checked.json)),
+        numericTagsRead: /\bnum_args\b/.test(text) ? numericTagsRead(Object.values(checked.json)) : false,
         partitions,
       };
       this.loaded.set(version, set);

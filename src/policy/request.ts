@@ -25,6 +25,8 @@ export interface RequestFacts {
   ownerPresent?: boolean;
   /** whether to build the argument tag entities (skipped when no policy reads them) */
   withArgs: boolean;
+  /** the arguments flattened already (by the caller's check), to not do it twice */
+  flatArgs?: FlatArguments;
 }
 
 /** `github.create_issue` -> `github`: the tool's server, and its ToolGroup. */
@@ -33,33 +35,79 @@ export function toolServer(tool: string): string {
   return i > 0 ? tool.slice(0, i) : tool;
 }
 
-const MAX_LEAVES = 512;
+/** Past this many leaves (or this depth) arguments are not flattened: the request is denied. */
+export const MAX_ARGUMENT_LEAVES = 2048;
+export const MAX_ARGUMENT_DEPTH = 32;
+
+export interface FlatArguments {
+  strings: Record<string, string>;
+  longs: Record<string, number>;
+  /**
+   * set when the arguments cannot be shown to policy faithfully: too many leaves, too
+   * deep, or two paths that read the same (`{"a": {"b": 1}, "a.b": 2}`); policy would
+   * otherwise judge a different call than the one made, so the caller denies
+   */
+  problem?: { code: 'arguments_too_complex' | 'ambiguous_arguments'; message: string };
+}
 
 /**
  * Flattens arguments to scalar leaves keyed by dotted path (`a.b`, `list.0`).
  * Every leaf becomes a string tag; safe integers also a Long tag.
  */
-export function flattenArguments(args: Record<string, unknown>): { strings: Record<string, string>; longs: Record<string, number> } {
+export function flattenArguments(args: Record<string, unknown>): FlatArguments {
   const strings: Record<string, string> = {};
   const longs: Record<string, number> = {};
   let count = 0;
-  const walk = (value: unknown, path: string): void => {
-    if (count >= MAX_LEAVES) return;
+  let problem: FlatArguments['problem'];
+  const walk = (value: unknown, path: string, depth: number): void => {
+    if (problem) return;
     if (value !== null && typeof value === 'object') {
+      if (depth >= MAX_ARGUMENT_DEPTH) {
+        problem = { code: 'arguments_too_complex', message: `arguments nest deeper than ${MAX_ARGUMENT_DEPTH} levels` };
+        return;
+      }
       const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v] as const) : Object.entries(value);
-      for (const [k, v] of entries) walk(v, path ? `${path}.${k}` : k);
+      for (const [k, v] of entries) walk(v, path ? `${path}.${k}` : k, depth + 1);
       return;
     }
     if (!path) return;
-    count += 1;
+    if (++count > MAX_ARGUMENT_LEAVES) {
+      problem = { code: 'arguments_too_complex', message: `arguments have more than ${MAX_ARGUMENT_LEAVES} values` };
+      return;
+    }
+    if (Object.hasOwn(strings, path)) {
+      problem = { code: 'ambiguous_arguments', message: `two arguments read as \`${path.slice(0, 200)}\`` };
+      return;
+    }
     if (typeof value === 'string') strings[path] = value;
     else {
       strings[path] = String(value);
       if (typeof value === 'number' && Number.isSafeInteger(value)) longs[path] = value;
     }
   };
-  walk(args, '');
-  return { strings, longs };
+  walk(args, '', 0);
+  return problem ? { strings, longs, problem } : { strings, longs };
+}
+
+/**
+ * The reason to deny when the arguments cannot be judged as policy reads them:
+ * flattening failed, or an argument a policy reads as an integer (`num_args`) is
+ * present but is not one (`"1000"`, `1000.5`, `1e30`): with no tag, `hasTag` would be
+ * false and a `forbid` on the amount would not apply.
+ */
+export function argumentsProblem(flat: FlatArguments, numericTagsRead: Set<string> | null | false): { code: string; message: string } | null {
+  if (flat.problem) return flat.problem;
+  if (numericTagsRead === false) return null;
+  const keys = numericTagsRead ?? Object.keys(flat.strings);
+  for (const k of keys) {
+    if (Object.hasOwn(flat.strings, k) && !Object.hasOwn(flat.longs, k)) {
+      return {
+        code: 'argument_type_mismatch',
+        message: `argument \`${k.slice(0, 200)}\` is read by policy as an integer but is \`${flat.strings[k]!.slice(0, 100)}\``,
+      };
+    }
+  }
+  return null;
 }
 
 /**
@@ -113,7 +161,7 @@ export function buildCedarRequest(f: RequestFacts): CedarRequest {
     },
   ];
   if (f.withArgs) {
-    const flat = flattenArguments(action.arguments);
+    const flat = f.flatArgs ?? flattenArguments(action.arguments);
     entities.push(
       { uid: { type: 'Writ::Arguments', id: 'request' }, attrs: {}, parents: [], tags: flat.strings },
       { uid: { type: 'Writ::NumericArguments', id: 'request' }, attrs: {}, parents: [], tags: flat.longs },

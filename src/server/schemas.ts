@@ -31,9 +31,31 @@ export const createTaskSchema = z.strictObject({
   require_owner_presence: z.boolean().optional(),
 });
 
+/**
+ * Arguments must have an RFC 8785 canonical form (their digest is bound into the
+ * action token): finite numbers only (`1e400` parses as Infinity), and a bounded depth.
+ */
+function checkArgumentsValue(value: unknown, ctx: z.RefinementCtx): void {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === 'number' && !Number.isFinite(v)) {
+      ctx.addIssue({ code: 'custom', message: 'numbers in `arguments` must be finite' });
+      return;
+    }
+    if (v !== null && typeof v === 'object') {
+      if (depth >= 64) {
+        ctx.addIssue({ code: 'custom', message: '`arguments` nest deeper than 64 levels' });
+        return;
+      }
+      for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, depth + 1]);
+    }
+  }
+}
+
 export const authorizeSchema = z.strictObject({
   tool: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.:/-]+$/, 'tool names are letters, digits and `_ . : / -`'),
-  arguments: z.record(z.string(), z.unknown()).default({}),
+  arguments: z.record(z.string(), z.unknown()).default({}).superRefine(checkArgumentsValue),
   audience: z.string().min(1).max(1024),
   resource: z.string().min(1).max(1024).optional(),
   destination: z.string().min(1).max(1024).optional(),

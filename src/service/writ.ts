@@ -31,7 +31,7 @@ import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
 import { PolicyEngine, type LoadedPolicySet } from '../policy/engine.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
-import { buildCedarRequest, type ActionInput, type RequestFacts } from '../policy/request.js';
+import { argumentsProblem, buildCedarRequest, flattenArguments, type ActionInput, type FlatArguments, type RequestFacts } from '../policy/request.js';
 import { escalate } from '../approvals/escalation.js';
 import type { AllowOptions, WritKit } from '../approvals/kit.js';
 import { ApprovalService } from '../approvals/service.js';
@@ -552,7 +552,15 @@ export class Writ {
       return deny([{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]);
     }
 
+    let flatArgs: FlatArguments | undefined;
+    if (set.readsArgs) {
+      // Policy must judge the call that is made: arguments it cannot see faithfully deny.
+      flatArgs = flattenArguments(action.arguments);
+      const problem = argumentsProblem(flatArgs, set.numericTagsRead);
+      if (problem) return deny([problem]);
+    }
     const facts = await this.requestFacts(ctx, action, argsDigest, now, set);
+    if (flatArgs) facts.flatArgs = flatArgs;
     let evaluation = this.policy.evaluate(buildCedarRequest(facts), set);
     if (evaluation.errors.length > 0) {
       return deny([policyErrorReason(evaluation)], evaluation.errors.map((e) => e.policy_id).filter(Boolean));
