@@ -239,7 +239,7 @@ for (const { backend, skip } of backends()) {
       assert.equal(noToken.status, 401);
 
       // four eyes: the owner (the admin who created the task) may not approve; another approver may
-      const hr = await agent.call('POST', '/v1/authorize', { tool: 'hr.raise_salary', arguments: { employee: 'e-1', percent: 10 }, audience: 'https://tools.example/hr' });
+      const hr = await agent.call('POST', '/v1/authorize', { tool: 'hr.raise_salary', arguments: { employee: 'e-1', percent: 10 }, audience: 'https://tools.example/hr', resource: 'acct:hr', destination: 'bank.example' });
       assert.equal(hr.body.decision, 'approval_required');
       const byOwner = await env.admin.call('POST', `/v1/approvals/${hr.body.approval_id}/approve`, {});
       assert.equal(byOwner.status, 403);
@@ -284,7 +284,7 @@ for (const { backend, skip } of backends()) {
 
     it('quorum: one approver short stays pending with no token; the same approver twice does not count; one deny settles it', async () => {
       const { agent } = await newTask();
-      const t = { tool: 'treasury.move', arguments: { amount: 1_000_000, from: 'a', to: 'b' }, audience: 'https://tools.example/treasury' };
+      const t = { tool: 'treasury.move', arguments: { amount: 1_000_000, from: 'a', to: 'b' }, audience: 'https://tools.example/treasury', resource: 'acct:treasury', destination: 'bank.example' };
       const r = await agent.call('POST', '/v1/authorize', t);
       assert.equal(r.body.decision, 'approval_required');
       const id = r.body.approval_id;

@@ -12,8 +12,10 @@ for (const { backend, skip } of backends()) {
     });
     after(async () => env?.teardown());
 
+    const SCOPED = { scope: { tools: ['github.*', 'billing.read'], resources: ['repo:acme/*'], destinations: ['api.github.com'] } };
+
     it('registers, creates a task, issues a token, authorizes, verifies offline, consumes once, completes', async () => {
-      const task = await env.createTask();
+      const task = await env.createTask(SCOPED);
       const token = await env.taskToken(task.id);
       const agentApi = new (env.admin.constructor as any)(env.url, token);
       const args = { repo: 'acme/api', title: 'Weekly report', labels: ['report'] };
@@ -42,6 +44,8 @@ for (const { backend, skip } of backends()) {
       assert.equal(payload.txn, task.id);
       assert.equal(payload.decision_id, r.body.decision_id);
       assert.equal(payload.sub, env.agent.id);
+      assert.equal(payload.resource, 'repo:acme/api');
+      assert.equal(payload.destination, 'api.github.com');
       assert.ok((payload.exp as number) - (payload.iat as number) <= 60);
 
       const c1 = await env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token }, { token: null });
@@ -77,12 +81,15 @@ for (const { backend, skip } of backends()) {
     });
 
     it('denies out-of-scope actions with reasons and a decision id, and records them', async () => {
-      const task = await env.createTask();
+      const task = await env.createTask(SCOPED);
       const agentApi = new (env.admin.constructor as any)(env.url, await env.taskToken(task.id));
       const cases = [
         [{ tool: 'slack.post', arguments: {}, audience: 'a' }, 'tool_out_of_scope'],
-        [{ tool: 'github.create_issue', arguments: {}, audience: 'a', resource: 'repo:evil/x' }, 'resource_out_of_scope'],
-        [{ tool: 'github.create_issue', arguments: {}, audience: 'a', destination: 'evil.example' }, 'destination_out_of_scope'],
+        [{ tool: 'github.create_issue', arguments: {}, audience: 'a', resource: 'repo:evil/x', destination: 'api.github.com' }, 'resource_out_of_scope'],
+        [{ tool: 'github.create_issue', arguments: {}, audience: 'a', resource: 'repo:acme/api', destination: 'evil.example' }, 'destination_out_of_scope'],
+        // a scope that lists resources and destinations bounds every action: naming none is refused
+        [{ tool: 'github.create_issue', arguments: {}, audience: 'a', destination: 'api.github.com' }, 'resource_required'],
+        [{ tool: 'github.create_issue', arguments: {}, audience: 'a', resource: 'repo:acme/api' }, 'destination_required'],
       ] as const;
       for (const [body, code] of cases) {
         const r = await agentApi.call('POST', '/v1/authorize', body);
@@ -93,7 +100,7 @@ for (const { backend, skip } of backends()) {
         assert.equal(r.body.action_token, undefined);
       }
       const detail = await env.admin.call('GET', `/v1/tasks/${task.id}`);
-      assert.equal(detail.body.decisions.length, 3);
+      assert.equal(detail.body.decisions.length, 5);
       assert.ok(detail.body.decisions.every((d: any) => d.decision === 'deny'));
     });
 

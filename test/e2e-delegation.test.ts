@@ -19,6 +19,8 @@ async function newAgent(env: Env, name: string): Promise<AgentKeys> {
   return a;
 }
 
+const ROOT_SCOPE = { tools: ['github.*', 'billing.read'], resources: ['repo:acme/*'], destinations: [] };
+
 function delegation(over: Record<string, unknown> & { agent_id: string }) {
   return {
     intent: 'triage the api repo issues',
@@ -34,7 +36,8 @@ async function delegate(env: Env, token: string, parentId: string, body: Record<
 }
 
 async function authorize(env: Env, token: string, tool: string, extra: Record<string, unknown> = {}) {
-  return new Api(env.url, token).call('POST', '/v1/authorize', { tool, arguments: { n: 1 }, audience: AUD, ...extra });
+  // the tasks here list resources, so every action names one (the scope bounds every action)
+  return new Api(env.url, token).call('POST', '/v1/authorize', { tool, arguments: { n: 1 }, audience: AUD, resource: 'repo:acme/api', ...extra });
 }
 
 async function verifyAction(env: Env, actionToken: string) {
@@ -58,7 +61,7 @@ for (const { backend, skip } of backends()) {
     it('delegates a narrower sub-task; the child gets its own token; action tokens carry the chain as nested `act`; the tree shows it', async () => {
       const b = await newAgent(env, 'triage');
       const c = await newAgent(env, 'reader');
-      const root = await env.createTask({ max_actions: 10 });
+      const root = await env.createTask({ max_actions: 10, scope: ROOT_SCOPE });
       const aToken = await env.taskToken(root.id);
 
       const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, max_actions: 4 }));
@@ -89,7 +92,7 @@ for (const { backend, skip } of backends()) {
       assert.equal(otherRepo.body.reasons[0].code, 'resource_out_of_scope');
 
       // a second hop: depth 2, the chain nests root-most innermost
-      const r2 = await delegate(env, bToken, child.id, delegation({ agent_id: c.id, scope: { tools: ['github.issues.get'] }, ttl_seconds: 200, max_actions: 2 }));
+      const r2 = await delegate(env, bToken, child.id, delegation({ agent_id: c.id, scope: { tools: ['github.issues.get'], resources: ['repo:acme/api'] }, ttl_seconds: 200, max_actions: 2 }));
       assert.equal(r2.status, 201, JSON.stringify(r2.body));
       assert.equal(r2.body.depth, 2);
       assert.equal(r2.body.root_id, root.id);
@@ -143,7 +146,7 @@ for (const { backend, skip } of backends()) {
     it('policy sees the chain, the depth and the root task, and can refuse a tool at depth >= 2', async () => {
       const b = await newAgent(env, 'policy-b');
       const c = await newAgent(env, 'policy-c');
-      const root = await env.createTask({ intent: 'quarterly close', max_actions: 10 });
+      const root = await env.createTask({ intent: 'quarterly close', max_actions: 10, scope: ROOT_SCOPE });
       const owner = (await env.admin.call('GET', `/v1/tasks/${root.id}`)).body.owner;
       const policy = `
 @id("allow-within-task-scope")
@@ -170,9 +173,9 @@ when {
       assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: policy })).status, 200);
       try {
         const aToken = await env.taskToken(root.id);
-        const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'] }, max_actions: 5 }));
+        const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, max_actions: 5 }));
         const bToken = await env.taskToken(r1.body.id, b);
-        const r2 = await delegate(env, bToken, r1.body.id, delegation({ agent_id: c.id, intent: 'read only', scope: { tools: ['github.*'] }, ttl_seconds: 100, max_actions: 3 }));
+        const r2 = await delegate(env, bToken, r1.body.id, delegation({ agent_id: c.id, intent: 'read only', scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, ttl_seconds: 100, max_actions: 3 }));
         assert.equal(r2.status, 201, JSON.stringify(r2.body));
         const cToken = await env.taskToken(r2.body.id, c);
 
@@ -195,7 +198,7 @@ when {
       const c = await newAgent(env, 'esc-c');
       const d = await newAgent(env, 'esc-d');
       const e = await newAgent(env, 'esc-e');
-      const root = await env.createTask({ ttl_seconds: 600, max_actions: 10 });
+      const root = await env.createTask({ ttl_seconds: 600, max_actions: 10, scope: ROOT_SCOPE });
       const aToken = await env.taskToken(root.id);
       const tried = async (body: Record<string, unknown>, code: string, token = aToken, parent = root.id) => {
         const before = (await env.admin.call('GET', `/v1/tasks/${parent}`)).body;
@@ -265,7 +268,7 @@ when {
 
     it('reserves budget atomically: concurrent delegations never over-reserve; a child\'s completion returns what it did not use', async () => {
       const b = await newAgent(env, 'budget-b');
-      const root = await env.createTask({ max_actions: 10 });
+      const root = await env.createTask({ max_actions: 10, scope: ROOT_SCOPE });
       const aToken = await env.taskToken(root.id);
       const results = await Promise.all(Array.from({ length: 8 }, () => delegate(env, aToken, root.id, delegation({ agent_id: b.id, max_actions: 3 }))));
       const created = results.filter((r) => r.status === 201);
@@ -297,11 +300,11 @@ when {
     it('ending a task ends every descendant at once: a revoked parent\'s child is refused everywhere', async () => {
       const b = await newAgent(env, 'rev-b');
       const c = await newAgent(env, 'rev-c');
-      const root = await env.createTask({ max_actions: 10 });
+      const root = await env.createTask({ max_actions: 10, scope: ROOT_SCOPE });
       const aToken = await env.taskToken(root.id);
-      const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'] }, max_actions: 5 }));
+      const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, max_actions: 5 }));
       const bToken = await env.taskToken(r1.body.id, b);
-      const r2 = await delegate(env, bToken, r1.body.id, delegation({ agent_id: c.id, scope: { tools: ['github.*'] }, ttl_seconds: 100, max_actions: 2 }));
+      const r2 = await delegate(env, bToken, r1.body.id, delegation({ agent_id: c.id, scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, ttl_seconds: 100, max_actions: 2 }));
       const cToken = await env.taskToken(r2.body.id, c);
       const pending = await authorize(env, cToken, 'github.get');
       assert.equal(pending.body.decision, 'allow');
@@ -330,11 +333,11 @@ when {
     it('an agent completing its own task ends what it delegated; disabling an agent ends its tasks and their descendants', async () => {
       const b = await newAgent(env, 'end-b');
       const c = await newAgent(env, 'end-c');
-      const root = await env.createTask({ max_actions: 10 });
+      const root = await env.createTask({ max_actions: 10, scope: ROOT_SCOPE });
       const aToken = await env.taskToken(root.id);
-      const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'] }, max_actions: 5 }));
+      const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, max_actions: 5 }));
       const bToken = await env.taskToken(r1.body.id, b);
-      const r2 = await delegate(env, bToken, r1.body.id, delegation({ agent_id: c.id, scope: { tools: ['github.*'] }, ttl_seconds: 100, max_actions: 2 }));
+      const r2 = await delegate(env, bToken, r1.body.id, delegation({ agent_id: c.id, scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, ttl_seconds: 100, max_actions: 2 }));
       const cToken = await env.taskToken(r2.body.id, c);
 
       // b completes its sub-task: c's is revoked, the root goes on
@@ -346,9 +349,9 @@ when {
       assert.equal(t.actions_reserved, 0, 'all reserved budget returned');
 
       // disabling b revokes the task b holds and everything delegated from it, not the root
-      const r3 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'] }, max_actions: 4 }));
+      const r3 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, max_actions: 4 }));
       const b2 = await env.taskToken(r3.body.id, b);
-      const r4 = await delegate(env, b2, r3.body.id, delegation({ agent_id: c.id, scope: { tools: ['github.*'] }, ttl_seconds: 100, max_actions: 2 }));
+      const r4 = await delegate(env, b2, r3.body.id, delegation({ agent_id: c.id, scope: { tools: ['github.*'], resources: ['repo:acme/*'] }, ttl_seconds: 100, max_actions: 2 }));
       const c2 = await env.taskToken(r4.body.id, c);
       const dis = await env.admin.call('POST', `/v1/agents/${encodeURIComponent(b.id)}/disable`);
       assert.equal(dis.status, 200);
@@ -370,7 +373,7 @@ when {
     it('an expired parent takes its children with it, through the API and the sweeper; the depth limit is configurable', async () => {
       const b = await newAgent(env, 'exp-b');
       const c = await newAgent(env, 'exp-c');
-      const root = await env.createTask({ ttl_seconds: 120, max_actions: 10 });
+      const root = await env.createTask({ ttl_seconds: 120, max_actions: 10, scope: ROOT_SCOPE });
       const aToken = await env.taskToken(root.id);
       const r1 = await delegate(env, aToken, root.id, delegation({ agent_id: b.id, scope: { tools: ['github.*'] }, ttl_seconds: 120, max_actions: 3 }));
       assert.equal(r1.status, 201, JSON.stringify(r1.body));

@@ -49,6 +49,8 @@ describe('sdk: tool-side verification of action tokens', () => {
     const wrongIss = createActionVerifier({ issuer: 'https://evil.example', audience: 'https://tools.example/github', jwks });
     await assert.rejects(wrongIss(token, { tool: 'github.create_issue', arguments: { amount: 10 } }), { code: 'wrong_issuer' });
     await assert.rejects(verify(agentApi.token!, { tool: 'github.create_issue', arguments: {} }), (e: any) => ['wrong_type', 'wrong_audience'].includes(e.code));
+    // resource: a token for an action that named none does not cover one; a named one must match
+    await assert.rejects(verify(token, { tool: 'github.create_issue', arguments: { amount: 10 }, resource: 'repo:acme/api' }), { code: 'wrong_resource' });
     const parts = token.split('.');
     const sig = parts[2]!;
     const tampered = `${parts[0]}.${parts[1]}.${sig[0] === 'A' ? 'B' : 'A'}${sig.slice(1)}`;

@@ -16,6 +16,9 @@ export interface ActionClaims {
   decision_id: string;
   tool: string;
   args_digest: string;
+  /** the resource and destination that were judged, when the action named them */
+  resource?: string;
+  destination?: string;
   act?: Record<string, unknown>;
   approval_id?: string;
   break_glass?: boolean;
@@ -28,7 +31,8 @@ export type ActionTokenErrorCode =
   | 'wrong_audience'
   | 'wrong_issuer'
   | 'wrong_tool'
-  | 'arguments_mismatch';
+  | 'arguments_mismatch'
+  | 'wrong_resource';
 
 export class ActionTokenError extends Error {
   constructor(
@@ -72,7 +76,12 @@ export function createActionVerifier(options: ActionVerifierOptions) {
       ? createRemoteJWKSet(new URL(options.jwks), { timeoutDuration: 5000, cooldownDuration: 30_000 })
       : createLocalJWKSet(options.jwks);
 
-  return async function verifyActionToken(token: string, call: { tool: string; arguments: unknown }): Promise<ActionClaims> {
+  /**
+   * `call.resource` / `call.destination`, when the tool server knows what the call
+   * acts on: the token must have been issued for exactly that (a token for an action
+   * that named none does not cover one).
+   */
+  return async function verifyActionToken(token: string, call: { tool: string; arguments: unknown; resource?: string; destination?: string }): Promise<ActionClaims> {
     let payload: ActionClaims;
     try {
       const r = await jwtVerify(token, keys, {
@@ -97,6 +106,12 @@ export function createActionVerifier(options: ActionVerifierOptions) {
     if (payload.tool !== call.tool) throw new ActionTokenError('wrong_tool', `the action token is for tool \`${payload.tool}\`, not \`${call.tool}\``);
     if (payload.args_digest !== argumentsDigest(call.arguments)) {
       throw new ActionTokenError('arguments_mismatch', 'the arguments received are not the ones that were authorized');
+    }
+    if (call.resource !== undefined && payload.resource !== call.resource) {
+      throw new ActionTokenError('wrong_resource', `the action token does not cover resource \`${call.resource}\``);
+    }
+    if (call.destination !== undefined && payload.destination !== call.destination) {
+      throw new ActionTokenError('wrong_resource', `the action token does not cover destination \`${call.destination}\``);
     }
     return payload;
   };

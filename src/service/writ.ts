@@ -628,6 +628,9 @@ export class Writ {
       decision_id: base.id,
       tool: base.tool,
       args_digest: base.argsDigest,
+      // what was judged, so a tool server can hold the call to it
+      ...(base.resource !== null ? { resource: base.resource } : {}),
+      ...(base.destination !== null ? { destination: base.destination } : {}),
       ...(lineage.act ? { act: lineage.act } : {}),
       ...(options.approval ? { approval_id: options.approval.id } : {}),
       ...(options.breakGlassId ? { break_glass: true as const } : {}),

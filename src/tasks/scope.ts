@@ -26,15 +26,29 @@ export function matchesAny(patterns: string[], value: string): boolean {
   return patterns.some((p) => matchPattern(p, value));
 }
 
-export type ScopeViolation = { code: 'tool_out_of_scope' | 'resource_out_of_scope' | 'destination_out_of_scope'; message: string };
+export type ScopeViolation = {
+  code: 'tool_out_of_scope' | 'resource_out_of_scope' | 'destination_out_of_scope' | 'resource_required' | 'destination_required';
+  message: string;
+};
 
-/** The task scope is a hard bound, checked before policy. */
+/**
+ * The task scope is a hard bound, checked before policy. A scope that lists
+ * resources (or destinations) bounds every action: an action that names none is
+ * refused rather than let through unchecked, since the tool would then act on a
+ * resource no one judged. A scope with an empty list allows naming none, and only none.
+ */
 export function checkScope(scope: TaskScope, action: { tool: string; resource?: string; destination?: string }): ScopeViolation | null {
   if (!matchesAny(scope.tools, action.tool)) {
     return { code: 'tool_out_of_scope', message: `tool \`${action.tool}\` is outside the task scope` };
   }
+  if (action.resource === undefined && scope.resources.length > 0) {
+    return { code: 'resource_required', message: 'the task scope lists resources: the action must name its `resource`' };
+  }
   if (action.resource !== undefined && !matchesAny(scope.resources, action.resource)) {
     return { code: 'resource_out_of_scope', message: `resource \`${action.resource}\` is outside the task scope` };
+  }
+  if (action.destination === undefined && scope.destinations.length > 0) {
+    return { code: 'destination_required', message: 'the task scope lists destinations: the action must name its `destination`' };
   }
   if (action.destination !== undefined && !matchesAny(scope.destinations, action.destination)) {
     return { code: 'destination_out_of_scope', message: `destination \`${action.destination}\` is outside the task scope` };

@@ -28,6 +28,8 @@ export interface ActionTokenClaims {
   decision_id: string;
   tool: string;
   args_digest: string;
+  resource?: string;
+  destination?: string;
   act?: Record<string, unknown>;
   approval_id?: string;
   break_glass?: true;

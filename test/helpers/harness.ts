@@ -176,7 +176,7 @@ export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualC
     const r = await admin.call('POST', '/v1/tasks', {
       agent_id: agent.id,
       intent: 'file the weekly billing report',
-      scope: { tools: ['github.*', 'billing.read'], resources: ['repo:acme/*'], destinations: ['api.github.com'] },
+      scope: { tools: ['github.*', 'billing.read'], resources: [], destinations: [] },
       ttl_seconds: 600,
       max_actions: 10,
       ...over,
