@@ -97,13 +97,14 @@ describe('HTTP tool proxy', () => {
           { name: 'api.admin', methods: ['DELETE'], path: '/api/admin/*', upstream: upstreamUrl, headers: auth },
           { name: 'api.echo', methods: ['GET'], path: '/echo-headers', upstream: upstreamUrl, headers: auth },
           { name: 'api.guarded', methods: ['POST'], path: '/api/guarded/*', upstream: `${upstreamUrl}/v2`, strip_prefix: '/api', headers: auth, forward_action_token: true },
+          { name: 'api.any', methods: ['GET'], path: '/api/*', upstream: upstreamUrl, headers: auth, resource: 'item:any' },
         ],
       }),
     );
     proxy = spawnWrit(['gateway', 'http', '--config', configPath], { PROXY_TEST_SECRET: secret });
     proxyUrl = (await proxy.waitFor('listening')).url;
     const task = await env.createTask({
-      scope: { tools: ['api.items', 'api.upload', 'api.echo', 'api.guarded'], resources: ['item:*'], destinations: ['127.0.0.1:*'] },
+      scope: { tools: ['api.items', 'api.upload', 'api.echo', 'api.guarded', 'api.any'], resources: ['item:*'], destinations: ['127.0.0.1:*'] },
       max_actions: 100,
     });
     taskId = task.id;
@@ -223,6 +224,42 @@ describe('HTTP tool proxy', () => {
     const inUrl = await raw(proxyUrl, { path: `/api/items/1?t=${token}`, headers: bearer() });
     assert.equal(inUrl.status, 400);
     assert.equal(JSON.parse(inUrl.body).error.code, 'task_token_in_request');
+  });
+
+  it('judges the path policy sees in one canonical form: percent-encoding cannot get past a rule on the path', async () => {
+    const put = await env.admin.call('PUT', '/v1/policies', {
+      policies: `${DEFAULT_POLICY}\n@id("no-admin-paths")\nforbid (principal, action == Writ::Action::"call", resource == Writ::Tool::"api.any")\nwhen { context.args.hasTag("path") && context.args.getTag("path") like "/api/admin*" };\n`,
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const n = seen.length;
+    for (const path of ['/api/admin', '/api/%61dmin', '/api/%61%64%6D%69%6E/users', '/api/adm%69n?x=1']) {
+      const r = await raw(proxyUrl, { path, headers: bearer() });
+      assert.equal(r.status, 403, `${path}: ${r.body}`);
+      const body = JSON.parse(r.body);
+      assert.equal(body.error.code, 'action_denied', path);
+      assert.equal(body.reasons[0].code, 'policy_forbids', path);
+      assert.ok(body.error.message.includes('no-admin-paths'), body.error.message);
+    }
+    assert.equal(seen.length, n, 'no encoding of the path reached the upstream');
+
+    // allowed: policy sees the decoded path, the upstream gets it re-encoded one way
+    const ok = await raw(proxyUrl, { path: '/api/caf%c3%a9/x%20y/a%3Ab', headers: bearer() });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(seen.at(-1)!.url, '/api/caf%C3%A9/x%20y/a:b');
+    const d = await eventually(async () => decision(ok.headers['writ-decision-id'] as string));
+    assert.equal(d.args_digest, digestArguments({ method: 'GET', path: '/api/café/x y/a:b', query: {} }));
+    const same = await raw(proxyUrl, { path: '/api/caf%C3%A9/x%20y/a:b', headers: bearer() });
+    assert.equal(same.status, 200);
+    assert.equal(seen.at(-1)!.url, '/api/caf%C3%A9/x%20y/a:b', 'the same path whatever the encoding');
+
+    // ambiguous encodings are refused before routing, policy or the upstream
+    const m = seen.length;
+    for (const path of ['/api/%2e%2e/admin', '/api/x/%2e%2e', '/api/%2e/admin', '/api/%252e%252e/admin', '/api/%2561dmin', '/api/items/%E0%A4%A', '/api/%E0%A4%A', '/api/a%2Fdmin', '/api/a%5Cb', '/api/a%00b']) {
+      const r = await raw(proxyUrl, { path, headers: bearer() });
+      assert.equal(r.status, 400, `${path}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).error.code, 'invalid_path', path);
+    }
+    assert.equal(seen.length, m, 'nothing refused reached the upstream');
   });
 
   it('forwards the action token to a tool server that verifies it against the request and burns it', async () => {

@@ -145,6 +145,12 @@ describe('MCP gateway', () => {
     }
   });
 
+  it('warns at start that the configured labels are not in Writ (read with the operator token)', async () => {
+    const line = await gw.waitFor('labels_not_in_writ');
+    assert.deepEqual(line.tools, [{ tool: 'local.delete_repo', missing: ['sensitive', 'writes'] }]);
+    assert.match(line.note, /writ gateway labels --config/);
+  });
+
   it('forwards an allowed call, records the decision and reports its outcome', async () => {
     const r = await client.callTool({ name: 'local.echo', arguments: { text: 'hello' } });
     assert.equal(r.isError, undefined);
@@ -183,6 +189,7 @@ describe('MCP gateway', () => {
       assert.equal(meta.decision, 'deny');
       assert.match(meta.decision_id, /^dec_/);
       assert.equal(meta.reasons[0].code, 'tool_out_of_scope');
+      assert.deepEqual((r.structuredContent as any)['writ/decision'], meta, 'the decision is structured where a client and the model see it');
       assert.ok(textOf(r).includes(meta.decision_id), textOf(r));
       assert.ok(textOf(r).includes('tool_out_of_scope'), textOf(r));
       const d = (await decisions()).find((x) => x.id === meta.decision_id);

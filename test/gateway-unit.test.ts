@@ -5,9 +5,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { ConfigError, parseGatewayConfig, parseProxyConfig, upstreamAudience, upstreamDestination } from '../src/gateway/config.js';
-import { MaskSecrets } from '../src/gateway/http-proxy.js';
+import { canonicalPath, encodePath, HttpProxy, MaskSecrets } from '../src/gateway/http-proxy.js';
+import { configuredToolLabels, labelsNotInWrit } from '../src/gateway/labels.js';
+import { silentLog } from '../src/gateway/log.js';
+import { McpGateway } from '../src/gateway/mcp-gateway.js';
+import type { Authorizer } from '../src/gateway/authorizer.js';
 import { approveCatalogs, emptyPins, PinStore, toolDigest, writePinFile } from '../src/gateway/pins.js';
-import { Redactor, resolveValue, SecretResolutionError } from '../src/gateway/secrets.js';
+import { MIN_SECRET_LENGTH, Redactor, resolveValue, SecretResolutionError } from '../src/gateway/secrets.js';
 import { taskTokenSource } from '../src/gateway/mcp-serve.js';
 import { httpActionArguments, isJsonContentType } from '../src/sdk/http-action.js';
 
@@ -68,6 +72,65 @@ describe('gateway units', () => {
     }
   });
 
+  it('refuses to start with a secret shorter than 8 characters (it cannot be redacted reliably)', () => {
+    assert.equal(MIN_SECRET_LENGTH, 8);
+    const short = 'k3y-s7x';
+    const ctx = { baseDir: '/', redactor: new Redactor(), what: 'upstream `x` header `authorization`', env: { SHORT: short, OK: 'k3y-s7x8' } };
+    const refused = (e: unknown) =>
+      e instanceof SecretResolutionError && e instanceof ConfigError && /shorter than 8 characters/.test(e.message) && /header `authorization`/.test(e.message) && !e.message.includes(short);
+    assert.throws(() => resolveValue({ env: 'SHORT' }, ctx), refused);
+    assert.throws(() => resolveValue({ env: 'SHORT', prefix: 'Bearer ' }, ctx), refused, 'a prefix does not make the secret itself longer');
+    assert.throws(() => new Redactor().add('abc', 'x'), SecretResolutionError);
+    assert.equal(resolveValue({ env: 'OK' }, ctx), 'k3y-s7x8');
+    assert.equal(ctx.redactor.redact('a k3y-s7x8 b'), 'a [redacted] b');
+
+    // both the gateway and the proxy refuse to start
+    const stub = {} as Authorizer;
+    const env = { SHORT: short };
+    const gw = parseGatewayConfig({ writ: { url: 'http://127.0.0.1:9' }, upstreams: [{ name: 'gh', transport: 'http', url: 'http://127.0.0.1:9/mcp', headers: { authorization: { env: 'SHORT' } } }] });
+    assert.throws(() => new McpGateway({ config: gw, authorizer: stub, log: silentLog, env }), refused);
+    const px = parseProxyConfig({ writ: { url: 'http://127.0.0.1:9' }, routes: [{ name: 'gh.api', path: '/gh/*', upstream: 'http://127.0.0.1:9', headers: { authorization: { env: 'SHORT', prefix: 'token ' } } }] });
+    assert.throws(() => new HttpProxy({ config: px, authorizer: stub, log: silentLog, env }), refused);
+  });
+
+  it('canonicalizes proxy paths once: decoded for routing and policy, re-encoded one way for the upstream', () => {
+    assert.deepEqual(canonicalPath('/api/%61dmin'), { segments: ['api', 'admin'], path: '/api/admin' });
+    assert.equal(canonicalPath('/a/caf%C3%A9/x%20y').path, '/a/café/x y');
+    for (const bad of ['/api/..', '/api/.', '/api/%2e%2e', '/api/.%2E/x', '/api/%2e', '/api/a%2Fb', '/api/a%2fb', '/api/a%5Cb', '/api/a\\b', '/api/%00', '/api/a%0Ab', '/api/%252e', '/api/%2561dmin', '/api/%E0%A4%A', '/api/%E0%A4', '/api/%FF', '/api/%zz', '//evil/x', 'api']) {
+      assert.throws(() => canonicalPath(bad), (e: any) => e.status === 400 && e.code === 'invalid_path', bad);
+    }
+    // one decoded path, one encoding, whatever the agent sent
+    for (const raw of ['/v2/x:y@z', '/v2/x%3Ay%40z', '/v2/%78%3a%79@z']) assert.equal(encodePath(canonicalPath(raw).path), '/v2/x:y@z', raw);
+    assert.equal(encodePath('/a/café/x y/50%/a?b#c'), '/a/caf%C3%A9/x%20y/50%25/a%3Fb%23c');
+    assert.equal(encodePath(canonicalPath('/a/%7E~-_.!*()$&+,;=').path), "/a/~~-_.!*()$&+,;=");
+  });
+
+  it('finds the configured tool labels that Writ does not hold', () => {
+    const config = parseGatewayConfig({
+      writ: { url: 'http://127.0.0.1:9' },
+      upstreams: [
+        { name: 'gh', transport: 'http', url: 'http://127.0.0.1:9/mcp', tools: { delete_repo: { labels: ['writes', 'sensitive'] }, get_issue: { labels: [] }, create_issue: { labels: ['writes'] } } },
+        { name: 'pay', transport: 'http', url: 'http://127.0.0.1:9/mcp', tools: { transfer: { labels: ['sensitive', 'external'] } } },
+      ],
+    });
+    const wanted = configuredToolLabels(config);
+    assert.deepEqual([...wanted.keys()].sort(), ['gh.create_issue', 'gh.delete_repo', 'pay.transfer']);
+    assert.deepEqual(labelsNotInWrit(wanted, []), [
+      { tool: 'gh.create_issue', missing: ['writes'] },
+      { tool: 'gh.delete_repo', missing: ['sensitive', 'writes'] },
+      { tool: 'pay.transfer', missing: ['external', 'sensitive'] },
+    ]);
+    // a tool's labels in Writ are the union over the patterns it matches
+    const writ = [
+      { pattern: 'gh.*', labels: ['writes'] },
+      { pattern: 'gh.delete_*', labels: ['sensitive'] },
+      { pattern: 'pay.transfer', labels: ['sensitive'] },
+      { pattern: 'pay.transfer_all', labels: ['external'] },
+    ];
+    assert.deepEqual(labelsNotInWrit(wanted, writ), [{ tool: 'pay.transfer', missing: ['external'] }]);
+    assert.deepEqual(labelsNotInWrit(wanted, [...writ, { pattern: 'pay.*', labels: ['external', 'extra'] }]), []);
+  });
+
   it('masks secrets in a streamed body, across chunk boundaries, keeping the length', async () => {
     const secret = Buffer.from('s3cr3t-token-value');
     const text = `head ${secret} middle ${secret}${secret} tail`;
@@ -109,6 +172,10 @@ describe('gateway units', () => {
     assert.throws(() => parseGatewayConfig({ ...base, upstreams: [...base.upstreams, ...base.upstreams] }), /configured twice/);
     assert.throws(() => parseGatewayConfig({ ...base, upstreams: [{ ...base.upstreams[0], name: 'a.b' }] }), ConfigError);
     assert.throws(() => parseGatewayConfig({ ...base, extra: 1 }), ConfigError);
+    assert.equal(c.catalog_max_age_ms, 5000);
+    assert.equal(parseGatewayConfig({ ...base, catalog_max_age_ms: 0 }).catalog_max_age_ms, 0);
+    assert.throws(() => parseGatewayConfig({ ...base, catalog_max_age_ms: 600_000 }), ConfigError);
+    assert.throws(() => parseGatewayConfig({ ...base, catalog_max_age_seconds: 60 }), /replaced by `catalog_max_age_ms`/);
     assert.throws(() => parseGatewayConfig({ ...base, upstreams: [{ ...base.upstreams[0], headers: { 'x-key': { env: '' } } }] }), ConfigError);
     const route = { name: 'gh.issues', path: '/gh/*', upstream: 'https://api.github.com' };
     assert.equal(parseProxyConfig({ writ: base.writ, routes: [route] }).routes[0]!.body, 'json');

@@ -2,6 +2,7 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetK
 import { WritError } from '../core/errors.js';
 import type { Writ } from '../service/writ.js';
 import { JsonClient } from './json-client.js';
+import type { ToolLabelEntry } from './labels.js';
 
 /**
  * How the gateway and the proxy reach Writ's decision: over HTTP with the agent's task
@@ -64,6 +65,12 @@ export interface Authorizer {
   reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void>;
   /** Reads an approval; `waitSeconds` > 0 long-polls (Writ caps it at 30). */
   approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus>;
+  /**
+   * Writ's tool labels (what policy sees as `resource.labels`), to check a
+   * configuration's labels against at start. Null when they cannot be read (over HTTP
+   * without an operator token); absent: not supported.
+   */
+  toolLabels?(): Promise<ToolLabelEntry[] | null>;
   close(): Promise<void>;
 }
 
@@ -224,6 +231,14 @@ export class HttpAuthorizer implements Authorizer {
     return readApproval(this.client, taskToken, approvalId, waitSeconds);
   }
 
+  /** `GET /v1/tool-labels` with the operator token; null without one. */
+  async toolLabels(): Promise<ToolLabelEntry[] | null> {
+    if (!this.opts.operatorToken) return null;
+    const r = await this.call('GET', '/v1/tool-labels', this.opts.operatorToken, undefined, 'tool labels');
+    if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/tool-labels');
+    return toolLabelEntries(r.body?.tool_labels);
+  }
+
   async close(): Promise<void> {
     this.client.close();
   }
@@ -251,6 +266,13 @@ function approvalStatusOf(body: any): ApprovalStatus {
   if (typeof body.decision_id === 'string') out.decision_id = body.decision_id;
   if (Array.isArray(body.reasons)) out.reasons = body.reasons;
   return out;
+}
+
+function toolLabelEntries(list: unknown): ToolLabelEntry[] {
+  if (!Array.isArray(list)) throw new AuthorizerError('bad_response', 'Writ answered tool labels without a list');
+  return list
+    .filter((e): e is { pattern: string; labels: unknown[] } => !!e && typeof e.pattern === 'string' && Array.isArray(e.labels))
+    .map((e) => ({ pattern: e.pattern, labels: e.labels.filter((l): l is string => typeof l === 'string') }));
 }
 
 function fromWrit(err: unknown): never {
@@ -296,6 +318,15 @@ export class InProcessAuthorizer implements Authorizer {
     try {
       const ctx = await this.writ.authenticateTask(taskToken);
       return approvalStatusOf(await this.writ.approvals.readAsAgent(ctx, approvalId, Math.max(0, Math.min(30, Math.floor(waitSeconds)))));
+    } catch (err) {
+      if (err instanceof AuthorizerError) throw err;
+      return fromWrit(err);
+    }
+  }
+
+  async toolLabels(): Promise<ToolLabelEntry[]> {
+    try {
+      return toolLabelEntries(await this.writ.store.listToolLabels());
     } catch (err) {
       if (err instanceof AuthorizerError) throw err;
       return fromWrit(err);

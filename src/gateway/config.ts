@@ -93,13 +93,24 @@ export const gatewayConfigSchema = z
     pins_file: z.string().min(1).default('gateway.pins.json'),
     /** wait this long (polling the approval) when a call needs a person's approval; 0: answer at once */
     approval_wait_seconds: z.number().int().min(0).max(600).default(0),
-    /** re-list an upstream's tools before a call when the catalog is older than this */
-    catalog_max_age_seconds: z.number().int().min(1).max(86_400).default(60),
+    /**
+     * Before a call, re-list the upstream's tools when its catalog is older than this
+     * (ms), and refuse the call if the tool no longer matches its pin. This bounds how
+     * long an upstream that changes a tool without `notifications/tools/list_changed`
+     * (a silent rug pull) keeps being called under the approved definition. 0: re-list
+     * before every call.
+     */
+    catalog_max_age_ms: z.number().int().min(0).max(60_000).default(5000),
+    /** replaced by `catalog_max_age_ms` (refused with a message saying so) */
+    catalog_max_age_seconds: z.unknown().optional(),
     max_sessions: z.number().int().min(1).max(100_000).default(1000),
     session_idle_seconds: z.number().int().min(10).max(86_400).default(1800),
     upstreams: z.array(upstream).min(1).max(100),
   })
   .superRefine((c, ctx) => {
+    if (c.catalog_max_age_seconds !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['catalog_max_age_seconds'], message: 'replaced by `catalog_max_age_ms` (default 5000, at most 60000)' });
+    }
     const seen = new Set<string>();
     c.upstreams.forEach((u, i) => {
       if (seen.has(u.name)) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'name'], message: `upstream \`${u.name}\` is configured twice` });

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { ACTION_TOKEN_HEADER, httpActionArguments, isJsonContentType } from '../sdk/http-action.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
-import type { ProxyConfig, RouteConfig } from './config.js';
+import { ConfigError, type ProxyConfig, type RouteConfig } from './config.js';
 import { Decider, describeVerdict } from './decide.js';
 import { jsonLog, type Log } from './log.js';
 import { bearerOf } from './mcp-serve.js';
@@ -17,6 +17,8 @@ interface CompiledRoute {
   methods: Set<string>;
   segments: Segment[];
   upstream: URL;
+  /** the upstream URL's path, decoded (canonical form), without a trailing `/` */
+  basePath: string;
   headers: Record<string, string>;
   injected: Set<string>;
   audience: string;
@@ -54,12 +56,29 @@ function compileRoute(cfg: RouteConfig, deps: { baseDir: string; redactor: Redac
     methods: new Set(cfg.methods),
     segments,
     upstream,
+    basePath: upstreamBasePath(cfg.name, upstream),
     headers: lower,
     injected: new Set(Object.keys(lower)),
     audience: cfg.audience ?? upstream.origin,
     destination: cfg.destination === null ? undefined : (cfg.destination ?? upstream.host),
     agent: upstream.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts),
   };
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function upstreamBasePath(route: string, upstream: URL): string {
+  try {
+    return canonicalPath(upstream.pathname).path.replace(/\/+$/, '');
+  } catch (err) {
+    throw new ConfigError(`route \`${route}\`: the upstream URL's path is not canonical (${(err as Error).message})`);
+  }
 }
 
 /** Matches decoded path segments; answers the `:params` (and `*` as `rest`). */
@@ -129,19 +148,50 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-/** Path segments, percent-decoded; dot segments, encoded slashes and NULs are refused. */
-function pathSegments(rawPath: string): string[] {
-  const segs = rawPath.split('/').slice(1);
-  return segs.map((s) => {
-    let d: string;
-    try {
-      d = decodeURIComponent(s);
-    } catch {
-      throw new ProxyError(400, 'invalid_path', 'the path is not valid percent-encoding');
-    }
-    if (d === '.' || d === '..' || /[/\\\0]/.test(d)) throw new ProxyError(400, 'invalid_path', 'the path has dot segments or encoded separators');
-    return d;
-  });
+const invalidPath = (message: string) => new ProxyError(400, 'invalid_path', message);
+
+/**
+ * The one form of a request path that everything uses: route matching, the `path` that
+ * policy sees, and (re-encoded) the path the upstream receives. Each segment is
+ * percent-decoded exactly once. Anything whose meaning could differ between the proxy,
+ * policy and the upstream is refused (400 `invalid_path`): bad percent-encoding or
+ * UTF-8, an encoded `/` (a separator policy would not see), `\`, `.` and `..` segments
+ * (the upstream would resolve them), control characters and NUL, and double encoding
+ * (`%25xx`, which an upstream that decodes again would read as another path).
+ */
+export function canonicalPath(rawPath: string): { segments: string[]; path: string } {
+  if (!rawPath.startsWith('/')) throw invalidPath('the request target must be a path');
+  if (rawPath.includes('//')) throw invalidPath('the path has an empty segment');
+  const segments = rawPath
+    .split('/')
+    .slice(1)
+    .map((s) => {
+      let d: string;
+      try {
+        d = decodeURIComponent(s);
+      } catch {
+        throw invalidPath('the path is not valid percent-encoding (or not UTF-8)');
+      }
+      if (d === '.' || d === '..') throw invalidPath('the path has dot segments');
+      if (/[/\\]/.test(d)) throw invalidPath('the path has an encoded separator (`/` or `\\`)');
+      // eslint-disable-next-line no-control-regex
+      if (/[\x00-\x1f\x7f]/.test(d)) throw invalidPath('the path has control characters or NUL');
+      if (/%[0-9A-Fa-f]{2}/.test(d)) throw invalidPath('the path is percent-encoded twice (`%25xx`)');
+      return d;
+    });
+  return { segments, path: `/${segments.join('/')}` };
+}
+
+/**
+ * Percent-encodes a canonical (decoded) path for the upstream: every byte outside
+ * RFC 3986 `pchar` (unreserved, sub-delims, `:`, `@`) is encoded, so one decoded path
+ * always goes out as the same bytes, whatever encoding the agent chose.
+ */
+export function encodePath(path: string): string {
+  return path
+    .split('/')
+    .map((s) => encodeURIComponent(s).replace(/%(24|26|2B|2C|3B|3D|3A|40)/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))))
+    .join('/');
 }
 
 export interface ProxyOptions {
@@ -170,7 +220,6 @@ export class HttpProxy {
   constructor(readonly opts: ProxyOptions) {
     this.log = opts.log ?? jsonLog(this.redactor);
     this.routes = opts.config.routes.map((r) => compileRoute(r, { baseDir: opts.config.baseDir, redactor: this.redactor, env: opts.env }));
-    for (const label of this.redactor.short) this.log('secret_too_short_to_redact', { what: label });
     this.secretBufs = this.collectSecrets();
     this.decider = new Decider(opts.authorizer, { waitSeconds: opts.config.approval_wait_seconds });
   }
@@ -196,9 +245,8 @@ export class HttpProxy {
     const q = rawUrl.indexOf('?');
     const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
     const search = q < 0 ? '' : rawUrl.slice(q);
-    if (!rawPath.startsWith('/')) throw new ProxyError(400, 'invalid_path', 'the request target must be a path');
-    if (rawPath.includes('//')) throw new ProxyError(400, 'invalid_path', 'the path has an empty segment');
-    const segs = pathSegments(rawPath);
+    // one canonical path for routing, policy and the upstream (see canonicalPath)
+    const { segments: segs, path } = canonicalPath(rawPath);
     const method = (req.method ?? 'GET').toUpperCase();
     let route: CompiledRoute | undefined;
     let params: Record<string, string> | null = null;
@@ -222,15 +270,15 @@ export class HttpProxy {
       res.setHeader('www-authenticate', 'Bearer realm="writ-proxy"');
       throw new ProxyError(401, 'unauthorized', 'send the task token as `Authorization: Bearer <task token>`');
     }
-    if (rawUrl.includes(token)) throw new ProxyError(400, 'task_token_in_request', 'the URL carries the task token; it is never passed to a tool');
-
-    // the path the upstream receives, and the body
-    let upstreamPath = rawPath;
-    if (route.cfg.strip_prefix && (rawPath === route.cfg.strip_prefix || rawPath.startsWith(`${route.cfg.strip_prefix}/`))) {
-      upstreamPath = rawPath.slice(route.cfg.strip_prefix.length) || '/';
+    if (rawUrl.includes(token) || path.includes(token) || safeDecode(search).includes(token)) {
+      throw new ProxyError(400, 'task_token_in_request', 'the URL carries the task token; it is never passed to a tool');
     }
-    const basePath = route.upstream.pathname.replace(/\/+$/, '');
-    upstreamPath = `${basePath}${upstreamPath}`;
+
+    // the path the upstream receives (canonical: what policy sees), and the body
+    let upstreamPath = path;
+    const strip = route.cfg.strip_prefix;
+    if (strip && (path === strip || path.startsWith(`${strip}/`))) upstreamPath = path.slice(strip.length) || '/';
+    upstreamPath = `${route.basePath}${upstreamPath}`;
 
     const max = this.opts.config.max_body_bytes;
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
@@ -280,7 +328,7 @@ export class HttpProxy {
     if (verdict.kind === 'approval_refused') {
       throw new ProxyError(403, 'approval_refused', describeVerdict(route.cfg.name, verdict), { decision_id: verdict.decisionId, approval_id: verdict.approvalId, status: verdict.status });
     }
-    await this.forward(req, res, route, upstreamPath + search, buffered, declared, token, verdict.decisionId, verdict.actionToken);
+    await this.forward(req, res, route, encodePath(upstreamPath) + search, buffered, declared, token, verdict.decisionId, verdict.actionToken);
   }
 
   private forward(
@@ -304,7 +352,7 @@ export class HttpProxy {
     if (route.cfg.forward_action_token) headers[ACTION_TOKEN_HEADER] = actionToken;
     if (buffered) headers['content-length'] = String(buffered.length);
     else if (declared !== undefined) headers['content-length'] = String(declared);
-    // the path goes out as received (never resolved as a URL: `//host/...` must not change the host)
+    // the canonical path, re-encoded (never resolved as a URL: `//host/...` must not change the host)
     const up = route.upstream;
     const mod = up.protocol === 'https:' ? https : http;
     const max = this.opts.config.max_body_bytes;

@@ -5,6 +5,7 @@ import { matchesAny } from '../tasks/scope.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
 import { TOOL_NAME, upstreamAudience, upstreamDestination, type GatewayConfig } from './config.js';
 import { Decider, describeVerdict, type Verdict } from './decide.js';
+import { configuredToolLabels, labelsNotInWrit } from './labels.js';
 import { errorText, jsonLog, type Log } from './log.js';
 import { PinStore } from './pins.js';
 import { Redactor } from './secrets.js';
@@ -50,7 +51,7 @@ export class McpGateway {
     this.redactor = new Redactor();
     this.log = opts.log ?? jsonLog(this.redactor);
     this.authorizer = opts.authorizer;
-    this.maxAgeMs = opts.config.catalog_max_age_seconds * 1000;
+    this.maxAgeMs = opts.config.catalog_max_age_ms;
     this.upstreams = createUpstreams(opts.config, {
       redactor: this.redactor,
       log: this.log,
@@ -60,7 +61,6 @@ export class McpGateway {
         this.notifyToolsChanged();
       },
     });
-    for (const label of this.redactor.short) this.log('secret_too_short_to_redact', { what: label });
     this.pins = new PinStore(opts.config.pins_file, (error) => {
       if (error) this.log('pins_invalid', { path: opts.config.pins_file, error });
       else this.log('pins_loaded', { path: opts.config.pins_file });
@@ -69,10 +69,14 @@ export class McpGateway {
     this.decider = new Decider(this.authorizer, { waitSeconds: opts.config.approval_wait_seconds });
   }
 
-  /** Connects to every upstream and reads its catalog; an unreachable upstream is logged and retried on use. */
+  /**
+   * Connects to every upstream and reads its catalog (an unreachable upstream is logged
+   * and retried on use), and checks the configuration's tool labels against Writ's.
+   */
   async start(): Promise<void> {
-    await Promise.all(
-      [...this.upstreams.values()].map(async (u) => {
+    await Promise.all([
+      this.checkLabels(),
+      ...[...this.upstreams.values()].map(async (u) => {
         try {
           await u.refresh();
           let pinned = 0;
@@ -86,7 +90,35 @@ export class McpGateway {
           this.log('upstream_unavailable', { upstream: u.name, error: errorText(err, this.redactor) });
         }
       }),
-    );
+    ]);
+  }
+
+  /**
+   * Policy sees the labels Writ holds, not the ones in this configuration (they are
+   * stored there with `writ gateway labels --config FILE`). Logs `labels_not_in_writ`
+   * naming each tool whose configured labels are not all in Writ, or
+   * `labels_not_checked` when Writ's labels cannot be read. Never fails the start.
+   */
+  async checkLabels(): Promise<{ tool: string; missing: string[] }[] | null> {
+    const wanted = configuredToolLabels(this.opts.config);
+    if (wanted.size === 0) return [];
+    const fix = `store them with \`writ gateway labels --config ${this.opts.config.path}\``;
+    let entries;
+    try {
+      entries = this.authorizer.toolLabels ? await this.authorizer.toolLabels() : null;
+    } catch (err) {
+      this.log('labels_not_checked', { error: err instanceof AuthorizerError ? `${err.code}: ${err.message}` : errorText(err, this.redactor), note: `Writ's tool labels could not be read; policy sees only those (${fix})` });
+      return null;
+    }
+    if (!entries) {
+      this.log('labels_not_checked', {
+        note: `without an operator token (writ.operator_token_env) the gateway cannot read Writ's tool labels (GET /v1/tool-labels) to check the configured ones; policy sees only Writ's (${fix})`,
+      });
+      return null;
+    }
+    const missing = labelsNotInWrit(wanted, entries);
+    if (missing.length) this.log('labels_not_in_writ', { tools: missing, note: `policy does not see these labels: ${fix}` });
+    return missing;
   }
 
   private noteUnpinned(upstream: string, tool: string, status: 'changed' | 'unpinned', digest: string): void {
@@ -153,8 +185,32 @@ export class McpGateway {
     return new McpError(ErrorCode.InternalError, 'Writ could not decide; the call was not made');
   }
 
+  /*
+   * Why a refusal is a tool result with `isError: true` and not a JSON-RPC error.
+   *
+   * The MCP specification gives tools two error channels (2025-06-18, Server > Tools >
+   * Error Handling, https://modelcontextprotocol.io/specification/2025-06-18/server/tools#error-handling):
+   * "Protocol Errors: Standard JSON-RPC errors for issues like: Unknown tools, Invalid
+   * arguments, Server errors" and "Tool Execution Errors: Reported in tool results with
+   * `isError: true`: API failures, Invalid input data, Business logic errors". The schema
+   * says why (CallToolResult.isError, schema.ts of the same version): "Any errors that
+   * originate from the tool SHOULD be reported inside the result object, with `isError`
+   * set to true, _not_ as an MCP protocol-level error response. Otherwise, the LLM would
+   * not be able to see that an error occurred and self-correct."
+   *
+   * A deny (or a pending or refused approval, or a changed tool) is the call being
+   * refused by the tool's owner, a business-logic answer the model must see to stop,
+   * choose another action or wait for a person: a JSON-RPC error is typically surfaced
+   * to the host application instead, and the model would retry blind. So refusals are
+   * `isError` results, and the client recognizes them without parsing text: the
+   * decision id and the reasons are in `structuredContent` and in
+   * `_meta["writ/decision"]` (`_meta["writ/error"]` for the gateway's own refusals).
+   * What the spec lists as protocol errors stays JSON-RPC: unknown tools, arguments that
+   * are not an object, a refused task token, Writ or an upstream unavailable.
+   */
   private refusal(tool: string, code: string, text: string, extra: Record<string, unknown> = {}): CallToolResult {
-    return { content: [{ type: 'text', text }], isError: true, _meta: { [META_ERROR]: { code, tool, ...extra } } };
+    const error = { [META_ERROR]: { code, tool, ...extra } };
+    return { content: [{ type: 'text', text }], structuredContent: error, isError: true, _meta: error };
   }
 
   private verdictResult(tool: string, v: Exclude<Verdict, { kind: 'allow' }>): CallToolResult {
@@ -164,7 +220,8 @@ export class McpGateway {
         : v.kind === 'approval_pending'
           ? { decision: 'approval_required', decision_id: v.decisionId, approval_id: v.approvalId, expires_in: v.expiresIn }
           : { decision: 'approval_refused', decision_id: v.decisionId, approval_id: v.approvalId, status: v.status };
-    return { content: [{ type: 'text', text: this.redactor.redact(describeVerdict(tool, v)) }], isError: true, _meta: { [META_DECISION]: meta } };
+    const decision = this.redactor.redactDeep({ [META_DECISION]: { ...meta, tool } });
+    return { content: [{ type: 'text', text: this.redactor.redact(describeVerdict(tool, v)) }], structuredContent: decision, isError: true, _meta: decision };
   }
 
   /** Decides and, on allow, forwards one call. */

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { ConfigError } from './config.js';
 
 /**
  * A configured value: a literal string (treated as public: never put a secret here),
@@ -9,16 +10,24 @@ import { isAbsolute, resolve } from 'node:path';
  */
 export type ValueRef = string | { env: string; prefix?: string } | { file: string; prefix?: string };
 
-/** A reference that cannot be resolved. The message names the reference, never a value. */
-export class SecretResolutionError extends Error {
+/**
+ * A reference that cannot be resolved, or a secret the gateway cannot protect. A
+ * configuration error: the gateway does not start. The message names the reference,
+ * never a value.
+ */
+export class SecretResolutionError extends ConfigError {
   constructor(message: string) {
     super(message);
     this.name = 'SecretResolutionError';
   }
 }
 
-/** Secrets shorter than this are not redacted (they would redact ordinary text); a warning is logged. */
-export const MIN_REDACTED_LENGTH = 6;
+/**
+ * Secrets shorter than this are refused at start: a short value cannot be redacted
+ * reliably (masking it would mangle ordinary text, not masking it would leak it), so
+ * the gateway would either corrupt what it returns or hand the credential out.
+ */
+export const MIN_SECRET_LENGTH = 8;
 export const REDACTED = '[redacted]';
 
 /**
@@ -28,13 +37,10 @@ export const REDACTED = '[redacted]';
  */
 export class Redactor {
   private secrets: string[] = [];
-  readonly short: string[] = [];
 
+  /** Adds a secret; one shorter than `MIN_SECRET_LENGTH` is a configuration error. */
   add(value: string, label: string): void {
-    if (value.length < MIN_REDACTED_LENGTH) {
-      this.short.push(label);
-      return;
-    }
+    if (value.length < MIN_SECRET_LENGTH) throw shortSecret(label);
     if (!this.secrets.includes(value)) this.secrets.push(value);
     // longest first, so a secret containing another is replaced whole
     this.secrets.sort((a, b) => b.length - a.length);
@@ -89,6 +95,12 @@ export class Redactor {
   }
 }
 
+function shortSecret(what: string): SecretResolutionError {
+  return new SecretResolutionError(
+    `${what}: the secret is shorter than ${MIN_SECRET_LENGTH} characters; a secret this short cannot be redacted reliably from what the gateway returns and logs, so the gateway does not start (use a longer credential)`,
+  );
+}
+
 /**
  * Resolves a value reference. Secrets (env and file references) are added to the
  * redactor; literal strings are not.
@@ -111,6 +123,7 @@ export function resolveValue(ref: ValueRef, ctx: { baseDir: string; redactor: Re
     if (value === '') throw new SecretResolutionError(`${ctx.what}: \`${path}\` is empty`);
   }
   if (/[\r\n\0]/.test(value)) throw new SecretResolutionError(`${ctx.what}: the value contains a line break or NUL`);
+  if (value.length < MIN_SECRET_LENGTH) throw shortSecret(ctx.what);
   ctx.redactor.add(value, ctx.what);
   const full = (ref.prefix ?? '') + value;
   if (ref.prefix) ctx.redactor.add(full, ctx.what);
