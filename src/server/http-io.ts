@@ -93,6 +93,7 @@ export function sendError(res: ServerResponse, err: unknown, oauth = false, log:
   const headers: Record<string, string> = {};
   if (e.status === 401) headers['www-authenticate'] = oauth ? 'Basic realm="writ"' : `Bearer realm="writ", error="${e.code === 'token_expired' ? 'invalid_token' : 'invalid_token'}"`;
   if (e.status === 503) headers['retry-after'] = '1';
+  if (e.status === 429) headers['retry-after'] = '10';
   if (res.headersSent) {
     res.destroy();
     return;

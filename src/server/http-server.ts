@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { InvalidRequestError, NotFoundError, OAuthError, WritError } from '../core/errors.js';
+import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritError } from '../core/errors.js';
 import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
+import { FailureLimiter } from './failure-limiter.js';
 import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
 import {
   auditQuerySchema,
@@ -36,6 +37,8 @@ interface Route {
 
 export interface HttpServerOptions {
   log?: (msg: string, err?: unknown) => void;
+  /** failed requests one client address may make per window before it gets 429 (default 1,000 per 10 s) */
+  failureLimit?: { max: number; windowMs: number };
 }
 
 /** Wire shapes: snake_case, times as ISO strings. */
@@ -298,9 +301,21 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   registerFederationRoutes(writ, route);
   registerEscalationRoutes(writ, route, operator);
 
+  const limiter = new FailureLimiter(options.failureLimit?.max ?? 1000, options.failureLimit?.windowMs ?? 10_000, () => writ.clock.now());
+
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL;
     let oauth = false;
+    const client = req.socket.remoteAddress ?? 'unknown';
+    const limited = limiter.check(client);
+    if (limited.blocked) {
+      if (limited.report) {
+        await writ.securityEvent('security.rate_limited', 'anonymous', { remote_address: client, failures: limited.failures, window_ms: limiter.windowMs }).catch(() => undefined);
+      }
+      sendError(res, new RateLimitedError('too many failed requests from this address; retry later'), false);
+      if (!req.complete) req.resume();
+      return;
+    }
     try {
       url = new URL(req.url ?? '/', 'http://writ.invalid');
       const path = url.pathname;
@@ -324,6 +339,10 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       }
       throw new NotFoundError(`no route for \`${path.slice(0, 200)}\``);
     } catch (err) {
+      // credential failures, refusals and replays count against the client's address
+      if (err instanceof WritError && (err.status === 401 || err.status === 403 || err.status === 409 || (oauth && err.status === 400))) {
+        limiter.recordFailure(client);
+      }
       sendError(res, err, oauth, (e) => log('request failed', e));
       // A body we did not read would be left in the socket; drain or close.
       if (!req.complete) req.resume();

@@ -1,4 +1,5 @@
 import { decodeProtectedHeader } from 'jose';
+import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
 import { checkpointClaims, CHECKPOINT_TYP, verifyCheckpoint } from '../audit/checkpoint.js';
 import { verifyChain, type ChainReport } from '../audit/verify-chain.js';
@@ -91,6 +92,7 @@ export class Writ {
   readonly keys: KeyRing;
   readonly policy = new PolicyEngine();
   readonly toolLabels: ToolLabelRegistry;
+  private readonly securityAudit: AuditBatcher;
   private readonly committer: DecisionCommitter;
   private readonly tokenCache = new Map<string, TaskPrincipal>();
   private policyCheckedAt = 0;
@@ -111,6 +113,7 @@ export class Writ {
     this.clock = clock;
     this.keys = new KeyRing(store, clock);
     this.toolLabels = new ToolLabelRegistry(store, clock);
+    this.securityAudit = new AuditBatcher(store);
     this.committer = new DecisionCommitter(store, clock);
     const kit = this.kit();
     this.approvals = new ApprovalService(kit);
@@ -855,7 +858,7 @@ export class Writ {
 
   /** Records a security event (a refused credential, a replay); never blocks the refusal. */
   async securityEvent(type: string, actor: string, data: Record<string, unknown>, ids: { taskId?: string; agentId?: string; decisionId?: string } = {}): Promise<void> {
-    await this.store.appendAudit([{ type, actor, data, ...ids }]);
+    await this.securityAudit.append({ type, actor, data, ...ids });
   }
 
   async ready(): Promise<{ store: boolean; keys: boolean; policy: boolean }> {

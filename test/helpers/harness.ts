@@ -77,14 +77,17 @@ export interface Instance {
 }
 
 /** Starts Writ with its HTTP API on a loopback port chosen by the OS. */
-export async function startInstance(store: Store, opts: { clock?: Clock; issuer?: string; config?: Partial<WritConfig> } = {}): Promise<Instance> {
+export async function startInstance(
+  store: Store,
+  opts: { clock?: Clock; issuer?: string; config?: Partial<WritConfig>; failureLimit?: { max: number; windowMs: number } } = {},
+): Promise<Instance> {
   const s = createServer();
   await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
   const port = (s.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
   const writ = new Writ(store, { ...opts.config, issuer: opts.issuer ?? url }, opts.clock);
   await writ.init();
-  const handler = createHttpHandler(writ, { log: () => undefined });
+  const handler = createHttpHandler(writ, { log: () => undefined, ...(opts.failureLimit ? { failureLimit: opts.failureLimit } : {}) });
   s.on('request', (req, res) => void handler(req, res));
   return {
     writ,
