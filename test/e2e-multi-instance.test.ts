@@ -174,6 +174,11 @@ describe('several instances on one PostgreSQL database', { skip }, () => {
       assert.equal(audit.body.entries.length, 1);
     }
     assert.equal(detail.body.actions_used, recorded.size);
+    // and the other way: no decision row without its audit entry, no audit entry without its row
+    const decisionRows = new Set(detail.body.decisions.map((d: any) => d.id));
+    const audited = (await apiA.call('GET', `/v1/audit?task_id=${task}&type=decision&limit=1000`)).body.entries.map((e: any) => e.decision_id);
+    assert.equal(audited.length, new Set(audited).size, 'one audit entry per decision');
+    assert.deepEqual([...decisionRows].sort(), [...audited].sort());
     const report = await verifyChain(stores[0]!);
     assert.equal(report.ok, true, JSON.stringify(report));
   });
