@@ -9,6 +9,7 @@ for (const { backend, skip } of backends()) {
     const clock = new ManualClock(Date.now());
     let env: Awaited<ReturnType<typeof setup>>;
     before(async () => {
+      clock.set(Date.now()); // the suites run one after the other: start this one's clock now
       env = await setup(backend, { clock });
     });
     after(async () => env?.teardown());

@@ -18,7 +18,13 @@ export async function serve(argv: string[]): Promise<void> {
   const hostForUrl = host.includes(':') ? `[${host}]` : host;
   const store = await openStore({ databaseUrl: process.env.WRIT_DATABASE_URL, dataDir });
   const issuerFlag = flag(args, 'issuer') ?? process.env.WRIT_ISSUER;
-  const writ = new Writ(store, { ...escalationConfigFromEnv(process.env), ...federationConfigFromEnv(process.env), issuer: issuerFlag ?? `http://${hostForUrl}:${port}` });
+  const kek = process.env.WRIT_KEY_ENCRYPTION_KEY || undefined;
+  const writ = new Writ(store, {
+    ...escalationConfigFromEnv(process.env),
+    ...federationConfigFromEnv(process.env),
+    ...(kek ? { keyEncryptionKey: kek } : {}),
+    issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,
+  });
   await writ.init();
   const boot = await writ.bootstrapAdmin(process.env.WRIT_BOOTSTRAP_TOKEN || undefined);
   writ.startBackgroundWork();

@@ -41,6 +41,8 @@ export interface WritConfig {
   presenceMaxTtlSeconds: number;
   /** presence: the lease a task that requires presence starts with (its owner just created it) */
   presenceInitialTtlSeconds: number;
+  /** seals private signing keys at rest (WRIT_KEY_ENCRYPTION_KEY, at least 32 characters); unset: stored as plain JWK */
+  keyEncryptionKey?: string;
 }
 
 export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {

@@ -46,6 +46,7 @@ import { lineageOf } from '../tasks/delegation.js';
 import { checkAgentId } from '../identity/spiffe-id.js';
 import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
 import { KeyRing } from '../tokens/key-ring.js';
+import { deriveKeyEncryptionKey } from '../tokens/key-sealing.js';
 import { ACTION_TOKEN_TYP, MAX_TASK_TOKEN_TTL_SECONDS, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
 import { TokenVerificationError, verifyWritJwt } from '../tokens/verify-token.js';
 import { resolveConfig, type WritConfig } from './config.js';
@@ -111,7 +112,7 @@ export class Writ {
   ) {
     this.config = resolveConfig(config);
     this.clock = clock;
-    this.keys = new KeyRing(store, clock);
+    this.keys = new KeyRing(store, clock, this.config.keyEncryptionKey ? deriveKeyEncryptionKey(this.config.keyEncryptionKey) : null);
     this.toolLabels = new ToolLabelRegistry(store, clock);
     this.securityAudit = new AuditBatcher(store);
     this.committer = new DecisionCommitter(store, clock);

@@ -3,6 +3,7 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { Clock } from '../core/clock.js';
 import type { Jwk, SigningKeyRecord } from '../core/types.js';
 import type { Store } from '../store/store.js';
+import { isSealed, sealJwk, unsealJwk } from './key-sealing.js';
 
 interface LoadedKey {
   record: SigningKeyRecord;
@@ -19,10 +20,18 @@ export class KeyRing {
   private keys: LoadedKey[] = [];
   private lastRefresh = 0;
 
+  /** @param kek the key that seals private keys at rest (key-sealing.ts), when configured */
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    private readonly kek: Buffer | null = null,
   ) {}
+
+  private openPrivate(record: SigningKeyRecord): Jwk {
+    if (!isSealed(record.privateJwk)) return record.privateJwk;
+    if (!this.kek) throw new Error(`signing key \`${record.kid}\` is sealed: set WRIT_KEY_ENCRYPTION_KEY`);
+    return unsealJwk(record.privateJwk, record.kid, this.kek);
+  }
 
   /** Loads the keys; creates the first one on a new store. */
   async init(): Promise<void> {
@@ -44,7 +53,7 @@ export class KeyRing {
     const record: SigningKeyRecord = {
       kid,
       publicJwk: { ...pub, kid, alg: 'EdDSA', use: 'sig' },
-      privateJwk: privateKey.export({ format: 'jwk' }) as Jwk,
+      privateJwk: this.kek ? sealJwk(privateKey.export({ format: 'jwk' }) as Jwk, kid, this.kek) : (privateKey.export({ format: 'jwk' }) as Jwk),
       createdAt: this.clock.now(),
       rotatedAt: null,
       retiredAt: null,
@@ -70,7 +79,7 @@ export class KeyRing {
       .filter((r) => r.retiredAt === null || r.retiredAt > now)
       .map((record) => ({
         record,
-        privateKey: createPrivateKey({ key: record.privateJwk as never, format: 'jwk' }),
+        privateKey: createPrivateKey({ key: this.openPrivate(record) as never, format: 'jwk' }),
         publicKey: createPublicKey({ key: record.publicJwk as never, format: 'jwk' }),
       }));
   }
