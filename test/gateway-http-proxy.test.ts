@@ -93,10 +93,11 @@ describe('HTTP tool proxy', () => {
         max_body_bytes: 4096,
         routes: [
           { name: 'api.items', methods: ['GET', 'POST'], path: '/api/items/:id', upstream: `${upstreamUrl}/v2`, strip_prefix: '/api', headers: auth, resource: 'item:{id}' },
-          { name: 'api.upload', methods: ['POST'], path: '/upload', upstream: upstreamUrl, headers: auth, body: 'any' },
+          // the task scope lists resources, so every route names the resource it acts on
+          { name: 'api.upload', methods: ['POST'], path: '/upload', upstream: upstreamUrl, headers: auth, body: 'any', resource: 'item:upload' },
           { name: 'api.admin', methods: ['DELETE'], path: '/api/admin/*', upstream: upstreamUrl, headers: auth },
-          { name: 'api.echo', methods: ['GET'], path: '/echo-headers', upstream: upstreamUrl, headers: auth },
-          { name: 'api.guarded', methods: ['POST'], path: '/api/guarded/*', upstream: `${upstreamUrl}/v2`, strip_prefix: '/api', headers: auth, forward_action_token: true },
+          { name: 'api.echo', methods: ['GET'], path: '/echo-headers', upstream: upstreamUrl, headers: auth, resource: 'item:echo' },
+          { name: 'api.guarded', methods: ['POST'], path: '/api/guarded/*', upstream: `${upstreamUrl}/v2`, strip_prefix: '/api', headers: auth, forward_action_token: true, resource: 'item:guarded' },
           { name: 'api.any', methods: ['GET'], path: '/api/*', upstream: upstreamUrl, headers: auth, resource: 'item:any' },
         ],
       }),

@@ -78,6 +78,9 @@ describe('MCP gateway', () => {
             args: ['--import', 'tsx', STDIO_FIXTURE],
             cwd: ROOT,
             env: { FIXTURE_SECRET: { env: 'GW_TEST_STDIO_SECRET' }, FIXTURE_LOG: upstreamLog, FIXTURE_DESC_FILE: descFile },
+            // a stdio upstream has no destination unless configured; the task scope lists
+            // destinations, so every action must name one
+            destination: 'stdio:local',
             tools: { delete_repo: { labels: ['writes', 'sensitive'] } },
           },
           {
@@ -99,7 +102,7 @@ describe('MCP gateway', () => {
     const [approved, task] = await Promise.all([
       runWrit(['gateway', 'tools', 'approve', '--config', configPath], processEnv),
       env.createTask({
-        scope: { tools: ['local.echo', 'local.whoami', 'local.fail', 'docs.*'], resources: [], destinations: ['127.0.0.1:*'] },
+        scope: { tools: ['local.echo', 'local.whoami', 'local.fail', 'docs.*'], resources: [], destinations: ['127.0.0.1:*', 'stdio:local'] },
         max_actions: 100,
       }),
     ]);
@@ -162,7 +165,7 @@ describe('MCP gateway', () => {
     assert.equal(d.decision, 'allow');
     assert.equal(d.tool, 'local.echo');
     assert.equal(d.audience, 'mcp:local');
-    assert.equal(d.destination, null);
+    assert.equal(d.destination, 'stdio:local');
     assert.equal(d.outcome, 'succeeded');
     assert.equal(upstreamCalls().at(-1).tool, 'echo');
 
@@ -331,7 +334,7 @@ describe('MCP gateway', () => {
     await gateway.start();
     const running = await serveMcpHttp(gateway, { path: '/mcp' });
     try {
-      const narrow = await env.createTask({ scope: { tools: ['local.echo'], resources: [], destinations: [] } });
+      const narrow = await env.createTask({ scope: { tools: ['local.echo'], resources: [], destinations: ['stdio:local'] } });
       const c = await httpClient(running.url, await env.taskToken(narrow.id));
       assert.deepEqual((await c.listTools()).tools.map((t) => t.name), ['local.echo']);
       const r = await c.callTool({ name: 'local.echo', arguments: { text: 'in-process' } });
