@@ -187,7 +187,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
     const { privateKey, publicKey } = await generateKeyPair('Ed25519', { extractable: true });
     await api(url, 'POST', '/v1/agents', admin, { id: agentId, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] } });
     const actions = 3 * (iterations + warmup) + 100;
-    const task = await api(url, 'POST', '/v1/tasks', admin, { agent_id: agentId, intent: 'gateway benchmark', scope: { tools: ['bench.*'], destinations: ['127.0.0.1:*'] }, ttl_seconds: 3600, max_actions: actions });
+    const task = await api(url, 'POST', '/v1/tasks', admin, { agent_id: agentId, intent: 'gateway benchmark', scope: { tools: ['bench.*'], destinations: ['127.0.0.1:*', 'stdio:local'] }, ttl_seconds: 3600, max_actions: actions });
     const iat = Math.floor(Date.now() / 1000);
     const assertion = await new SignJWT({ jti: randomBytes(12).toString('hex') })
       .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
@@ -224,7 +224,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
     clients.push(stdioDirect);
     const stdioPass = await stdioClient([...NODE, PASS, '--upstream-cmd', JSON.stringify(echoCmd)]);
     clients.push(stdioPass);
-    const stdioCfg = gwConfig({ transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', ECHO], cwd: ROOT });
+    const stdioCfg = gwConfig({ transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', ECHO], cwd: ROOT, destination: 'stdio:local' });
     const stdioGw = await stdioClient([...NODE, CLI, 'gateway', 'mcp', '--stdio', '--config', stdioCfg], { ...gwEnv, WRIT_TASK_TOKEN: token });
     clients.push(stdioGw);
     const stdioEmb = await stdioClient([...NODE, EMBEDDED, '--data-dir', mkdtempSync(join(dir, 'emb-')), '--pins', pinsFile, '--upstream-cmd', JSON.stringify(echoCmd)]);
@@ -259,7 +259,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
     // what the gateway waits for on every call: one decision over HTTP
     let n = 0;
     const authorizeOnce = async () => {
-      const d = await api(url, 'POST', '/v1/authorize', token, { tool: 'bench.echo', arguments: { text: 'benchmark payload', n: n++ }, audience: 'mcp:bench' });
+      const d = await api(url, 'POST', '/v1/authorize', token, { tool: 'bench.echo', arguments: { text: 'benchmark payload', n: n++ }, audience: 'mcp:bench', destination: 'stdio:local' });
       if (d.decision !== 'allow') throw new Error(JSON.stringify(d));
     };
     const [hd, hp, hg, he, ha] = await measureInterleaved(

@@ -73,4 +73,23 @@ describe('bench smoke', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('runs --quick mcp_gateway and reports direct, pass-through and gateway figures', { timeout: 180_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-bench-smoke-gw-'));
+    try {
+      const out = join(dir, 'report.json');
+      const r = await run(['--quick', '--only', 'mcp_gateway', '--out', out, '--data-dir', dir]);
+      assert.equal(r.code, 0, `bench exited with ${r.code}: ${r.stderr.slice(-2000)}`);
+      const report = JSON.parse(readFileSync(out, 'utf8'));
+      assert.deepEqual(report.errors, {});
+      for (const k of ['stdio', 'http']) {
+        const sec = report.results.mcp_gateway[k];
+        for (const v of ['direct', 'passthrough', 'gateway', 'gateway_in_process']) positive(sec[v].p50_us, `${k}.${v}.p50_us`);
+        positive(sec.gateway_vs_passthrough_p50, `${k} ratio`);
+        assert.equal(typeof report.targets[`mcp_gateway.${k}.vs_passthrough_p50`].met, 'boolean');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -35,7 +35,7 @@ const admin = await writ.authenticateOperator(adminToken);
 const { privateKey, publicKey } = await generateKeyPair('Ed25519', { extractable: true });
 const agentId = 'spiffe://bench.test/agent/embedded';
 await writ.registerAgent(admin, { id: agentId, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] } });
-const task = await writ.createTask(admin, { agent_id: agentId, intent: 'bench', scope: { tools: ['bench.*'], resources: [], destinations: ['127.0.0.1:*'] }, ttl_seconds: 3600, max_actions: 100_000 });
+const task = await writ.createTask(admin, { agent_id: agentId, intent: 'bench', scope: { tools: ['bench.*'], resources: [], destinations: ['127.0.0.1:*', 'stdio:local'] }, ttl_seconds: 3600, max_actions: 100_000 });
 const iat = Math.floor(Date.now() / 1000);
 const assertion = await new SignJWT({ jti: randomBytes(12).toString('hex') })
   .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
@@ -54,7 +54,7 @@ const { access_token: token } = await writ.issueTaskToken({
 
 const cmd = at('--upstream-cmd');
 const upstream = cmd
-  ? { transport: 'stdio', command: (JSON.parse(cmd) as string[])[0], args: (JSON.parse(cmd) as string[]).slice(1) }
+  ? { transport: 'stdio', command: (JSON.parse(cmd) as string[])[0], args: (JSON.parse(cmd) as string[]).slice(1), destination: 'stdio:local' }
   : { transport: 'http', url: at('--upstream-url') };
 const config = parseGatewayConfig({ writ: { url: issuer }, pins_file: at('--pins'), upstreams: [{ name: 'bench', ...upstream }] }, join(dataDir, 'gateway.json'));
 const gateway = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ), log: silentLog });
