@@ -222,6 +222,24 @@ for (const { backend, skip } of backends()) {
       clock.advance(3 * 3600 * SEC);
     });
 
+    it('warns when the active policy never reads context.break_glass (and not when it does)', async () => {
+      const other = await setup(backend, { clock });
+      try {
+        const body = { agent_id: other.agent.id, justification: JUSTIFICATION, scope: { tools: ['prod.*'] }, duration_seconds: 60 };
+        const r = await other.admin.call('POST', '/v1/break-glass', body);
+        assert.equal(r.status, 201);
+        assert.equal(r.body.warnings?.[0]?.code, 'policy_ignores_break_glass');
+        assert.equal((await other.admin.call('POST', `/v1/break-glass/${r.body.id}/end`, {})).status, 200);
+        clock.advance(3 * 3600 * SEC);
+        await setPolicy(other, POLICY);
+        const r2 = await other.admin.call('POST', '/v1/break-glass', body);
+        assert.equal(r2.status, 201, JSON.stringify(r2.body));
+        assert.equal(r2.body.warnings, undefined);
+      } finally {
+        await other.teardown();
+      }
+    });
+
     it('an unreachable webhook is audited and blocks nothing', async () => {
       const other = await setup(backend, { clock, config: { breakGlassWebhookUrl: 'http://127.0.0.1:1/unreachable' } });
       try {

@@ -115,7 +115,14 @@ export function registerEscalationRoutes(writ: Writ, route: RouteFn, operator: (
   route('POST', '/v1/break-glass', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(startBreakGlassSchema, await readJson(req));
-    sendJson(res, 201, await writ.breakGlass.start(op, body));
+    const started = await writ.breakGlass.start(op, body);
+    // Break-glass only widens what a policy grants under `context.break_glass`: say so
+    // when the active policy has no such grant, rather than let the operator believe it works.
+    const active = writ.policy.activeOrNull();
+    const warnings = active && !active.mentionsBreakGlass
+      ? [{ code: 'policy_ignores_break_glass', message: 'the active policy never reads `context.break_glass`: this break-glass allows nothing more until a policy does' }]
+      : [];
+    sendJson(res, 201, warnings.length ? { ...started, warnings } : started);
   });
   route('GET', '/v1/break-glass', async ({ req, res, url }) => {
     const op = await operator(req);
