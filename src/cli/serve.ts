@@ -6,11 +6,11 @@ import { flag, parseArgs, UsageError } from './args.js';
 import { federationConfigFromEnv } from './federation-env.js';
 import { escalationConfigFromEnv } from './escalation-env.js';
 
-export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL]';
+export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json]';
 
 /** `writ serve`: the service on SQLite under --data-dir, or PostgreSQL from WRIT_DATABASE_URL. */
 export async function serve(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer'] });
+  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer', 'gateway'] });
   const host = flag(args, 'host') ?? process.env.WRIT_HOST ?? '127.0.0.1';
   const port = Number(flag(args, 'port') ?? process.env.WRIT_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('`--port` must be a port number');
@@ -43,10 +43,39 @@ export async function serve(argv: string[]): Promise<void> {
   } else if (boot) {
     console.log('admin operator created with WRIT_BOOTSTRAP_TOKEN');
   }
+  // The MCP gateway inside the service: every tool call is decided in-process
+  // (no HTTP hop to Writ), with the same store, policy and keys.
+  const gatewayConfig = flag(args, 'gateway') ?? process.env.WRIT_GATEWAY_CONFIG;
+  let closeGateway = async (): Promise<void> => undefined;
+  if (gatewayConfig) {
+    const [{ loadGatewayConfig }, { InProcessAuthorizer }, { McpGateway }, { serveMcpHttp }] = await Promise.all([
+      import('../gateway/config.js'),
+      import('../gateway/authorizer.js'),
+      import('../gateway/mcp-gateway.js'),
+      import('../gateway/mcp-serve.js'),
+    ]);
+    const config = loadGatewayConfig(gatewayConfig);
+    const gw = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ) });
+    await gw.start();
+    const running = await serveMcpHttp(gw, {
+      host: config.listen?.host ?? host,
+      port: config.listen?.port ?? 8090,
+      path: config.listen?.path ?? '/mcp',
+      maxSessions: config.max_sessions,
+      idleSeconds: config.session_idle_seconds,
+    });
+    gw.log('listening', { url: running.url, authorizer: 'in-process' });
+    console.log(`writ gateway (in-process) listening on ${running.url}`);
+    closeGateway = async () => {
+      await running.close();
+      await gw.close();
+    };
+  }
   let closing = false;
   const shutdown = () => {
     if (closing) return;
     closing = true;
+    void closeGateway().catch(() => undefined);
     server.close(() => void writ.close().then(() => process.exit(0)));
     setTimeout(() => process.exit(0), 3000).unref();
   };
