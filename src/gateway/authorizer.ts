@@ -71,6 +71,11 @@ export interface Authorizer {
    * without an operator token); absent: not supported.
    */
   toolLabels?(): Promise<ToolLabelEntry[] | null>;
+  /**
+   * Of `tools`, those the task could be allowed to call (its scope, and policy by
+   * partial evaluation): what tools/list shows. Absent: not supported.
+   */
+  visibleTools?(taskToken: string, tools: string[]): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -232,6 +237,15 @@ export class HttpAuthorizer implements Authorizer {
   }
 
   /** `GET /v1/tool-labels` with the operator token; null without one. */
+  async visibleTools(taskToken: string, tools: string[]): Promise<string[]> {
+    if (tools.length === 0) return [];
+    const r = await this.call('POST', '/v1/tools/visible', taskToken, { tools }, 'visible tools');
+    if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/tools/visible');
+    const out = r.body?.tools;
+    if (!Array.isArray(out) || !out.every((t: unknown) => typeof t === 'string')) throw new AuthorizerError('writ_bad_answer', 'Writ answered no tool list', 502);
+    return out;
+  }
+
   async toolLabels(): Promise<ToolLabelEntry[] | null> {
     if (!this.opts.operatorToken) return null;
     const r = await this.call('GET', '/v1/tool-labels', this.opts.operatorToken, undefined, 'tool labels');
@@ -320,6 +334,14 @@ export class InProcessAuthorizer implements Authorizer {
       return approvalStatusOf(await this.writ.approvals.readAsAgent(ctx, approvalId, Math.max(0, Math.min(30, Math.floor(waitSeconds)))));
     } catch (err) {
       if (err instanceof AuthorizerError) throw err;
+      return fromWrit(err);
+    }
+  }
+
+  async visibleTools(taskToken: string, tools: string[]): Promise<string[]> {
+    try {
+      return await this.writ.visibleTools(await this.writ.authenticateTask(taskToken), tools);
+    } catch (err) {
       return fromWrit(err);
     }
   }

@@ -165,6 +165,17 @@ export class McpGateway {
         out.push(t);
       }
     }
+    // Policy too: hide the tools no call could be allowed (Writ's partial evaluation).
+    // Every call is still authorized on its own; this only keeps the list honest.
+    if (this.authorizer.visibleTools && out.length > 0) {
+      let visible: Set<string>;
+      try {
+        visible = new Set(await this.authorizer.visibleTools(token!, out.map((t) => t.name)));
+      } catch (err) {
+        throw this.authError(err);
+      }
+      return this.redactor.redactDeep(out.filter((t) => visible.has(t.name)));
+    }
     return this.redactor.redactDeep(out);
   }
 

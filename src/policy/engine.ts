@@ -39,6 +39,8 @@ export interface LoadedPolicySet {
    * and an error denies: the narrowing can only ever fail closed)
    */
   contextKeys: Set<string> | null;
+  /** the policies by id, as text: for partial evaluation (`couldAllow`) */
+  parts: Record<string, string>;
   /**
    * preparsed sub-sets per tool group (see `partitionByToolGroup`): the id of the set
    * to evaluate for a tool of group `g` is `partitions.get(g) ?? partitions.get('*')`;
@@ -263,6 +265,7 @@ export class PolicyEngine {
         mentionsApproval: /\bapproval\b/.test(text),
         mentionsBreakGlass: /\bbreak_glass\b/.test(text),
         mentionsPresence: /\bowner_present\b/.test(text),
+        parts: checked.parts,
         contextKeys: contextAttributesRead(Object.values(checked.json)),
         numericTagsRead: /\bnum_args\b/.test(text) ? numericTagsRead(Object.values(checked.json)) : false,
         partitions,
@@ -280,6 +283,30 @@ export class PolicyEngine {
   active(): LoadedPolicySet {
     if (!this.current) throw new Error('no policy set is loaded');
     return this.current;
+  }
+
+  /**
+   * Whether any call of this tool by this agent could be allowed, whatever its
+   * arguments, resource, destination, approvals or task facts: Cedar's partial
+   * evaluation with every context value unknown. `deny` only when policy settles it
+   * regardless (a tool no call can use); an error counts as `deny` (fail closed).
+   */
+  couldAllow(request: CedarRequest, set: LoadedPolicySet = this.active()): 'allow' | 'deny' | 'maybe' {
+    const keys = new Set([...Object.keys(request.context), 'resource', 'destination']);
+    const context: Record<string, unknown> = {};
+    for (const k of keys) context[k] = { __extn: { fn: 'unknown', arg: `context.${k}` } };
+    const entities = (request.entities as { uid: { type: string } }[]).filter((e) => e.uid.type === 'Writ::Agent' || e.uid.type === 'Writ::Tool');
+    const answer = cedar.isAuthorizedPartial({
+      principal: request.principal,
+      action: { type: 'Writ::Action', id: 'call' },
+      resource: request.resource,
+      context: context as cedar.Context,
+      entities: entities as cedar.Entities,
+      policies: { staticPolicies: set.parts },
+    });
+    if (answer.type !== 'residuals') return 'deny';
+    if (answer.response.errored.length > 0 && answer.response.decision === null) return 'maybe';
+    return answer.response.decision === 'deny' ? 'deny' : answer.response.decision === 'allow' ? 'allow' : 'maybe';
   }
 
   /**

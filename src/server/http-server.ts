@@ -20,6 +20,7 @@ import {
   taskQuerySchema,
   tokenFormSchema,
   toolLabelsSchema,
+  visibleToolsSchema,
 } from './schemas.js';
 import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
@@ -159,6 +160,13 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const ctx = await writ.authenticateTask(bearer(req));
     const action = parse(authorizeSchema, await readJson(req));
     sendJson(res, 200, await writ.authorize(ctx, action as never));
+  });
+
+  // For a gateway's tools/list: which of these tools could this task be allowed to call?
+  route('POST', '/v1/tools/visible', async ({ req, res }) => {
+    const ctx = await writ.authenticateTask(bearer(req));
+    const body = parse(visibleToolsSchema, await readJson(req));
+    sendJson(res, 200, { tools: await writ.visibleTools(ctx, body.tools) });
   });
 
   route('POST', '/v1/actions/consume', async ({ req, res }) => {

@@ -128,3 +128,7 @@ export const toolLabelsSchema = z.strictObject({
   pattern: pattern,
   labels: z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/)).max(32),
 });
+
+export const visibleToolsSchema = z.strictObject({
+  tools: z.array(z.string().min(1).max(256)).max(1000),
+});

@@ -41,7 +41,7 @@ import { PresenceService } from '../tasks/presence.js';
 import { DEFAULT_POLICY } from '../policy/schema.js';
 import { ToolLabelRegistry } from '../policy/tool-labels.js';
 import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
-import { checkScope } from '../tasks/scope.js';
+import { checkScope, matchesAny } from '../tasks/scope.js';
 import { lineageOf } from '../tasks/delegation.js';
 import { checkAgentId } from '../identity/spiffe-id.js';
 import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
@@ -493,6 +493,26 @@ export class Writ {
       retired_at: iso(k.retiredAt),
       signing: k.rotatedAt === null,
     }));
+  }
+
+  /**
+   * Of `tools`, those this task could be allowed to call: inside its scope, and not
+   * denied by policy whatever the call's details (partial evaluation). For listing
+   * (an MCP gateway's tools/list); every call is still decided on its own.
+   */
+  async visibleTools(ctx: { task: TaskRecord; agent: AgentRecord }, tools: string[]): Promise<string[]> {
+    const set = await this.currentPolicy();
+    const now = this.clock.now();
+    const out: string[] = [];
+    for (const tool of tools) {
+      if (!matchesAny(ctx.task.scope.tools, tool)) continue;
+      const toolLabels = await this.toolLabels.labelsFor(tool);
+      const request = buildCedarRequest({
+        agent: ctx.agent, task: ctx.task, action: { tool, arguments: {}, audience: '' }, argsDigest: '', now, withArgs: false, toolLabels,
+      });
+      if (this.policy.couldAllow(request, set) !== 'deny') out.push(tool);
+    }
+    return out;
   }
 
   /** Sets the labels policy sees on the tools matching `pattern`; no labels removes the entry. */
