@@ -7,7 +7,8 @@
  *   TASK=$(writ task create ... | jq -r .id)
  *   node --import tsx examples/agent-client.ts --url http://127.0.0.1:8080 \
  *     --agent spiffe://acme.test/agent/billing --key agent.key.json --task "$TASK" \
- *     --tool github.create_issue --audience https://tools.example/github --args '{"repo":"acme/api"}'
+ *     --tool github.create_issue --audience https://tools.example/github --args '{"repo":"acme/api"}' \
+ *     [--resource repo:acme/api] [--destination api.github.com]
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -22,11 +23,13 @@ const { values } = parseArgs({
     tool: { type: 'string' },
     audience: { type: 'string' },
     args: { type: 'string', default: '{}' },
+    resource: { type: 'string' },
+    destination: { type: 'string' },
     complete: { type: 'boolean', default: false },
   },
 });
 if (!values.agent || !values.key || !values.task || !values.tool || !values.audience) {
-  console.error('usage: agent-client.ts --agent ID --key FILE --task ID --tool NAME --audience AUD [--args JSON] [--url URL] [--complete]');
+  console.error('usage: agent-client.ts --agent ID --key FILE --task ID --tool NAME --audience AUD [--args JSON] [--resource R] [--destination D] [--url URL] [--complete]');
   process.exit(2);
 }
 
@@ -38,7 +41,14 @@ const agent = new WritAgentClient({
 });
 
 const decision = await agent.authorizeAndWait(
-  { tool: values.tool, arguments: JSON.parse(values.args!), audience: values.audience },
+  // a task whose scope lists resources or destinations needs every action to name them
+  {
+    tool: values.tool,
+    arguments: JSON.parse(values.args!),
+    audience: values.audience,
+    ...(values.resource ? { resource: values.resource } : {}),
+    ...(values.destination ? { destination: values.destination } : {}),
+  },
   { timeoutMs: 60_000 },
 );
 console.log(JSON.stringify(decision, null, 2));
