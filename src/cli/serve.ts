@@ -28,7 +28,7 @@ export async function serve(argv: string[]): Promise<void> {
   await writ.init();
   const boot = await writ.bootstrapAdmin(process.env.WRIT_BOOTSTRAP_TOKEN || undefined);
   writ.startBackgroundWork();
-  const server = createHttpServer(writ);
+  const server = createHttpServer(writ, { failureLimit: failureLimitFromEnv(process.env.WRIT_FAILURE_LIMIT) });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(port, host, () => ok());
@@ -81,4 +81,16 @@ export async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+}
+
+/**
+ * `WRIT_FAILURE_LIMIT=MAX/SECONDS` (default 1000/10): failed requests one client
+ * address may make per window before it gets 429. Raise it for a gateway that many
+ * agents share; it cannot be switched off.
+ */
+function failureLimitFromEnv(value: string | undefined): { max: number; windowMs: number } | undefined {
+  if (!value) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(value.trim());
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UsageError('WRIT_FAILURE_LIMIT must be MAX/SECONDS, e.g. 1000/10');
+  return { max: Number(m[1]), windowMs: Number(m[2]) * 1000 };
 }
