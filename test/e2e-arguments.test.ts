@@ -58,3 +58,30 @@ describe('arguments are judged as the call is made: shapes that would hide a val
     assert.equal(r.status, 400);
   });
 });
+
+describe('an approved action read under a policy that now reads its arguments is judged by that policy', () => {
+  let env: Awaited<ReturnType<typeof setup>>;
+  const base = `@id("others") permit (principal, action, resource) unless { resource in Writ::ToolGroup::"hr" };
+@id("hr-approved") permit (principal, action, resource in Writ::ToolGroup::"hr") when { context.approval.granted };`;
+  before(async () => {
+    env = await setup('sqlite');
+  });
+  after(async () => env?.teardown());
+
+  it('a string amount approved before a cap on amounts is refused at the read, not issued', async () => {
+    assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: base })).status, 200);
+    const task = await env.createTask({ scope: { tools: ['hr.*'] } });
+    const agentApi = new Api(env.url, await env.taskToken(task.id));
+    const asked = await agentApi.call('POST', '/v1/authorize', { tool: 'hr.pay', arguments: { amount: '1000' }, audience: 'aud' });
+    assert.equal(asked.body.decision, 'approval_required', JSON.stringify(asked.body));
+    const approver = await env.admin.call('POST', '/v1/operators', { name: 'approver', roles: ['approver'] });
+    const ok = await new Api(env.url, approver.body.token).call('POST', `/v1/approvals/${asked.body.approval_id}/approve`, {});
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const capped = `${base}\n@id("cap") forbid (principal, action, resource) when { context.num_args.hasTag("amount") && context.num_args.getTag("amount") > 100 };`;
+    assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: capped })).status, 200);
+    const read = await agentApi.call('GET', `/v1/approvals/${asked.body.approval_id}`);
+    assert.equal(read.body.action_token, undefined, JSON.stringify(read.body));
+    assert.equal(read.body.decision, 'deny');
+    assert.equal(read.body.reasons[0].code, 'argument_type_mismatch');
+  });
+});

@@ -18,8 +18,17 @@ export interface WritKit {
   readonly config: WritConfig;
   readonly policy: PolicyEngine;
   currentPolicy(): Promise<LoadedPolicySet>;
-  /** The facts of one request, as authorize builds them (without the approval and break-glass variants). */
-  requestFacts(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput, argsDigest: string, now: number, set: LoadedPolicySet): Promise<RequestFacts>;
+  /**
+   * The facts of one request, as authorize builds them (without the approval and
+   * break-glass variants); `problem` set when the arguments cannot be judged by this policy.
+   */
+  requestFacts(
+    ctx: { task: TaskRecord; agent: AgentRecord },
+    action: ActionInput,
+    argsDigest: string,
+    now: number,
+    set: LoadedPolicySet,
+  ): Promise<{ facts: RequestFacts; problem: Reason | null }>;
   /** The `decision` audit entry of a decision, with `extra` data (approval id, break-glass flag). */
   decisionAudit(d: DecisionRecord, extra?: Record<string, unknown>): AuditInput;
   /** Writes a decision that takes no budget (a deny, an approval_required) through the group commit. */

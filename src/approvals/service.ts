@@ -312,7 +312,8 @@ export class ApprovalService {
     const scope = checkScope(ctx.task.scope, action);
     if (scope) return denied([scope]);
     // The policy of this moment, with the approval granted by its approvers.
-    const facts = await this.kit.requestFacts(ctx, action, a.argsDigest, now, set);
+    const { facts, problem } = await this.kit.requestFacts(ctx, action, a.argsDigest, now, set);
+    if (problem) return denied([problem]);
     const e = this.kit.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: approvalsCount(a) } }), set);
     if (e.errors.length > 0) {
       return denied([policyErrorReason(e)]);

@@ -32,7 +32,7 @@ import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
 import { PolicyEngine, type LoadedPolicySet } from '../policy/engine.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
-import { argumentsProblem, buildCedarRequest, flattenArguments, type ActionInput, type FlatArguments, type RequestFacts } from '../policy/request.js';
+import { argumentsProblem, buildCedarRequest, flattenArguments, type ActionInput, type RequestFacts } from '../policy/request.js';
 import { escalate } from '../approvals/escalation.js';
 import type { AllowOptions, WritKit } from '../approvals/kit.js';
 import { ApprovalService } from '../approvals/service.js';
@@ -471,7 +471,6 @@ export class Writ {
 
   // --- authorize -----------------------------------------------------------------
 
-  /** Re-reads the active policy at most once a second, so a PUT on one instance reaches all. */
   /**
    * Rotates Writ's signing key. The replaced keys stay in the JWKS for the longest
    * token lifetime plus a minute, so every token already out verifies until it expires.
@@ -529,6 +528,7 @@ export class Writ {
     return this.store.listToolLabels();
   }
 
+  /** Re-reads the active policy at most once a second, so a PUT on one instance reaches all. */
   private async currentPolicy(): Promise<LoadedPolicySet> {
     const now = this.clock.now();
     if (now - this.policyCheckedAt >= 1000) {
@@ -576,15 +576,8 @@ export class Writ {
       return deny([{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]);
     }
 
-    let flatArgs: FlatArguments | undefined;
-    if (set.readsArgs) {
-      // Policy must judge the call that is made: arguments it cannot see faithfully deny.
-      flatArgs = flattenArguments(action.arguments);
-      const problem = argumentsProblem(flatArgs, set.numericTagsRead);
-      if (problem) return deny([problem]);
-    }
-    const facts = await this.requestFacts(ctx, action, argsDigest, now, set);
-    if (flatArgs) facts.flatArgs = flatArgs;
+    const { facts, problem } = await this.requestFacts(ctx, action, argsDigest, now, set);
+    if (problem) return deny([problem]);
     let evaluation = this.policy.evaluate(buildCedarRequest(facts), set);
     if (evaluation.errors.length > 0) {
       return deny([policyErrorReason(evaluation)], evaluation.errors.map((e) => e.policy_id).filter(Boolean));
@@ -610,8 +603,10 @@ export class Writ {
 
   /**
    * The facts a policy sees about one request: delegated tasks' root task and chain of
-   * delegating agents (immutable, cached), and the owner's presence when the policy
-   * set reads it. Shared by authorize and the approval read.
+   * delegating agents (immutable, cached), the tool's labels, the owner's presence when
+   * the policy set reads it, and the arguments flattened when it reads them. `problem`
+   * is set when the arguments cannot be shown to this policy faithfully: the caller
+   * denies. Shared by authorize and the approval read, so both judge alike.
    */
   private async requestFacts(
     ctx: { task: TaskRecord; agent: AgentRecord },
@@ -619,13 +614,18 @@ export class Writ {
     argsDigest: string,
     now: number,
     set: LoadedPolicySet,
-  ): Promise<RequestFacts> {
+  ): Promise<{ facts: RequestFacts; problem: Reason | null }> {
     const { task, agent } = ctx;
     const lineage = await lineageOf(this.store, task);
     const toolLabels = await this.toolLabels.labelsFor(action.tool);
     const facts: RequestFacts = { agent, task, root: lineage.root, chain: lineage.chain, action, argsDigest, now, withArgs: set.readsArgs, toolLabels };
     if (set.mentionsPresence) facts.ownerPresent = await this.presence.ownerPresent(task, now);
-    return facts;
+    let problem: Reason | null = null;
+    if (set.readsArgs) {
+      facts.flatArgs = flattenArguments(action.arguments);
+      problem = argumentsProblem(facts.flatArgs, set.numericTagsRead);
+    }
+    return { facts, problem };
   }
 
   /**
