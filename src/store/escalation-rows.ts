@@ -1,23 +1,10 @@
-import type { ApprovalRecord, ApprovalReview, BreakGlassRecord, PresenceLease } from '../core/escalation-types.js';
-import type { AuditInput } from '../core/types.js';
-
-/**
+/*
  * Row <-> record mapping for approvals, break-glass and presence leases, shared by
  * the SQL backends (column names are the same in both schemas).
  */
-type Row = Record<string, unknown>;
-
-function json<T>(v: unknown): T {
-  return (typeof v === 'string' ? JSON.parse(v) : v) as T;
-}
-
-function num(v: unknown): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : num(v);
-}
+import type { ApprovalRecord, ApprovalReview, BreakGlassRecord, PresenceLease } from '../core/escalation-types.js';
+import type { AuditInput } from '../core/types.js';
+import { json, num, numOrNull, type Row } from './rows.js';
 
 function strOrNull(v: unknown): string | null {
   return v === null || v === undefined ? null : (v as string);

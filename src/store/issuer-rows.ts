@@ -1,12 +1,7 @@
 import type { IssuerRecord } from '../core/types.js';
+import { json, type Row } from './rows.js';
 
 /** Row <-> record mapping for `trusted_issuers` (both SQL backends; same columns). */
-type Row = Record<string, unknown>;
-
-function json<T>(v: unknown): T {
-  return (typeof v === 'string' ? JSON.parse(v) : v) as T;
-}
-
 export function toIssuer(r: Row): IssuerRecord {
   return {
     id: r.id as string,

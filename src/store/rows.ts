@@ -6,17 +6,19 @@ import type { AgentRecord, AuditEntry, DecisionRecord, OperatorRecord, PolicyRec
  * both schemas; JSON columns arrive as text (SQLite) or parsed (PostgreSQL jsonb),
  * and 64-bit integers as numbers or strings.
  */
-type Row = Record<string, unknown>;
+export type Row = Record<string, unknown>;
 
-function json<T>(v: unknown): T {
+/** A JSON column: text on SQLite, possibly parsed already on PostgreSQL. */
+export function json<T>(v: unknown): T {
   return (typeof v === 'string' ? JSON.parse(v) : v) as T;
 }
 
-function num(v: unknown): number {
+/** A BIGINT column: a number on SQLite, a string from `pg`. */
+export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
 }
 
-function numOrNull(v: unknown): number | null {
+export function numOrNull(v: unknown): number | null {
   return v === null || v === undefined ? null : num(v);
 }
 
