@@ -218,6 +218,49 @@ describe('writ CLI against a running server', () => {
     assert.equal(single.code, 0);
     assert.match(single.stdout, /--key FILE/);
   });
+
+  it('top-level help names every command, each required option of task create, and the gateway', async () => {
+    const top = await cli(['--help']);
+    assert.equal(top.code, 0);
+    const commands = ['serve', 'migrate', 'agent', 'task', 'token', 'authorize', 'consume', 'outcome', 'audit', 'policy', 'operator',
+      'tool-labels', 'keys', 'introspect', 'issuer', 'delegate', 'token-exchange', 'gateway', 'approvals', 'break-glass', 'help'];
+    for (const c of commands) assert.match(top.stdout, new RegExp(`^  writ ${c}( |$)`, 'm'), `\`writ ${c}\` is listed`);
+    for (const sub of ['mcp', 'http', 'tools approve', 'tools list', 'labels']) assert.match(top.stdout, new RegExp(`^  writ gateway ${sub} `, 'm'));
+    const create = top.stdout.split('\n').find((l) => l.startsWith('  writ task create'));
+    assert.match(create ?? '', /--ttl SECONDS --max-actions N/);
+    const delegate = top.stdout.split('\n').find((l) => l.startsWith('  writ delegate'));
+    assert.match(delegate ?? '', /--ttl SECONDS --max-actions N/);
+    assert.match(top.stdout, /writ --version/);
+  });
+
+  it('`writ help [command]` prints usage and exits 0; `--version` prints the package version', async () => {
+    const [help, helpTask, helpCreate, helpGatewayTools, helpUnknown, version, bare] = await Promise.all([
+      cli(['help']),
+      cli(['help', 'task']),
+      cli(['help', 'task', 'create']),
+      cli(['help', 'gateway', 'tools']),
+      cli(['help', 'no-such-command']),
+      cli(['--version']),
+      cli([]),
+    ]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage:\n  writ serve/);
+    assert.equal(helpTask.code, 0);
+    assert.match(helpTask.stdout, /writ task create .*--ttl SECONDS --max-actions N/);
+    assert.equal(helpCreate.code, 0);
+    assert.match(helpCreate.stdout, /^usage: writ task create --agent ID/);
+    assert.equal(helpGatewayTools.code, 0);
+    assert.match(helpGatewayTools.stdout, /writ gateway tools list/);
+    assert.equal(helpUnknown.code, 2);
+    assert.match(helpUnknown.stderr, /unknown command `no-such-command`/);
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+    assert.equal(version.code, 0);
+    assert.equal(version.stdout, `${pkg.version}\n`);
+    // no command at all is a usage error: usage on stderr, exit 2
+    assert.equal(bare.code, 2);
+    assert.equal(bare.stdout, '');
+    assert.match(bare.stderr, /^usage:/);
+  });
 });
 
 describe('writ audit verify --data-dir (offline, no server)', () => {

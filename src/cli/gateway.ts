@@ -1,24 +1,7 @@
 import { flag, hasSwitch, intFlag, list, parseArgs, positionals, requireFlag } from './args.js';
 import { print } from './client.js';
 import { group, type CommandContext } from './command.js';
-
-export const GATEWAY_USAGE: Record<string, string> = {
-  mcp:
-    'writ gateway mcp --config FILE [--stdio] [--host H] [--port P]\n' +
-    '    the MCP gateway: streamable HTTP on listen.host:listen.port + listen.path (agents send\n' +
-    '    `Authorization: Bearer <task token>`), or with --stdio one agent on stdin/stdout whose task\n' +
-    '    token is in WRIT_TASK_TOKEN (writ.task_token_env) or writ.task_token_file',
-  http: 'writ gateway http --config FILE [--host H] [--port P]\n    the HTTP tool proxy (routes -> upstreams, each request authorized)',
-  tools:
-    'writ gateway tools approve --config FILE [--upstream NAME ...] [--tool UPSTREAM.TOOL ...]\n' +
-    '    connects to the upstreams, lists their tools and pins them (writes pins_file)\n' +
-    '  writ gateway tools list --config FILE\n' +
-    '    each upstream tool with its pin status: pinned, changed, unpinned',
-  labels:
-    'writ gateway labels --config FILE [--url URL] [--token ADMIN_TOKEN]\n' +
-    '    stores the labels the configuration gives tools (`upstreams[].tools.<tool>.labels`, or\n' +
-    '    `routes[].labels` of a proxy configuration) in Writ, where policy sees them as `resource.labels`',
-};
+import { GATEWAY_USAGE } from './usage-gateway.js';
 
 const TOOLS_USAGE: Record<string, string> = {
   approve: GATEWAY_USAGE.tools!.split('\n').slice(0, 2).join('\n'),

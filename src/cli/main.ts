@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { WritError } from '../core/errors.js';
 import { UsageError } from './args.js';
 import type { Command, CommandContext } from './command.js';
@@ -36,11 +37,33 @@ const commands: Record<string, () => Promise<Command>> = {
   'break-glass': async () => (await import('./break-glass.js')).breakGlass,
 };
 
+/** The version in package.json (read on demand: only `--version` needs it). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'help') {
+    // `writ help task create` is `writ task create --help`
+    if (argv.length === 1) {
+      console.log(USAGE);
+      return 0;
+    }
+    argv = [...argv.slice(1), '--help'];
+  }
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    (name ? console.log : console.error)(USAGE);
-    return name ? 0 : 2;
+  if (!name) {
+    console.error(USAGE);
+    return 2;
+  }
+  if (name === '--help' || name === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    console.log(packageVersion());
+    return 0;
   }
   const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!load) {

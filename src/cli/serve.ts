@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { sha256Hex } from '../core/digest.js';
 import { openStore } from '../store/open-store.js';
 import { createHttpServer } from '../server/http-server.js';
 import { Writ } from '../service/writ.js';
@@ -26,7 +27,12 @@ export async function serve(argv: string[]): Promise<void> {
     issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,
   });
   await writ.init();
-  const boot = await writ.bootstrapAdmin(process.env.WRIT_BOOTSTRAP_TOKEN || undefined);
+  const bootstrapToken = process.env.WRIT_BOOTSTRAP_TOKEN || undefined;
+  const boot = await writ.bootstrapAdmin(bootstrapToken);
+  // The token only creates the first admin of a new store. Said out loud, because the
+  // next thing that fails is the operator's first command (`invalid_token`), far from here.
+  const existing = !boot && bootstrapToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootstrapToken)) : null;
+  const ignoredBootstrap = !boot && bootstrapToken !== undefined && (!existing || existing.disabled);
   writ.startBackgroundWork();
   const server = createHttpServer(writ, { failureLimit: failureLimitFromEnv(process.env.WRIT_FAILURE_LIMIT) });
   await new Promise<void>((ok, fail) => {
@@ -42,6 +48,14 @@ export async function serve(argv: string[]): Promise<void> {
     console.log(`admin operator token (shown once, store it now): ${boot.token}`);
   } else if (boot) {
     console.log('admin operator created with WRIT_BOOTSTRAP_TOKEN');
+  } else if (ignoredBootstrap) {
+    const which = store.backend === 'sqlite' ? `the store in ${dataDir}` : 'the database';
+    console.warn(
+      `writ: warning: WRIT_BOOTSTRAP_TOKEN is ignored: ${which} already has operators, and the token is not one of an active operator. ` +
+        'It only creates the first admin of a new store: use the token printed when this store was created, or start on a new --data-dir.',
+    );
+  } else if (existing) {
+    console.log('WRIT_BOOTSTRAP_TOKEN is already an operator token of this store (nothing to create)');
   }
   // The MCP gateway inside the service: every tool call is decided in-process
   // (no HTTP hop to Writ), with the same store, policy and keys.

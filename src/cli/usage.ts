@@ -4,6 +4,7 @@
  */
 
 import { APPROVALS_USAGE, BREAK_GLASS_USAGE, PRESENCE_USAGE } from './usage-escalations.js';
+import { GATEWAY_USAGE } from './usage-gateway.js';
 
 export const COMMON = `common options:
   --url URL      the Writ server (env WRIT_URL, default http://127.0.0.1:8080)
@@ -23,8 +24,8 @@ export const AGENT_USAGE: Record<string, string> = {
 
 export const TASK_USAGE: Record<string, string> = {
   create:
-    'writ task create --agent ID --intent TEXT --tool PATTERN [--tool PATTERN ...] [--resource PATTERN ...]\n' +
-    '                 [--destination PATTERN ...] --ttl SECONDS --max-actions N [--require-presence]',
+    'writ task create --agent ID --intent TEXT --tool PATTERN [--tool PATTERN ...] --ttl SECONDS --max-actions N\n' +
+    '                 [--resource PATTERN ...] [--destination PATTERN ...] [--require-presence]',
   list: 'writ task list [--agent ID] [--status active|completed|revoked|expired] [--limit N]',
   show: 'writ task show ID',
   revoke: 'writ task revoke ID [--reason TEXT]',
@@ -68,8 +69,8 @@ export const SINGLE_USAGE: Record<string, string> = {
   outcome: 'writ outcome --task-token T --decision ID --status succeeded|failed [--detail TEXT]',
   introspect: 'writ introspect TOKEN',
   delegate:
-    'writ delegate --task-token T --task PARENT_ID --agent ID --intent TEXT --tool PATTERN [--tool ...]\n' +
-    '              [--resource PATTERN ...] [--destination PATTERN ...] --ttl SECONDS --max-actions N\n' +
+    'writ delegate --task-token T --task PARENT_ID --agent ID --intent TEXT --tool PATTERN [--tool ...] --ttl SECONDS --max-actions N\n' +
+    '              [--resource PATTERN ...] [--destination PATTERN ...]\n' +
     '    gives a narrower sub-task of PARENT_ID (held with task token T) to another agent',
   'token-exchange':
     'writ token-exchange --subject-token JWT|@FILE --task TASK_ID\n' +
@@ -85,10 +86,14 @@ export const ISSUER_USAGE: Record<string, string> = {
   remove: 'writ issuer remove ID   (disables it: its tokens are refused at once)',
 };
 
-/** The first line of each subcommand's usage, indented. */
+/**
+ * Each subcommand's synopsis, indented: the first line of its usage (which names every
+ * required option), and any further `writ ...` line (one entry may hold two forms).
+ */
 function group(subs: Record<string, string>): string {
   return Object.values(subs)
-    .map((u) => `  ${u.split('\n')[0]}`)
+    .flatMap((u) => u.split('\n').filter((line, i) => i === 0 || line.trimStart().startsWith('writ ')))
+    .map((line) => `  ${line.trimStart()}`)
     .join('\n');
 }
 
@@ -111,6 +116,8 @@ ${group(AUDIT_USAGE)}
 ${group(APPROVALS_USAGE)}
 ${group(BREAK_GLASS_USAGE)}
   ${SINGLE_USAGE.introspect}
+gateway (between agents and their tools):
+${group(GATEWAY_USAGE)}
 agents and tool servers:
   ${SINGLE_USAGE.token!.split('\n')[0]}
   ${SINGLE_USAGE.authorize}
@@ -118,5 +125,7 @@ agents and tool servers:
   ${SINGLE_USAGE.outcome}
   ${SINGLE_USAGE['token-exchange']!.split('\n')[0]}
   ${SINGLE_USAGE.delegate!.split('\n')[0]}
-  writ <command> [<subcommand>] --help
+other:
+  writ help [<command> [<subcommand>]]   a command's usage (also: writ <command> [<subcommand>] --help)
+  writ --version                       the version of writ
 ${COMMON}`;

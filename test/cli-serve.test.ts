@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { startServe } from './helpers/serve-process.js';
+
+describe('writ serve: WRIT_BOOTSTRAP_TOKEN', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'writ-serve-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const first = 'wop_first_bootstrap_token_0123456789';
+  const env = (token: string | undefined) => {
+    const e: NodeJS.ProcessEnv = { ...process.env, WRIT_BOOTSTRAP_TOKEN: token };
+    delete e.WRIT_DATABASE_URL;
+    if (token === undefined) delete e.WRIT_BOOTSTRAP_TOKEN;
+    return e;
+  };
+  /** starts on the shared data directory, asks for the agent list with `token`, stops */
+  async function run(bootstrap: string | undefined, token: string) {
+    const s = await startServe(['--data-dir', dir], env(bootstrap));
+    try {
+      const res = await fetch(`${s.url}/v1/agents`, { headers: { authorization: `Bearer ${token}` } });
+      return { stdout: s.stdout(), stderr: s.stderr(), status: res.status };
+    } finally {
+      await s.kill();
+    }
+  }
+
+  it('creates the first admin, then warns when a different token is ignored, and not for the same one', async () => {
+    const created = await run(first, first);
+    assert.match(created.stdout, /admin operator created with WRIT_BOOTSTRAP_TOKEN/);
+    assert.equal(created.stderr, '');
+    assert.equal(created.status, 200);
+
+    // the store already has an admin: another token creates nothing, and says so
+    const other = 'wop_another_token_that_is_long_enough';
+    const ignored = await run(other, other);
+    assert.match(ignored.stderr, /warning: WRIT_BOOTSTRAP_TOKEN is ignored: the store in .* already has operators/);
+    assert.match(ignored.stderr, /new --data-dir/);
+    assert.equal(ignored.status, 401, 'the ignored token is no operator token');
+
+    // the same token again is the admin's token: nothing to warn about
+    const same = await run(first, first);
+    assert.doesNotMatch(same.stderr, /warning/);
+    assert.match(same.stdout, /already an operator token of this store/);
+    assert.equal(same.status, 200);
+
+    // no token: nothing to say either
+    const none = await run(undefined, first);
+    assert.doesNotMatch(none.stderr + none.stdout, /WRIT_BOOTSTRAP_TOKEN/);
+  });
+});
