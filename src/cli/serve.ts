@@ -76,6 +76,9 @@ export async function serve(argv: string[]): Promise<void> {
       port: config.listen?.port ?? 8090,
       path: config.listen?.path ?? '/mcp',
       maxSessions: config.max_sessions,
+      maxSessionsPerTask: config.max_sessions_per_task,
+      maxSessionsPerAgent: config.max_sessions_per_agent,
+      sessionCheckSeconds: config.session_check_seconds,
       idleSeconds: config.session_idle_seconds,
     });
     gw.log('listening', { url: running.url, authorizer: 'in-process' });

@@ -103,7 +103,14 @@ export const gatewayConfigSchema = z
     catalog_max_age_ms: z.number().int().min(0).max(60_000).default(5000),
     /** replaced by `catalog_max_age_ms` (refused with a message saying so) */
     catalog_max_age_seconds: z.unknown().optional(),
+    /** sessions open at once over all agents (streamable HTTP) */
     max_sessions: z.number().int().min(1).max(100_000).default(1000),
+    /** sessions one task may hold; a newcomer past it replaces the task's least recently used idle session */
+    max_sessions_per_task: z.number().int().min(1).max(100_000).default(8),
+    /** sessions one agent may hold over all its tasks (same rule) */
+    max_sessions_per_agent: z.number().int().min(1).max(100_000).default(32),
+    /** every session's task token is checked again this often; a refused one closes the session */
+    session_check_seconds: z.number().int().min(1).max(3600).default(30),
     session_idle_seconds: z.number().int().min(10).max(86_400).default(1800),
     upstreams: z.array(upstream).min(1).max(100),
   })

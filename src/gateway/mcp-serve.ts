@@ -6,6 +6,17 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { AuthorizerError } from './authorizer.js';
+import {
+  BATCH_REFUSED,
+  duplicateIdMessage,
+  errorResponse,
+  guardRequestIds,
+  INVALID_REQUEST,
+  OpenRequests,
+  PARSE_ERROR,
+  refuseBatchLines,
+  requestIdOf,
+} from './jsonrpc-guard.js';
 import type { McpGateway } from './mcp-gateway.js';
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -36,22 +47,59 @@ interface Session {
   transport: StreamableHTTPServerTransport;
   server: Server;
   taskId: string;
+  agentId: string;
+  /** the last task token this session's requests carried: re-checked by the sweep */
+  token: string;
   lastSeen: number;
+  /** ids of the session's requests in flight (src/gateway/jsonrpc-guard.ts) */
+  open: OpenRequests;
+  /** set once the transport has a session id */
+  id: string | null;
 }
 
 export interface McpHttpOptions {
   host?: string;
   port?: number;
   path?: string;
+  /** sessions open at once, over all agents */
   maxSessions?: number;
+  /** sessions one task may hold */
+  maxSessionsPerTask?: number;
+  /** sessions one agent may hold (over all its tasks) */
+  maxSessionsPerAgent?: number;
   idleSeconds?: number;
+  /** how often each session's task token is checked again (a refused one closes the session) */
+  sessionCheckSeconds?: number;
+  /** request bodies past this get 413 */
+  maxRequestBytes?: number;
 }
 
 export interface RunningHttp {
   url: string;
   server: HttpServer;
   sessions: () => number;
+  /** checks every session's task now (what the periodic sweep does); resolves to the ids closed */
+  checkSessions: () => Promise<string[]>;
   close: () => Promise<void>;
+}
+
+const DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+
+/** Reads a request body up to `max` bytes; null past that. */
+async function readBody(req: IncomingMessage, max: number): Promise<string | null> {
+  if (Number(req.headers['content-length']) > max) return null;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) return null;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function isJsonContentType(value: string | undefined): boolean {
+  return !!value && /^application\/(?:[\w.+-]*\+)?json\s*(?:;|$)/i.test(value.trim());
 }
 
 /**
@@ -59,18 +107,55 @@ export interface RunningHttp {
  * token (`Authorization: Bearer`), checked before the MCP layer sees the request; a
  * session stays bound to the task that opened it. The header is removed from the
  * request before the MCP transport reads it, and the gateway never forwards it.
+ *
+ * Sessions are a shared resource, so no agent may take them all: each task and each
+ * agent holds at most a configured number. A newcomer past a limit (its task's, its
+ * agent's or the gateway's) takes the place of the least recently used session in
+ * that group with no request in flight; that session is closed (its client gets 404
+ * and, as MCP streamable HTTP requires, starts a new session). Only when every session
+ * of the group is busy is the newcomer refused (503 `too_many_sessions`). A session
+ * whose task token is refused (revoked or completed task, disabled agent, expired
+ * token) is closed at once: when a request brings the refused token, and by a sweep
+ * that checks every session's task every `sessionCheckSeconds`.
  */
 export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): Promise<RunningHttp> {
   const path = opts.path ?? '/mcp';
   const maxSessions = opts.maxSessions ?? 1000;
+  const perTask = opts.maxSessionsPerTask ?? 8;
+  const perAgent = opts.maxSessionsPerAgent ?? 32;
+  const maxBody = opts.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   const idleMs = (opts.idleSeconds ?? 1800) * 1000;
+  const checkMs = (opts.sessionCheckSeconds ?? 30) * 1000;
+  /** every session, also those still initializing (they count against the limits) */
+  const all = new Set<Session>();
   const sessions = new Map<string, Session>();
 
-  const closeSession = (id: string) => {
-    const s = sessions.get(id);
-    if (!s) return;
-    sessions.delete(id);
+  const closeSession = (s: Session, why: string) => {
+    if (!all.delete(s)) return;
+    if (s.id) sessions.delete(s.id);
+    gw.log('session_closed', { session: s.id, task_id: s.taskId, reason: why });
     void s.server.close().catch(() => undefined);
+  };
+
+  /** Makes room for one more session in `group` (at most `limit`); false when every one is busy. */
+  const makeRoom = (group: Session[], limit: number, why: string): boolean => {
+    if (group.length < limit) return true;
+    const idle = group.filter((s) => s.id !== null && s.open.size === 0).sort((a, b) => a.lastSeen - b.lastSeen);
+    const drop = group.length - limit + 1;
+    if (idle.length < drop) return false;
+    for (const s of idle.slice(0, drop)) closeSession(s, why);
+    return true;
+  };
+
+  const admit = (task: { taskId: string; agentId: string }): string | null => {
+    if (!makeRoom([...all].filter((s) => s.taskId === task.taskId), perTask, 'task_session_limit')) {
+      return `task \`${task.taskId}\` has ${perTask} sessions with requests in flight; close one first`;
+    }
+    if (!makeRoom([...all].filter((s) => s.agentId === task.agentId), perAgent, 'agent_session_limit')) {
+      return `agent \`${task.agentId}\` has ${perAgent} sessions with requests in flight; close one first`;
+    }
+    if (!makeRoom([...all], maxSessions, 'gateway_session_limit')) return 'the gateway has too many sessions with requests in flight';
+    return null;
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -79,11 +164,15 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
     const token = bearerOf(req);
     const challenge = { 'www-authenticate': 'Bearer realm="writ-gateway"' };
     if (!token) return sendJson(res, 401, { error: { code: 'unauthorized', message: 'send the task token as `Authorization: Bearer <task token>`' } }, challenge);
+    const sid = req.headers['mcp-session-id'];
     let task;
     try {
       task = await gw.authorizer.task(token);
     } catch (err) {
       if (err instanceof AuthorizerError && err.unauthenticated) {
+        // the session that carried this very token has lost its task: close it now
+        const s = typeof sid === 'string' ? sessions.get(sid) : undefined;
+        if (s && s.token === token) closeSession(s, err.code);
         return sendJson(res, 401, { error: { code: err.code, message: err.message } }, { 'www-authenticate': 'Bearer realm="writ-gateway", error="invalid_token"' });
       }
       gw.log('authenticate_failed', { error: err instanceof AuthorizerError ? err.code : 'error' });
@@ -92,32 +181,86 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
     stripCredentials(req);
     (req as IncomingMessage & { auth?: unknown }).auth = { token, clientId: task.agentId, scopes: [], extra: { taskId: task.taskId } };
 
-    const sid = req.headers['mcp-session-id'];
+    // The body is read here, not by the transport, so that batches and reused ids are
+    // refused before the MCP server sees them (src/gateway/jsonrpc-guard.ts).
+    let body: unknown;
+    if (req.method === 'POST' && isJsonContentType(req.headers['content-type'])) {
+      const text = await readBody(req, maxBody);
+      if (text === null) return sendJson(res, 413, errorResponse(null, -32000, `the request body is larger than ${maxBody} bytes`));
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return sendJson(res, 400, errorResponse(null, PARSE_ERROR, 'Parse error: Invalid JSON'));
+      }
+      if (Array.isArray(body)) return sendJson(res, 400, errorResponse(null, INVALID_REQUEST, BATCH_REFUSED));
+    }
+
     if (typeof sid === 'string') {
       const s = sessions.get(sid);
       if (!s) return sendJson(res, 404, { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null });
       if (s.taskId !== task.taskId) return sendJson(res, 403, { error: { code: 'wrong_task', message: 'this session belongs to another task' } });
       s.lastSeen = Date.now();
-      await s.transport.handleRequest(req, res);
+      s.token = token;
+      s.open.noteCancel(body);
+      const id = requestIdOf(body);
+      if (id !== undefined) {
+        if (!s.open.add(id)) return sendJson(res, 400, errorResponse(id, INVALID_REQUEST, duplicateIdMessage(id)));
+        res.once('close', () => s.open.delete(id));
+      }
+      await s.transport.handleRequest(req, res, body);
       return;
     }
     if (req.method !== 'POST') return sendJson(res, 400, { jsonrpc: '2.0', error: { code: -32000, message: 'Bad Request: no valid session ID provided' }, id: null });
-    if (sessions.size >= maxSessions) return sendJson(res, 503, { error: { code: 'too_many_sessions', message: 'the gateway has too many open sessions' } });
+    const refused = admit(task);
+    if (refused) return sendJson(res, 503, { error: { code: 'too_many_sessions', message: refused } });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       enableJsonResponse: true,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, server, taskId: task.taskId, lastSeen: Date.now() });
+        session.id = id;
+        if (all.has(session)) sessions.set(id, session);
       },
-      onsessionclosed: (id) => closeSession(id),
+      onsessionclosed: () => closeSession(session, 'client_closed'),
     });
     const server = gw.createServer((extra) => extra.authInfo?.token);
+    const session: Session = { transport, server, taskId: task.taskId, agentId: task.agentId, token, lastSeen: Date.now(), open: new OpenRequests(), id: null };
+    all.add(session);
     transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
+      all.delete(session);
+      if (session.id) sessions.delete(session.id);
     };
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
-    if (!transport.sessionId || !sessions.has(transport.sessionId)) await server.close().catch(() => undefined);
+    try {
+      await server.connect(transport);
+      session.open.track(transport);
+      await transport.handleRequest(req, res, body);
+    } finally {
+      if (!session.id || !sessions.has(session.id)) {
+        all.delete(session);
+        await server.close().catch(() => undefined);
+      }
+    }
+  };
+
+  /** Checks every session's last token with Writ; closes those refused. */
+  const checkSessions = async (): Promise<string[]> => {
+    const byToken = new Map<string, Session[]>();
+    for (const s of all) if (s.id) byToken.set(s.token, [...(byToken.get(s.token) ?? []), s]);
+    const closed: string[] = [];
+    for (const [token, group] of byToken) {
+      try {
+        await gw.authorizer.task(token);
+      } catch (err) {
+        // only a refusal closes; Writ being unreachable does not (every call is refused anyway)
+        if (!(err instanceof AuthorizerError && err.unauthenticated)) continue;
+        for (const s of group) {
+          // a request since may have brought a fresh token
+          if (s.token !== token) continue;
+          closed.push(s.id!);
+          closeSession(s, err.code);
+        }
+      }
+    }
+    return closed;
   };
 
   const http = createServer({ keepAliveTimeout: 5000, headersTimeout: 10_000, requestTimeout: 0 }, (req, res) => {
@@ -133,18 +276,29 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
   });
   const sweep = setInterval(() => {
     const now = Date.now();
-    for (const [id, s] of sessions) if (now - s.lastSeen > idleMs) closeSession(id);
+    for (const s of all) if (s.id && now - s.lastSeen > idleMs) closeSession(s, 'idle');
   }, Math.min(60_000, Math.max(1000, idleMs / 2)));
   sweep.unref();
+  let checking = false;
+  const check = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    void checkSessions()
+      .catch(() => undefined)
+      .finally(() => (checking = false));
+  }, checkMs);
+  check.unref();
   const addr = http.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
     url: `http://${host}:${addr.port}${path}`,
     server: http,
     sessions: () => sessions.size,
+    checkSessions,
     close: async () => {
       clearInterval(sweep);
-      for (const id of [...sessions.keys()]) closeSession(id);
+      clearInterval(check);
+      for (const s of [...all]) closeSession(s, 'gateway_closing');
       http.closeAllConnections();
       await new Promise<void>((ok) => http.close(() => ok()));
     },
@@ -181,7 +335,9 @@ export function taskTokenSource(opts: { file?: string; envName: string; env?: No
 
 /** Serves the gateway on this process's stdin/stdout, for one agent whose task token is configured. */
 export async function serveMcpStdio(gw: McpGateway, token: () => string | undefined): Promise<{ closed: Promise<void> }> {
-  const transport = new StdioServerTransport();
+  // batches are answered here and never reach the server; reused ids by guardRequestIds
+  const input = process.stdin.pipe(refuseBatchLines((line) => process.stdout.write(line)));
+  const transport = new StdioServerTransport(input as unknown as typeof process.stdin, process.stdout);
   const server = gw.createServer(() => token());
   let done!: () => void;
   const closed = new Promise<void>((ok) => (done = ok));
@@ -192,5 +348,6 @@ export async function serveMcpStdio(gw: McpGateway, token: () => string | undefi
   };
   process.stdin.once('end', () => void server.close().catch(() => undefined));
   await server.connect(transport);
+  guardRequestIds(transport);
   return { closed };
 }
