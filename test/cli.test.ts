@@ -90,7 +90,7 @@ describe('writ CLI against a running server', () => {
     const c1 = ok(await cli(['consume', '--action-token', az.action_token, '--audience', audience]));
     assert.equal(c1.claims.decision_id, az.decision_id);
     assert.equal(c1.claims.tool, 'github.create_issue');
-    const c2 = await cli(['consume', '--action-token', az.action_token]);
+    const c2 = await cli(['consume', '--action-token', az.action_token, '--audience', audience]);
     assert.equal(c2.code, 1);
     assert.match(c2.stderr, /^writ consume: token_already_used: /);
     assert.equal(c2.stdout, '');

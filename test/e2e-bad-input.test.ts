@@ -561,7 +561,7 @@ for (const { backend, skip: harnessSkip } of backends()) {
 
       it('refuses a task token presented to /v1/actions/consume with 401', async () => {
         const s = await snapshot(env);
-        const r = await env.admin.call('POST', '/v1/actions/consume', { action_token: tokenA }, { token: null });
+        const r = await env.admin.call('POST', '/v1/actions/consume', { action_token: tokenA, audience: AUD }, { token: null });
         assertError(r, 401, 'invalid_token');
         await assertAudited(env, s, ['action.refused']);
       });
@@ -610,7 +610,7 @@ for (const { backend, skip: harnessSkip } of backends()) {
             args_digest: 'x',
             exp: now + 30,
           });
-          const c = await env.admin.call('POST', '/v1/actions/consume', { action_token: forgedAction }, { token: null });
+          const c = await env.admin.call('POST', '/v1/actions/consume', { action_token: forgedAction, audience: AUD }, { token: null });
           assertError(c, 401, 'invalid_token');
           await assertAudited(env, s, ['action.refused']);
         } finally {
@@ -634,7 +634,7 @@ for (const { backend, skip: harnessSkip } of backends()) {
         const allow = await agentApi(tokenA).call('POST', '/v1/authorize', okAction);
         const s = await snapshot(env);
         for (const bad of [flipSignature(allow.body.action_token), tamperPayload(allow.body.action_token, { tool: 'github.delete_repo' })]) {
-          assertError(await env.admin.call('POST', '/v1/actions/consume', { action_token: bad }, { token: null }), 401, 'invalid_token');
+          assertError(await env.admin.call('POST', '/v1/actions/consume', { action_token: bad, audience: AUD }, { token: null }), 401, 'invalid_token');
         }
         await assertAudited(env, s, ['action.refused', 'action.refused']);
       });
@@ -749,7 +749,7 @@ for (const { backend, skip: harnessSkip } of backends()) {
           const api = new Api(local.url, await local.taskToken(t.id));
           const allow = await api.call('POST', '/v1/authorize', okAction);
           clock.advance(120_000);
-          const r = await local.admin.call('POST', '/v1/actions/consume', { action_token: allow.body.action_token }, { token: null });
+          const r = await local.admin.call('POST', '/v1/actions/consume', { action_token: allow.body.action_token, audience: AUD }, { token: null });
           assertError(r, 401, 'token_expired');
           assert.equal((await local.store.listAudit({ type: 'action.consumed', limit: 100 })).length, 0);
         } finally {

@@ -48,10 +48,10 @@ for (const { backend, skip } of backends()) {
       assert.equal(payload.destination, 'api.github.com');
       assert.ok((payload.exp as number) - (payload.iat as number) <= 60);
 
-      const c1 = await env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token }, { token: null });
+      const c1 = await env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token, audience: 'https://tools.example/github' }, { token: null });
       assert.equal(c1.status, 200);
       assert.equal(c1.body.claims.jti, payload.jti);
-      const c2 = await env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token }, { token: null });
+      const c2 = await env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token, audience: 'https://tools.example/github' }, { token: null });
       assert.equal(c2.status, 409);
       assert.equal(c2.body.error.code, 'token_already_used');
 
@@ -121,7 +121,7 @@ for (const { backend, skip } of backends()) {
       const agentApi = new (env.admin.constructor as any)(env.url, await env.taskToken(task.id));
       const r = await agentApi.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: 'aud' });
       const attempts = await Promise.all(
-        Array.from({ length: 100 }, () => env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token }, { token: null })),
+        Array.from({ length: 100 }, () => env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token, audience: 'aud' }, { token: null })),
       );
       assert.equal(attempts.filter((a) => a.status === 200).length, 1);
       assert.equal(attempts.filter((a) => a.status === 409).length, 99);
@@ -139,7 +139,7 @@ for (const { backend, skip } of backends()) {
       assert.equal(rev.status, 200);
       const a2 = await agentApi.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: 'aud' });
       assert.equal(a2.status, 401);
-      const c = await env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token }, { token: null });
+      const c = await env.admin.call('POST', '/v1/actions/consume', { action_token: r.body.action_token, audience: 'aud' }, { token: null });
       assert.equal(c.status, 403);
       assert.equal(c.body.error.code, 'task_not_active');
       const i2 = await env.admin.form('/oauth/introspect', { token }, env.admin.token);

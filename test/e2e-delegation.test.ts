@@ -107,7 +107,7 @@ for (const { backend, skip } of backends()) {
       assert.equal((await verifyAction(env, a0.body.action_token)).act, undefined);
 
       // the consume endpoint answers the chain too
-      const consumed = await env.admin.call('POST', '/v1/actions/consume', { action_token: a2.body.action_token }, { token: null });
+      const consumed = await env.admin.call('POST', '/v1/actions/consume', { action_token: a2.body.action_token, audience: AUD }, { token: null });
       assert.equal(consumed.status, 200);
       assert.deepEqual(consumed.body.claims.act, { sub: b.id, act: { sub: env.agent.id } });
 
@@ -318,7 +318,7 @@ when {
         assertRefused(r, 401, 'task_not_active');
       }
       // the grandchild's unconsumed action token is dead, new task tokens are refused, no new delegation
-      assertRefused(await env.admin.call('POST', '/v1/actions/consume', { action_token: pending.body.action_token }, { token: null }), 403, 'task_not_active');
+      assertRefused(await env.admin.call('POST', '/v1/actions/consume', { action_token: pending.body.action_token, audience: AUD }, { token: null }), 403, 'task_not_active');
       await assert.rejects(env.taskToken(r2.body.id, c), /invalid_grant/);
       assertRefused(await delegate(env, bToken, r1.body.id, delegation({ agent_id: c.id, max_actions: 1 })), 401, 'task_not_active');
       const intro = await env.admin.form('/oauth/introspect', { token: cToken }, env.admin.token);

@@ -91,7 +91,7 @@ describe('several instances on one PostgreSQL database', { skip }, () => {
     const token = await tokenVia(apiB, task);
     const at = (await authorize(a.url, token)).body.action_token;
     const tries = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => (i % 2 ? apiA : apiB).call('POST', '/v1/actions/consume', { action_token: at }, { token: null })),
+      Array.from({ length: 100 }, (_, i) => (i % 2 ? apiA : apiB).call('POST', '/v1/actions/consume', { action_token: at, audience: 'aud' }, { token: null })),
     );
     assert.equal(tries.filter((t) => t.status === 200).length, 1);
     assert.equal(tries.filter((t) => t.status === 409).length, 99);

@@ -67,9 +67,7 @@ export const authorize = single(SINGLE_USAGE.authorize!, async (argv) => {
 export const consume = single(SINGLE_USAGE.consume!, async (argv) => {
   const args = parseArgs(argv, { values: ['url', 'action-token', 'audience'] });
   positionals(args, []);
-  const body: Record<string, unknown> = { action_token: requireFlag(args, 'action-token') };
-  const audience = flag(args, 'audience');
-  if (audience !== undefined) body.audience = audience;
+  const body: Record<string, unknown> = { action_token: requireFlag(args, 'action-token'), audience: requireFlag(args, 'audience') };
   print(await request(baseUrl(args), 'POST', '/v1/actions/consume', { json: body }));
 });
 

@@ -65,7 +65,7 @@ export const OPERATOR_USAGE: Record<string, string> = {
 export const SINGLE_USAGE: Record<string, string> = {
   token: 'writ token --agent ID --key FILE --task TASK_ID\n    signs an RFC 7523 client assertion with the private JWK in FILE and exchanges it for a task token',
   authorize: 'writ authorize --task-token T --tool NAME --audience AUD [--args JSON] [--resource R] [--destination D]',
-  consume: 'writ consume --action-token T [--audience AUD]',
+  consume: 'writ consume --action-token T --audience AUD',
   outcome: 'writ outcome --task-token T --decision ID --status succeeded|failed [--detail TEXT]',
   introspect: 'writ introspect TOKEN',
   delegate:

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { findReservedArgumentKey } from '../core/argument-keys.js';
 import { InvalidRequestError } from '../core/errors.js';
 
 /** Every external input is parsed once, here, with unknown fields rejected. */
@@ -36,6 +37,15 @@ export const createTaskSchema = z.strictObject({
  * action token): finite numbers only (`1e400` parses as Infinity), and a bounded depth.
  */
 function checkArgumentsValue(value: unknown, ctx: z.RefinementCtx): void {
+  const reserved = findReservedArgumentKey(value);
+  if (reserved !== null) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `argument key \`${reserved.slice(0, 200)}\` is reserved: \`__proto__\`, \`constructor\` and \`prototype\` are refused at every depth`,
+      params: { writ_code: 'reserved_argument_key' },
+    });
+    return;
+  }
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
@@ -55,7 +65,13 @@ function checkArgumentsValue(value: unknown, ctx: z.RefinementCtx): void {
 
 export const authorizeSchema = z.strictObject({
   tool: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.:/-]+$/, 'tool names are letters, digits and `_ . : / -`'),
-  arguments: z.record(z.string(), z.unknown()).default({}).superRefine(checkArgumentsValue),
+  // checked before the record parse: zod's record drops a top-level `__proto__` key silently
+  arguments: z
+    .unknown()
+    .superRefine((v, ctx) => {
+      if (v !== undefined) checkArgumentsValue(v, ctx);
+    })
+    .pipe(z.record(z.string(), z.unknown()).default({})),
   audience: z.string().min(1).max(1024),
   resource: z.string().min(1).max(1024).optional(),
   destination: z.string().min(1).max(1024).optional(),
@@ -63,7 +79,9 @@ export const authorizeSchema = z.strictObject({
 
 export const consumeSchema = z.strictObject({
   action_token: z.string().min(1).max(16_384),
-  audience: z.string().min(1).max(1024).optional(),
+  // required: a token consumed without its audience would be burnt by anyone holding it,
+  // at any tool server (RFC 7519 §4.1.3: the recipient checks it is the audience)
+  audience: z.string({ error: '`audience` is required: the tool server names itself' }).min(1).max(1024),
 });
 
 export const outcomeSchema = z.strictObject({
@@ -121,7 +139,12 @@ export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<
   const issues = r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
   const first = issues[0]!;
   const where = first.path ? `\`${first.path}\`: ` : '';
-  throw new InvalidRequestError(`${where}${first.message}`.toLowerCase().replace(/^./, (c) => c), { issues });
+  // a refinement may name its own error code (`invalid_destination`, …); otherwise `invalid_request`
+  const raw = r.error.issues[0] as { params?: { writ_code?: unknown } };
+  const code = typeof raw.params?.writ_code === 'string' ? raw.params.writ_code : 'invalid_request';
+  // our own refinements' messages are lowercase already and quote user input as given
+  const message = code === 'invalid_request' ? `${where}${first.message}`.toLowerCase() : `${where}${first.message}`;
+  throw new InvalidRequestError(message, { issues }, code);
 }
 
 export const toolLabelsSchema = z.strictObject({

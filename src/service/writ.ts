@@ -15,6 +15,7 @@ import {
   WritError,
 } from '../core/errors.js';
 import { undecided } from '../core/decision.js';
+import { checkArgumentKeys } from '../core/argument-keys.js';
 import { newId, newSecret } from '../core/ids.js';
 import type {
   AgentRecord,
@@ -547,6 +548,8 @@ export class Writ {
    */
   async authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
     const { task, agent } = ctx;
+    // The HTTP edge checks these too; the in-process gateway reaches this method directly.
+    checkArgumentKeys(action.arguments);
     const now = this.clock.now();
     const argsDigest = digestArguments(action.arguments);
     const set = await this.currentPolicy();
@@ -740,7 +743,9 @@ export class Writ {
    * Consumes an action token once (a tool server calls this before acting). The
    * first call answers the claims; every later one 409 `token_already_used`.
    */
-  async consume(token: string, audience?: string): Promise<{ claims: ActionTokenClaims }> {
+  async consume(token: string, audience: string): Promise<{ claims: ActionTokenClaims }> {
+    // Without an audience any holder could burn the token at any tool server (item 9, issue 10).
+    if (typeof audience !== 'string' || audience.length === 0) throw new InvalidRequestError('`audience` is required: the tool server names itself');
     let claims: ActionTokenClaims;
     try {
       claims = await this.verifyActionToken(token, audience);
