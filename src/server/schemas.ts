@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { findReservedArgumentKey } from '../core/argument-keys.js';
 import { InvalidRequestError } from '../core/errors.js';
+import { scopeBoundsProblem } from '../tasks/scope-limits.js';
 
 /** Every external input is parsed once, here, with unknown fields rejected. */
 
@@ -17,11 +18,22 @@ export const registerAgentSchema = z.strictObject({
   labels: z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/)).max(32).optional(),
 });
 
-export const scopeSchema = z.strictObject({
-  tools: z.array(pattern).min(1).max(100),
-  resources: z.array(pattern).max(100).default([]),
-  destinations: z.array(pattern).max(100).default([]),
-});
+/**
+ * Scope patterns: printable ASCII; their number, length and `*` count are bounded by
+ * `scope-limits.ts` (400 `scope_too_large`, for task creation and delegation alike).
+ */
+const scopePattern = z.string().min(1).regex(/^[\x21-\x7e]+$/, 'patterns are printable ASCII without spaces');
+
+export const scopeSchema = z
+  .strictObject({
+    tools: z.array(scopePattern).min(1),
+    resources: z.array(scopePattern).default([]),
+    destinations: z.array(scopePattern).default([]),
+  })
+  .superRefine((scope, ctx) => {
+    const problem = scopeBoundsProblem(scope);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path, params: { writ_code: 'scope_too_large' } });
+  });
 
 export const createTaskSchema = z.strictObject({
   agent_id: agentIdSchema,

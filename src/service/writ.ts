@@ -44,6 +44,7 @@ import { ToolLabelRegistry } from '../policy/tool-labels.js';
 import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
 import { checkScope, matchesAny } from '../tasks/scope.js';
 import { lineageOf } from '../tasks/delegation.js';
+import { assertScopeBounds } from '../tasks/scope-limits.js';
 import { checkAgentId } from '../identity/spiffe-id.js';
 import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
 import { KeyRing } from '../tokens/key-ring.js';
@@ -256,6 +257,7 @@ export class Writ {
 
   async createTask(by: OperatorRecord, input: CreateTaskInput): Promise<TaskRecord> {
     requireRole(by, 'admin', 'requester');
+    assertScopeBounds(input.scope);
     if (input.ttl_seconds > this.config.maxTaskTtlSeconds) {
       throw new InvalidRequestError(`\`ttl_seconds\` is at most ${this.config.maxTaskTtlSeconds}`);
     }

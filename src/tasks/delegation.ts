@@ -3,7 +3,8 @@ import { newId } from '../core/ids.js';
 import type { AgentRecord, TaskRecord, TaskScope } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
 import type { Store } from '../store/store.js';
-import { scopeExcess } from './scope-subset.js';
+import { assertScopeBounds } from './scope-limits.js';
+import { scopeExcessCooperative } from './scope-subset.js';
 
 /**
  * Delegation: an agent holding a task gives part of it to another registered agent as
@@ -99,6 +100,7 @@ export async function delegate(
 ): Promise<TaskRecord> {
   const parent = holder.task;
   if (parent.id !== parentId) throw new ForbiddenError('the task token is for another task', 'wrong_task');
+  assertScopeBounds(input.scope);
   const { store, clock, config } = writ;
   const refused = async (err: WritError): Promise<never> => {
     await writ.securityEvent(
@@ -131,7 +133,7 @@ export async function delegate(
   if (depth > config.maxDelegationDepth) {
     return refused(refuse('depth_exceeded', `the sub-task would be at depth ${depth}; the limit is ${config.maxDelegationDepth}`));
   }
-  const excess = scopeExcess(parent.scope, input.scope);
+  const excess = await scopeExcessCooperative(parent.scope, input.scope);
   if (excess.length > 0) {
     const what = excess.map((e) => `${e.field} ${e.patterns.map((p) => `\`${p}\``).join(', ')}`).join('; ');
     return refused(refuse('scope_not_subset', `the sub-task scope is not within the parent's: ${what}`.slice(0, 1000), { excess }));

@@ -1,4 +1,5 @@
 import type { TaskScope } from '../core/types.js';
+import { matchPattern } from './scope.js';
 
 /**
  * Inclusion of scope patterns, for delegation ("a sub-task's scope is within its
@@ -9,40 +10,28 @@ import type { TaskScope } from '../core/types.js';
  * matches is matched by the parent pattern: `github.*` includes `github.issues.*`
  * and `github.get`; it does not include `*`, and `github*` does not include `git*`.
  *
- * The check is a dynamic program over (position in child, position in parent):
- * a parent literal must meet the same child literal; a parent `*` either ends (matches
- * nothing more) or swallows the child's next element, a literal or a `*` (a parent
- * `*` matches whatever a child `*` can produce). It is sound: it answers true only
- * when it has built the mapping that shows inclusion. Over an alphabet larger than
+ * The check is the parent matched, as a pattern, against the child's text, in which
+ * the child's `*` is an ordinary character that no literal of the parent can equal
+ * (a parent literal is a run without `*`). So a parent literal must meet the same
+ * child literals, and a parent `*` swallows any run of the child's elements, literals
+ * and `*` alike (a parent `*` matches whatever a child `*` can produce). That is the
+ * mapping that shows inclusion, so the answer is sound; over an alphabet larger than
  * the patterns' own characters (ours: all printable ASCII) it is also complete for
- * single patterns. A child pattern is accepted when ONE parent pattern includes it;
- * a child covered only by the union of several parent patterns is refused, which
- * errs on the side of narrowing.
+ * single patterns: put a long run of a letter absent from the parent in place of each
+ * child `*`, and only a parent `*` can absorb it.
+ *
+ * Matching a `*`-only pattern is greedy (`matchPattern`: each literal run at its
+ * leftmost place after the previous one is optimal), so a check costs one pass of
+ * `indexOf` per literal run: linear in practice, and at most length x length on
+ * adversarial text, which `scope-limits.ts` bounds (256 characters). An earlier
+ * dynamic program over (child position, parent position) was exact too but cost
+ * length x length on every pair, which a delegation of many long patterns turned
+ * into seconds on the event loop. A child pattern is accepted when ONE parent pattern
+ * includes it; a child covered only by the union of several parent patterns is
+ * refused, which errs on the side of narrowing.
  */
 export function patternIncludes(parent: string, child: string): boolean {
-  const p = squeeze(parent);
-  const c = squeeze(child);
-  if (!p.includes('*')) return p === c;
-  const n = c.length;
-  const m = p.length;
-  // memo[i * (m + 1) + j]: 0 unknown, 1 true, 2 false; iterative from the end.
-  const memo = new Uint8Array((n + 1) * (m + 1));
-  const at = (i: number, j: number) => memo[i * (m + 1) + j] === 1;
-  for (let i = n; i >= 0; i--) {
-    for (let j = m; j >= 0; j--) {
-      let v: boolean;
-      if (j === m) v = i === n;
-      else if (p[j] === '*') v = at(i, j + 1) || (i < n && at(i + 1, j));
-      else v = i < n && c[i] !== '*' && c[i] === p[j] && at(i + 1, j + 1);
-      memo[i * (m + 1) + j] = v ? 1 : 2;
-    }
-  }
-  return at(0, 0);
-}
-
-/** `a**b` matches what `a*b` matches. */
-function squeeze(p: string): string {
-  return p.replace(/\*{2,}/g, '*');
+  return matchPattern(parent, child);
 }
 
 /** True when one of `parents` includes `child`. */
@@ -61,9 +50,42 @@ export interface ScopeExcess {
  * resource, or no destination) is always within.
  */
 export function scopeExcess(parent: TaskScope, child: TaskScope): ScopeExcess[] {
+  const steps = excessSteps(parent, child);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * `scopeExcess` that gives the event loop back every `sliceMs` of work. At the scope
+ * bounds (`scope-limits.ts`) one check costs a few milliseconds to some tens on a busy
+ * machine; requests that arrive together would otherwise run their checks back to
+ * back in one turn of the loop, and every other request (`/healthz` too) would wait
+ * for all of them.
+ */
+export async function scopeExcessCooperative(parent: TaskScope, child: TaskScope, sliceMs = 2): Promise<ScopeExcess[]> {
+  const steps = excessSteps(parent, child);
+  let sliceStart = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - sliceStart >= sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
+  }
+}
+
+/** The check, one child pattern per step. */
+function* excessSteps(parent: TaskScope, child: TaskScope): Generator<void, ScopeExcess[], void> {
   const out: ScopeExcess[] = [];
   for (const field of ['tools', 'resources', 'destinations'] as const) {
-    const wider = child[field].filter((c) => !coveredBy(parent[field], c));
+    const wider: string[] = [];
+    for (const c of child[field]) {
+      if (!coveredBy(parent[field], c)) wider.push(c);
+      yield;
+    }
     if (wider.length > 0) out.push({ field, patterns: wider });
   }
   return out;
