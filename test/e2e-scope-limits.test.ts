@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -128,13 +128,25 @@ describe('scope bounds and the cost of the delegation check', () => {
     const childScope = { tools: many(N, childPattern), resources: many(N, childPattern), destinations: many(N, childPattern) };
     const delegateOnce = () => api.call('POST', `/v1/tasks/${root.body.id}/delegations`, { agent_id: child.id, intent: 'x', scope: childScope, ttl_seconds: 60, max_actions: 1 });
 
-    // A busy machine holds the whole process off the CPU now and then (the shared test
-    // machine runs at several times its core count), which the monitor counts as delay
-    // too. A check that blocks (the 19 s of the issue; the earlier dynamic program took
-    // seconds at these sizes) fails every attempt; scheduler noise does not fail ten.
-    let last = Infinity;
-    for (let attempt = 0; attempt < 10 && last > 50; attempt++) {
+    // monitorEventLoopDelay counts wall-clock lateness, which includes the time a busy
+    // machine holds the whole process off the CPU (the shared test machine often runs at
+    // several times its core count). So the suite also measures, per turn of the loop,
+    // the CPU time the process spent (a 1 ms timer reads process.cpuUsage): a request that
+    // blocks the loop spends its block on the CPU, a descheduled process spends nothing.
+    // The CPU figure is asserted always; the monitor's when the machine is not
+    // oversubscribed. The issue's 19 s check (the earlier dynamic program took seconds
+    // at these sizes too) fails both.
+    const oversubscribed = () => loadavg()[0]! > availableParallelism();
+    let worst = { delayMs: Infinity, cpuMs: Infinity, busy: true };
+    for (let attempt = 0; attempt < 5 && (worst.cpuMs > 50 || (worst.delayMs > 50 && !worst.busy)); attempt++) {
       const h = monitorEventLoopDelay({ resolution: 5 });
+      let lastCpu = process.cpuUsage();
+      let cpuMax = 0;
+      const sampler = setInterval(() => {
+        const d = process.cpuUsage(lastCpu);
+        lastCpu = process.cpuUsage();
+        cpuMax = Math.max(cpuMax, (d.user + d.system) / 1000);
+      }, 1);
       h.enable();
       let health = 0;
       let stop = false;
@@ -152,14 +164,19 @@ describe('scope bounds and the cost of the delegation check', () => {
       stop = true;
       await healthLoop;
       h.disable();
+      clearInterval(sampler);
       for (const r of results) {
         assert.equal(r.status, 403, JSON.stringify(r.body).slice(0, 300));
         assert.equal(r.body.error.code, 'scope_not_subset');
       }
       assert.ok(health > 0, '/healthz answered while the delegations ran');
-      last = h.max / 1e6;
-      console.log(`# attempt ${attempt + 1}: 8 delegations of 3 x ${N} patterns in ${took.toFixed(0)} ms; event loop delay max ${last.toFixed(1)} ms, p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms; ${health} /healthz answers`);
+      worst = { delayMs: h.max / 1e6, cpuMs: cpuMax, busy: oversubscribed() };
+      console.log(
+        `# attempt ${attempt + 1}: 8 delegations of 3 x ${N} patterns in ${took.toFixed(0)} ms; event loop delay max ${worst.delayMs.toFixed(1)} ms; ` +
+          `most CPU in one turn ${cpuMax.toFixed(1)} ms; ${health} /healthz answers; load ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores`,
+      );
     }
-    assert.ok(last <= 50, `the event loop was blocked for ${last.toFixed(1)} ms`);
+    assert.ok(worst.cpuMs <= 50, `one turn of the event loop took ${worst.cpuMs.toFixed(1)} ms of CPU`);
+    if (!worst.busy) assert.ok(worst.delayMs <= 50, `the event loop was blocked for ${worst.delayMs.toFixed(1)} ms`);
   });
 });
