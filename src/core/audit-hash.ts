@@ -22,3 +22,24 @@ export function computeEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
   });
   return sha256Hex(`${entry.prevHash}\n${body}`);
 }
+
+/**
+ * The bytes of an entry as a leaf of the audit Merkle tree (RFC 9162 §2.1.1: leaf hash
+ * = SHA-256(0x00 || these bytes)): the RFC 8785 canonical JSON of every field,
+ * including the chain link and the entry's own chain hash, so that a proof over the
+ * tree also pins the chain.
+ */
+export function auditLeafBytes(entry: AuditEntry): string {
+  return canonicalJson({
+    seq: entry.seq,
+    ts: entry.ts,
+    type: entry.type,
+    actor: entry.actor,
+    taskId: entry.taskId,
+    agentId: entry.agentId,
+    decisionId: entry.decisionId,
+    data: entry.data,
+    prevHash: entry.prevHash,
+    hash: entry.hash,
+  });
+}

@@ -17,6 +17,7 @@ import type {
 } from '../core/types.js';
 import type { DecisionWrite, Store } from './store.js';
 import { escalationContract } from './contract-escalations.js';
+import { auditTreeContract } from './contract-audit-tree.js';
 
 /**
  * The one conformance suite every Store backend passes. Each `it` makes its own
@@ -810,6 +811,7 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
 
     // approvals, break-glass, presence leases
     escalationContract(() => ({ store, clock }));
+    auditTreeContract(() => ({ store, clock }));
 
     it('the whole audit log is one verifiable chain, and auditHead is its last entry', async () => {
       const all = await readWholeLog(store);

@@ -97,6 +97,22 @@ export interface Store {
   /** The last entry's seq and hash as recorded by the store's chain head. */
   auditHead(): Promise<{ seq: number; hash: string } | null>;
 
+  // audit Merkle tree (src/audit/merkle-log.ts): complete subtree hashes over the chain
+  /** How many leading entries the stored tree covers (leaves at level 0). */
+  auditTreeSize(): Promise<number>;
+  /**
+   * Stores subtree hashes. A node already stored is left as it is: every instance
+   * computes the same hash for the same node, so concurrent builders agree.
+   */
+  putAuditTreeNodes(nodes: AuditTreeNode[]): Promise<void>;
+  /** The stored hashes of the given nodes; a missing node is absent from the map (key `level/index`). */
+  getAuditTreeNodes(keys: Array<{ level: number; index: number }>): Promise<Map<string, Buffer>>;
+  /** Stores a signed checkpoint; a second one of the same size is ignored (the first stands). */
+  putAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>;
+  /** Checkpoints of size above `afterSize`, smallest first. */
+  listAuditCheckpoints(afterSize: number, limit: number): Promise<AuditCheckpointRecord[]>;
+  latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null>;
+
   // policies
   putPolicy(policy: PolicyRecord, audit: AuditInput): Promise<void>;
   getActivePolicy(): Promise<PolicyRecord | null>;
@@ -198,4 +214,23 @@ export interface AuditFilter {
   /** entries with seq > after */
   after?: number;
   limit?: number;
+}
+
+export interface AuditTreeNode {
+  level: number;
+  index: number;
+  hash: Buffer;
+}
+
+export interface AuditCheckpointRecord {
+  /** tree size the checkpoint commits to */
+  size: number;
+  /** the C2SP signed note, as served */
+  note: string;
+  createdAt: number;
+}
+
+/** Map key of a tree node in `getAuditTreeNodes` results. */
+export function treeNodeKey(level: number, index: number): string {
+  return `${level}/${index}`;
 }

@@ -29,7 +29,7 @@ import {
   toTask,
   toToolLabels,
 } from '../rows.js';
-import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
+import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
 import type { ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
@@ -321,6 +321,50 @@ export class PostgresStore implements Store {
     const r = await this.row('SELECT seq, hash FROM audit_head WHERE id = 1');
     if (!r || Number(r.seq) === 0) return null;
     return { seq: Number(r.seq), hash: r.hash as string };
+  }
+
+  // --- audit Merkle tree ------------------------------------------------------------
+
+  async auditTreeSize(): Promise<number> {
+    const r = await this.row('SELECT max(idx) AS m FROM audit_tree WHERE level = 0');
+    return r?.m === null || r?.m === undefined ? 0 : Number(r.m) + 1;
+  }
+
+  async putAuditTreeNodes(nodes: AuditTreeNode[]): Promise<void> {
+    if (nodes.length === 0) return;
+    // One statement for the batch: unnest keeps it to a single round trip.
+    await this.exec(
+      'INSERT INTO audit_tree (level, idx, hash) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[]) ON CONFLICT (level, idx) DO NOTHING',
+      [nodes.map((n) => n.level), nodes.map((n) => n.index), nodes.map((n) => n.hash)],
+    );
+  }
+
+  async getAuditTreeNodes(keys: Array<{ level: number; index: number }>): Promise<Map<string, Buffer>> {
+    const out = new Map<string, Buffer>();
+    if (keys.length === 0) return out;
+    const rows = await this.rows(
+      'SELECT t.level, t.idx, t.hash FROM audit_tree t JOIN unnest($1::int[], $2::bigint[]) AS k(level, idx) ON t.level = k.level AND t.idx = k.idx',
+      [keys.map((k) => k.level), keys.map((k) => k.index)],
+    );
+    for (const r of rows) out.set(treeNodeKey(Number(r.level), Number(r.idx)), r.hash as Buffer);
+    return out;
+  }
+
+  async putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void> {
+    await this.exec('INSERT INTO audit_checkpoints (size, note, created_at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING', [c.size, c.note, c.createdAt]);
+  }
+
+  async listAuditCheckpoints(afterSize: number, limit: number): Promise<AuditCheckpointRecord[]> {
+    const rows = await this.rows('SELECT size, note, created_at FROM audit_checkpoints WHERE size > $1 ORDER BY size ASC LIMIT $2', [
+      afterSize,
+      Math.min(Math.max(limit, 1), 1000),
+    ]);
+    return rows.map((r) => ({ size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) }));
+  }
+
+  async latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null> {
+    const r = await this.row('SELECT size, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1');
+    return r ? { size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) } : null;
   }
 
   // --- operators -----------------------------------------------------------------

@@ -207,6 +207,19 @@ export const PG_MIGRATIONS: string[] = [
     updated_by TEXT NOT NULL
   );
   `,
+  `
+  CREATE TABLE audit_tree (
+    level INTEGER NOT NULL,
+    idx BIGINT NOT NULL,
+    hash BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+  );
+  CREATE TABLE audit_checkpoints (
+    size BIGINT PRIMARY KEY,
+    note TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */

@@ -194,4 +194,17 @@ export const SQLITE_MIGRATIONS: string[] = [
     updated_by TEXT NOT NULL
   );
   `,
+  `
+  CREATE TABLE audit_tree (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+  ) WITHOUT ROWID;
+  CREATE TABLE audit_checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];

@@ -29,7 +29,7 @@ import {
   toTask,
   toToolLabels,
 } from '../rows.js';
-import type { AuditFilter, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
+import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
 import type { ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
@@ -183,6 +183,51 @@ export class SqliteStore implements Store {
   async auditHead(): Promise<{ seq: number; hash: string } | null> {
     const row = this.guard(() => this.stmt('SELECT seq, hash FROM audit_head WHERE id = 1').get() as { seq: number; hash: string } | undefined);
     return row ? { seq: Number(row.seq), hash: row.hash } : null;
+  }
+
+  // --- audit Merkle tree ------------------------------------------------------------
+
+  async auditTreeSize(): Promise<number> {
+    const row = this.guard(() => this.stmt('SELECT max(idx) AS m FROM audit_tree WHERE level = 0').get() as { m: number | null });
+    return row.m === null ? 0 : Number(row.m) + 1;
+  }
+
+  async putAuditTreeNodes(nodes: AuditTreeNode[]): Promise<void> {
+    if (nodes.length === 0) return;
+    this.write(() => {
+      const insert = this.stmt('INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?) ON CONFLICT (level, idx) DO NOTHING');
+      for (const n of nodes) insert.run(n.level, n.index, n.hash);
+    });
+  }
+
+  async getAuditTreeNodes(keys: Array<{ level: number; index: number }>): Promise<Map<string, Buffer>> {
+    const out = new Map<string, Buffer>();
+    const get = this.stmt('SELECT hash FROM audit_tree WHERE level = ? AND idx = ?');
+    this.guard(() => {
+      for (const k of keys) {
+        const row = get.get(k.level, k.index) as { hash: Buffer } | undefined;
+        if (row) out.set(treeNodeKey(k.level, k.index), Buffer.from(row.hash));
+      }
+    });
+    return out;
+  }
+
+  async putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void> {
+    this.write(() => {
+      this.stmt('INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING').run(c.size, c.note, c.createdAt);
+    });
+  }
+
+  async listAuditCheckpoints(afterSize: number, limit: number): Promise<AuditCheckpointRecord[]> {
+    const rows = this.guard(
+      () => this.stmt('SELECT size, note, created_at FROM audit_checkpoints WHERE size > ? ORDER BY size ASC LIMIT ?').all(afterSize, Math.min(Math.max(limit, 1), 1000)) as Row[],
+    );
+    return rows.map((r) => ({ size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) }));
+  }
+
+  async latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null> {
+    const r = this.guard(() => this.stmt('SELECT size, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1').get() as Row | undefined);
+    return r ? { size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) } : null;
   }
 
   // --- operators ---------------------------------------------------------------
