@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createActionVerifier, consumeActionToken, argumentsDigest } from '../src/sdk/index.js';
 import { digestArguments } from '../src/core/digest.js';
+import { ManualClock } from '../src/core/clock.js';
 import { Api, setup } from './helpers/harness.js';
 
 describe('sdk: tool-side verification of action tokens', () => {
@@ -60,5 +61,35 @@ describe('sdk: tool-side verification of action tokens', () => {
     payload.args_digest = argumentsDigest({ amount: 1000 });
     const forged = `${parts[0]}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${parts[2]}`;
     await assert.rejects(verify(forged, { tool: 'github.create_issue', arguments: { amount: 1000 } }), { code: 'invalid_token' });
+  });
+});
+
+describe('sdk: an action token issued in a task\'s last seconds stops at the task\'s end', () => {
+  it('refuses it from its exp on (no tolerance on exp), while a token from a clock slightly ahead still verifies', async () => {
+    const start = Date.now();
+    const clock = new ManualClock(start);
+    const env = await setup('sqlite', { clock });
+    try {
+      const task = await env.createTask({ ttl_seconds: 60 });
+      const agentApi = new Api(env.url, await env.taskToken(task.id));
+      clock.advance(58_000);
+      const r = await agentApi.call('POST', '/v1/authorize', { tool: 'github.create_issue', arguments: { a: 1 }, audience: 'https://tools.example/github' });
+      assert.equal(r.body.decision, 'allow');
+      const claims = JSON.parse(Buffer.from(r.body.action_token.split('.')[1], 'base64url').toString());
+      const taskEnd = Math.floor(new Date(task.expires_at).getTime() / 1000);
+      assert.equal(claims.exp, taskEnd);
+      const jwks = await (await fetch(`${env.url}/.well-known/jwks.json`)).json();
+      const at = (ms: number) => createActionVerifier({ issuer: env.url, audience: 'https://tools.example/github', jwks, now: () => ms });
+      const call = { tool: 'github.create_issue', arguments: { a: 1 } };
+      // before the end: fine; at the end and within the old 5 s tolerance after it: refused
+      assert.equal((await at(taskEnd * 1000 - 500)(r.body.action_token, call)).jti, claims.jti);
+      for (const ms of [taskEnd * 1000, taskEnd * 1000 + 1000, taskEnd * 1000 + 4999]) {
+        await assert.rejects(at(ms)(r.body.action_token, call), { code: 'token_expired' });
+      }
+      // the tolerance still covers a verifier whose clock is behind the issuer's (iat in its future)
+      assert.equal((await at(claims.iat * 1000 - 3000)(r.body.action_token, call)).jti, claims.jti);
+    } finally {
+      await env.teardown();
+    }
   });
 });

@@ -58,8 +58,15 @@ export interface ActionVerifierOptions {
   audience: string;
   /** Writ's JWKS: a URL (fetched and cached by jose) or the key set itself */
   jwks: string | URL | JSONWebKeySet;
-  /** seconds of clock skew tolerated (default 5) */
+  /**
+   * seconds of clock skew tolerated on `iat` and `nbf` (default 5): a token issued by a
+   * clock slightly ahead of this one is accepted. Never on `exp`: a token is refused from
+   * its `exp` on (RFC 7519 §4.1.4), because Writ caps `exp` at the end of the task, and a
+   * tolerance there would let a token act for seconds after its task ended.
+   */
   clockToleranceSeconds?: number;
+  /** the current time in ms (default Date.now): for tests and replays */
+  now?: () => number;
 }
 
 /**
@@ -83,8 +90,10 @@ export function createActionVerifier(options: ActionVerifierOptions) {
    */
   return async function verifyActionToken(token: string, call: { tool: string; arguments: unknown; resource?: string; destination?: string }): Promise<ActionClaims> {
     let payload: ActionClaims;
+    const now = options.now?.() ?? Date.now();
     try {
       const r = await jwtVerify(token, keys, {
+        currentDate: new Date(now),
         algorithms: ['EdDSA'],
         typ: ACTION_TOKEN_TYPE,
         issuer: options.issuer,
@@ -94,6 +103,7 @@ export function createActionVerifier(options: ActionVerifierOptions) {
       });
       payload = r.payload as unknown as ActionClaims;
     } catch (err) {
+      if (err instanceof ActionTokenError) throw err;
       if (err instanceof errors.JWTExpired) throw new ActionTokenError('token_expired', 'the action token has expired');
       if (err instanceof errors.JWTClaimValidationFailed) {
         if (err.claim === 'typ') throw new ActionTokenError('wrong_type', 'the token is not an action token');
@@ -103,6 +113,8 @@ export function createActionVerifier(options: ActionVerifierOptions) {
       }
       throw new ActionTokenError('invalid_token', 'the action token does not verify');
     }
+    // jose applies the tolerance to `exp` too: the exact check, with none
+    if (typeof payload.exp !== 'number' || Math.floor(now / 1000) >= payload.exp) throw new ActionTokenError('token_expired', 'the action token has expired');
     if (payload.tool !== call.tool) throw new ActionTokenError('wrong_tool', `the action token is for tool \`${payload.tool}\`, not \`${call.tool}\``);
     if (payload.args_digest !== argumentsDigest(call.arguments)) {
       throw new ActionTokenError('arguments_mismatch', 'the arguments received are not the ones that were authorized');
