@@ -673,12 +673,16 @@ export class Writ {
         ? [{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]
         : why === 'approval_unavailable'
           ? [{ code: 'approval_unavailable', message: 'the approval was used, has expired or is not approved' }]
-          : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
+          : why === 'break_glass_inactive'
+            ? [{ code: 'break_glass_ended', message: `break-glass \`${options.breakGlassId}\` ended before the decision was recorded` }]
+            : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
     const result = await this.committer.submit({
       decision: allowed,
       audit: this.decisionAudit(allowed, flags),
       guard: { taskId: task.id },
       ...(options.approval ? { approval: options.approval } : {}),
+      // The break-glass this allow relies on must still be active when it commits.
+      ...(options.breakGlassId ? { breakGlass: { id: options.breakGlassId } } : {}),
       // Another request took the last unit, or the task ended, or the approval was used, since it was read.
       fallback: (why) => {
         const denied: DecisionRecord = { ...base, reasons: fallbackReasons(why) };

@@ -378,6 +378,51 @@ export function escalationContract(get: () => Ctx): void {
     assert.equal((await store.endBreakGlass('bg_missing', 'op', clock.now(), bgAudit('x'))).ok, false);
   });
 
+  it('break-glass: an allow under it commits only while it is active; not after its end or expiry, even racing the end', async () => {
+    const ctx = get();
+    const { store, clock } = ctx;
+    const { agent, task } = await agentAndTask(store, clock, { maxActions: 1000 });
+    const under = (id: string): DecisionWrite & { calls: string[] } => {
+      const w = useWrite(ctx, task, 'unused');
+      delete w.approval;
+      w.breakGlass = { id };
+      return w;
+    };
+    const bg = breakGlass(ctx, agent.id, { durationMs: 10 * MIN, endsAt: clock.now() + 10 * MIN });
+    assert.ok((await store.createBreakGlass(bg, { capMs: HOUR, now: clock.now() }, audit('break_glass.started'))).ok);
+    assert.deepEqual(await store.commitDecisions([under(bg.id)], clock.now()), [{ written: 'primary' }]);
+    assert.deepEqual(await store.commitDecisions([under('bg_missing')], clock.now()), [{ written: 'fallback', reason: 'break_glass_inactive' }]);
+    assert.equal((await store.getTask(task.id))!.actionsUsed, 1);
+
+    // expiry: still `active` in its row (no sweep yet), but past its end
+    clock.advance(10 * MIN);
+    const expired = under(bg.id);
+    assert.deepEqual(await store.commitDecisions([expired], clock.now()), [{ written: 'fallback', reason: 'break_glass_inactive' }]);
+    assert.deepEqual(expired.calls, ['break_glass_inactive']);
+    assert.equal((await store.getTask(task.id))!.actionsUsed, 1, 'no budget is taken');
+
+    // the end races decisions, started together: every allow recorded precedes the end's entry
+    clock.advance(2 * HOUR);
+    const bg2 = breakGlass(ctx, agent.id, { durationMs: 10 * MIN, endsAt: clock.now() + 10 * MIN });
+    assert.ok((await store.createBreakGlass(bg2, { capMs: HOUR, now: clock.now() }, audit('break_glass.started'))).ok);
+    const from = (await store.auditHead())!.seq;
+    const writes = Array.from({ length: 40 }, () => under(bg2.id));
+    const settled = await Promise.all([
+      ...writes.slice(0, 20).map((w) => store.commitDecisions([w], clock.now())),
+      store.endBreakGlass(bg2.id, 'op_admin2', clock.now(), bgAudit('break_glass.ended')),
+      ...writes.slice(20).map((w) => store.commitDecisions([w], clock.now())),
+    ]);
+    assert.ok((settled[20] as { ok: boolean }).ok);
+    const entries = await store.listAudit({ after: from, limit: 10_000 });
+    const endSeq = entries.find((e) => e.type === 'break_glass.ended')!.seq;
+    const allowed = new Set(writes.filter((w) => w.calls.length === 0).map((w) => w.decision.id));
+    for (const e of entries.filter((x) => x.type === 'decision')) {
+      if (allowed.has(e.decisionId!)) assert.ok(e.seq < endSeq, 'an allow under break-glass is recorded before its end');
+      else assert.ok(e.seq > endSeq, 'a decision refused for the end is recorded after it');
+    }
+    assert.equal(entries.filter((x) => x.type === 'decision').length, 40, 'every decision is recorded, allowed or not');
+  });
+
   it('break-glass: no chaining past the cap; a session well after the cap window is allowed', async () => {
     const ctx = get();
     const { store, clock } = ctx;

@@ -200,9 +200,16 @@ export interface DecisionWrite {
    * unexpired (used, expired, never approved), the `fallback` is written instead
    */
   approval?: { id: string; audit: AuditInput };
+  /**
+   * the break-glass an allow relies on: it must still be `active` and not past its end
+   * when the decision commits (read under a lock in the same transaction, as the task
+   * state is), else the `fallback` is written instead; checked before the budget is
+   * taken. So no allow under a break-glass commits after its end or expiry committed.
+   */
+  breakGlass?: { id: string };
 }
 
-export type GuardFailure = 'budget_exhausted' | 'task_inactive' | 'approval_unavailable';
+export type GuardFailure = 'budget_exhausted' | 'task_inactive' | 'approval_unavailable' | 'break_glass_inactive';
 
 export type DecisionCommitResult = { written: 'primary' } | { written: 'fallback'; reason: GuardFailure };
 

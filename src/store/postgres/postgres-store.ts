@@ -643,6 +643,15 @@ export class PostgresStore implements Store {
         );
         for (const r of rows as Row[]) usable.add(r.id as string);
       }
+      // Break-glass an allow relies on: read under a share lock (after tasks and approvals,
+      // in id order), so an end or expiry either commits first and is seen here, or waits
+      // for this commit: no allow under it is recorded after its end.
+      const breakGlassIds = [...new Set(items.flatMap((i) => (i.breakGlass ? [i.breakGlass.id] : [])))].sort();
+      const activeBreakGlass = new Set<string>();
+      if (breakGlassIds.length > 0) {
+        const { rows } = await c.query(`SELECT id, status, ends_at FROM break_glass WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE`, [breakGlassIds]);
+        for (const r of rows as Row[]) if (r.status === 'active' && r.ends_at !== null && Number(r.ends_at) > now) activeBreakGlass.add(r.id as string);
+      }
       const used: { id: string; decisionId: string }[] = [];
       const taken = new Map<string, number>();
       const results: DecisionCommitResult[] = [];
@@ -656,6 +665,10 @@ export class PostgresStore implements Store {
           if (!item.fallback) throw new TypeError('a decision write that uses an approval needs a fallback');
           result = { written: 'fallback', reason: 'approval_unavailable' };
           ({ decision, audit } = item.fallback('approval_unavailable'));
+        } else if (item.breakGlass && !activeBreakGlass.has(item.breakGlass.id)) {
+          if (!item.fallback) throw new TypeError('a decision write under break-glass needs a fallback');
+          result = { written: 'fallback', reason: 'break_glass_inactive' };
+          ({ decision, audit } = item.fallback('break_glass_inactive'));
         } else if (item.guard) {
           const id = item.guard.taskId;
           const n = left.get(id) ?? -1;

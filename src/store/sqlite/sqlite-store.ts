@@ -432,6 +432,7 @@ export class SqliteStore implements Store {
       );
       const approvalState = this.stmt('SELECT status, expires_at FROM approvals WHERE id = ?');
       const useApproval = this.stmt(`UPDATE approvals SET status = 'used', used_at = ?, used_decision_id = ? WHERE id = ? AND status = 'approved' AND expires_at > ?`);
+      const breakGlassState = this.stmt('SELECT status, ends_at FROM break_glass WHERE id = ?');
       const results: DecisionCommitResult[] = [];
       const audits: AuditInput[] = [];
       for (const item of items) {
@@ -444,6 +445,11 @@ export class SqliteStore implements Store {
           if (!item.fallback) throw new TypeError('a decision write that uses an approval needs a fallback');
           result = { written: 'fallback', reason: 'approval_unavailable' };
           ({ decision, audit } = item.fallback('approval_unavailable'));
+        } else if (item.breakGlass && !breakGlassActive(breakGlassState.get(item.breakGlass.id) as { status: string; ends_at: number | null } | undefined, now)) {
+          // the write transaction is exclusive: an end or expiry commits wholly before or after this
+          if (!item.fallback) throw new TypeError('a decision write under break-glass needs a fallback');
+          result = { written: 'fallback', reason: 'break_glass_inactive' };
+          ({ decision, audit } = item.fallback('break_glass_inactive'));
         } else if (item.guard) {
           const r = take.run(item.guard.taskId, now);
           if (r.changes !== 1) {
@@ -836,4 +842,8 @@ function mapSqliteError(err: unknown): Error {
   const code = (err as { code?: string }).code ?? '';
   if (code.startsWith('SQLITE_CONSTRAINT')) return new ConflictError('the record conflicts with one that exists');
   return new UnavailableError('the store failed', err);
+}
+
+function breakGlassActive(r: { status: string; ends_at: number | null } | undefined, now: number): boolean {
+  return !!r && r.status === 'active' && r.ends_at !== null && Number(r.ends_at) > now;
 }
