@@ -127,7 +127,7 @@ function start(argv: string[], env: Record<string, string> = {}): Child {
   const exited = new Promise<void>((ok) => proc.once('exit', () => ok()));
   return {
     proc,
-    line: (re, timeoutMs = 30_000) =>
+    line: (re, timeoutMs = 120_000) =>
       new Promise((ok, fail) => {
         const m = re.exec(text);
         if (m) return ok(m);

@@ -1,23 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runChild, type RunResult } from './helpers/child.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs the benchmark to completion. No time bound: on a loaded machine it is slow, and that is not what this checks. */
+function run(args: string[]): Promise<RunResult> {
+  return runChild(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: ROOT, timeoutMs: Infinity });
 }
 
 function positive(value: unknown, what: string): void {
@@ -25,9 +18,9 @@ function positive(value: unknown, what: string): void {
   assert.ok((value as number) > 0, `${what} is positive (got ${String(value)})`);
 }
 
-// Checks the benchmark runs and reports its figures; never how fast anything is.
+// Checks the benchmark runs and writes its report; never how fast anything is, nor how long it takes.
 describe('bench smoke', () => {
-  it('runs --quick raw_limit and authorize_in_process and reports the expected figures', { timeout: 180_000 }, async () => {
+  it('runs --quick raw_limit and authorize_in_process and reports the expected figures', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'writ-bench-smoke-'));
     try {
       const out = join(dir, 'report.json');
@@ -74,7 +67,7 @@ describe('bench smoke', () => {
     }
   });
 
-  it('runs --quick mcp_gateway and reports direct, pass-through and gateway figures', { timeout: 180_000 }, async () => {
+  it('runs --quick mcp_gateway and reports direct, pass-through and gateway figures', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'writ-bench-smoke-gw-'));
     try {
       const out = join(dir, 'report.json');

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,28 +6,16 @@ import { after, describe, it } from 'node:test';
 import { verifyChain } from '../src/audit/verify-chain.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { Api, makeAgentKeys, makeAssertion } from './helpers/harness.js';
+import { spawnChild, type Child } from './helpers/child.js';
 
 const TOKEN = 'wop_crash_test_bootstrap_token_0123456789';
 
-async function startServe(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['bin/writ.js', 'serve', '--port', '0', '--data-dir', dataDir], {
+async function startServe(dataDir: string): Promise<{ child: Child; url: string }> {
+  const child = spawnChild(process.execPath, ['bin/writ.js', 'serve', '--port', '0', '--data-dir', dataDir], {
     env: { ...process.env, WRIT_BOOTSTRAP_TOKEN: TOKEN, WRIT_DATABASE_URL: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const url = await new Promise<string>((ok, fail) => {
-    let out = '';
-    const t = setTimeout(() => fail(new Error(`serve did not start: ${out}`)), 20_000);
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        ok(m[1]!);
-      }
-    });
-    child.on('exit', (code) => fail(new Error(`serve exited with ${code}: ${out}`)));
-  });
-  return { child, url };
+  const line = await child.waitForLine(/listening on http:\/\//, { stream: 'stdout' });
+  return { child, url: /listening on (http:\/\/[^\s]+)/.exec(line)![1]! };
 }
 
 describe('durability: kill -9 under load loses nothing acknowledged (SQLite)', () => {
@@ -63,10 +49,10 @@ describe('durability: kill -9 under load loses nothing acknowledged (SQLite)', (
     };
     const workers = Array.from({ length: 16 }, (_, w) => worker(w));
     while (allowed.length < 300) await new Promise((r) => setTimeout(r, 5));
-    child.kill('SIGKILL');
+    process.kill(child.pid, 'SIGKILL');
     stop = true;
     await Promise.all(workers);
-    if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    await child.exited;
 
     const store = new SqliteStore({ path: join(dir, 'writ.db') });
     try {

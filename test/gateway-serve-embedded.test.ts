@@ -8,18 +8,6 @@ import { Api, makeAgentKeys, makeAssertion } from './helpers/harness.js';
 
 const ADMIN = 'wop_embedded_gateway_test_token_0123456789';
 
-/** Resolves with the first capture of `re` in the child's stdout. */
-async function stdoutMatch(p: WritProcess, re: RegExp, timeoutMs = 20_000): Promise<string> {
-  const t0 = Date.now();
-  for (;;) {
-    const m = re.exec(p.stdout());
-    if (m) return m[1]!;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`no ${re} on stdout: ${p.stdout()}\n${p.stderr()}`);
-    if (p.child.exitCode !== null) throw new Error(`writ exited: ${p.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('writ serve --gateway: the MCP gateway inside the service, deciding in-process', () => {
   const dir = mkdtempSync(join(tmpdir(), 'writ-embedded-gw-'));
   let writ: WritProcess;
@@ -37,8 +25,8 @@ describe('writ serve --gateway: the MCP gateway inside the service, deciding in-
     const approved = await runWrit(['gateway', 'tools', 'approve', '--config', config, '--tool', 'local.echo', '--tool', 'local.delete_repo']);
     assert.equal(approved.code, 0, approved.stderr);
     writ = spawnWrit(['serve', '--port', '0', '--data-dir', join(dir, 'data'), '--gateway', config], { WRIT_BOOTSTRAP_TOKEN: ADMIN, WRIT_DATABASE_URL: '' });
-    url = await stdoutMatch(writ, /writ listening on (http:\/\/\S+)/);
-    gatewayUrl = await stdoutMatch(writ, /writ gateway \(in-process\) listening on (http:\/\/\S+)/);
+    url = await writ.stdoutMatch(/writ listening on (http:\/\/\S+)/);
+    gatewayUrl = await writ.stdoutMatch(/writ gateway \(in-process\) listening on (http:\/\/\S+)/);
   });
   after(async () => {
     await writ?.stop();

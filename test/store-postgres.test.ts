@@ -48,13 +48,13 @@ async function readAll(store: Store) {
   }
 }
 
-function waitFor<T>(fn: () => T | undefined, timeoutMs = 5000): Promise<T> {
+function waitFor<T>(fn: () => T | undefined, timeoutMs = 60_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const tick = () => {
       const v = fn();
       if (v !== undefined) return resolve(v);
-      if (Date.now() - t0 > timeoutMs) return reject(new Error('timed out waiting'));
+      if (Date.now() - t0 > timeoutMs) return reject(new Error(`not seen within ${timeoutMs} ms`));
       setTimeout(tick, 20);
     };
     tick();

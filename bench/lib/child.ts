@@ -20,7 +20,7 @@ const CHILD = fileURLToPath(new URL('../server-child.ts', import.meta.url));
  * Starts `bench/server-child.ts` on `spec` and waits for its ready line.
  * WRIT_BENCH_CHILD_NODE_ARGS adds node flags to the child (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
-export async function startServerChild(spec: StoreSpec, timeoutMs = 30_000): Promise<ServerChild> {
+export async function startServerChild(spec: StoreSpec, timeoutMs = 120_000): Promise<ServerChild> {
   const extra = (process.env.WRIT_BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child: ChildProcess = spawn(process.execPath, [...extra, '--import', 'tsx', CHILD], {
     stdio: ['pipe', 'pipe', 'inherit'],

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import { runChild } from './child.js';
 
 export interface CliResult {
   code: number;
@@ -13,7 +10,7 @@ export interface CliResult {
 }
 
 /**
- * Runs `node bin/writ.js ...` as a child process. Async on purpose: the server under
+ * Runs `node bin/writ.js ...` as a child process (in its own process group, see child.ts). Async on purpose: the server under
  * test answers from this same process. The test runner's context and any database
  * URL are not passed down, so the child talks only to the server it is pointed at.
  */
@@ -22,18 +19,9 @@ export async function writ(args: string[], env: Record<string, string | undefine
   for (const [k, v] of Object.entries({ ...process.env, ...env })) {
     if (v !== undefined && k !== 'NODE_TEST_CONTEXT' && k !== 'WRIT_DATABASE_URL') childEnv[k] = v;
   }
-  let stdout = '';
-  let stderr = '';
-  let code = 0;
-  try {
-    ({ stdout, stderr } = await run(process.execPath, ['bin/writ.js', ...args], { env: childEnv, timeout: 30_000 }));
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    code = e.code;
-    stdout = e.stdout ?? '';
-    stderr = e.stderr ?? '';
-  }
+  const r = await runChild(process.execPath, ['bin/writ.js', ...args], { env: childEnv });
+  if (r.code === null) throw new Error(`writ ${args.join(' ')} ended by ${r.signal}: ${r.stderr}`);
+  const { code, stdout, stderr } = r;
   let json: any;
   try {
     json = JSON.parse(stdout);

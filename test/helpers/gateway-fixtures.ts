@@ -1,16 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Api } from './harness.js';
+import { ChildStdioTransport, runChild, spawnChild, type Child, type ChildOptions } from './child.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const STDIO_FIXTURE = join(ROOT, 'test/fixtures/mcp-stdio-server.ts');
@@ -101,68 +101,44 @@ export async function startHttpMcpFixture(): Promise<HttpMcpFixture> {
 
 export interface WritProcess {
   child: ChildProcess;
+  /** the helper's handle (output lines, ports, group stop) */
+  proc: Child;
   stdout: () => string;
   stderr: () => string;
-  /** resolves with the first JSON log line on stderr whose `event` is `event` */
+  /** resolves with the first JSON log line on stderr whose `event` is `event`; fails with the output if it exits first */
   waitFor: (event: string, timeoutMs?: number) => Promise<Record<string, any>>;
+  /** resolves with capture group 1 of the first stdout line matching `re` */
+  stdoutMatch: (re: RegExp, timeoutMs?: number) => Promise<string>;
   stop: () => Promise<void>;
 }
 
-/** Starts `writ <args>` (the real CLI) as a child process. */
-export function spawnWrit(args: string[], env: Record<string, string>): WritProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  const waiters: { event: string; resolve: (v: Record<string, any>) => void }[] = [];
-  const scan = () => {
-    for (const line of err.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      let v: Record<string, any>;
-      try {
-        v = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      for (const w of [...waiters]) {
-        if (v.event === w.event) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(v);
-        }
-      }
-    }
-  };
-  child.stdout!.on('data', (c) => (out += c));
-  child.stderr!.on('data', (c) => {
-    err += c;
-    scan();
-  });
-  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+function jsonEvent(line: string): Record<string, any> | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts `writ <args>` (the real CLI) as a child process in its own process group (see helpers/child.ts). */
+export function spawnWrit(args: string[], env: Record<string, string>, opts: Pick<ChildOptions, 'owner'> = {}): WritProcess {
+  const proc = spawnChild(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, owner: opts.owner });
   return {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    waitFor: (event, timeoutMs = 20_000) =>
-      new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no \`${event}\` from writ ${args.join(' ')} within ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
-        waiters.push({ event, resolve: (v) => (clearTimeout(t), resolve(v)) });
-        scan();
-        void exited.then(() => {
-          clearTimeout(t);
-          reject(new Error(`writ ${args.join(' ')} exited (${child.exitCode}); stderr:\n${err}`));
-        });
-      }),
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
+    child: proc.proc,
+    proc,
+    stdout: proc.stdout,
+    stderr: proc.stderr,
+    waitFor: async (event, timeoutMs) => jsonEvent(await proc.waitForLine((l) => jsonEvent(l)?.event === event, { stream: 'stderr', timeoutMs }))!,
+    stdoutMatch: async (re, timeoutMs) => re.exec(await proc.waitForLine(re, { stream: 'stdout', timeoutMs }))![1]!,
+    stop: () => proc.stop(),
   };
 }
 
 /** Runs `writ <args>` to completion. */
 export async function runWrit(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const p = spawnWrit(args, env);
-  await new Promise<void>((ok) => p.child.once('exit', () => ok()));
-  return { code: p.child.exitCode, stdout: p.stdout(), stderr: p.stderr() };
+  const r = await runChild(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A new operator token with one role. */
@@ -181,18 +157,13 @@ export async function httpClient(url: string, token: string): Promise<Client> {
 
 /** An MCP client that starts `writ gateway mcp --stdio` itself (the agent's view of a stdio gateway). */
 export async function stdioGatewayClient(configPath: string, env: Record<string, string>): Promise<{ client: Client; stderr: () => string }> {
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: ['--import', 'tsx', CLI, 'gateway', 'mcp', '--stdio', '--config', configPath],
-    cwd: ROOT,
-    env,
-    stderr: 'pipe',
-  });
-  let err = '';
-  transport.stderr?.on('data', (c) => (err += c));
+  // as the SDK's stdio transport: a few variables inherited, the rest only what is given
+  const base: Record<string, string> = {};
+  for (const k of ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER']) if (process.env[k] !== undefined) base[k] = process.env[k]!;
+  const child = spawnChild(process.execPath, ['--import', 'tsx', CLI, 'gateway', 'mcp', '--stdio', '--config', configPath], { cwd: ROOT, env: { ...base, ...env }, stdin: 'pipe' });
   const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(transport);
-  return { client, stderr: () => err };
+  await client.connect(new ChildStdioTransport(child));
+  return { client, stderr: child.stderr };
 }
 
 export function textOf(r: unknown): string {
@@ -201,12 +172,12 @@ export function textOf(r: unknown): string {
 }
 
 /** Polls until `fn` answers a truthy value. */
-export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 5000): Promise<T> {
+export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > until) throw new Error('condition not met in time');
+    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((ok) => setTimeout(ok, 50));
   }
 }

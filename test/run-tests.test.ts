@@ -1,0 +1,107 @@
+// `npm test` (scripts/run-tests.mjs) on fixture files (test/fixtures/runner/*.fixture.ts, which
+// the normal run does not pick up): a run fails whenever a test did not run and pass, tells
+// which, and leaves no process behind.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { runChild, type RunResult } from './helpers/child.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const fixture = (name: string) => `test/fixtures/runner/${name}.fixture.ts`;
+
+const dir = mkdtempSync(join(tmpdir(), 'writ-run-tests-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+
+async function runTests(files: string[], env: Record<string, string> = {}): Promise<RunResult & { lines: string[]; pids: () => number[] }> {
+  const pidsFile = join(dir, `pids-${n++}.json`);
+  const r = await runChild(process.execPath, ['scripts/run-tests.mjs', ...files], {
+    cwd: ROOT,
+    env: { ...process.env, FIXTURE_PIDS_FILE: pidsFile, ...env },
+  });
+  return { ...r, lines: r.stdout.trimEnd().split('\n'), pids: () => JSON.parse(readFileSync(pidsFile, 'utf8')) };
+}
+
+/** Whether `pid` is a live process (a zombie is not: it only waits to be reaped). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+describe('scripts/run-tests.mjs', () => {
+  it('passes a file whose tests pass, and counts a skipped test as skipped', async () => {
+    const r = await runTests([fixture('passes')]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(r.lines.at(-1), '1 passed, 0 failed, 1 skipped');
+    assert.ok(r.lines.some((l) => /slowest files/.test(l)), 'prints the slowest files');
+  });
+
+  it('fails when a hook fails after spawning a child, names the failures above the last line, and leaves no process behind', async () => {
+    const r = await runTests([fixture('passes'), fixture('hook-spawns-then-throws')]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.lines.at(-1), '1 passed, 2 failed, 1 skipped');
+    assert.match(r.lines.at(-2)!, /hook-spawns-then-throws\.fixture\.ts › a suite whose before hook fails after starting a child \(suite hook failed: the hook failed on purpose\)/);
+    assert.match(r.lines.at(-3)!, /› never runs \(cancelled/);
+    const [child, grandchild] = r.pids();
+    assert.equal(alive(child!), false, `the child ${child} is gone`);
+    assert.equal(alive(grandchild!), false, `the grandchild ${grandchild} (in the child's process group) is gone`);
+    // gone because the test helper killed them, not because the runner had to
+    assert.doesNotMatch(r.stdout, /outlived/);
+  });
+
+  it('fails when a file ends without its tests running', async () => {
+    const r = await runTests([fixture('ends-early')]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.lines.at(-1), '0 passed, 1 failed, 0 skipped');
+    // (which test was running is told when the reporter got to write it before the exit)
+    assert.match(r.lines.at(-2)!, /ends-early\.fixture\.ts \(ended before its tests finished: exit code 0(, during `starts, and the process exits under it`)?\)$/);
+  });
+
+  it('kills a file at its time limit, with what it started, and fails it', async () => {
+    const r = await runTests([fixture('hangs')], { WRIT_TEST_FILE_TIMEOUT_MS: '3000' });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.lines.at(-1), '0 passed, 1 failed, 0 skipped');
+    assert.match(r.lines.at(-2)!, /hangs\.fixture\.ts \(killed at its time limit of 3 s, during `waits forever`\)/);
+    const [child] = r.pids();
+    assert.equal(alive(child!), false, `the child ${child} is gone`);
+  });
+
+  it('kills a process that outlived its file and fails the file, even when its tests passed', async () => {
+    const r = await runTests([fixture('leaks')]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.lines.at(-1), '1 passed, 1 failed, 0 skipped');
+    const [leaked] = r.pids();
+    assert.match(r.lines.at(-2)!, new RegExp(`leaks\\.fixture\\.ts \\(1 process\\(es\\) outlived it, killed: ${leaked} `));
+    assert.equal(alive(leaked!), false, `the leaked process ${leaked} is gone`);
+  });
+
+  it('reports unreachable PostgreSQL on its first line, and skips only with WRIT_REQUIRE_POSTGRES unset', async () => {
+    const url = 'postgres://writ@127.0.0.1:1/test';
+    const skipped = await runTests([fixture('passes')], { WRIT_TEST_DATABASE_URL: url, WRIT_REQUIRE_POSTGRES: '' });
+    assert.equal(skipped.code, 0, skipped.stdout + skipped.stderr);
+    assert.match(skipped.lines[0]!, /^# skipping PostgreSQL suites: PostgreSQL at postgres:\/\/writ@127\.0\.0\.1:1\/test is unreachable: .*ECONNREFUSED/);
+
+    const required = await runTests([fixture('passes')], { WRIT_TEST_DATABASE_URL: url, WRIT_REQUIRE_POSTGRES: '1' });
+    assert.equal(required.code, 1);
+    assert.match(required.stderr.split('\n')[0]!, /^PostgreSQL at .* is unreachable: .*ECONNREFUSED.*WRIT_REQUIRE_POSTGRES=1/);
+    assert.equal(required.stdout, '', 'no test ran');
+  });
+
+  it('reports a refused login with its cause (role, password), not as unreachable', { skip: process.env.WRIT_SKIP_POSTGRES ? `PostgreSQL unreachable: ${process.env.WRIT_SKIP_POSTGRES}` : false }, async () => {
+    const base = new URL(process.env.WRIT_TEST_DATABASE_URL ?? 'postgres://127.0.0.1:5432/test');
+    base.username = 'writ_no_such_role';
+    base.password = 'secret-password';
+    const r = await runTests([fixture('passes')], { WRIT_TEST_DATABASE_URL: base.toString(), WRIT_REQUIRE_POSTGRES: '1' });
+    assert.equal(r.code, 1);
+    const first = r.stderr.split('\n')[0]!;
+    assert.match(first, /^PostgreSQL at postgres:\/\/writ_no_such_role:\*\*\*@.* refused the login: .*writ_no_such_role.* \(28\w{3}\)/);
+    assert.doesNotMatch(r.stdout + r.stderr, /secret-password/);
+  });
+});
