@@ -96,13 +96,16 @@ describe('gateway units', () => {
   it('canonicalizes proxy paths once: decoded for routing and policy, re-encoded one way for the upstream', () => {
     assert.deepEqual(canonicalPath('/api/%61dmin'), { segments: ['api', 'admin'], path: '/api/admin' });
     assert.equal(canonicalPath('/a/caf%C3%A9/x%20y').path, '/a/café/x y');
-    for (const bad of ['/api/..', '/api/.', '/api/%2e%2e', '/api/.%2E/x', '/api/%2e', '/api/a%2Fb', '/api/a%2fb', '/api/a%5Cb', '/api/a\\b', '/api/%00', '/api/a%0Ab', '/api/%252e', '/api/%2561dmin', '/api/%E0%A4%A', '/api/%E0%A4', '/api/%FF', '/api/%zz', '//evil/x', 'api']) {
+    for (const bad of ['/api/..', '/api/.', '/api/%2e%2e', '/api/.%2E/x', '/api/%2e', '/api/a%2Fb', '/api/a%2fb', '/api/a%5Cb', '/api/a\\b', '/api/%00', '/api/a%0Ab', '/api/%252e', '/api/%2561dmin', '/api/%E0%A4%A', '/api/%E0%A4', '/api/%FF', '/api/%zz', '//evil/x', 'api',
+      // path parameters: servlet containers read `/api/public/..;/admin` as `/api/admin`
+      '/api/public/..;/admin', '/api/public/.;/admin', '/api/..;', '/api/%2e%2e;/admin', '/api/%2e%2e%3b/admin', '/api/..%3B/admin', '/api/..%3b/admin',
+      '/api/admin;jsessionid=1', '/api/a;b', '/api/;/x', '/api/%3b', '/api/%253b/x', '/api/..%253B/x', '/api/..%5C/x', '/api/..\\;/x']) {
       assert.throws(() => canonicalPath(bad), (e: any) => e.status === 400 && e.code === 'invalid_path', bad);
     }
     // one decoded path, one encoding, whatever the agent sent
     for (const raw of ['/v2/x:y@z', '/v2/x%3Ay%40z', '/v2/%78%3a%79@z']) assert.equal(encodePath(canonicalPath(raw).path), '/v2/x:y@z', raw);
     assert.equal(encodePath('/a/café/x y/50%/a?b#c'), '/a/caf%C3%A9/x%20y/50%25/a%3Fb%23c');
-    assert.equal(encodePath(canonicalPath('/a/%7E~-_.!*()$&+,;=').path), "/a/~~-_.!*()$&+,;=");
+    assert.equal(encodePath(canonicalPath('/a/%7E~-_.!*()$&+,=').path), '/a/~~-_.!*()$&+,=');
   });
 
   it('finds the configured tool labels that Writ does not hold', () => {

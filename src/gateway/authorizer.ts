@@ -59,7 +59,7 @@ export interface ApprovalStatus {
 
 export interface Authorizer {
   readonly mode: 'http' | 'in-process';
-  /** Authenticates the task token; answers the task and, where known, its scope. */
+  /** Authenticates the task token and checks its task is active; answers the task and, where known, its scope. */
   task(taskToken: string): Promise<TaskView>;
   authorize(taskToken: string, action: ActionRequest): Promise<Decision>;
   reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void>;
@@ -193,10 +193,18 @@ export class HttpAuthorizer implements Authorizer {
     }
     let scope: TaskScopeView | null = null;
     if (this.opts.operatorToken) scope = await this.readScope(sub, txn);
+    else await this.checkActive(taskToken, sub, txn);
     const view: TaskView = { taskId: txn, agentId: sub, scope };
     if (this.tasks.size > 10_000) this.tasks.clear();
     this.tasks.set(taskToken, { view, until: now + TASK_CACHE_MS });
     return view;
+  }
+
+  /** Whether the token's task is active, asked with the token itself (`GET /v1/tasks/current`). */
+  private async checkActive(taskToken: string, agentId: string, taskId: string): Promise<void> {
+    const r = await this.call('GET', '/v1/tasks/current', taskToken, undefined, 'current task');
+    if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/tasks/current');
+    if (r.body?.task_id !== taskId || r.body?.agent_id !== agentId) throw new AuthorizerError('invalid_token', 'the task token does not match its task', 401);
   }
 
   /**

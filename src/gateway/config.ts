@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { isNeverForwarded } from './forward-headers.js';
 
 /**
  * Gateway and proxy configuration files (JSON). Unknown fields are errors; relative
@@ -151,8 +152,15 @@ const route = z.strictObject({
   /** headers injected into the upstream request; values may be secret references */
   headers: headers.default({}),
   /**
+   * the agent's request headers passed upstream (case-insensitive); default
+   * `DEFAULT_FORWARD_HEADERS`. Headers that change the request's meaning upstream
+   * (`isNeverForwarded`) are refused here: they never pass.
+   */
+  forward_headers: z.array(z.string().regex(HEADER_NAME, 'header names are HTTP tokens')).max(100).optional(),
+  /**
    * request bodies: `json` (default; parsed and shown to policy, others get 415), `any`
-   * (non-JSON bodies stream through unseen by policy), `none` (a body gets 415)
+   * (other bodies are read too, up to the limit, and bound by `body_sha256` and
+   * `content_type`), `none` (a body gets 415)
    */
   body: z.enum(['json', 'any', 'none']).default('json'),
   /** pass the action token to the upstream in the `Writ-Action-Token` header */
@@ -169,8 +177,12 @@ export const proxyConfigSchema = z.strictObject({
   /** response bodies past this are cut off (the connection is reset); default: no limit */
   max_response_bytes: z.number().int().min(1).max(1 << 40).optional(),
   approval_wait_seconds: z.number().int().min(0).max(600).default(0),
+  /** a client must send the request headers within this (slow-loris); 408 after it */
+  headers_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+  /** a client must send the whole request (headers and body) within this; 408 after it */
+  request_timeout_ms: z.number().int().min(100).max(3_600_000).default(30_000),
   routes: z.array(route).min(1).max(1000),
-});
+}).refine((c) => c.headers_timeout_ms <= c.request_timeout_ms, { path: ['headers_timeout_ms'], message: 'must not be more than `request_timeout_ms`' });
 
 export type ProxyConfig = z.infer<typeof proxyConfigSchema> & { baseDir: string; path: string };
 export type RouteConfig = z.infer<typeof route>;
@@ -216,6 +228,9 @@ export function parseProxyConfig(raw: unknown, path = 'proxy.json'): ProxyConfig
     segs.forEach((s, i) => {
       if (s === '*' && i !== segs.length - 1) throw new ConfigError(`\`${path}\`: route \`${rt.name}\`: \`*\` may only be the last path segment`);
     });
+    for (const h of rt.forward_headers ?? []) {
+      if (isNeverForwarded(h)) throw new ConfigError(`\`${path}\`: route \`${rt.name}\`: header \`${h}\` is never forwarded from the agent (it changes what the upstream does, or the proxy sets it)`);
+    }
   }
   return { ...r.data, baseDir: dirname(resolve(path)), path: resolve(path) };
 }

@@ -1,11 +1,14 @@
-import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { Transform, type TransformCallback } from 'node:stream';
-import { ACTION_TOKEN_HEADER, httpActionArguments, isJsonContentType } from '../sdk/http-action.js';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import zlib from 'node:zlib';
+import { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType, parseQuery } from '../sdk/http-action.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
 import { ConfigError, type ProxyConfig, type RouteConfig } from './config.js';
 import { Decider, describeVerdict } from './decide.js';
+import { DEFAULT_FORWARD_HEADERS, forwardedHeaders } from './forward-headers.js';
 import { jsonLog, type Log } from './log.js';
 import { bearerOf } from './mcp-serve.js';
 import { Redactor, resolveValues } from './secrets.js';
@@ -21,14 +24,21 @@ interface CompiledRoute {
   basePath: string;
   headers: Record<string, string>;
   injected: Set<string>;
+  /** the agent's headers passed upstream (lower-case; see forward-headers.ts) */
+  forward: Set<string>;
   audience: string;
   destination: string | undefined;
   agent: http.Agent;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade']);
-/** Never forwarded from the agent: its own credential, cookies, and a token it might try to plant. */
-const FROM_CLIENT_DROPPED = new Set(['host', 'authorization', 'cookie', ACTION_TOKEN_HEADER, 'content-length', 'expect']);
+/** Content codings the proxy decodes before masking (RFC 9110 §8.4.1); an answer in any other is refused (502). */
+const DECODERS: Record<string, () => Transform> = {
+  gzip: () => zlib.createGunzip(),
+  'x-gzip': () => zlib.createGunzip(),
+  deflate: () => zlib.createInflate(),
+  br: () => zlib.createBrotliDecompress(),
+};
 
 class ProxyError extends Error {
   constructor(
@@ -59,6 +69,7 @@ function compileRoute(cfg: RouteConfig, deps: { baseDir: string; redactor: Redac
     basePath: upstreamBasePath(cfg.name, upstream),
     headers: lower,
     injected: new Set(Object.keys(lower)),
+    forward: new Set((cfg.forward_headers ?? DEFAULT_FORWARD_HEADERS).map((h) => h.toLowerCase())),
     audience: cfg.audience ?? upstream.origin,
     destination: cfg.destination === null ? undefined : (cfg.destination ?? upstream.host),
     agent: upstream.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts),
@@ -156,7 +167,8 @@ const invalidPath = (message: string) => new ProxyError(400, 'invalid_path', mes
  * percent-decoded exactly once. Anything whose meaning could differ between the proxy,
  * policy and the upstream is refused (400 `invalid_path`): bad percent-encoding or
  * UTF-8, an encoded `/` (a separator policy would not see), `\`, `.` and `..` segments
- * (the upstream would resolve them), control characters and NUL, and double encoding
+ * (the upstream would resolve them), `;` in a segment (RFC 3986 §3.3 path parameters,
+ * which servlet containers strip: `..;`), control characters and NUL, and double encoding
  * (`%25xx`, which an upstream that decodes again would read as another path).
  */
 export function canonicalPath(rawPath: string): { segments: string[]; path: string } {
@@ -173,6 +185,9 @@ export function canonicalPath(rawPath: string): { segments: string[]; path: stri
         throw invalidPath('the path is not valid percent-encoding (or not UTF-8)');
       }
       if (d === '.' || d === '..') throw invalidPath('the path has dot segments');
+      // servlet containers (Tomcat, Jetty) strip `;params` from each segment, so `/a/..;/b`
+      // is `/b` to them and `/a/..;/b` to policy: a segment with `;` is refused outright
+      if (d.includes(';')) throw invalidPath('a path segment has `;` (path parameters, which some upstreams strip)');
       if (/[/\\]/.test(d)) throw invalidPath('the path has an encoded separator (`/` or `\\`)');
       // eslint-disable-next-line no-control-regex
       if (/[\x00-\x1f\x7f]/.test(d)) throw invalidPath('the path has control characters or NUL');
@@ -225,7 +240,7 @@ export class HttpProxy {
   }
 
   private collectSecrets(): Buffer[] {
-    return this.redactor.values().map((s) => Buffer.from(s));
+    return this.redactor.patterns().map((s) => Buffer.from(s));
   }
 
   handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -244,9 +259,16 @@ export class HttpProxy {
     const rawUrl = req.url ?? '/';
     const q = rawUrl.indexOf('?');
     const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
-    const search = q < 0 ? '' : rawUrl.slice(q);
     // one canonical path for routing, policy and the upstream (see canonicalPath)
     const { segments: segs, path } = canonicalPath(rawPath);
+    // one reading of the query for policy and the upstream (see parseQuery)
+    let search: string;
+    try {
+      search = parseQuery(q < 0 ? '' : rawUrl.slice(q)).encoded;
+    } catch (err) {
+      if (err instanceof InvalidQueryError) throw new ProxyError(400, err.code, err.message);
+      throw err;
+    }
     const method = (req.method ?? 'GET').toUpperCase();
     let route: CompiledRoute | undefined;
     let params: Record<string, string> | null = null;
@@ -270,7 +292,7 @@ export class HttpProxy {
       res.setHeader('www-authenticate', 'Bearer realm="writ-proxy"');
       throw new ProxyError(401, 'unauthorized', 'send the task token as `Authorization: Bearer <task token>`');
     }
-    if (rawUrl.includes(token) || path.includes(token) || safeDecode(search).includes(token)) {
+    if (rawUrl.includes(token) || path.includes(token) || safeDecode(rawUrl).includes(token)) {
       throw new ProxyError(400, 'task_token_in_request', 'the URL carries the task token; it is never passed to a tool');
     }
 
@@ -285,24 +307,36 @@ export class HttpProxy {
     if (declared !== undefined && (!Number.isSafeInteger(declared) || declared < 0)) throw new ProxyError(400, 'invalid_request', 'bad content-length');
     const hasBody = (declared !== undefined && declared > 0) || req.headers['transfer-encoding'] !== undefined;
     if (declared !== undefined && declared > max) throw new ProxyError(413, 'payload_too_large', `the body is over ${max} bytes`);
-    const json = hasBody && isJsonContentType(req.headers['content-type']);
+    const contentType = req.headers['content-type'];
+    const coding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (hasBody && coding !== 'identity') throw new ProxyError(415, 'unsupported_media_type', 'request bodies are taken without a content coding (policy judges the bytes it reads)');
+    const json = hasBody && isJsonContentType(contentType);
     if (hasBody && route.cfg.body === 'none') throw new ProxyError(415, 'unsupported_media_type', `route \`${route.cfg.name}\` takes no body`);
     if (hasBody && !json && route.cfg.body === 'json') {
       throw new ProxyError(415, 'unsupported_media_type', `route \`${route.cfg.name}\` takes JSON bodies only (policy must be able to see them)`);
     }
     let buffered: Buffer | undefined;
     let body: unknown;
-    if (json) {
+    let bodySha256: string | undefined;
+    if (hasBody) {
+      // who is asking, and is their task still active? before a byte of the body is read,
+      // so a bad or ended token cannot make the proxy hold and buffer bodies
+      await this.authenticate(token, res, route.cfg.name);
+      // every body is read whole (up to the limit): policy sees a JSON body, and the
+      // action binds any other by its SHA-256 and content type (what a tool server's
+      // guard checks, src/sdk/tool-middleware.ts)
       buffered = await readBody(req, max);
-      try {
-        body = buffered.length ? JSON.parse(buffered.toString('utf8')) : undefined;
-      } catch {
-        throw new ProxyError(400, 'invalid_json', 'the JSON body does not parse');
-      }
-      if (buffered.toString('utf8').includes(token)) throw new ProxyError(400, 'task_token_in_request', 'the body carries the task token; it is never passed to a tool');
+      if (buffered.includes(token)) throw new ProxyError(400, 'task_token_in_request', 'the body carries the task token; it is never passed to a tool');
+      if (buffered.length > 0 && json) {
+        try {
+          body = JSON.parse(buffered.toString('utf8'));
+        } catch {
+          throw new ProxyError(400, 'invalid_json', 'the JSON body does not parse');
+        }
+      } else if (buffered.length > 0) bodySha256 = createHash('sha256').update(buffered).digest('hex');
     }
 
-    const args = httpActionArguments({ method, path: upstreamPath, search, body });
+    const args = httpActionArguments({ method, path: upstreamPath, search, body, bodySha256, contentType });
     const action: ActionRequest = { tool: route.cfg.name, arguments: args as unknown as Record<string, unknown>, audience: route.audience };
     if (route.destination !== undefined) action.destination = route.destination;
     if (route.cfg.resource) action.resource = route.cfg.resource.replace(/\{([A-Za-z0-9_*]+)\}/g, (_, k: string) => params![k] ?? '');
@@ -311,12 +345,7 @@ export class HttpProxy {
     try {
       verdict = await this.decider.decide(token, action);
     } catch (err) {
-      if (err instanceof AuthorizerError && err.unauthenticated) {
-        res.setHeader('www-authenticate', 'Bearer realm="writ-proxy", error="invalid_token"');
-        throw new ProxyError(401, err.code, err.message);
-      }
-      this.log('authorize_failed', { route: route.cfg.name, error: err instanceof AuthorizerError ? err.code : 'error' });
-      throw new ProxyError(503, 'writ_unavailable', 'Writ could not decide; the request was not forwarded');
+      throw this.authorizerFailure(err, res, route.cfg.name);
     }
     if (verdict.kind === 'deny') {
       this.log('request_refused', { route: route.cfg.name, decision_id: verdict.decisionId });
@@ -328,7 +357,25 @@ export class HttpProxy {
     if (verdict.kind === 'approval_refused') {
       throw new ProxyError(403, 'approval_refused', describeVerdict(route.cfg.name, verdict), { decision_id: verdict.decisionId, approval_id: verdict.approvalId, status: verdict.status });
     }
-    await this.forward(req, res, route, encodePath(upstreamPath) + search, buffered, declared, token, verdict.decisionId, verdict.actionToken);
+    await this.forward(req, res, route, encodePath(upstreamPath) + search, buffered, token, verdict.decisionId, verdict.actionToken);
+  }
+
+  /** Authenticates the task token and checks its task is active (401), or fails closed (503). */
+  private async authenticate(token: string, res: ServerResponse, route: string): Promise<void> {
+    try {
+      await this.opts.authorizer.task(token);
+    } catch (err) {
+      throw this.authorizerFailure(err, res, route);
+    }
+  }
+
+  private authorizerFailure(err: unknown, res: ServerResponse, route: string): ProxyError {
+    if (err instanceof AuthorizerError && err.unauthenticated) {
+      res.setHeader('www-authenticate', 'Bearer realm="writ-proxy", error="invalid_token"');
+      return new ProxyError(401, err.code, err.message);
+    }
+    this.log('authorize_failed', { route, error: err instanceof AuthorizerError ? err.code : 'error' });
+    return new ProxyError(503, 'writ_unavailable', 'Writ could not decide; the request was not forwarded');
   }
 
   private forward(
@@ -337,26 +384,21 @@ export class HttpProxy {
     route: CompiledRoute,
     target: string,
     buffered: Buffer | undefined,
-    declared: number | undefined,
     token: string,
     decisionId: string,
     actionToken: string,
   ): Promise<void> {
-    const headers: Record<string, string | string[]> = {};
-    const connectionListed = new Set(String(req.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()));
-    for (const [k, v] of Object.entries(req.headers as IncomingHttpHeaders)) {
-      if (v === undefined || HOP_BY_HOP.has(k) || FROM_CLIENT_DROPPED.has(k) || connectionListed.has(k) || route.injected.has(k)) continue;
-      headers[k] = v;
-    }
+    const headers: Record<string, string | string[]> = forwardedHeaders(req.headers, route.forward, route.injected);
     Object.assign(headers, route.headers);
     if (route.cfg.forward_action_token) headers[ACTION_TOKEN_HEADER] = actionToken;
     if (buffered) headers['content-length'] = String(buffered.length);
-    else if (declared !== undefined) headers['content-length'] = String(declared);
-    // the canonical path, re-encoded (never resolved as a URL: `//host/...` must not change the host)
+    // ask for the answer uncompressed, so masking sees the bytes (RFC 9110 §12.5.3);
+    // an upstream that compresses anyway is decoded below
+    headers['accept-encoding'] = 'identity';
     const up = route.upstream;
     const mod = up.protocol === 'https:' ? https : http;
-    const max = this.opts.config.max_body_bytes;
     const maxResponse = this.opts.config.max_response_bytes;
+    const masking = this.secretBufs.length > 0;
 
     return new Promise<void>((resolve) => {
       let settled = false;
@@ -366,28 +408,56 @@ export class HttpProxy {
         this.outcome(token, decisionId, status, detail);
         resolve();
       };
+      // the canonical path, re-encoded (never resolved as a URL: `//host/...` must not change the host)
       const upReq = mod.request({ protocol: up.protocol, hostname: up.hostname, port: up.port || undefined, path: target, method: req.method, headers, agent: route.agent, timeout: route.cfg.timeout_ms }, (upRes) => {
         const status = upRes.statusCode ?? 502;
+        const codings = String(upRes.headers['content-encoding'] ?? '')
+          .toLowerCase()
+          .split(',')
+          .map((c) => c.trim())
+          .filter((c) => c !== '' && c !== 'identity');
+        const bodyless = req.method === 'HEAD' || status === 204 || status === 304;
+        const decode = masking && !bodyless && codings.length > 0;
+        if (decode && !codings.every((c) => c in DECODERS)) {
+          upRes.resume();
+          this.log('response_refused', { route: route.cfg.name, decision_id: decisionId, content_encoding: codings.join(',').slice(0, 100) });
+          sendJson(res, 502, { error: { code: 'upstream_unsupported_encoding', message: `the upstream of \`${route.cfg.name}\` answered in a content coding the proxy cannot decode to mask secrets` }, decision_id: decisionId });
+          done('failed', 'unsupported content coding');
+          return;
+        }
         const out: Record<string, string | string[]> = {};
         for (const [k, v] of Object.entries(upRes.headers)) {
           if (v === undefined || HOP_BY_HOP.has(k)) continue;
+          if (decode && (k === 'content-encoding' || k === 'content-length')) continue;
           out[k] = Array.isArray(v) ? v.map((x) => this.mask(x)) : this.mask(v);
         }
         out['writ-decision-id'] = decisionId;
         res.writeHead(status, out);
-        let sent = 0;
-        const stream = this.secretBufs.length ? upRes.pipe(new MaskSecrets(this.secretBufs)) : upRes;
+        const fail = (detail: string) => {
+          upRes.destroy();
+          res.destroy();
+          done('failed', detail);
+        };
+        // decode the codings in the reverse of the order they were applied (RFC 9110 §8.4)
+        let plain: Readable = upRes;
+        if (decode) {
+          for (const c of [...codings].reverse()) {
+            const d = DECODERS[c]!();
+            d.on('error', () => fail('the response does not decode'));
+            plain = plain.pipe(d);
+          }
+        }
         if (maxResponse !== undefined) {
-          upRes.on('data', (c: Buffer) => {
+          let sent = 0;
+          plain.on('data', (c: Buffer) => {
             sent += c.length;
             if (sent > maxResponse) {
               this.log('response_too_large', { route: route.cfg.name, decision_id: decisionId });
-              upRes.destroy();
-              res.destroy();
-              done('failed', `response over ${maxResponse} bytes`);
+              fail(`response over ${maxResponse} bytes`);
             }
           });
         }
+        const stream = masking ? plain.pipe(new MaskSecrets(this.secretBufs)) : plain;
         stream.pipe(res);
         res.on('finish', () => done(status < 400 ? 'succeeded' : 'failed', `HTTP ${status}`));
         res.on('close', () => {
@@ -404,47 +474,16 @@ export class HttpProxy {
         if (!res.headersSent) {
           sendJson(res, timeout ? 504 : 502, { error: { code: timeout ? 'upstream_timeout' : 'upstream_unavailable', message: `the upstream of \`${route.cfg.name}\` ${timeout ? 'did not answer in time' : 'cannot be reached'}` }, decision_id: decisionId });
         } else res.destroy();
-        if (!req.complete) req.resume();
         done('failed', timeout ? 'upstream timeout' : 'upstream unavailable');
       });
-      if (buffered) {
-        upReq.end(buffered);
-        return;
-      }
-      // stream the body, counting; past the limit stop forwarding and answer 413
-      let seen = 0;
-      req.on('data', (c: Buffer) => {
-        if (settled) return;
-        seen += c.length;
-        if (seen > max) {
-          upReq.destroy();
-          if (!res.headersSent) sendJson(res, 413, { error: { code: 'payload_too_large', message: `the body is over ${max} bytes` }, decision_id: decisionId });
-          req.resume();
-          done('failed', 'request body over the limit');
-          return;
-        }
-        if (!upReq.write(c)) {
-          req.pause();
-          upReq.once('drain', () => req.resume());
-        }
-      });
-      req.on('end', () => {
-        if (!settled) upReq.end();
-      });
-      req.on('error', () => {
-        upReq.destroy();
-        done('failed', 'the request was cut off');
-      });
+      upReq.end(buffered);
     });
   }
 
   private mask(v: string): string {
     if (!this.redactor.leaks(v)) return v;
     let out = v;
-    for (const s of this.secretBufs) {
-      const t = s.toString();
-      out = out.split(t).join('*'.repeat(t.length));
-    }
+    for (const t of this.redactor.patterns()) out = out.split(t).join('*'.repeat(t.length));
     return out;
   }
 
@@ -461,7 +500,14 @@ export class HttpProxy {
   }
 
   async listen(host = '127.0.0.1', port = 0): Promise<{ url: string; server: http.Server; close: () => Promise<void> }> {
-    const server = http.createServer({ keepAliveTimeout: 5000, headersTimeout: 10_000, requestTimeout: 0 }, this.handler);
+    const { headers_timeout_ms: headersTimeout, request_timeout_ms: requestTimeout } = this.opts.config;
+    // a client gets headersTimeout for its headers and requestTimeout for the whole request
+    // (body included; the answer may take longer, e.g. waiting for an approval), then 408;
+    // Node checks them every connectionsCheckingInterval, so that is kept well under them
+    const server = http.createServer(
+      { keepAliveTimeout: 5000, headersTimeout, requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))) },
+      this.handler,
+    );
     await new Promise<void>((ok, fail) => {
       server.once('error', fail);
       server.listen(port, host, () => ok());

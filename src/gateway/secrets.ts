@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './config.js';
+import { secretForms } from './secret-forms.js';
 
 /**
  * A configured value: a literal string (treated as public: never put a secret here),
@@ -37,33 +38,45 @@ export const REDACTED = '[redacted]';
  */
 export class Redactor {
   private secrets: string[] = [];
+  /** every form masked: the secrets and their common transforms (see secretForms), longest first */
+  private forms: string[] = [];
+  private serialized: string[] = [];
 
   /** Adds a secret; one shorter than `MIN_SECRET_LENGTH` is a configuration error. */
   add(value: string, label: string): void {
     if (value.length < MIN_SECRET_LENGTH) throw shortSecret(label);
-    if (!this.secrets.includes(value)) this.secrets.push(value);
-    // longest first, so a secret containing another is replaced whole
-    this.secrets.sort((a, b) => b.length - a.length);
+    if (this.secrets.includes(value)) return;
+    this.secrets.push(value);
+    const all = new Set([...this.forms, ...secretForms(value, MIN_SECRET_LENGTH)]);
+    // longest first, so a form containing another is replaced whole
+    this.forms = [...all].sort((a, b) => b.length - a.length);
+    // what each form looks like inside a serialized JSON string (for redactDeep's quick check)
+    this.serialized = [...new Set([...this.forms, ...this.forms.map((f) => JSON.stringify(f).slice(1, -1))])];
   }
 
-  /** the secret values (for masking raw bytes) */
+  /** the secret values as configured */
   values(): readonly string[] {
     return this.secrets;
+  }
+
+  /** what is masked: each secret and its common transforms (base64, percent, JSON, hex), longest first */
+  patterns(): readonly string[] {
+    return this.forms;
   }
 
   get size(): number {
     return this.secrets.length;
   }
 
-  /** True when `text` contains any secret. */
+  /** True when `text` contains any secret, in any of its masked forms. */
   leaks(text: string): boolean {
-    for (const s of this.secrets) if (text.includes(s)) return true;
+    for (const s of this.forms) if (text.includes(s)) return true;
     return false;
   }
 
   redact(text: string): string {
     let out = text;
-    for (const s of this.secrets) if (out.includes(s)) out = out.split(s).join(REDACTED);
+    for (const s of this.forms) if (out.includes(s)) out = out.split(s).join(REDACTED);
     return out;
   }
 
@@ -77,9 +90,10 @@ export class Redactor {
     try {
       text = JSON.stringify(value);
     } catch {
-      return value;
+      // not serializable (a BigInt, a cycle): walk it rather than pass it unchecked
+      return this.walk(value) as T;
     }
-    if (text === undefined || !this.leaks(text)) return value;
+    if (text === undefined || !this.serialized.some((f) => text.includes(f))) return value;
     return this.walk(value) as T;
   }
 

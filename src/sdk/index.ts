@@ -12,7 +12,7 @@ export {
   type ActionTokenErrorCode,
   type ActionVerifierOptions,
 } from './verify-action-token.js';
-export { ACTION_TOKEN_HEADER, httpActionArguments, isJsonContentType, queryObject, type HttpActionArguments } from './http-action.js';
+export { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType, parseQuery, queryObject, type HttpActionArguments, type QueryObject, type QueryValue } from './http-action.js';
 export {
   ActionRefusedError,
   createActionGuard,

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ACTION_TOKEN_HEADER, httpActionArguments, isJsonContentType } from './http-action.js';
+import { createHash } from 'node:crypto';
+import { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType } from './http-action.js';
 import { ActionTokenError, consumeActionToken, createActionVerifier, type ActionClaims, type ActionVerifierOptions } from './verify-action-token.js';
 
 /**
@@ -8,8 +9,10 @@ import { ActionTokenError, consumeActionToken, createActionVerifier, type Action
  * acting. Two places the token travels:
  *
  * - HTTP: the `Writ-Action-Token: <token>` header (what Writ's HTTP proxy sends with
- *   `forward_action_token`). The action's arguments are `{method, path, query, body}`,
- *   built exactly as the proxy builds them (`httpActionArguments`).
+ *   `forward_action_token`). The action's arguments are `{method, path, query, body}`
+ *   for a JSON body, `{method, path, query, body_sha256, content_type}` for any other,
+ *   built exactly as the proxy builds them (`httpActionArguments`): the token binds the
+ *   whole request, and a body the authorization did not include is refused.
  * - MCP: the request's `params._meta["writ/action_token"]` (what Writ's MCP gateway
  *   sends with `forward_action_token`), checked against the tool call's arguments.
  */
@@ -133,17 +136,28 @@ export function createHttpActionGuard(opts: HttpGuardOptions) {
       const raw = req.headers[ACTION_TOKEN_HEADER];
       const token = Array.isArray(raw) ? undefined : raw;
       const body = await readBody(req, max);
+      const contentType = req.headers['content-type'];
       let json: unknown;
-      if (body.length > 0 && isJsonContentType(req.headers['content-type'])) {
+      let bodySha256: string | undefined;
+      // a JSON body is bound as parsed; any other by its bytes and content type; an empty
+      // body is no body. So a body added to a request authorized without one (a form
+      // post, text, bytes) changes the digest and is refused
+      if (body.length > 0 && isJsonContentType(contentType)) {
         try {
           json = JSON.parse(body.toString('utf8'));
         } catch {
           throw new ActionRefusedError('invalid_json', 'the JSON body does not parse', 400);
         }
-      }
+      } else if (body.length > 0) bodySha256 = createHash('sha256').update(body).digest('hex');
       const url = req.url ?? '/';
       const q = url.indexOf('?');
-      const args = httpActionArguments({ method: req.method ?? 'GET', path: q < 0 ? url : url.slice(0, q), search: q < 0 ? '' : url.slice(q), body: json });
+      let args;
+      try {
+        args = httpActionArguments({ method: req.method ?? 'GET', path: q < 0 ? url : url.slice(0, q), search: q < 0 ? '' : url.slice(q), body: json, bodySha256, contentType });
+      } catch (err) {
+        if (err instanceof InvalidQueryError) throw new ActionRefusedError(err.code, err.message, 400);
+        throw err;
+      }
       const tool = typeof opts.tool === 'function' ? opts.tool(req) : opts.tool;
       const claims = await check(token, { tool, arguments: args });
       return { claims, body, json };

@@ -162,6 +162,13 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     sendJson(res, 200, await writ.authorize(ctx, action as never));
   });
 
+  // The task token's own task, if it is active (401 otherwise): how a gateway or proxy
+  // authenticates an agent, task state included, before it reads a request body.
+  route('GET', '/v1/tasks/current', async ({ req, res }) => {
+    const { task, agent } = await writ.authenticateTask(bearer(req));
+    sendJson(res, 200, { task_id: task.id, agent_id: agent.id, status: task.status, expires_at: new Date(task.expiresAt).toISOString() });
+  });
+
   // For a gateway's tools/list: which of these tools could this task be allowed to call?
   route('POST', '/v1/tools/visible', async ({ req, res }) => {
     const ctx = await writ.authenticateTask(bearer(req));
