@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { DEFAULT_POLICY } from '../src/policy/schema.js';
 import { Api, backends, setup } from './helpers/harness.js';
 
 /**
@@ -46,6 +47,111 @@ for (const { backend, skip } of backends()) {
         const ok = await env.admin.call('POST', '/v1/actions/consume', { action_token: at, audience: AUD }, { token: null });
         assert.equal(ok.status, 200, JSON.stringify(ok.body));
         assertError(await env.admin.call('POST', '/v1/actions/consume', { action_token: at, audience: AUD }, { token: null }), 409, 'token_already_used');
+      });
+    });
+
+    describe('argument shape where policy reads a key (item 1)', () => {
+      const POLICY = `
+@id("allow-all")
+permit (principal, action == Writ::Action::"call", resource);
+
+@id("no-large-payments")
+forbid (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.num_args.hasTag("amount") && context.num_args.getTag("amount") > 1000 };
+
+@id("no-payments-to-mallory")
+forbid (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.args.hasTag("to") && context.args.getTag("to") == "mallory" };
+
+@id("no-large-nested-payments")
+forbid (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.num_args.hasTag("payment.amount") && context.num_args.getTag("payment.amount") > 1000 };
+
+@id("first-item-small")
+forbid (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.num_args.hasTag("items.0.amount") && context.num_args.getTag("items.0.amount") > 1000 };
+`;
+      let api: Api;
+      before(async () => {
+        const put = await env.admin.call('PUT', '/v1/policies', { policies: POLICY });
+        assert.equal(put.status, 200, JSON.stringify(put.body));
+        ({ api } = await agentFor({ scope: { tools: ['payments.*'] }, max_actions: 1000 }));
+      });
+      after(async () => {
+        await env.admin.call('PUT', '/v1/policies', { policies: DEFAULT_POLICY });
+      });
+      const decide = (args: unknown) => api.call('POST', '/v1/authorize', { tool: 'payments.transfer', arguments: args, audience: AUD });
+
+      const mismatches: unknown[] = [
+        // the issue's example and its wrappers
+        { amount: [5000], to: ['mallory'] },
+        { amount: [5000] },
+        { amount: [[5000]] },
+        { amount: { value: 5000 } },
+        { amount: [{ value: 5000 }] },
+        { amount: [] },
+        { amount: {} },
+        { amount: ['5000'] },
+        { to: ['mallory'] },
+        { to: [['mallory']] },
+        { to: { 0: 'mallory' } },
+        { to: [] },
+        // through arrays, at depth
+        { payment: [{ amount: 5000 }] },
+        { payment: [[{ amount: 5000 }]] },
+        { payment: { amount: [5000] } },
+        { payment: [{ amount: [5000] }] },
+        { payment: { amount: { v: 5000 } } },
+        { 'payment.amount': [5000] },
+        { items: [[{ amount: 5000 }]] },
+        { items: [{ amount: [5000] }] },
+        { items: { 0: { amount: [5000] } } },
+      ];
+      for (const args of mismatches) {
+        it(`denies ${JSON.stringify(args)} with argument_type_mismatch`, async () => {
+          const r = await decide(args);
+          assert.equal(r.status, 200, JSON.stringify(r.body));
+          assert.equal(r.body.decision, 'deny', JSON.stringify(r.body));
+          assert.equal(r.body.reasons[0].code, 'argument_type_mismatch', JSON.stringify(r.body));
+        });
+      }
+
+      it('still judges scalars as before: small allowed, large or to mallory forbidden', async () => {
+        for (const [args, want] of [
+          [{ amount: 500, to: 'alice' }, 'allow'],
+          [{ payment: { amount: 10 } }, 'allow'],
+          [{ items: [{ amount: 10 }, { amount: 5000 }] }, 'allow'],
+          [{ memo: { lines: [1, 2, [3]] }, tags: ['a', 'b'] }, 'allow'],
+          [{ amount: 5000 }, 'policy_forbids'],
+          [{ to: 'mallory' }, 'policy_forbids'],
+          [{ payment: { amount: 5000 } }, 'policy_forbids'],
+          [{ items: [{ amount: 5000 }] }, 'policy_forbids'],
+          [{ items: { 0: { amount: 5000 } } }, 'policy_forbids'],
+          [{ amount: '5000' }, 'argument_type_mismatch'],
+        ] as const) {
+          const r = await decide(args);
+          const got = r.body.decision === 'allow' ? 'allow' : r.body.reasons?.[0]?.code;
+          assert.equal(got, want, `${JSON.stringify(args)}: ${JSON.stringify(r.body)}`);
+        }
+      });
+
+      it('with tag names computed by policy, refuses every array or object argument', async () => {
+        const dynamic = `${POLICY}
+@id("computed-name")
+forbid (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.args.hasTag(context.task.intent) };
+`;
+        assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: dynamic })).status, 200);
+        try {
+          const r = await decide({ memo: { a: 1 } });
+          assert.equal(r.body.reasons?.[0]?.code, 'argument_type_mismatch', JSON.stringify(r.body));
+          const r2 = await decide({ memo: [1] });
+          assert.equal(r2.body.reasons?.[0]?.code, 'argument_type_mismatch', JSON.stringify(r2.body));
+          const ok = await decide({ memo: 'x', amount: 3 });
+          assert.equal(ok.body.decision, 'allow', JSON.stringify(ok.body));
+        } finally {
+          assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: POLICY })).status, 200);
+        }
       });
     });
 

@@ -24,6 +24,8 @@ export interface LoadedPolicySet {
    * counts); false when no policy reads `num_args`
    */
   numericTagsRead: Set<string> | null | false;
+  /** the same for `context.args` (string tags) */
+  stringTagsRead: Set<string> | null | false;
   /**
    * whether any policy reads `context.approval` / `context.break_glass` /
    * `context.owner_present`: only then does a deny get a second evaluation
@@ -136,19 +138,21 @@ export function contextAttributesRead(policies: cedar.PolicyJson[]): Set<string>
   return whole ? null : keys;
 }
 
-/** The literal tag names policies pass to `context.num_args.getTag/hasTag`; null if any is not a literal. */
-export function numericTagsRead(policies: cedar.PolicyJson[]): Set<string> | null {
+/**
+ * The literal tag names policies pass to `context.<attr>.getTag/hasTag` (`attr` is
+ * `args` or `num_args`); null if any is not a literal (then any argument may be read).
+ */
+export function tagsRead(policies: cedar.PolicyJson[], attr: 'args' | 'num_args'): Set<string> | null {
   const names = new Set<string>();
   let dynamic = false;
-  const isNumArgs = (e: any) =>
-    e && typeof e === 'object' && e['.'] && e['.'].attr === 'num_args' && e['.'].left && e['.'].left.Var === 'context';
+  const isAttr = (e: any) => e && typeof e === 'object' && e['.'] && e['.'].attr === attr && e['.'].left && e['.'].left.Var === 'context';
   const walk = (e: unknown): void => {
     if (dynamic || typeof e !== 'object' || e === null) return;
     if (Array.isArray(e)) return e.forEach(walk);
     const o = e as Record<string, any>;
     for (const op of ['getTag', 'hasTag']) {
       const call = o[op];
-      if (call && isNumArgs(call.left)) {
+      if (call && isAttr(call.left)) {
         const v = call.right?.Value;
         if (typeof v === 'string') names.add(v);
         else dynamic = true;
@@ -158,6 +162,11 @@ export function numericTagsRead(policies: cedar.PolicyJson[]): Set<string> | nul
   };
   for (const p of policies) walk(p.conditions);
   return dynamic ? null : names;
+}
+
+/** The literal tag names policies pass to `context.num_args.getTag/hasTag`; null if any is not a literal. */
+export function numericTagsRead(policies: cedar.PolicyJson[]): Set<string> | null {
+  return tagsRead(policies, 'num_args');
 }
 
 /**
@@ -268,6 +277,7 @@ export class PolicyEngine {
         parts: checked.parts,
         contextKeys: contextAttributesRead(Object.values(checked.json)),
         numericTagsRead: /\bnum_args\b/.test(text) ? numericTagsRead(Object.values(checked.json)) : false,
+        stringTagsRead: /\bargs\b/.test(text) ? tagsRead(Object.values(checked.json), 'args') : false,
         partitions,
       };
       this.loaded.set(version, set);

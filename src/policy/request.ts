@@ -89,25 +89,100 @@ export function flattenArguments(args: Record<string, unknown>): FlatArguments {
   return problem ? { strings, longs, problem } : { strings, longs };
 }
 
+/** What policy reads of the arguments: tag names per kind; null = computed names (anything); false = none. */
+export interface ArgumentReads {
+  numeric: Set<string> | null | false;
+  strings: Set<string> | null | false;
+}
+
+type Problem = { code: string; message: string };
+
+function mismatch(message: string): Problem {
+  return { code: 'argument_type_mismatch', message };
+}
+
 /**
  * The reason to deny when the arguments cannot be judged as policy reads them:
- * flattening failed, or an argument a policy reads as an integer (`num_args`) is
- * present but is not one (`"1000"`, `1000.5`, `1e30`): with no tag, `hasTag` would be
- * false and a `forbid` on the amount would not apply.
+ * - flattening failed (too many values, too deep, two paths that read the same);
+ * - an argument a policy reads as an integer (`num_args`) is present but is not one
+ *   (`"1000"`, `1000.5`, `1e30`): with no tag, `hasTag` would be false and a `forbid`
+ *   on the amount would not apply;
+ * - an argument a policy reads (`args` or `num_args`) holds an array or an object, or
+ *   is reached through an array where the policy names a key (see `argumentShapeProblem`).
  */
-export function argumentsProblem(flat: FlatArguments, numericTagsRead: Set<string> | null | false): { code: string; message: string } | null {
+export function argumentsProblem(flat: FlatArguments, reads: ArgumentReads, args: Record<string, unknown>): Problem | null {
   if (flat.problem) return flat.problem;
-  if (numericTagsRead === false) return null;
-  const keys = numericTagsRead ?? Object.keys(flat.strings);
-  for (const k of keys) {
-    if (Object.hasOwn(flat.strings, k) && !Object.hasOwn(flat.longs, k)) {
-      return {
-        code: 'argument_type_mismatch',
-        message: `argument \`${k.slice(0, 200)}\` is read by policy as an integer but is \`${flat.strings[k]!.slice(0, 100)}\``,
-      };
+  if (reads.numeric !== false) {
+    const keys = reads.numeric ?? Object.keys(flat.strings);
+    for (const k of keys) {
+      if (Object.hasOwn(flat.strings, k) && !Object.hasOwn(flat.longs, k)) {
+        return mismatch(`argument \`${k.slice(0, 200)}\` is read by policy as an integer but is \`${flat.strings[k]!.slice(0, 100)}\``);
+      }
     }
   }
+  if (reads.numeric === false && reads.strings === false) return null;
+  if (reads.numeric === null || reads.strings === null) return argumentShapeProblem(args, null);
+  return argumentShapeProblem(args, new Set([...(reads.numeric || []), ...(reads.strings || [])]));
+}
+
+const INDEX = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * Policy reads flattened arguments (`a.b`, `list.0`), but a tool reads the JSON. Where
+ * a policy reads key K, a value that is an array or an object at K would be shown to
+ * policy under other names (`amount: [5000]` as `amount.0`), so `hasTag("amount")` is
+ * false while a loosely typed handler reads 5000. Likewise an array met where K names
+ * an object key (`{"payment": [{"amount": 5000}]}` when policy reads `payment.amount`):
+ * its elements are shown as `payment.0.amount`. Both are refused: a value at a read
+ * key must be a scalar (or absent), reached through objects, or through arrays only
+ * by an explicit index in K. Keys that contain `.` are followed too (`{"a.b": …}`).
+ *
+ * `read` null means policy computes tag names: then no argument may be an array or an
+ * object, since any of them could be read.
+ */
+export function argumentShapeProblem(args: Record<string, unknown>, read: Set<string> | null): Problem | null {
+  if (read === null) {
+    for (const [k, v] of Object.entries(args)) {
+      if (v !== null && typeof v === 'object') {
+        return mismatch(`argument \`${k.slice(0, 200)}\` is ${Array.isArray(v) ? 'an array' : 'an object'}; policy reads arguments by computed names, so each must be a string, number, boolean or null`);
+      }
+    }
+    return null;
+  }
+  for (const key of read) {
+    const p = shapeAt(args, key, '', 0);
+    if (p) return p;
+  }
   return null;
+}
+
+function shapeAt(node: unknown, rest: string, at: string, depth: number): Problem | null {
+  const join = (k: string) => (at ? `${at}.${k}` : k);
+  if (rest === '') {
+    if (node !== null && typeof node === 'object') {
+      return mismatch(`argument \`${at.slice(0, 200)}\` is read by policy as one value but is ${Array.isArray(node) ? 'an array' : 'an object'}`);
+    }
+    return null;
+  }
+  if (node === null || typeof node !== 'object' || depth > MAX_ARGUMENT_DEPTH) return null;
+  if (Array.isArray(node)) {
+    const dot = rest.indexOf('.');
+    const seg = dot < 0 ? rest : rest.slice(0, dot);
+    if (!INDEX.test(seg)) {
+      return mismatch(`argument \`${(at || '(top)').slice(0, 200)}\` is an array where policy reads the key \`${seg.slice(0, 100)}\``);
+    }
+    const i = Number(seg);
+    return i < node.length ? shapeAt(node[i], dot < 0 ? '' : rest.slice(dot + 1), join(seg), depth + 1) : null;
+  }
+  // every split of `rest` at a dot that names an own key: `a.b.c` may be `a` then `b.c`, or `a.b` then `c`, …
+  for (let dot = rest.indexOf('.'); ; dot = rest.indexOf('.', dot + 1)) {
+    const k = dot < 0 ? rest : rest.slice(0, dot);
+    if (Object.hasOwn(node, k)) {
+      const p = shapeAt((node as Record<string, unknown>)[k], dot < 0 ? '' : rest.slice(dot + 1), join(k), depth + 1);
+      if (p) return p;
+    }
+    if (dot < 0) return null;
+  }
 }
 
 /**

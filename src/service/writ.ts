@@ -628,7 +628,7 @@ export class Writ {
     let problem: Reason | null = null;
     if (set.readsArgs) {
       facts.flatArgs = flattenArguments(action.arguments);
-      problem = argumentsProblem(facts.flatArgs, set.numericTagsRead);
+      problem = argumentsProblem(facts.flatArgs, { numeric: set.numericTagsRead, strings: set.stringTagsRead }, action.arguments);
     }
     return { facts, problem };
   }
