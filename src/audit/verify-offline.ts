@@ -1,0 +1,209 @@
+import { computeEntryHash, GENESIS_HASH } from '../core/audit-hash.js';
+import type { AuditEntry } from '../core/types.js';
+import { EXPORT_FORMAT, type ExportPrefix } from './audit-export.js';
+import { CompactRange } from './compact-range.js';
+import { hashLeaf, ProofError, verifyInclusion } from './merkle-tree.js';
+import { NoteError, openNote, type NoteVerifier } from './signed-note.js';
+import { CheckpointFormatError, parseCheckpoint } from './tlog-checkpoint.js';
+import { parseTlogProof, ProofFormatError } from './tlog-proof.js';
+
+/**
+ * Offline verification of an export or a proof file (`writ audit verify --offline`):
+ * no server, no database, only the file and the verifier key the investigator pins.
+ * Every problem is reported at the exact entry (seq) or checkpoint (size) it concerns.
+ */
+
+export interface OfflineProblem {
+  /** where: `entry <seq>`, `checkpoint <size>`, `line <n>` */
+  at: string;
+  problem: string;
+}
+
+export type OfflineReport =
+  | { ok: true; kind: 'export'; entries: number; first_seq: number; last_seq: number; checkpoints: Array<{ size: number; root: string }> }
+  | { ok: true; kind: 'proof'; index: number; size: number; root: string; entry: AuditEntry }
+  | { ok: false; kind: 'export' | 'proof'; problems: OfflineProblem[] };
+
+interface CheckpointSeen {
+  size: number;
+  root: Buffer;
+  line: number;
+}
+
+function openCheckpoint(note: string, verifiers: readonly NoteVerifier[], origin: string | null): { size: number; root: Buffer; origin: string } {
+  const opened = openNote(note, verifiers);
+  const cp = parseCheckpoint(opened.text);
+  if (origin !== null && cp.origin !== origin) throw new CheckpointFormatError(`the checkpoint is for origin \`${cp.origin}\`, not \`${origin}\``);
+  return cp;
+}
+
+function readEntry(obj: Record<string, unknown>): AuditEntry {
+  const e = obj as unknown as AuditEntry;
+  if (!Number.isSafeInteger(e.seq) || typeof e.hash !== 'string' || typeof e.prevHash !== 'string' || typeof e.type !== 'string') {
+    throw new TypeError('not an audit entry');
+  }
+  return e;
+}
+
+/**
+ * Verifies an export, line by line (an async iterable of lines, so a file of millions
+ * of entries streams): the chain links and hashes, every checkpoint's signature, the
+ * tree root at every checkpoint's size, forks (two checkpoints of one size with
+ * different roots) and a cut tail (a checkpoint beyond the last entry). Checkpoints
+ * must come before the entries they cover, as the exporter writes them.
+ */
+export async function verifyExportLines(lines: AsyncIterable<string> | Iterable<string>, verifiers: readonly NoteVerifier[], options: { origin?: string } = {}): Promise<OfflineReport> {
+  const problems: OfflineProblem[] = [];
+  const fail = (at: string, problem: string) => {
+    problems.push({ at, problem });
+  };
+  let origin: string | null = options.origin ?? null;
+  let range = new CompactRange();
+  let prevHash = GENESIS_HASH;
+  let firstSeq = 0;
+  let expectedSeq = 1;
+  let entries = 0;
+  let sawHeader = false;
+  let chainBroken = false;
+  const checkpoints = new Map<number, CheckpointSeen>();
+  const verifiedRoots: Array<{ size: number; root: string }> = [];
+  let n = 0;
+  for await (const raw of lines) {
+    n += 1;
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (line === '') continue;
+    let obj: Record<string, unknown>;
+    try {
+      obj = JSON.parse(line) as Record<string, unknown>;
+      if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error();
+    } catch {
+      fail(`line ${n}`, 'not a JSON object');
+      break;
+    }
+    if (!sawHeader) {
+      if (obj.format !== EXPORT_FORMAT) {
+        fail(`line ${n}`, `the file does not start with a \`${EXPORT_FORMAT}\` header`);
+        break;
+      }
+      sawHeader = true;
+      if (origin === null && typeof obj.origin === 'string') origin = obj.origin;
+      continue;
+    }
+    if ('prefix' in obj) {
+      if (entries > 0) {
+        fail(`line ${n}`, 'a prefix after entries');
+        break;
+      }
+      const p = obj.prefix as ExportPrefix;
+      try {
+        range = CompactRange.fromPrefix(p.size, p.nodes.map((b) => Buffer.from(b, 'base64')));
+      } catch (e) {
+        fail(`line ${n}`, `malformed prefix: ${(e as Error).message}`);
+        break;
+      }
+      prevHash = p.prev_hash;
+      expectedSeq = p.size + 1;
+      continue;
+    }
+    if ('checkpoint' in obj) {
+      let cp: { size: number; root: Buffer };
+      try {
+        cp = openCheckpoint(String(obj.checkpoint), verifiers, origin);
+      } catch (e) {
+        fail(`line ${n}`, `checkpoint does not verify: ${(e as Error).message}`);
+        continue;
+      }
+      const other = checkpoints.get(cp.size);
+      if (other && !other.root.equals(cp.root)) {
+        fail(`checkpoint ${cp.size}`, `fork: two signed checkpoints of size ${cp.size} have different roots (lines ${other.line} and ${n})`);
+        continue;
+      }
+      if (cp.size < range.size || (cp.size === range.size && entries > 0)) {
+        fail(`checkpoint ${cp.size}`, `the checkpoint comes after the entries it covers (line ${n})`);
+        continue;
+      }
+      checkpoints.set(cp.size, { ...cp, line: n });
+      continue;
+    }
+    let e: AuditEntry;
+    try {
+      e = readEntry(obj);
+    } catch {
+      fail(`line ${n}`, 'neither an entry nor a checkpoint');
+      break;
+    }
+    if (entries === 0) firstSeq = e.seq;
+    if (e.seq !== expectedSeq) {
+      fail(`entry ${expectedSeq}`, e.seq > expectedSeq ? `entry ${expectedSeq} is missing (found ${e.seq} next)` : `entry ${e.seq} is out of order (expected ${expectedSeq})`);
+      chainBroken = true;
+      break;
+    }
+    if (e.prevHash !== prevHash) {
+      fail(`entry ${e.seq}`, `entry ${e.seq} does not link to entry ${e.seq - 1}`);
+      chainBroken = true;
+      break;
+    }
+    const { hash, ...body } = e;
+    if (computeEntryHash(body) !== hash) {
+      fail(`entry ${e.seq}`, `entry ${e.seq} was altered (its hash does not match its content)`);
+      chainBroken = true;
+      break;
+    }
+    // The leaf is the line's own bytes; a non-canonical line would not match the
+    // checkpointed root, so it is caught below.
+    range.append(hashLeaf(line));
+    prevHash = hash;
+    expectedSeq += 1;
+    entries += 1;
+    const cp = checkpoints.get(range.size);
+    if (cp) {
+      const root = range.root();
+      if (!root.equals(cp.root)) {
+        fail(`checkpoint ${cp.size}`, `the entries up to ${cp.size} do not match the signed checkpoint of that size: the log was rewritten at or before entry ${cp.size}`);
+        break;
+      }
+      verifiedRoots.push({ size: cp.size, root: root.toString('base64') });
+    }
+  }
+  if (!sawHeader && problems.length === 0) fail('line 1', 'the file is empty');
+  if (problems.length === 0 && !chainBroken) {
+    for (const cp of checkpoints.values()) {
+      if (cp.size > range.size) fail(`checkpoint ${cp.size}`, `entries after ${range.size} are missing: a signed checkpoint covers ${cp.size}`);
+    }
+  }
+  if (problems.length > 0) return { ok: false, kind: 'export', problems };
+  return { ok: true, kind: 'export', entries, first_seq: firstSeq, last_seq: expectedSeq - 1, checkpoints: verifiedRoots.sort((a, b) => a.size - b.size) };
+}
+
+/** Verifies a `.tlog-proof` file: the checkpoint signature, the entry's own hash, and its inclusion. */
+export function verifyProofText(text: string, verifiers: readonly NoteVerifier[], options: { origin?: string } = {}): OfflineReport {
+  const problem = (at: string, p: string): OfflineReport => ({ ok: false, kind: 'proof', problems: [{ at, problem: p }] });
+  let parsed;
+  try {
+    parsed = parseTlogProof(text);
+  } catch (e) {
+    return problem('file', (e as ProofFormatError).message);
+  }
+  let cp;
+  try {
+    cp = openCheckpoint(parsed.checkpoint, verifiers, options.origin ?? null);
+  } catch (e) {
+    return problem('checkpoint', `the checkpoint does not verify: ${(e as NoteError).message}`);
+  }
+  if (!parsed.extra) return problem('file', 'the proof carries no entry (extra line)');
+  let entry: AuditEntry;
+  try {
+    entry = readEntry(JSON.parse(parsed.extra.toString('utf8')) as Record<string, unknown>);
+  } catch {
+    return problem('entry', 'the extra data is not an audit entry');
+  }
+  if (entry.seq - 1 !== parsed.index) return problem(`entry ${entry.seq}`, `the entry is seq ${entry.seq} but the proof is for index ${parsed.index}`);
+  const { hash, ...body } = entry;
+  if (computeEntryHash(body) !== hash) return problem(`entry ${entry.seq}`, `entry ${entry.seq} was altered (its hash does not match its content)`);
+  try {
+    verifyInclusion(hashLeaf(parsed.extra), parsed.index, cp.size, parsed.proof, cp.root);
+  } catch (e) {
+    return problem(`entry ${entry.seq}`, `not included in the checkpointed tree of size ${cp.size}: ${(e as ProofError).message}`);
+  }
+  return { ok: true, kind: 'proof', index: parsed.index, size: cp.size, root: cp.root.toString('base64'), entry };
+}
