@@ -219,6 +219,14 @@ describe('MCP gateway', () => {
     const w = await client.callTool({ name: 'local.whoami', arguments: {} });
     assert.equal(textOf(w), 'my credential is [redacted]');
     assertNoSecret('result', w);
+    // and in its common transforms: base64 (also inside longer text), base64url, percent, JSON, hex
+    const enc = await client.callTool({ name: 'local.whoami', arguments: { encoded: true } });
+    const lines = textOf(enc).split('\n');
+    assert.equal(lines.length, 6);
+    for (const line of lines) assert.match(line, /^\w+ .*\[redacted\]/, line);
+    for (const form of [stdioSecret, Buffer.from(stdioSecret).toString('base64').slice(0, 24), Buffer.from(stdioSecret).toString('base64url').slice(0, 24), Buffer.from(stdioSecret).toString('hex').slice(0, 24)]) {
+      assert.ok(!JSON.stringify(enc).includes(form), form);
+    }
     const call = upstreamCalls().find((c) => c.tool === 'whoami');
     assert.equal(call.env.FIXTURE_SECRET, stdioSecret, 'the upstream received its secret');
     for (const [k, v] of Object.entries(call.env as Record<string, string>)) {
