@@ -28,8 +28,9 @@ import pg from 'pg';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REPORTER = fileURLToPath(new URL('./test-events-reporter.mjs', import.meta.url));
 const MARKER_ENV = 'WRIT_TEST_RUN_MARKER';
-const FILE_TIMEOUT_MS = Number(process.env.WRIT_TEST_FILE_TIMEOUT_MS ?? 300_000);
-const CONCURRENCY = Math.max(1, Number(process.env.WRIT_TEST_CONCURRENCY ?? 2));
+const positive = (v, fallback) => (Number.isFinite(Number(v)) && Number(v) > 0 ? Number(v) : fallback);
+const FILE_TIMEOUT_MS = positive(process.env.WRIT_TEST_FILE_TIMEOUT_MS, 300_000);
+const CONCURRENCY = Math.floor(positive(process.env.WRIT_TEST_CONCURRENCY, 2));
 const KILL_GRACE_MS = 5_000;
 
 function find(dir) {
@@ -176,6 +177,8 @@ async function runFile(file, index, env) {
   killGroup(child.pid, 'SIGKILL'); // anything left in the file's own group
   // the pipes close once nothing holds them; a process in another group might, so do not wait long
   await Promise.race([Promise.all([child.stdout, child.stderr].map((s) => (s.closed ? null : new Promise((r) => s.once('close', r))))), sleep(2000)]);
+  child.stdout.destroy();
+  child.stderr.destroy();
   const seconds = (performance.now() - t0) / 1000;
 
   // processes that outlived the file: give ones being killed a moment to go, then kill the rest

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it, type TestContext } from 'node:test';
 import { verifyChain } from '../src/audit/verify-chain.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { Api, makeAgentKeys, makeAssertion } from './helpers/harness.js';
@@ -10,9 +10,10 @@ import { spawnChild, type Child } from './helpers/child.js';
 
 const TOKEN = 'wop_crash_test_bootstrap_token_0123456789';
 
-async function startServe(dataDir: string): Promise<{ child: Child; url: string }> {
+async function startServe(dataDir: string, owner: TestContext): Promise<{ child: Child; url: string }> {
   const child = spawnChild(process.execPath, ['bin/writ.js', 'serve', '--port', '0', '--data-dir', dataDir], {
     env: { ...process.env, WRIT_BOOTSTRAP_TOKEN: TOKEN, WRIT_DATABASE_URL: '' },
+    owner,
   });
   const line = await child.waitForLine(/listening on http:\/\//, { stream: 'stdout' });
   return { child, url: /listening on (http:\/\/[^\s]+)/.exec(line)![1]! };
@@ -22,8 +23,8 @@ describe('durability: kill -9 under load loses nothing acknowledged (SQLite)', (
   const dir = mkdtempSync(join(tmpdir(), 'writ-crash-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('every allow answered before the kill has its decision and audit entry, and the chain verifies', async () => {
-    const { child, url } = await startServe(dir);
+  it('every allow answered before the kill has its decision and audit entry, and the chain verifies', async (t) => {
+    const { child, url } = await startServe(dir, t);
     const admin = new Api(url, TOKEN);
     const agent = await makeAgentKeys('spiffe://acme.test/agent/crash');
     assert.equal((await admin.call('POST', '/v1/agents', { id: agent.id, jwks: { keys: [agent.publicJwk] } })).status, 201);
@@ -47,8 +48,13 @@ describe('durability: kill -9 under load loses nothing acknowledged (SQLite)', (
         }
       }
     };
-    const workers = Array.from({ length: 16 }, (_, w) => worker(w));
-    while (allowed.length < 300) await new Promise((r) => setTimeout(r, 5));
+    let working = 16;
+    const workers = Array.from({ length: 16 }, (_, w) => worker(w).finally(() => working--));
+    while (allowed.length < 300) {
+      // every worker lost its connection before the kill: the server died on its own
+      if (working === 0) throw new Error(`the server stopped answering after ${allowed.length} allows; stderr:\n${child.stderr()}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
     process.kill(child.pid, 'SIGKILL');
     stop = true;
     await Promise.all(workers);
