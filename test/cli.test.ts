@@ -73,6 +73,25 @@ describe('writ CLI against a running server', () => {
     assert.ok(tok.expires_in > 0);
     const taskToken = tok.access_token as string;
 
+    // `agent assertion`: the client assertion alone, for a client that posts it itself; single-use
+    const signed = ok(await cli(['agent', 'assertion', '--agent', agentId, '--key', keyFile]));
+    assert.equal(signed.client_assertion_type, 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+    assert.equal(signed.audience, env.url);
+    const exchange = () =>
+      fetch(`${env.url}/oauth/token`, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: signed.client_assertion_type, client_assertion: signed.client_assertion, task_id: task.id }),
+      });
+    const first = await exchange();
+    assert.equal(first.status, 200);
+    assert.equal(((await first.json()) as { token_type: string }).token_type, 'Bearer');
+    const replay = await exchange();
+    assert.equal(replay.status, 401);
+    assert.equal(((await replay.json()) as { error: string }).error, 'invalid_client');
+    const noKey = await cli(['agent', 'assertion', '--agent', agentId]);
+    assert.equal(noKey.code, 2);
+    assert.match(noKey.stderr, /--key/);
+
     const intro = ok(await cli(['introspect', taskToken]));
     assert.equal(intro.active, true);
     assert.equal(intro.sub, agentId);

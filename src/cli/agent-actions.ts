@@ -1,14 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { flag, parseArgs, positionals, requireFlag, UsageError } from './args.js';
-import { baseUrl, CliError, print, request, seg } from './client.js';
+import { baseUrl, print, request, seg } from './client.js';
 import { single } from './command.js';
 import { SINGLE_USAGE } from './usage.js';
 
-const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
-
 /**
- * `writ token`: an RFC 7523 client assertion (iss = sub = the agent, aud = the
- * server's issuer from its RFC 8414 metadata) exchanged for a task token.
+ * `writ token`: an RFC 7523 client assertion (see `signClientAssertion`) exchanged for a
+ * task token at `/oauth/token`.
  */
 export const token = single(SINGLE_USAGE.token!, async (argv) => {
   const args = parseArgs(argv, { values: ['url', 'agent', 'key', 'task'] });
@@ -17,19 +14,8 @@ export const token = single(SINGLE_USAGE.token!, async (argv) => {
   const keyPath = requireFlag(args, 'key');
   const taskId = requireFlag(args, 'task');
   const base = baseUrl(args);
-  const [{ loadPrivateKey }, { SignJWT }] = await Promise.all([import('./agent-key.js'), import('jose')]);
-  const key = await loadPrivateKey(keyPath);
-  const meta = await request(base, 'GET', '/.well-known/oauth-authorization-server');
-  if (typeof meta?.issuer !== 'string') throw new CliError('bad_response', 'the server metadata names no `issuer`');
-  const iat = Math.floor(Date.now() / 1000);
-  const assertion = await new SignJWT({ jti: randomBytes(16).toString('base64url') })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid })
-    .setIssuer(agentId)
-    .setSubject(agentId)
-    .setAudience(meta.issuer)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + 60)
-    .sign(key.key);
+  const { CLIENT_ASSERTION_TYPE, signClientAssertion } = await import('./client-assertion.js');
+  const { assertion } = await signClientAssertion(base, agentId, keyPath);
   const form = {
     grant_type: 'client_credentials',
     client_assertion_type: CLIENT_ASSERTION_TYPE,

@@ -15,6 +15,17 @@ export const agent = group('agent', AGENT_USAGE, {
     print(await generateAgentKey(alg, out, hasSwitch(args, 'force')));
   },
 
+  /** `writ agent assertion`: the signed client assertion alone, for clients that post it to /oauth/token themselves (curl) */
+  async assertion(argv) {
+    const args = parseArgs(argv, { values: ['url', 'agent', 'key'] });
+    positionals(args, []);
+    const agentId = requireFlag(args, 'agent');
+    const keyPath = requireFlag(args, 'key');
+    const { CLIENT_ASSERTION_TYPE, signClientAssertion } = await import('./client-assertion.js');
+    const signed = await signClientAssertion(baseUrl(args), agentId, keyPath);
+    print({ client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: signed.assertion, audience: signed.audience, expires_in: signed.expiresIn });
+  },
+
   async register(argv) {
     const args = parseArgs(argv, { values: [...CONNECTION, 'id', 'name', 'jwks', 'key'], lists: ['label'] });
     positionals(args, []);

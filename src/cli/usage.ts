@@ -16,6 +16,10 @@ export const SERVE_USAGE = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-
 
 export const AGENT_USAGE: Record<string, string> = {
   keygen: 'writ agent keygen [--alg EdDSA|ES256] --out FILE [--force]\n    writes the private JWK to FILE (mode 0600), prints the public JWKS',
+  assertion:
+    'writ agent assertion --agent ID --key FILE\n' +
+    '    signs an RFC 7523 client assertion (one minute, single-use) with the private JWK in FILE and prints it,\n' +
+    '    for a client that posts it to /oauth/token itself; `writ token` does both',
   register: 'writ agent register --id ID [--name NAME] (--jwks FILE | --key FILE) [--label LABEL ...]',
   list: 'writ agent list',
   show: 'writ agent show ID',

@@ -1,0 +1,156 @@
+/**
+ * The documentation runs as written: the README walkthrough, its curl section and SDK
+ * snippet, and every runnable block in docs/, are run with bash exactly as printed, from a
+ * fresh temporary directory, each session against a fresh Writ that its setup block starts.
+ * Which blocks run is marked in the Markdown (see helpers/doc-blocks.ts).
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseDocBlocks, sessionScript, type DocBlock } from './helpers/doc-blocks.js';
+import { REPO, spawnGroup } from './helpers/serve-process.js';
+
+const SESSION_TIMEOUT_MS = 240_000;
+
+/** What the runnable blocks of each file in docs/ must print (on stdout). */
+const EXPECTED: Record<string, RegExp[]> = {
+  'docs/gateway.md': [
+    // tools approve: the echo server's one tool, added to the pins
+    /"tool": "echo\.echo",\s*"status": "added"/,
+    // tools list: pinned
+    /"tool": "echo\.echo",\s*"status": "pinned"/,
+  ],
+};
+
+function blocksOf(file: string): DocBlock[] {
+  const { blocks, errors } = parseDocBlocks(readFileSync(join(REPO, file), 'utf8'), file);
+  assert.deepEqual(errors, [], `doc-test markers in ${file}`);
+  return blocks;
+}
+
+const docFiles = readdirSync(join(REPO, 'docs'))
+  .filter((f) => f.endsWith('.md'))
+  .map((f) => `docs/${f}`);
+
+/** A port nobody listens on right now (the OS picks it). */
+async function freePort(): Promise<number> {
+  return await new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => ok(port));
+    });
+  });
+}
+
+interface Session {
+  code: number | string;
+  stdout: string;
+  stderr: string;
+  trace: string;
+  /** the directory bash ran in: it must stay empty (scratch files go to $WRIT_DIR) */
+  cwdEntries: string[];
+}
+
+const root = mkdtempSync(join(tmpdir(), 'writ-doc-test-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** Runs one bash session from a fresh directory; kills everything it started when it ends. */
+async function runSession(name: string, script: string): Promise<Session> {
+  const dir = mkdtempSync(join(root, `${name}-`));
+  const cwd = join(dir, 'cwd');
+  const tmp = join(dir, 'tmp');
+  mkdirSync(cwd);
+  mkdirSync(tmp);
+  const scriptPath = join(dir, 'session.sh');
+  const tracePath = join(dir, 'trace.log');
+  // the harness's own lines: strict mode, and a trace of each command in a file of its own
+  writeFileSync(scriptPath, `set -euo pipefail\nexec 9>>"${tracePath}"\nBASH_XTRACEFD=9\nset -x\n${script}`);
+  const env: NodeJS.ProcessEnv = { ...process.env, WRIT_HOME: REPO, WRIT_PORT: String(await freePort()), TMPDIR: tmp };
+  for (const k of ['WRIT_URL', 'WRIT_TOKEN', 'WRIT_DIR', 'WRIT_DATA_DIR', 'WRIT_DATABASE_URL', 'WRIT_BOOTSTRAP_TOKEN', 'WRIT_ISSUER']) delete env[k];
+  const p = spawnGroup('bash', [scriptPath], { cwd, env });
+  const timer = setTimeout(() => void p.kill(), SESSION_TIMEOUT_MS);
+  let code: number | string;
+  try {
+    code = await p.exited;
+  } finally {
+    clearTimeout(timer);
+    // the session's background Writ, and anything else it left running
+    await p.kill();
+  }
+  let trace = '';
+  try {
+    trace = readFileSync(tracePath, 'utf8');
+  } catch {
+    /* no trace */
+  }
+  return { code, stdout: p.stdout(), stderr: p.stderr(), trace, cwdEntries: readdirSync(cwd) };
+}
+
+function explain(s: Session): string {
+  return `exit ${s.code}\n--- stdout (tail)\n${s.stdout.slice(-3000)}\n--- stderr (tail)\n${s.stderr.slice(-3000)}\n--- last commands\n${s.trace.split('\n').slice(-15).map((l) => (l.length > 240 ? `${l.slice(0, 240)}…` : l)).join('\n')}`;
+}
+
+/** `n` JSON objects on stdout that match `pattern` (stdout is a stream of pretty-printed JSON and text) */
+function count(text: string, pattern: RegExp): number {
+  return text.match(new RegExp(pattern.source, `${pattern.flags.replace('g', '')}g`))?.length ?? 0;
+}
+
+// the sessions are independent (own server, port and directories): run them side by side
+describe('the documentation runs as written', { concurrency: true }, () => {
+  it('every code block in README.md and docs/ is marked run, setup, file or skip', () => {
+    const readme = blocksOf('README.md');
+    assert.equal(readme.filter((b) => b.kind === 'setup').length, 1, 'README.md has one setup block');
+    for (const f of docFiles) assert.equal(blocksOf(f).filter((b) => b.kind === 'setup').length, 0, `${f}: only the README has a setup block`);
+    assert.ok(readme.filter((b) => b.kind === 'run').length >= 4, 'the walkthrough, curl, SDK and stop blocks run');
+    assert.ok(readme.some((b) => b.kind === 'file' && b.lang === 'ts'), 'the SDK snippet runs');
+  });
+
+  it('README.md: the walkthrough, the curl section and the SDK snippet', { timeout: SESSION_TIMEOUT_MS + 30_000 }, async () => {
+    const s = await runSession('readme', sessionScript(blocksOf('README.md')));
+    const why = explain(s);
+    assert.equal(s.code, 0, why);
+    // 5: one action allowed
+    assert.match(s.stdout, /"decision": "allow"/, why);
+    // 6: consumed once, refused the second time
+    assert.match(s.stdout, /"jti": "/, why);
+    assert.match(s.stderr, /^writ consume: token_already_used: /m, why);
+    assert.match(s.stdout, /^refused: the token was already used$/m, why);
+    // 7: the completed task's token no longer works
+    assert.match(s.stderr, /^writ authorize: task_not_active: /m, why);
+    assert.match(s.stdout, /^refused: the task is over$/m, why);
+    // 8 and curl: the chain verifies through the API (twice) and offline
+    assert.equal(count(s.stdout, /"ok": ?true/), 3, why);
+    assert.doesNotMatch(s.stdout, /"ok": ?false/, why);
+    // curl: a task token from a client assertion, and an allow on the live task
+    assert.match(s.stdout, /\{\n {2}"decision": "allow",\n {2}"decision_id": "dec_/, why);
+    assert.doesNotMatch(s.stdout + s.stderr, /invalid_client|invalid_grant|task_not_active".*curl/, why);
+    // the SDK snippet: verified and consumed once; other arguments are refused
+    assert.match(s.stdout, /^verified and consumed: decision dec_\S+; now create the issue$/m, why);
+    assert.match(s.stderr, /the arguments received are not the ones that were authorized/, why);
+    assert.match(s.stdout, /^refused: not the arguments that were authorized$/m, why);
+    // no warning about an ignored bootstrap token: the walkthrough's store is its own
+    assert.doesNotMatch(s.stderr, /WRIT_BOOTSTRAP_TOKEN is ignored/, why);
+    // scratch files went to $WRIT_DIR, not to the directory it ran in
+    assert.deepEqual(s.cwdEntries, [], why);
+  });
+
+  for (const file of docFiles) {
+    it(`${file}: its runnable blocks`, { timeout: SESSION_TIMEOUT_MS + 30_000 }, async (t) => {
+      const own = blocksOf(file);
+      if (!own.some((b) => b.kind === 'run')) return t.skip(`${file} has no runnable block`);
+      // a session of docs/ starts like the README's: its setup block (a fresh Writ, `writ`)
+      const setup = blocksOf('README.md').filter((b) => b.kind === 'setup');
+      const s = await runSession(file.replace(/\W+/g, '-'), sessionScript([...setup, ...own]));
+      assert.equal(s.code, 0, explain(s));
+      assert.deepEqual(s.cwdEntries, [], explain(s));
+      const expected = EXPECTED[file];
+      assert.ok(expected, `${file}: say in EXPECTED what its runnable blocks must print`);
+      for (const pattern of expected) assert.match(s.stdout, pattern, explain(s));
+    });
+  }
+});
