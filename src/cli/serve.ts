@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { sha256Hex } from '../core/digest.js';
 import { openStore } from '../store/open-store.js';
 import { createHttpServer } from '../server/http-server.js';
+import { ClientAddresses } from '../server/client-address.js';
 import { Writ } from '../service/writ.js';
 import { flag, parseArgs, UsageError } from './args.js';
 import { federationConfigFromEnv } from './federation-env.js';
@@ -34,7 +35,11 @@ export async function serve(argv: string[]): Promise<void> {
   const existing = !boot && bootstrapToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootstrapToken)) : null;
   const ignoredBootstrap = !boot && bootstrapToken !== undefined && (!existing || existing.disabled);
   writ.startBackgroundWork();
-  const server = createHttpServer(writ, { failureLimit: failureLimitFromEnv(process.env.WRIT_FAILURE_LIMIT) });
+  const server = createHttpServer(writ, {
+    failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', process.env.WRIT_FAILURE_LIMIT),
+    credentialFailureLimit: windowLimitFromEnv('WRIT_CREDENTIAL_FAILURE_LIMIT', process.env.WRIT_CREDENTIAL_FAILURE_LIMIT),
+    trustedProxies: trustedProxiesFromEnv(process.env.WRIT_TRUSTED_PROXIES),
+  });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(port, host, () => ok());
@@ -101,13 +106,26 @@ export async function serve(argv: string[]): Promise<void> {
 }
 
 /**
- * `WRIT_FAILURE_LIMIT=MAX/SECONDS` (default 1000/10): failed requests one client
- * address may make per window before it gets 429. Raise it for a gateway that many
- * agents share; it cannot be switched off.
+ * `WRIT_FAILURE_LIMIT=MAX/SECONDS` (default 1000/10): failed requests without a valid
+ * credential one client address may make per window before it gets 429; the same form
+ * for `WRIT_CREDENTIAL_FAILURE_LIMIT` (failed requests of one valid credential). Raise
+ * the address limit for a gateway that many agents share; neither can be switched off.
  */
-function failureLimitFromEnv(value: string | undefined): { max: number; windowMs: number } | undefined {
+export function windowLimitFromEnv(name: string, value: string | undefined): { max: number; windowMs: number } | undefined {
   if (!value) return undefined;
   const m = /^(\d+)\/(\d+)$/.exec(value.trim());
-  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UsageError('WRIT_FAILURE_LIMIT must be MAX/SECONDS, e.g. 1000/10');
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UsageError(`${name} must be MAX/SECONDS, e.g. 1000/10`);
   return { max: Number(m[1]), windowMs: Number(m[2]) * 1000 };
+}
+
+/** `WRIT_TRUSTED_PROXIES=10.0.0.0/8,::1`: the proxies whose `X-Forwarded-For` names the client. */
+export function trustedProxiesFromEnv(value: string | undefined): string[] {
+  if (!value || value.trim() === '') return [];
+  const list = value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+  try {
+    new ClientAddresses(list);
+  } catch (err) {
+    throw new UsageError(`WRIT_TRUSTED_PROXIES: ${(err as Error).message}`);
+  }
+  return list;
 }

@@ -64,9 +64,13 @@ export class UnsupportedMediaTypeError extends WritError {
   }
 }
 
+/** 429: slow down; `retryAfterSeconds` becomes the `Retry-After` header (RFC 9110 §10.2.3). */
 export class RateLimitedError extends WritError {
-  constructor(message = 'too many requests') {
-    super('rate_limited', message, 429);
+  readonly retryAfterSeconds: number;
+
+  constructor(message = 'too many requests', options: { retryAfterSeconds?: number; code?: string } = {}) {
+    super(options.code ?? 'rate_limited', message, 429);
+    this.retryAfterSeconds = Math.max(1, Math.ceil(options.retryAfterSeconds ?? 10));
   }
 }
 

@@ -1,10 +1,25 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, WritError } from '../core/errors.js';
+import { InvalidRequestError, PayloadTooLargeError, RateLimitedError, UnsupportedMediaTypeError, WritError } from '../core/errors.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** Reads the whole body up to the limit; 413 past it (the rest is not read). */
-export async function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+const bodies = new WeakMap<IncomingMessage, Promise<Buffer>>();
+
+/**
+ * Reads the whole body up to the limit; 413 past it (the rest is not read). A body is
+ * read once per request: a second read (the failure limiter looks at the credential in
+ * a body before or after the route does) answers the same bytes, or the same error.
+ */
+export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+  let body = bodies.get(req);
+  if (!body) {
+    body = readBodyOnce(req, limit);
+    bodies.set(req, body);
+  }
+  return body;
+}
+
+async function readBodyOnce(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new PayloadTooLargeError(`request body is larger than ${limit} bytes`);
   const chunks: Buffer[] = [];
@@ -93,7 +108,7 @@ export function sendError(res: ServerResponse, err: unknown, oauth = false, log:
   const headers: Record<string, string> = {};
   if (e.status === 401) headers['www-authenticate'] = oauth ? 'Basic realm="writ"' : `Bearer realm="writ", error="${e.code === 'token_expired' ? 'invalid_token' : 'invalid_token'}"`;
   if (e.status === 503) headers['retry-after'] = '1';
-  if (e.status === 429) headers['retry-after'] = '10';
+  if (e.status === 429) headers['retry-after'] = String(e instanceof RateLimitedError ? e.retryAfterSeconds : 10);
   if (res.headersSent) {
     res.destroy();
     return;

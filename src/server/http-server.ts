@@ -2,7 +2,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritError } from '../core/errors.js';
 import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
+import { ClientAddresses } from './client-address.js';
 import { FailureLimiter } from './failure-limiter.js';
+import { credentialOf } from './request-credential.js';
 import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
 import {
   auditQuerySchema,
@@ -38,8 +40,12 @@ interface Route {
 
 export interface HttpServerOptions {
   log?: (msg: string, err?: unknown) => void;
-  /** failed requests one client address may make per window before it gets 429 (default 1,000 per 10 s) */
+  /** failed requests without a valid credential one client address may make per window before it gets 429 (default 1,000 per 10 s) */
   failureLimit?: { max: number; windowMs: number };
+  /** failed requests one valid credential (operator, agent, subject, action token) may make per window (default 1,000 per 10 s) */
+  credentialFailureLimit?: { max: number; windowMs: number };
+  /** proxies (addresses, CIDR ranges) whose `X-Forwarded-For` names the client; none by default */
+  trustedProxies?: string[];
 }
 
 /** Wire shapes: snake_case, times as ISO strings. */
@@ -316,20 +322,53 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   registerFederationRoutes(writ, route);
   registerEscalationRoutes(writ, route, operator);
 
-  const limiter = new FailureLimiter(options.failureLimit?.max ?? 1000, options.failureLimit?.windowMs ?? 10_000, () => writ.clock.now());
+  const addresses = new ClientAddresses(options.trustedProxies ?? []);
+  const byAddress = new FailureLimiter(options.failureLimit?.max ?? 1000, options.failureLimit?.windowMs ?? 10_000, () => writ.clock.now());
+  const byCredential = new FailureLimiter(
+    options.credentialFailureLimit?.max ?? 1000,
+    options.credentialFailureLimit?.windowMs ?? 10_000,
+    () => writ.clock.now(),
+  );
+  const refuseLimited = async (
+    res: ServerResponse,
+    req: IncomingMessage,
+    limiter: FailureLimiter,
+    limited: ReturnType<FailureLimiter['check']>,
+    who: Record<string, unknown>,
+  ) => {
+    if (!limited.blocked) return false;
+    if (limited.report) {
+      await writ.securityEvent('security.rate_limited', 'anonymous', { ...who, failures: limited.count, window_ms: limiter.windowMs }).catch(() => undefined);
+    }
+    const what = 'remote_address' in who ? 'this address' : 'this credential';
+    sendError(res, new RateLimitedError(`too many failed requests from ${what}; retry later`, { retryAfterSeconds: limited.retryAfterMs / 1000 }), false);
+    if (!req.complete) req.resume();
+    return true;
+  };
+  /** `credential:kind:id` as audit data: the principal's id, never the token. */
+  const credentialData = (key: string) => ({ credential: key.slice(0, 300) });
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL;
     let oauth = false;
-    const client = req.socket.remoteAddress ?? 'unknown';
-    const limited = limiter.check(client);
-    if (limited.blocked) {
-      if (limited.report) {
-        await writ.securityEvent('security.rate_limited', 'anonymous', { remote_address: client, failures: limited.failures, window_ms: limiter.windowMs }).catch(() => undefined);
+    const client = addresses.of(req);
+    const path = pathOf(req.url);
+    // Health checks and published keys never fail and cost nothing: a load balancer's
+    // probe from an address that others abused still gets its answer.
+    const exempt = req.method === 'GET' && (path === '/healthz' || path === '/readyz' || path.startsWith('/.well-known/'));
+    // undefined: not looked at yet; null: the request carries no credential that verifies
+    let credential: string | null | undefined;
+    if (!exempt) {
+      const addressBlocked = byAddress.check(client, false).blocked;
+      if (addressBlocked || byCredential.mayBlock()) {
+        credential = await credentialOf(writ, req, path);
+        if (credential !== null) {
+          // a valid credential answers for its own failures only, never for its address's
+          if (await refuseLimited(res, req, byCredential, byCredential.check(credential), credentialData(credential))) return;
+        } else if (addressBlocked) {
+          if (await refuseLimited(res, req, byAddress, byAddress.check(client), { remote_address: client })) return;
+        }
       }
-      sendError(res, new RateLimitedError('too many failed requests from this address; retry later'), false);
-      if (!req.complete) req.resume();
-      return;
     }
     try {
       url = new URL(req.url ?? '/', 'http://writ.invalid');
@@ -354,15 +393,27 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       }
       throw new NotFoundError(`no route for \`${path.slice(0, 200)}\``);
     } catch (err) {
-      // credential failures, refusals and replays count against the client's address
-      if (err instanceof WritError && (err.status === 401 || err.status === 403 || err.status === 409 || (oauth && err.status === 400))) {
-        limiter.recordFailure(client);
+      // credential failures, refusals and replays count against the credential when the
+      // request carries a valid one, otherwise against the client's address
+      if (!exempt && err instanceof WritError && (err.status === 401 || err.status === 403 || err.status === 409 || (oauth && err.status === 400))) {
+        if (credential === undefined) credential = await credentialOf(writ, req, path);
+        if (credential !== null) byCredential.recordFailure(credential);
+        else byAddress.recordFailure(client);
       }
       sendError(res, err, oauth, (e) => log('request failed', e));
       // A body we did not read would be left in the socket; drain or close.
       if (!req.complete) req.resume();
     }
   };
+}
+
+/** The request's path as routes see it; the raw text when it does not parse (the route answers that). */
+function pathOf(raw: string | undefined): string {
+  try {
+    return new URL(raw ?? '/', 'http://writ.invalid').pathname;
+  } catch {
+    return (raw ?? '/').split('?')[0]!;
+  }
 }
 
 /** A malformed percent-encoding (`%E0%A4%A`) is the client's fault: 400, not a URIError and a 500. */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { ManualClock, type Clock } from '../../src/core/clock.js';
-import { createHttpHandler } from '../../src/server/http-server.js';
+import { createHttpHandler, type HttpServerOptions } from '../../src/server/http-server.js';
 import { createServer } from 'node:http';
 import { Writ } from '../../src/service/writ.js';
 import type { WritConfig } from '../../src/service/config.js';
@@ -79,7 +79,7 @@ export interface Instance {
 /** Starts Writ with its HTTP API on a loopback port chosen by the OS. */
 export async function startInstance(
   store: Store,
-  opts: { clock?: Clock; issuer?: string; config?: Partial<WritConfig>; failureLimit?: { max: number; windowMs: number } } = {},
+  opts: { clock?: Clock; issuer?: string; config?: Partial<WritConfig>; failureLimit?: { max: number; windowMs: number }; http?: HttpServerOptions } = {},
 ): Promise<Instance> {
   const s = createServer();
   await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
@@ -87,7 +87,7 @@ export async function startInstance(
   const url = `http://127.0.0.1:${port}`;
   const writ = new Writ(store, { ...opts.config, issuer: opts.issuer ?? url }, opts.clock);
   await writ.init();
-  const handler = createHttpHandler(writ, { log: () => undefined, ...(opts.failureLimit ? { failureLimit: opts.failureLimit } : {}) });
+  const handler = createHttpHandler(writ, { log: () => undefined, ...(opts.failureLimit ? { failureLimit: opts.failureLimit } : {}), ...opts.http });
   s.on('request', (req, res) => void handler(req, res));
   return {
     writ,
