@@ -9,6 +9,7 @@
  *   scale_1000_policies   1,000 policies / 10,000 agents
  *   http_two_instances    two server processes on one PostgreSQL schema
  *   revoke_propagation    revoke through A -> refusal on B
+ *   audit_evidence        offline verification of 1,000,000 exported entries; proof and checkpoint cost
  *
  * Usage: npm run bench -- [--quick] [--only a,b] [--backend sqlite|postgres|both]
  *                         [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]
@@ -32,7 +33,7 @@ import { POSTGRES_URL, postgresUnavailable, type Backend } from './lib/backend.j
 import { calibrationUs, machine } from './lib/machine.js';
 import { atMost, type BenchOutput, type RunOptions, type TargetCheck } from './lib/types.js';
 
-export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation', 'mcp_gateway'] as const;
+export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation', 'mcp_gateway', 'audit_evidence'] as const;
 type Name = (typeof BENCHMARKS)[number];
 const MULTI: Name[] = ['http_two_instances', 'revoke_propagation'];
 
@@ -173,8 +174,18 @@ async function main(): Promise<number> {
       }
     });
   }
+  if (selected.has('audit_evidence')) {
+    // backend-independent: an export file verified offline, proofs from a SQLite store
+    await attempt('audit_evidence', async () => {
+      const t = performance.now();
+      const { auditEvidence } = await import('./benchmarks/audit.js');
+      const out = await auditEvidence(opts);
+      results.audit_evidence = { ...out.result, elapsed_s: Math.round(performance.now() - t) / 1000 };
+      Object.assign(targets, out.targets ?? {});
+    });
+  }
   for (const name of BENCHMARKS) {
-    if (name === 'raw_limit' || name === 'mcp_gateway' || !selected.has(name)) continue;
+    if (name === 'raw_limit' || name === 'mcp_gateway' || name === 'audit_evidence' || !selected.has(name)) continue;
     for (const b of cli.backends) {
       if (!usable(b, name)) continue;
       if (MULTI.includes(name) && b === 'sqlite' && !cli.multiSqlite) {

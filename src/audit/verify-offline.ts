@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { computeEntryHash, GENESIS_HASH } from '../core/audit-hash.js';
 import type { AuditEntry } from '../core/types.js';
 import { EXPORT_FORMAT, type ExportPrefix } from './audit-export.js';
@@ -45,6 +47,72 @@ function readEntry(obj: Record<string, unknown>): AuditEntry {
   return e;
 }
 
+const ENTRY_START = Buffer.from('{"actor":');
+const HASH_KEY = Buffer.from(',"hash":"');
+const PREV_KEY = Buffer.from('","prevHash":"');
+const SEQ_KEY = Buffer.from('","seq":');
+const NEWLINE = Buffer.from('\n');
+const LEAF_PREFIX = Buffer.from([0]);
+
+/**
+ * Reads an entry line without parsing its JSON. The line is the entry's RFC 8785 form,
+ * keys sorted: actor, agentId, data, decisionId, hash, prevHash, seq, taskId, ts, type.
+ * Removing `,"hash":"H","prevHash":"P"` from it leaves exactly the canonical body that
+ * the chain hash covers (audit-hash.ts), so the chain check needs no re-serialisation:
+ * if SHA-256(P "\n" body) equals H, the body is what Writ hashed. The top-level `hash`
+ * is the last `,"hash":"` of the line: only strings follow it, and a string cannot
+ * hold an unescaped quote.
+ */
+function readEntryLine(line: Buffer): { seq: number; prev: Buffer; hash: Buffer; bodyHash: Buffer } | null {
+  const at = line.lastIndexOf(HASH_KEY);
+  if (at < 0) return null;
+  const h0 = at + HASH_KEY.length;
+  const p0 = h0 + 64 + PREV_KEY.length;
+  const s0 = p0 + 64 + SEQ_KEY.length;
+  if (line.length < s0 + 2 || !line.subarray(h0 + 64, p0).equals(PREV_KEY) || !line.subarray(p0 + 64, s0).equals(SEQ_KEY)) return null;
+  let seq = 0;
+  let i = s0;
+  for (; i < line.length && i < s0 + 16; i++) {
+    const c = line[i]!;
+    if (c < 48 || c > 57) break;
+    seq = seq * 10 + (c - 48);
+  }
+  if (i === s0 || line[i] !== 44 /* , */) return null;
+  const hash = line.subarray(h0, h0 + 64);
+  const prev = line.subarray(p0, p0 + 64);
+  // body = line without `,"hash":"H","prevHash":"P"` (it resumes at `,"seq":`)
+  const bodyHash = createHash('sha256').update(prev).update(NEWLINE).update(line.subarray(0, at)).update(line.subarray(p0 + 64 + 1)).digest();
+  return { seq, prev, hash, bodyHash };
+}
+
+/** Yields the lines of a file as Buffers, without decoding them. */
+async function* fileLines(path: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let rest: Buffer = Buffer.alloc(0);
+    for (;;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      const buf = rest.length ? Buffer.concat([rest, chunk.subarray(0, bytesRead)]) : Buffer.from(chunk.subarray(0, bytesRead));
+      let start = 0;
+      for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
+        yield buf.subarray(start, nl);
+        start = nl + 1;
+      }
+      rest = buf.subarray(start);
+    }
+    if (rest.length) yield rest;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Verifies an export file (see verifyExportLines), streaming it in 1 MiB chunks. */
+export function verifyExportFile(path: string, verifiers: readonly NoteVerifier[], options: { origin?: string } = {}): Promise<OfflineReport> {
+  return verifyExportLines(fileLines(path), verifiers, options);
+}
+
 /**
  * Verifies an export, line by line (an async iterable of lines, so a file of millions
  * of entries streams): the chain links and hashes, every checkpoint's signature, the
@@ -52,14 +120,14 @@ function readEntry(obj: Record<string, unknown>): AuditEntry {
  * different roots) and a cut tail (a checkpoint beyond the last entry). Checkpoints
  * must come before the entries they cover, as the exporter writes them.
  */
-export async function verifyExportLines(lines: AsyncIterable<string> | Iterable<string>, verifiers: readonly NoteVerifier[], options: { origin?: string } = {}): Promise<OfflineReport> {
+export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | Iterable<string | Buffer>, verifiers: readonly NoteVerifier[], options: { origin?: string } = {}): Promise<OfflineReport> {
   const problems: OfflineProblem[] = [];
   const fail = (at: string, problem: string) => {
     problems.push({ at, problem });
   };
   let origin: string | null = options.origin ?? null;
   let range = new CompactRange();
-  let prevHash = GENESIS_HASH;
+  let prevHash = Buffer.from(GENESIS_HASH);
   let firstSeq = 0;
   let expectedSeq = 1;
   let entries = 0;
@@ -70,11 +138,52 @@ export async function verifyExportLines(lines: AsyncIterable<string> | Iterable<
   let n = 0;
   for await (const raw of lines) {
     n += 1;
-    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (line === '') continue;
+    let line: Buffer = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+    if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, -1);
+    if (line.length === 0) continue;
+    if (sawHeader && line.subarray(0, ENTRY_START.length).equals(ENTRY_START)) {
+      const e = readEntryLine(line);
+      if (!e) {
+        fail(`line ${n}`, 'a malformed entry line');
+        chainBroken = true;
+        break;
+      }
+      if (entries === 0) firstSeq = e.seq;
+      if (e.seq !== expectedSeq) {
+        fail(`entry ${expectedSeq}`, e.seq > expectedSeq ? `entry ${expectedSeq} is missing (found ${e.seq} next)` : `entry ${e.seq} is out of order (expected ${expectedSeq})`);
+        chainBroken = true;
+        break;
+      }
+      if (!e.prev.equals(prevHash)) {
+        fail(`entry ${e.seq}`, `entry ${e.seq} does not link to entry ${e.seq - 1}`);
+        chainBroken = true;
+        break;
+      }
+      if (e.bodyHash.toString('hex') !== e.hash.toString('latin1')) {
+        fail(`entry ${e.seq}`, `entry ${e.seq} was altered (its hash does not match its content)`);
+        chainBroken = true;
+        break;
+      }
+      // The leaf is the line's own bytes; a non-canonical line would not match the
+      // checkpointed root, so it is caught below.
+      range.append(createHash('sha256').update(LEAF_PREFIX).update(line).digest());
+      prevHash = Buffer.from(e.hash);
+      expectedSeq += 1;
+      entries += 1;
+      const cp = checkpoints.get(range.size);
+      if (cp) {
+        const root = range.root();
+        if (!root.equals(cp.root)) {
+          fail(`checkpoint ${cp.size}`, `the entries up to ${cp.size} do not match the signed checkpoint of that size: the log was rewritten at or before entry ${cp.size}`);
+          break;
+        }
+        verifiedRoots.push({ size: cp.size, root: root.toString('base64') });
+      }
+      continue;
+    }
     let obj: Record<string, unknown>;
     try {
-      obj = JSON.parse(line) as Record<string, unknown>;
+      obj = JSON.parse(line.toString('utf8')) as Record<string, unknown>;
       if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error();
     } catch {
       fail(`line ${n}`, 'not a JSON object');
@@ -101,7 +210,7 @@ export async function verifyExportLines(lines: AsyncIterable<string> | Iterable<
         fail(`line ${n}`, `malformed prefix: ${(e as Error).message}`);
         break;
       }
-      prevHash = p.prev_hash;
+      prevHash = Buffer.from(String(p.prev_hash));
       expectedSeq = p.size + 1;
       continue;
     }
@@ -125,45 +234,8 @@ export async function verifyExportLines(lines: AsyncIterable<string> | Iterable<
       checkpoints.set(cp.size, { ...cp, line: n });
       continue;
     }
-    let e: AuditEntry;
-    try {
-      e = readEntry(obj);
-    } catch {
-      fail(`line ${n}`, 'neither an entry nor a checkpoint');
-      break;
-    }
-    if (entries === 0) firstSeq = e.seq;
-    if (e.seq !== expectedSeq) {
-      fail(`entry ${expectedSeq}`, e.seq > expectedSeq ? `entry ${expectedSeq} is missing (found ${e.seq} next)` : `entry ${e.seq} is out of order (expected ${expectedSeq})`);
-      chainBroken = true;
-      break;
-    }
-    if (e.prevHash !== prevHash) {
-      fail(`entry ${e.seq}`, `entry ${e.seq} does not link to entry ${e.seq - 1}`);
-      chainBroken = true;
-      break;
-    }
-    const { hash, ...body } = e;
-    if (computeEntryHash(body) !== hash) {
-      fail(`entry ${e.seq}`, `entry ${e.seq} was altered (its hash does not match its content)`);
-      chainBroken = true;
-      break;
-    }
-    // The leaf is the line's own bytes; a non-canonical line would not match the
-    // checkpointed root, so it is caught below.
-    range.append(hashLeaf(line));
-    prevHash = hash;
-    expectedSeq += 1;
-    entries += 1;
-    const cp = checkpoints.get(range.size);
-    if (cp) {
-      const root = range.root();
-      if (!root.equals(cp.root)) {
-        fail(`checkpoint ${cp.size}`, `the entries up to ${cp.size} do not match the signed checkpoint of that size: the log was rewritten at or before entry ${cp.size}`);
-        break;
-      }
-      verifiedRoots.push({ size: cp.size, root: root.toString('base64') });
-    }
+    fail(`line ${n}`, 'neither an entry nor a checkpoint');
+    break;
   }
   if (!sawHeader && problems.length === 0) fail('line 1', 'the file is empty');
   if (problems.length === 0 && !chainBroken) {
