@@ -166,7 +166,7 @@ for (const { backend, skip } of backends()) {
         issuer: K8S,
         audience: 'writ',
         jwks_uri: k8sJwks.url,
-        rules: [{ claims: { sub: K8S_SUB, 'kubernetes.io/namespace': 'billing' }, agent_id: env.agent.id }],
+        rules: [{ claims: { sub: K8S_SUB, '/kubernetes.io/namespace': 'billing' }, agent_id: env.agent.id }],
       });
       await reg({
         issuer: CI,
@@ -233,7 +233,13 @@ for (const { backend, skip } of backends()) {
         ['spiffe rule outside the trust domain', { ...ok, issuer: 'spiffe://other.test', rules: [{ claims: { sub: 'spiffe://acme.test/a' }, agent_id: 'a' }] }, 'invalid_request'],
         ['oidc kind with a spiffe issuer', { ...ok, issuer: 'spiffe://x.test', kind: 'oidc' }, 'invalid_request'],
         ['unknown field', { ...ok, algorithms: ['HS256'] }, 'invalid_request'],
-        ['a wildcard is just a string, but an empty path segment is refused', { ...ok, rules: [{ claims: { sub: 's', 'a//b': 'x' }, agent_id: 'a' }] }, 'invalid_request'],
+        ['a claim pointer with an empty member name', { ...ok, rules: [{ claims: { sub: 's', '/a//b': 'x' }, agent_id: 'a' }] }, 'invalid_request'],
+        ['a claim pointer with a trailing slash', { ...ok, rules: [{ claims: { sub: 's', '/a/': 'x' }, agent_id: 'a' }] }, 'invalid_request'],
+        ['a claim pointer that is only a slash', { ...ok, rules: [{ claims: { sub: 's', '/': 'x' }, agent_id: 'a' }] }, 'invalid_request'],
+        ['a claim pointer with a bad escape', { ...ok, rules: [{ claims: { sub: 's', '/a~2b': 'x' }, agent_id: 'a' }] }, 'invalid_request'],
+        ['a claim pointer ending in a lone tilde', { ...ok, rules: [{ claims: { sub: 's', '/a~': 'x' }, agent_id: 'a' }] }, 'invalid_request'],
+        ['one claim named twice (literal and pointer)', { ...ok, rules: [{ claims: { sub: 's', role: 'x', '/role': 'y' }, agent_id: 'a' }] }, 'invalid_request'],
+        ['an empty claim name', { ...ok, rules: [{ claims: { sub: 's', '': 'x' }, agent_id: 'a' }] }, 'invalid_request'],
       ];
       for (const [name, body, code] of bad) {
         const r = await env.admin.call('POST', '/v1/issuers', body);
@@ -351,15 +357,18 @@ for (const { backend, skip } of backends()) {
         ['namespace as a list', ns(['billing'])],
         ['namespace missing', { 'kubernetes.io': { serviceaccount: { name: 'agent' } } }],
         ['namespace as a flat key with a dot path', { 'kubernetes.io': undefined, 'kubernetes.io.namespace': 'billing' }],
-        ['ambiguous: both a literal key and a nested path', { 'kubernetes.io/namespace': 'billing' }],
+        // the rule names a pointer: a literal top-level claim spelled like the path is not it
+        ['namespace as a literal top-level name spelled like the path', { 'kubernetes.io': undefined, 'kubernetes.io/namespace': 'billing' }],
+        ['namespace under a list', { 'kubernetes.io': [{ namespace: 'billing' }] }],
+        ['namespace inherited, not own', { 'kubernetes.io': JSON.parse('{"__proto__": {"namespace": "billing"}}') }],
       ];
       for (const [name, over] of cases) {
         const r = await exchange(await sign(k8sKey, k8sClaims(over)), task.id);
         await refused(r, 'no_matching_rule').catch((e) => assert.fail(`${name}: ${e.message}`));
       }
-      // a literal top-level claim name with a slash is read as such when there is no nested one
-      const flat = await exchange(await sign(k8sKey, k8sClaims({ 'kubernetes.io': undefined, 'kubernetes.io/namespace': 'billing' })), task.id);
-      assert.equal(flat.status, 200, JSON.stringify(flat.body));
+      // a literal top-level claim spelled like the path, beside the nested one, changes nothing
+      const both = await exchange(await sign(k8sKey, k8sClaims({ 'kubernetes.io/namespace': 'other' })), task.id);
+      assert.equal(both.status, 200, JSON.stringify(both.body));
       await mark();
       // a number or boolean rule value needs the same JSON type
       const ciTask = await env.createTask({ agent_id: ciAgent });

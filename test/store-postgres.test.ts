@@ -71,10 +71,17 @@ if (skipReason) {
     const clock = new ManualClock(Date.UTC(2026, 0, 1));
     const store = new PostgresStore({ connectionString: url, clock, schema, poolSize: 8 });
     await store.migrate();
+    const others: PostgresStore[] = [];
     return {
       store,
       clock,
+      another: async () => {
+        const s = new PostgresStore({ connectionString: url, clock, schema, poolSize: 4 });
+        others.push(s);
+        return s;
+      },
       cleanup: async () => {
+        for (const s of others) await s.close();
         await store.close();
         await dropSchema(schema);
       },

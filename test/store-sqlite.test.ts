@@ -10,10 +10,17 @@ runStoreContract('sqlite', async () => {
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
   const store = new SqliteStore({ path: join(dir, 'writ.db'), clock });
   await store.migrate();
+  const others: SqliteStore[] = [];
   return {
     store,
     clock,
+    another: async () => {
+      const s = new SqliteStore({ path: join(dir, 'writ.db'), clock });
+      others.push(s);
+      return s;
+    },
     cleanup: async () => {
+      for (const s of others) await s.close();
       await store.close();
       await rm(dir, { recursive: true, force: true });
     },

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { flag, list, parseArgs, positionals, requireFlag, UsageError } from './args.js';
+import { flag, hasSwitch, list, parseArgs, positionals, requireFlag, UsageError } from './args.js';
 import { baseUrl, CliError, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
 import { ISSUER_USAGE } from './usage.js';
@@ -73,8 +73,9 @@ export const issuer = group('issuer', ISSUER_USAGE, {
   },
 
   async remove(argv) {
-    const args = parseArgs(argv, { values: CONNECTION });
+    const args = parseArgs(argv, { values: CONNECTION, switches: ['keep-issued'] });
     const [id] = positionals(args, ['ID']);
-    print(await request(baseUrl(args), 'DELETE', `/v1/issuers/${seg(id!)}`, { token: operatorToken(args) }));
+    const query = hasSwitch(args, 'keep-issued') ? '?keep_issued=true' : '';
+    print(await request(baseUrl(args), 'DELETE', `/v1/issuers/${seg(id!)}${query}`, { token: operatorToken(args) }));
   },
 });

@@ -87,7 +87,9 @@ export const ISSUER_USAGE: Record<string, string> = {
     '                (--rule \'{"claims":{"sub":"..."},"agent_id":"..."}\' ... | --rules FILE)',
   list: 'writ issuer list',
   show: 'writ issuer show ID',
-  remove: 'writ issuer remove ID   (disables it: its tokens are refused at once)',
+  remove:
+    'writ issuer remove ID [--keep-issued]   (disables it: its tokens are refused at once, and the task tokens\n' +
+    '                obtained through it stop working; --keep-issued lets those run until they expire)',
 };
 
 /**

@@ -144,7 +144,11 @@ export type ClaimValue = string | number | boolean;
 
 /** Maps a trusted issuer's token to a registered agent when every listed claim is equal. */
 export interface IssuerRule {
-  /** claim name (or `/`-separated path into nested claims) -> exact value; `sub` is always present */
+  /**
+   * claim -> exact value; `sub` is always present. A name is a literal top-level claim
+   * name, or, when it starts with `/`, an RFC 6901 JSON Pointer into nested claims
+   * (src/identity/issuers.ts `claimPath`).
+   */
   claims: Record<string, ClaimValue>;
   agentId: string;
 }
@@ -168,6 +172,24 @@ export interface IssuerRecord {
   createdAt: number;
   createdBy: string;
   disabledAt: number | null;
+}
+
+/**
+ * A task token issued through a trusted issuer (RFC 8693 exchange). Kept until the
+ * token expires so that removing the issuer can end it on every instance: the task
+ * token carries `fed` (the issuer record id) and is checked against this record.
+ */
+export interface FederatedTokenRecord {
+  /** the task token's `jti` */
+  jti: string;
+  issuerId: string;
+  agentId: string;
+  taskId: string;
+  issuedAt: number;
+  /** the task token's `exp`, in epoch milliseconds */
+  expiresAt: number;
+  /** set when the issuer was removed (without `keep_issued`) while the token was live */
+  revokedAt: number | null;
 }
 
 /** Operator-set labels for the tools matching `pattern` (`*` wildcards); what policy sees as `resource.labels`. */

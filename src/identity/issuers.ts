@@ -127,12 +127,22 @@ export function checkIssuerInput(input: IssuerInput): Omit<IssuerRecord, 'id' | 
       }
       if (td !== trustDomainOf(input.issuer)) throw bad(`rule ${i}: \`sub\` is not in trust domain \`${trustDomainOf(input.issuer)}\``);
     }
+    const named = new Map<string, ClaimValue>();
     for (const [k, v] of entries) {
       if (typeof v === 'number' && !Number.isFinite(v)) throw bad(`rule ${i}: claim \`${k}\` must be a finite number`);
-      if (k.split('/').some((seg) => seg.length === 0)) throw bad(`rule ${i}: claim path \`${k}\` has an empty segment`);
+      let path: string[];
+      try {
+        path = claimPath(k);
+      } catch (err) {
+        throw bad(`rule ${i}: ${(err as Error).message}`);
+      }
+      // `sub` and `/sub` name one claim: listed twice, it is one condition or a contradiction
+      const canonical = JSON.stringify(path);
+      if (named.has(canonical)) throw bad(`rule ${i} names the claim \`${k}\` twice`);
+      named.set(canonical, v);
     }
     checkAgentId(r.agent_id);
-    const key = JSON.stringify(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const key = JSON.stringify([...named.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
     const prev = seen.get(key);
     if (prev !== undefined && prev !== r.agent_id) throw bad(`rules ${i} and an earlier one list the same claims for different agents`);
     seen.set(key, r.agent_id);
@@ -142,29 +152,52 @@ export function checkIssuerInput(input: IssuerInput): Omit<IssuerRecord, 'id' | 
 }
 
 /**
- * Reads one claim a rule names. The name is first a literal top-level claim name
- * (`sub`, `repository`, `https://example.com/claims/role`); when the token has no such
- * top-level claim and the name holds `/`, it is a path into nested objects
- * (`kubernetes.io/namespace` -> `claims["kubernetes.io"]["namespace"]`; dots are
- * never separators). When both readings find a value the claim is ambiguous and
- * reads as absent, so the rule does not match (fail closed).
+ * The claim a rule's claim name denotes, as a path of object member names:
+ *
+ * - a name that does not start with `/` is a literal top-level claim name, exactly as
+ *   written: `sub`, `repository`, `kubernetes.io`, `https://example.com/claims/role`
+ *   (Auth0- and Okta-style custom claims are URLs). Dots and slashes in it are just
+ *   characters, so a URL or a dotted name is never split.
+ * - a name that starts with `/` is an RFC 6901 JSON Pointer into nested objects:
+ *   `/kubernetes.io/namespace` reads `claims["kubernetes.io"]["namespace"]`; `~1` stands
+ *   for `/` and `~0` for `~` inside a member name (§3), so `/https:~1~1example.com~1role`
+ *   is the same claim as the literal `https://example.com/role`.
+ *
+ * The two forms never overlap: the first character decides, and nothing is guessed
+ * from what a token happens to carry. A pointer with an empty member name (`//`, a
+ * trailing `/`, `/` alone) or a `~` not followed by `0` or `1` is refused (§3, §4):
+ * an empty name is never what an operator means, and a bad escape is a typo.
+ * `.` and `..` are member names like any other (a pointer has no relative steps).
+ */
+export function claimPath(name: string): string[] {
+  if (name.length === 0) throw new Error('a claim name is empty');
+  if (!name.startsWith('/')) return [name];
+  const segments = name.slice(1).split('/');
+  return segments.map((seg) => {
+    if (seg.length === 0) throw new Error(`claim pointer \`${name}\` has an empty member name (a literal claim name has no leading \`/\`)`);
+    if (/~(?![01])/.test(seg)) throw new Error(`claim pointer \`${name}\` has a \`~\` that is not \`~0\` or \`~1\` (RFC 6901)`);
+    return seg.replace(/~1/g, '/').replace(/~0/g, '~');
+  });
+}
+
+/**
+ * Reads the claim a rule names (see `claimPath`): own members of plain objects only;
+ * lists are never entered (a pointer has no array indices here) and inherited members
+ * (`__proto__`, `constructor`) are never found. Absent reads as `undefined`.
  */
 export function readClaim(claims: Record<string, unknown>, name: string): unknown {
-  const literal = Object.hasOwn(claims, name) ? claims[name] : undefined;
-  let nested: unknown;
-  if (name.includes('/')) {
-    let cur: unknown = claims;
-    for (const seg of name.split('/')) {
-      if (cur === null || typeof cur !== 'object' || Array.isArray(cur) || !Object.hasOwn(cur, seg)) {
-        cur = undefined;
-        break;
-      }
-      cur = (cur as Record<string, unknown>)[seg];
-    }
-    nested = cur;
+  let path: string[];
+  try {
+    path = claimPath(name);
+  } catch {
+    return undefined; // registration refuses such names; a stored one matches nothing
   }
-  if (literal !== undefined && nested !== undefined) return undefined;
-  return literal !== undefined ? literal : nested;
+  let cur: unknown = claims;
+  for (const seg of path) {
+    if (cur === null || typeof cur !== 'object' || Array.isArray(cur) || !Object.hasOwn(cur, seg)) return undefined;
+    cur = (cur as Record<string, unknown>)[seg];
+  }
+  return cur;
 }
 
 /** Exact equality on every claim the rule lists: same type, same value; never a prefix, pattern or case fold. */

@@ -10,6 +10,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { epochSeconds } from '../core/clock.js';
+import { sha256Hex } from '../core/digest.js';
 import { ConflictError, ForbiddenError, NotFoundError, OAuthError, WritError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { IssuerRecord, OperatorRecord, OperatorRole } from '../core/types.js';
@@ -130,19 +131,33 @@ export class Federation {
     return r;
   }
 
-  /** Disables an issuer: its tokens are refused at once, on every instance (the record is read per exchange). */
-  async disable(by: OperatorRecord, id: string): Promise<IssuerRecord> {
+  /**
+   * Disables an issuer: its subject tokens are refused at once, on every instance (the
+   * record is read per exchange). Unless `keepIssued`, every live task token obtained
+   * through it is revoked in the same transaction: an operator removes an issuer because
+   * it is compromised or retired, and what it vouched for ends with it. The audit entry
+   * records how many tokens were cut off, and of which tasks.
+   */
+  async disable(by: OperatorRecord, id: string, options: { keepIssued?: boolean } = {}): Promise<{ issuer: IssuerRecord; revokedTokens: number; taskIds: string[] }> {
     requireRole(by, 'admin');
     const r = await this.writ.store.getIssuer(id);
     if (!r) throw new NotFoundError(`issuer \`${id}\` does not exist`, 'issuer_not_found');
-    const ok = await this.writ.store.disableIssuer(id, this.writ.clock.now(), {
+    const keepIssued = options.keepIssued === true;
+    const done = await this.writ.store.disableIssuer(id, this.writ.clock.now(), { revokeIssued: !keepIssued }, (revoked) => ({
       type: 'issuer.disabled',
       actor: `operator:${by.id}`,
-      data: { issuer_id: id, issuer: r.issuer },
-    });
-    if (!ok) throw new ConflictError(`issuer \`${id}\` is disabled already`, 'issuer_not_active');
+      data: {
+        issuer_id: id,
+        issuer: r.issuer,
+        keep_issued: keepIssued,
+        tokens_revoked: revoked.tokens,
+        task_ids: revoked.taskIds.slice(0, MAX_AUDITED_TASK_IDS),
+        ...(revoked.taskIds.length > MAX_AUDITED_TASK_IDS ? { task_ids_truncated: true, tasks_affected: revoked.taskIds.length } : {}),
+      },
+    }));
+    if (!done) throw new ConflictError(`issuer \`${id}\` is disabled already`, 'issuer_not_active');
     this.keySets.delete(id);
-    return (await this.writ.store.getIssuer(id))!;
+    return { issuer: (await this.writ.store.getIssuer(id))!, revokedTokens: done.revokedTokens, taskIds: done.taskIds };
   }
 
   // --- token exchange (RFC 8693) -------------------------------------------------
@@ -161,36 +176,40 @@ export class Federation {
     if (!form.task_id) throw new OAuthError('invalid_request', '`task_id` is required');
 
     const token = form.subject_token;
+    // Every record of this exchange names the task it asked for, so that filtering the
+    // audit log by task finds refusals too. Values read from a token before its
+    // signature verifies are kept apart, in fields marked `_unverified`.
+    const taskId = form.task_id.slice(0, 256);
+    const ctx: RefusalContext = { taskId, record: null, claimed: {}, verified: null, agentId: null };
     let header: ReturnType<typeof decodeProtectedHeader>;
     let peeked: JWTPayload;
     try {
       header = decodeProtectedHeader(token);
       peeked = decodeJwt(token);
     } catch {
-      await this.refused({ reason: 'malformed_subject_token' });
+      await this.refused('malformed_subject_token', ctx);
       throw new OAuthError('invalid_grant', 'the subject token is not a JWT');
     }
     const claimedIss = typeof peeked.iss === 'string' ? peeked.iss : undefined;
     const claimedSub = typeof peeked.sub === 'string' ? peeked.sub : undefined;
-    const ctx = { issuer: short(claimedIss), subject: short(claimedSub) };
+    ctx.claimed = { issuer: short(claimedIss), subject: short(claimedSub), jti: short(peeked.jti) };
 
-    let record: IssuerRecord | null = null;
     try {
-      record = await this.selectIssuer(claimedIss, claimedSub);
-      if (!record) throw new Refusal('unknown_issuer', 'the subject token is not from a trusted issuer');
-      const verified = await this.verify(record, token, header);
-      const agentIds = matchAgents(record, verified);
+      ctx.record = await this.selectIssuer(claimedIss, claimedSub);
+      if (!ctx.record) throw new Refusal('unknown_issuer', 'the subject token is not from a trusted issuer');
+      const verified = await this.verify(ctx.record, token, header);
+      ctx.verified = verified;
+      const agentIds = matchAgents(ctx.record, verified);
       if (agentIds.length === 0) throw new Refusal('no_matching_rule', 'no rule of the issuer maps the subject token to an agent');
       if (agentIds.length > 1) throw new Refusal('ambiguous_rule', 'rules of the issuer map the subject token to several agents');
-      return await this.issue(record, verified, agentIds[0]!, form.task_id);
+      ctx.agentId = agentIds[0]!;
+      return await this.issue(ctx.record, verified, ctx.agentId, form.task_id);
     } catch (err) {
       if (err instanceof Refusal) {
-        await this.refused({ reason: err.reason, ...ctx, issuer_id: record?.id ?? null });
+        await this.refused(err.reason, ctx);
         throw new OAuthError('invalid_grant', err.description);
       }
-      if (err instanceof IssuerUnavailableError) {
-        await this.refused({ reason: 'issuer_unavailable', ...ctx, issuer_id: record?.id ?? null, detail: err.message });
-      }
+      if (err instanceof IssuerUnavailableError) await this.refused('issuer_unavailable', ctx, { detail: err.message });
       throw err;
     }
   }
@@ -319,7 +338,10 @@ export class Federation {
     const exp = Math.min(iat + config.taskTokenTtlSeconds, epochSeconds(task.expiresAt), claims.exp);
     if (exp <= iat) throw new Refusal('task_not_active', `task \`${task.id}\` (or the subject token) is about to expire`);
     const jti = newId('tt');
-    const access = keys.signJwt(TASK_TOKEN_TYP, { iss: config.issuer, sub: agent.id, aud: config.issuer, iat, exp, jti, txn: task.id });
+    // `fed`: the issuer record this token was obtained through; authentication checks
+    // the token's record, so that removing the issuer ends it (src/service/writ.ts)
+    const access = keys.signJwt(TASK_TOKEN_TYP, { iss: config.issuer, sub: agent.id, aud: config.issuer, iat, exp, jti, txn: task.id, fed: record.id });
+    const subjectJti = typeof claims.jti === 'string' ? claims.jti : null;
     const audit = {
       type: 'token.issued',
       actor: `agent:${agent.id}`,
@@ -332,24 +354,91 @@ export class Federation {
         issuer: record.issuer,
         issuer_id: record.id,
         subject: claims.sub.slice(0, 512),
-        subject_jti: typeof claims.jti === 'string' ? claims.jti : null,
+        subject_jti: subjectJti,
       },
     };
-    if (typeof claims.jti === 'string') {
-      // The subject token's jti is spent, for this task, in the same transaction that
-      // records the issue. Per task, not globally: platforms hand a workload the same
-      // token for its whole lifetime (a Kubernetes projected token is refreshed in
-      // place), and one workload serves many tasks; a replay into the same task is refused.
-      const first = await store.useOnce(`subject:${record.id}:${task.id}:${claims.jti}`, (claims.exp + SKEW_SECONDS) * 1000, audit);
-      if (!first) throw new Refusal('subject_token_replayed', 'the subject token was exchanged before');
-    } else {
-      await store.appendAudit([audit]);
-    }
+    // The subject token's jti is spent, for this task, in the same transaction that
+    // records the issue. Per task, not globally: platforms hand a workload the same
+    // token for its whole lifetime (a Kubernetes projected token is refreshed in place),
+    // and one workload serves many tasks; a replay into the same task is refused.
+    const replay = subjectJti === null ? null : { key: replayKey(record, claims.sub, task.id, subjectJti), expiresAt: (claims.exp + SKEW_SECONDS) * 1000 };
+    const outcome = await store.recordFederatedToken(
+      { jti, issuerId: record.id, agentId: agent.id, taskId: task.id, issuedAt: now, expiresAt: exp * 1000, revokedAt: null },
+      replay,
+      audit,
+    );
+    if (outcome === 'replayed') throw new Refusal('subject_token_replayed', 'the subject token was exchanged before');
+    if (outcome === 'issuer_inactive') throw new Refusal('unknown_issuer', 'the subject token is not from a trusted issuer');
     return { access_token: access, token_type: 'Bearer', expires_in: exp - iat, issued_token_type: ACCESS_TOKEN_TYPE };
   }
 
-  private async refused(data: Record<string, unknown>): Promise<void> {
-    await this.writ.securityEvent('token.refused', 'anonymous', { grant: 'token-exchange', ...data });
+  /**
+   * `token.refused`: always the task the exchange named and the issuer record that was
+   * matched (for a JWT-SVID without `iss`, the trust domain's record); the subject and
+   * `jti` only once the signature verified; until then what the token claims is kept in
+   * `claimed_*_unverified` fields, never where verified values go.
+   */
+  private async refused(reason: string, ctx: RefusalContext, extra: Record<string, unknown> = {}): Promise<void> {
+    const data: Record<string, unknown> = {
+      grant: 'token-exchange',
+      reason,
+      task_id: ctx.taskId,
+      issuer: ctx.record?.issuer ?? null,
+      issuer_id: ctx.record?.id ?? null,
+    };
+    if (ctx.verified) {
+      data.subject = ctx.verified.sub.slice(0, 512);
+      data.subject_jti = typeof ctx.verified.jti === 'string' ? ctx.verified.jti : null;
+    } else {
+      data.claimed_issuer_unverified = ctx.claimed.issuer ?? null;
+      data.claimed_subject_unverified = ctx.claimed.subject ?? null;
+      data.claimed_jti_unverified = ctx.claimed.jti ?? null;
+    }
+    if (ctx.agentId) data.agent_id = ctx.agentId;
+    // the actor is the agent only once a verified token mapped to it
+    const actor = ctx.agentId ? `agent:${ctx.agentId}` : 'anonymous';
+    await this.writ.securityEvent('token.refused', actor, { ...data, ...extra }, { taskId: ctx.taskId, ...(ctx.agentId ? { agentId: ctx.agentId } : {}) });
+  }
+}
+
+interface RefusalContext {
+  taskId: string;
+  record: IssuerRecord | null;
+  claimed: { issuer?: string | null; subject?: string | null; jti?: string | null };
+  verified: (JWTPayload & { sub: string }) | null;
+  agentId: string | null;
+}
+
+/** An `issuer.disabled` entry lists at most this many task ids (and says when there were more). */
+const MAX_AUDITED_TASK_IDS = 1000;
+
+/**
+ * Where a subject token's `jti` is remembered as spent: the issuer's identity (not its
+ * record id, which changes when the issuer is removed and added again), the subject,
+ * the task and the `jti`. A `jti` is unique per issuer only (RFC 7519 §4.1.7), and two
+ * subjects of one issuer are two keys. Hashed over an unambiguous JSON encoding, so no
+ * choice of separators in a URL, subject or `jti` can make two tuples collide.
+ */
+export function replayKey(record: Pick<IssuerRecord, 'kind' | 'issuer'>, subject: string, taskId: string, jti: string): string {
+  return `subject:${sha256Hex(JSON.stringify([issuerIdentity(record), subject, taskId, jti]))}`;
+}
+
+/**
+ * The identity of an issuer for replay memory. A SPIFFE trust domain is already
+ * canonical (lowercase, no path). An OIDC issuer is matched by its exact `iss`, but two
+ * registrations that name the same issuer in another spelling (`https://IdP.example`,
+ * `https://idp.example/`, `https://idp.example:443`) must not forget what the other
+ * spent: scheme and host are lowercased and a default port dropped (WHATWG URL
+ * parsing), and a trailing `/` of the path is ignored. Merging spellings can only make
+ * the memory stricter, never looser.
+ */
+export function issuerIdentity(record: Pick<IssuerRecord, 'kind' | 'issuer'>): string {
+  if (record.kind === 'spiffe') return record.issuer;
+  try {
+    const u = new URL(record.issuer);
+    return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}${u.search}`;
+  } catch {
+    return record.issuer;
   }
 }
 

@@ -25,10 +25,16 @@ export const registerIssuerSchema = z.strictObject({
     .max(100),
 });
 
+/** `DELETE /v1/issuers/{id}?keep_issued=true` leaves the task tokens it issued working until they expire. */
+export const removeIssuerQuerySchema = z.strictObject({
+  keep_issued: z.enum(['true', 'false']).optional(),
+});
+
 /**
  * Trusted issuers (operators): `POST /v1/issuers` (admin), `GET /v1/issuers`,
- * `GET /v1/issuers/{id}` (admin, auditor), `DELETE /v1/issuers/{id}` (admin: disables it;
- * the record stays for the audit trail). The exchange itself is `POST /oauth/token`
+ * `GET /v1/issuers/{id}` (admin, auditor), `DELETE /v1/issuers/{id}` (admin: disables it,
+ * the record stays for the audit trail, and ends the task tokens obtained through it
+ * unless `?keep_issued=true`; answers the record with `tokens_revoked`). The exchange itself is `POST /oauth/token`
  * with the RFC 8693 grant (see src/identity/token-exchange.ts).
  */
 export function registerFederationRoutes(writ: Writ, route: AddRoute): void {
@@ -46,9 +52,11 @@ export function registerFederationRoutes(writ: Writ, route: AddRoute): void {
     const op = await operator(req);
     sendJson(res, 200, issuerView(await federation(writ).get(op, params[0]!)));
   });
-  route('DELETE', '/v1/issuers/{id}', async ({ req, res, params }) => {
+  route('DELETE', '/v1/issuers/{id}', async ({ req, res, params, url }) => {
     const op = await operator(req);
+    const q = parse(removeIssuerQuerySchema, Object.fromEntries(url.searchParams));
     await readJson(req, true);
-    sendJson(res, 200, issuerView(await federation(writ).disable(op, params[0]!)));
+    const r = await federation(writ).disable(op, params[0]!, { keepIssued: q.keep_issued === 'true' });
+    sendJson(res, 200, { ...issuerView(r.issuer), keep_issued: q.keep_issued === 'true', tokens_revoked: r.revokedTokens });
   });
 }

@@ -57,6 +57,10 @@ export interface TaskPrincipal {
   agentId: string;
   taskId: string;
   tokenExp: number;
+  /** the token's `jti` */
+  jti?: string;
+  /** `fed`: the trusted issuer record the token was obtained through (token exchange), else absent */
+  issuerId?: string;
 }
 
 export type AuthorizeResult =
@@ -443,13 +447,30 @@ export class Writ {
       if (this.tokenCache.size >= 10_000) this.tokenCache.clear();
       this.tokenCache.set(bearer, principal);
     }
-    const loaded = await this.store.getTaskWithAgent(principal.taskId);
+    // a token obtained through a trusted issuer is read from the store on every request
+    // too (in parallel): removing the issuer ends it at the next request, on every instance
+    const [loaded] = await Promise.all([this.store.getTaskWithAgent(principal.taskId), this.checkFederatedToken(principal)]);
     if (!loaded || loaded.task.agentId !== principal.agentId) throw new UnauthorizedError('the task token is not valid', 'invalid_token');
     if (loaded.agent.status !== 'active') throw new UnauthorizedError(`agent \`${loaded.agent.id}\` is disabled`, 'agent_disabled');
     if (loaded.task.status !== 'active' || loaded.task.expiresAt <= now) {
       throw new UnauthorizedError(`task \`${loaded.task.id}\` is not active`, 'task_not_active');
     }
     return { principal, task: loaded.task, agent: loaded.agent };
+  }
+
+  /**
+   * A task token with `fed` must have its issuance record, for this task and issuer,
+   * not revoked (the issuer was removed without `keep_issued`). No record: refused.
+   */
+  private async checkFederatedToken(principal: TaskPrincipal): Promise<void> {
+    if (principal.issuerId === undefined) return;
+    const t = await this.store.getFederatedToken(principal.jti ?? '');
+    if (!t || t.issuerId !== principal.issuerId || t.taskId !== principal.taskId || t.agentId !== principal.agentId) {
+      throw new UnauthorizedError('the task token is not valid', 'invalid_token');
+    }
+    if (t.revokedAt !== null) {
+      throw new UnauthorizedError(`the trusted issuer \`${t.issuerId}\` this token was obtained through was removed`, 'issuer_removed');
+    }
   }
 
   /** Verifies the token alone (no task state): for calls allowed after a task ends. */
@@ -462,7 +483,13 @@ export class Writ {
         currentDate: new Date(this.clock.now()),
       });
       if (typeof payload.txn !== 'string' || typeof payload.sub !== 'string') throw new TokenVerificationError('invalid_token', 'the token lacks `txn`');
-      return { agentId: payload.sub, taskId: payload.txn, tokenExp: payload.exp! };
+      if (payload.fed !== undefined && (typeof payload.fed !== 'string' || typeof payload.jti !== 'string')) {
+        throw new TokenVerificationError('invalid_token', 'the token has a bad `fed`');
+      }
+      const principal: TaskPrincipal = { agentId: payload.sub, taskId: payload.txn, tokenExp: payload.exp! };
+      if (typeof payload.jti === 'string') principal.jti = payload.jti;
+      if (typeof payload.fed === 'string') principal.issuerId = payload.fed;
+      return principal;
     } catch (err) {
       if (err instanceof TokenVerificationError) {
         const code = err.reason === 'expired_token' ? 'token_expired' : 'invalid_token';
@@ -808,6 +835,7 @@ export class Writ {
       const now = this.clock.now();
       if (typ === TASK_TOKEN_TYP) {
         const p = await this.verifyTaskToken(token);
+        await this.checkFederatedToken(p);
         const task = await this.store.getTask(p.taskId);
         const agent = task ? await this.store.getAgent(task.agentId) : null;
         const active = !!task && task.status === 'active' && task.expiresAt > now && agent?.status === 'active';

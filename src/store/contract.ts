@@ -9,6 +9,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  FederatedTokenRecord,
   IssuerRecord,
   OperatorRecord,
   PolicyRecord,
@@ -29,6 +30,8 @@ export interface StoreFixture {
   store: Store;
   clock: ManualClock;
   cleanup: () => Promise<void>;
+  /** a second handle on the same data (another instance); its cleanup is the fixture's */
+  another?: () => Promise<Store>;
 }
 
 const HOUR = 3_600_000;
@@ -206,12 +209,14 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
     let store: Store;
     let clock: ManualClock;
     let cleanup: (() => Promise<void>) | undefined;
+    let another: (() => Promise<Store>) | undefined;
 
     before(async () => {
       const f = await open();
       store = f.store;
       clock = f.clock;
       cleanup = f.cleanup;
+      another = f.another;
     });
 
     after(async () => {
@@ -796,17 +801,154 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       await store.createIssuer(b, auditInput('issuer.registered'));
       const listed = await store.listIssuers();
       assert.deepEqual(listed.filter((i) => i.id === a.id || i.id === b.id), [a, b]);
-      const { result, entries: e2 } = await audited(store, () => store.disableIssuer(a.id, clock.now() + 5, auditInput('issuer.disabled')));
-      assert.equal(result, true);
+      const disabledAudit = () => auditInput('issuer.disabled');
+      const { result, entries: e2 } = await audited(store, () => store.disableIssuer(a.id, clock.now() + 5, { revokeIssued: true }, disabledAudit));
+      assert.deepEqual(result, { revokedTokens: 0, taskIds: [] });
       assert.deepEqual(e2.map((e) => e.type), ['issuer.disabled']);
       assert.deepEqual(await store.getIssuer(a.id), { ...a, status: 'disabled', disabledAt: clock.now() + 5 });
       assert.equal(await store.findActiveIssuer(a.issuer), null);
-      assert.equal(await store.disableIssuer(a.id, clock.now(), auditInput('issuer.disabled')), false, 'once');
-      assert.equal(await store.disableIssuer('iss_missing', clock.now(), auditInput('issuer.disabled')), false);
+      const { result: again, entries: none } = await audited(store, () => store.disableIssuer(a.id, clock.now(), { revokeIssued: true }, disabledAudit));
+      assert.equal(again, null, 'once');
+      assert.deepEqual(none, [], 'nothing written the second time');
+      assert.equal(await store.disableIssuer('iss_missing', clock.now(), { revokeIssued: false }, disabledAudit), null);
       // the issuer string is free again once disabled
       const a2 = mk({ issuer: a.issuer });
       await store.createIssuer(a2, auditInput('issuer.registered'));
       assert.deepEqual(await store.findActiveIssuer(a.issuer), a2);
+    });
+
+    const issuerRecord = (over: Partial<IssuerRecord> = {}): IssuerRecord => ({
+      id: newId('iss'),
+      kind: 'oidc',
+      issuer: `https://issuer-${newId('x')}.test`,
+      audience: 'writ',
+      jwks: null,
+      jwksUri: 'https://jwks.test/keys',
+      rules: [{ claims: { sub: 's', 'https://example.com/claims/role': 'admin', '/kubernetes.io/namespace': 'ns', 'a.b': 1 }, agentId: 'spiffe://acme.test/a' }],
+      status: 'active',
+      createdAt: clock.now(),
+      createdBy: 'operator:op_1',
+      disabledAt: null,
+      ...over,
+    });
+    const fedToken = (issuerId: string, task: TaskRecord, over: Partial<FederatedTokenRecord> = {}): FederatedTokenRecord => ({
+      jti: newId('tt'),
+      issuerId,
+      agentId: task.agentId,
+      taskId: task.id,
+      issuedAt: clock.now(),
+      expiresAt: clock.now() + 600_000,
+      revokedAt: null,
+      ...over,
+    });
+
+    it('trusted issuers: URL-named and pointer claim names round-trip exactly', async () => {
+      const i = issuerRecord();
+      await store.createIssuer(i, auditInput('issuer.registered'));
+      assert.deepEqual(await store.getIssuer(i.id), i);
+    });
+
+    it('federated tokens: recorded with the replay key and audit in one go; a replay or an inactive issuer writes nothing', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id);
+      const iss = issuerRecord();
+      await store.createIssuer(iss, auditInput('issuer.registered'));
+      const key = `subject:${newId('k')}`;
+      const tok = fedToken(iss.id, t);
+      const { result, entries } = await audited(store, () =>
+        store.recordFederatedToken(tok, { key, expiresAt: clock.now() + 60_000 }, auditInput('token.issued', { taskId: t.id, agentId: a.id, data: { jti: tok.jti } })),
+      );
+      assert.equal(result, 'recorded');
+      assert.deepEqual(entries.map((e) => e.type), ['token.issued']);
+      assert.deepEqual(await store.getFederatedToken(tok.jti), tok);
+      assert.equal(await store.getFederatedToken('tt_missing'), null);
+      // the same replay key again: nothing written, not even the token
+      const tok2 = fedToken(iss.id, t);
+      const replayed = await audited(store, () => store.recordFederatedToken(tok2, { key, expiresAt: clock.now() + 60_000 }, auditInput('token.issued')));
+      assert.equal(replayed.result, 'replayed');
+      assert.deepEqual(replayed.entries, []);
+      assert.equal(await store.getFederatedToken(tok2.jti), null);
+      // the key is the one useOnce spends: the two share one memory
+      assert.equal(await store.useOnce(key, clock.now() + 60_000, null), false);
+      // without a replay key (a subject token without `jti`)
+      assert.equal(await store.recordFederatedToken(fedToken(iss.id, t), null, auditInput('token.issued')), 'recorded');
+      // an issuer that is disabled, or does not exist: nothing written, the key not spent
+      await store.disableIssuer(iss.id, clock.now(), { revokeIssued: false }, () => auditInput('issuer.disabled'));
+      const key3 = `subject:${newId('k')}`;
+      const tok3 = fedToken(iss.id, t);
+      const late = await audited(store, () => store.recordFederatedToken(tok3, { key: key3, expiresAt: clock.now() + 60_000 }, auditInput('token.issued')));
+      assert.equal(late.result, 'issuer_inactive');
+      assert.deepEqual(late.entries, []);
+      assert.equal(await store.getFederatedToken(tok3.jti), null);
+      assert.equal(await store.useOnce(key3, clock.now() + 60_000, null), true, 'the key was not spent');
+      assert.equal(await store.recordFederatedToken(fedToken('iss_missing', t), null, auditInput('token.issued')), 'issuer_inactive');
+    });
+
+    it('disableIssuer revokes the live tokens it issued (of active tasks), counts them, and keeps them with keep-issued', async () => {
+      const a = await addAgent(store, clock);
+      const t1 = await addTask(store, clock, a.id);
+      const t2 = await addTask(store, clock, a.id);
+      const ended = await addTask(store, clock, a.id);
+      const lapsed = await addTask(store, clock, a.id, { expiresAt: clock.now() + 1_000 });
+      const iss = issuerRecord();
+      const other = issuerRecord();
+      await store.createIssuer(iss, auditInput('issuer.registered'));
+      await store.createIssuer(other, auditInput('issuer.registered'));
+      const live = [fedToken(iss.id, t1), fedToken(iss.id, t1), fedToken(iss.id, t2)];
+      const expired = fedToken(iss.id, t2, { expiresAt: clock.now() + 500 });
+      const ofEnded = fedToken(iss.id, ended);
+      const ofLapsed = fedToken(iss.id, lapsed);
+      const ofOther = fedToken(other.id, t1);
+      for (const tok of [...live, expired, ofEnded, ofLapsed, ofOther]) {
+        assert.equal(await store.recordFederatedToken(tok, null, auditInput('token.issued')), 'recorded');
+      }
+      await store.endTask(ended.id, 'completed', clock.now(), auditInput('task.completed'));
+      clock.advance(1_000); // `expired` and `lapsed` are past
+      const at = clock.now();
+      const { result, entries } = await audited(store, () =>
+        store.disableIssuer(iss.id, at, { revokeIssued: true }, (r) => auditInput('issuer.disabled', { data: { tokens_revoked: r.tokens, task_ids: r.taskIds } })),
+      );
+      assert.deepEqual(result, { revokedTokens: 3, taskIds: [t1.id, t2.id].sort() });
+      assert.deepEqual(entries.map((e) => [e.type, e.data]), [['issuer.disabled', { tokens_revoked: 3, task_ids: [t1.id, t2.id].sort() }]]);
+      for (const tok of live) assert.equal((await store.getFederatedToken(tok.jti))!.revokedAt, at);
+      for (const tok of [expired, ofEnded, ofLapsed, ofOther]) assert.equal((await store.getFederatedToken(tok.jti))!.revokedAt, null, 'not counted, not touched');
+
+      // keep-issued: disabled, nothing revoked, the count says so
+      const kept = fedToken(other.id, t2);
+      await store.recordFederatedToken(kept, null, auditInput('token.issued'));
+      const k = await audited(store, () => store.disableIssuer(other.id, clock.now(), { revokeIssued: false }, (r) => auditInput('issuer.disabled', { data: { tokens_revoked: r.tokens } })));
+      assert.deepEqual(k.result, { revokedTokens: 0, taskIds: [] });
+      assert.deepEqual(k.entries.map((e) => e.data), [{ tokens_revoked: 0 }]);
+      assert.equal((await store.getFederatedToken(kept.jti))!.revokedAt, null);
+      assert.equal((await store.getIssuer(other.id))!.status, 'disabled');
+
+      // purged once expired, like one-time identifiers
+      clock.advance(700_000);
+      assert.ok((await store.purgeExpiredOnce(clock.now())) >= 5);
+      assert.equal(await store.getFederatedToken(live[0]!.jti), null);
+      assert.equal(await store.purgeExpiredOnce(clock.now()), 0);
+    });
+
+    it('disableIssuer racing exchanges (on another handle when the backend has one): every recorded token is revoked', async () => {
+      const second = another ? await another() : store;
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id);
+      const iss = issuerRecord();
+      await store.createIssuer(iss, auditInput('issuer.registered'));
+      const tokens = Array.from({ length: 40 }, () => fedToken(iss.id, t));
+      const [outcomes, disabled] = await Promise.all([
+        Promise.all(tokens.map((tok, i) => (i % 2 ? second : store).recordFederatedToken(tok, { key: `subject:${tok.jti}`, expiresAt: clock.now() + 60_000 }, auditInput('token.issued')))),
+        (async () => {
+          await new Promise((ok) => setImmediate(ok));
+          return second.disableIssuer(iss.id, clock.now(), { revokeIssued: true }, (r) => auditInput('issuer.disabled', { data: { tokens_revoked: r.tokens } }));
+        })(),
+      ]);
+      assert.ok(disabled);
+      const recorded = tokens.filter((_, i) => outcomes[i] === 'recorded');
+      assert.equal(outcomes.filter((o) => o !== 'recorded' && o !== 'issuer_inactive').length, 0);
+      assert.equal(disabled.revokedTokens, recorded.length, 'the count is what was cut off');
+      for (const tok of recorded) assert.notEqual((await store.getFederatedToken(tok.jti))!.revokedAt, null, 'nothing recorded survives the removal');
+      for (const tok of tokens.filter((_, i) => outcomes[i] !== 'recorded')) assert.equal(await store.getFederatedToken(tok.jti), null);
     });
 
     // approvals, break-glass, presence leases

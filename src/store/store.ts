@@ -3,6 +3,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  FederatedTokenRecord,
   IssuerRecord,
   ToolLabelsRecord,
   OperatorRecord,
@@ -75,7 +76,7 @@ export interface Store {
    * Returns true the first time, false on every later call while it is remembered.
    */
   useOnce(key: string, expiresAt: number, audit: AuditInput | null): Promise<boolean>;
-  /** Forgets one-time identifiers whose expiry is past (they can no longer verify anyway). */
+  /** Forgets one-time identifiers, and federated token records, whose expiry is past (they can no longer verify anyway). */
   purgeExpiredOnce(now: number): Promise<number>;
 
   // decisions
@@ -139,8 +140,30 @@ export interface Store {
   /** The active issuer whose `issuer` is exactly this string. */
   findActiveIssuer(issuer: string): Promise<IssuerRecord | null>;
   listIssuers(): Promise<IssuerRecord[]>;
-  /** Disables an active issuer; false when it does not exist or is disabled already. */
-  disableIssuer(id: string, now: number, audit: AuditInput): Promise<boolean>;
+  /**
+   * Disables an active issuer; null when it does not exist or is disabled already. With
+   * `revokeIssued`, in the same transaction, revokes every federated task token it
+   * issued that is still live (unexpired, of an active unexpired task) and returns how
+   * many; `audit` is given that count (and the tasks concerned) to record it.
+   */
+  disableIssuer(
+    id: string,
+    now: number,
+    options: { revokeIssued: boolean },
+    audit: (revoked: { tokens: number; taskIds: string[] }) => AuditInput,
+  ): Promise<{ revokedTokens: number; taskIds: string[] } | null>;
+  /**
+   * Records a task token issued through `token.issuerId`, with `audit`, in one
+   * transaction, only while that issuer is active (a removal that commits first wins:
+   * 'issuer_inactive', nothing written). With `replay`, the key is spent in the same
+   * transaction; 'replayed' (nothing written) when it was spent already.
+   */
+  recordFederatedToken(
+    token: FederatedTokenRecord,
+    replay: { key: string; expiresAt: number } | null,
+    audit: AuditInput,
+  ): Promise<'recorded' | 'replayed' | 'issuer_inactive'>;
+  getFederatedToken(jti: string): Promise<FederatedTokenRecord | null>;
 
   // approvals (src/approvals): every change writes its audit entries in the same transaction
   /** Writes the `approval_required` decision, the approval and `audit` (decision, approval.requested) in one transaction. */

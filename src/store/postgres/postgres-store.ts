@@ -9,6 +9,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  FederatedTokenRecord,
   IssuerRecord,
   ToolLabelsRecord,
   OperatorRecord,
@@ -47,7 +48,7 @@ import {
   toPresence,
   toReview,
 } from '../escalation-rows.js';
-import { ISSUER_COLUMNS, issuerParams, toIssuer } from '../issuer-rows.js';
+import { FEDERATED_TOKEN_COLUMNS, federatedTokenParams, ISSUER_COLUMNS, issuerParams, toFederatedToken, toIssuer } from '../issuer-rows.js';
 
 export interface PostgresStoreOptions {
   connectionString: string;
@@ -611,7 +612,8 @@ export class PostgresStore implements Store {
   }
 
   async purgeExpiredOnce(now: number): Promise<number> {
-    return (await this.exec('DELETE FROM once_keys WHERE expires_at < $1', [now])).rowCount ?? 0;
+    const once = (await this.exec('DELETE FROM once_keys WHERE expires_at < $1', [now])).rowCount ?? 0;
+    return once + ((await this.exec('DELETE FROM federated_tokens WHERE expires_at < $1', [now])).rowCount ?? 0);
   }
 
   // --- decisions -----------------------------------------------------------------
@@ -824,13 +826,58 @@ export class PostgresStore implements Store {
     return (await this.rows('SELECT * FROM trusted_issuers ORDER BY created_at, id')).map(toIssuer);
   }
 
-  async disableIssuer(id: string, now: number, audit: AuditInput): Promise<boolean> {
+  async disableIssuer(
+    id: string,
+    now: number,
+    options: { revokeIssued: boolean },
+    audit: (revoked: { tokens: number; taskIds: string[] }) => AuditInput,
+  ): Promise<{ revokedTokens: number; taskIds: string[] } | null> {
     return this.tx(async (c) => {
+      // The row lock taken here waits for every exchange holding the issuer row FOR SHARE
+      // (recordFederatedToken); the next statement's snapshot then sees their tokens.
       const r = await c.query(`UPDATE trusted_issuers SET status = 'disabled', disabled_at = $1 WHERE id = $2 AND status = 'active'`, [now, id]);
-      if (r.rowCount !== 1) return false;
-      await this.appendInTx(c, [audit]);
-      return true;
+      if (r.rowCount !== 1) return null;
+      let revoked: { jti: string; task_id: string }[] = [];
+      if (options.revokeIssued) {
+        revoked = (
+          await c.query<{ jti: string; task_id: string }>(
+            `UPDATE federated_tokens SET revoked_at = $1
+             WHERE issuer_id = $2 AND revoked_at IS NULL AND expires_at > $1
+               AND task_id IN (SELECT id FROM tasks WHERE status = 'active' AND expires_at > $1)
+             RETURNING jti, task_id`,
+            [now, id],
+          )
+        ).rows;
+      }
+      const taskIds = [...new Set(revoked.map((t) => t.task_id))].sort();
+      await this.appendInTx(c, [audit({ tokens: revoked.length, taskIds })]);
+      return { revokedTokens: revoked.length, taskIds };
     });
+  }
+
+  async recordFederatedToken(
+    token: FederatedTokenRecord,
+    replay: { key: string; expiresAt: number } | null,
+    audit: AuditInput,
+  ): Promise<'recorded' | 'replayed' | 'issuer_inactive'> {
+    return this.tx(async (c) => {
+      // FOR SHARE: a concurrent removal either committed first (seen as disabled here) or
+      // waits for this transaction and then revokes the token it wrote
+      const active = await c.query(`SELECT 1 FROM trusted_issuers WHERE id = $1 AND status = 'active' FOR SHARE`, [token.issuerId]);
+      if (active.rowCount !== 1) return 'issuer_inactive';
+      if (replay) {
+        const r = await c.query('INSERT INTO once_keys (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [replay.key, replay.expiresAt]);
+        if (r.rowCount !== 1) return 'replayed';
+      }
+      await c.query(`INSERT INTO federated_tokens (${FEDERATED_TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, federatedTokenParams(token));
+      await this.appendInTx(c, [audit]);
+      return 'recorded';
+    });
+  }
+
+  async getFederatedToken(jti: string): Promise<FederatedTokenRecord | null> {
+    const r = await this.row('SELECT * FROM federated_tokens WHERE jti = $1', [jti]);
+    return r ? toFederatedToken(r) : null;
   }
 
   // --- approvals -----------------------------------------------------------------

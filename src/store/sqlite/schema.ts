@@ -207,4 +207,18 @@ export const SQLITE_MIGRATIONS: string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // task tokens issued through a trusted issuer: removing the issuer ends them (src/identity/token-exchange.ts)
+  `
+  CREATE TABLE federated_tokens (
+    jti TEXT PRIMARY KEY,
+    issuer_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX federated_tokens_issuer ON federated_tokens(issuer_id, expires_at);
+  CREATE INDEX federated_tokens_expiry ON federated_tokens(expires_at);
+  `,
 ];

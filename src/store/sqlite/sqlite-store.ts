@@ -9,6 +9,7 @@ import type {
   AuditEntry,
   AuditInput,
   DecisionRecord,
+  FederatedTokenRecord,
   IssuerRecord,
   ToolLabelsRecord,
   OperatorRecord,
@@ -47,7 +48,7 @@ import {
   toPresence,
   toReview,
 } from '../escalation-rows.js';
-import { ISSUER_COLUMNS, issuerParams, toIssuer } from '../issuer-rows.js';
+import { FEDERATED_TOKEN_COLUMNS, federatedTokenParams, ISSUER_COLUMNS, issuerParams, toFederatedToken, toIssuer } from '../issuer-rows.js';
 
 export interface SqliteStoreOptions {
   /** a file path, or `:memory:` */
@@ -414,7 +415,9 @@ export class SqliteStore implements Store {
   }
 
   async purgeExpiredOnce(now: number): Promise<number> {
-    return this.write(() => this.stmt('DELETE FROM once_keys WHERE expires_at < ?').run(now).changes);
+    return this.write(
+      () => this.stmt('DELETE FROM once_keys WHERE expires_at < ?').run(now).changes + this.stmt('DELETE FROM federated_tokens WHERE expires_at < ?').run(now).changes,
+    );
   }
 
   // --- decisions ---------------------------------------------------------------
@@ -580,13 +583,51 @@ export class SqliteStore implements Store {
     return this.guard(() => (this.stmt('SELECT * FROM trusted_issuers ORDER BY created_at, id').all() as Row[]).map(toIssuer));
   }
 
-  async disableIssuer(id: string, now: number, audit: AuditInput): Promise<boolean> {
+  async disableIssuer(
+    id: string,
+    now: number,
+    options: { revokeIssued: boolean },
+    audit: (revoked: { tokens: number; taskIds: string[] }) => AuditInput,
+  ): Promise<{ revokedTokens: number; taskIds: string[] } | null> {
     return this.write(() => {
       const r = this.stmt(`UPDATE trusted_issuers SET status = 'disabled', disabled_at = ? WHERE id = ? AND status = 'active'`).run(now, id);
-      if (r.changes !== 1) return false;
-      this.appendInTx([audit]);
-      return true;
+      if (r.changes !== 1) return null;
+      let revoked: { jti: string; task_id: string }[] = [];
+      if (options.revokeIssued) {
+        revoked = this.stmt(
+          `UPDATE federated_tokens SET revoked_at = ?
+           WHERE issuer_id = ? AND revoked_at IS NULL AND expires_at > ?
+             AND task_id IN (SELECT id FROM tasks WHERE status = 'active' AND expires_at > ?)
+           RETURNING jti, task_id`,
+        ).all(now, id, now, now) as { jti: string; task_id: string }[];
+      }
+      const taskIds = [...new Set(revoked.map((t) => t.task_id))].sort();
+      this.appendInTx([audit({ tokens: revoked.length, taskIds })]);
+      return { revokedTokens: revoked.length, taskIds };
     });
+  }
+
+  async recordFederatedToken(
+    token: FederatedTokenRecord,
+    replay: { key: string; expiresAt: number } | null,
+    audit: AuditInput,
+  ): Promise<'recorded' | 'replayed' | 'issuer_inactive'> {
+    return this.write(() => {
+      // IMMEDIATE: a removal is either fully before (seen here) or fully after (revokes this row)
+      if (!this.stmt(`SELECT 1 FROM trusted_issuers WHERE id = ? AND status = 'active'`).get(token.issuerId)) return 'issuer_inactive';
+      if (replay) {
+        const r = this.stmt('INSERT INTO once_keys (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run(replay.key, replay.expiresAt);
+        if (r.changes !== 1) return 'replayed';
+      }
+      this.stmt(`INSERT INTO federated_tokens (${FEDERATED_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`).run(...federatedTokenParams(token));
+      this.appendInTx([audit]);
+      return 'recorded';
+    });
+  }
+
+  async getFederatedToken(jti: string): Promise<FederatedTokenRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM federated_tokens WHERE jti = ?').get(jti) as Row | undefined);
+    return row ? toFederatedToken(row) : null;
   }
 
   // --- approvals -----------------------------------------------------------------
