@@ -87,7 +87,36 @@ describe('writ issuer / token-exchange / delegate (CLI)', () => {
     const shown = ok(await cli(['task', 'show', task.id]));
     assert.equal(shown.tree.children[0].id, child.id);
 
-    const removed = ok(await cli(['issuer', 'remove', added.id]));
+    // --keep-issued: the issuer is gone, the task token obtained through it still works
+    assert.equal((await cli(['issuer', 'remove', added.id, '--keep-issued=yes'])).code, 2, 'a switch takes no value');
+    const removed = ok(await cli(['issuer', 'remove', added.id, '--keep-issued']));
     assert.equal(removed.status, 'disabled');
+    assert.equal(removed.keep_issued, true);
+    assert.equal(removed.tokens_revoked, 0);
+    const authorize = (token: string) => env.admin.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: 'https://tools.example/github' }, { token });
+    assert.equal((await authorize(tok.access_token)).body.decision, 'allow');
+  });
+
+  it('`issuer remove` ends the task tokens obtained through the issuer and says how many', async () => {
+    const rule = JSON.stringify({ claims: { sub: 'repo:acme/web:ref:refs/heads/main', 'https://ci.acme.test/claims/repository': 'acme/web' }, agent_id: env.agent.id });
+    const added = ok(await cli(['issuer', 'add', '--issuer', 'https://ci2.acme.test', '--audience', 'writ', '--jwks-uri', jwksUrl, '--rule', rule]));
+    const task = await env.createTask();
+    const now = Math.floor(Date.now() / 1000);
+    const subject = await new SignJWT({ 'https://ci.acme.test/claims/repository': 'acme/web' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'ci-1' })
+      .setIssuer('https://ci2.acme.test')
+      .setSubject('repo:acme/web:ref:refs/heads/main')
+      .setAudience('writ')
+      .setExpirationTime(now + 300)
+      .sign(key.privateKey);
+    const tok = ok(await cli(['token-exchange', '--subject-token', subject, '--task', task.id]));
+    const authorize = () => env.admin.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: 'https://tools.example/github' }, { token: tok.access_token });
+    assert.equal((await authorize()).body.decision, 'allow');
+    const removed = ok(await cli(['issuer', 'remove', added.id]));
+    assert.equal(removed.keep_issued, false);
+    assert.equal(removed.tokens_revoked, 1);
+    const after = await authorize();
+    assert.equal(after.status, 401);
+    assert.equal(after.body.error.code, 'issuer_removed');
   });
 });
