@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_POLICY } from '../src/policy/schema.js';
-import { Api, backends, setup } from './helpers/harness.js';
+import { Api, backends, makeAgentKeys, setup, type AgentKeys } from './helpers/harness.js';
 
 /**
  * Issue 10, "what is judged is what is done": argument keys, argument shapes,
@@ -152,6 +152,92 @@ when { context.args.hasTag(context.task.intent) };
         } finally {
           assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: POLICY })).status, 200);
         }
+      });
+    });
+
+    describe('delegation never widens through empty or missing lists (item 2)', () => {
+      let serial = 0;
+      async function newAgent(name: string): Promise<AgentKeys> {
+        const a = await makeAgentKeys(`spiffe://acme.test/agent/${name}-${++serial}`);
+        const r = await env.admin.call('POST', '/v1/agents', { id: a.id, name, jwks: { keys: [a.publicJwk] } });
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+        return a;
+      }
+      const PARENT = { tools: ['db.*'], resources: ['db:staging/*'], destinations: ['db.staging.internal:5432'] };
+      const childScopes: [string, Record<string, unknown>][] = [
+        ['empty lists', { tools: ['db.query'], resources: [], destinations: [] }],
+        ['lists left out', { tools: ['db.query'] }],
+        ['empty resources only', { tools: ['db.query'], resources: [], destinations: ['db.staging.internal:5432'] }],
+        ['empty destinations only', { tools: ['db.query'], resources: ['db:staging/reports'], destinations: [] }],
+      ];
+      for (const [name, scope] of childScopes) {
+        it(`a child with ${name} inherits the parent's bound: no resource or destination is refused as for the parent`, async () => {
+          const parent = await env.createTask({ scope: PARENT, max_actions: 20 });
+          const pToken = await env.taskToken(parent.id);
+          const pApi = new Api(env.url, pToken);
+          // the parent itself is refused an action naming no resource
+          const pr = await pApi.call('POST', '/v1/authorize', { tool: 'db.query', arguments: {}, audience: AUD });
+          assert.equal(pr.body.reasons?.[0]?.code, 'resource_required', JSON.stringify(pr.body));
+
+          const b = await newAgent('child');
+          const d = await pApi.call('POST', `/v1/tasks/${parent.id}/delegations`, { agent_id: b.id, intent: 'query staging', scope, ttl_seconds: 300, max_actions: 5 });
+          assert.equal(d.status, 201, JSON.stringify(d.body));
+          const want = {
+            resources: (scope.resources as string[] | undefined)?.length ? scope.resources : PARENT.resources,
+            destinations: (scope.destinations as string[] | undefined)?.length ? scope.destinations : PARENT.destinations,
+          };
+          assert.deepEqual(d.body.scope.resources, want.resources);
+          assert.deepEqual(d.body.scope.destinations, want.destinations);
+          // stored so: the operator's view and the store agree
+          const stored = await env.store.getTask(d.body.id);
+          assert.deepEqual(stored!.scope.resources, want.resources);
+          assert.deepEqual(stored!.scope.destinations, want.destinations);
+
+          const cApi = new Api(env.url, await env.taskToken(d.body.id, b));
+          const decide = (extra: Record<string, unknown>) => cApi.call('POST', '/v1/authorize', { tool: 'db.query', arguments: {}, audience: AUD, ...extra });
+          const dest = { destination: (want.destinations as string[])[0] };
+          const res = { resource: (want.resources as string[])[0]!.replace('*', 'reports') };
+          assert.equal((await decide(dest)).body.reasons?.[0]?.code, 'resource_required');
+          assert.equal((await decide(res)).body.reasons?.[0]?.code, 'destination_required');
+          assert.equal((await decide({ ...dest, resource: 'db:prod/users' })).body.reasons?.[0]?.code, 'resource_out_of_scope');
+          assert.equal((await decide({ ...res, destination: 'db.prod.internal:5432' })).body.reasons?.[0]?.code, 'destination_out_of_scope');
+          const ok = await decide({ ...res, ...dest });
+          assert.equal(ok.body.decision, 'allow', JSON.stringify(ok.body));
+        });
+      }
+
+      it('a grandchild with empty lists inherits through the chain; a root task with [] still may name none', async () => {
+        const parent = await env.createTask({ scope: PARENT, max_actions: 20 });
+        const pApi = new Api(env.url, await env.taskToken(parent.id));
+        const b = await newAgent('mid');
+        const c = await newAgent('leaf');
+        const d1 = await pApi.call('POST', `/v1/tasks/${parent.id}/delegations`, { agent_id: b.id, intent: 'mid', scope: { tools: ['db.*'], resources: ['db:staging/a*'] }, ttl_seconds: 300, max_actions: 5 });
+        assert.equal(d1.status, 201, JSON.stringify(d1.body));
+        const bApi = new Api(env.url, await env.taskToken(d1.body.id, b));
+        const d2 = await bApi.call('POST', `/v1/tasks/${d1.body.id}/delegations`, { agent_id: c.id, intent: 'leaf', scope: { tools: ['db.query'], resources: [], destinations: [] }, ttl_seconds: 200, max_actions: 2 });
+        assert.equal(d2.status, 201, JSON.stringify(d2.body));
+        assert.deepEqual(d2.body.scope.resources, ['db:staging/a*']);
+        assert.deepEqual(d2.body.scope.destinations, PARENT.destinations);
+        const cApi = new Api(env.url, await env.taskToken(d2.body.id, c));
+        const r = await cApi.call('POST', '/v1/authorize', { tool: 'db.query', arguments: {}, audience: AUD, destination: PARENT.destinations[0] });
+        assert.equal(r.body.reasons?.[0]?.code, 'resource_required', JSON.stringify(r.body));
+        const r2 = await cApi.call('POST', '/v1/authorize', { tool: 'db.query', arguments: {}, audience: AUD, destination: PARENT.destinations[0], resource: 'db:staging/b1' });
+        assert.equal(r2.body.reasons?.[0]?.code, 'resource_out_of_scope', JSON.stringify(r2.body));
+
+        // a root task: [] means the task may name none (and naming one is out of scope)
+        const root = await env.createTask({ scope: { tools: ['db.*'], resources: [], destinations: [] } });
+        const rApi = new Api(env.url, await env.taskToken(root.id));
+        assert.equal((await rApi.call('POST', '/v1/authorize', { tool: 'db.query', arguments: {}, audience: AUD })).body.decision, 'allow');
+        const named = await rApi.call('POST', '/v1/authorize', { tool: 'db.query', arguments: {}, audience: AUD, resource: 'db:staging/x' });
+        assert.equal(named.body.reasons?.[0]?.code, 'resource_out_of_scope', JSON.stringify(named.body));
+      });
+
+      it('a child of a root task with [] that names a resource is refused (scope_not_subset)', async () => {
+        const root = await env.createTask({ scope: { tools: ['db.*'], resources: [], destinations: [] } });
+        const rApi = new Api(env.url, await env.taskToken(root.id));
+        const b = await newAgent('wider');
+        const d = await rApi.call('POST', `/v1/tasks/${root.id}/delegations`, { agent_id: b.id, intent: 'x', scope: { tools: ['db.query'], resources: ['db:prod/*'] }, ttl_seconds: 60, max_actions: 1 });
+        assertError(d, 403, 'scope_not_subset');
       });
     });
 

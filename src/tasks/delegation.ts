@@ -82,6 +82,22 @@ export async function lineageOf(store: Store, task: TaskRecord): Promise<Lineage
   return lineage;
 }
 
+/**
+ * A child's missing or empty `resources` / `destinations` list inherits its parent's.
+ * On a root task `[]` means "may name none", and an action naming none passes the scope
+ * check; read that way on a child, `[]` would let it act with no resource where its
+ * parent is refused (`resource_required`): wider, not narrower. So on a child `[]`
+ * means "inherit": the child is never less bounded than its parent. (`tools` is never
+ * empty: the schema asks for at least one.)
+ */
+export function inheritBounds(parent: TaskScope, child: TaskScope): TaskScope {
+  return {
+    tools: child.tools,
+    resources: child.resources.length > 0 ? child.resources : [...parent.resources],
+    destinations: child.destinations.length > 0 ? child.destinations : [...parent.destinations],
+  };
+}
+
 function refuse(code: string, message: string, details?: unknown): WritError {
   return new WritError(code, message, 403, { details });
 }
@@ -133,7 +149,8 @@ export async function delegate(
   if (depth > config.maxDelegationDepth) {
     return refused(refuse('depth_exceeded', `the sub-task would be at depth ${depth}; the limit is ${config.maxDelegationDepth}`));
   }
-  const excess = await scopeExcessCooperative(parent.scope, input.scope);
+  const scope = inheritBounds(parent.scope, input.scope);
+  const excess = await scopeExcessCooperative(parent.scope, scope);
   if (excess.length > 0) {
     const what = excess.map((e) => `${e.field} ${e.patterns.map((p) => `\`${p}\``).join(', ')}`).join('; ');
     return refused(refuse('scope_not_subset', `the sub-task scope is not within the parent's: ${what}`.slice(0, 1000), { excess }));
@@ -154,7 +171,7 @@ export async function delegate(
     agentId: target.id,
     owner: root.owner,
     intent: input.intent,
-    scope: input.scope,
+    scope,
     status: 'active',
     createdAt: now,
     expiresAt,

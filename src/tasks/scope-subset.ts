@@ -46,8 +46,9 @@ export interface ScopeExcess {
 
 /**
  * The child scope's patterns that no parent pattern covers, per field; empty when the
- * child scope is within the parent's. An empty child list (the child may name no
- * resource, or no destination) is always within.
+ * child scope is within the parent's. Delegation never hands this an empty child
+ * `resources`/`destinations` list: an empty one inherits the parent's first
+ * (`inheritBounds` in delegation.ts), since on a root task `[]` is a bound, not "none".
  */
 export function scopeExcess(parent: TaskScope, child: TaskScope): ScopeExcess[] {
   const steps = excessSteps(parent, child);
