@@ -30,9 +30,9 @@ export interface WritKit {
     set: LoadedPolicySet,
   ): Promise<{ facts: RequestFacts; problem: Reason | null }>;
   /** The `decision` audit entry of a decision, with `extra` data (approval id, break-glass flag). */
-  decisionAudit(d: DecisionRecord, extra?: Record<string, unknown>): AuditInput;
+  decisionAudit(d: DecisionRecord, extra?: Record<string, unknown>, args?: Record<string, unknown>): AuditInput;
   /** Writes a decision that takes no budget (a deny, an approval_required) through the group commit. */
-  recordDecision(d: DecisionRecord, extra?: Record<string, unknown>): Promise<void>;
+  recordDecision(d: DecisionRecord, extra?: Record<string, unknown>, args?: Record<string, unknown>): Promise<void>;
   /** Signs and commits an allow (budget guarded; with `approval`, the approval is used in the same transaction). */
   issueAllow(ctx: { task: TaskRecord; agent: AgentRecord }, base: DecisionRecord, options: AllowOptions): Promise<AuthorizeResult>;
   securityEvent(type: string, actor: string, data: Record<string, unknown>, ids?: { taskId?: string; agentId?: string; decisionId?: string }): Promise<void>;
@@ -47,4 +47,6 @@ export interface AllowOptions {
   approval?: { id: string; audit: AuditInput };
   /** the allow holds only because of this break-glass: the token and the audit entry are flagged */
   breakGlassId?: string;
+  /** the arguments as asked, kept in the decision's audit entry as WRIT_AUDIT_ARGS says */
+  arguments?: Record<string, unknown>;
 }

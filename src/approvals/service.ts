@@ -165,7 +165,7 @@ export class ApprovalService {
       reviews: [],
     };
     await store.createApproval(approval, decision, [
-      this.kit.decisionAudit(decision, { approval_id: approval.id }),
+      this.kit.decisionAudit(decision, { approval_id: approval.id }, action.arguments),
       {
         type: 'approval.requested',
         actor: `agent:${ctx.agent.id}`,
@@ -305,7 +305,7 @@ export class ApprovalService {
     });
     const denied = async (reasons: Reason[], policies: string[] = []): Promise<AgentApprovalRead> => {
       const d: DecisionRecord = { ...base, reasons, policies };
-      await this.kit.recordDecision(d, { approval_id: a.id });
+      await this.kit.recordDecision(d, { approval_id: a.id }, action.arguments);
       return { ...agentApprovalView(a), decision: 'deny', decision_id: d.id, reasons };
     };
     if (ctx.task.status !== 'active' || ctx.task.expiresAt <= now) return denied([{ code: 'task_not_active', message: `task \`${ctx.task.id}\` is not active` }]);
@@ -323,6 +323,7 @@ export class ApprovalService {
     }
     const approvers = a.reviews.filter((r) => r.verdict === 'approve').map((r) => r.approver);
     const result = await this.kit.issueAllow(ctx, base, {
+      arguments: action.arguments,
       policies: e.policies,
       reasons: [{ code: 'approved', message: `approved by ${approvers.join(', ')} (approval \`${a.id}\`)` }],
       approval: {

@@ -7,6 +7,7 @@ import { Writ } from '../service/writ.js';
 import { flag, parseArgs, UsageError } from './args.js';
 import { federationConfigFromEnv } from './federation-env.js';
 import { escalationConfigFromEnv } from './escalation-env.js';
+import { auditConfigFromEnv } from './audit-env.js';
 
 export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json]';
 
@@ -23,6 +24,7 @@ export async function serve(argv: string[]): Promise<void> {
   const kek = process.env.WRIT_KEY_ENCRYPTION_KEY || undefined;
   const writ = new Writ(store, {
     ...escalationConfigFromEnv(process.env),
+    ...auditConfigFromEnv(process.env),
     ...federationConfigFromEnv(process.env),
     ...(kek ? { keyEncryptionKey: kek } : {}),
     issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,

@@ -1,3 +1,4 @@
+import type { AuditArgsMode, MaskRule } from '../audit/mask-arguments.js';
 import { MAX_ACTION_TOKEN_TTL_SECONDS, MAX_TASK_TOKEN_TTL_SECONDS } from '../tokens/token-types.js';
 
 export interface WritConfig {
@@ -43,6 +44,10 @@ export interface WritConfig {
   presenceInitialTtlSeconds: number;
   /** seals private signing keys at rest (WRIT_KEY_ENCRYPTION_KEY, at least 32 characters); unset: stored as plain JWK */
   keyEncryptionKey?: string;
+  /** audit: what decision entries keep of the arguments (WRIT_AUDIT_ARGS: full, masked, digest) */
+  auditArgs: AuditArgsMode;
+  /** audit: paths masked per tool in `masked` mode (WRIT_AUDIT_MASK) */
+  auditMaskRules: MaskRule[];
 }
 
 export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
@@ -65,6 +70,8 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   breakGlassWebhookTimeoutMs: 2000,
   presenceMaxTtlSeconds: 300,
   presenceInitialTtlSeconds: 300,
+  auditArgs: 'masked',
+  auditMaskRules: [],
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {

@@ -1,6 +1,7 @@
 import { decodeProtectedHeader } from 'jose';
 import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
+import { auditArguments } from '../audit/mask-arguments.js';
 import { checkpointClaims, CHECKPOINT_TYP, verifyCheckpoint } from '../audit/checkpoint.js';
 import { verifyChain, type ChainReport } from '../audit/verify-chain.js';
 import { epochSeconds, systemClock, type Clock } from '../core/clock.js';
@@ -137,9 +138,9 @@ export class Writ {
       policy: this.policy,
       currentPolicy: () => this.currentPolicy(),
       requestFacts: (ctx, action, argsDigest, now, set) => this.requestFacts(ctx, action, argsDigest, now, set),
-      decisionAudit: (d, extra) => this.decisionAudit(d, extra),
-      recordDecision: async (d, extra) => {
-        await this.committer.submit({ decision: d, audit: this.decisionAudit(d, extra) });
+      decisionAudit: (d, extra, args) => this.decisionAudit(d, extra, args),
+      recordDecision: async (d, extra, args) => {
+        await this.committer.submit({ decision: d, audit: this.decisionAudit(d, extra, args) });
       },
       issueAllow: (ctx, base, options) => this.issueAllow(ctx, base, options),
       securityEvent: (type, actor, data, ids) => this.securityEvent(type, actor, data, ids),
@@ -598,7 +599,7 @@ export class Writ {
 
     const deny = async (reasons: Reason[], policies: string[] = []): Promise<AuthorizeResult> => {
       const d: DecisionRecord = { ...base, reasons, policies };
-      await this.committer.submit({ decision: d, audit: this.decisionAudit(d) });
+      await this.committer.submit({ decision: d, audit: this.decisionAudit(d, {}, action.arguments) });
       return { decision: 'deny', decision_id: decisionId, reasons };
     };
 
@@ -628,6 +629,7 @@ export class Writ {
       breakGlassId = esc.breakGlassId;
     }
     return this.issueAllow(ctx, base, {
+      arguments: action.arguments,
       policies: evaluation.policies,
       ...(breakGlassId ? { breakGlassId, reasons: [{ code: 'break_glass', message: `allowed only under break-glass \`${breakGlassId}\`` }] } : {}),
     });
@@ -705,7 +707,7 @@ export class Writ {
             : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
     const result = await this.committer.submit({
       decision: allowed,
-      audit: this.decisionAudit(allowed, flags),
+      audit: this.decisionAudit(allowed, flags, options.arguments),
       guard: { taskId: task.id },
       ...(options.approval ? { approval: options.approval } : {}),
       // The break-glass this allow relies on must still be active when it commits.
@@ -713,7 +715,7 @@ export class Writ {
       // Another request took the last unit, or the task ended, or the approval was used, since it was read.
       fallback: (why) => {
         const denied: DecisionRecord = { ...base, reasons: fallbackReasons(why) };
-        return { decision: denied, audit: this.decisionAudit(denied, approvalRef) };
+        return { decision: denied, audit: this.decisionAudit(denied, approvalRef, options.arguments) };
       },
     });
     if (result.written === 'fallback') {
@@ -723,7 +725,10 @@ export class Writ {
   }
 
   /** The `decision` audit entry; `extra` adds `approval_id`, `break_glass: true` and its id where they apply. */
-  private decisionAudit(d: DecisionRecord, extra: Record<string, unknown> = {}): AuditInput {
+  private decisionAudit(d: DecisionRecord, extra: Record<string, unknown> = {}, args?: Record<string, unknown>): AuditInput {
+    // The arguments as asked, for investigators (masked as configured); `args_digest`
+    // always covers them unmasked.
+    const kept = args === undefined ? undefined : auditArguments(args, d.tool, this.config.auditArgs, this.config.auditMaskRules);
     return {
       type: 'decision',
       actor: `agent:${d.agentId}`,
@@ -742,6 +747,7 @@ export class Writ {
         reasons: d.reasons,
         token_jti: d.tokenJti,
         token_exp: d.tokenExpiresAt,
+        ...(kept !== undefined ? { arguments: kept } : {}),
         ...extra,
       },
     };
