@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { checkPolicyText } from '../src/policy/engine.js';
 import { parseDocBlocks, sessionScript, type DocBlock } from './helpers/doc-blocks.js';
 import { REPO, spawnGroup } from './helpers/serve-process.js';
 
@@ -102,12 +103,71 @@ function count(text: string, pattern: RegExp): number {
 
 // the sessions are independent (own server, port and directories): run them side by side
 describe('the documentation runs as written', { concurrency: true }, () => {
-  it('every code block in README.md and docs/ is marked run, setup, file or skip', () => {
+  it('every code block in README.md and docs/ is marked run, setup, file, policy or skip', () => {
     const readme = blocksOf('README.md');
     assert.equal(readme.filter((b) => b.kind === 'setup').length, 1, 'README.md has one setup block');
     for (const f of docFiles) assert.equal(blocksOf(f).filter((b) => b.kind === 'setup').length, 0, `${f}: only the README has a setup block`);
     assert.ok(readme.filter((b) => b.kind === 'run').length >= 4, 'the walkthrough, curl, SDK and stop blocks run');
     assert.ok(readme.some((b) => b.kind === 'file' && b.lang === 'ts'), 'the SDK snippet runs');
+  });
+
+  it('the marker parser refuses unmarked blocks, stray markers, skips without a reason and non-shell runs', () => {
+    const md = [
+      '<!-- doc-test: run -->',
+      '```sh',
+      'echo one',
+      '```',
+      '```sh',
+      'echo unmarked',
+      '```',
+      '<!-- doc-test: skip -->',
+      '```json',
+      '{}',
+      '```',
+      '<!-- doc-test: run -->',
+      '```ts',
+      'let x = 1;',
+      '```',
+      '<!-- doc-test: run -->',
+      'some prose',
+      '<!-- doc-test: file $WRIT_DIR/a.txt -->',
+      '',
+      '~~~text',
+      'a ``` inside',
+      '~~~',
+      '<!-- doc-test: run -->',
+    ].join('\n');
+    const { blocks, errors } = parseDocBlocks(md, 'x.md');
+    assert.deepEqual(errors, [
+      'x.md:5: a code block without a doc-test marker (run, setup, file PATH, policy or skip (why))',
+      'x.md:8: `skip` needs a reason: <!-- doc-test: skip (why) -->',
+      'x.md:13: only shell blocks can be run (this one is `ts`)',
+      'x.md:16: a doc-test marker not directly before a code block',
+      'x.md:23: a doc-test marker with no code block after it',
+    ]);
+    assert.deepEqual(blocks.map((b) => [b.kind, b.line, b.body]), [
+      ['run', 2, 'echo one\n'],
+      ['skip', 9, '{}\n'],
+      ['run', 13, 'let x = 1;\n'],
+      ['file', 20, 'a ``` inside\n'],
+    ]);
+    // a file block becomes a quoted here-document: the body is written as is, the path expanded
+    assert.equal(sessionScript([blocks[3]!]), `# --- x.md:20 (file) ---\ncat > "$WRIT_DIR/a.txt" <<'WRIT_DOC_TEST_EOF'\na \`\`\` inside\nWRIT_DOC_TEST_EOF\n`);
+  });
+
+  it('every Cedar policy shown is accepted by `writ policy set` (parses, validates strictly against the schema)', () => {
+    const policies = ['README.md', ...docFiles].flatMap(blocksOf).filter((b) => b.kind === 'policy');
+    assert.ok(policies.length >= 5);
+    for (const b of policies) {
+      let ids: string[] = [];
+      try {
+        ids = checkPolicyText(b.body).ids;
+      } catch (err) {
+        const e = err as { message: string; details?: unknown };
+        assert.fail(`${b.file}:${b.line}: ${e.message} ${JSON.stringify(e.details ?? '')}`);
+      }
+      assert.ok(ids.length > 0 && ids.every((id) => !/^policy\d+$/.test(id)), `${b.file}:${b.line}: every policy shown has an @id`);
+    }
   });
 
   it('README.md: the walkthrough, the curl section and the SDK snippet', { timeout: SESSION_TIMEOUT_MS + 30_000 }, async () => {

@@ -9,13 +9,15 @@
  *                                      bash session (what a reader pasting into one terminal does)
  *   <!-- doc-test: file PATH -->       written to PATH (shell variables expanded) at that
  *                                      point of the session, byte for byte
+ *   <!-- doc-test: policy -->          Cedar: must parse and validate against Writ's schema
+ *                                      (strict), as `writ policy set` would accept it
  *   <!-- doc-test: skip (why) -->      not run: a fragment, a placeholder, a long-running
  *                                      process, an external dependency; the reason is required
  *
  * A fence without a marker is an error, so a new block has to be classified.
  */
 
-export type BlockKind = 'setup' | 'run' | 'file' | 'skip';
+export type BlockKind = 'setup' | 'run' | 'file' | 'policy' | 'skip';
 
 export interface DocBlock {
   file: string;
@@ -28,7 +30,7 @@ export interface DocBlock {
   body: string;
 }
 
-const MARKER = /^<!--\s*doc-test:\s*(setup|run|file|skip)\b\s*(.*?)\s*-->\s*$/;
+const MARKER = /^<!--\s*doc-test:\s*(setup|run|file|policy|skip)\b\s*(.*?)\s*-->\s*$/;
 const FENCE = /^(\s*)(`{3,}|~{3,})(.*)$/;
 
 export function parseDocBlocks(markdown: string, file: string): { blocks: DocBlock[]; errors: string[] } {
@@ -66,10 +68,11 @@ export function parseDocBlocks(markdown: string, file: string): { blocks: DocBlo
       .join('\n');
     const lang = info!.trim().split(/\s+/)[0] ?? '';
     if (!pending) {
-      errors.push(`${file}:${i + 1}: a code block without a doc-test marker (run, setup, file PATH or skip (why))`);
+      errors.push(`${file}:${i + 1}: a code block without a doc-test marker (run, setup, file PATH, policy or skip (why))`);
     } else {
       if (pending.kind === 'skip' && !/^\(.+\)$/.test(pending.arg)) errors.push(`${file}:${pending.line + 1}: \`skip\` needs a reason: <!-- doc-test: skip (why) -->`);
       if (pending.kind === 'file' && pending.arg === '') errors.push(`${file}:${pending.line + 1}: \`file\` needs a path`);
+      if (pending.kind === 'policy' && lang !== 'cedar') errors.push(`${file}:${i + 1}: a \`policy\` block is \`cedar\``);
       if ((pending.kind === 'run' || pending.kind === 'setup') && !['sh', 'bash', 'shell'].includes(lang)) {
         errors.push(`${file}:${i + 1}: only shell blocks can be run (this one is \`${lang || 'untyped'}\`)`);
       }
