@@ -239,7 +239,16 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
       const r = await raw(proxyUrl, { path, headers: bearer() });
       assert.equal(r.status, 403, `${path}: ${r.body}`);
     }
-    // `role[]=admin` is `role` (an array) to PHP, Rack and qs: policy sees it as `query.role`, an array
+    // a key policy reads, in a shape parsers read as a list or map: shown as such, and refused
+    const n0 = seen.length;
+    for (const path of ['/q?role[]=admin', '/q?role=user&role=admin', '/q?role=admin&role=user', '/q?role[x]=admin', '/q?role%5B%5D=admin', '/q?r%6Fle[]=admin', '/q?role[]=user']) {
+      const r = await raw(proxyUrl, { path, headers: bearer() });
+      assert.equal(r.status, 403, `${path}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).reasons[0].code, 'argument_type_mismatch', path);
+    }
+    assert.equal(seen.length, n0, 'none reached the upstream');
+    // `role[]=user` is `role` (an array) to PHP, Rack and qs: policy sees it as `query.role`, an array
+    await setPolicy('@id("no-admin-other")\nforbid (principal, action, resource == Writ::Tool::"h.any") when { context.args.hasTag("query.other") && context.args.getTag("query.other") == "admin" };');
     const ok = await raw(proxyUrl, { path: '/q?role[]=user&f[s]=1&x=a+b&x=c', headers: bearer() });
     assert.equal(ok.status, 200, ok.body);
     assert.equal(seen.at(-1)!.url, '/q?role%5B%5D=user&f%5Bs%5D=1&x=a%20b&x=c');
@@ -321,7 +330,11 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
       const r = await raw(proxyUrl, { method: 'POST', path: '/g/transfer?mode=x', headers: { ...bearer(), ...c.headers }, body: c.body, chunks: c.chunks });
       assert.equal(r.status, 200, `${JSON.stringify(c.headers)}: ${r.body}`);
     }
-    assert.deepEqual(guarded.map((g) => g.ok), cases.map(() => true));
+    // a path the proxy decodes and re-encodes reads the same at the guard
+    const enc = await raw(proxyUrl, { method: 'POST', path: '/g/caf%c3%a9/x%20y?q=a+b', headers: bearer() });
+    assert.equal(enc.status, 200, enc.body);
+    assert.equal(seen.at(-1)!.url, '/g/caf%C3%A9/x%20y?q=a%20b');
+    assert.deepEqual(guarded.map((g) => g.ok), [...cases.map(() => true), true]);
   });
 
   it('authenticates the task token, task state included, before reading a body', async () => {
@@ -456,9 +469,21 @@ describe('SDK HTTP guard: the action token binds the whole request', () => {
     assert.equal(none.status, 403);
   });
 
-  it('reads the query the way the proxy does, and refuses one parsers read differently', async () => {
+  it('reads the path and query the way the proxy does, and refuses ones parsers read differently', async () => {
     const r = await raw(url, { method: 'POST', path: '/transfer?a=1;b=2', headers: { 'writ-action-token': await authorize() } });
     assert.equal(r.status, 400);
     assert.equal(JSON.parse(r.body).error.code, 'invalid_query');
+    for (const path of ['/transfer;x=1', '/x/..;/transfer', '/x/%2e%2e/transfer', '/transfer%3b', '/x%2Ftransfer']) {
+      const p = await raw(url, { method: 'POST', path, headers: { 'writ-action-token': await authorize() } });
+      assert.equal(p.status, 400, path);
+      assert.equal(JSON.parse(p.body).error.code, 'invalid_path', path);
+    }
+    // one decoded path whatever the encoding: the token for `/transfer` fits `/%74ransfer`
+    const dec = await raw(url, { method: 'POST', path: '/%74ransfer', headers: { 'writ-action-token': await authorize() } });
+    assert.equal(dec.status, 200, dec.body);
+    const q = await raw(url, { method: 'POST', path: '/transfer?ids[]=1&ids[]=2', headers: { 'writ-action-token': await authorize({ query: { ids: ['1', '2'] } }) } });
+    assert.equal(q.status, 200, q.body);
+    const qOther = await raw(url, { method: 'POST', path: '/transfer?ids=1&ids=2&ids=3', headers: { 'writ-action-token': await authorize({ query: { ids: ['1', '2'] } }) } });
+    assert.equal(qOther.status, 403, qOther.body);
   });
 });

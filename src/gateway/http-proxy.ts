@@ -5,6 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 import { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType, parseQuery } from '../sdk/http-action.js';
+import { canonicalPath, encodePath, InvalidPathError } from '../sdk/http-path.js';
+
+export { canonicalPath, encodePath } from '../sdk/http-path.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
 import { ConfigError, type ProxyConfig, type RouteConfig } from './config.js';
 import { Decider, describeVerdict } from './decide.js';
@@ -159,56 +162,6 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-const invalidPath = (message: string) => new ProxyError(400, 'invalid_path', message);
-
-/**
- * The one form of a request path that everything uses: route matching, the `path` that
- * policy sees, and (re-encoded) the path the upstream receives. Each segment is
- * percent-decoded exactly once. Anything whose meaning could differ between the proxy,
- * policy and the upstream is refused (400 `invalid_path`): bad percent-encoding or
- * UTF-8, an encoded `/` (a separator policy would not see), `\`, `.` and `..` segments
- * (the upstream would resolve them), `;` in a segment (RFC 3986 §3.3 path parameters,
- * which servlet containers strip: `..;`), control characters and NUL, and double encoding
- * (`%25xx`, which an upstream that decodes again would read as another path).
- */
-export function canonicalPath(rawPath: string): { segments: string[]; path: string } {
-  if (!rawPath.startsWith('/')) throw invalidPath('the request target must be a path');
-  if (rawPath.includes('//')) throw invalidPath('the path has an empty segment');
-  const segments = rawPath
-    .split('/')
-    .slice(1)
-    .map((s) => {
-      let d: string;
-      try {
-        d = decodeURIComponent(s);
-      } catch {
-        throw invalidPath('the path is not valid percent-encoding (or not UTF-8)');
-      }
-      if (d === '.' || d === '..') throw invalidPath('the path has dot segments');
-      // servlet containers (Tomcat, Jetty) strip `;params` from each segment, so `/a/..;/b`
-      // is `/b` to them and `/a/..;/b` to policy: a segment with `;` is refused outright
-      if (d.includes(';')) throw invalidPath('a path segment has `;` (path parameters, which some upstreams strip)');
-      if (/[/\\]/.test(d)) throw invalidPath('the path has an encoded separator (`/` or `\\`)');
-      // eslint-disable-next-line no-control-regex
-      if (/[\x00-\x1f\x7f]/.test(d)) throw invalidPath('the path has control characters or NUL');
-      if (/%[0-9A-Fa-f]{2}/.test(d)) throw invalidPath('the path is percent-encoded twice (`%25xx`)');
-      return d;
-    });
-  return { segments, path: `/${segments.join('/')}` };
-}
-
-/**
- * Percent-encodes a canonical (decoded) path for the upstream: every byte outside
- * RFC 3986 `pchar` (unreserved, sub-delims, `:`, `@`) is encoded, so one decoded path
- * always goes out as the same bytes, whatever encoding the agent chose.
- */
-export function encodePath(path: string): string {
-  return path
-    .split('/')
-    .map((s) => encodeURIComponent(s).replace(/%(24|26|2B|2C|3B|3D|3A|40)/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))))
-    .join('/');
-}
-
 export interface ProxyOptions {
   config: ProxyConfig;
   authorizer: Authorizer;
@@ -245,6 +198,7 @@ export class HttpProxy {
 
   handler = (req: IncomingMessage, res: ServerResponse): void => {
     this.handle(req, res).catch((err) => {
+      if (err instanceof InvalidPathError || err instanceof InvalidQueryError) err = new ProxyError(err.status, err.code, err.message);
       if (err instanceof ProxyError) {
         sendJson(res, err.status, { error: { code: err.code, message: this.redactor.redact(err.message) }, ...err.extra });
       } else {

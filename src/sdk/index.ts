@@ -13,6 +13,7 @@ export {
   type ActionVerifierOptions,
 } from './verify-action-token.js';
 export { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType, parseQuery, queryObject, type HttpActionArguments, type QueryObject, type QueryValue } from './http-action.js';
+export { canonicalPath, encodePath, InvalidPathError } from './http-path.js';
 export {
   ActionRefusedError,
   createActionGuard,

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType } from './http-action.js';
+import { canonicalPath, InvalidPathError } from './http-path.js';
 import { ActionTokenError, consumeActionToken, createActionVerifier, type ActionClaims, type ActionVerifierOptions } from './verify-action-token.js';
 
 /**
@@ -153,9 +154,11 @@ export function createHttpActionGuard(opts: HttpGuardOptions) {
       const q = url.indexOf('?');
       let args;
       try {
-        args = httpActionArguments({ method: req.method ?? 'GET', path: q < 0 ? url : url.slice(0, q), search: q < 0 ? '' : url.slice(q), body: json, bodySha256, contentType });
+        // the path and query read as the proxy reads them (decoded once; refused when ambiguous)
+        const { path } = canonicalPath(q < 0 ? url : url.slice(0, q));
+        args = httpActionArguments({ method: req.method ?? 'GET', path, search: q < 0 ? '' : url.slice(q), body: json, bodySha256, contentType });
       } catch (err) {
-        if (err instanceof InvalidQueryError) throw new ActionRefusedError(err.code, err.message, 400);
+        if (err instanceof InvalidQueryError || err instanceof InvalidPathError) throw new ActionRefusedError(err.code, err.message, 400);
         throw err;
       }
       const tool = typeof opts.tool === 'function' ? opts.tool(req) : opts.tool;
