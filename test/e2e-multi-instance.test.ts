@@ -8,7 +8,7 @@ import type { Store } from '../src/store/store.js';
 import { Api, BOOT_TOKEN, makeAgentKeys, makeAssertion, startInstance, type Instance } from './helpers/harness.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
 
-const skip = process.env.WRIT_SKIP_POSTGRES ? `PostgreSQL unreachable: ${process.env.WRIT_SKIP_POSTGRES}` : false;
+const skip = process.env.WRIT_SKIP_POSTGRES ? `PostgreSQL suites skipped: ${process.env.WRIT_SKIP_POSTGRES}` : false;
 const ISSUER = 'http://writ.test';
 
 describe('several instances on one PostgreSQL database', { skip }, () => {

@@ -36,17 +36,17 @@ function alive(pid: number): boolean {
 }
 
 describe('scripts/run-tests.mjs', () => {
-  it('passes a file whose tests pass, and counts a skipped test as skipped', async () => {
+  it('passes a file whose tests pass, and counts a skipped test and a skipped suite as skipped', async () => {
     const r = await runTests([fixture('passes')]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.equal(r.lines.at(-1), '1 passed, 0 failed, 1 skipped');
+    assert.equal(r.lines.at(-1), '1 passed, 0 failed, 2 skipped');
     assert.ok(r.lines.some((l) => /slowest files/.test(l)), 'prints the slowest files');
   });
 
   it('fails when a hook fails after spawning a child, names the failures above the last line, and leaves no process behind', async () => {
     const r = await runTests([fixture('passes'), fixture('hook-spawns-then-throws')]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.equal(r.lines.at(-1), '1 passed, 2 failed, 1 skipped');
+    assert.equal(r.lines.at(-1), '1 passed, 2 failed, 2 skipped');
     assert.match(r.lines.at(-2)!, /hook-spawns-then-throws\.fixture\.ts › a suite whose before hook fails after starting a child \(suite hook failed: the hook failed on purpose\)/);
     assert.match(r.lines.at(-3)!, /› never runs \(cancelled/);
     const [child, grandchild] = r.pids();
@@ -86,6 +86,7 @@ describe('scripts/run-tests.mjs', () => {
     const url = 'postgres://writ@127.0.0.1:1/test';
     const skipped = await runTests([fixture('passes')], { WRIT_TEST_DATABASE_URL: url, WRIT_REQUIRE_POSTGRES: '' });
     assert.equal(skipped.code, 0, skipped.stdout + skipped.stderr);
+    assert.equal(skipped.lines.at(-1), '1 passed, 0 failed, 2 skipped');
     assert.match(skipped.lines[0]!, /^# skipping PostgreSQL suites: PostgreSQL at postgres:\/\/writ@127\.0\.0\.1:1\/test is unreachable: .*ECONNREFUSED/);
 
     const required = await runTests([fixture('passes')], { WRIT_TEST_DATABASE_URL: url, WRIT_REQUIRE_POSTGRES: '1' });

@@ -62,7 +62,7 @@ function waitFor<T>(fn: () => T | undefined, timeoutMs = 60_000): Promise<T> {
 }
 
 if (skipReason) {
-  describe('PostgresStore', { skip: 'PostgreSQL unreachable: ' + skipReason }, () => {
+  describe('PostgresStore', { skip: `PostgreSQL suites skipped: ${skipReason}` }, () => {
     it('contract and cross-instance tests', () => undefined);
   });
 } else {

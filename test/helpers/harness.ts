@@ -21,7 +21,7 @@ export function backends(): { backend: Backend; skip: string | false }[] {
   const skip = process.env.WRIT_SKIP_POSTGRES;
   return [
     { backend: 'sqlite', skip: false },
-    { backend: 'postgres', skip: skip ? `PostgreSQL unreachable: ${skip}` : false },
+    { backend: 'postgres', skip: skip ? `PostgreSQL suites skipped: ${skip}` : false },
   ];
 }
 
