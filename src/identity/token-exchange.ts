@@ -361,7 +361,15 @@ export class Federation {
     // records the issue. Per task, not globally: platforms hand a workload the same
     // token for its whole lifetime (a Kubernetes projected token is refreshed in place),
     // and one workload serves many tasks; a replay into the same task is refused.
-    const replay = subjectJti === null ? null : { key: replayKey(record, claims.sub, task.id, subjectJti), expiresAt: (claims.exp + SKEW_SECONDS) * 1000 };
+    const replay =
+      subjectJti === null
+        ? null
+        : {
+            key: replayKey(record, claims.sub, task.id, subjectJti),
+            expiresAt: (claims.exp + SKEW_SECONDS) * 1000,
+            // what releases before this one spent (per issuer record): honoured while remembered
+            spentAs: [`subject:${record.id}:${task.id}:${subjectJti}`],
+          };
     const outcome = await store.recordFederatedToken(
       { jti, issuerId: record.id, agentId: agent.id, taskId: task.id, issuedAt: now, expiresAt: exp * 1000, revokedAt: null },
       replay,

@@ -450,7 +450,10 @@ export class Writ {
     }
     // a token obtained through a trusted issuer is read from the store on every request
     // too (in parallel): removing the issuer ends it at the next request, on every instance
-    const [loaded] = await Promise.all([this.store.getTaskWithAgent(principal.taskId), this.checkFederatedToken(principal)]);
+    const loaded =
+      principal.issuerId === undefined
+        ? await this.store.getTaskWithAgent(principal.taskId)
+        : (await Promise.all([this.store.getTaskWithAgent(principal.taskId), this.checkFederatedToken(principal)]))[0];
     if (!loaded || loaded.task.agentId !== principal.agentId) throw new UnauthorizedError('the task token is not valid', 'invalid_token');
     if (loaded.agent.status !== 'active') throw new UnauthorizedError(`agent \`${loaded.agent.id}\` is disabled`, 'agent_disabled');
     if (loaded.task.status !== 'active' || loaded.task.expiresAt <= now) {

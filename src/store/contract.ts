@@ -870,6 +870,15 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       assert.equal(await store.getFederatedToken(tok2.jti), null);
       // the key is the one useOnce spends: the two share one memory
       assert.equal(await store.useOnce(key, clock.now() + 60_000, null), false);
+      // a key an older release spent for the same token counts as spent; nothing written
+      const legacy = `subject:${newId('legacy')}`;
+      await store.useOnce(legacy, clock.now() + 60_000, null);
+      const fresh = `subject:${newId('k')}`;
+      const tokL = fedToken(iss.id, t);
+      assert.equal(await store.recordFederatedToken(tokL, { key: fresh, expiresAt: clock.now() + 60_000, spentAs: [`subject:${newId('none')}`, legacy] }, auditInput('token.issued')), 'replayed');
+      assert.equal(await store.getFederatedToken(tokL.jti), null);
+      assert.equal(await store.useOnce(fresh, clock.now() + 60_000, null), true, 'the new key was not spent');
+      assert.equal(await store.recordFederatedToken(fedToken(iss.id, t), { key: `subject:${newId('k')}`, expiresAt: clock.now() + 60_000, spentAs: [`subject:${newId('none')}`] }, auditInput('token.issued')), 'recorded');
       // without a replay key (a subject token without `jti`)
       assert.equal(await store.recordFederatedToken(fedToken(iss.id, t), null, auditInput('token.issued')), 'recorded');
       // an issuer that is disabled, or does not exist: nothing written, the key not spent

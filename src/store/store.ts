@@ -156,11 +156,12 @@ export interface Store {
    * Records a task token issued through `token.issuerId`, with `audit`, in one
    * transaction, only while that issuer is active (a removal that commits first wins:
    * 'issuer_inactive', nothing written). With `replay`, the key is spent in the same
-   * transaction; 'replayed' (nothing written) when it was spent already.
+   * transaction; 'replayed' (nothing written) when it was spent already, or when one of
+   * `spentAs` (keys an older release used for the same token) is remembered.
    */
   recordFederatedToken(
     token: FederatedTokenRecord,
-    replay: { key: string; expiresAt: number } | null,
+    replay: { key: string; expiresAt: number; spentAs?: string[] } | null,
     audit: AuditInput,
   ): Promise<'recorded' | 'replayed' | 'issuer_inactive'>;
   getFederatedToken(jti: string): Promise<FederatedTokenRecord | null>;

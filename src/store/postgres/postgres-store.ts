@@ -857,7 +857,7 @@ export class PostgresStore implements Store {
 
   async recordFederatedToken(
     token: FederatedTokenRecord,
-    replay: { key: string; expiresAt: number } | null,
+    replay: { key: string; expiresAt: number; spentAs?: string[] } | null,
     audit: AuditInput,
   ): Promise<'recorded' | 'replayed' | 'issuer_inactive'> {
     return this.tx(async (c) => {
@@ -866,6 +866,7 @@ export class PostgresStore implements Store {
       const active = await c.query(`SELECT 1 FROM trusted_issuers WHERE id = $1 AND status = 'active' FOR SHARE`, [token.issuerId]);
       if (active.rowCount !== 1) return 'issuer_inactive';
       if (replay) {
+        if (replay.spentAs?.length && (await c.query('SELECT 1 FROM once_keys WHERE key = ANY($1::text[])', [replay.spentAs])).rowCount) return 'replayed';
         const r = await c.query('INSERT INTO once_keys (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [replay.key, replay.expiresAt]);
         if (r.rowCount !== 1) return 'replayed';
       }

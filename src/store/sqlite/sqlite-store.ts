@@ -609,13 +609,14 @@ export class SqliteStore implements Store {
 
   async recordFederatedToken(
     token: FederatedTokenRecord,
-    replay: { key: string; expiresAt: number } | null,
+    replay: { key: string; expiresAt: number; spentAs?: string[] } | null,
     audit: AuditInput,
   ): Promise<'recorded' | 'replayed' | 'issuer_inactive'> {
     return this.write(() => {
       // IMMEDIATE: a removal is either fully before (seen here) or fully after (revokes this row)
       if (!this.stmt(`SELECT 1 FROM trusted_issuers WHERE id = ? AND status = 'active'`).get(token.issuerId)) return 'issuer_inactive';
       if (replay) {
+        for (const k of replay.spentAs ?? []) if (this.stmt('SELECT 1 FROM once_keys WHERE key = ?').get(k)) return 'replayed';
         const r = this.stmt('INSERT INTO once_keys (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run(replay.key, replay.expiresAt);
         if (r.changes !== 1) return 'replayed';
       }
