@@ -1,8 +1,11 @@
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import type * as cedarTypes from '@cedar-policy/cedar-wasm/nodejs';
 import { sha256Hex } from '../core/digest.js';
 import { InvalidRequestError } from '../core/errors.js';
-import { toolServer } from './request.js';
+import { cedar as cedarNow, cedarGeneration, resetCedar } from './cedar-runtime.js';
+import { checkPolicyComplexity, DEFAULT_COMPLEXITY_LIMITS, tooComplex, type ComplexityLimits } from './complexity.js';
+import { buildCedarRequest, toolServer } from './request.js';
 import { WRIT_SCHEMA } from './schema.js';
+
 
 export interface PolicyDiagnostic {
   policy_id: string | null;
@@ -76,18 +79,24 @@ export function policyVersion(text: string): string {
  * Parses and validates a policy set against the Writ schema. Throws
  * InvalidRequestError(`invalid_policy`) with Cedar's diagnostics when it does not.
  */
-export function checkPolicyText(text: string): {
+export function checkPolicyText(
+  text: string,
+  limits: ComplexityLimits = DEFAULT_COMPLEXITY_LIMITS,
+): {
   ids: string[];
   parts: Record<string, string>;
   annotations: Record<string, Record<string, string>>;
-  json: Record<string, cedar.PolicyJson>;
+  json: Record<string, cedarTypes.PolicyJson>;
 } {
+  // before any of the text reaches Cedar, whose parser recurses (./complexity.ts)
+  checkPolicyComplexity(text, limits);
+  const cedar = cedarNow();
   const split = cedar.policySetTextToParts(text);
   if (split.type !== 'success') throw invalid('the policy text does not parse', split.errors.map((e) => diag(null, e)));
   if (split.policy_templates.length > 0) throw invalid('policy templates are not supported', []);
   const parts: Record<string, string> = {};
   const annotations: Record<string, Record<string, string>> = {};
-  const jsonById: Record<string, cedar.PolicyJson> = {};
+  const jsonById: Record<string, cedarTypes.PolicyJson> = {};
   split.policies.forEach((p, i) => {
     const json = cedar.policyToJson(p);
     if (json.type !== 'success') throw invalid('the policy text does not parse', json.errors.map((e) => diag(null, e)));
@@ -111,7 +120,7 @@ export function checkPolicyText(text: string): {
  * The top-level context attributes the policies read (`context.x`, `context has x`),
  * from their JSON form; null when a policy uses `context` any other way.
  */
-export function contextAttributesRead(policies: cedar.PolicyJson[]): Set<string> | null {
+export function contextAttributesRead(policies: cedarTypes.PolicyJson[]): Set<string> | null {
   const keys = new Set<string>();
   let whole = false;
   const isContext = (e: unknown) => typeof e === 'object' && e !== null && (e as { Var?: unknown }).Var === 'context';
@@ -142,7 +151,7 @@ export function contextAttributesRead(policies: cedar.PolicyJson[]): Set<string>
  * The literal tag names policies pass to `context.<attr>.getTag/hasTag` (`attr` is
  * `args` or `num_args`); null if any is not a literal (then any argument may be read).
  */
-export function tagsRead(policies: cedar.PolicyJson[], attr: 'args' | 'num_args'): Set<string> | null {
+export function tagsRead(policies: cedarTypes.PolicyJson[], attr: 'args' | 'num_args'): Set<string> | null {
   const names = new Set<string>();
   let dynamic = false;
   const isAttr = (e: any) => e && typeof e === 'object' && e['.'] && e['.'].attr === attr && e['.'].left && e['.'].left.Var === 'context';
@@ -165,7 +174,7 @@ export function tagsRead(policies: cedar.PolicyJson[], attr: 'args' | 'num_args'
 }
 
 /** The literal tag names policies pass to `context.num_args.getTag/hasTag`; null if any is not a literal. */
-export function numericTagsRead(policies: cedar.PolicyJson[]): Set<string> | null {
+export function numericTagsRead(policies: cedarTypes.PolicyJson[]): Set<string> | null {
   return tagsRead(policies, 'num_args');
 }
 
@@ -175,7 +184,7 @@ export function numericTagsRead(policies: cedar.PolicyJson[]): Set<string> | nul
  * Writ::ToolGroup::"g"`), or `*` when it can match any tool. Sound because a Tool's
  * only ancestor is the ToolGroup of its server (request.ts builds it so).
  */
-export function toolGroupOf(policy: cedar.PolicyJson): string {
+export function toolGroupOf(policy: cedarTypes.PolicyJson): string {
   const r = policy.resource as { op: string; entity?: unknown; in?: { entity?: unknown } };
   const uid = (e: unknown): { type: string; id: string } | null => {
     if (!e || typeof e !== 'object') return null;
@@ -198,7 +207,7 @@ const PARTITION_MIN_POLICIES = 64;
 /** ...unless the copies of the group-independent policies would cost more than this. */
 const PARTITION_MAX_COPIES = 50_000;
 
-function partitionByToolGroup(json: Record<string, cedar.PolicyJson>): Map<string, string[]> | null {
+function partitionByToolGroup(json: Record<string, cedarTypes.PolicyJson>): Map<string, string[]> | null {
   const ids = Object.keys(json);
   if (ids.length < PARTITION_MIN_POLICIES) return null;
   const common: string[] = [];
@@ -224,7 +233,7 @@ function checkEscalationAnnotations(id: string, ann: Record<string, string>): vo
   }
 }
 
-function diag(policyId: string | null, e: cedar.DetailedError): PolicyDiagnostic {
+function diag(policyId: string | null, e: cedarTypes.DetailedError): PolicyDiagnostic {
   return { policy_id: policyId, message: e.message, help: e.help };
 }
 
@@ -232,58 +241,161 @@ function invalid(message: string, diagnostics: PolicyDiagnostic[]): InvalidReque
   return new InvalidRequestError(message, { diagnostics }, 'invalid_policy');
 }
 
+/** What the engine reports when Cedar trapped and its instance was replaced. */
+export interface EngineTrap {
+  /** what was being done: `evaluate`, `partial evaluation`, `load` */
+  operation: string;
+  message: string;
+}
+
+/** A throw from inside Cedar (not one of its `failure` answers): the instance is suspect. */
+function trapMessage(err: unknown): string {
+  return String((err as Error)?.message ?? err).slice(0, 300);
+}
+
 /**
  * The Cedar engine. Policy sets are parsed and validated once, preparsed into
  * cedar-wasm's cache under their version id, and evaluated with
  * `statefulIsAuthorized`: no policy text is parsed on the request path.
+ *
+ * Any throw from inside Cedar is treated as a trap that may have broken its
+ * WebAssembly instance: the instance is discarded and a new one created
+ * (./cedar-runtime.ts), the schema and every loaded set preparsed into it again, and
+ * the request that hit it denied. The instance is never used again after a trap.
+ * Several engines in one process share the instance; each notices a replacement (the
+ * generation changes) and preparses its sets again before its next use.
  */
 export class PolicyEngine {
   private current: LoadedPolicySet | null = null;
   private readonly loaded = new Map<string, LoadedPolicySet>();
+  /** per loaded version: the preparsed sets (id -> policies) to preparse again after a reset */
+  private readonly preparsed = new Map<string, [string, Record<string, string>][]>();
+  private generation = -1;
+  readonly limits: ComplexityLimits;
+  /** called after a trap, once the new instance is ready (Writ audits it) */
+  onTrap: ((trap: EngineTrap) => void) | null = null;
+  /** how many traps this engine has recovered from */
+  traps = 0;
 
-  constructor() {
-    const s = cedar.preparseSchema(SCHEMA_NAME, WRIT_SCHEMA);
-    if (s.type !== 'success') throw new Error(`the built-in schema does not parse: ${s.errors.map((e) => e.message).join('; ')}`);
+  constructor(options: { limits?: Partial<ComplexityLimits> } = {}) {
+    this.limits = { ...DEFAULT_COMPLEXITY_LIMITS, ...options.limits };
+    this.ensureInstance();
+  }
+
+  /** Preparses the schema and the loaded sets into the current instance when it is new to this engine. */
+  private ensureInstance(): void {
+    for (let attempt = 0; this.generation !== cedarGeneration(); attempt++) {
+      const gen = cedarGeneration();
+      const c = cedarNow();
+      try {
+        const sch = c.preparseSchema(SCHEMA_NAME, WRIT_SCHEMA);
+        if (sch.type !== 'success') throw new Error(`the built-in schema does not parse: ${sch.errors.map((e) => e.message).join('; ')}`);
+        for (const [version, sets] of this.preparsed) {
+          try {
+            for (const [id, parts] of sets) c.preparsePolicySet(id, { staticPolicies: parts });
+          } catch (err) {
+            // this set traps Cedar even to preparse: forget it (evaluating it now fails, and fails closed)
+            this.preparsed.delete(version);
+            this.loaded.delete(version);
+            throw err;
+          }
+        }
+        this.generation = gen;
+      } catch (err) {
+        if (attempt >= 3 || /built-in schema/.test((err as Error).message)) throw err;
+        resetCedar();
+      }
+    }
+  }
+
+  /** After a throw from inside Cedar: a new instance, everything preparsed again. */
+  private recover(operation: string, err: unknown): EngineTrap {
+    resetCedar();
+    this.ensureInstance();
+    this.traps += 1;
+    const trap = { operation, message: trapMessage(err) };
+    try {
+      this.onTrap?.(trap);
+    } catch {
+      // reporting never changes the answer
+    }
+    return trap;
+  }
+
+  /**
+   * Validates and preparses `text` without making it active (see `activate`): the
+   * caller stores it first. Throws `invalid_policy` / `policy_too_complex`.
+   */
+  prepare(text: string): LoadedPolicySet {
+    const version = policyVersion(text);
+    const known = this.loaded.get(version);
+    if (known) return known;
+    this.ensureInstance();
+    const gen = cedarGeneration();
+    try {
+      return this.build(text, version);
+    } catch (err) {
+      if (err instanceof InvalidRequestError) throw err;
+      // a trap while loading: the instance is replaced, and the set refused
+      if (cedarGeneration() === gen) this.recover('load', err);
+      this.preparsed.delete(version);
+      throw tooComplex('(the set)', `Cedar failed while loading it (${trapMessage(err)})`, { limit: 'trial', step: 'load' });
+    }
+  }
+
+  private build(text: string, version: string): LoadedPolicySet {
+    const c = cedarNow();
+    const checked = checkPolicyText(text, this.limits);
+    const sets: [string, Record<string, string>][] = [[version, checked.parts]];
+    let partitions: Map<string, string> | null = null;
+    const groups = partitionByToolGroup(checked.json);
+    if (groups) {
+      partitions = new Map();
+      for (const [g, ids] of groups) {
+        const setId = `${version}:${g}`;
+        sets.push([setId, Object.fromEntries(ids.map((id) => [id, checked.parts[id]!]))]);
+        partitions.set(g, setId);
+      }
+    }
+    for (const [id, parts] of sets) {
+      const r = c.preparsePolicySet(id, { staticPolicies: parts });
+      if (r.type !== 'success') throw invalid('the policy set does not parse', r.errors.map((e) => diag(null, e)));
+    }
+    const set: LoadedPolicySet = {
+      version,
+      text,
+      policyIds: checked.ids,
+      annotations: checked.annotations,
+      readsArgs: /\b(num_)?args\b/.test(text),
+      mentionsApproval: /\bapproval\b/.test(text),
+      mentionsBreakGlass: /\bbreak_glass\b/.test(text),
+      mentionsPresence: /\bowner_present\b/.test(text),
+      parts: checked.parts,
+      contextKeys: contextAttributesRead(Object.values(checked.json)),
+      numericTagsRead: /\bnum_args\b/.test(text) ? numericTagsRead(Object.values(checked.json)) : false,
+      stringTagsRead: /\bargs\b/.test(text) ? tagsRead(Object.values(checked.json), 'args') : false,
+      partitions,
+    };
+    this.preparsed.set(version, sets);
+    this.loaded.set(version, set);
+    return set;
+  }
+
+  /** Makes a prepared set the active one. */
+  activate(set: LoadedPolicySet): void {
+    this.current = set;
   }
 
   /** Validates, preparses and makes `text` the active policy set. */
   load(text: string): LoadedPolicySet {
-    const version = policyVersion(text);
-    let set = this.loaded.get(version);
-    if (!set) {
-      const checked = checkPolicyText(text);
-      const r = cedar.preparsePolicySet(version, { staticPolicies: checked.parts });
-      if (r.type !== 'success') throw invalid('the policy set does not parse', r.errors.map((e) => diag(null, e)));
-      let partitions: Map<string, string> | null = null;
-      const groups = partitionByToolGroup(checked.json);
-      if (groups) {
-        partitions = new Map();
-        for (const [g, ids] of groups) {
-          const setId = `${version}:${g}`;
-          const pr = cedar.preparsePolicySet(setId, { staticPolicies: Object.fromEntries(ids.map((id) => [id, checked.parts[id]!])) });
-          if (pr.type !== 'success') throw invalid('the policy set does not parse', pr.errors.map((e) => diag(null, e)));
-          partitions.set(g, setId);
-        }
-      }
-      set = {
-        version,
-        text,
-        policyIds: checked.ids,
-        annotations: checked.annotations,
-        readsArgs: /\b(num_)?args\b/.test(text),
-        mentionsApproval: /\bapproval\b/.test(text),
-        mentionsBreakGlass: /\bbreak_glass\b/.test(text),
-        mentionsPresence: /\bowner_present\b/.test(text),
-        parts: checked.parts,
-        contextKeys: contextAttributesRead(Object.values(checked.json)),
-        numericTagsRead: /\bnum_args\b/.test(text) ? numericTagsRead(Object.values(checked.json)) : false,
-        stringTagsRead: /\bargs\b/.test(text) ? tagsRead(Object.values(checked.json), 'args') : false,
-        partitions,
-      };
-      this.loaded.set(version, set);
-    }
-    this.current = set;
+    const set = this.prepare(text);
+    this.activate(set);
     return set;
+  }
+
+  /** Whether this version was loaded (so it passed every check). */
+  isLoaded(version: string): boolean {
+    return this.loaded.has(version);
   }
 
   activeOrNull(): LoadedPolicySet | null {
@@ -296,24 +408,65 @@ export class PolicyEngine {
   }
 
   /**
+   * The calls the engine makes for a request, as plain data: for the trial run of a new
+   * set in a worker (./policy-trial.ts), with a made-up agent and tool and every fact set.
+   */
+  static trialCalls(): { full: Record<string, unknown>; partial: Record<string, unknown> } {
+    const now = Date.UTC(2026, 0, 1);
+    const task = {
+      id: 'task_trial', agentId: 'spiffe://trial.invalid/agent', owner: 'op_trial', intent: 'trial', scope: { tools: ['*'], resources: [], destinations: [] },
+      status: 'active' as const, createdAt: now, expiresAt: now + 60_000, endedAt: null, maxActions: 10, actionsUsed: 1, actionsReserved: 0, parentId: null, rootId: 'task_trial', depth: 0,
+    };
+    const agent = { id: task.agentId, name: 'trial', jwks: { keys: [] }, labels: ['trial'], status: 'active' as const, createdAt: now, createdBy: 'op_trial' };
+    const request = buildCedarRequest({
+      agent, task, now, withArgs: true, toolLabels: ['trial'], argsDigest: 'trial', chain: [],
+      action: { tool: 'trial.tool', arguments: { text: 'trial', amount: 1 }, audience: 'mcp:trial', resource: 'trial:resource', destination: 'trial.invalid' },
+    });
+    return {
+      full: { ...PolicyEngine.fullCall(request), validateRequest: false },
+      partial: PolicyEngine.partialCall(request),
+    };
+  }
+
+  private static fullCall(request: CedarRequest, context = request.context) {
+    return {
+      principal: request.principal,
+      action: { type: 'Writ::Action', id: 'call' },
+      resource: request.resource,
+      context: context as cedarTypes.Context,
+      entities: request.entities as cedarTypes.Entities,
+    };
+  }
+
+  private static partialCall(request: CedarRequest) {
+    const keys = new Set([...Object.keys(request.context), 'resource', 'destination']);
+    const context: Record<string, unknown> = {};
+    for (const k of keys) context[k] = { __extn: { fn: 'unknown', arg: `context.${k}` } };
+    const entities = (request.entities as { uid: { type: string } }[]).filter((e) => e.uid.type === 'Writ::Agent' || e.uid.type === 'Writ::Tool');
+    return {
+      principal: request.principal,
+      action: { type: 'Writ::Action', id: 'call' },
+      resource: request.resource,
+      context: context as cedarTypes.Context,
+      entities: entities as cedarTypes.Entities,
+    };
+  }
+
+  /**
    * Whether any call of this tool by this agent could be allowed, whatever its
    * arguments, resource, destination, approvals or task facts: Cedar's partial
    * evaluation with every context value unknown. `deny` only when policy settles it
    * regardless (a tool no call can use); an error counts as `deny` (fail closed).
    */
   couldAllow(request: CedarRequest, set: LoadedPolicySet = this.active()): 'allow' | 'deny' | 'maybe' {
-    const keys = new Set([...Object.keys(request.context), 'resource', 'destination']);
-    const context: Record<string, unknown> = {};
-    for (const k of keys) context[k] = { __extn: { fn: 'unknown', arg: `context.${k}` } };
-    const entities = (request.entities as { uid: { type: string } }[]).filter((e) => e.uid.type === 'Writ::Agent' || e.uid.type === 'Writ::Tool');
-    const answer = cedar.isAuthorizedPartial({
-      principal: request.principal,
-      action: { type: 'Writ::Action', id: 'call' },
-      resource: request.resource,
-      context: context as cedar.Context,
-      entities: entities as cedar.Entities,
-      policies: { staticPolicies: set.parts },
-    });
+    this.ensureInstance();
+    let answer;
+    try {
+      answer = cedarNow().isAuthorizedPartial({ ...PolicyEngine.partialCall(request), policies: { staticPolicies: set.parts } });
+    } catch (err) {
+      this.recover('partial evaluation', err);
+      return 'deny';
+    }
     if (answer.type !== 'residuals') return 'deny';
     if (answer.response.errored.length > 0 && answer.response.decision === null) return 'maybe';
     return answer.response.decision === 'deny' ? 'deny' : answer.response.decision === 'allow' ? 'allow' : 'maybe';
@@ -322,7 +475,7 @@ export class PolicyEngine {
   /**
    * Evaluates one request against a loaded set. Cedar skips a policy whose
    * evaluation errors, which for a `forbid` would mean allowing: so any error
-   * turns the answer into a deny (fail closed).
+   * turns the answer into a deny (fail closed). A trap denies too.
    */
   evaluate(request: CedarRequest, set: LoadedPolicySet = this.active()): Evaluation {
     let context = request.context;
@@ -333,15 +486,14 @@ export class PolicyEngine {
     const setId = set.partitions
       ? (set.partitions.get(request.resource.type === 'Writ::Tool' ? toolServer(request.resource.id) : '*') ?? set.partitions.get('*')!)
       : set.version;
-    const answer = cedar.statefulIsAuthorized({
-      principal: request.principal,
-      action: { type: 'Writ::Action', id: 'call' },
-      resource: request.resource,
-      context: context as cedar.Context,
-      entities: request.entities as cedar.Entities,
-      preparsedPolicySetId: setId,
-      validateRequest: false,
-    });
+    this.ensureInstance();
+    let answer;
+    try {
+      answer = cedarNow().statefulIsAuthorized({ ...PolicyEngine.fullCall(request, context), preparsedPolicySetId: setId, validateRequest: false });
+    } catch (err) {
+      const trap = this.recover('evaluate', err);
+      return { decision: 'deny', policies: [], errors: [{ policy_id: '', message: `the policy engine failed (${trap.message}); it was replaced` }] };
+    }
     if (answer.type !== 'success') {
       return { decision: 'deny', policies: [], errors: answer.errors.map((e) => ({ policy_id: '', message: e.message })) };
     }

@@ -42,6 +42,12 @@ export interface WritConfig {
   presenceMaxTtlSeconds: number;
   /** presence: the lease a task that requires presence starts with (its owner just created it) */
   presenceInitialTtlSeconds: number;
+  /** policy: the largest estimated expression depth of one policy (src/policy/complexity.ts) */
+  policyMaxDepth: number;
+  /** policy: the most tokens one policy may have */
+  policyMaxTokens: number;
+  /** policy: how long the trial run of a new policy set in a worker may take before the set is refused */
+  policyTrialTimeoutMs: number;
   /** seals private signing keys at rest (WRIT_KEY_ENCRYPTION_KEY, at least 32 characters); unset: stored as plain JWK */
   keyEncryptionKey?: string;
   /** audit: what decision entries keep of the arguments (WRIT_AUDIT_ARGS: full, masked, digest) */
@@ -72,6 +78,9 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   presenceInitialTtlSeconds: 300,
   auditArgs: 'masked',
   auditMaskRules: [],
+  policyMaxDepth: 32,
+  policyMaxTokens: 10_000,
+  policyTrialTimeoutMs: 20_000,
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {
@@ -85,6 +94,9 @@ export function resolveConfig(partial: Partial<WritConfig> & { issuer: string })
   if (!(Number.isInteger(c.maxDelegationDepth) && c.maxDelegationDepth >= 0)) throw new TypeError('maxDelegationDepth must be a whole number >= 0');
   if (!(Number.isInteger(c.jwksTimeoutMs) && c.jwksTimeoutMs > 0)) throw new TypeError('jwksTimeoutMs must be a whole number > 0');
   for (const k of ['approvalPendingTtlSeconds', 'approvalApprovedTtlSeconds', 'breakGlassMaxSeconds', 'breakGlassConfirmWindowSeconds', 'presenceMaxTtlSeconds', 'presenceInitialTtlSeconds'] as const) {
+    if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
+  }
+  for (const k of ['policyMaxDepth', 'policyMaxTokens', 'policyTrialTimeoutMs'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
   }
   if (c.breakGlassWebhookUrl !== null && !/^https?:\/\//.test(c.breakGlassWebhookUrl)) throw new TypeError('breakGlassWebhookUrl must be an http(s) URL');

@@ -13,6 +13,7 @@ import {
   NotFoundError,
   OAuthError,
   UnauthorizedError,
+  UnavailableError,
   WritError,
 } from '../core/errors.js';
 import { undecided } from '../core/decision.js';
@@ -32,7 +33,9 @@ import type {
 } from '../core/types.js';
 import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
-import { PolicyEngine, type LoadedPolicySet } from '../policy/engine.js';
+import { PolicyEngine, policyVersion, type LoadedPolicySet } from '../policy/engine.js';
+import { checkPolicyComplexity } from '../policy/complexity.js';
+import { trialPolicySet } from '../policy/policy-trial.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
 import { argumentsProblem, buildCedarRequest, flattenArguments, type ActionInput, type RequestFacts } from '../policy/request.js';
 import { escalate } from '../approvals/escalation.js';
@@ -40,7 +43,7 @@ import type { AllowOptions, WritKit } from '../approvals/kit.js';
 import { ApprovalService } from '../approvals/service.js';
 import { BreakGlassService } from '../breakglass/service.js';
 import { PresenceService } from '../tasks/presence.js';
-import { DEFAULT_POLICY } from '../policy/schema.js';
+import { DEFAULT_POLICY, WRIT_SCHEMA } from '../policy/schema.js';
 import { ToolLabelRegistry } from '../policy/tool-labels.js';
 import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
 import { checkScope, matchesAny } from '../tasks/scope.js';
@@ -98,7 +101,7 @@ export class Writ {
   readonly config: WritConfig;
   readonly clock: Clock;
   readonly keys: KeyRing;
-  readonly policy = new PolicyEngine();
+  readonly policy: PolicyEngine;
   readonly toolLabels: ToolLabelRegistry;
   private readonly securityAudit: AuditBatcher;
   private readonly committer: DecisionCommitter;
@@ -119,6 +122,9 @@ export class Writ {
   ) {
     this.config = resolveConfig(config);
     this.clock = clock;
+    this.policy = new PolicyEngine({ limits: { maxDepth: this.config.policyMaxDepth, maxTokens: this.config.policyMaxTokens } });
+    // A Cedar trap replaced the engine's WebAssembly instance (the request that hit it was denied): loud, never silent.
+    this.policy.onTrap = (t) => void this.securityEvent('policy.engine_reset', 'system', { operation: t.operation, error: t.message }).catch(() => undefined);
     this.keys = new KeyRing(store, clock, this.config.keyEncryptionKey ? deriveKeyEncryptionKey(this.config.keyEncryptionKey) : null);
     this.toolLabels = new ToolLabelRegistry(store, clock);
     this.securityAudit = new AuditBatcher(store);
@@ -157,10 +163,64 @@ export class Writ {
     await this.keys.init();
     const active = await this.store.getActivePolicy();
     if (active) {
-      this.policy.load(active.text);
+      // A stored set that fails the checks (stored before them, or by an older version)
+      // is not loaded: the service starts without a policy and every decision fails
+      // closed (503 `policy_unavailable`) until an admin stores one that passes.
+      await this.loadStored(active.text).catch((err) => {
+        if (!(err instanceof WritError)) throw err;
+      });
     } else {
       await this.putPolicy('system', DEFAULT_POLICY);
     }
+  }
+
+  /** Versions of stored sets refused by the checks, so they are not tried again and again. */
+  private readonly refusedVersions = new Map<string, WritError>();
+
+  /**
+   * Loads (and activates) a set read from the store: the complexity scan and the trial
+   * run first, as for a new set, since another instance (or an older Writ) stored it.
+   */
+  private loadStored(text: string): Promise<LoadedPolicySet> {
+    const version = policyVersion(text);
+    // concurrent requests that see a new version share one trial
+    let p = this.loadingVersions.get(version);
+    if (!p) {
+      p = this.loadStoredOnce(text, version).finally(() => this.loadingVersions.delete(version));
+      this.loadingVersions.set(version, p);
+    }
+    return p;
+  }
+
+  private readonly loadingVersions = new Map<string, Promise<LoadedPolicySet>>();
+
+  private async loadStoredOnce(text: string, version: string): Promise<LoadedPolicySet> {
+    const refused = this.refusedVersions.get(version);
+    if (refused) throw refused;
+    try {
+      await this.checkNewPolicy(text);
+      const set = this.policy.prepare(text);
+      this.policy.activate(set);
+      return set;
+    } catch (err) {
+      if (!(err instanceof WritError)) throw err;
+      const e = new UnavailableError(`the active policy set (version \`${version}\`) cannot be loaded: ${err.message}`, err, 'policy_unavailable');
+      if (this.refusedVersions.size > 100) this.refusedVersions.clear();
+      this.refusedVersions.set(version, e);
+      await this.securityEvent('policy.refused', 'system', { version, code: err.code, error: err.message.slice(0, 300) }).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * The checks a policy set passes before it is stored or loaded: the cheap scan of its
+   * text (depth, size, \`like\` patterns), then one trial in a throwaway worker (load, a
+   * full decision, a partial evaluation). A set this engine has loaded already passed.
+   */
+  private async checkNewPolicy(text: string): Promise<void> {
+    if (this.policy.isLoaded(policyVersion(text))) return;
+    checkPolicyComplexity(text, this.policy.limits);
+    await trialPolicySet({ text, schema: WRIT_SCHEMA, ...PolicyEngine.trialCalls(), timeoutMs: this.config.policyTrialTimeoutMs });
   }
 
   startBackgroundWork(): void {
@@ -565,12 +625,14 @@ export class Writ {
   /** Re-reads the active policy at most once a second, so a PUT on one instance reaches all. */
   private async currentPolicy(): Promise<LoadedPolicySet> {
     const now = this.clock.now();
-    if (now - this.policyCheckedAt >= 1000) {
+    if (now - this.policyCheckedAt >= 1000 || !this.policy.activeOrNull()) {
       this.policyCheckedAt = now;
       const active = await this.store.getActivePolicy();
-      if (active && active.version !== this.policy.active().version) this.policy.load(active.text);
+      if (active && active.version !== this.policy.activeOrNull()?.version) await this.loadStored(active.text);
     }
-    return this.policy.active();
+    const set = this.policy.activeOrNull();
+    if (!set) throw new UnavailableError('no policy set is loaded', undefined, 'policy_unavailable');
+    return set;
   }
 
   /**
@@ -869,16 +931,16 @@ export class Writ {
   async putPolicy(actor: OperatorRecord | 'system', text: string): Promise<{ version: string; policies: string[] }> {
     if (actor !== 'system') requireRole(actor, 'admin');
     const previous = this.policy.activeOrNull();
-    const set = this.policy.load(text);
-    try {
-      await this.store.putPolicy(
-        { version: set.version, text, createdAt: this.clock.now(), createdBy: actor === 'system' ? 'system' : actor.id },
-        { type: 'policy.updated', actor: actor === 'system' ? 'system' : `operator:${actor.id}`, data: { version: set.version, policies: set.policyIds, previous: previous?.version ?? null } },
-      );
-    } catch (err) {
-      if (previous) this.policy.load(previous.text);
-      throw err;
-    }
+    // checked before any of it reaches this process's Cedar instance (src/policy/complexity.ts, policy-trial.ts)
+    await this.checkNewPolicy(text);
+    const set = this.policy.prepare(text);
+    await this.store.putPolicy(
+      { version: set.version, text, createdAt: this.clock.now(), createdBy: actor === 'system' ? 'system' : actor.id },
+      { type: 'policy.updated', actor: actor === 'system' ? 'system' : `operator:${actor.id}`, data: { version: set.version, policies: set.policyIds, previous: previous?.version ?? null } },
+    );
+    // active only once stored: a failed store leaves the previous set in force
+    this.policy.activate(set);
+    this.refusedVersions.delete(set.version);
     this.policyCheckedAt = this.clock.now();
     return { version: set.version, policies: set.policyIds };
   }
