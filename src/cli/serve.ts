@@ -27,6 +27,7 @@ export async function serve(argv: string[]): Promise<void> {
     ...auditConfigFromEnv(process.env),
     ...federationConfigFromEnv(process.env),
     ...(kek ? { keyEncryptionKey: kek } : {}),
+    ...policyLimitsFromEnv(process.env),
     issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,
   });
   await writ.init();
@@ -130,4 +131,18 @@ export function trustedProxiesFromEnv(value: string | undefined): string[] {
     throw new UsageError(`WRIT_TRUSTED_PROXIES: ${(err as Error).message}`);
   }
   return list;
+}
+
+/** `WRIT_POLICY_MAX_DEPTH`, `WRIT_POLICY_MAX_TOKENS`: the policy complexity limits (src/policy/complexity.ts). */
+function policyLimitsFromEnv(env: NodeJS.ProcessEnv): { policyMaxDepth?: number; policyMaxTokens?: number } {
+  const out: { policyMaxDepth?: number; policyMaxTokens?: number } = {};
+  for (const [name, key, max] of [['WRIT_POLICY_MAX_DEPTH', 'policyMaxDepth', 64], ['WRIT_POLICY_MAX_TOKENS', 'policyMaxTokens', 1_000_000]] as const) {
+    const v = env[name];
+    if (!v) continue;
+    const n = Number(v);
+    // past 64 Cedar's own limits come close (73 nested brackets trap it): not configurable beyond
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name} must be a whole number from 1 to ${max}`);
+    out[key] = n;
+  }
+  return out;
 }
