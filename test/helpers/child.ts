@@ -108,7 +108,7 @@ function describeOutput(out: string, err: string): string {
 }
 
 /** Starts `command args` as a child in its own process group, tracked until it and its group are gone. */
-export function spawnChild(command: string, args: string[], opts: ChildOptions = {}): Child {
+export function spawnChild(command: string, args: readonly string[], opts: ChildOptions = {}): Child {
   const name = [command, ...args].join(' ');
   const tracked: Tracked = { done: false };
   live.add(tracked); // before the spawn: an exit between spawn and registration would leak nothing
@@ -235,7 +235,7 @@ export interface RunResult extends ExitStatus {
  * Runs `command args` to completion (see spawnChild). `timeoutMs` (default 5 minutes; `Infinity`
  * for none) only guards against a hang: past it the group is killed and the run fails with the output.
  */
-export async function runChild(command: string, args: string[], opts: ChildOptions & { timeoutMs?: number } = {}): Promise<RunResult> {
+export async function runChild(command: string, args: readonly string[], opts: ChildOptions & { timeoutMs?: number } = {}): Promise<RunResult> {
   const c = spawnChild(command, args, opts);
   const timeoutMs = opts.timeoutMs ?? 300_000;
   let timedOut = false;
