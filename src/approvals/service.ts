@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { canonicalJson } from '../core/digest.js';
-import { ConflictError, ForbiddenError, NotFoundError } from '../core/errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../core/errors.js';
 import type { ApprovalRecord } from '../core/escalation-types.js';
 import { undecided } from '../core/decision.js';
 import { newId } from '../core/ids.js';
@@ -164,7 +164,7 @@ export class ApprovalService {
       usedDecisionId: null,
       reviews: [],
     };
-    await store.createApproval(approval, decision, [
+    const created = await store.createApproval(approval, decision, [
       this.kit.decisionAudit(decision, { approval_id: approval.id }, action.arguments),
       {
         type: 'approval.requested',
@@ -186,7 +186,23 @@ export class ApprovalService {
           expires_at: approval.expiresAt,
         },
       },
-    ]);
+    ], { maxOpenPerTask: config.approvalOpenMaxPerTask, maxOpenPerAgent: config.approvalOpenMaxPerAgent, now });
+    if (!created.ok) {
+      // Nothing was written: no decision, no approval. The refusal is recorded once each
+      // (bounded by the task's refusal rate), so flooding shows up in the audit log.
+      const max = created.limit === 'task' ? config.approvalOpenMaxPerTask : config.approvalOpenMaxPerAgent;
+      const whose = created.limit === 'task' ? `task \`${ctx.task.id}\`` : `agent \`${ctx.agent.id}\``;
+      await this.kit.securityEvent(
+        'approval.limited',
+        `agent:${ctx.agent.id}`,
+        { limit: created.limit, open: created.open, max, tool: action.tool, action_digest: digest },
+        { taskId: ctx.task.id, agentId: ctx.agent.id },
+      );
+      throw new RateLimitedError(`${whose} has ${created.open} open approvals, the most it may have (${max}); wait for reviews or expiry`, {
+        code: 'approval_limit',
+        retryAfterSeconds: 10,
+      });
+    }
     return { decision: 'approval_required', decision_id: base.id, approval_id: approval.id, expires_in: Math.ceil((approval.expiresAt - now) / 1000) };
   }
 

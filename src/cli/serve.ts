@@ -8,6 +8,7 @@ import { flag, parseArgs, UsageError } from './args.js';
 import { federationConfigFromEnv } from './federation-env.js';
 import { escalationConfigFromEnv } from './escalation-env.js';
 import { auditConfigFromEnv } from './audit-env.js';
+import { limitsConfigFromEnv, windowLimitFromEnv } from './limits-env.js';
 
 export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json]';
 
@@ -26,6 +27,7 @@ export async function serve(argv: string[]): Promise<void> {
     ...escalationConfigFromEnv(process.env),
     ...auditConfigFromEnv(process.env),
     ...federationConfigFromEnv(process.env),
+    ...limitsConfigFromEnv(process.env),
     ...(kek ? { keyEncryptionKey: kek } : {}),
     ...policyLimitsFromEnv(process.env),
     issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,
@@ -106,19 +108,6 @@ export async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
-}
-
-/**
- * `WRIT_FAILURE_LIMIT=MAX/SECONDS` (default 1000/10): failed requests without a valid
- * credential one client address may make per window before it gets 429; the same form
- * for `WRIT_CREDENTIAL_FAILURE_LIMIT` (failed requests of one valid credential). Raise
- * the address limit for a gateway that many agents share; neither can be switched off.
- */
-export function windowLimitFromEnv(name: string, value: string | undefined): { max: number; windowMs: number } | undefined {
-  if (!value) return undefined;
-  const m = /^(\d+)\/(\d+)$/.exec(value.trim());
-  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UsageError(`${name} must be MAX/SECONDS, e.g. 1000/10`);
-  return { max: Number(m[1]), windowMs: Number(m[2]) * 1000 };
 }
 
 /** `WRIT_TRUSTED_PROXIES=10.0.0.0/8,::1`: the proxies whose `X-Forwarded-For` names the client. */

@@ -51,6 +51,16 @@ export interface ApprovalRecord {
   reviews: ApprovalReview[];
 }
 
+/** Caps on open (`pending` or `approved`, unexpired) approvals, checked as one is created. */
+export interface OpenApprovalLimits {
+  maxOpenPerTask: number;
+  maxOpenPerAgent: number;
+  now: number;
+}
+
+/** `createApproval`: written, or refused (nothing written) because a cap is reached. */
+export type ApprovalCreateResult = { ok: true } | { ok: false; limit: 'task' | 'agent'; open: number };
+
 export type ApprovalReviewResult =
   | { ok: true; approval: ApprovalRecord }
   | { ok: false; reason: 'not_found' | 'not_pending' | 'already_reviewed'; approval: ApprovalRecord | null };

@@ -48,6 +48,12 @@ export interface WritConfig {
   policyMaxTokens: number;
   /** policy: how long the trial run of a new policy set in a worker may take before the set is refused */
   policyTrialTimeoutMs: number;
+  /** approvals: the most open (pending or approved, unused) approvals one task may have; past it, 429 `approval_limit` */
+  approvalOpenMaxPerTask: number;
+  /** approvals: the most open approvals one agent may have over all its tasks */
+  approvalOpenMaxPerAgent: number;
+  /** authorize: denied or approval-requiring answers one task may get per window; past it, 429 `rate_limited` with Retry-After */
+  taskRefusalLimit: { max: number; windowMs: number };
   /** seals private signing keys at rest (WRIT_KEY_ENCRYPTION_KEY, at least 32 characters); unset: stored as plain JWK */
   keyEncryptionKey?: string;
   /** audit: what decision entries keep of the arguments (WRIT_AUDIT_ARGS: full, masked, digest) */
@@ -81,6 +87,9 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   policyMaxDepth: 32,
   policyMaxTokens: 10_000,
   policyTrialTimeoutMs: 20_000,
+  approvalOpenMaxPerTask: 50,
+  approvalOpenMaxPerAgent: 200,
+  taskRefusalLimit: { max: 20, windowMs: 1000 },
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {
@@ -93,6 +102,12 @@ export function resolveConfig(partial: Partial<WritConfig> & { issuer: string })
   }
   if (!(Number.isInteger(c.maxDelegationDepth) && c.maxDelegationDepth >= 0)) throw new TypeError('maxDelegationDepth must be a whole number >= 0');
   if (!(Number.isInteger(c.jwksTimeoutMs) && c.jwksTimeoutMs > 0)) throw new TypeError('jwksTimeoutMs must be a whole number > 0');
+  for (const k of ['approvalOpenMaxPerTask', 'approvalOpenMaxPerAgent'] as const) {
+    if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
+  }
+  if (!(Number.isInteger(c.taskRefusalLimit.max) && c.taskRefusalLimit.max > 0 && c.taskRefusalLimit.windowMs > 0)) {
+    throw new TypeError('taskRefusalLimit needs a whole max > 0 and windowMs > 0');
+  }
   for (const k of ['approvalPendingTtlSeconds', 'approvalApprovedTtlSeconds', 'breakGlassMaxSeconds', 'breakGlassConfirmWindowSeconds', 'presenceMaxTtlSeconds', 'presenceInitialTtlSeconds'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
   }

@@ -10,6 +10,7 @@ import {
   ConflictError,
   ForbiddenError,
   InvalidRequestError,
+  RateLimitedError,
   NotFoundError,
   OAuthError,
   UnauthorizedError,
@@ -17,6 +18,7 @@ import {
   WritError,
 } from '../core/errors.js';
 import { undecided } from '../core/decision.js';
+import { WindowLimiter } from '../core/window-limiter.js';
 import { checkArgumentKeys } from '../core/argument-keys.js';
 import { newId, newSecret } from '../core/ids.js';
 import type {
@@ -114,6 +116,8 @@ export class Writ {
   readonly breakGlass: BreakGlassService;
   /** owner presence leases (src/tasks/presence.ts) */
   readonly presence: PresenceService;
+  /** denied or approval-requiring answers per task per window (config `taskRefusalLimit`) */
+  private readonly taskRefusals: WindowLimiter;
 
   constructor(
     readonly store: Store,
@@ -133,6 +137,7 @@ export class Writ {
     this.approvals = new ApprovalService(kit);
     this.breakGlass = new BreakGlassService(kit);
     this.presence = new PresenceService(kit);
+    this.taskRefusals = new WindowLimiter(this.config.taskRefusalLimit.max, this.config.taskRefusalLimit.windowMs, () => this.clock.now());
   }
 
   /** What the approval, break-glass and presence services share of the authorize path. */
@@ -642,6 +647,32 @@ export class Writ {
    * unit (which is taken atomically, so concurrent requests never overspend).
    */
   async authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
+    // Denies and approval requests each cost a decision record and its audit entry (an
+    // approval also holds a place for a person's review): a task that keeps being refused
+    // is slowed down. Allows are bounded by the task's budget and do not count.
+    const limited = this.taskRefusals.check(ctx.task.id);
+    if (limited.blocked) {
+      if (limited.report) {
+        await this.securityEvent('security.rate_limited', `agent:${ctx.agent.id}`, { task_id: ctx.task.id, refusals: limited.count, window_ms: this.taskRefusals.windowMs }, { taskId: ctx.task.id, agentId: ctx.agent.id });
+      }
+      throw new RateLimitedError(`task \`${ctx.task.id}\` was denied or sent to approval ${limited.count} times in ${this.taskRefusals.windowMs} ms; retry later`, {
+        retryAfterSeconds: limited.retryAfterMs / 1000,
+      });
+    }
+    let counted = false;
+    try {
+      const result = await this.decideAction(ctx, action);
+      if (result.decision !== 'allow') counted = true;
+      return result;
+    } catch (err) {
+      counted = err instanceof RateLimitedError; // approval_limit: an approval request all the same
+      throw err;
+    } finally {
+      if (counted) this.taskRefusals.record(ctx.task.id);
+    }
+  }
+
+  private async decideAction(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
     const { task, agent } = ctx;
     // The HTTP edge checks these too; the in-process gateway reaches this method directly.
     checkArgumentKeys(action.arguments);

@@ -176,6 +176,65 @@ function breakGlass(ctx: Ctx, agentId: string, over: Partial<BreakGlassRecord> =
 const bgAudit = (type: string) => (r: BreakGlassRecord) => audit(type, { agentId: r.agentId, taskId: r.taskId, data: { break_glass_id: r.id } });
 
 export function escalationContract(get: () => Ctx): void {
+  it('approvals: open-approval caps per task and per agent are checked with the write; a refusal writes nothing', async () => {
+    const ctx = get();
+    const { store, clock } = ctx;
+    const { agent, task } = await agentAndTask(store, clock);
+    const limits = () => ({ maxOpenPerTask: 2, maxOpenPerAgent: 5, now: clock.now() });
+    const create = (t: TaskRecord, over: Partial<ApprovalRecord> = {}) => {
+      const d = decision(clock, t);
+      const a = approvalFor(clock, t, d.id, over);
+      return { a, d, run: () => store.createApproval(a, d, [audit('decision', { decisionId: d.id }), audit('approval.requested', { decisionId: d.id })], limits()) };
+    };
+    assert.deepEqual(await create(task).run(), { ok: true });
+    assert.deepEqual(await create(task).run(), { ok: true });
+    const third = create(task);
+    const { result, entries } = await audited(store, third.run);
+    assert.deepEqual(result, { ok: false, limit: 'task', open: 2 });
+    assert.deepEqual(entries, [], 'no audit entry');
+    assert.equal(await store.getApproval(third.a.id), null, 'no approval');
+    assert.equal(await store.getDecision(third.d.id), null, 'no decision');
+    // without limits (the argument left out) there is no cap
+    const free = create(task);
+    assert.deepEqual(await store.createApproval(free.a, free.d, [audit('decision')]), { ok: true });
+    // only open ones count: an expired one (by time, not yet swept) and a denied one free their place
+    const { task: t2 } = await agentAndTask(store, clock, { agentId: agent.id, id: newId('tsk') });
+    assert.deepEqual(await create(t2, { expiresAt: clock.now() + 1000 }).run(), { ok: true });
+    const denied = create(t2);
+    assert.deepEqual(await denied.run(), { ok: true });
+    assert.deepEqual(await create(t2).run(), { ok: false, limit: 'task', open: 2 });
+    clock.advance(1000);
+    await review(ctx, denied.a.id, 'op_rev', 'deny');
+    // t2 has none open again; the agent has 3 (task's 2 capped + 1 uncapped)
+    assert.deepEqual(await create(t2).run(), { ok: true });
+    assert.deepEqual(await create(t2).run(), { ok: true });
+    // five open over its tasks: the agent cap refuses on a third task too
+    const { task: t4 } = await agentAndTask(store, clock, { agentId: agent.id, id: newId('tsk') });
+    assert.deepEqual(await create(t4).run(), { ok: false, limit: 'agent', open: 5 });
+    // another agent is not affected
+    const { task: t3 } = await agentAndTask(store, clock);
+    assert.deepEqual(await create(t3).run(), { ok: true });
+  });
+
+  it('approvals: concurrent creates never exceed a cap (the count and the write are atomic)', async () => {
+    const { store, clock } = get();
+    const { agent, task } = await agentAndTask(store, clock);
+    const { task: other } = await agentAndTask(store, clock, { agentId: agent.id, id: newId('tsk') });
+    const limits = { maxOpenPerTask: 5, maxOpenPerAgent: 7, now: clock.now() };
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => {
+        const t = i % 2 ? task : other;
+        const d = decision(clock, t);
+        return store.createApproval(approvalFor(clock, t, d.id), d, [audit('decision', { decisionId: d.id })], limits);
+      }),
+    );
+    const ok = results.filter((r) => r.ok).length;
+    assert.equal(ok, 7, `${ok} created under an agent cap of 7`);
+    const perTask = await Promise.all([task, other].map(async (t) => (await store.listApprovals({ taskId: t.id, limit: 1000 })).length));
+    assert.ok(perTask.every((n) => n <= 5), `per task ${perTask}`);
+    assert.equal(perTask[0]! + perTask[1]!, 7);
+  });
+
   it('approvals: create writes the decision, the approval and both audit entries; get, findOpen, list', async () => {
     const ctx = get();
     const { store, clock } = ctx;

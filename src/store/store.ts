@@ -13,12 +13,14 @@ import type {
   TaskStatus,
 } from '../core/types.js';
 import type {
+  ApprovalCreateResult,
   ApprovalRecord,
   ApprovalReview,
   ApprovalReviewResult,
   ApprovalStatus,
   BreakGlassRecord,
   BreakGlassResult,
+  OpenApprovalLimits,
   PresenceLease,
 } from '../core/escalation-types.js';
 
@@ -167,8 +169,14 @@ export interface Store {
   getFederatedToken(jti: string): Promise<FederatedTokenRecord | null>;
 
   // approvals (src/approvals): every change writes its audit entries in the same transaction
-  /** Writes the `approval_required` decision, the approval and `audit` (decision, approval.requested) in one transaction. */
-  createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[]): Promise<void>;
+  /**
+   * Writes the `approval_required` decision, the approval and `audit` (decision,
+   * approval.requested) in one transaction. With `limits`, first counts the open
+   * (`pending` or `approved`, unexpired) approvals of the task and of the agent, and
+   * writes nothing when either cap is reached; the count and the write are atomic
+   * (serialized per agent), across processes and instances too.
+   */
+  createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[], limits?: OpenApprovalLimits): Promise<ApprovalCreateResult>;
   getApproval(id: string): Promise<ApprovalRecord | null>;
   /** A `pending` or `approved` approval of this task for this exact action that has not expired. */
   findOpenApproval(taskId: string, actionDigest: string, now: number): Promise<ApprovalRecord | null>;

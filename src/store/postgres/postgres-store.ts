@@ -32,7 +32,7 @@ import {
 } from '../rows.js';
 import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
-import type { ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
+import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
   APPROVAL_COLUMNS,
   approvalExpiredAudit,
@@ -77,6 +77,8 @@ const RETRYABLE = new Set(['40001', '40P01']);
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 /** Advisory lock class for break-glass changes of one agent */
 const BREAK_GLASS_LOCK_CLASS = 0x57424721; // "WBG!"
+/** Advisory lock class for counting open approvals per agent (the second key is schema:agent). */
+const APPROVAL_LOCK_CLASS = 0x57415052; // "WAPR"
 const DECISION_COLUMNS =
   'id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome';
 const DECISION_TYPES = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'bigint', 'bigint', 'text'];
@@ -901,8 +903,19 @@ export class PostgresStore implements Store {
     return { query: ((sql: string, params?: unknown[]) => this.exec(sql, params)) as unknown as Q['query'] };
   }
 
-  async createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[]): Promise<void> {
-    await this.tx(async (c) => {
+  async createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[], limits?: OpenApprovalLimits): Promise<ApprovalCreateResult> {
+    return this.tx(async (c): Promise<ApprovalCreateResult> => {
+      if (limits) {
+        // One creator per agent at a time, on every instance (a task's approvals are its
+        // agent's): under READ COMMITTED each count then sees every approval committed
+        // before the lock was granted, so two instances cannot both take the last place.
+        await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [APPROVAL_LOCK_CLASS, `${this.schema ?? ''}:${approval.agentId}`]);
+        const open = `SELECT count(*)::int AS n FROM approvals WHERE status IN ('pending', 'approved') AND expires_at > $1`;
+        const byTask = Number((await c.query<{ n: number }>(`${open} AND task_id = $2`, [limits.now, approval.taskId])).rows[0]!.n);
+        if (byTask >= limits.maxOpenPerTask) return { ok: false, limit: 'task', open: byTask };
+        const byAgent = Number((await c.query<{ n: number }>(`${open} AND agent_id = $2`, [limits.now, approval.agentId])).rows[0]!.n);
+        if (byAgent >= limits.maxOpenPerAgent) return { ok: false, limit: 'agent', open: byAgent };
+      }
       await c.query(`INSERT INTO decisions (${DECISION_COLUMNS}) VALUES (${DECISION_TYPES.map((_, i) => `$${i + 1}`).join(', ')})`, decisionParams(decision));
       await c.query(
         `INSERT INTO approvals (${APPROVAL_COLUMNS.join(', ')}) VALUES (${APPROVAL_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
@@ -914,6 +927,7 @@ export class PostgresStore implements Store {
         ]);
       }
       await this.appendInTx(c, audit);
+      return { ok: true };
     });
   }
 

@@ -221,4 +221,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   CREATE INDEX federated_tokens_issuer ON federated_tokens(issuer_id, expires_at);
   CREATE INDEX federated_tokens_expiry ON federated_tokens(expires_at);
   `,
+  `
+  CREATE INDEX approvals_open_agent ON approvals(agent_id, expires_at) WHERE status IN ('pending', 'approved');
+  CREATE INDEX approvals_open_task ON approvals(task_id, expires_at) WHERE status IN ('pending', 'approved');
+  `,
 ];

@@ -32,7 +32,7 @@ import {
 } from '../rows.js';
 import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
-import type { ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
+import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
   APPROVAL_COLUMNS,
   approvalExpiredAudit,
@@ -640,8 +640,16 @@ export class SqliteStore implements Store {
     return toApproval(row, reviews);
   }
 
-  async createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[]): Promise<void> {
-    this.write(() => {
+  async createApproval(approval: ApprovalRecord, decision: DecisionRecord, audit: AuditInput[], limits?: OpenApprovalLimits): Promise<ApprovalCreateResult> {
+    return this.write((): ApprovalCreateResult => {
+      // inside the write transaction: no other connection or process writes between the count and the insert
+      if (limits) {
+        const open = `SELECT count(*) AS n FROM approvals WHERE status IN ('pending', 'approved') AND expires_at > ?`;
+        const byTask = Number((this.stmt(`${open} AND task_id = ?`).get(limits.now, approval.taskId) as { n: number }).n);
+        if (byTask >= limits.maxOpenPerTask) return { ok: false, limit: 'task', open: byTask };
+        const byAgent = Number((this.stmt(`${open} AND agent_id = ?`).get(limits.now, approval.agentId) as { n: number }).n);
+        if (byAgent >= limits.maxOpenPerAgent) return { ok: false, limit: 'agent', open: byAgent };
+      }
       this.stmt(
         `INSERT INTO decisions (id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -652,6 +660,7 @@ export class SqliteStore implements Store {
       const review = this.stmt('INSERT INTO approval_reviews (approval_id, approver, verdict, comment, created_at) VALUES (?, ?, ?, ?, ?)');
       for (const r of approval.reviews) review.run(approval.id, r.approver, r.verdict, r.comment, r.at);
       this.appendInTx(audit);
+      return { ok: true };
     });
   }
 

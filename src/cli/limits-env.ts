@@ -1,0 +1,32 @@
+import type { WritConfig } from '../service/config.js';
+import { UsageError } from './args.js';
+
+/**
+ * `MAX/SECONDS` (e.g. `1000/10`): at most MAX counted events per window of SECONDS.
+ * Used by `WRIT_FAILURE_LIMIT` (failed requests per client address without a valid
+ * credential), `WRIT_CREDENTIAL_FAILURE_LIMIT` (per valid credential) and
+ * `WRIT_TASK_REFUSAL_LIMIT` (denied or approval-requiring answers per task). None can
+ * be switched off.
+ */
+export function windowLimitFromEnv(name: string, value: string | undefined): { max: number; windowMs: number } | undefined {
+  if (!value) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(value.trim());
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UsageError(`${name} must be MAX/SECONDS, e.g. 1000/10`);
+  return { max: Number(m[1]), windowMs: Number(m[2]) * 1000 };
+}
+
+/** The request limits of `writ serve` (README, Configuration; docs/security.md, Limits). Unset keeps the defaults. */
+export function limitsConfigFromEnv(env: NodeJS.ProcessEnv): Partial<WritConfig> {
+  const out: Partial<WritConfig> = {};
+  const count = (name: string, key: 'approvalOpenMaxPerTask' | 'approvalOpenMaxPerAgent') => {
+    const v = env[name];
+    if (v === undefined || v === '') return;
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`${name} must be a whole number >= 1`);
+    out[key] = Number(v);
+  };
+  count('WRIT_APPROVAL_OPEN_MAX_PER_TASK', 'approvalOpenMaxPerTask');
+  count('WRIT_APPROVAL_OPEN_MAX_PER_AGENT', 'approvalOpenMaxPerAgent');
+  const refusals = windowLimitFromEnv('WRIT_TASK_REFUSAL_LIMIT', env.WRIT_TASK_REFUSAL_LIMIT);
+  if (refusals) out.taskRefusalLimit = refusals;
+  return out;
+}
