@@ -190,6 +190,25 @@ for (const { backend, skip } of backends()) {
         { tokens_revoked: entry.data.tokens_revoked, keep_issued: entry.data.keep_issued, task_ids: entry.data.task_ids, issuer: entry.data.issuer },
         { tokens_revoked: 3, keep_issued: false, task_ids: [t1.id, t2.id].sort(), issuer: iss },
       );
+      // a `fed` token without its issuance record, for another task, or with a bad `fed`, is refused (fail closed)
+      const t = now();
+      const base = { iss: env.url, sub: env.agent.id, aud: env.url, iat: t, exp: t + 60, txn: t1.id };
+      const live = await addIssuer('https://idp-live.acme.test');
+      const liveToken = await exchanged(await sign(key, claims('https://idp-live.acme.test')), t1.id);
+      const liveJti = JSON.parse(Buffer.from(liveToken.split('.')[1]!, 'base64url').toString()).jti;
+      const crafted: [string, Record<string, unknown>][] = [
+        ['no issuance record', { ...base, jti: 'tt_unrecorded', fed: live.id }],
+        ['another issuer than recorded', { ...base, jti: liveJti, fed: issuer.id }],
+        ['another task than recorded', { ...base, jti: liveJti, fed: live.id, txn: t2.id }],
+        ['`fed` not a string', { ...base, jti: liveJti, fed: 1 }],
+        ['`fed` without a `jti`', { ...base, fed: live.id }],
+      ];
+      for (const [name, c] of crafted) {
+        const r = await authorizeOn(second.url, env.writ.keys.signJwt('writ-task+jwt', c));
+        assert.equal(r.status, 401, `${name}: ${JSON.stringify(r.body)}`);
+        assert.equal(r.body.error.code, 'invalid_token', name);
+      }
+      assert.equal((await authorizeOn(second.url, liveToken)).body.decision, 'allow');
       // adding the issuer again does not bring its old tokens back
       await addIssuer(iss);
       assert.equal((await authorizeOn(second.url, fed[0]!)).body.error.code, 'issuer_removed');
