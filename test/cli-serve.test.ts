@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { startServe } from './helpers/serve-process.js';
 
 describe('writ serve: WRIT_BOOTSTRAP_TOKEN', () => {
@@ -48,5 +49,14 @@ describe('writ serve: WRIT_BOOTSTRAP_TOKEN', () => {
     // no token: nothing to say either
     const none = await run(undefined, first);
     assert.doesNotMatch(none.stderr + none.stdout, /WRIT_BOOTSTRAP_TOKEN/);
+
+    // the token of an operator that was disabled is no way in: it is ignored, and said so
+    const db = new Database(join(dir, 'writ.db'));
+    db.prepare('UPDATE operators SET disabled = 1').run();
+    db.close();
+    const disabled = await run(first, first);
+    assert.match(disabled.stderr, /warning: WRIT_BOOTSTRAP_TOKEN is ignored/);
+    assert.doesNotMatch(disabled.stdout, /already an operator token/);
+    assert.equal(disabled.status, 401);
   });
 });
