@@ -9,6 +9,8 @@
  *   scale_1000_policies   1,000 policies / 10,000 agents
  *   http_two_instances    two server processes on one PostgreSQL schema
  *   revoke_propagation    revoke through A -> refusal on B
+ *   cli_startup           `writ --help` (compiled) against `node -e 0`: time ratio and peak RSS
+ *   cli_startup           `writ --help` (compiled) against `node -e 0`: time ratio and peak RSS
  *   audit_evidence        offline verification of 1,000,000 exported entries; proof and checkpoint cost
  *
  * Usage: npm run bench -- [--quick] [--only a,b] [--backend sqlite|postgres|both]
@@ -33,7 +35,7 @@ import { POSTGRES_URL, postgresUnavailable, type Backend } from './lib/backend.j
 import { calibrationUs, machine } from './lib/machine.js';
 import { atMost, type BenchOutput, type RunOptions, type TargetCheck } from './lib/types.js';
 
-export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation', 'mcp_gateway', 'audit_evidence'] as const;
+export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation', 'mcp_gateway', 'audit_evidence', 'cli_startup'] as const;
 type Name = (typeof BENCHMARKS)[number];
 const MULTI: Name[] = ['http_two_instances', 'revoke_propagation'];
 
@@ -174,6 +176,15 @@ async function main(): Promise<number> {
       }
     });
   }
+  if (selected.has('cli_startup')) {
+    await attempt('cli_startup', async () => {
+      const t = performance.now();
+      const { cliStartup } = await import('./benchmarks/cli.js');
+      const out = await cliStartup(opts);
+      results.cli_startup = { ...out.result, elapsed_s: Math.round(performance.now() - t) / 1000 };
+      Object.assign(targets, out.targets ?? {});
+    });
+  }
   if (selected.has('audit_evidence')) {
     // backend-independent: an export file verified offline, proofs from a SQLite store
     await attempt('audit_evidence', async () => {
@@ -185,7 +196,7 @@ async function main(): Promise<number> {
     });
   }
   for (const name of BENCHMARKS) {
-    if (name === 'raw_limit' || name === 'mcp_gateway' || name === 'audit_evidence' || !selected.has(name)) continue;
+    if (name === 'raw_limit' || name === 'mcp_gateway' || name === 'audit_evidence' || name === 'cli_startup' || !selected.has(name)) continue;
     for (const b of cli.backends) {
       if (!usable(b, name)) continue;
       if (MULTI.includes(name) && b === 'sqlite' && !cli.multiSqlite) {

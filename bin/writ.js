@@ -1,5 +1,35 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx (no build step).
-import { register } from 'tsx/esm/api';
-register();
-await import('../src/cli/main.ts');
+// The `writ` command: the compiled CLI in dist/ (built by `npm run build`, which `npm ci`,
+// `npm start` and `npm test` run). Inside a checkout whose dist/ is missing or older than
+// src/, it runs the TypeScript source through tsx (a dev dependency) instead, so that a
+// stale build never answers for the code in front of you.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const built = `${root}dist/cli/main.js`;
+
+function newestMtime(dir) {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = `${dir}/${e.name}`;
+    const t = e.isDirectory() ? newestMtime(p) : e.name.endsWith('.ts') ? statSync(p).mtimeMs : 0;
+    if (t > newest) newest = t;
+  }
+  return newest;
+}
+
+function stale() {
+  if (!existsSync(`${root}src`)) return false; // an installed package ships dist only
+  if (!existsSync(built)) return true;
+  const info = `${root}dist/.built`; // touched by `npm run build` after tsc
+  return !existsSync(info) || newestMtime(`${root}src`) > statSync(info).mtimeMs;
+}
+
+if (stale()) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../src/cli/main.ts');
+} else {
+  await import(built);
+}

@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const run = promisify(execFile);
+
+describe('npm pack ships only what runs', { skip: existsSync(`${ROOT}dist/cli/main.js`) ? false : 'dist/ is not built (npm test builds it first)' }, () => {
+  it('has the compiled CLI and SDK, the licence, and no tests, benchmarks, CI files, sources or keys', async () => {
+    // --ignore-scripts: `npm test` has built dist/ already; packing must not rebuild it
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 16 << 20 });
+    const files: string[] = JSON.parse(stdout)[0].files.map((f: { path: string }) => f.path);
+    for (const must of ['LICENSE', 'README.md', 'package.json', 'bin/writ.js', 'dist/cli/main.js', 'dist/sdk/index.js', 'dist/sdk/index.d.ts']) {
+      assert.ok(files.includes(must), `the package lacks ${must}`);
+    }
+    const shipped = (re: RegExp) => files.filter((f) => re.test(f));
+    assert.deepEqual(shipped(/^(test|bench|scripts|examples|src|\.ci)\//), [], 'tests, benchmarks, scripts, examples, sources or CI files');
+    assert.deepEqual(shipped(/\.test\.|contract/), [], 'test code');
+    assert.deepEqual(shipped(/\.key\.json$|\.pem$|(^|\/)\.env|decision\.json$|\.db$|\.tsbuildinfo$/), [], 'keys, data or build state');
+  });
+});
