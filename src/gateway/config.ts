@@ -57,6 +57,8 @@ const upstreamCommon = {
   forward_action_token: z.boolean().default(false),
   tools: z.record(z.string(), toolSettings).default({}),
   call_timeout_ms: z.number().int().min(100).max(600_000).default(60_000),
+  /** the largest answer one call may get (bytes of its JSON-RPC message); a larger one fails that call alone */
+  max_result_bytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(4 * 1024 * 1024),
 };
 
 const stdioUpstream = z.strictObject({

@@ -9,6 +9,7 @@ import { configuredToolLabels, labelsNotInWrit } from './labels.js';
 import { errorText, jsonLog, type Log } from './log.js';
 import { PinStore } from './pins.js';
 import { Redactor } from './secrets.js';
+import { ResultTooLargeError } from './result-limit.js';
 import { createUpstreams, GATEWAY_VERSION, Upstream, UpstreamUnavailableError } from './upstream.js';
 
 /** `_meta` keys the gateway sets on results and (optionally) on upstream calls. */
@@ -289,6 +290,12 @@ export class McpGateway {
     try {
       result = await upstream.call(local, args, meta, signal);
     } catch (err) {
+      if (err instanceof ResultTooLargeError) {
+        // the tool ran; its answer is too large to pass on: this call fails, the connection and other calls do not
+        this.outcome(token, verdict.decisionId, 'failed', 'result too large');
+        this.log('result_too_large', { tool: name, decision_id: verdict.decisionId, max_result_bytes: err.maxBytes });
+        return this.refusal(name, 'result_too_large', `${err.message} (decision ${verdict.decisionId})`, { decision_id: verdict.decisionId, max_result_bytes: err.maxBytes });
+      }
       const detail = err instanceof McpError ? `upstream error ${err.code}` : 'upstream unavailable';
       this.outcome(token, verdict.decisionId, 'failed', detail);
       if (err instanceof McpError) {

@@ -6,6 +6,7 @@ import type { GatewayConfig, UpstreamConfig } from './config.js';
 import { resolvePath } from './config.js';
 import { errorText, type Log } from './log.js';
 import { toolDigest } from './pins.js';
+import { isResultTooLarge, LimitedReadBuffer, limitedFetch, ResultTooLargeError } from './result-limit.js';
 import { resolveValues, type Redactor } from './secrets.js';
 
 export const GATEWAY_VERSION = '0.1.0';
@@ -82,13 +83,18 @@ export class Upstream {
           cwd: c.cwd ? resolvePath(this.deps.baseDir, c.cwd) : undefined,
           stderr: 'pipe',
         });
+        // the SDK's read buffer closes the shared connection on one oversized answer; this one drops that answer alone
+        (t as unknown as { _readBuffer: LimitedReadBuffer })._readBuffer = new LimitedReadBuffer(c.max_result_bytes, (d) => this.dropped(d));
         t.stderr?.on('data', (chunk: Buffer) => {
           for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) this.deps.log('upstream_stderr', { upstream: this.name, line: line.slice(0, 2000) });
         });
         transport = t;
       } else {
         // `redirect: 'error'`: an injected credential must never follow a redirect elsewhere
-        transport = new StreamableHTTPClientTransport(new URL(c.url), { requestInit: { headers: this.headers, redirect: 'error' } });
+        transport = new StreamableHTTPClientTransport(new URL(c.url), {
+          requestInit: { headers: this.headers, redirect: 'error' },
+          fetch: limitedFetch(c.max_result_bytes, (d) => this.dropped(d)),
+        });
       }
       client.onclose = () => {
         if (this.client === client) this.client = null;
@@ -162,14 +168,24 @@ export class Upstream {
     return this.tools;
   }
 
+  private dropped(d: { id: string | number | null; bytes: number }): void {
+    this.deps.log('upstream_result_too_large', { upstream: this.name, request_id: d.id, bytes: d.bytes, max_result_bytes: this.config.max_result_bytes });
+  }
+
+  /** Calls a tool; an answer over `max_result_bytes` rejects with ResultTooLargeError (this call only). */
   async call(name: string, args: Record<string, unknown>, meta: Record<string, unknown> | undefined, signal?: AbortSignal): Promise<CallToolResult> {
     const client = await this.connect();
     const params: Record<string, unknown> = { name, arguments: args };
     if (meta) params._meta = meta;
-    return (await client.request({ method: 'tools/call', params: params as never }, CallToolResultSchema, {
-      timeout: this.config.call_timeout_ms,
-      signal,
-    })) as CallToolResult;
+    try {
+      return (await client.request({ method: 'tools/call', params: params as never }, CallToolResultSchema, {
+        timeout: this.config.call_timeout_ms,
+        signal,
+      })) as CallToolResult;
+    } catch (err) {
+      if (isResultTooLarge(err)) throw new ResultTooLargeError(this.name, this.config.max_result_bytes);
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

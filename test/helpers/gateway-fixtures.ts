@@ -32,7 +32,7 @@ export interface HttpMcpFixture {
  * `search` (its description can be changed), `whoami` (echoes the credentials it
  * received, raw, so a test can check the gateway redacts them).
  */
-export async function startHttpMcpFixture(): Promise<HttpMcpFixture> {
+export async function startHttpMcpFixture(opts: { big?: boolean } = {}): Promise<HttpMcpFixture> {
   const seen: IncomingHttpHeaders[] = [];
   const metas: unknown[] = [];
   let searchDescription = 'Searches the documentation.';
@@ -44,12 +44,15 @@ export async function startHttpMcpFixture(): Promise<HttpMcpFixture> {
       tools: [
         { name: 'search', description: searchDescription, inputSchema: { type: 'object', properties: { q: { type: 'string' } }, required: ['q'] } },
         { name: 'whoami', description: 'Echoes the credentials this server received.', inputSchema: { type: 'object', properties: {} } },
+        // with `big`: answers `bytes` characters (an oversized result)
+        ...(opts.big ? [{ name: 'big', description: 'Answers a long text.', inputSchema: { type: 'object' as const, properties: { bytes: { type: 'number' } } } }] : []),
       ],
     }));
     server.setRequestHandler(CallToolRequestSchema, async (req, extra): Promise<CallToolResult> => {
       metas.push(req.params._meta ?? null);
       const h = extra.requestInfo?.headers ?? {};
       if (req.params.name === 'search') return { content: [{ type: 'text', text: `results for ${(req.params.arguments as { q?: string })?.q}` }] };
+      if (req.params.name === 'big' && opts.big) return { content: [{ type: 'text', text: 'x'.repeat(Number((req.params.arguments as { bytes?: unknown })?.bytes ?? 0)) }] };
       if (req.params.name === 'whoami') {
         return { content: [{ type: 'text', text: `authorization=${String(h.authorization)} x-api-key=${String(h['x-api-key'])}` }] };
       }
