@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import { DEFAULT_POLICY } from '../src/policy/schema.js';
+import { makeOperator } from './helpers/escalations.js';
 import { Api, backends, makeAgentKeys, setup, type AgentKeys } from './helpers/harness.js';
 
 /**
@@ -75,6 +76,9 @@ when { context.num_args.hasTag("items.0.amount") && context.num_args.getTag("ite
       before(async () => {
         const put = await env.admin.call('PUT', '/v1/policies', { policies: POLICY });
         assert.equal(put.status, 200, JSON.stringify(put.body));
+      });
+      // a task per test: denies count against a per-task rate (20 a second by default)
+      beforeEach(async () => {
         ({ api } = await agentFor({ scope: { tools: ['payments.*'] }, max_actions: 1000 }));
       });
       after(async () => {
@@ -238,6 +242,105 @@ when { context.args.hasTag(context.task.intent) };
         const b = await newAgent('wider');
         const d = await rApi.call('POST', `/v1/tasks/${root.id}/delegations`, { agent_id: b.id, intent: 'x', scope: { tools: ['db.query'], resources: ['db:prod/*'] }, ttl_seconds: 60, max_actions: 1 });
         assertError(d, 403, 'scope_not_subset');
+      });
+    });
+
+    describe('approval rule of the policy in force (item 3)', () => {
+      const base = `
+@id("allow-others")
+permit (principal, action == Writ::Action::"call", resource)
+unless { resource in Writ::ToolGroup::"payments" };
+`;
+      const LENIENT = `${base}
+@id("payments-need-approval")
+permit (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.approval.granted };
+`;
+      const STRICT = `${base}
+@id("payments-need-approval")
+@approvals("2")
+@four_eyes("true")
+permit (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.approval.granted };
+`;
+      const FOUR_EYES_ONLY = `${base}
+@id("payments-need-approval")
+@four_eyes("true")
+permit (principal, action == Writ::Action::"call", resource in Writ::ToolGroup::"payments")
+when { context.approval.granted };
+`;
+      let alice: Api & { id: string };
+      let bob: Api & { id: string };
+      const setPolicy = async (text: string) => assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: text })).status, 200);
+      before(async () => {
+        alice = await makeOperator(env, 'alice', ['approver']);
+        bob = await makeOperator(env, 'bob', ['approver']);
+      });
+      after(async () => setPolicy(DEFAULT_POLICY));
+
+      async function requestUnder(policy: string, amount: number) {
+        await setPolicy(policy);
+        const { api } = await agentFor({ scope: { tools: ['payments.*'] } });
+        const r = await api.call('POST', '/v1/authorize', { tool: 'payments.transfer', arguments: { amount }, audience: AUD });
+        assert.equal(r.body.decision, 'approval_required', JSON.stringify(r.body));
+        return { api, id: r.body.approval_id as string };
+      }
+
+      it('the issue: asked under quorum 1, policy adds @approvals("2") and @four_eyes; the owner alone cannot approve, one approver leaves it pending, two issue', async () => {
+        const { api, id } = await requestUnder(LENIENT, 101);
+        await setPolicy(STRICT);
+        // the owner (the admin who created the task) is refused under four eyes now
+        assertError(await env.admin.call('POST', `/v1/approvals/${id}/approve`, {}), 403, 'self_approval');
+        const one = await alice.call('POST', `/v1/approvals/${id}/approve`, {});
+        assert.equal(one.status, 200, JSON.stringify(one.body));
+        assert.equal(one.body.status, 'pending', 'one approval of two: still pending');
+        assert.equal(one.body.quorum, 2);
+        assert.equal(one.body.four_eyes, true);
+        const stored = await env.store.getApproval(id);
+        assert.equal(stored!.quorum, 2);
+        assert.equal(stored!.fourEyes, true);
+        const read = await api.call('GET', `/v1/approvals/${id}`);
+        assert.equal(read.body.status, 'pending');
+        assert.equal(read.body.action_token, undefined);
+        const two = await bob.call('POST', `/v1/approvals/${id}/approve`, {});
+        assert.equal(two.body.status, 'approved', JSON.stringify(two.body));
+        const got = await api.call('GET', `/v1/approvals/${id}`);
+        assert.equal(got.body.decision, 'allow', JSON.stringify(got.body));
+        assert.equal(typeof got.body.action_token, 'string');
+      });
+
+      for (const [name, approvers, policy] of [
+        ['the owner alone, then four eyes and quorum 2', ['owner'], STRICT],
+        ['one approver, then quorum 2', ['alice'], STRICT],
+        ['the owner alone, then four eyes only', ['owner'], FOUR_EYES_ONLY],
+      ] as const) {
+        it(`approved under the lenient rule by ${name}: the token read is refused (approval_insufficient), nothing issued`, async () => {
+          const { api, id } = await requestUnder(LENIENT, 102);
+          for (const who of approvers) {
+            const r = await (who === 'owner' ? env.admin : alice).call('POST', `/v1/approvals/${id}/approve`, {});
+            assert.equal(r.body.status, 'approved', JSON.stringify(r.body));
+          }
+          await setPolicy(policy);
+          const read = await api.call('GET', `/v1/approvals/${id}`);
+          assert.equal(read.status, 200, JSON.stringify(read.body));
+          assert.equal(read.body.decision, 'deny', JSON.stringify(read.body));
+          assert.equal(read.body.reasons[0].code, 'approval_insufficient');
+          assert.equal(read.body.action_token, undefined);
+          assert.equal((await env.store.getApproval(id))!.usedAt, null, 'the approval is not used');
+          // back under the rule it was approved by, the same approval issues once
+          await setPolicy(LENIENT);
+          const again = await api.call('GET', `/v1/approvals/${id}`);
+          assert.equal(again.body.decision, 'allow', JSON.stringify(again.body));
+        });
+      }
+
+      it('four eyes only: a non-owner approval still satisfies it', async () => {
+        const { api, id } = await requestUnder(LENIENT, 103);
+        await setPolicy(FOUR_EYES_ONLY);
+        const r = await alice.call('POST', `/v1/approvals/${id}/approve`, {});
+        assert.equal(r.body.status, 'approved', JSON.stringify(r.body));
+        const got = await api.call('GET', `/v1/approvals/${id}`);
+        assert.equal(got.body.decision, 'allow', JSON.stringify(got.body));
       });
     });
 

@@ -56,6 +56,35 @@ export function approvalRule(set: LoadedPolicySet, policies: string[]): { quorum
 }
 
 /**
+ * The approval rule the policy in force sets for this request: null when no number of
+ * approvals makes it an allow; otherwise the quorum (the largest `@approvals` of the
+ * policies that allow it, and at least the fewest approvers with which a policy that
+ * counts them in its condition allows it) and whether four eyes apply. Computed when an
+ * approval is requested, again for each review, and again when a token is issued from
+ * it: an approval asked for under a lenient policy is held to the policy of the moment.
+ */
+export function approvalRuleFor(
+  policy: PolicyEngine,
+  facts: RequestFacts,
+  set: LoadedPolicySet,
+): { evaluation: Evaluation; quorum: number; fourEyes: boolean } | null {
+  // With as many approvers as any policy may ask for: does a yes make it an allow?
+  const granted = policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: MAX_QUORUM } }), set);
+  if (!allows(granted)) return null;
+  let { quorum, fourEyes } = approvalRule(set, granted.policies);
+  // A policy may also count approvers in its condition: the quorum is at least the
+  // fewest approvers with which the request is allowed.
+  let e = policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: quorum } }), set);
+  while (!allows(e) && quorum < MAX_QUORUM) {
+    quorum += 1;
+    e = policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: quorum } }), set);
+  }
+  if (!allows(e)) e = granted;
+  const rule = approvalRule(set, e.policies);
+  return { evaluation: e, quorum: Math.max(quorum, rule.quorum), fourEyes: fourEyes || rule.fourEyes };
+}
+
+/**
  * Looks again at a deny (see above). `first` is the evaluation with neither fact
  * granted; null means the deny stands.
  */
@@ -77,20 +106,8 @@ export async function escalate(
   }
 
   if (set.mentionsApproval) {
-    // With as many approvers as any policy may ask for: does a yes make it an allow?
-    const granted = deps.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: MAX_QUORUM } }), set);
-    if (!allows(granted)) return null;
-    let { quorum, fourEyes } = approvalRule(set, granted.policies);
-    // A policy may also count approvers in its condition: the quorum is at least the
-    // fewest approvers with which the request is allowed.
-    let e = deps.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: quorum } }), set);
-    while (!allows(e) && quorum < MAX_QUORUM) {
-      quorum += 1;
-      e = deps.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: quorum } }), set);
-    }
-    if (!allows(e)) e = granted;
-    const rule = approvalRule(set, e.policies);
-    return { kind: 'approval', evaluation: e, quorum: Math.max(quorum, rule.quorum), fourEyes: fourEyes || rule.fourEyes };
+    const rule = approvalRuleFor(deps.policy, facts, set);
+    if (rule) return { kind: 'approval', ...rule };
   }
   return null;
 }

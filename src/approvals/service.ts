@@ -10,7 +10,7 @@ import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
 import { buildCedarRequest, type ActionInput } from '../policy/request.js';
 import type { AuthorizeResult } from '../service/writ.js';
 import { checkScope } from '../tasks/scope.js';
-import { actionDigest } from './escalation.js';
+import { actionDigest, approvalRuleFor } from './escalation.js';
 import type { WritKit } from './kit.js';
 
 /** the longest `?wait=` of a long-poll */
@@ -28,6 +28,20 @@ function hasRole(op: OperatorRecord, ...roles: OperatorRole[]): boolean {
 
 function requireRole(op: OperatorRecord, ...roles: OperatorRole[]): void {
   if (!hasRole(op, ...roles)) throw new ForbiddenError(`this needs the role ${roles.map((r) => `\`${r}\``).join(' or ')}`, 'insufficient_role');
+}
+
+/**
+ * The approvers whose yes counts: never an agent of the delegation chain, and under
+ * four eyes never an owner along it.
+ */
+function countedApprovers(a: ApprovalRecord, by: { agents: string[]; owners: string[]; fourEyes: boolean }): string[] {
+  const out = new Set<string>();
+  for (const r of a.reviews) {
+    if (r.verdict !== 'approve' || by.agents.includes(r.approver)) continue;
+    if (by.fourEyes && (by.owners.includes(r.approver) || by.owners.includes(`operator:${r.approver}`))) continue;
+    out.add(r.approver);
+  }
+  return [...out];
 }
 
 function approvalsCount(a: ApprovalRecord): number {
@@ -330,14 +344,30 @@ export class ApprovalService {
     // The policy of this moment, with the approval granted by its approvers.
     const { facts, problem } = await this.kit.requestFacts(ctx, action, a.argsDigest, now, set);
     if (problem) return denied([problem]);
-    const e = this.kit.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: approvalsCount(a) } }), set);
+    // The rule (quorum, four eyes) of the policy in force, not the one recorded when the
+    // approval was asked for: the reviews must satisfy it now.
+    const rule = approvalRuleFor(this.kit.policy, facts, set);
+    const { agents, owners } = await this.lineage(ctx.task);
+    const counted = countedApprovers(a, { agents, owners, fourEyes: rule?.fourEyes ?? a.fourEyes });
+    if (rule && counted.length < rule.quorum) {
+      return denied(
+        [
+          {
+            code: 'approval_insufficient',
+            message: `the policy in force asks for ${rule.quorum === 1 ? 'an approval' : `${rule.quorum} approvals`}${rule.fourEyes ? ' by someone other than the task owner' : ''}; ${counted.length} of this approval's count`,
+          },
+        ],
+        rule.evaluation.policies,
+      );
+    }
+    const e = this.kit.policy.evaluate(buildCedarRequest({ ...facts, approval: { granted: true, approvers: counted.length } }), set);
     if (e.errors.length > 0) {
       return denied([policyErrorReason(e)]);
     }
     if (e.decision !== 'allow') {
       return denied([policyDenyReason(e, ', even approved')], e.policies);
     }
-    const approvers = a.reviews.filter((r) => r.verdict === 'approve').map((r) => r.approver);
+    const approvers = counted;
     const result = await this.kit.issueAllow(ctx, base, {
       arguments: action.arguments,
       policies: e.policies,
@@ -388,14 +418,20 @@ export class ApprovalService {
     if (agents.includes(by.id) || agents.includes(by.name)) {
       throw new ForbiddenError('an agent of the delegation chain cannot approve its own action', 'self_approval');
     }
-    if (a.fourEyes && (owners.includes(by.id) || owners.includes(`operator:${by.id}`))) {
+    // Reviews are checked against the rule of the policy in force, not the one recorded
+    // when the approval was asked for (a policy may have added `@approvals`/`@four_eyes`).
+    const rule = await this.currentRule(a, task);
+    if (rule.fourEyes && (owners.includes(by.id) || owners.includes(`operator:${by.id}`))) {
       throw new ForbiddenError('the policy asks for four eyes: the task owner cannot approve it', 'self_approval');
     }
     const now = this.kit.clock.now();
     const r = await this.kit.store.reviewApproval(
       id,
       { approver: by.id, verdict, comment: comment ?? null, at: now },
-      { approvedTtlMs: this.kit.config.approvalApprovedTtlSeconds * 1000 },
+      {
+        approvedTtlMs: this.kit.config.approvalApprovedTtlSeconds * 1000,
+        rule: { quorum: rule.quorum, fourEyes: rule.fourEyes, uncounted: rule.fourEyes ? [...agents, ...owners] : agents },
+      },
       (after) => [
         {
           type: 'approval.reviewed',
@@ -414,6 +450,23 @@ export class ApprovalService {
     }
     if (r.approval.status !== 'pending') this.settled.emit(id);
     return operatorApprovalView(r.approval, { task, chain: agents });
+  }
+
+  /**
+   * The rule (quorum, four eyes) the policy in force sets for the approval's action; the
+   * recorded one when the policy no longer lets any approval allow it (the token read
+   * then denies whatever the reviews).
+   */
+  private async currentRule(a: ApprovalRecord, task: TaskRecord): Promise<{ quorum: number; fourEyes: boolean }> {
+    const agent = await this.kit.store.getAgent(a.agentId);
+    if (!agent) return { quorum: a.quorum, fourEyes: a.fourEyes };
+    const set = await this.kit.currentPolicy();
+    const action: ActionInput = { tool: a.tool, arguments: JSON.parse(a.arguments) as Record<string, unknown>, audience: a.audience };
+    if (a.resource !== null) action.resource = a.resource;
+    if (a.destination !== null) action.destination = a.destination;
+    const { facts } = await this.kit.requestFacts({ task, agent }, action, a.argsDigest, this.kit.clock.now(), set);
+    const rule = approvalRuleFor(this.kit.policy, facts, set);
+    return rule ? { quorum: rule.quorum, fourEyes: rule.fourEyes } : { quorum: a.quorum, fourEyes: a.fourEyes };
   }
 
   /** Marks pending and approved approvals past their expiry `expired` (the background sweep). */

@@ -61,6 +61,16 @@ export interface OpenApprovalLimits {
 /** `createApproval`: written, or refused (nothing written) because a cap is reached. */
 export type ApprovalCreateResult = { ok: true } | { ok: false; limit: 'task' | 'agent'; open: number };
 
+/**
+ * The approval rule of the policy in force at a review (quorum, four eyes), and the
+ * approvers whose yes does not count under it (the task owners, under four eyes).
+ */
+export interface ApprovalRule {
+  quorum: number;
+  fourEyes: boolean;
+  uncounted: string[];
+}
+
 export type ApprovalReviewResult =
   | { ok: true; approval: ApprovalRecord }
   | { ok: false; reason: 'not_found' | 'not_pending' | 'already_reviewed'; approval: ApprovalRecord | null };

@@ -286,6 +286,39 @@ export function escalationContract(get: () => Ctx): void {
     assert.equal((await review(ctx, 'apr_missing', 'op_a', 'approve')).ok ? 'ok' : 'refused', 'refused');
   });
 
+  it('approvals: a review under the rule of the policy in force records it (quorum, four eyes) and counts only who it counts', async () => {
+    const ctx = get();
+    const { store, clock } = ctx;
+    const { task } = await agentAndTask(store, clock);
+    const a = await newApproval(ctx, task, { quorum: 1, fourEyes: false });
+    const ruled = (approver: string) => {
+      clock.advance(1000);
+      return store.reviewApproval(
+        a.id,
+        { approver, verdict: 'approve', comment: null, at: clock.now() },
+        { approvedTtlMs: 5 * MIN, rule: { quorum: 2, fourEyes: true, uncounted: ['op_owner'] } },
+        (after) => [audit('approval.reviewed', { taskId: after.taskId, data: { approval_id: a.id, approver, status: after.status } })],
+      );
+    };
+    // the owner's yes does not count under four eyes; one other is short of the new quorum of 2
+    const r0 = await ruled('op_owner');
+    assert.ok(r0.ok);
+    assert.equal(r0.approval.status, 'pending');
+    assert.equal(r0.approval.quorum, 2);
+    assert.equal(r0.approval.fourEyes, true);
+    const r1 = await ruled('op_a');
+    assert.ok(r1.ok);
+    assert.equal(r1.approval.status, 'pending', 'quorum 1 when asked for, 2 now: one counted approval is short');
+    const stored = (await store.getApproval(a.id))!;
+    assert.equal(stored.quorum, 2);
+    assert.equal(stored.fourEyes, true);
+    assert.equal(stored.status, 'pending');
+    const r2 = await ruled('op_b');
+    assert.ok(r2.ok);
+    assert.equal(r2.approval.status, 'approved');
+    assert.deepEqual(await store.getApproval(a.id), r2.approval);
+  });
+
   it('approvals: one deny settles it denied, even after approvals short of the quorum', async () => {
     const ctx = get();
     const { task } = await agentAndTask(ctx.store, ctx.clock);

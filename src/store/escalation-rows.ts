@@ -2,7 +2,7 @@
  * Row <-> record mapping for approvals, break-glass and presence leases, shared by
  * the SQL backends (column names are the same in both schemas).
  */
-import type { ApprovalRecord, ApprovalReview, BreakGlassRecord, PresenceLease } from '../core/escalation-types.js';
+import type { ApprovalRecord, ApprovalReview, ApprovalRule, BreakGlassRecord, PresenceLease } from '../core/escalation-types.js';
 import type { AuditInput } from '../core/types.js';
 import { json, num, numOrNull, type Row } from './rows.js';
 
@@ -150,10 +150,13 @@ export function breakGlassLapsedAudit(b: BreakGlassRecord, now: number): AuditIn
  * The approval after one more review: a deny settles it `denied`; the quorum-th
  * distinct approver settles it `approved`, usable for `approvedTtlMs`.
  */
-export function settleReview(a: ApprovalRecord, review: ApprovalReview, approvedTtlMs: number): ApprovalRecord {
+export function settleReview(a: ApprovalRecord, review: ApprovalReview, approvedTtlMs: number, rule?: ApprovalRule): ApprovalRecord {
+  // the rule of the policy in force replaces the one recorded when the approval was asked for
+  const ruled = rule ? { ...a, quorum: rule.quorum, fourEyes: rule.fourEyes } : a;
   const reviews = [...a.reviews, review];
-  if (review.verdict === 'deny') return { ...a, reviews, status: 'denied', settledAt: review.at };
-  const yes = new Set(reviews.filter((r) => r.verdict === 'approve').map((r) => r.approver)).size;
-  if (yes >= a.quorum) return { ...a, reviews, status: 'approved', settledAt: review.at, expiresAt: review.at + approvedTtlMs };
-  return { ...a, reviews };
+  if (review.verdict === 'deny') return { ...ruled, reviews, status: 'denied', settledAt: review.at };
+  const uncounted = new Set(rule?.uncounted ?? []);
+  const yes = new Set(reviews.filter((r) => r.verdict === 'approve' && !uncounted.has(r.approver)).map((r) => r.approver)).size;
+  if (yes >= ruled.quorum) return { ...ruled, reviews, status: 'approved', settledAt: review.at, expiresAt: review.at + approvedTtlMs };
+  return { ...ruled, reviews };
 }

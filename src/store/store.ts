@@ -17,6 +17,7 @@ import type {
   ApprovalRecord,
   ApprovalReview,
   ApprovalReviewResult,
+  ApprovalRule,
   ApprovalStatus,
   BreakGlassRecord,
   BreakGlassResult,
@@ -188,7 +189,7 @@ export interface Store {
    * `approved` (expiring `approvedTtlMs` after `review.at`). `audit` is given the
    * approval as it is after the review.
    */
-  reviewApproval(id: string, review: ApprovalReview, options: { approvedTtlMs: number }, audit: (after: ApprovalRecord) => AuditInput[]): Promise<ApprovalReviewResult>;
+  reviewApproval(id: string, review: ApprovalReview, options: { approvedTtlMs: number; rule?: ApprovalRule }, audit: (after: ApprovalRecord) => AuditInput[]): Promise<ApprovalReviewResult>;
   /** Marks pending and approved approvals past their expiry `expired` (all, or those of `ids`), one `approval.expired` entry each. */
   expireApprovals(now: number, ids?: string[]): Promise<ApprovalRecord[]>;
 

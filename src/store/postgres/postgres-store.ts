@@ -32,7 +32,7 @@ import {
 } from '../rows.js';
 import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
-import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
+import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalRule, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
   APPROVAL_COLUMNS,
   approvalExpiredAudit,
@@ -958,7 +958,7 @@ export class PostgresStore implements Store {
   async reviewApproval(
     id: string,
     review: ApprovalReview,
-    options: { approvedTtlMs: number },
+    options: { approvedTtlMs: number; rule?: ApprovalRule },
     audit: (after: ApprovalRecord) => AuditInput[],
   ): Promise<ApprovalReviewResult> {
     return this.tx(async (c): Promise<ApprovalReviewResult> => {
@@ -972,10 +972,10 @@ export class PostgresStore implements Store {
       await c.query('INSERT INTO approval_reviews (approval_id, approver, verdict, comment, created_at) VALUES ($1, $2, $3, $4, $5)', [
         id, review.approver, review.verdict, review.comment, review.at,
       ]);
-      const after = settleReview(a, review, options.approvedTtlMs);
-      if (after.status !== a.status) {
-        await c.query(`UPDATE approvals SET status = $1, settled_at = $2, expires_at = $3 WHERE id = $4 AND status = 'pending'`, [
-          after.status, after.settledAt, after.expiresAt, id,
+      const after = settleReview(a, review, options.approvedTtlMs, options.rule);
+      if (after.status !== a.status || after.quorum !== a.quorum || after.fourEyes !== a.fourEyes) {
+        await c.query(`UPDATE approvals SET status = $1, settled_at = $2, expires_at = $3, quorum = $4, four_eyes = $5 WHERE id = $6 AND status = 'pending'`, [
+          after.status, after.settledAt, after.expiresAt, after.quorum, after.fourEyes, id,
         ]);
       }
       await this.appendInTx(c, audit(after));

@@ -32,7 +32,7 @@ import {
 } from '../rows.js';
 import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
-import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
+import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalRule, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
   APPROVAL_COLUMNS,
   approvalExpiredAudit,
@@ -691,7 +691,7 @@ export class SqliteStore implements Store {
   async reviewApproval(
     id: string,
     review: ApprovalReview,
-    options: { approvedTtlMs: number },
+    options: { approvedTtlMs: number; rule?: ApprovalRule },
     audit: (after: ApprovalRecord) => AuditInput[],
   ): Promise<ApprovalReviewResult> {
     return this.write(() => {
@@ -702,10 +702,10 @@ export class SqliteStore implements Store {
       this.stmt('INSERT INTO approval_reviews (approval_id, approver, verdict, comment, created_at) VALUES (?, ?, ?, ?, ?)').run(
         id, review.approver, review.verdict, review.comment, review.at,
       );
-      const after = settleReview(a, review, options.approvedTtlMs);
-      if (after.status !== a.status) {
-        this.stmt(`UPDATE approvals SET status = ?, settled_at = ?, expires_at = ? WHERE id = ? AND status = 'pending'`).run(
-          after.status, after.settledAt, after.expiresAt, id,
+      const after = settleReview(a, review, options.approvedTtlMs, options.rule);
+      if (after.status !== a.status || after.quorum !== a.quorum || after.fourEyes !== a.fourEyes) {
+        this.stmt(`UPDATE approvals SET status = ?, settled_at = ?, expires_at = ?, quorum = ?, four_eyes = ? WHERE id = ? AND status = 'pending'`).run(
+          after.status, after.settledAt, after.expiresAt, after.quorum, after.fourEyes ? 1 : 0, id,
         );
       }
       this.appendInTx(audit(after));
