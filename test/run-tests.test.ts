@@ -64,6 +64,14 @@ describe('scripts/run-tests.mjs', () => {
     assert.match(r.lines.at(-2)!, /ends-early\.fixture\.ts \(ended before its tests finished: exit code 0(, during `starts, and the process exits under it`)?\)$/);
   });
 
+  it('fails when a file throws while it loads, before declaring a test', async () => {
+    const r = await runTests([fixture('throws-on-load')]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.lines.at(-1), '0 passed, 1 failed, 0 skipped');
+    assert.match(r.lines.at(-2)!, /throws-on-load\.fixture\.ts \(ended before its tests finished: exit code 1\)$/);
+    assert.match(r.stdout, /the file failed to load on purpose/, "the file's own output is shown");
+  });
+
   it('kills a file at its time limit, with what it started, and fails it', async () => {
     const r = await runTests([fixture('hangs')], { WRIT_TEST_FILE_TIMEOUT_MS: '3000' });
     assert.equal(r.code, 1, r.stdout + r.stderr);
