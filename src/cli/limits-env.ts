@@ -18,7 +18,7 @@ export function windowLimitFromEnv(name: string, value: string | undefined): { m
 /** The request limits of `writ serve` (README, Configuration; docs/security.md, Limits). Unset keeps the defaults. */
 export function limitsConfigFromEnv(env: NodeJS.ProcessEnv): Partial<WritConfig> {
   const out: Partial<WritConfig> = {};
-  const count = (name: string, key: 'approvalOpenMaxPerTask' | 'approvalOpenMaxPerAgent') => {
+  const count = (name: string, key: 'approvalOpenMaxPerTask' | 'approvalOpenMaxPerAgent' | 'visibleToolsMax') => {
     const v = env[name];
     if (v === undefined || v === '') return;
     if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`${name} must be a whole number >= 1`);
@@ -26,7 +26,11 @@ export function limitsConfigFromEnv(env: NodeJS.ProcessEnv): Partial<WritConfig>
   };
   count('WRIT_APPROVAL_OPEN_MAX_PER_TASK', 'approvalOpenMaxPerTask');
   count('WRIT_APPROVAL_OPEN_MAX_PER_AGENT', 'approvalOpenMaxPerAgent');
+  count('WRIT_VISIBLE_TOOLS_MAX', 'visibleToolsMax');
+  if (out.visibleToolsMax !== undefined && out.visibleToolsMax > 10_000) throw new UsageError('WRIT_VISIBLE_TOOLS_MAX is at most 10000');
   const refusals = windowLimitFromEnv('WRIT_TASK_REFUSAL_LIMIT', env.WRIT_TASK_REFUSAL_LIMIT);
   if (refusals) out.taskRefusalLimit = refusals;
+  const visible = windowLimitFromEnv('WRIT_VISIBLE_TOOLS_LIMIT', env.WRIT_VISIBLE_TOOLS_LIMIT);
+  if (visible) out.visibleToolsLimit = visible;
   return out;
 }

@@ -12,6 +12,9 @@ import { Redactor } from './secrets.js';
 import { ResultTooLargeError } from './result-limit.js';
 import { createUpstreams, GATEWAY_VERSION, Upstream, UpstreamUnavailableError } from './upstream.js';
 
+/** tools per `POST /v1/tools/visible` request: Writ's default `visibleToolsMax` */
+const VISIBLE_TOOLS_BATCH = 256;
+
 /** `_meta` keys the gateway sets on results and (optionally) on upstream calls. */
 export const META_DECISION = 'writ/decision';
 export const META_ERROR = 'writ/error';
@@ -171,7 +174,12 @@ export class McpGateway {
     if (this.authorizer.visibleTools && out.length > 0) {
       let visible: Set<string>;
       try {
-        visible = new Set(await this.authorizer.visibleTools(token!, out.map((t) => t.name)));
+        // Writ takes at most 256 tools per request by default (`WRIT_VISIBLE_TOOLS_MAX`): ask in batches
+        const names = out.map((t) => t.name);
+        visible = new Set();
+        for (let i = 0; i < names.length; i += VISIBLE_TOOLS_BATCH) {
+          for (const name of await this.authorizer.visibleTools(token!, names.slice(i, i + VISIBLE_TOOLS_BATCH))) visible.add(name);
+        }
       } catch (err) {
         throw this.authError(err);
       }

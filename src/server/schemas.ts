@@ -165,5 +165,6 @@ export const toolLabelsSchema = z.strictObject({
 });
 
 export const visibleToolsSchema = z.strictObject({
-  tools: z.array(z.string().min(1).max(256)).max(1000),
+  // the count is bounded by the service (`visibleToolsMax`, 400 `too_many_tools`); this only keeps parsing cheap
+  tools: z.array(z.string().min(1).max(256)).max(10_000),
 });

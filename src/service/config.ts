@@ -54,6 +54,10 @@ export interface WritConfig {
   approvalOpenMaxPerAgent: number;
   /** authorize: denied or approval-requiring answers one task may get per window; past it, 429 `rate_limited` with Retry-After */
   taskRefusalLimit: { max: number; windowMs: number };
+  /** `POST /v1/tools/visible`: the most tools one request may list (each costs a partial evaluation); past it, 400 `too_many_tools` */
+  visibleToolsMax: number;
+  /** `POST /v1/tools/visible`: requests one task may make per window; past it, 429 `rate_limited` with Retry-After */
+  visibleToolsLimit: { max: number; windowMs: number };
   /** seals private signing keys at rest (WRIT_KEY_ENCRYPTION_KEY, at least 32 characters); unset: stored as plain JWK */
   keyEncryptionKey?: string;
   /** audit: what decision entries keep of the arguments (WRIT_AUDIT_ARGS: full, masked, digest) */
@@ -90,6 +94,8 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   approvalOpenMaxPerTask: 50,
   approvalOpenMaxPerAgent: 200,
   taskRefusalLimit: { max: 20, windowMs: 1000 },
+  visibleToolsMax: 256,
+  visibleToolsLimit: { max: 30, windowMs: 10_000 },
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {
@@ -105,9 +111,10 @@ export function resolveConfig(partial: Partial<WritConfig> & { issuer: string })
   for (const k of ['approvalOpenMaxPerTask', 'approvalOpenMaxPerAgent'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
   }
-  if (!(Number.isInteger(c.taskRefusalLimit.max) && c.taskRefusalLimit.max > 0 && c.taskRefusalLimit.windowMs > 0)) {
-    throw new TypeError('taskRefusalLimit needs a whole max > 0 and windowMs > 0');
+  for (const k of ['taskRefusalLimit', 'visibleToolsLimit'] as const) {
+    if (!(Number.isInteger(c[k].max) && c[k].max > 0 && c[k].windowMs > 0)) throw new TypeError(`${k} needs a whole max > 0 and windowMs > 0`);
   }
+  if (!(Number.isInteger(c.visibleToolsMax) && c.visibleToolsMax > 0 && c.visibleToolsMax <= 10_000)) throw new TypeError('visibleToolsMax must be a whole number in 1..10000');
   for (const k of ['approvalPendingTtlSeconds', 'approvalApprovedTtlSeconds', 'breakGlassMaxSeconds', 'breakGlassConfirmWindowSeconds', 'presenceMaxTtlSeconds', 'presenceInitialTtlSeconds'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
   }

@@ -47,6 +47,7 @@ import { BreakGlassService } from '../breakglass/service.js';
 import { PresenceService } from '../tasks/presence.js';
 import { DEFAULT_POLICY, WRIT_SCHEMA } from '../policy/schema.js';
 import { ToolLabelRegistry } from '../policy/tool-labels.js';
+import { ToolVisibilityCache } from '../policy/tool-visibility.js';
 import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
 import { checkScope, matchesAny } from '../tasks/scope.js';
 import { lineageOf } from '../tasks/delegation.js';
@@ -118,6 +119,9 @@ export class Writ {
   readonly presence: PresenceService;
   /** denied or approval-requiring answers per task per window (config `taskRefusalLimit`) */
   private readonly taskRefusals: WindowLimiter;
+  /** `POST /v1/tools/visible`: answers per task and policy version, and requests per task per window */
+  private readonly toolVisibility = new ToolVisibilityCache();
+  private readonly visibleToolsRate: WindowLimiter;
 
   constructor(
     readonly store: Store,
@@ -138,6 +142,7 @@ export class Writ {
     this.breakGlass = new BreakGlassService(kit);
     this.presence = new PresenceService(kit);
     this.taskRefusals = new WindowLimiter(this.config.taskRefusalLimit.max, this.config.taskRefusalLimit.windowMs, () => this.clock.now());
+    this.visibleToolsRate = new WindowLimiter(this.config.visibleToolsLimit.max, this.config.visibleToolsLimit.windowMs, () => this.clock.now());
   }
 
   /** What the approval, break-glass and presence services share of the authorize path. */
@@ -599,16 +604,39 @@ export class Writ {
    * (an MCP gateway's tools/list); every call is still decided on its own.
    */
   async visibleTools(ctx: { task: TaskRecord; agent: AgentRecord }, tools: string[]): Promise<string[]> {
+    const max = this.config.visibleToolsMax;
+    if (tools.length > max) {
+      throw new InvalidRequestError(`\`tools\` lists ${tools.length} tools; at most ${max} per request (ask in batches)`, undefined, 'too_many_tools');
+    }
+    const limited = this.visibleToolsRate.check(ctx.task.id);
+    if (limited.blocked) {
+      throw new RateLimitedError(`task \`${ctx.task.id}\` asked for visible tools ${limited.count} times in ${this.visibleToolsRate.windowMs} ms; retry later`, {
+        retryAfterSeconds: limited.retryAfterMs / 1000,
+      });
+    }
+    this.visibleToolsRate.record(ctx.task.id);
     const set = await this.currentPolicy();
     const now = this.clock.now();
     const out: string[] = [];
+    // Each partial evaluation runs on the event loop: give it back every few ms, so one
+    // long list does not hold up every other request.
+    let sliceStart = performance.now();
     for (const tool of tools) {
       if (!matchesAny(ctx.task.scope.tools, tool)) continue;
       const toolLabels = await this.toolLabels.labelsFor(tool);
-      const request = buildCedarRequest({
-        agent: ctx.agent, task: ctx.task, action: { tool, arguments: {}, audience: '' }, argsDigest: '', now, withArgs: false, toolLabels,
-      });
-      if (this.policy.couldAllow(request, set) !== 'deny') out.push(tool);
+      let visible = this.toolVisibility.get(ctx.task.id, set.version, tool, toolLabels);
+      if (visible === undefined) {
+        const request = buildCedarRequest({
+          agent: ctx.agent, task: ctx.task, action: { tool, arguments: {}, audience: '' }, argsDigest: '', now, withArgs: false, toolLabels,
+        });
+        visible = this.policy.couldAllow(request, set) !== 'deny';
+        this.toolVisibility.set(ctx.task.id, set.version, tool, toolLabels, visible);
+        if (performance.now() - sliceStart >= 5) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          sliceStart = performance.now();
+        }
+      }
+      if (visible) out.push(tool);
     }
     return out;
   }
