@@ -90,6 +90,40 @@ function headOnly(url: string, path: string, headers: Record<string, string>, pa
   });
 }
 
+/** Sends a request head with `Expect: 100-continue`; sends `body` only after `100 Continue`. Resolves with all that was read. */
+function expectContinue(url: string, path: string, headers: Record<string, string>, body: string, timeoutMs = 60_000): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = net.connect(Number(u.port), u.hostname);
+    let text = '';
+    let sent = false;
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no final answer within ${timeoutMs} ms: ${text}`));
+    }, timeoutMs);
+    s.on('error', () => undefined);
+    s.on('data', (c) => {
+      text += c;
+      if (!sent && text.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+        sent = true;
+        s.write(body);
+      }
+      const final = text.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, '');
+      const end = final.indexOf('\r\n\r\n');
+      const m = /content-length: (\d+)/i.exec(final);
+      if (end >= 0 && ((m && final.length >= end + 4 + Number(m[1])) || (/transfer-encoding: chunked/i.test(final) && final.endsWith('\r\n0\r\n\r\n')))) {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(text);
+      }
+    });
+    s.on('connect', () => {
+      const lines = [`POST ${path} HTTP/1.1`, `host: ${u.host}`, 'expect: 100-continue', `content-length: ${Buffer.byteLength(body)}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+      s.write(`${lines.join('\r\n')}\r\n\r\n`);
+    });
+  });
+}
+
 describe('HTTP proxy: what is judged is what the upstream gets', () => {
   let env: Awaited<ReturnType<typeof setup>>;
   let upstream: http.Server;
@@ -355,6 +389,14 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
     }
     const chunked = await headOnly(proxyUrl, '/t', { authorization: `Bearer ${revokedToken}`, 'content-type': 'text/plain', 'transfer-encoding': 'chunked' }, '5\r\nhello\r\n');
     assert.equal(chunked.status, 401, chunked.body);
+    // `Expect: 100-continue`: no `100 Continue` (so no body) for a bad or ended token; a valid one gets it
+    for (const t of ['not-a-token', revokedToken]) {
+      const refusedText = await expectContinue(proxyUrl, '/t', { authorization: `Bearer ${t}`, 'content-type': 'text/plain' }, 'hello');
+      assert.match(refusedText, /^HTTP\/1\.1 401 /, refusedText);
+    }
+    const okText = await expectContinue(proxyUrl, '/t', { ...bearer(), 'content-type': 'text/plain' }, 'hello');
+    assert.match(okText, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /, okText);
+    assert.equal(seen.at(-1)!.body, 'hello');
   });
 
   it('times out slow headers and slow bodies (408), and a valid request still passes', async () => {
@@ -467,6 +509,24 @@ describe('SDK HTTP guard: the action token binds the whole request', () => {
     // an authorization for a body: sending none is refused as well
     const none = await send(await authorize({ body_sha256: sha(form), content_type: ct }), { headers: { 'content-type': ct } });
     assert.equal(none.status, 403);
+  });
+
+  it('refuses a missing, bad or foreign token before reading the body', async () => {
+    const n = handled.length;
+    const other = await env.admin.call('POST', '/v1/authorize', { tool: 'pay.refund', arguments: { method: 'POST', path: '/transfer', query: {} }, audience: 'https://pay.example' }, { token });
+    assert.equal(other.body.decision, 'allow', JSON.stringify(other.body));
+    const cases: [Record<string, string>, number, string][] = [
+      [{}, 401, 'action_token_required'],
+      [{ 'writ-action-token': 'not-a-token' }, 401, 'invalid_token'],
+      [{ 'writ-action-token': other.body.action_token }, 403, 'wrong_tool'],
+    ];
+    for (const [headers, status, code] of cases) {
+      // the body never comes: the answer must not wait for it
+      const r = await headOnly(url, '/transfer', { ...headers, 'content-type': 'text/plain', 'content-length': '100000' });
+      assert.equal(r.status, status, r.body);
+      assert.equal(JSON.parse(r.body).error.code, code);
+    }
+    assert.equal(handled.length, n);
   });
 
   it('reads the path and query the way the proxy does, and refuses ones parsers read differently', async () => {

@@ -276,6 +276,9 @@ export class HttpProxy {
       // who is asking, and is their task still active? before a byte of the body is read,
       // so a bad or ended token cannot make the proxy hold and buffer bodies
       await this.authenticate(token, res, route.cfg.name);
+      // `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for this before it
+      // sends the body, so it is sent only now, after the token and its task are checked
+      if (/\b100-continue\b/i.test(String(req.headers.expect ?? ''))) res.writeContinue();
       // every body is read whole (up to the limit): policy sees a JSON body, and the
       // action binds any other by its SHA-256 and content type (what a tool server's
       // guard checks, src/sdk/tool-middleware.ts)
@@ -462,6 +465,8 @@ export class HttpProxy {
       { keepAliveTimeout: 5000, headersTimeout, requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))) },
       this.handler,
     );
+    // with a listener, Node leaves `100 Continue` to the handler instead of sending it at once
+    server.on('checkContinue', this.handler);
     await new Promise<void>((ok, fail) => {
       server.once('error', fail);
       server.listen(port, host, () => ok());

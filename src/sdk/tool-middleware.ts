@@ -60,14 +60,22 @@ const STATUS: Record<string, number> = {
 export function createActionGuard(opts: ActionGuardOptions) {
   const verify = createActionVerifier(opts);
   const writUrl = (opts.writUrl ?? opts.issuer).replace(/\/+$/, '');
-  return async function check(token: string | undefined | null, call: { tool: string; arguments: unknown }): Promise<ActionClaims> {
+  const refused = (err: unknown): never => {
+    if (err instanceof ActionTokenError) throw new ActionRefusedError(err.code, err.message, STATUS[err.code] ?? 403);
+    throw err;
+  };
+  /** The checks that need no arguments (signature, issuer, audience, expiry, tool), without consuming: before a body is read. */
+  async function precheck(token: string | undefined | null, tool: string): Promise<void> {
+    if (!token) throw new ActionRefusedError('action_token_required', 'this call needs a Writ action token', 401);
+    await verify.verifyClaims(token, tool).catch(refused);
+  }
+  async function check(token: string | undefined | null, call: { tool: string; arguments: unknown }): Promise<ActionClaims> {
     if (!token) throw new ActionRefusedError('action_token_required', 'this call needs a Writ action token', 401);
     let claims: ActionClaims;
     try {
       claims = await verify(token, call);
     } catch (err) {
-      if (err instanceof ActionTokenError) throw new ActionRefusedError(err.code, err.message, STATUS[err.code] ?? 403);
-      throw err;
+      return refused(err);
     }
     if (opts.consume !== false) {
       try {
@@ -79,7 +87,8 @@ export function createActionGuard(opts: ActionGuardOptions) {
       }
     }
     return claims;
-  };
+  }
+  return Object.assign(check, { precheck });
 }
 
 export interface HttpGuardOptions extends ActionGuardOptions {
@@ -136,6 +145,10 @@ export function createHttpActionGuard(opts: HttpGuardOptions) {
     try {
       const raw = req.headers[ACTION_TOKEN_HEADER];
       const token = Array.isArray(raw) ? undefined : raw;
+      const tool = typeof opts.tool === 'function' ? opts.tool(req) : opts.tool;
+      // a token that is missing, forged, expired or for another tool or audience is refused
+      // before the body is read, so it cannot make the server buffer one
+      await check.precheck(token, tool);
       const body = await readBody(req, max);
       const contentType = req.headers['content-type'];
       let json: unknown;
@@ -161,7 +174,6 @@ export function createHttpActionGuard(opts: HttpGuardOptions) {
         if (err instanceof InvalidQueryError || err instanceof InvalidPathError) throw new ActionRefusedError(err.code, err.message, 400);
         throw err;
       }
-      const tool = typeof opts.tool === 'function' ? opts.tool(req) : opts.tool;
       const claims = await check(token, { tool, arguments: args });
       return { claims, body, json };
     } catch (err) {

@@ -88,7 +88,26 @@ export function createActionVerifier(options: ActionVerifierOptions) {
    * acts on: the token must have been issued for exactly that (a token for an action
    * that named none does not cover one).
    */
-  return async function verifyActionToken(token: string, call: { tool: string; arguments: unknown; resource?: string; destination?: string }): Promise<ActionClaims> {
+  async function verifyActionToken(token: string, call: { tool: string; arguments: unknown; resource?: string; destination?: string }): Promise<ActionClaims> {
+    const payload = await verifyClaims(token, call.tool);
+    if (payload.args_digest !== argumentsDigest(call.arguments)) {
+      throw new ActionTokenError('arguments_mismatch', 'the arguments received are not the ones that were authorized');
+    }
+    if (call.resource !== undefined && payload.resource !== call.resource) {
+      throw new ActionTokenError('wrong_resource', `the action token does not cover resource \`${call.resource}\``);
+    }
+    if (call.destination !== undefined && payload.destination !== call.destination) {
+      throw new ActionTokenError('wrong_resource', `the action token does not cover destination \`${call.destination}\``);
+    }
+    return payload;
+  }
+
+  /**
+   * The checks that need no call: signature, type, issuer, audience, expiry and (when
+   * given) the tool. A tool server can run them before it reads a request body, so a
+   * request without a valid token for it is refused before it costs a buffer.
+   */
+  async function verifyClaims(token: string, tool?: string): Promise<ActionClaims> {
     let payload: ActionClaims;
     const now = options.now?.() ?? Date.now();
     try {
@@ -115,18 +134,11 @@ export function createActionVerifier(options: ActionVerifierOptions) {
     }
     // jose applies the tolerance to `exp` too: the exact check, with none
     if (typeof payload.exp !== 'number' || Math.floor(now / 1000) >= payload.exp) throw new ActionTokenError('token_expired', 'the action token has expired');
-    if (payload.tool !== call.tool) throw new ActionTokenError('wrong_tool', `the action token is for tool \`${payload.tool}\`, not \`${call.tool}\``);
-    if (payload.args_digest !== argumentsDigest(call.arguments)) {
-      throw new ActionTokenError('arguments_mismatch', 'the arguments received are not the ones that were authorized');
-    }
-    if (call.resource !== undefined && payload.resource !== call.resource) {
-      throw new ActionTokenError('wrong_resource', `the action token does not cover resource \`${call.resource}\``);
-    }
-    if (call.destination !== undefined && payload.destination !== call.destination) {
-      throw new ActionTokenError('wrong_resource', `the action token does not cover destination \`${call.destination}\``);
-    }
+    if (tool !== undefined && payload.tool !== tool) throw new ActionTokenError('wrong_tool', `the action token is for tool \`${payload.tool}\`, not \`${tool}\``);
     return payload;
-  };
+  }
+
+  return Object.assign(verifyActionToken, { verifyClaims });
 }
 
 /**
