@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
+import { runChild } from './helpers/child.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const run = promisify(execFile);
 
 describe('npm pack ships only what runs', { skip: existsSync(`${ROOT}dist/cli/main.js`) ? false : 'dist/ is not built (npm test builds it first)' }, () => {
   it('has the compiled CLI and SDK, the licence, and no tests, benchmarks, CI files, sources or keys', async () => {
     // --ignore-scripts: `npm test` has built dist/ already; packing must not rebuild it
-    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 16 << 20 });
+    const { code, stdout, stderr } = await runChild('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT });
+    assert.equal(code, 0, stderr);
     const files: string[] = JSON.parse(stdout)[0].files.map((f: { path: string }) => f.path);
     for (const must of ['LICENSE', 'README.md', 'package.json', 'bin/writ.js', 'dist/cli/main.js', 'dist/sdk/index.js', 'dist/sdk/index.d.ts']) {
       assert.ok(files.includes(must), `the package lacks ${must}`);
