@@ -9,7 +9,8 @@ import { McpGateway } from '../src/gateway/mcp-gateway.js';
 import { serveMcpHttp, type RunningHttp } from '../src/gateway/mcp-serve.js';
 import { silentLog } from '../src/gateway/log.js';
 import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js';
-import { ROOT, STDIO_FIXTURE } from './helpers/gateway-fixtures.js';
+import { spawnChild } from './helpers/child.js';
+import { CLI, ROOT, runWrit, STDIO_FIXTURE } from './helpers/gateway-fixtures.js';
 import { setup } from './helpers/harness.js';
 
 /**
@@ -200,3 +201,65 @@ describe('MCP gateway sessions and JSON-RPC guards', () => {
     assert.equal(running.sessions(), before - 2);
   });
 });
+
+describe('MCP gateway over stdio: batches and reused ids are refused before anything is authorized', () => {
+  it('answers a batch line and a reused open id with -32600; the calls around them run', async (t) => {
+    const env = await setup('sqlite');
+    const dir = mkdtempSync(join(tmpdir(), 'writ-gw-stdio-guard-'));
+    t.after(async () => {
+      await env.teardown();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const configPath = join(dir, 'gateway.json');
+    writeFileSync(configPath, JSON.stringify({
+      writ: { url: env.url },
+      pins_file: 'pins.json',
+      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
+    }));
+    const approved = await runWrit(['gateway', 'tools', 'approve', '--config', configPath]);
+    assert.equal(approved.code, 0, approved.stderr);
+    const task = await env.createTask({ scope: { tools: ['local.*'], resources: [], destinations: ['stdio:local'] }, max_actions: 10 });
+    const token = await env.taskToken(task.id);
+    const gw = spawnChild(process.execPath, ['--import', 'tsx', CLI, 'gateway', 'mcp', '--stdio', '--config', configPath], {
+      cwd: ROOT,
+      env: { ...process.env, WRIT_TASK_TOKEN: token },
+      stdin: 'pipe',
+      owner: t,
+    });
+    const send = (m: unknown) => gw.proc.stdin!.write(`${typeof m === 'string' ? m : JSON.stringify(m)}\n`);
+    const reply = async (pred: (m: any) => boolean) =>
+      JSON.parse(await gw.waitForLine((l) => {
+        try {
+          return pred(JSON.parse(l));
+        } catch {
+          return false;
+        }
+      }, { stream: 'stdout', timeoutMs: 120_000 }));
+    send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    await reply((m) => m.id === 0 && m.result);
+    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+
+    send(JSON.stringify([call(1, 'local.echo', { text: 'a' }), call(1, 'local.echo', { text: 'b' })]));
+    const batch = await reply((m) => m.id === null && m.error);
+    assert.equal(batch.error.code, -32600);
+    assert.match(batch.error.message, /batch/);
+
+    send(call(5, 'local.slow', { ms: 1500 }));
+    // reuse id 5 once the slow call is decided (it is open then)
+    for (let i = 0; i < 600 && (await decisionsOfTask(env, task.id)).length === 0; i++) await new Promise((ok) => setTimeout(ok, 100));
+    send(call(5, 'local.echo', { text: 'dup' }));
+    const dup = await reply((m) => m.id === 5 && m.error);
+    assert.equal(dup.error.code, -32600);
+    const slow = await reply((m) => m.id === 5 && m.result);
+    assert.equal(slow.result.content[0].text, 'slept 1500');
+    send(call(6, 'local.echo', { text: 'after' }));
+    assert.equal((await reply((m) => m.id === 6 && m.result)).result.content[0].text, 'after');
+    assert.deepEqual((await decisionsOfTask(env, task.id)).map((d) => d.tool).sort(), ['local.echo', 'local.slow']);
+    gw.proc.stdin!.end();
+    await gw.stop();
+  });
+});
+
+async function decisionsOfTask(env: Awaited<ReturnType<typeof setup>>, taskId: string): Promise<{ tool: string }[]> {
+  return (await env.admin.call('GET', `/v1/tasks/${taskId}`)).body.decisions;
+}
