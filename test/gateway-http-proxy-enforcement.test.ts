@@ -40,7 +40,7 @@ function raw(url: string, opts: { method?: string; path: string; headers?: Recor
 }
 
 /** Writes `text` on a raw socket and resolves with everything read until the server closes it (or rejects after `timeoutMs`). */
-function rawSocket(url: string, parts: string[], timeoutMs = 60_000): Promise<{ text: string; ms: number }> {
+function rawSocket(url: string, parts: string[], until?: RegExp, timeoutMs = 60_000): Promise<{ text: string; ms: number }> {
   const u = new URL(url);
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
@@ -50,7 +50,10 @@ function rawSocket(url: string, parts: string[], timeoutMs = 60_000): Promise<{ 
       s.destroy();
       reject(new Error(`the proxy kept the connection open ${timeoutMs} ms; read: ${text}`));
     }, timeoutMs);
-    s.on('data', (c) => (text += c));
+    s.on('data', (c) => {
+      text += c;
+      if (until?.test(text)) s.destroy();
+    });
     s.on('error', () => undefined);
     s.on('close', () => {
       clearTimeout(timer);
@@ -369,6 +372,27 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
     assert.equal(enc.status, 200, enc.body);
     assert.equal(seen.at(-1)!.url, '/g/caf%C3%A9/x%20y?q=a%20b');
     assert.deepEqual(guarded.map((g) => g.ok), [...cases.map(() => true), true]);
+  });
+
+  it('frames bodies itself: Transfer-Encoding games are refused, never passed on', async () => {
+    const n = seen.length;
+    const head = (te: string, extra = '') => `POST /t HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\ncontent-type: text/plain\r\ntransfer-encoding: ${te}\r\n${extra}\r\n`;
+    // a transfer coding besides chunked: 501 from the proxy
+    for (const te of ['gzip, chunked', 'chunked, identity', 'identity', 'x-custom, chunked']) {
+      const r = await rawSocket(proxyUrl, [`${head(te)}5\r\nhello\r\n0\r\n\r\n`], /\r\n\r\n[^]*\}/);
+      assert.match(r.text, /^HTTP\/1\.1 (501|400) /, `${te}: ${r.text}`);
+    }
+    // chunked with a Content-Length, or chunked twice: refused by Node's parser (400), never forwarded
+    for (const [te, extra] of [['chunked', 'content-length: 3\r\n'], ['chunked, chunked', '']]) {
+      const r = await rawSocket(proxyUrl, [`${head(te!, extra)}5\r\nhello\r\n0\r\n\r\n`]);
+      assert.match(r.text, /^HTTP\/1\.1 400 /, `${te} ${extra}: ${r.text}`);
+    }
+    assert.equal(seen.length, n, 'none reached the upstream');
+    // plain chunked passes, and goes upstream with a length
+    const ok = await raw(proxyUrl, { method: 'POST', path: '/t', headers: { ...bearer(), 'content-type': 'text/plain', 'transfer-encoding': 'chunked' }, chunks: [Buffer.from('he'), Buffer.from('llo')] });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(seen.at(-1)!.headers['transfer-encoding'], undefined);
+    assert.equal(seen.at(-1)!.headers['content-length'], '5');
   });
 
   it('authenticates the task token, task state included, before reading a body', async () => {

@@ -259,7 +259,11 @@ export class HttpProxy {
     const max = this.opts.config.max_body_bytes;
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
     if (declared !== undefined && (!Number.isSafeInteger(declared) || declared < 0)) throw new ProxyError(400, 'invalid_request', 'bad content-length');
-    const hasBody = (declared !== undefined && declared > 0) || req.headers['transfer-encoding'] !== undefined;
+    const te = req.headers['transfer-encoding'];
+    // only `chunked` framing (RFC 9112 §6.1: a transfer coding the server does not
+    // implement gets 501); Node itself refuses `Transfer-Encoding` with `Content-Length`
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') throw new ProxyError(501, 'unsupported_transfer_coding', 'request bodies are taken with `Transfer-Encoding: chunked` or a `Content-Length` only');
+    const hasBody = (declared !== undefined && declared > 0) || te !== undefined;
     if (declared !== undefined && declared > max) throw new ProxyError(413, 'payload_too_large', `the body is over ${max} bytes`);
     const contentType = req.headers['content-type'];
     const coding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
