@@ -230,6 +230,8 @@ export class Writ {
   private async checkNewPolicy(text: string): Promise<void> {
     if (this.policy.isLoaded(policyVersion(text))) return;
     checkPolicyComplexity(text, this.policy.limits);
+    // the built-in default is ours and tested: no worker for every new store
+    if (text === DEFAULT_POLICY) return;
     await trialPolicySet({ text, schema: WRIT_SCHEMA, ...PolicyEngine.trialCalls(), timeoutMs: this.config.policyTrialTimeoutMs });
   }
 
