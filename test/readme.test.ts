@@ -5,11 +5,11 @@
  * Which blocks run is marked in the Markdown (see helpers/doc-blocks.ts).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { checkPolicyText } from '../src/policy/engine.js';
 import { parseDocBlocks, sessionScript, type DocBlock } from './helpers/doc-blocks.js';
 import { REPO, spawnGroup } from './helpers/serve-process.js';
@@ -58,6 +58,35 @@ interface Session {
   /** what the session's Writ logged */
   serveLog: string;
 }
+
+/** Newest modification time of the .ts files under `dir`. */
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    const t = e.isDirectory() ? newestSource(p) : e.name.endsWith('.ts') ? statSync(p).mtimeMs : 0;
+    if (t > newest) newest = t;
+  }
+  return newest;
+}
+
+/**
+ * The README's SDK snippet imports `writ/sdk`, which the package exports from dist/. `npm test`
+ * builds it first; a run of this file alone builds it when it is missing or older than src/
+ * (the rule bin/writ.js follows), so the snippet never runs against a stale build.
+ */
+before(async () => {
+  const stamp = join(REPO, 'dist', '.built');
+  if (existsSync(join(REPO, 'dist', 'sdk', 'index.js')) && existsSync(stamp) && newestSource(join(REPO, 'src')) <= statSync(stamp).mtimeMs) return;
+  const build = spawnGroup('npm', ['run', 'build'], { cwd: REPO });
+  const timer = setTimeout(() => void build.kill(), SESSION_TIMEOUT_MS);
+  try {
+    assert.equal(await build.exited, 0, `npm run build failed:\n${build.stdout()}\n${build.stderr()}`);
+  } finally {
+    clearTimeout(timer);
+    await build.kill();
+  }
+}, { timeout: SESSION_TIMEOUT_MS + 30_000 });
 
 const root = mkdtempSync(join(tmpdir(), 'writ-doc-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
