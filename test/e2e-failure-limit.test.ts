@@ -251,3 +251,32 @@ describe('client addresses, limits and their settings (units)', () => {
     assert.equal(small.check('e').blocked, true, 'the newest key is kept when the map is full');
   });
 });
+
+describe('limit settings from the environment', () => {
+  it('WRIT_APPROVAL_OPEN_MAX_*, WRIT_TASK_REFUSAL_LIMIT, WRIT_VISIBLE_TOOLS_*: parsed strictly; unset keeps the defaults', async () => {
+    const { limitsConfigFromEnv } = await import('../src/cli/limits-env.js');
+    assert.deepEqual(limitsConfigFromEnv({}), {});
+    assert.deepEqual(
+      limitsConfigFromEnv({
+        WRIT_APPROVAL_OPEN_MAX_PER_TASK: '10',
+        WRIT_APPROVAL_OPEN_MAX_PER_AGENT: '40',
+        WRIT_TASK_REFUSAL_LIMIT: '50/2',
+        WRIT_VISIBLE_TOOLS_MAX: '512',
+        WRIT_VISIBLE_TOOLS_LIMIT: '5/1',
+      }),
+      { approvalOpenMaxPerTask: 10, approvalOpenMaxPerAgent: 40, taskRefusalLimit: { max: 50, windowMs: 2000 }, visibleToolsMax: 512, visibleToolsLimit: { max: 5, windowMs: 1000 } },
+    );
+    for (const [name, bad] of [
+      ['WRIT_APPROVAL_OPEN_MAX_PER_TASK', '0'],
+      ['WRIT_APPROVAL_OPEN_MAX_PER_TASK', '-5'],
+      ['WRIT_APPROVAL_OPEN_MAX_PER_AGENT', '1.5'],
+      ['WRIT_APPROVAL_OPEN_MAX_PER_AGENT', 'lots'],
+      ['WRIT_TASK_REFUSAL_LIMIT', '20'],
+      ['WRIT_TASK_REFUSAL_LIMIT', '0/1'],
+      ['WRIT_VISIBLE_TOOLS_MAX', '10001'],
+      ['WRIT_VISIBLE_TOOLS_LIMIT', '30/0'],
+    ] as const) {
+      assert.throws(() => limitsConfigFromEnv({ [name]: bad }), UsageError, `${name}=${bad}`);
+    }
+  });
+});

@@ -55,6 +55,7 @@ describe('gateway catalog, refusals and labels', () => {
   let upstream: HttpServer;
   let upstreamUrl: string;
   let description = 'Searches the documentation.';
+  let extraTools = 0;
   const calls: string[] = [];
 
   before(async () => {
@@ -65,6 +66,7 @@ describe('gateway catalog, refusals and labels', () => {
         tools: [
           { name: 'search', description, inputSchema: { type: 'object', properties: { q: { type: 'string' } } } },
           { name: 'fetch', description: 'Fetches a page.', inputSchema: { type: 'object', properties: {} } },
+          ...Array.from({ length: extraTools }, (_, i) => ({ name: `extra_${i}`, inputSchema: { type: 'object' as const, properties: {} } })),
         ],
       }));
       server.setRequestHandler(CallToolRequestSchema, async (r): Promise<CallToolResult> => {
@@ -97,6 +99,30 @@ describe('gateway catalog, refusals and labels', () => {
     await gw.start();
     return gw;
   }
+
+  it('asks Writ which tools are visible in batches of at most 256 (Writ refuses longer lists)', async () => {
+    extraTools = 600;
+    const batches: number[] = [];
+    const stub = new StubAuthorizer();
+    (stub as Authorizer).visibleTools = async (_token: string, tools: string[]) => {
+      batches.push(tools.length);
+      if (tools.length > 256) throw new Error('too many tools in one request');
+      return tools.filter((t) => !t.endsWith('_7'));
+    };
+    try {
+      const gw = await gateway(stub);
+      try {
+        const listed = await gw.listTools('tok');
+        assert.deepEqual(batches, [256, 256, 90]);
+        assert.equal(listed.length, 601, 'every tool but the one Writ hides');
+        assert.ok(!listed.some((t) => t.name === 'docs.extra_7'));
+      } finally {
+        await gw.close();
+      }
+    } finally {
+      extraTools = 0;
+    }
+  });
 
   it('re-lists an aged catalog before a call and refuses a tool changed without list_changed (silent rug pull)', async () => {
     description = 'Searches the documentation.';
