@@ -241,9 +241,23 @@ describe('writ CLI against a running server', () => {
   it('top-level help names every command, each required option of task create, and the gateway', async () => {
     const top = await cli(['--help']);
     assert.equal(top.code, 0);
-    const commands = ['serve', 'migrate', 'agent', 'task', 'token', 'authorize', 'consume', 'outcome', 'audit', 'policy', 'operator',
-      'tool-labels', 'keys', 'introspect', 'issuer', 'delegate', 'token-exchange', 'gateway', 'approvals', 'break-glass', 'help'];
-    for (const c of commands) assert.match(top.stdout, new RegExp(`^  writ ${c}( |$)`, 'm'), `\`writ ${c}\` is listed`);
+    // every command main.ts dispatches to (read from its source, so a new one cannot be missed) ...
+    const main = readFileSync('src/cli/main.ts', 'utf8');
+    const table = main.slice(main.indexOf('const commands'), main.indexOf('\n};', main.indexOf('const commands')));
+    const commands = [...table.matchAll(/^ {2}'?([a-z][a-z-]*)'?: async/gm)].map((m) => m[1]!);
+    assert.ok(commands.length >= 20 && commands.includes('gateway'), commands.join(' '));
+    for (const c of [...commands, 'help']) assert.match(top.stdout, new RegExp(`^  writ ${c}( |$)`, 'm'), `\`writ ${c}\` is listed`);
+    // ... and every subcommand's synopsis of every usage table
+    const tables = [await import('../src/cli/usage.js'), await import('../src/cli/usage-gateway.js'), await import('../src/cli/usage-escalations.js')]
+      .flatMap((m) => Object.values(m))
+      .filter((v): v is Record<string, string> => typeof v === 'object' && v !== null);
+    for (const t of tables) {
+      for (const u of Object.values(t)) {
+        for (const line of u.split('\n').filter((l, i) => i === 0 || l.trimStart().startsWith('writ '))) {
+          assert.ok(top.stdout.includes(`  ${line.trimStart()}\n`), `top-level help lists \`${line.trimStart()}\``);
+        }
+      }
+    }
     for (const sub of ['mcp', 'http', 'tools approve', 'tools list', 'labels']) assert.match(top.stdout, new RegExp(`^  writ gateway ${sub} `, 'm'));
     const create = top.stdout.split('\n').find((l) => l.startsWith('  writ task create'));
     assert.match(create ?? '', /--ttl SECONDS --max-actions N/);
