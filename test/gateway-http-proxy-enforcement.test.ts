@@ -406,6 +406,19 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
     const revokedToken = await env.taskToken(task.id);
     const rv = await env.admin.call('POST', `/v1/tasks/${task.id}/revoke`, { reason: 'test' });
     assert.equal(rv.status, 200, JSON.stringify(rv.body));
+    // what the proxy asks Writ: the token's own task, if active
+    const cur = await env.admin.call('GET', '/v1/tasks/current', undefined, { token });
+    assert.equal(cur.status, 200, JSON.stringify(cur.body));
+    assert.equal(cur.body.task_id, taskId);
+    assert.equal(cur.body.status, 'active');
+    const ended = await env.admin.call('GET', '/v1/tasks/current', undefined, { token: revokedToken });
+    assert.equal(ended.status, 401);
+    assert.equal(ended.body.error.code, 'task_not_active');
+    // none, a bad one, and an operator's (undefined: the admin token) are not task tokens
+    for (const t of [null, 'not-a-token', undefined]) {
+      const r = await env.admin.call('GET', '/v1/tasks/current', undefined, { token: t });
+      assert.equal(r.status, 401, `${t}: ${JSON.stringify(r.body)}`);
+    }
     for (const path of ['/json', '/t']) {
       const r = await headOnly(proxyUrl, path, { authorization: `Bearer ${revokedToken}`, 'content-type': path === '/json' ? 'application/json' : 'text/plain', 'content-length': '1000' });
       assert.equal(r.status, 401, r.body);
