@@ -179,7 +179,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
   const clients: Client[] = [];
   try {
     // Writ, as a separate process
-    const admin = `wop_bench_${randomBytes(16).toString('hex')}`;
+    const admin = `wop_bench_${randomBytes(32).toString('hex')}`;
     const writ = start([...NODE, CLI, 'serve', '--port', '0', '--data-dir', join(dir, 'writ')], { WRIT_BOOTSTRAP_TOKEN: admin });
     stops.push(writ.stop);
     const url = (await writ.line(/listening on (http:\/\/\S+)/))[1]!;

@@ -8,7 +8,7 @@ import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { Api, makeAgentKeys, makeAssertion } from './helpers/harness.js';
 import { spawnChild, type Child } from './helpers/child.js';
 
-const TOKEN = 'wop_crash_test_bootstrap_token_0123456789';
+const TOKEN = 'wop_ONfjxqeuPF6WU_4ErUjUGeeFJz534gL6_Hs3pv4bnYI';
 
 async function startServe(dataDir: string, owner: TestContext): Promise<{ child: Child; url: string }> {
   const child = spawnChild(process.execPath, ['bin/writ.js', 'serve', '--port', '0', '--data-dir', dataDir], {

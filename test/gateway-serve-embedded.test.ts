@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { httpClient, ROOT, runWrit, spawnWrit, STDIO_FIXTURE, textOf, type WritProcess } from './helpers/gateway-fixtures.js';
 import { Api, makeAgentKeys, makeAssertion } from './helpers/harness.js';
 
-const ADMIN = 'wop_embedded_gateway_test_token_0123456789';
+const ADMIN = 'wop_VakeJFc0D0VokVQvZiJar4OJIv8Omy7BzoezrfGF7ZE';
 
 describe('writ serve --gateway: the MCP gateway inside the service, deciding in-process', () => {
   const dir = mkdtempSync(join(tmpdir(), 'writ-embedded-gw-'));

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { flag, intFlag, list, parseArgs, positionals } from './args.js';
+import { flag, intFlag, list, parseArgs, positionals, UsageError } from './args.js';
 import { baseUrl, CliError, CONNECTION, operatorToken, print, request } from './client.js';
 import { group } from './command.js';
 import { AUDIT_USAGE } from './usage.js';
@@ -8,7 +8,7 @@ import { AUDIT_USAGE } from './usage.js';
 type ChainReport = { ok: true; entries: number } | { ok: false; entries: number; first_bad_seq: number; problem: string };
 
 /** Opens the store itself (no server needed): SQLite under `dataDir`, or WRIT_DATABASE_URL. */
-async function verifyLocally(dataDir: string, checkpoints: string[]): Promise<ChainReport> {
+async function verifyLocally(dataDir: string, checkpoints: string[], pinnedKey: { keys: unknown[] } | undefined): Promise<ChainReport> {
   const databaseUrl = process.env.WRIT_DATABASE_URL?.trim() || undefined;
   const dir = resolve(dataDir);
   // the store would create an empty database, which verifies as an intact empty chain
@@ -21,17 +21,18 @@ async function verifyLocally(dataDir: string, checkpoints: string[]): Promise<Ch
     throw new CliError('store_unavailable', `cannot open the store: ${(err as Error).message}`);
   }
   try {
-    // Offline, the checkpoints' signatures are checked against the public keys in the
-    // store: a swapped key would make a genuine checkpoint fail, never a forged one pass.
+    // Offline, the checkpoints' signatures are checked against the audit checkpoint key
+    // (never a token key): the one pinned with --audit-key (what
+    // /.well-known/writ-audit-key published, kept with the checkpoints), else the store's.
     const pins = [];
     if (checkpoints.length > 0) {
       const { verifyCheckpoint } = await import('../audit/checkpoint.js');
-      const jwks = { keys: (await store.listSigningKeys()).map((k) => k.publicJwk) };
+      const jwks = pinnedKey ?? { keys: (await store.listCheckpointKeys()).map((k) => k.publicJwk) };
       for (const [i, token] of checkpoints.entries()) {
         try {
           pins.push(await verifyCheckpoint(token, jwks as never));
         } catch {
-          throw new CliError('invalid_checkpoint', `checkpoint ${i} does not verify with the store's signing keys`);
+          throw new CliError('invalid_checkpoint', `checkpoint ${i} does not verify with the audit checkpoint key`);
         }
       }
     }
@@ -43,6 +44,19 @@ async function verifyLocally(dataDir: string, checkpoints: string[]): Promise<Ch
   } finally {
     await store.close().catch(() => undefined);
   }
+}
+
+/** A file holding the JWK Set `GET /.well-known/writ-audit-key` answered. */
+function readAuditKey(path: string): { keys: unknown[] } {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    throw new CliError('invalid_audit_key', `${path} is not a readable JSON file`);
+  }
+  const keys = (v as { keys?: unknown }).keys;
+  if (!Array.isArray(keys) || keys.length === 0) throw new CliError('invalid_audit_key', `${path} holds no JWK Set (\`{"keys": [...]}\`)`);
+  return { keys };
 }
 
 /** A file holding a checkpoint JWS, or the JSON `writ audit checkpoint` printed. */
@@ -91,12 +105,14 @@ export const audit = group('audit', AUDIT_USAGE, {
   },
 
   async verify(argv, ctx) {
-    const args = parseArgs(argv, { values: [...CONNECTION, 'data-dir'], lists: ['checkpoint'] });
+    const args = parseArgs(argv, { values: [...CONNECTION, 'data-dir', 'audit-key'], lists: ['checkpoint'] });
     positionals(args, []);
     const dataDir = flag(args, 'data-dir');
     const checkpoints = list(args, 'checkpoint').map(readCheckpointFile);
+    const keyFile = flag(args, 'audit-key');
+    if (keyFile !== undefined && dataDir === undefined) throw new UsageError('`--audit-key` goes with `--data-dir` (offline verification)');
     const report: ChainReport = dataDir !== undefined
-      ? await verifyLocally(dataDir, checkpoints)
+      ? await verifyLocally(dataDir, checkpoints, keyFile === undefined ? undefined : readAuditKey(keyFile))
       : checkpoints.length > 0
         ? await request(baseUrl(args), 'POST', '/v1/audit/verify', { token: operatorToken(args), json: { checkpoints } })
         : await request(baseUrl(args), 'GET', '/v1/audit/verify', { token: operatorToken(args) });

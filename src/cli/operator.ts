@@ -1,11 +1,11 @@
 import { parseArgs, positionals, requireFlag, requireList, UsageError } from './args.js';
-import { baseUrl, CONNECTION, operatorToken, print, request } from './client.js';
+import { baseUrl, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
 import { OPERATOR_USAGE } from './usage.js';
 
 const ROLES = ['admin', 'approver', 'auditor', 'requester'];
 
-/** `writ operator create`: a new operator token, shown once. */
+/** `writ operator create|list|disable|rotate`: operators and their tokens (a new token is shown once). */
 export const operator = group('operator', OPERATOR_USAGE, {
   async create(argv) {
     const args = parseArgs(argv, { values: [...CONNECTION, 'name'], lists: ['role'] });
@@ -15,5 +15,20 @@ export const operator = group('operator', OPERATOR_USAGE, {
     const bad = roles.find((r) => !ROLES.includes(r));
     if (bad !== undefined) throw new UsageError(`unknown role \`${bad}\` (roles: ${ROLES.join(', ')})`);
     print(await request(baseUrl(args), 'POST', '/v1/operators', { token: operatorToken(args), json: { name, roles: [...new Set(roles)] } }));
+  },
+  async list(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    positionals(args, []);
+    print(await request(baseUrl(args), 'GET', '/v1/operators', { token: operatorToken(args) }));
+  },
+  async disable(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    const [id] = positionals(args, ['ID']);
+    print(await request(baseUrl(args), 'POST', `/v1/operators/${seg(id!)}/disable`, { token: operatorToken(args) }));
+  },
+  async rotate(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    const [id] = positionals(args, ['ID']);
+    print(await request(baseUrl(args), 'POST', `/v1/operators/${seg(id!)}/rotate`, { token: operatorToken(args) }));
   },
 });

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { sha256Hex } from '../core/digest.js';
+import { checkBootstrapToken } from '../core/token-strength.js';
 import { openStore } from '../store/open-store.js';
 import { createHttpServer } from '../server/http-server.js';
 import { ClientAddresses } from '../server/client-address.js';
@@ -9,6 +10,7 @@ import { federationConfigFromEnv } from './federation-env.js';
 import { escalationConfigFromEnv } from './escalation-env.js';
 import { auditConfigFromEnv } from './audit-env.js';
 import { limitsConfigFromEnv, windowLimitFromEnv } from './limits-env.js';
+import { operatorConfigFromEnv } from './operator-env.js';
 
 export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json]';
 
@@ -18,6 +20,9 @@ export async function serve(argv: string[]): Promise<void> {
   const host = flag(args, 'host') ?? process.env.WRIT_HOST ?? '127.0.0.1';
   const port = Number(flag(args, 'port') ?? process.env.WRIT_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('`--port` must be a port number');
+  const bootToken = process.env.WRIT_BOOTSTRAP_TOKEN || undefined;
+  // a weak WRIT_BOOTSTRAP_TOKEN (under 128 bits estimated) is refused, used or not, before the store is touched
+  if (bootToken !== undefined) checkBootstrapToken(bootToken);
   const dataDir = resolve(flag(args, 'data-dir') ?? process.env.WRIT_DATA_DIR ?? '.writ');
   const hostForUrl = host.includes(':') ? `[${host}]` : host;
   const store = await openStore({ databaseUrl: process.env.WRIT_DATABASE_URL, dataDir });
@@ -28,17 +33,17 @@ export async function serve(argv: string[]): Promise<void> {
     ...auditConfigFromEnv(process.env),
     ...federationConfigFromEnv(process.env),
     ...limitsConfigFromEnv(process.env),
+    ...operatorConfigFromEnv(process.env),
     ...(kek ? { keyEncryptionKey: kek } : {}),
     ...policyLimitsFromEnv(process.env),
     issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,
   });
   await writ.init();
-  const bootstrapToken = process.env.WRIT_BOOTSTRAP_TOKEN || undefined;
-  const boot = await writ.bootstrapAdmin(bootstrapToken);
+  const boot = await writ.bootstrapAdmin(bootToken);
   // The token only creates the first admin of a new store. Said out loud, because the
   // next thing that fails is the operator's first command (`invalid_token`), far from here.
-  const existing = !boot && bootstrapToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootstrapToken)) : null;
-  const ignoredBootstrap = !boot && bootstrapToken !== undefined && (!existing || existing.disabled);
+  const existing = !boot && bootToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootToken)) : null;
+  const ignoredBootstrap = !boot && bootToken !== undefined && (!existing || existing.disabled || existing.expiresAt <= writ.clock.now());
   writ.startBackgroundWork();
   const server = createHttpServer(writ, {
     failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', process.env.WRIT_FAILURE_LIMIT),

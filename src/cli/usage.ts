@@ -41,8 +41,9 @@ export const AUDIT_USAGE: Record<string, string> = {
   list: 'writ audit list [--task ID] [--agent ID] [--type TYPE] [--decision ID] [--after SEQ] [--limit N]',
   checkpoint: 'writ audit checkpoint [--out FILE]   (a signed statement of the chain head; keep it outside Writ)',
   verify:
-    'writ audit verify [--data-dir DIR] [--checkpoint FILE ...]\n' +
+    'writ audit verify [--data-dir DIR [--audit-key FILE]] [--checkpoint FILE ...]\n' +
     '    with --data-dir: opens DIR/writ.db (or WRIT_DATABASE_URL when set) directly and verifies offline;\n' +
+    '    --audit-key pins the checkpoint key (the JSON of GET /.well-known/writ-audit-key) instead of the store\'s;\n' +
     '    otherwise asks the server. With --checkpoint, the chain must also agree with each signed checkpoint\n' +
     '    (catches a rewritten database and a cut-off tail). Exit 0 when the chain is intact, 1 when broken',
 };
@@ -64,6 +65,9 @@ export const TOOL_LABELS_USAGE: Record<string, string> = {
 
 export const OPERATOR_USAGE: Record<string, string> = {
   create: 'writ operator create --name NAME --role admin|approver|auditor|requester [--role ...]',
+  list: 'writ operator list   (each operator with its status and token expiry)',
+  disable: 'writ operator disable ID   (its token stops working; the last enabled admin cannot be disabled)',
+  rotate: 'writ operator rotate ID   (a new token, shown once; the old one stops working)',
 };
 
 export const SINGLE_USAGE: Record<string, string> = {

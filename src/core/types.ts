@@ -12,6 +12,10 @@ export interface OperatorRecord {
   /** hex SHA-256 of the bearer token; the token itself is never stored */
   tokenHash: string;
   createdAt: number;
+  /** the token stops working at this time (WRIT_OPERATOR_TOKEN_TTL after it was issued) */
+  expiresAt: number;
+  /** when the token was last replaced; null when it never was */
+  rotatedAt: number | null;
   disabled: boolean;
 }
 
@@ -137,6 +141,20 @@ export interface SigningKeyRecord {
   /** keys past this time are no longer used to sign, but stay in the JWKS until retiredAt */
   rotatedAt: number | null;
   retiredAt: number | null;
+}
+
+/**
+ * A key that signs audit checkpoints, and nothing else. Kept apart from the token
+ * signing keys (its own table, its own published key set), so that a leaked
+ * token-signing key cannot forge a checkpoint.
+ */
+export interface CheckpointKeyRecord {
+  kid: string;
+  /** public JWK (OKP/Ed25519) */
+  publicJwk: Jwk;
+  /** private JWK, sealed like the signing keys when a key-encryption key is set */
+  privateJwk: Jwk;
+  createdAt: number;
 }
 
 /** A claim value a federation rule compares exactly (string, number or boolean). */

@@ -26,6 +26,7 @@ import {
 } from './schemas.js';
 import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
+import { registerOperatorRoutes } from './routes-operators.js';
 import { registerEscalationRoutes } from './routes-escalations.js';
 import { delegationTree } from '../tasks/delegation.js';
 
@@ -320,6 +321,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
 
   registerDelegationRoutes(writ, route);
   registerFederationRoutes(writ, route);
+  registerOperatorRoutes(writ, route);
   registerEscalationRoutes(writ, route, operator);
 
   const addresses = new ClientAddresses(options.trustedProxies ?? []);

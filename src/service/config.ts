@@ -58,6 +58,8 @@ export interface WritConfig {
   visibleToolsMax: number;
   /** `POST /v1/tools/visible`: requests one task may make per window; past it, 429 `rate_limited` with Retry-After */
   visibleToolsLimit: { max: number; windowMs: number };
+  /** how long an operator token works after it is issued or rotated (WRIT_OPERATOR_TOKEN_TTL; default 90 days) */
+  operatorTokenTtlSeconds: number;
   /** seals private signing keys at rest (WRIT_KEY_ENCRYPTION_KEY, at least 32 characters); unset: stored as plain JWK */
   keyEncryptionKey?: string;
   /** audit: what decision entries keep of the arguments (WRIT_AUDIT_ARGS: full, masked, digest) */
@@ -96,6 +98,7 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   taskRefusalLimit: { max: 20, windowMs: 1000 },
   visibleToolsMax: 256,
   visibleToolsLimit: { max: 30, windowMs: 10_000 },
+  operatorTokenTtlSeconds: 90 * 24 * 3600,
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {
@@ -114,6 +117,7 @@ export function resolveConfig(partial: Partial<WritConfig> & { issuer: string })
   for (const k of ['taskRefusalLimit', 'visibleToolsLimit'] as const) {
     if (!(Number.isInteger(c[k].max) && c[k].max > 0 && c[k].windowMs > 0)) throw new TypeError(`${k} needs a whole max > 0 and windowMs > 0`);
   }
+  if (!(Number.isInteger(c.operatorTokenTtlSeconds) && c.operatorTokenTtlSeconds > 0)) throw new TypeError('operatorTokenTtlSeconds must be a whole number > 0');
   if (!(Number.isInteger(c.visibleToolsMax) && c.visibleToolsMax > 0 && c.visibleToolsMax <= 10_000)) throw new TypeError('visibleToolsMax must be a whole number in 1..10000');
   for (const k of ['approvalPendingTtlSeconds', 'approvalApprovedTtlSeconds', 'breakGlassMaxSeconds', 'breakGlassConfirmWindowSeconds', 'presenceMaxTtlSeconds', 'presenceInitialTtlSeconds'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);

@@ -55,6 +55,8 @@ import { assertScopeBounds } from '../tasks/scope-limits.js';
 import { checkAgentId } from '../identity/spiffe-id.js';
 import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
 import { KeyRing } from '../tokens/key-ring.js';
+import { CheckpointKey } from '../tokens/checkpoint-key.js';
+import { checkBootstrapToken } from '../core/token-strength.js';
 import { deriveKeyEncryptionKey } from '../tokens/key-sealing.js';
 import { ACTION_TOKEN_TYP, MAX_TASK_TOKEN_TTL_SECONDS, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
 import { TokenVerificationError, verifyWritJwt } from '../tokens/verify-token.js';
@@ -104,6 +106,8 @@ export class Writ {
   readonly config: WritConfig;
   readonly clock: Clock;
   readonly keys: KeyRing;
+  /** signs audit checkpoints only; apart from the token keys */
+  readonly checkpointKey: CheckpointKey;
   readonly policy: PolicyEngine;
   readonly toolLabels: ToolLabelRegistry;
   private readonly securityAudit: AuditBatcher;
@@ -133,7 +137,9 @@ export class Writ {
     this.policy = new PolicyEngine({ limits: { maxDepth: this.config.policyMaxDepth, maxTokens: this.config.policyMaxTokens } });
     // A Cedar trap replaced the engine's WebAssembly instance (the request that hit it was denied): loud, never silent.
     this.policy.onTrap = (t) => void this.securityEvent('policy.engine_reset', 'system', { operation: t.operation, error: t.message }).catch(() => undefined);
-    this.keys = new KeyRing(store, clock, this.config.keyEncryptionKey ? deriveKeyEncryptionKey(this.config.keyEncryptionKey) : null);
+    const kek = this.config.keyEncryptionKey ? deriveKeyEncryptionKey(this.config.keyEncryptionKey) : null;
+    this.keys = new KeyRing(store, clock, kek);
+    this.checkpointKey = new CheckpointKey(store, clock, kek);
     this.toolLabels = new ToolLabelRegistry(store, clock);
     this.securityAudit = new AuditBatcher(store);
     this.committer = new DecisionCommitter(store, clock);
@@ -167,10 +173,26 @@ export class Writ {
     return `${this.config.issuer}/oauth/token`;
   }
 
-  /** Migrates the store, loads keys and the active policy (installing the default on a new store). */
+  /**
+   * Migrates the store, loads keys and the active policy (installing the default on a
+   * new store). Every step is safe when instances start together on one empty store:
+   * migrations take turns under a lock, and the first key, checkpoint key and policy are
+   * each written only while none exists, atomically; the later instances load them.
+   */
   async init(): Promise<void> {
     await this.store.migrate();
     await this.keys.init();
+    await this.checkpointKey.init();
+    if (!(await this.store.getActivePolicy())) {
+      // a new store: the default set, checked like any other, installed only while no set
+      // is active (instances starting together install it once; the others load it)
+      await this.checkNewPolicy(DEFAULT_POLICY);
+      const set = this.policy.prepare(DEFAULT_POLICY);
+      await this.store.installFirstPolicy(
+        { version: set.version, text: DEFAULT_POLICY, createdAt: this.clock.now(), createdBy: 'system' },
+        { type: 'policy.updated', actor: 'system', data: { version: set.version, policies: set.policyIds, previous: null } },
+      );
+    }
     const active = await this.store.getActivePolicy();
     if (active) {
       // A stored set that fails the checks (stored before them, or by an older version)
@@ -179,9 +201,8 @@ export class Writ {
       await this.loadStored(active.text).catch((err) => {
         if (!(err instanceof WritError)) throw err;
       });
-    } else {
-      await this.putPolicy('system', DEFAULT_POLICY);
     }
+    this.policyCheckedAt = this.clock.now();
   }
 
   /** Versions of stored sets refused by the checks, so they are not tried again and again. */
@@ -258,32 +279,89 @@ export class Writ {
   // --- operators -----------------------------------------------------------------
 
   /**
-   * On a store with no operator, creates the first admin. With `token` (from
-   * WRIT_BOOTSTRAP_TOKEN) that is its token; otherwise one is generated and returned
-   * so the caller can show it once. Returns null when operators exist already.
+   * On a store with no operator, creates the first admin (atomically: instances starting
+   * together create one). With `token` (from WRIT_BOOTSTRAP_TOKEN) that is its token,
+   * refused when its estimated strength is under 128 bits, whether or not it is used;
+   * otherwise one is generated and returned so the caller can show it once. Returns
+   * null when an operator exists already (the token is then ignored).
    */
-  async bootstrapAdmin(token?: string): Promise<{ token: string; generated: boolean } | null> {
+  async bootstrapAdmin(token?: string): Promise<{ token: string; generated: boolean; expiresAt: number } | null> {
+    if (token !== undefined) checkBootstrapToken(token);
     if ((await this.store.countOperators()) > 0) return null;
-    if (token !== undefined && token.length < 24) throw new TypeError('WRIT_BOOTSTRAP_TOKEN must be at least 24 characters');
     const t = token ?? newSecret('wop');
-    const op: OperatorRecord = { id: newId('op'), name: 'admin', roles: ['admin'], tokenHash: sha256Hex(t), createdAt: this.clock.now(), disabled: false };
-    await this.store.createOperator(op, { type: 'operator.created', actor: 'system', data: { operator_id: op.id, roles: op.roles, bootstrap: true } });
-    return { token: t, generated: token === undefined };
+    const now = this.clock.now();
+    const op: OperatorRecord = {
+      id: newId('op'), name: 'admin', roles: ['admin'], tokenHash: sha256Hex(t), createdAt: now,
+      expiresAt: now + this.config.operatorTokenTtlSeconds * 1000, rotatedAt: null, disabled: false,
+    };
+    const created = await this.store.bootstrapOperator(op, {
+      type: 'operator.created', actor: 'system', data: { operator_id: op.id, roles: op.roles, bootstrap: true, expires_at: op.expiresAt },
+    });
+    return created ? { token: t, generated: token === undefined, expiresAt: op.expiresAt } : null;
   }
 
-  async createOperator(by: OperatorRecord, input: { name: string; roles: OperatorRole[] }): Promise<{ id: string; token: string }> {
+  async createOperator(by: OperatorRecord, input: { name: string; roles: OperatorRole[] }): Promise<{ id: string; token: string; expires_at: string }> {
     requireRole(by, 'admin');
     const token = newSecret('wop');
-    const op: OperatorRecord = { id: newId('op'), name: input.name, roles: input.roles, tokenHash: sha256Hex(token), createdAt: this.clock.now(), disabled: false };
-    await this.store.createOperator(op, { type: 'operator.created', actor: `operator:${by.id}`, data: { operator_id: op.id, name: op.name, roles: op.roles } });
-    return { id: op.id, token };
+    const now = this.clock.now();
+    const op: OperatorRecord = {
+      id: newId('op'), name: input.name, roles: input.roles, tokenHash: sha256Hex(token), createdAt: now,
+      expiresAt: now + this.config.operatorTokenTtlSeconds * 1000, rotatedAt: null, disabled: false,
+    };
+    await this.store.createOperator(op, {
+      type: 'operator.created', actor: `operator:${by.id}`, data: { operator_id: op.id, name: op.name, roles: op.roles, expires_at: op.expiresAt },
+    });
+    return { id: op.id, token, expires_at: new Date(op.expiresAt).toISOString() };
   }
 
   async authenticateOperator(bearer: string | null): Promise<OperatorRecord> {
     if (!bearer) throw new UnauthorizedError('an operator token is required');
     const op = await this.store.findOperatorByTokenHash(sha256Hex(bearer));
-    if (!op || op.disabled) throw new UnauthorizedError('the operator token is not valid', 'invalid_token');
+    if (!op) throw new UnauthorizedError('the operator token is not valid', 'invalid_token');
+    if (op.disabled) throw new UnauthorizedError(`operator \`${op.id}\` is disabled`, 'operator_disabled');
+    if (op.expiresAt <= this.clock.now()) throw new UnauthorizedError('the operator token has expired: an admin rotates it', 'token_expired');
     return op;
+  }
+
+  /** Every operator (never a token or its hash), with its token's expiry; admins and auditors. */
+  async listOperators(by: OperatorRecord): Promise<OperatorRecord[]> {
+    requireRole(by, 'admin', 'auditor');
+    return this.store.listOperators();
+  }
+
+  /**
+   * Disables an operator: its token stops working at once. Refused (409 `last_admin`)
+   * when no other enabled admin with an unexpired token would remain.
+   */
+  async disableOperator(by: OperatorRecord, id: string): Promise<OperatorRecord> {
+    requireRole(by, 'admin');
+    const now = this.clock.now();
+    const r = await this.store.disableOperator(id, now, { type: 'operator.disabled', actor: `operator:${by.id}`, data: { operator_id: id } });
+    if (r === 'not_found') throw new NotFoundError(`operator \`${id}\` does not exist`, 'operator_not_found');
+    if (r === 'already_disabled') throw new ConflictError(`operator \`${id}\` is disabled already`, 'operator_disabled');
+    if (r === 'last_admin') throw new ConflictError(`operator \`${id}\` is the last enabled admin: create or rotate another admin first`, 'last_admin');
+    return (await this.store.getOperator(id))!;
+  }
+
+  /**
+   * Gives an enabled operator a new token (shown once) with a fresh expiry; the old
+   * token stops working in the same transaction. Admins only: an operator cannot extend
+   * its own token's life, so a stolen token still ends at its expiry.
+   */
+  async rotateOperatorToken(by: OperatorRecord, id: string): Promise<{ id: string; token: string; expires_at: string }> {
+    requireRole(by, 'admin');
+    const token = newSecret('wop');
+    const now = this.clock.now();
+    const expiresAt = now + this.config.operatorTokenTtlSeconds * 1000;
+    const op = await this.store.rotateOperatorToken(id, sha256Hex(token), expiresAt, now, {
+      type: 'operator.token_rotated', actor: `operator:${by.id}`, data: { operator_id: id, expires_at: expiresAt },
+    });
+    if (!op) {
+      const exists = await this.store.getOperator(id);
+      if (!exists) throw new NotFoundError(`operator \`${id}\` does not exist`, 'operator_not_found');
+      throw new ConflictError(`operator \`${id}\` is disabled`, 'operator_disabled');
+    }
+    return { id, token, expires_at: new Date(expiresAt).toISOString() };
   }
 
   // --- agents --------------------------------------------------------------------
@@ -1028,11 +1106,11 @@ export class Writ {
     const pins = [];
     for (const [i, token] of checkpoints.entries()) {
       try {
-        // every key this store ever signed with, retired ones too: a checkpoint outlives its key
-        const all = { keys: (await this.store.listSigningKeys()).map((k) => k.publicJwk) };
-        pins.push(await verifyCheckpoint(token, all as never, this.config.issuer));
+        // the checkpoint keys only, never a token key: a leaked token key cannot forge one
+        const keys = { keys: (await this.store.listCheckpointKeys()).map((k) => k.publicJwk) };
+        pins.push(await verifyCheckpoint(token, keys as never, this.config.issuer));
       } catch {
-        throw new InvalidRequestError(`checkpoint ${i} does not verify with this issuer's keys`, undefined, 'invalid_checkpoint');
+        throw new InvalidRequestError(`checkpoint ${i} does not verify with this issuer's checkpoint key`, undefined, 'invalid_checkpoint');
       }
     }
     return verifyChain(this.store, 1000, { checkpoints: pins });
@@ -1043,7 +1121,7 @@ export class Writ {
     requireRole(by, 'admin', 'auditor');
     const head = await this.store.auditHead();
     if (!head) throw new ConflictError('the audit log is empty', 'audit_empty');
-    const checkpoint = this.keys.signJwt(CHECKPOINT_TYP, checkpointClaims(this.config.issuer, head, this.clock.now()));
+    const checkpoint = this.checkpointKey.sign(CHECKPOINT_TYP, checkpointClaims(this.config.issuer, head, this.clock.now()));
     await this.store.appendAudit([{ type: 'audit.checkpoint', actor: `operator:${by.id}`, data: { seq: head.seq, hash: head.hash } }]);
     return { seq: head.seq, hash: head.hash, checkpoint };
   }

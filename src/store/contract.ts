@@ -8,6 +8,7 @@ import type {
   AgentRecord,
   AuditEntry,
   AuditInput,
+  CheckpointKeyRecord,
   DecisionRecord,
   FederatedTokenRecord,
   IssuerRecord,
@@ -236,7 +237,9 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
     });
 
     it('operators: create, find by token hash, count, duplicate', async () => {
-      const op: OperatorRecord = { id: newId('op'), name: 'admin', roles: ['admin', 'auditor'], tokenHash: 'h'.repeat(64), createdAt: clock.now(), disabled: false };
+      const op: OperatorRecord = {
+        id: newId('op'), name: 'admin', roles: ['admin', 'auditor'], tokenHash: 'h'.repeat(64), createdAt: clock.now(), expiresAt: clock.now() + 3_600_000, rotatedAt: null, disabled: false,
+      };
       const { entries } = await audited(store, () => store.createOperator(op, auditInput('operator.created', { actor: 'system', data: { id: op.id } })));
       assert.deepEqual(entries.map((e) => e.type), ['operator.created']);
       assert.deepEqual(await store.findOperatorByTokenHash(op.tokenHash), op);
@@ -252,6 +255,120 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       );
       assert.deepEqual(none, []);
       assert.equal(await store.countOperators(), 2);
+    });
+
+    it('operators: list, get, rotate (the old hash stops matching), disable; each change audited', async () => {
+      const mk = (roles: OperatorRecord['roles'], over: Partial<OperatorRecord> = {}): OperatorRecord => ({
+        id: newId('op'), name: 'o', roles, tokenHash: newId('h'), createdAt: clock.now(), expiresAt: clock.now() + HOUR, rotatedAt: null, disabled: false, ...over,
+      });
+      const before = await store.listOperators();
+      const a = mk(['approver'], { createdAt: clock.now() + 1 });
+      await store.createOperator(a, auditInput('operator.created'));
+      assert.deepEqual(await store.getOperator(a.id), a);
+      assert.equal(await store.getOperator('op_missing'), null);
+      // oldest first
+      assert.deepEqual(await store.listOperators(), [...before, a]);
+      // rotate: new hash and expiry, stamped, audited; the old hash finds nothing
+      const { result: rotated, entries } = await audited(store, () =>
+        store.rotateOperatorToken(a.id, `new-hash-${a.id}`, clock.now() + 2 * HOUR, clock.now() + 5, auditInput('operator.token_rotated', { data: { id: a.id } })),
+      );
+      assert.deepEqual(rotated, { ...a, tokenHash: `new-hash-${a.id}`, expiresAt: clock.now() + 2 * HOUR, rotatedAt: clock.now() + 5 });
+      assert.deepEqual(entries.map((e) => e.type), ['operator.token_rotated']);
+      assert.equal(await store.findOperatorByTokenHash(a.tokenHash), null);
+      assert.deepEqual(await store.findOperatorByTokenHash(`new-hash-${a.id}`), rotated);
+      assert.equal(await store.rotateOperatorToken('op_missing', 'x', 1, 1, auditInput('operator.token_rotated')), null);
+      // disable: once; the second time and an unknown id write nothing
+      const { result: d1, entries: e1 } = await audited(store, () => store.disableOperator(a.id, clock.now(), auditInput('operator.disabled')));
+      assert.equal(d1, 'disabled');
+      assert.deepEqual(e1.map((e) => e.type), ['operator.disabled']);
+      assert.equal((await store.getOperator(a.id))!.disabled, true);
+      const { result: d2, entries: e2 } = await audited(store, () => store.disableOperator(a.id, clock.now(), auditInput('operator.disabled')));
+      assert.equal(d2, 'already_disabled');
+      assert.deepEqual(e2, []);
+      assert.equal(await store.disableOperator('op_missing', clock.now(), auditInput('operator.disabled')), 'not_found');
+      // a disabled operator's token is not rotated back to life
+      const { result: r2, entries: e3 } = await audited(store, () => store.rotateOperatorToken(a.id, `again-${a.id}`, clock.now() + HOUR, clock.now(), auditInput('operator.token_rotated')));
+      assert.equal(r2, null);
+      assert.deepEqual(e3, []);
+    });
+
+    it('operators: the last enabled, unexpired admin cannot be disabled; expired or disabled admins do not count', async () => {
+      // disable every admin the earlier tests left, keeping one of ours working
+      const keep = { id: newId('op'), name: 'keep', roles: ['admin'] as OperatorRecord['roles'], tokenHash: newId('h'), createdAt: clock.now(), expiresAt: clock.now() + HOUR, rotatedAt: null, disabled: false };
+      await store.createOperator(keep, auditInput('operator.created'));
+      for (const o of await store.listOperators()) {
+        if (o.id !== keep.id && !o.disabled) assert.equal(await store.disableOperator(o.id, clock.now(), auditInput('operator.disabled')), 'disabled');
+      }
+      const expired = { ...keep, id: newId('op'), tokenHash: newId('h'), expiresAt: clock.now() - 1 };
+      await store.createOperator(expired, auditInput('operator.created'));
+      const { result, entries } = await audited(store, () => store.disableOperator(keep.id, clock.now(), auditInput('operator.disabled')));
+      assert.equal(result, 'last_admin', 'an expired admin is no admin');
+      assert.deepEqual(entries, []);
+      assert.equal((await store.getOperator(keep.id))!.disabled, false);
+      // a non-admin can always be disabled; an expired admin too (it is not the last working one)
+      assert.equal(await store.disableOperator(expired.id, clock.now(), auditInput('operator.disabled')), 'disabled');
+      // two admins disabling each other at once: exactly one wins
+      const other = { ...keep, id: newId('op'), tokenHash: newId('h') };
+      await store.createOperator(other, auditInput('operator.created'));
+      const both = await Promise.all([
+        store.disableOperator(keep.id, clock.now(), auditInput('operator.disabled')),
+        store.disableOperator(other.id, clock.now(), auditInput('operator.disabled')),
+      ]);
+      assert.deepEqual([...both].sort(), ['disabled', 'last_admin']);
+      assert.equal((await store.listOperators()).filter((o) => !o.disabled && o.roles.includes('admin') && o.expiresAt > clock.now()).length, 1);
+    });
+
+    it('first start: the bootstrap admin, first policy, first signing key and checkpoint key are each written once when raced', async () => {
+      const fresh = await open();
+      try {
+        const s = fresh.store;
+        const now = clock.now();
+        const ops = Array.from({ length: 6 }, (_, i): OperatorRecord => ({
+          id: newId('op'), name: 'admin', roles: ['admin'], tokenHash: `boot-${i}`, createdAt: now, expiresAt: now + HOUR, rotatedAt: null, disabled: false,
+        }));
+        const created = await Promise.all(ops.map((op) => s.bootstrapOperator(op, auditInput('operator.created'))));
+        assert.equal(created.filter(Boolean).length, 1);
+        assert.equal(await s.countOperators(), 1);
+        // the same token on every instance (WRIT_BOOTSTRAP_TOKEN): no conflict, one admin
+        assert.equal(await s.bootstrapOperator({ ...ops[0]!, id: newId('op'), tokenHash: 'boot-0' }, auditInput('operator.created')), false);
+
+        const policies = await Promise.all(
+          [1, 2, 3, 4].map((i) => s.installFirstPolicy({ version: `p${i}`, text: `// ${i}`, createdAt: now, createdBy: 'system' }, auditInput('policy.updated'))),
+        );
+        assert.equal(policies.filter(Boolean).length, 1);
+        const active = await s.getActivePolicy();
+        assert.equal(active!.version, `p${policies.indexOf(true) + 1}`);
+        // installFirstPolicy never replaces a policy, even one put later
+        await s.putPolicy({ version: 'later', text: '// later', createdAt: now, createdBy: 'op' }, auditInput('policy.updated'));
+        assert.equal(await s.installFirstPolicy({ version: 'p9', text: '// 9', createdAt: now, createdBy: 'system' }, auditInput('policy.updated')), false);
+        assert.equal((await s.getActivePolicy())!.version, 'later');
+
+        const key = (kid: string): SigningKeyRecord => ({
+          kid, publicJwk: { kty: 'OKP', crv: 'Ed25519', x: kid }, privateJwk: { kty: 'OKP', crv: 'Ed25519', x: kid, d: kid }, createdAt: now, rotatedAt: null, retiredAt: null,
+        });
+        const keys = await Promise.all(['a', 'b', 'c', 'd'].map((k) => s.addFirstSigningKey(key(k), auditInput('key.created'))));
+        assert.equal(keys.filter(Boolean).length, 1);
+        assert.equal((await s.listSigningKeys()).length, 1);
+        // once rotated away, a key still signs: no second "first" key
+        await s.rotateSigningKeys(key('e'), now + HOUR, auditInput('key.rotated'));
+        assert.equal(await s.addFirstSigningKey(key('f'), auditInput('key.created')), false);
+
+        const ckp = (kid: string): CheckpointKeyRecord => ({ kid, publicJwk: { kty: 'OKP', crv: 'Ed25519', x: kid }, privateJwk: { kty: 'OKP', crv: 'Ed25519', x: kid, d: kid }, createdAt: now });
+        assert.deepEqual(await s.listCheckpointKeys(), []);
+        const cks = await Promise.all(['w', 'x', 'y', 'z'].map((k) => s.addFirstCheckpointKey(ckp(k), auditInput('audit.checkpoint_key_created'))));
+        assert.equal(cks.filter(Boolean).length, 1);
+        const listed = await s.listCheckpointKeys();
+        assert.deepEqual(listed, [ckp(['w', 'x', 'y', 'z'][cks.indexOf(true)]!)]);
+        // checkpoint keys and token keys are apart: neither list holds the other's
+        assert.equal((await s.listSigningKeys()).some((k) => k.kid === listed[0]!.kid), false);
+
+        // one audit entry per write that happened, and the chain holds
+        const log = await readWholeLog(s);
+        assertChain(log);
+        assert.deepEqual(log.map((e) => e.type), ['operator.created', 'policy.updated', 'policy.updated', 'key.created', 'key.rotated', 'audit.checkpoint_key_created']);
+      } finally {
+        await fresh.cleanup();
+      }
     });
 
     it('agents: create, get, list, duplicate -> agent_exists without a record', async () => {

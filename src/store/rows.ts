@@ -1,5 +1,5 @@
 import type { ToolLabelsRecord } from '../core/types.js';
-import type { AgentRecord, AuditEntry, DecisionRecord, OperatorRecord, PolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
+import type { AgentRecord, AuditEntry, CheckpointKeyRecord, DecisionRecord, OperatorRecord, PolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
 
 /**
  * Row <-> record mapping shared by the SQL backends. Column names are the same in
@@ -29,6 +29,8 @@ export function toOperator(r: Row): OperatorRecord {
     roles: json(r.roles),
     tokenHash: r.token_hash as string,
     createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    rotatedAt: numOrNull(r.rotated_at),
     disabled: Boolean(r.disabled),
   };
 }
@@ -114,6 +116,15 @@ export function toSigningKey(r: Row): SigningKeyRecord {
     rotatedAt: numOrNull(r.rotated_at),
     retiredAt: numOrNull(r.retired_at),
   };
+}
+
+export function toCheckpointKey(r: Row): CheckpointKeyRecord {
+  return { kid: r.kid as string, publicJwk: json(r.public_jwk), privateJwk: json(r.private_jwk), createdAt: num(r.created_at) };
+}
+
+/** Of `operators`, the admins whose token works at `now` (enabled, unexpired), other than `exceptId`. */
+export function workingAdmins(operators: OperatorRecord[], now: number, exceptId?: string): OperatorRecord[] {
+  return operators.filter((o) => o.id !== exceptId && !o.disabled && o.expiresAt > now && o.roles.includes('admin'));
 }
 
 /** The params of a decision row, in the column order of the INSERT statements. */

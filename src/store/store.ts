@@ -2,6 +2,7 @@ import type {
   AgentRecord,
   AuditEntry,
   AuditInput,
+  CheckpointKeyRecord,
   DecisionRecord,
   FederatedTokenRecord,
   IssuerRecord,
@@ -49,6 +50,24 @@ export interface Store {
   createOperator(op: OperatorRecord, audit: AuditInput): Promise<void>;
   findOperatorByTokenHash(tokenHash: string): Promise<OperatorRecord | null>;
   countOperators(): Promise<number>;
+  /**
+   * Creates `op` only when the store has no operator at all, atomically (instances
+   * starting together on an empty store create one admin). False when one exists.
+   */
+  bootstrapOperator(op: OperatorRecord, audit: AuditInput): Promise<boolean>;
+  getOperator(id: string): Promise<OperatorRecord | null>;
+  /** Oldest first. */
+  listOperators(): Promise<OperatorRecord[]>;
+  /**
+   * Disables an operator, atomically refusing (`last_admin`) when it is an admin and no
+   * other enabled admin with an unexpired token would remain at `now`.
+   */
+  disableOperator(id: string, now: number, audit: AuditInput): Promise<'disabled' | 'not_found' | 'already_disabled' | 'last_admin'>;
+  /**
+   * Replaces the token (its hash) and expiry of an enabled operator: the old token stops
+   * working in the same transaction. Null when there is no enabled operator `id`.
+   */
+  rotateOperatorToken(id: string, tokenHash: string, expiresAt: number, now: number, audit: AuditInput): Promise<OperatorRecord | null>;
 
   // agents
   /** ConflictError(`agent_exists`) when the id is taken. */
@@ -120,10 +139,23 @@ export interface Store {
   // policies
   putPolicy(policy: PolicyRecord, audit: AuditInput): Promise<void>;
   getActivePolicy(): Promise<PolicyRecord | null>;
+  /** Installs `policy` as the active one only when no policy is active yet (first start); false otherwise. */
+  installFirstPolicy(policy: PolicyRecord, audit: AuditInput): Promise<boolean>;
 
   // signing keys
   listSigningKeys(): Promise<SigningKeyRecord[]>;
   addSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<void>;
+  /**
+   * Adds `key` only when no key is signing (not rotated) yet, atomically: instances
+   * starting together on an empty store create one first key. False when one exists.
+   */
+  addFirstSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<boolean>;
+
+  // audit checkpoint keys (kept apart from the token signing keys)
+  /** Oldest first. */
+  listCheckpointKeys(): Promise<CheckpointKeyRecord[]>;
+  /** Adds `key` only when the store has no checkpoint key yet, atomically; false when one exists. */
+  addFirstCheckpointKey(key: CheckpointKeyRecord, audit: AuditInput): Promise<boolean>;
   /**
    * Adds `key` and, in the same transaction, marks every other key still signing as
    * rotated at `key.createdAt` and retired at `retireAt` (it stays published until then,

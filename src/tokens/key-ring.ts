@@ -1,5 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, type JWK } from 'jose';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { okpThumbprint, signCompactJws } from '../core/compact-jws.js';
 import type { Clock } from '../core/clock.js';
 import type { Jwk, SigningKeyRecord } from '../core/types.js';
 import type { Store } from '../store/store.js';
@@ -19,6 +19,9 @@ interface LoadedKey {
 export class KeyRing {
   private keys: LoadedKey[] = [];
   private lastRefresh = 0;
+  /** the reload running now, and the one queued behind it (see reload()) */
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
 
   /** @param kek the key that seals private keys at rest (key-sealing.ts), when configured */
   constructor(
@@ -33,24 +36,25 @@ export class KeyRing {
     return unsealJwk(record.privateJwk, record.kid, this.kek);
   }
 
-  /** Loads the keys; creates the first one on a new store. */
+  /**
+   * Loads the keys; creates the first one on a new store. The store adds a first key
+   * only while none signs, under a lock: instances starting together on an empty
+   * store agree on one key (the losers load the winner's).
+   */
   async init(): Promise<void> {
-    await this.refresh(true);
+    await this.reload();
     if (!this.signingKeyOrNull()) {
-      await this.rotate('system');
+      const record = this.newRecord();
+      await this.store.addFirstSigningKey(record, { type: 'key.created', actor: 'system', data: { kid: record.kid } });
+      await this.reload();
     }
   }
 
-  /**
-   * Makes a new key the signing key. The keys it replaces stay in the JWKS for
-   * `publishSeconds` (at least the longest token lifetime), so that every token they
-   * signed can still be verified until it expires, then drop out.
-   */
-  async rotate(actor: string, publishSeconds?: number): Promise<SigningKeyRecord> {
+  private newRecord(): SigningKeyRecord {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const pub = publicKey.export({ format: 'jwk' }) as Jwk;
-    const kid = await calculateJwkThumbprint(pub as JWK, 'sha256');
-    const record: SigningKeyRecord = {
+    const kid = okpThumbprint(pub);
+    return {
       kid,
       publicJwk: { ...pub, kid, alg: 'EdDSA', use: 'sig' },
       privateJwk: this.kek ? sealJwk(privateKey.export({ format: 'jwk' }) as Jwk, kid, this.kek) : (privateKey.export({ format: 'jwk' }) as Jwk),
@@ -58,21 +62,56 @@ export class KeyRing {
       rotatedAt: null,
       retiredAt: null,
     };
-    if (publishSeconds === undefined) {
-      await this.store.addSigningKey(record, { type: 'key.created', actor, data: { kid } });
-    } else {
-      const previous = this.keys.filter((k) => k.record.rotatedAt === null).map((k) => k.record.kid);
-      const retireAt = record.createdAt + publishSeconds * 1000;
-      await this.store.rotateSigningKeys(record, retireAt, { type: 'key.rotated', actor, data: { kid, previous, previous_retire_at: retireAt } });
-    }
-    await this.refresh(true);
+  }
+
+  /**
+   * Makes a new key the signing key. The keys it replaces stay in the JWKS for
+   * `publishSeconds` (at least the longest token lifetime), so that every token they
+   * signed can still be verified until it expires, then drop out.
+   */
+  async rotate(actor: string, publishSeconds: number): Promise<SigningKeyRecord> {
+    const record = this.newRecord();
+    const previous = this.keys.filter((k) => k.record.rotatedAt === null).map((k) => k.record.kid);
+    const retireAt = record.createdAt + publishSeconds * 1000;
+    await this.store.rotateSigningKeys(record, retireAt, { type: 'key.rotated', actor, data: { kid: record.kid, previous, previous_retire_at: retireAt } });
+    await this.reload();
     return record;
   }
 
-  /** Reloads from the store; at most once a second unless forced (an unknown kid). */
+  /**
+   * Reloads from the store. Unless forced, at most once a second (the periodic sweep,
+   * the JWKS endpoint). Forced: always, through reload().
+   */
   async refresh(force = false): Promise<void> {
+    if (!force && this.clock.now() - this.lastRefresh < 1000) return;
+    await this.reload();
+  }
+
+  /**
+   * A reload that starts after this call: what another instance committed before the
+   * call is loaded when it resolves. Concurrent callers share reloads: while one runs,
+   * every new caller waits for the one queued behind it (the running one may have read
+   * the store too early for them), so a burst of unknown `kid`s costs at most two reads.
+   * A reload is never skipped because another ran shortly before.
+   */
+  reload(): Promise<void> {
+    if (!this.running) {
+      this.running = this.load().finally(() => {
+        this.running = null;
+      });
+      return this.running;
+    }
+    this.queued ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.reload();
+      });
+    return this.queued;
+  }
+
+  private async load(): Promise<void> {
     const now = this.clock.now();
-    if (!force && now - this.lastRefresh < 1000) return;
     this.lastRefresh = now;
     const records = await this.store.listSigningKeys();
     this.keys = records
@@ -100,14 +139,10 @@ export class KeyRing {
   signJwt(typ: string, claims: Record<string, unknown>): string {
     const key = this.signingKeyOrNull();
     if (!key) throw new Error('no signing key is loaded');
-    const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', typ, kid: key.record.kid })).toString('base64url');
-    const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
-    const input = `${header}.${payload}`;
-    const sig = edSign(null, Buffer.from(input), key.privateKey).toString('base64url');
-    return `${input}.${sig}`;
+    return signCompactJws(key.privateKey, key.record.kid, typ, claims);
   }
 
-  /** The public key for `kid`, or null (callers refresh once on a miss). */
+  /** The public key for `kid`, or null (callers reload once on a miss). */
   publicKey(kid: string): KeyObject | null {
     const k = this.keys.find((x) => x.record.kid === kid);
     // a key past its retirement verifies nothing, even before the next reload drops it

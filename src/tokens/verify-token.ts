@@ -15,8 +15,9 @@ export class TokenVerificationError extends Error {
 
 /**
  * Verifies a JWT signed by Writ: EdDSA only, the expected `typ`, issuer and audience,
- * `exp` required. The key is looked up by `kid`; an unknown kid triggers one reload
- * of the key ring (another instance may have rotated).
+ * `exp` required. The key is looked up by `kid`; an unknown kid always triggers a
+ * reload of the key ring (another instance may have created or rotated a key a moment
+ * ago); concurrent reloads are shared (KeyRing.reload).
  */
 export async function verifyWritJwt(
   ring: KeyRing,
@@ -31,7 +32,7 @@ export async function verifyWritJwt(
         if (typeof kid !== 'string') throw new TokenVerificationError('invalid_token', 'the token has no `kid`');
         let key = ring.publicKey(kid);
         if (!key) {
-          await ring.refresh(false);
+          await ring.reload();
           key = ring.publicKey(kid);
         }
         if (!key) throw new TokenVerificationError('invalid_token', 'the token was not signed by a key of this issuer');

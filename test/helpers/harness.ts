@@ -164,7 +164,7 @@ export class Api {
   }
 }
 
-export const BOOT_TOKEN = 'wop_test_bootstrap_token_0123456789';
+export const BOOT_TOKEN = 'wop_fBmvvbniuj-cmvhqlEUjWrSmfMVSX5QOomlGcEa_Dbs';
 
 /** A running instance with an admin, one registered agent and helpers to get tokens. */
 export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock; config?: Partial<WritConfig> } = {}) {

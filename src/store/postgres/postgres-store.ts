@@ -6,6 +6,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { ConflictError, UnavailableError, WritError } from '../../core/errors.js';
 import type {
   AgentRecord,
+  CheckpointKeyRecord,
   AuditEntry,
   AuditInput,
   DecisionRecord,
@@ -24,7 +25,9 @@ import {
   toAgent,
   toAuditEntry,
   toDecision,
+  toCheckpointKey,
   toOperator,
+  workingAdmins,
   toPolicy,
   toSigningKey,
   toTask,
@@ -79,6 +82,11 @@ const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const BREAK_GLASS_LOCK_CLASS = 0x57424721; // "WBG!"
 /** Advisory lock class for counting open approvals per agent (the second key is schema:agent). */
 const APPROVAL_LOCK_CLASS = 0x57415052; // "WAPR"
+/** Advisory lock classes of the steps that must happen once (start-up) or one at a time */
+const OPERATORS_LOCK_CLASS = 0x574f5052; // "WOPR"
+const POLICY_LOCK_CLASS = 0x57504f4c; // "WPOL"
+const SIGNING_KEY_LOCK_CLASS = 0x574b4559; // "WKEY"
+const CHECKPOINT_KEY_LOCK_CLASS = 0x57434b50; // "WCKP"
 const DECISION_COLUMNS =
   'id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome';
 const DECISION_TYPES = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'bigint', 'bigint', 'text'];
@@ -372,12 +380,73 @@ export class PostgresStore implements Store {
 
   // --- operators -----------------------------------------------------------------
 
+  private async insertOperator(c: Q, op: OperatorRecord): Promise<void> {
+    await c.query('INSERT INTO operators (id, name, roles, token_hash, created_at, expires_at, rotated_at, disabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [
+      op.id, op.name, JSON.stringify(op.roles), op.tokenHash, op.createdAt, op.expiresAt, op.rotatedAt, op.disabled,
+    ]);
+  }
+
+  /**
+   * Takes the transaction-scoped advisory lock of one start-up or operator step (class
+   * `cls`, keyed by the schema), so that instances doing it at once take turns and the
+   * later ones see what the first committed (READ COMMITTED reads after the lock).
+   */
+  private async lockStep(c: Q, cls: number): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [cls, this.schema ?? '']);
+  }
+
   async createOperator(op: OperatorRecord, audit: AuditInput): Promise<void> {
     await this.tx(async (c) => {
-      await c.query('INSERT INTO operators (id, name, roles, token_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5, $6)', [
-        op.id, op.name, JSON.stringify(op.roles), op.tokenHash, op.createdAt, op.disabled,
-      ]);
+      await this.insertOperator(c, op);
       await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async bootstrapOperator(op: OperatorRecord, audit: AuditInput): Promise<boolean> {
+    return this.tx(async (c) => {
+      await this.lockStep(c, OPERATORS_LOCK_CLASS);
+      if ((await c.query('SELECT 1 FROM operators LIMIT 1')).rowCount) return false;
+      await this.insertOperator(c, op);
+      await this.appendInTx(c, [audit]);
+      return true;
+    });
+  }
+
+  async getOperator(id: string): Promise<OperatorRecord | null> {
+    const r = await this.row('SELECT * FROM operators WHERE id = $1', [id]);
+    return r ? toOperator(r) : null;
+  }
+
+  async listOperators(): Promise<OperatorRecord[]> {
+    return (await this.rows('SELECT * FROM operators ORDER BY created_at, id')).map(toOperator);
+  }
+
+  async disableOperator(id: string, now: number, audit: AuditInput): Promise<'disabled' | 'not_found' | 'already_disabled' | 'last_admin'> {
+    return this.tx(async (c) => {
+      // one lock for every disable: two admins disabling each other at once cannot both win
+      await this.lockStep(c, OPERATORS_LOCK_CLASS);
+      const row = (await c.query('SELECT * FROM operators WHERE id = $1', [id])).rows[0] as Row | undefined;
+      if (!row) return 'not_found';
+      const op = toOperator(row);
+      if (op.disabled) return 'already_disabled';
+      if (op.roles.includes('admin')) {
+        const all = (await c.query('SELECT * FROM operators WHERE disabled = FALSE')).rows.map((r) => toOperator(r as Row));
+        if (workingAdmins(all, now, id).length === 0) return 'last_admin';
+      }
+      await c.query('UPDATE operators SET disabled = TRUE WHERE id = $1', [id]);
+      await this.appendInTx(c, [audit]);
+      return 'disabled';
+    });
+  }
+
+  async rotateOperatorToken(id: string, tokenHash: string, expiresAt: number, now: number, audit: AuditInput): Promise<OperatorRecord | null> {
+    return this.tx(async (c) => {
+      const r = await c.query('UPDATE operators SET token_hash = $1, expires_at = $2, rotated_at = $3 WHERE id = $4 AND disabled = FALSE RETURNING *', [
+        tokenHash, expiresAt, now, id,
+      ]);
+      if (!r.rows[0]) return null;
+      await this.appendInTx(c, [audit]);
+      return toOperator(r.rows[0] as Row);
     });
   }
 
@@ -749,6 +818,19 @@ export class PostgresStore implements Store {
     });
   }
 
+  async installFirstPolicy(policy: PolicyRecord, audit: AuditInput): Promise<boolean> {
+    return this.tx(async (c) => {
+      await this.lockStep(c, POLICY_LOCK_CLASS);
+      if ((await c.query('SELECT 1 FROM policy_active WHERE id = 1')).rowCount) return false;
+      await c.query('INSERT INTO policies (version, text, created_at, created_by) VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING', [
+        policy.version, policy.text, policy.createdAt, policy.createdBy,
+      ]);
+      await c.query('INSERT INTO policy_active (id, version) VALUES (1, $1)', [policy.version]);
+      await this.appendInTx(c, [audit]);
+      return true;
+    });
+  }
+
   async getActivePolicy(): Promise<PolicyRecord | null> {
     const r = await this.row('SELECT p.* FROM policy_active a JOIN policies p ON p.version = a.version WHERE a.id = 1');
     return r ? toPolicy(r) : null;
@@ -776,6 +858,36 @@ export class PostgresStore implements Store {
         key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
       ]);
       await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async addFirstSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<boolean> {
+    return this.tx(async (c) => {
+      await this.lockStep(c, SIGNING_KEY_LOCK_CLASS);
+      if ((await c.query('SELECT 1 FROM signing_keys WHERE rotated_at IS NULL LIMIT 1')).rowCount) return false;
+      await c.query('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
+      ]);
+      await this.appendInTx(c, [audit]);
+      return true;
+    });
+  }
+
+  // --- checkpoint keys -------------------------------------------------------------
+
+  async listCheckpointKeys(): Promise<CheckpointKeyRecord[]> {
+    return (await this.rows('SELECT * FROM checkpoint_keys ORDER BY created_at, kid')).map(toCheckpointKey);
+  }
+
+  async addFirstCheckpointKey(key: CheckpointKeyRecord, audit: AuditInput): Promise<boolean> {
+    return this.tx(async (c) => {
+      await this.lockStep(c, CHECKPOINT_KEY_LOCK_CLASS);
+      if ((await c.query('SELECT 1 FROM checkpoint_keys LIMIT 1')).rowCount) return false;
+      await c.query('INSERT INTO checkpoint_keys (kid, public_jwk, private_jwk, created_at) VALUES ($1, $2, $3, $4)', [
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt,
+      ]);
+      await this.appendInTx(c, [audit]);
+      return true;
     });
   }
 

@@ -238,6 +238,18 @@ export const PG_MIGRATIONS: string[] = [
   CREATE INDEX approvals_open_agent ON approvals(agent_id, expires_at) WHERE status IN ('pending', 'approved');
   CREATE INDEX approvals_open_task ON approvals(task_id, expires_at) WHERE status IN ('pending', 'approved');
   `,
+  `
+  ALTER TABLE operators ADD COLUMN expires_at BIGINT;
+  ALTER TABLE operators ADD COLUMN rotated_at BIGINT;
+  -- tokens issued before operator tokens expired get the default 90 days from the upgrade
+  UPDATE operators SET expires_at = (floor(extract(epoch FROM now()))::bigint + 7776000) * 1000;
+  CREATE TABLE checkpoint_keys (
+    kid TEXT PRIMARY KEY,
+    public_jwk TEXT NOT NULL,
+    private_jwk TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */

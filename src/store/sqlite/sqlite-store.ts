@@ -6,6 +6,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { ConflictError, UnavailableError, WritError } from '../../core/errors.js';
 import type {
   AgentRecord,
+  CheckpointKeyRecord,
   AuditEntry,
   AuditInput,
   DecisionRecord,
@@ -24,7 +25,9 @@ import {
   toAgent,
   toAuditEntry,
   toDecision,
+  toCheckpointKey,
   toOperator,
+  workingAdmins,
   toPolicy,
   toSigningKey,
   toTask,
@@ -233,12 +236,60 @@ export class SqliteStore implements Store {
 
   // --- operators ---------------------------------------------------------------
 
+  private insertOperator(op: OperatorRecord): void {
+    this.stmt('INSERT INTO operators (id, name, roles, token_hash, created_at, expires_at, rotated_at, disabled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
+      op.id, op.name, JSON.stringify(op.roles), op.tokenHash, op.createdAt, op.expiresAt, op.rotatedAt, op.disabled ? 1 : 0,
+    );
+  }
+
   async createOperator(op: OperatorRecord, audit: AuditInput): Promise<void> {
     this.write(() => {
-      this.stmt('INSERT INTO operators (id, name, roles, token_hash, created_at, disabled) VALUES (?, ?, ?, ?, ?, ?)').run(
-        op.id, op.name, JSON.stringify(op.roles), op.tokenHash, op.createdAt, op.disabled ? 1 : 0,
-      );
+      this.insertOperator(op);
       this.appendInTx([audit]);
+    });
+  }
+
+  async bootstrapOperator(op: OperatorRecord, audit: AuditInput): Promise<boolean> {
+    // IMMEDIATE: the write lock is held from the count to the insert, across processes too
+    return this.write(() => {
+      if (this.stmt('SELECT 1 FROM operators LIMIT 1').get()) return false;
+      this.insertOperator(op);
+      this.appendInTx([audit]);
+      return true;
+    });
+  }
+
+  async getOperator(id: string): Promise<OperatorRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM operators WHERE id = ?').get(id) as Row | undefined);
+    return row ? toOperator(row) : null;
+  }
+
+  async listOperators(): Promise<OperatorRecord[]> {
+    return this.guard(() => (this.stmt('SELECT * FROM operators ORDER BY created_at, id').all() as Row[]).map(toOperator));
+  }
+
+  async disableOperator(id: string, now: number, audit: AuditInput): Promise<'disabled' | 'not_found' | 'already_disabled' | 'last_admin'> {
+    return this.write(() => {
+      const row = this.stmt('SELECT * FROM operators WHERE id = ?').get(id) as Row | undefined;
+      if (!row) return 'not_found';
+      const op = toOperator(row);
+      if (op.disabled) return 'already_disabled';
+      if (op.roles.includes('admin')) {
+        const all = (this.stmt('SELECT * FROM operators WHERE disabled = 0').all() as Row[]).map(toOperator);
+        if (workingAdmins(all, now, id).length === 0) return 'last_admin';
+      }
+      this.stmt('UPDATE operators SET disabled = 1 WHERE id = ?').run(id);
+      this.appendInTx([audit]);
+      return 'disabled';
+    });
+  }
+
+  async rotateOperatorToken(id: string, tokenHash: string, expiresAt: number, now: number, audit: AuditInput): Promise<OperatorRecord | null> {
+    return this.write(() => {
+      const r = this.stmt('UPDATE operators SET token_hash = ?, expires_at = ?, rotated_at = ? WHERE id = ? AND disabled = 0').run(tokenHash, expiresAt, now, id);
+      if (r.changes === 0) return null;
+      this.appendInTx([audit]);
+      return toOperator(this.stmt('SELECT * FROM operators WHERE id = ?').get(id) as Row);
     });
   }
 
@@ -506,6 +557,18 @@ export class SqliteStore implements Store {
     });
   }
 
+  async installFirstPolicy(policy: PolicyRecord, audit: AuditInput): Promise<boolean> {
+    return this.write(() => {
+      if (this.stmt('SELECT 1 FROM policy_active WHERE id = 1').get()) return false;
+      this.stmt('INSERT INTO policies (version, text, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING').run(
+        policy.version, policy.text, policy.createdAt, policy.createdBy,
+      );
+      this.stmt('INSERT INTO policy_active (id, version) VALUES (1, ?)').run(policy.version);
+      this.appendInTx([audit]);
+      return true;
+    });
+  }
+
   async getActivePolicy(): Promise<PolicyRecord | null> {
     const row = this.guard(
       () => this.stmt('SELECT p.* FROM policy_active a JOIN policies p ON p.version = a.version WHERE a.id = 1').get() as Row | undefined,
@@ -535,6 +598,34 @@ export class SqliteStore implements Store {
         key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
       );
       this.appendInTx([audit]);
+    });
+  }
+
+  async addFirstSigningKey(key: SigningKeyRecord, audit: AuditInput): Promise<boolean> {
+    return this.write(() => {
+      if (this.stmt('SELECT 1 FROM signing_keys WHERE rotated_at IS NULL LIMIT 1').get()) return false;
+      this.stmt('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)').run(
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
+      );
+      this.appendInTx([audit]);
+      return true;
+    });
+  }
+
+  // --- checkpoint keys -------------------------------------------------------------
+
+  async listCheckpointKeys(): Promise<CheckpointKeyRecord[]> {
+    return this.guard(() => (this.stmt('SELECT * FROM checkpoint_keys ORDER BY created_at, kid').all() as Row[]).map(toCheckpointKey));
+  }
+
+  async addFirstCheckpointKey(key: CheckpointKeyRecord, audit: AuditInput): Promise<boolean> {
+    return this.write(() => {
+      if (this.stmt('SELECT 1 FROM checkpoint_keys LIMIT 1').get()) return false;
+      this.stmt('INSERT INTO checkpoint_keys (kid, public_jwk, private_jwk, created_at) VALUES (?, ?, ?, ?)').run(
+        key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt,
+      );
+      this.appendInTx([audit]);
+      return true;
     });
   }
 

@@ -1,0 +1,55 @@
+import type { OperatorRecord } from '../core/types.js';
+import type { Writ } from '../service/writ.js';
+import { bearer, readJson, sendJson } from './http-io.js';
+import type { AddRoute } from './routes-delegation.js';
+import { parse } from './schemas.js';
+import { z } from 'zod';
+
+/** disable and rotate take no fields: an empty body or `{}` */
+const noFieldsSchema = z.strictObject({});
+
+/**
+ * Operator lifecycle and the audit checkpoint key:
+ * - `GET /v1/operators` (admin, auditor): every operator with its token's expiry, never a token or hash;
+ * - `POST /v1/operators/{id}/disable` (admin): the token stops working at once; refused
+ *   (409 `last_admin`) for the last enabled admin whose token has not expired;
+ * - `POST /v1/operators/{id}/rotate` (admin): a new token, shown once, with a fresh expiry;
+ *   the old one stops working in the same transaction;
+ * - `GET /.well-known/writ-audit-key` (public): the key set checkpoints verify with, and
+ *   only that: it is never in the token JWKS, and no token key is in it.
+ * (`POST /v1/operators` is in http-server.ts.)
+ */
+export function registerOperatorRoutes(writ: Writ, route: AddRoute): void {
+  const operator = (req: Parameters<Parameters<AddRoute>[2]>[0]['req']) => writ.authenticateOperator(bearer(req));
+  route('GET', '/v1/operators', async ({ req, res }) => {
+    const op = await operator(req);
+    const now = writ.clock.now();
+    sendJson(res, 200, { operators: (await writ.listOperators(op)).map((o) => operatorView(o, now)) });
+  });
+  route('POST', '/v1/operators/{id}/disable', async ({ req, res, params }) => {
+    const op = await operator(req);
+    parse(noFieldsSchema, await readJson(req, true));
+    sendJson(res, 200, operatorView(await writ.disableOperator(op, params[0]!), writ.clock.now()));
+  });
+  route('POST', '/v1/operators/{id}/rotate', async ({ req, res, params }) => {
+    const op = await operator(req);
+    parse(noFieldsSchema, await readJson(req, true));
+    sendJson(res, 200, await writ.rotateOperatorToken(op, params[0]!));
+  });
+  route('GET', '/.well-known/writ-audit-key', async ({ res }) => {
+    sendJson(res, 200, writ.checkpointKey.jwks(), { 'cache-control': 'public, max-age=300' });
+  });
+}
+
+/** An operator as the API shows it: never its token or the token's hash. */
+export function operatorView(o: OperatorRecord, now: number) {
+  return {
+    id: o.id,
+    name: o.name,
+    roles: o.roles,
+    status: o.disabled ? 'disabled' : o.expiresAt <= now ? 'expired' : 'active',
+    created_at: new Date(o.createdAt).toISOString(),
+    expires_at: new Date(o.expiresAt).toISOString(),
+    rotated_at: o.rotatedAt === null ? null : new Date(o.rotatedAt).toISOString(),
+  };
+}
