@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { startServe } from './helpers/serve-process.js';
+import { REPO, startServe } from './helpers/serve-process.js';
+import { spawnChild } from './helpers/child.js';
 
 describe('writ serve: WRIT_BOOTSTRAP_TOKEN', () => {
   const dir = mkdtempSync(join(tmpdir(), 'writ-serve-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  const first = 'wop_first_bootstrap_token_0123456789';
+  // random tokens (a weak one is refused at start, see below)
+  const first = 'wop_N7pQ2vXk9RzL4mW8tYc3bH6jF1sD5gA0eU_iO-yKqTo';
   const env = (token: string | undefined) => {
     const e: NodeJS.ProcessEnv = { ...process.env, WRIT_BOOTSTRAP_TOKEN: token };
     delete e.WRIT_DATABASE_URL;
@@ -34,7 +36,7 @@ describe('writ serve: WRIT_BOOTSTRAP_TOKEN', () => {
     assert.equal(created.status, 200);
 
     // the store already has an admin: another token creates nothing, and says so
-    const other = 'wop_another_token_that_is_long_enough';
+    const other = 'wop_Qm4Zr8Lx1Vb7Nc2Kd9Ws6Tf3Yh0Jg5Pe_Ua-Io8RnEv';
     const ignored = await run(other, other);
     assert.match(ignored.stderr, /warning: WRIT_BOOTSTRAP_TOKEN is ignored: the store in .* already has operators/);
     assert.match(ignored.stderr, /new --data-dir/);
@@ -59,4 +61,28 @@ describe('writ serve: WRIT_BOOTSTRAP_TOKEN', () => {
     assert.doesNotMatch(disabled.stdout, /already an operator token/);
     assert.equal(disabled.status, 401);
   });
+});
+
+describe('writ serve: a weak WRIT_BOOTSTRAP_TOKEN is refused at start', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'writ-serve-weak-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const weak: [string, string][] = [
+    ['24 identical characters', 'x'.repeat(24)],
+    ['a word with swaps, repeated', 'P4ssw0rd!P4ssw0rd!P4ssw0rd!'],
+    ['a letters-only phrase', 'averylongandentirelyguessablebootstrapphrase'],
+  ];
+  for (const [what, token] of weak) {
+    it(`refuses ${what}: exit 1 before listening, the token not echoed, no store written`, async () => {
+      const env: NodeJS.ProcessEnv = { ...process.env, WRIT_BOOTSTRAP_TOKEN: token };
+      delete env.WRIT_DATABASE_URL;
+      const dataDir = join(dir, what.replace(/\W/g, '_'));
+      const c = spawnChild(process.execPath, ['bin/writ.js', 'serve', '--port', '0', '--data-dir', dataDir], { cwd: REPO, env });
+      const status = await c.exited;
+      assert.equal(status.code, 1, c.stderr());
+      assert.match(c.stderr(), /WRIT_BOOTSTRAP_TOKEN is too weak: about \d+ bits estimated, at least 128 needed/);
+      assert.doesNotMatch(c.stdout(), /listening/);
+      assert.equal((c.stdout() + c.stderr()).includes(token), false, 'the token is not printed');
+      assert.equal(existsSync(dataDir), false, 'refused before the store is opened');
+    });
+  }
 });
