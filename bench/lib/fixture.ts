@@ -4,7 +4,7 @@ import type { StoreSpec } from './backend.js';
 import { openSpec } from './backend.js';
 import { BENCH_ISSUER, clientAssertion, CLIENT_ASSERTION_TYPE, makeAgentKey, type BenchAgentKey } from './identity.js';
 
-export const BOOT_TOKEN = 'wop_bench_bootstrap_token_0123456789abcdef';
+export const BOOT_TOKEN = 'wop_KTph0Gemb08hP9PS6xHVS17XyeRclgY_07Uz53LooJM';
 
 /** Actions one task is allowed to take before the benchmark moves to the next. */
 export const ACTIONS_PER_TASK = 90_000;
