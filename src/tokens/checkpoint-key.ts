@@ -64,6 +64,16 @@ export class CheckpointKey {
     return signCompactJws(this.signer.privateKey, this.signer.kid, typ, claims);
   }
 
+  /**
+   * The private key itself, for a signer of another checkpoint format (the C2SP
+   * signed-note signer, src/audit/signed-note.ts `createNoteSigner`): the same key, so the
+   * same separation from the token keys.
+   */
+  signingKey(): KeyObject {
+    if (!this.signer) throw new Error('no checkpoint key is loaded');
+    return this.signer.privateKey;
+  }
+
   /** The public checkpoint keys as a JWK Set (RFC 7517 §5): what checkpoints verify with. */
   jwks(): { keys: Jwk[] } {
     return { keys: this.records.map((r) => r.publicJwk) };
