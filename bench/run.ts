@@ -162,6 +162,7 @@ async function main(): Promise<number> {
       const r = await rawLimit(opts);
       results.raw_limit = { ...r.result, elapsed_s: Math.round(performance.now() - t) / 1000, ...(selected.has('raw_limit') ? {} : { ran_for: 'authorize_in_process ratio' }) };
       rawP50 = r.p50;
+      Object.assign(targets, r.targets ?? {});
     });
   }
   if (selected.has('mcp_gateway')) {

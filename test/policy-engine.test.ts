@@ -60,7 +60,8 @@ describe('policy engine: reading only what policies need', () => {
     const text = lines.join('\n');
     const split = new PolicyEngine();
     const splitSet = split.load(text);
-    assert.ok(splitSet.partitions && splitSet.partitions.size === groups.length + 1, 'the set is partitioned');
+    // one part per group, one per tool a policy names (20 per group), and `*`
+    assert.ok(splitSet.partitions && splitSet.partitions.size === groups.length * 21 + 1, 'the set is partitioned');
     // the same policies, preparsed whole, as the reference
     const parts = checkPolicyText(text).parts;
     assert.equal(cedar.preparsePolicySet('reference-whole', { staticPolicies: parts }).type, 'success');
@@ -93,5 +94,81 @@ describe('policy engine: reading only what policies need', () => {
       if (got.decision === 'allow') allows++;
     }
     assert.ok(allows > 20 && allows < 380, `both outcomes occur (${allows} allows)`);
+  });
+
+  // The engine against Cedar on the whole set with every argument tag: the split by
+  // tool and group, and the tags left out because no policy reads them, never change
+  // an answer. Near variants: a group whose name reads like a tool key, a tool with no
+  // dot (its own group), `in` a single Tool, tags that are read but absent, and a
+  // policy reading tags by a computed name (then every tag is passed).
+  for (const computed of [false, true]) {
+    it(`a split set with only the read tags passed decides exactly as the whole set with every tag${computed ? ' (a tag name computed)' : ''}`, () => {
+      const lines = [
+        '@id("g-pay") permit (principal in Writ::AgentGroup::"team0", action, resource in Writ::ToolGroup::"pay") when { context.num_args.hasTag("amount") && context.num_args.getTag("amount") < 500 };',
+        '@id("t-pay-refund") forbid (principal, action, resource == Writ::Tool::"pay.refund") when { context.args.hasTag("reason") && context.args.getTag("reason") == "fraud" };',
+        '@id("t-pay-send") permit (principal in Writ::AgentGroup::"team1", action, resource == Writ::Tool::"pay.send") when { context.args.hasTag("to") };',
+        '@id("in-tool") permit (principal, action, resource in Writ::Tool::"git.push") when { context.args.hasTag("branch") && context.args.getTag("branch") != "main" };',
+        '@id("is-in-tool") forbid (principal in Writ::AgentGroup::"team2", action, resource is Writ::Tool in Writ::Tool::"git.push");',
+        '@id("g-tool-colon") permit (principal, action, resource in Writ::ToolGroup::"tool:git") when { context has destination };',
+        '@id("t-nodot") permit (principal, action, resource == Writ::Tool::"nodot") when { context.usage.actions_left > 0 };',
+        '@id("g-nodot") forbid (principal in Writ::AgentGroup::"team3", action, resource in Writ::ToolGroup::"nodot");',
+        '@id("any-read") permit (principal in Writ::AgentGroup::"team4", action, resource) when { context.args.hasTag("ok") };',
+        '@id("any-forbid") forbid (principal, action, resource) when { context.num_args.hasTag("amount") && context.num_args.getTag("amount") > 10000 };',
+        computed
+          ? '@id("computed") forbid (principal, action, resource) when { context.args.hasTag(context.audience) };'
+          : '@id("names") forbid (principal, action, resource == Writ::Tool::"git.push") when { resource.name == "git.push" && context.args.hasTag("force") };',
+      ];
+      const text = lines.join('\n');
+      const engine = new PolicyEngine();
+      const set = engine.load(text);
+      assert.ok(set.partitions, 'the set is split');
+      assert.equal(set.stringTagsRead === null, computed);
+      const parts = checkPolicyText(text).parts;
+      const refId = `reference-read-tags-${computed}`;
+      assert.equal(cedar.preparsePolicySet(refId, { staticPolicies: parts }).type, 'success');
+      let seed = 11;
+      const rnd = (k: number) => {
+        seed = (seed + 0x6d2b79f5) | 0;
+        let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+        t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+        return (((t ^ (t >>> 14)) >>> 0) / 4294967296 * k) | 0;
+      };
+      const tools = ['pay.refund', 'pay.send', 'pay.other', 'git.push', 'git.pull', 'tool:git.x', 'nodot', 'other.x'];
+      const outcomes = { allow: 0, deny: 0 };
+      for (let i = 0; i < 300; i++) {
+        const tool = tools[rnd(tools.length)]!;
+        const args: Record<string, unknown> = {};
+        for (const [k, vals] of [['amount', [5, 900, 20000]], ['reason', ['fraud', 'ok']], ['to', ['x']], ['branch', ['main', 'dev']], ['ok', ['y']], ['force', ['true']], ['a', ['to']], ['other', [1]]] as const) {
+          if (rnd(2)) args[k] = vals[rnd(vals.length)];
+        }
+        const action = { tool, arguments: args, audience: ['a', 'ok', 'other'][rnd(3)]!, ...(rnd(2) ? { destination: 'x' } : {}) };
+        const facts = { agent: agent([`team${rnd(5)}`]), task: { ...task, actionsUsed: rnd(120) }, action, argsDigest: 'd', now: 0, withArgs: set.readsArgs };
+        const got = engine.evaluate(buildCedarRequest({ ...facts, argReads: { numeric: set.numericTagsRead, strings: set.stringTagsRead } }), set);
+        const full = buildCedarRequest(facts);
+        const ref = cedar.statefulIsAuthorized({
+          principal: full.principal, action: { type: 'Writ::Action', id: 'call' }, resource: full.resource,
+          context: full.context as never, entities: full.entities as never, preparsedPolicySetId: refId, validateRequest: false,
+        });
+        assert.equal(ref.type, 'success');
+        if (ref.type !== 'success') continue;
+        assert.deepEqual(got.errors, [], `request ${i}`);
+        assert.equal(got.decision, ref.response.decision, `request ${i} (${tool} ${JSON.stringify(args)})`);
+        assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), `request ${i} (${tool})`);
+        outcomes[got.decision] += 1;
+      }
+      assert.ok(outcomes.allow > 20 && outcomes.deny > 20, `both outcomes occur (${JSON.stringify(outcomes)})`);
+    });
+  }
+
+  it('passes only the argument tags the set reads', () => {
+    const engine = new PolicyEngine();
+    const set = engine.load('@id("p") permit (principal, action, resource) when { context.args.hasTag("title") && context.num_args.hasTag("n") };');
+    const req = buildCedarRequest({
+      agent: agent([]), task, action: { tool: 'x.y', arguments: { title: 't', n: 3, body: 'long', m: 4 }, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: true,
+      argReads: { numeric: set.numericTagsRead, strings: set.stringTagsRead },
+    });
+    const tags = (req.entities as { tags?: Record<string, unknown> }[]).slice(2).map((e) => e.tags);
+    assert.deepEqual(tags, [{ title: 't' }, { n: 3 }]);
+    assert.equal(engine.evaluate(req, set).decision, 'allow');
   });
 });

@@ -18,6 +18,8 @@ export interface TargetCheck {
   /** met when value >= min */
   min?: number;
   met: boolean;
+  /** the two measured figures the value is the ratio of, where it is one */
+  figures?: Record<string, number>;
 }
 
 export function atMost(what: string, value: number, max: number): TargetCheck {

@@ -47,9 +47,9 @@ export interface LoadedPolicySet {
   /** the policies by id, as text: for partial evaluation (`couldAllow`) */
   parts: Record<string, string>;
   /**
-   * preparsed sub-sets per tool group (see `partitionByToolGroup`): the id of the set
-   * to evaluate for a tool of group `g` is `partitions.get(g) ?? partitions.get('*')`;
-   * null when the set is evaluated whole
+   * preparsed sub-sets per named tool and tool group (see `partitionByTool`): the id
+   * of the set to evaluate for tool `t` of group `g` is `partitions.get('tool:' + t) ??
+   * partitions.get('group:' + g) ?? partitions.get('*')`; null when the set is evaluated whole
    */
   partitions: Map<string, string> | null;
 }
@@ -202,25 +202,72 @@ export function toolGroupOf(policy: cedarTypes.PolicyJson): string {
   return '*';
 }
 
-/** Past this many policies a set is split by tool group (design §7: 1.5 us per policy checked). */
-const PARTITION_MIN_POLICIES = 64;
-/** ...unless the copies of the group-independent policies would cost more than this. */
+/**
+ * The single tool a policy is confined to by its resource constraint (`resource ==
+ * Writ::Tool::"t"`, `resource in Writ::Tool::"t"`, `resource is Writ::Tool in
+ * Writ::Tool::"t"`), or null. Sound because a Tool has no descendants: `in` a Tool is
+ * `==` that Tool (request.ts never gives a Tool a Tool parent).
+ */
+export function toolOf(policy: cedarTypes.PolicyJson): string | null {
+  const r = policy.resource as { op: string; entity?: unknown; in?: { entity?: unknown } };
+  const e = r.op === '==' || r.op === 'in' ? r.entity : r.op === 'is' ? r.in?.entity : undefined;
+  if (!e || typeof e !== 'object') return null;
+  const x = ('__entity' in (e as object) ? (e as { __entity: unknown }).__entity : e) as { type?: unknown; id?: unknown };
+  return x.type === 'Writ::Tool' && typeof x.id === 'string' ? x.id : null;
+}
+
+/**
+ * Past this many policies a set is split by tool group and named tool (design §7:
+ * Cedar's cost grows with every policy it checks, about 10 us each in cedar-wasm;
+ * a split set costs one preparse per part at load time, none per request).
+ */
+const PARTITION_MIN_POLICIES = 8;
+/** ...unless the copies of the shared policies would cost more than this. */
 const PARTITION_MAX_COPIES = 50_000;
 
-function partitionByToolGroup(json: Record<string, cedarTypes.PolicyJson>): Map<string, string[]> | null {
+/** The keys of the parts: prefixed, so that no group's name can read as a tool's. */
+function toolKey(tool: string): string {
+  return `tool:${tool}`;
+}
+function groupKey(group: string): string {
+  return `group:${group}`;
+}
+
+/**
+ * Splits a set into parts that each hold every policy that can match a tool: for a
+ * group `g`, the group-independent policies and those confined to `g`; for a tool `t`
+ * that some policy names, those and the ones confined to `t`. `*` holds the
+ * group-independent ones (tools of groups no policy names).
+ */
+function partitionByTool(json: Record<string, cedarTypes.PolicyJson>): Map<string, string[]> | null {
   const ids = Object.keys(json);
   if (ids.length < PARTITION_MIN_POLICIES) return null;
   const common: string[] = [];
   const byGroup = new Map<string, string[]>();
+  const byTool = new Map<string, string[]>();
   for (const id of ids) {
+    const tool = toolOf(json[id]!);
+    if (tool !== null) {
+      byTool.set(tool, [...(byTool.get(tool) ?? []), id]);
+      if (!byGroup.has(toolServer(tool))) byGroup.set(toolServer(tool), []);
+      continue;
+    }
     const g = toolGroupOf(json[id]!);
     if (g === '*') common.push(id);
     else byGroup.set(g, [...(byGroup.get(g) ?? []), id]);
   }
-  if (byGroup.size === 0 || common.length * byGroup.size > PARTITION_MAX_COPIES) return null;
+  if (byGroup.size === 0) return null;
   const out = new Map<string, string[]>([['*', common]]);
-  for (const [g, own] of byGroup) out.set(g, [...common, ...own]);
-  return out;
+  let copies = 0;
+  for (const [g, own] of byGroup) {
+    out.set(groupKey(g), [...common, ...own]);
+    copies += common.length + own.length;
+  }
+  for (const [t, own] of byTool) {
+    out.set(toolKey(t), [...out.get(groupKey(toolServer(t)))!, ...own]);
+    copies += out.get(toolKey(t))!.length;
+  }
+  return copies > PARTITION_MAX_COPIES ? null : out;
 }
 
 /** `@approvals("N")` is a whole number 1..10; `@four_eyes` is "true" or "false" (README, Approvals). */
@@ -239,6 +286,12 @@ function diag(policyId: string | null, e: cedarTypes.DetailedError): PolicyDiagn
 
 function invalid(message: string, diagnostics: PolicyDiagnostic[]): InvalidRequestError {
   return new InvalidRequestError(message, { diagnostics }, 'invalid_policy');
+}
+
+/** The part of a split set that holds every policy that can match `resource` (see `partitionByTool`). */
+function partitionFor(partitions: Map<string, string>, resource: { type: string; id: string }): string {
+  if (resource.type !== 'Writ::Tool') return partitions.get('*')!;
+  return partitions.get(toolKey(resource.id)) ?? partitions.get(groupKey(toolServer(resource.id))) ?? partitions.get('*')!;
 }
 
 /** What the engine reports when Cedar trapped and its instance was replaced. */
@@ -348,11 +401,11 @@ export class PolicyEngine {
     const checked = checkPolicyText(text, this.limits);
     const sets: [string, Record<string, string>][] = [[version, checked.parts]];
     let partitions: Map<string, string> | null = null;
-    const groups = partitionByToolGroup(checked.json);
+    const groups = partitionByTool(checked.json);
     if (groups) {
       partitions = new Map();
       for (const [g, ids] of groups) {
-        const setId = `${version}:${g}`;
+        const setId = `${version}:${g}`; // g is `*`, `group:…` or `tool:…`
         sets.push([setId, Object.fromEntries(ids.map((id) => [id, checked.parts[id]!]))]);
         partitions.set(g, setId);
       }
@@ -473,23 +526,31 @@ export class PolicyEngine {
   }
 
   /**
-   * Evaluates one request against a loaded set. Cedar skips a policy whose
-   * evaluation errors, which for a `forbid` would mean allowing: so any error
-   * turns the answer into a deny (fail closed). A trap denies too.
+   * The `statefulIsAuthorized` call for a request: only the context attributes the set
+   * reads, against the preparsed part of the set that can match the tool. Public for the
+   * benchmarks' raw limit, which must hand Cedar exactly what the engine does.
    */
-  evaluate(request: CedarRequest, set: LoadedPolicySet = this.active()): Evaluation {
+  static statefulCall(request: CedarRequest, set: LoadedPolicySet): cedarTypes.StatefulAuthorizationCall {
     let context = request.context;
     if (set.contextKeys) {
       context = {};
       for (const k of set.contextKeys) if (k in request.context) context[k] = request.context[k];
     }
-    const setId = set.partitions
-      ? (set.partitions.get(request.resource.type === 'Writ::Tool' ? toolServer(request.resource.id) : '*') ?? set.partitions.get('*')!)
-      : set.version;
+    const setId = set.partitions ? partitionFor(set.partitions, request.resource) : set.version;
+    return { ...PolicyEngine.fullCall(request, context), preparsedPolicySetId: setId, validateRequest: false };
+  }
+
+  /**
+   * Evaluates one request against a loaded set. Cedar skips a policy whose
+   * evaluation errors, which for a `forbid` would mean allowing: so any error
+   * turns the answer into a deny (fail closed). A trap denies too.
+   */
+  evaluate(request: CedarRequest, set: LoadedPolicySet = this.active()): Evaluation {
+    const call = PolicyEngine.statefulCall(request, set);
     this.ensureInstance();
     let answer;
     try {
-      answer = cedarNow().statefulIsAuthorized({ ...PolicyEngine.fullCall(request, context), preparsedPolicySetId: setId, validateRequest: false });
+      answer = cedarNow().statefulIsAuthorized(call);
     } catch (err) {
       const trap = this.recover('evaluate', err);
       return { decision: 'deny', policies: [], errors: [{ policy_id: '', message: `the policy engine failed (${trap.message}); it was replaced` }] };

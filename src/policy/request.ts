@@ -27,6 +27,22 @@ export interface RequestFacts {
   withArgs: boolean;
   /** the arguments flattened already (by the caller's check), to not do it twice */
   flatArgs?: FlatArguments;
+  /**
+   * the tag names the policy set reads (engine.ts `tagsRead`): only those are passed,
+   * since Cedar's cost grows with every tag it is handed; absent = every argument. A
+   * tag a policy reads is always passed when present, so `hasTag` answers as it would
+   * with every tag.
+   */
+  argReads?: ArgumentReads;
+}
+
+/** Of `tags`, those named in `read` (null: all of them; false: none). */
+function pickTags<T>(tags: Record<string, T>, read: Set<string> | null | false | undefined): Record<string, T> {
+  if (read === null || read === undefined) return tags;
+  const out: Record<string, T> = {};
+  if (read === false) return out;
+  for (const k of read) if (Object.hasOwn(tags, k)) out[k] = tags[k]!;
+  return out;
 }
 
 /** `github.create_issue` -> `github`: the tool's server, and its ToolGroup. */
@@ -238,8 +254,8 @@ export function buildCedarRequest(f: RequestFacts): CedarRequest {
   if (f.withArgs) {
     const flat = f.flatArgs ?? flattenArguments(action.arguments);
     entities.push(
-      { uid: { type: 'Writ::Arguments', id: 'request' }, attrs: {}, parents: [], tags: flat.strings },
-      { uid: { type: 'Writ::NumericArguments', id: 'request' }, attrs: {}, parents: [], tags: flat.longs },
+      { uid: { type: 'Writ::Arguments', id: 'request' }, attrs: {}, parents: [], tags: pickTags(flat.strings, f.argReads?.strings) },
+      { uid: { type: 'Writ::NumericArguments', id: 'request' }, attrs: {}, parents: [], tags: pickTags(flat.longs, f.argReads?.numeric) },
     );
   }
   return {

@@ -856,7 +856,10 @@ export class Writ {
     const { task, agent } = ctx;
     const lineage = await lineageOf(this.store, task);
     const toolLabels = await this.toolLabels.labelsFor(action.tool);
-    const facts: RequestFacts = { agent, task, root: lineage.root, chain: lineage.chain, action, argsDigest, now, withArgs: set.readsArgs, toolLabels };
+    const facts: RequestFacts = {
+      agent, task, root: lineage.root, chain: lineage.chain, action, argsDigest, now, withArgs: set.readsArgs, toolLabels,
+      argReads: { numeric: set.numericTagsRead, strings: set.stringTagsRead },
+    };
     if (set.mentionsPresence) facts.ownerPresent = await this.presence.ownerPresent(task, now);
     let problem: Reason | null = null;
     if (set.readsArgs) {
