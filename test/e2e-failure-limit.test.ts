@@ -5,7 +5,7 @@ import { UsageError } from '../src/cli/args.js';
 import { windowLimitFromEnv } from '../src/cli/limits-env.js';
 import { trustedProxiesFromEnv } from '../src/cli/serve.js';
 import { WindowLimiter } from '../src/core/window-limiter.js';
-import { ClientAddresses } from '../src/server/client-address.js';
+import { ClientAddresses, limiterKey } from '../src/server/client-address.js';
 import { Api, BOOT_TOKEN, makeAgentKeys, makeAssertion, openTestStore, startInstance, type AgentKeys, type Instance, type OpenedStore } from './helpers/harness.js';
 
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -160,6 +160,13 @@ describe('the client address behind a trusted proxy', () => {
     await opened.cleanup();
   });
 
+  it('an IPv6 client that changes its address within its /64 is one client', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push(await badTokenRequest(new Api(inst.url), stranger, inst.url, { 'x-forwarded-for': `2001:db8:77:1::${(i + 1).toString(16)}` }));
+    assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+    assert.equal(await badTokenRequest(new Api(inst.url), stranger, inst.url, { 'x-forwarded-for': '2001:db8:77:2::1' }), 401, 'the next /64 is not limited');
+  });
+
   it('limits each forwarded client on its own; the rightmost untrusted hop is the client, so spoofed left entries change nothing', async () => {
     const a = { 'x-forwarded-for': '203.0.113.5' };
     const statuses: number[] = [];
@@ -171,8 +178,9 @@ describe('the client address behind a trusted proxy', () => {
     assert.equal(await badTokenRequest(new Api(inst.url), stranger, inst.url, { 'x-forwarded-for': '198.51.100.1, 203.0.113.5' }), 429);
     // ... nor by naming a trusted proxy after itself (trusted hops are skipped)
     assert.equal(await badTokenRequest(new Api(inst.url), stranger, inst.url, { 'x-forwarded-for': '203.0.113.5, 127.0.0.2' }), 429);
-    const limited = (await opened.store.listAudit({ type: 'security.rate_limited', limit: 10 }))[0]!;
-    assert.equal(limited.data.remote_address, '203.0.113.5');
+    const limited = (await opened.store.listAudit({ type: 'security.rate_limited', limit: 10 })).map((e) => e.data.remote_address);
+    assert.ok(limited.includes('203.0.113.5'), `${limited}`);
+    assert.ok(!limited.includes('203.0.113.6'));
   });
 });
 
@@ -216,6 +224,17 @@ describe('client addresses, limits and their settings (units)', () => {
     for (const bad of ['10.0.0.0/33', 'fd00::/129', 'example.com', '10.0.0.0/8/8', '10.0.0.0/x', '']) {
       assert.throws(() => new ClientAddresses([bad]), TypeError, bad);
     }
+  });
+
+  it('counts IPv4 clients per address and IPv6 clients per /64, whatever the spelling', () => {
+    assert.equal(limiterKey('203.0.113.5'), '203.0.113.5');
+    assert.equal(limiterKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+    assert.equal(limiterKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'), '2001:db8:1:2::/64', 'another host of the same /64, spelt long');
+    assert.equal(limiterKey('2001:DB8:1:2::'), '2001:db8:1:2::/64');
+    assert.notEqual(limiterKey('2001:db8:1:3::1'), limiterKey('2001:db8:1:2::1'), 'the next /64 is another client');
+    assert.equal(limiterKey('::1'), '0:0:0:0::/64');
+    assert.equal(limiterKey('64:ff9b::192.0.2.1'), '64:ff9b:0:0::/64', 'an embedded IPv4 tail');
+    assert.equal(limiterKey('invalid:x'), 'invalid:x');
   });
 
   it('WRIT_FAILURE_LIMIT and WRIT_CREDENTIAL_FAILURE_LIMIT keep the MAX/SECONDS form; WRIT_TRUSTED_PROXIES is a list', () => {

@@ -62,3 +62,33 @@ function normalize(address: string): string {
   if (mapped) return mapped[1]!;
   return isIP(a) === 6 ? a.toLowerCase() : a;
 }
+
+/**
+ * The failure limiter's key for a client address. An IPv6 client is counted per /64: one
+ * host is usually given a whole /64 (RFC 6177), and could otherwise take a fresh address
+ * for every request and never reach its limit. IPv4 addresses count one by one.
+ */
+export function limiterKey(address: string): string {
+  if (isIP(address) !== 6) return address;
+  const groups = expandIPv6(address);
+  return groups ? `${groups.slice(0, 4).join(':')}::/64` : address;
+}
+
+/** The eight 16-bit groups of an IPv6 address, as lowercase hex without leading zeros; null when it does not parse. */
+function expandIPv6(address: string): string[] | null {
+  let a = address.toLowerCase().split('%')[0]!;
+  // an embedded IPv4 tail (`64:ff9b::192.0.2.1`) is two groups
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (v4) {
+    const [b1, b2, b3, b4] = v4.slice(1).map(Number) as [number, number, number, number];
+    a = `${a.slice(0, v4.index)}${((b1 << 8) | b2).toString(16)}:${((b3 << 8) | b4).toString(16)}`;
+  }
+  const halves = a.split('::');
+  if (halves.length > 2) return null;
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  const groups = [...head, ...Array(Math.max(0, fill)).fill('0'), ...tail];
+  if (groups.length !== 8) return null;
+  return groups.map((g) => parseInt(g, 16).toString(16));
+}

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritError } from '../core/errors.js';
 import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
-import { ClientAddresses } from './client-address.js';
+import { ClientAddresses, limiterKey } from './client-address.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { credentialOf } from './request-credential.js';
 import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
@@ -354,6 +354,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     let url: URL;
     let oauth = false;
     const client = addresses.of(req);
+    const clientKey = limiterKey(client);
     const path = pathOf(req.url);
     // Health checks and published keys never fail and cost nothing: a load balancer's
     // probe from an address that others abused still gets its answer.
@@ -361,14 +362,14 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     // undefined: not looked at yet; null: the request carries no credential that verifies
     let credential: string | null | undefined;
     if (!exempt) {
-      const addressBlocked = byAddress.check(client, false).blocked;
+      const addressBlocked = byAddress.check(clientKey, false).blocked;
       if (addressBlocked || byCredential.mayBlock()) {
         credential = await credentialOf(writ, req, path);
         if (credential !== null) {
           // a valid credential answers for its own failures only, never for its address's
           if (await refuseLimited(res, req, byCredential, byCredential.check(credential), credentialData(credential))) return;
         } else if (addressBlocked) {
-          if (await refuseLimited(res, req, byAddress, byAddress.check(client), { remote_address: client })) return;
+          if (await refuseLimited(res, req, byAddress, byAddress.check(clientKey), { remote_address: client, ...(clientKey !== client ? { counted_as: clientKey } : {}) })) return;
         }
       }
     }
@@ -400,7 +401,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       if (!exempt && err instanceof WritError && (err.status === 401 || err.status === 403 || err.status === 409 || (oauth && err.status === 400))) {
         if (credential === undefined) credential = await credentialOf(writ, req, path);
         if (credential !== null) byCredential.recordFailure(credential);
-        else byAddress.recordFailure(client);
+        else byAddress.recordFailure(clientKey);
       }
       sendError(res, err, oauth, (e) => log('request failed', e));
       // A body we did not read would be left in the socket; drain or close.
