@@ -344,6 +344,83 @@ when { context.approval.granted };
       });
     });
 
+    describe('destinations and resources in canonical form (item 4)', () => {
+      const SCOPE = { tools: ['github.*'], resources: ['repo:acme/*'], destinations: ['*.github.com', 'stdio:*'] };
+      const badDestinations = [
+        'evil.example#.github.com',
+        'evil.example/.github.com',
+        'evil.example?.github.com',
+        'evil.example\\.github.com',
+        'evil.example@api.github.com',
+        'API.github.com',
+        'api.github.com.',
+        'xn--zz.github.com',
+        'bücher.github.com',
+        'evil%2eexample.github.com',
+        'api.github.com:0443',
+        'https://api.github.com',
+        'stdio:Local',
+        'stdio:x/../y',
+      ];
+      const badResources = ['repo:acme/../other/secrets', 'repo:acme/%2e%2e/other', 'repo:acme/..;/other', 'repo:acme\\..\\other', 'repo:acme/./api', 'repo:acme/a b'];
+
+      it('authorize refuses each non-canonical destination with 400 invalid_destination, records nothing, and the in-process path agrees', async () => {
+        const { api, task, token } = await agentFor({ scope: SCOPE });
+        const ctx = await env.writ.authenticateTask(token);
+        for (const destination of badDestinations) {
+          const r = await api.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: AUD, resource: 'repo:acme/api', destination });
+          assertError(r, 400, 'invalid_destination');
+          await assert.rejects(
+            env.writ.authorize(ctx, { tool: 'github.get', arguments: {}, audience: AUD, resource: 'repo:acme/api', destination }),
+            (e: any) => e.code === 'invalid_destination',
+            destination,
+          );
+        }
+        assert.equal((await env.store.listDecisions(task.id)).length, 0);
+        for (const destination of ['api.github.com', 'stdio:local']) {
+          const ok = await api.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: AUD, resource: 'repo:acme/api', destination });
+          assert.equal(ok.body.decision, 'allow', `${destination}: ${JSON.stringify(ok.body)}`);
+        }
+        // canonical, but not what `*.github.com` means: `*` does not cross `:`
+        const named = await api.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: AUD, resource: 'repo:acme/api', destination: 'evil:x.github.com' });
+        assert.equal(named.body.reasons?.[0]?.code, 'destination_out_of_scope', JSON.stringify(named.body));
+      });
+
+      it('authorize refuses resources with dot segments (also encoded, `..;`, backslashes) with 400 invalid_resource', async () => {
+        const { api, task, token } = await agentFor({ scope: SCOPE });
+        const ctx = await env.writ.authenticateTask(token);
+        for (const resource of badResources) {
+          const r = await api.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: AUD, resource, destination: 'api.github.com' });
+          assertError(r, 400, 'invalid_resource');
+          await assert.rejects(env.writ.authorize(ctx, { tool: 'github.get', arguments: {}, audience: AUD, resource, destination: 'api.github.com' }), (e: any) => e.code === 'invalid_resource');
+        }
+        assert.equal((await env.store.listDecisions(task.id)).length, 0);
+      });
+
+      it('task scopes and delegations refuse non-canonical patterns with the same codes', async () => {
+        const create = (scope: Record<string, unknown>) =>
+          env.admin.call('POST', '/v1/tasks', { agent_id: env.agent.id, intent: 'x', scope: { tools: ['github.*'], ...scope }, ttl_seconds: 60, max_actions: 1 });
+        for (const destinations of [['*.GitHub.com'], ['evil#*.github.com'], ['*.github.com.'], ['https://*.github.com'], ['*@github.com']]) {
+          assertError(await create({ destinations }), 400, 'invalid_destination');
+        }
+        for (const resources of [['repo:acme/../*'], ['repo:acme/%2e%2e/*'], ['repo:*\\x']]) {
+          assertError(await create({ resources }), 400, 'invalid_resource');
+        }
+        assert.equal((await create({ destinations: ['*.github.com:*', 'stdio:*'], resources: ['repo:acme/*'] })).status, 201);
+
+        const { api, task } = await agentFor({ scope: SCOPE });
+        const b = await makeAgentKeys(`spiffe://acme.test/agent/canon-${backend}-${Date.now()}`);
+        assert.equal((await env.admin.call('POST', '/v1/agents', { id: b.id, name: 'canon', jwks: { keys: [b.publicJwk] } })).status, 201);
+        const delegate = (scope: Record<string, unknown>) =>
+          api.call('POST', `/v1/tasks/${task.id}/delegations`, { agent_id: b.id, intent: 'x', scope: { tools: ['github.get'], ...scope }, ttl_seconds: 60, max_actions: 1 });
+        assertError(await delegate({ destinations: ['evil.example#.github.com'] }), 400, 'invalid_destination');
+        assertError(await delegate({ resources: ['repo:acme/../other/*'] }), 400, 'invalid_resource');
+        // canonical but wider: `*:x.github.com` is not within `*.github.com`
+        assertError(await delegate({ destinations: ['*:x.github.com'] }), 403, 'scope_not_subset');
+        assert.equal((await delegate({ destinations: ['api.github.com'], resources: ['repo:acme/api'] })).status, 201);
+      });
+    });
+
     describe('reserved argument keys (item 8)', () => {
       const raw = (args: string) => `{"tool":"github.get","audience":"${AUD}","arguments":${args}}`;
       const refused = [

@@ -120,12 +120,15 @@ describe('scope bounds and the cost of the delegation check', () => {
     // worst case for a check that searches each run in turn.
     const run = Math.floor((L - S - 1) / S);
     const parentPattern = (i: number) => `${'*'.concat('a'.repeat(run - 1), String.fromCharCode(98 + (i % 20))).repeat(S)}`.slice(0, L);
-    const parentScope = { tools: many(N, parentPattern), resources: many(N, parentPattern), destinations: many(N, parentPattern) };
+    // destinations must be canonical host patterns (labels of at most 63 characters, a
+    // host of at most 253): the same patterns cut into labels
+    const asHost = (p: string) => p.slice(0, 240).replace(/(.{60})(?=.)/g, '$1.');
+    const parentScope = { tools: many(N, parentPattern), resources: many(N, parentPattern), destinations: many(N, (i) => asHost(parentPattern(i))) };
     const root = await createTask(parentScope, 1000);
     assert.equal(root.status, 201, JSON.stringify(root.body));
     const api = new Api(inst.url, await token(parent, root.body.id));
     const childPattern = (i: number) => `${'a'.repeat(L - S - 2)}${'*a'.repeat(S)}`.slice(0, L - (i % 3));
-    const childScope = { tools: many(N, childPattern), resources: many(N, childPattern), destinations: many(N, childPattern) };
+    const childScope = { tools: many(N, childPattern), resources: many(N, childPattern), destinations: many(N, (i) => asHost(childPattern(i))) };
     const delegateOnce = () => api.call('POST', `/v1/tasks/${root.body.id}/delegations`, { agent_id: child.id, intent: 'x', scope: childScope, ttl_seconds: 60, max_actions: 1 });
 
     // monitorEventLoopDelay counts wall-clock lateness, which includes the time a busy

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { destinationProblem } from '../core/destination.js';
+import { resourceProblem } from '../core/resource.js';
 import { isNeverForwarded } from './forward-headers.js';
 
 /**
@@ -42,6 +44,18 @@ const writSchema = z.strictObject({
 
 const headers = z.record(z.string().regex(HEADER_NAME, 'header names are HTTP tokens'), valueRef);
 
+/** A configured destination is in the canonical form Writ accepts (README, "Destinations and resources"). */
+function canonicalDestination(v: string, ctx: z.RefinementCtx): void {
+  const why = destinationProblem(v);
+  if (why) ctx.addIssue({ code: 'custom', message: `destination \`${v.slice(0, 200)}\`: ${why}` });
+}
+
+/** A resource template is a resource once its `{param}`s are filled (Writ refuses the filled one otherwise). */
+function resourceTemplate(v: string, ctx: z.RefinementCtx): void {
+  const why = resourceProblem(v.replace(/\{[A-Za-z0-9_*]+\}/g, 'x'));
+  if (why) ctx.addIssue({ code: 'custom', message: `resource \`${v.slice(0, 200)}\`: ${why}` });
+}
+
 const toolSettings = z.strictObject({
   /** operator labels for this tool (what policy should see; see docs/gateway.md) */
   labels: labels.optional(),
@@ -52,7 +66,7 @@ const upstreamCommon = {
   /** the action's `audience` (default `mcp:<name>`) */
   audience: z.string().min(1).max(1024).optional(),
   /** the action's `destination`; default: the URL's host for HTTP upstreams, none for stdio; null: none */
-  destination: z.string().min(1).max(1024).nullable().optional(),
+  destination: z.string().superRefine(canonicalDestination).nullable().optional(),
   /** pass the action token to the upstream in `params._meta["writ/action_token"]` */
   forward_action_token: z.boolean().default(false),
   tools: z.record(z.string(), toolSettings).default({}),
@@ -148,9 +162,9 @@ const route = z.strictObject({
   /** the action's `audience` (default: the upstream's origin) */
   audience: z.string().min(1).max(1024).optional(),
   /** the action's `destination` (default: the upstream URL's host); null: none */
-  destination: z.string().min(1).max(1024).nullable().optional(),
+  destination: z.string().superRefine(canonicalDestination).nullable().optional(),
   /** the action's `resource`, with `{param}` filled from the path pattern, e.g. `repo:{owner}/{repo}` */
-  resource: z.string().min(1).max(1024).optional(),
+  resource: z.string().superRefine(resourceTemplate).optional(),
   /** headers injected into the upstream request; values may be secret references */
   headers: headers.default({}),
   /**

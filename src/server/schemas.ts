@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { findReservedArgumentKey } from '../core/argument-keys.js';
 import { InvalidRequestError } from '../core/errors.js';
 import { scopeBoundsProblem } from '../tasks/scope-limits.js';
+import { scopeFormProblem } from '../tasks/scope-forms.js';
+import { destinationProblem } from '../core/destination.js';
+import { resourceProblem } from '../core/resource.js';
 
 /** Every external input is parsed once, here, with unknown fields rejected. */
 
@@ -32,7 +35,12 @@ export const scopeSchema = z
   })
   .superRefine((scope, ctx) => {
     const problem = scopeBoundsProblem(scope);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path, params: { writ_code: 'scope_too_large' } });
+    if (problem) {
+      ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path, params: { writ_code: 'scope_too_large' } });
+      return;
+    }
+    const form = scopeFormProblem(scope);
+    if (form) ctx.addIssue({ code: 'custom', message: form.message, path: form.path, params: { writ_code: form.code } });
   });
 
 export const createTaskSchema = z.strictObject({
@@ -85,8 +93,21 @@ export const authorizeSchema = z.strictObject({
     })
     .pipe(z.record(z.string(), z.unknown()).default({})),
   audience: z.string().min(1).max(1024),
-  resource: z.string().min(1).max(1024).optional(),
-  destination: z.string().min(1).max(1024).optional(),
+  // canonical forms (README, "Destinations and resources"): 400 invalid_resource / invalid_destination
+  resource: z
+    .string()
+    .superRefine((v, ctx) => {
+      const why = resourceProblem(v);
+      if (why) ctx.addIssue({ code: 'custom', message: `resource \`${v.slice(0, 200)}\`: ${why}`, params: { writ_code: 'invalid_resource' } });
+    })
+    .optional(),
+  destination: z
+    .string()
+    .superRefine((v, ctx) => {
+      const why = destinationProblem(v);
+      if (why) ctx.addIssue({ code: 'custom', message: `destination \`${v.slice(0, 200)}\`: ${why}`, params: { writ_code: 'invalid_destination' } });
+    })
+    .optional(),
 });
 
 export const consumeSchema = z.strictObject({

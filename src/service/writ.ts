@@ -52,6 +52,9 @@ import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
 import { checkScope, matchesAny } from '../tasks/scope.js';
 import { lineageOf } from '../tasks/delegation.js';
 import { assertScopeBounds } from '../tasks/scope-limits.js';
+import { assertScopeForms } from '../tasks/scope-forms.js';
+import { checkDestination } from '../core/destination.js';
+import { checkResource } from '../core/resource.js';
 import { checkAgentId } from '../identity/spiffe-id.js';
 import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
 import { KeyRing } from '../tokens/key-ring.js';
@@ -413,6 +416,7 @@ export class Writ {
   async createTask(by: OperatorRecord, input: CreateTaskInput): Promise<TaskRecord> {
     requireRole(by, 'admin', 'requester');
     assertScopeBounds(input.scope);
+    assertScopeForms(input.scope);
     if (input.ttl_seconds > this.config.maxTaskTtlSeconds) {
       throw new InvalidRequestError(`\`ttl_seconds\` is at most ${this.config.maxTaskTtlSeconds}`);
     }
@@ -784,6 +788,8 @@ export class Writ {
     const { task, agent } = ctx;
     // The HTTP edge checks these too; the in-process gateway reaches this method directly.
     checkArgumentKeys(action.arguments);
+    if (action.resource !== undefined) checkResource(action.resource);
+    if (action.destination !== undefined) checkDestination(action.destination);
     const now = this.clock.now();
     const argsDigest = digestArguments(action.arguments);
     const set = await this.currentPolicy();

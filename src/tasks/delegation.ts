@@ -4,6 +4,7 @@ import type { AgentRecord, TaskRecord, TaskScope } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
 import type { Store } from '../store/store.js';
 import { assertScopeBounds } from './scope-limits.js';
+import { assertScopeForms } from './scope-forms.js';
 import { scopeExcessCooperative } from './scope-subset.js';
 
 /**
@@ -117,6 +118,7 @@ export async function delegate(
   const parent = holder.task;
   if (parent.id !== parentId) throw new ForbiddenError('the task token is for another task', 'wrong_task');
   assertScopeBounds(input.scope);
+  assertScopeForms(input.scope);
   const { store, clock, config } = writ;
   const refused = async (err: WritError): Promise<never> => {
     await writ.securityEvent(

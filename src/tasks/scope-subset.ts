@@ -39,6 +39,22 @@ export function coveredBy(parents: string[], child: string): boolean {
   return parents.some((p) => patternIncludes(p, child));
 }
 
+/**
+ * Inclusion of destination patterns (`matchDestination`: `*` never matches `:`). A
+ * parent of only `*` includes everything; a child of only `*` is included only by such a
+ * parent; otherwise the parts between colons must pair up, each child part included in
+ * its parent part (neither side's `*` can produce a `:`, so part by part is exact).
+ */
+export function destinationPatternIncludes(parent: string, child: string): boolean {
+  if (/^\*+$/.test(parent)) return true;
+  if (/^\*+$/.test(child)) return false;
+  const p = parent.split(':');
+  const c = child.split(':');
+  if (p.length !== c.length) return false;
+  for (let i = 0; i < p.length; i++) if (!patternIncludes(p[i]!, c[i]!)) return false;
+  return true;
+}
+
 export interface ScopeExcess {
   field: 'tools' | 'resources' | 'destinations';
   patterns: string[];
@@ -84,7 +100,8 @@ function* excessSteps(parent: TaskScope, child: TaskScope): Generator<void, Scop
   for (const field of ['tools', 'resources', 'destinations'] as const) {
     const wider: string[] = [];
     for (const c of child[field]) {
-      if (!coveredBy(parent[field], c)) wider.push(c);
+      const covered = field === 'destinations' ? parent[field].some((p) => destinationPatternIncludes(p, c)) : coveredBy(parent[field], c);
+      if (!covered) wider.push(c);
       yield;
     }
     if (wider.length > 0) out.push({ field, patterns: wider });

@@ -22,6 +22,25 @@ export function matchPattern(pattern: string, value: string): boolean {
   return true;
 }
 
+/**
+ * Destination patterns: `*` matches any run of characters other than `:`, so the
+ * parts between colons match part by part (`*.github.com` never matches a `kind:name`
+ * such as `evil:x.github.com`, nor `api.github.com:8443`; write `*.github.com:*`).
+ * A pattern of only `*` matches every destination.
+ */
+export function matchDestination(pattern: string, value: string): boolean {
+  if (/^\*+$/.test(pattern)) return true;
+  const p = pattern.split(':');
+  const v = value.split(':');
+  if (p.length !== v.length) return false;
+  for (let i = 0; i < p.length; i++) if (!matchPattern(p[i]!, v[i]!)) return false;
+  return true;
+}
+
+export function matchesAnyDestination(patterns: string[], value: string): boolean {
+  return patterns.some((p) => matchDestination(p, value));
+}
+
 export function matchesAny(patterns: string[], value: string): boolean {
   return patterns.some((p) => matchPattern(p, value));
 }
@@ -50,7 +69,7 @@ export function checkScope(scope: TaskScope, action: { tool: string; resource?: 
   if (action.destination === undefined && scope.destinations.length > 0) {
     return { code: 'destination_required', message: 'the task scope lists destinations: the action must name its `destination`' };
   }
-  if (action.destination !== undefined && !matchesAny(scope.destinations, action.destination)) {
+  if (action.destination !== undefined && !matchesAnyDestination(scope.destinations, action.destination)) {
     return { code: 'destination_out_of_scope', message: `destination \`${action.destination}\` is outside the task scope` };
   }
   return null;

@@ -1,0 +1,36 @@
+import { InvalidRequestError } from './errors.js';
+
+/**
+ * The form of an action's `resource` (README, "Destinations and resources"). Scope
+ * patterns match resources character by character (`repo:acme/*`), so a resource must
+ * not name one thing to the pattern and another to the tool: `repo:acme/../other/secrets`
+ * matches `repo:acme/*` and resolves to `repo:other/secrets`. A resource is printable
+ * ASCII (no whitespace), without backslash (a path separator on some systems), and none
+ * of its segments (split at `/` and `:`) is `.` or `..`, also not before a `;` (`..;`,
+ * which servlet containers read as `..`) and not percent-encoded: `%2e`, `%2f`, `%5c`,
+ * `%3a`, `%3b`, `%25` (a second round of decoding) and encoded control characters are
+ * refused. Anything else is 400 `invalid_resource`.
+ */
+
+const PRINTABLE = /^[\x21-\x7e]+$/;
+// `.` `/` `\` `:` `;` `%` and controls, percent-encoded (RFC 3986 §2.1: hex digits in either case)
+const ENCODED_SPECIAL = /%(2e|2f|5c|3a|3b|25|[01][0-9a-f]|7f)/i;
+
+/** Why `value` is not a resource (or, with `pattern`, a resource pattern), or null. */
+export function resourceProblem(value: string): string | null {
+  if (value.length === 0 || value.length > 1024) return 'a resource is 1 to 1024 characters';
+  if (!PRINTABLE.test(value)) return 'a resource is printable ASCII without whitespace';
+  if (value.includes('\\')) return 'a resource has no backslash';
+  if (ENCODED_SPECIAL.test(value)) return 'a resource has no percent-encoded `.`, `/`, `\\`, `:`, `;`, `%` or control character';
+  for (const seg of value.split(/[/:]/)) {
+    const bare = seg.split(';', 1)[0];
+    if (bare === '.' || bare === '..') return 'a resource has no `.` or `..` segment';
+  }
+  return null;
+}
+
+/** Throws 400 `invalid_resource` unless `value` is a resource. */
+export function checkResource(value: string): void {
+  const p = resourceProblem(value);
+  if (p) throw new InvalidRequestError(`resource \`${value.slice(0, 200)}\`: ${p}`, undefined, 'invalid_resource');
+}
