@@ -5,9 +5,11 @@
  * `{"ready":true,"port":N,"pid":N,"admin_token":"..."|null}` (null when the store
  * had an operator already, i.e. a second instance on the same data). Exits when its
  * stdin closes (the parent went away) or on SIGTERM. Answers a `stats` line on stdin
- * with `{"stats": CommitStats}` (group-commit batches since the last ask).
+ * with `{"stats": CommitStats}` (group-commit batches since the last ask); `profile on`
+ * starts per-stage CPU accounting and `profile` answers `{"profile": {...}}` and stops it.
  */
 import type { AddressInfo } from 'node:net';
+import { enableStageProfile, takeStageProfile } from '../src/core/stage-profile.js';
 import { createHttpServer } from '../src/server/http-server.js';
 import { Writ } from '../src/service/writ.js';
 import { openSpec, type StoreSpec } from './lib/backend.js';
@@ -46,6 +48,13 @@ process.stdin.on('data', (d: Buffer) => {
     const line = input.slice(0, nl).trim();
     input = input.slice(nl + 1);
     if (line === 'stats') process.stdout.write(`${JSON.stringify({ stats: probe.take() })}\n`);
+    // per-stage CPU accounting (src/core/stage-profile.ts): `profile on`, then `profile` answers and resets it
+    if (line === 'profile on') enableStageProfile(true);
+    if (line === 'profile') {
+      const stages = takeStageProfile();
+      enableStageProfile(false);
+      process.stdout.write(`${JSON.stringify({ profile: stages })}\n`);
+    }
   }
 });
 process.stdin.on('end', shutdown);

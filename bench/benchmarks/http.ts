@@ -59,12 +59,26 @@ export async function authorizeHttp(opts: RunOptions, backend: Backend): Promise
     await authorizeLoad(targets, 32, p.warmup_s * 1000, body);
     const c1 = await phase([child], targets, 1, p.duration_s * 1000, body);
     const c32 = await phase([child], targets, 32, p.duration_s * 1000, body);
+    // Where one decision's CPU goes: per-stage accounting at one request in flight
+    // (src/core/stage-profile.ts), beside the server's whole CPU in the same phase.
+    child.profileOn();
+    const profiled = await phase([child], targets, 1, p.duration_s * 1000, body);
+    const stages = await child.takeProfile();
+    const stageSum = stages ? round(Object.values(stages).reduce((a, s) => a + s.mean_cpu_us, 0)) : null;
+    const stageView = {
+      note: 'mean CPU (user + system) per allowed decision at concurrency 1, by stage; commit is the group commit of the decision (SQLite/PostgreSQL client work), http_in is node:http parsing and routing',
+      stages_cpu_us: stages,
+      sum_of_stages_cpu_us: stageSum,
+      server_cpu_us_per_decision: profiled.server_cpu_us_per_decision,
+      decisions: profiled.requests,
+    };
+    if (stages) opts.log(`authorize_http[${backend}]: CPU per decision by stage (c1): ${Object.entries(stages).map(([k, v]) => `${k} ${v.mean_cpu_us}`).join(', ')} us (sum ${stageSum}, server ${profiled.server_cpu_us_per_decision})`);
     opts.log(
       `authorize_http[${backend}]: c1 ${c1.decisions_per_s}/s p50 ${c1.latency_us.p50} us p99 ${c1.latency_us.p99} us; ` +
         `c32 ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; server CPU/decision ${c32.server_cpu_us_per_decision} us, mean commit batch ${c32.group_commit[0]?.mean_batch ?? '-'}`,
     );
     return {
-      result: { params: p, c1, c32 },
+      result: { params: p, c1, c32, cpu_by_stage: stageView },
       targets: {
         [`authorize_http.${backend}.c32_decisions_per_s`]: atLeast('HTTP loopback decisions/s at concurrency 32 (two cores)', c32.decisions_per_s, 5000),
       },

@@ -11,6 +11,10 @@ export interface ServerChild {
   adminToken: string | null;
   /** group-commit batches since the previous call */
   commitStats: () => Promise<CommitStats | null>;
+  /** starts per-stage CPU accounting in the server (src/core/stage-profile.ts) */
+  profileOn: () => void;
+  /** the per-stage accounting since `profileOn` (and stops it); null when the child does not answer */
+  takeProfile: () => Promise<Record<string, { mean_cpu_us: number; count: number }> | null>;
   stop: () => Promise<void>;
 }
 
@@ -57,8 +61,10 @@ export async function startServerChild(spec: StoreSpec, timeoutMs = 120_000): Pr
     };
   });
   const waiting: ((s: CommitStats | null) => void)[] = [];
+  const profiles: ((p: Record<string, { mean_cpu_us: number; count: number }> | null) => void)[] = [];
   onMessage = (msg) => {
     if (msg.stats) waiting.shift()?.(msg.stats as CommitStats);
+    if (msg.profile) profiles.shift()?.(msg.profile as Record<string, { mean_cpu_us: number; count: number }>);
   };
   return {
     url: `http://127.0.0.1:${ready.port}`,
@@ -76,6 +82,21 @@ export async function startServerChild(spec: StoreSpec, timeoutMs = 120_000): Pr
         }, 2000);
         waiting.push(done);
         child.stdin!.write('stats\n');
+      }),
+    profileOn: () => {
+      if (child.exitCode === null && child.stdin!.writable) child.stdin!.write('profile on\n');
+    },
+    takeProfile: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || !child.stdin!.writable) return resolve(null);
+        const done = (p: Record<string, { mean_cpu_us: number; count: number }> | null) => (clearTimeout(t), resolve(p));
+        const t = setTimeout(() => {
+          const i = profiles.indexOf(done);
+          if (i >= 0) profiles.splice(i, 1);
+          resolve(null);
+        }, 5000);
+        profiles.push(done);
+        child.stdin!.write('profile\n');
       }),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -1,3 +1,4 @@
+import { stageEnd } from '../core/stage-profile.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritError } from '../core/errors.js';
 import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
@@ -164,9 +165,15 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   }, true);
 
   route('POST', '/v1/authorize', async ({ req, res }) => {
+    // stage marks: CPU accounting for the benchmarks, off (one branch each) otherwise
+    stageEnd('http_in');
     const ctx = await writ.authenticateTask(bearer(req));
+    stageEnd('authenticate');
     const action = parse(authorizeSchema, await readJson(req));
-    sendJson(res, 200, await writ.authorize(ctx, action as never));
+    stageEnd('parse');
+    const result = await writ.authorize(ctx, action as never);
+    sendJson(res, 200, result);
+    stageEnd('respond');
   });
 
   // The task token's own task, if it is active (401 otherwise): how a gateway or proxy

@@ -1,3 +1,4 @@
+import { stageEnd } from '../core/stage-profile.js';
 import { decodeProtectedHeader } from 'jose';
 import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
@@ -818,10 +819,14 @@ export class Writ {
     if (task.actionsUsed + task.actionsReserved >= task.maxActions) {
       return deny([{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]);
     }
+    stageEnd('scope');
 
     const { facts, problem } = await this.requestFacts(ctx, action, argsDigest, now, set);
     if (problem) return deny([problem]);
-    let evaluation = this.policy.evaluate(buildCedarRequest(facts), set);
+    const request = buildCedarRequest(facts);
+    stageEnd('facts');
+    let evaluation = this.policy.evaluate(request, set);
+    stageEnd('cedar');
     if (evaluation.errors.length > 0) {
       return deny([policyErrorReason(evaluation)], evaluation.errors.map((e) => e.policy_id).filter(Boolean));
     }
@@ -907,6 +912,7 @@ export class Writ {
       ...(options.breakGlassId ? { break_glass: true as const } : {}),
     };
     const token = this.keys.signJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
+    stageEnd('sign');
     const approvalRef = options.approval ? { approval_id: options.approval.id } : {};
     const flags = { ...approvalRef, ...(options.breakGlassId ? { break_glass: true, break_glass_id: options.breakGlassId } : {}) };
     const allowed: DecisionRecord = { ...base, decision: 'allow', reasons: options.reasons ?? [], policies: options.policies, tokenJti: jti, tokenExpiresAt: exp * 1000 };
@@ -931,6 +937,7 @@ export class Writ {
         return { decision: denied, audit: this.decisionAudit(denied, approvalRef, options.arguments) };
       },
     });
+    stageEnd('commit');
     if (result.written === 'fallback') {
       return { decision: 'deny', decision_id: base.id, reasons: fallbackReasons(result.reason) };
     }
