@@ -51,7 +51,10 @@ interface Level {
 }
 
 const OPEN: Record<string, string> = { '(': ')', '[': ']', '{': '}' };
-const IDENT = /[A-Za-z0-9_]/;
+/** [A-Za-z0-9_] by char code: no regex per character */
+function isIdent(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
+}
 const TERM_KEYWORDS = new Set(['in', 'has', 'like', 'is']);
 
 /**
@@ -129,9 +132,9 @@ export function checkPolicyComplexity(text: string, limits: ComplexityLimits = D
       i = j + 1;
       continue;
     }
-    if (IDENT.test(c)) {
+    if (isIdent(text.charCodeAt(i))) {
       let j = i + 1;
-      while (j < n && IDENT.test(text[j]!)) j += 1;
+      while (j < n && isIdent(text.charCodeAt(j))) j += 1;
       const word = text.slice(i, j);
       if (text[i - 1] === '@' && stack.length === 1) pendingAnnotation = word;
       if (word === 'if') logical();
@@ -141,7 +144,7 @@ export function checkPolicyComplexity(text: string, limits: ComplexityLimits = D
       i = j;
       continue;
     }
-    const two = text.slice(i, i + 2);
+    const two = i + 1 < n ? c + text[i + 1] : c;
     lastIdent = '';
     if (two === '&&' || two === '||') {
       logical();
