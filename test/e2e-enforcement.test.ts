@@ -334,6 +334,28 @@ when { context.approval.granted };
         });
       }
 
+      it('who may approve is checked again: an approver disabled since approving no longer counts, at the token read and at later reviews', async () => {
+        const carol = await makeOperator(env, `carol-${Date.now()}`, ['approver']);
+        const dave = await makeOperator(env, `dave-${Date.now()}`, ['approver']);
+        const { api, id } = await requestUnder(LENIENT, 104);
+        assert.equal((await carol.call('POST', `/v1/approvals/${id}/approve`, {})).body.status, 'approved');
+        const disable = (op: { id: string }) =>
+          env.store.disableOperator(op.id, Date.now(), { type: 'operator.disabled', actor: 'system', data: { operator_id: op.id } });
+        assert.equal(await disable(carol), 'disabled');
+        const read = await api.call('GET', `/v1/approvals/${id}`);
+        assert.equal(read.body.decision, 'deny', JSON.stringify(read.body));
+        assert.equal(read.body.reasons[0].code, 'approval_insufficient');
+
+        // pending under quorum 2: a disabled approver's yes does not count toward it
+        const p = await requestUnder(STRICT, 105);
+        assert.equal((await dave.call('POST', `/v1/approvals/${p.id}/approve`, {})).body.status, 'pending');
+        assert.equal(await disable(dave), 'disabled');
+        assert.equal((await alice.call('POST', `/v1/approvals/${p.id}/approve`, {})).body.status, 'pending', 'one counted approval of two');
+        assert.equal((await bob.call('POST', `/v1/approvals/${p.id}/approve`, {})).body.status, 'approved');
+        const got = await p.api.call('GET', `/v1/approvals/${p.id}`);
+        assert.equal(got.body.decision, 'allow', JSON.stringify(got.body));
+      });
+
       it('four eyes only: a non-owner approval still satisfies it', async () => {
         const { api, id } = await requestUnder(LENIENT, 103);
         await setPolicy(FOUR_EYES_ONLY);

@@ -348,7 +348,7 @@ export class ApprovalService {
     // approval was asked for: the reviews must satisfy it now.
     const rule = approvalRuleFor(this.kit.policy, facts, set);
     const { agents, owners } = await this.lineage(ctx.task);
-    const counted = countedApprovers(a, { agents, owners, fourEyes: rule?.fourEyes ?? a.fourEyes });
+    const counted = await this.stillApprovers(countedApprovers(a, { agents, owners, fourEyes: rule?.fourEyes ?? a.fourEyes }));
     if (rule && counted.length < rule.quorum) {
       return denied(
         [
@@ -430,7 +430,7 @@ export class ApprovalService {
       { approver: by.id, verdict, comment: comment ?? null, at: now },
       {
         approvedTtlMs: this.kit.config.approvalApprovedTtlSeconds * 1000,
-        rule: { quorum: rule.quorum, fourEyes: rule.fourEyes, uncounted: rule.fourEyes ? [...agents, ...owners] : agents },
+        rule: { quorum: rule.quorum, fourEyes: rule.fourEyes, uncounted: [...(rule.fourEyes ? [...agents, ...owners] : agents), ...(await this.noLongerApprovers(a))] },
       },
       (after) => [
         {
@@ -450,6 +450,27 @@ export class ApprovalService {
     }
     if (r.approval.status !== 'pending') this.settled.emit(id);
     return operatorApprovalView(r.approval, { task, chain: agents });
+  }
+
+  /**
+   * Of `ids`, the operators who may still approve: they exist, are not disabled, and
+   * hold the `approver` (or `admin`) role. An approval given by someone since disabled
+   * or demoted no longer counts toward the quorum.
+   */
+  private async stillApprovers(ids: string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const id of ids) {
+      const op = await this.kit.store.getOperator(id);
+      if (op && !op.disabled && hasRole(op, 'approver')) out.push(id);
+    }
+    return out;
+  }
+
+  /** The reviewers of `a` who approved but may no longer approve (see `stillApprovers`). */
+  private async noLongerApprovers(a: ApprovalRecord): Promise<string[]> {
+    const yes = [...new Set(a.reviews.filter((r) => r.verdict === 'approve').map((r) => r.approver))];
+    const still = new Set(await this.stillApprovers(yes));
+    return yes.filter((id) => !still.has(id));
   }
 
   /**
