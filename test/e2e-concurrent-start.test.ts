@@ -5,7 +5,23 @@ import { decodeProtectedHeader, SignJWT, generateKeyPair } from 'jose';
 import pg from 'pg';
 import { withDefaultUser } from '../src/store/postgres/postgres-store.js';
 import { Api, makeAgentKeys, makeAssertion } from './helpers/harness.js';
-import { startServe, type Spawned } from './helpers/serve-process.js';
+import { spawnChild, type Child } from './helpers/child.js';
+import { REPO } from './helpers/serve-process.js';
+
+interface Instance {
+  child: Child;
+  url: string;
+  stdout: () => string;
+  stderr: () => string;
+}
+
+/** `writ serve` on port 0; resolves once it listens and has said what it did with the bootstrap token. */
+async function startInstance(child: Child): Promise<Instance> {
+  const line = await child.waitForLine(/writ listening on http:\/\//, { stream: 'stdout' });
+  // printed after the listening line: wait for it, not for time
+  await child.waitForLine(/admin operator created with WRIT_BOOTSTRAP_TOKEN|already an operator token of this store/, { stream: 'stdout' });
+  return { child, url: /writ listening on (http:\/\/\S+)/.exec(line)![1]!, stdout: child.stdout, stderr: child.stderr };
+}
 
 /**
  * Issue 10 item 16: instances started together on an empty PostgreSQL schema. Real
@@ -44,19 +60,19 @@ describe('instances starting together on an empty PostgreSQL database', { skip }
     const boot = `wop_${randomBytes(32).toString('base64url')}`;
     const env: NodeJS.ProcessEnv = { ...process.env, WRIT_DATABASE_URL: url, WRIT_DATABASE_SCHEMA: schema, WRIT_BOOTSTRAP_TOKEN: boot, WRIT_ISSUER: ISSUER };
     // every spawn happens before the first await: the processes really start together
-    const starting = Array.from({ length: n }, () => startServe([], env));
-    const settled = await Promise.allSettled(starting);
-    const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const children = Array.from({ length: n }, () => spawnChild(process.execPath, ['bin/writ.js', 'serve', '--port', '0'], { cwd: REPO, env }));
     try {
+      const settled = await Promise.allSettled(children.map(startInstance));
       const failed = settled.flatMap((s) => (s.status === 'rejected' ? [String((s.reason as Error).message)] : []));
       assert.deepEqual(failed, [], `every instance starts (${n} at once)`);
-      await checkRound(started, boot, schema);
+      await checkRound(settled.map((s) => (s as PromiseFulfilledResult<Instance>).value), boot, schema);
     } finally {
-      await Promise.all(started.map((s) => s.kill()));
+      // every child, started or not, in every path
+      await Promise.all(children.map((c) => c.stop()));
     }
   }
 
-  async function checkRound(instances: (Spawned & { url: string })[], boot: string, schema: string): Promise<void> {
+  async function checkRound(instances: Instance[], boot: string, schema: string): Promise<void> {
     // one admin: exactly one instance created it; the others found it (no warning, no conflict)
     const created = instances.filter((i) => /admin operator created with WRIT_BOOTSTRAP_TOKEN/.test(i.stdout()));
     assert.equal(created.length, 1, instances.map((i) => i.stdout() + i.stderr()).join('\n---\n'));
