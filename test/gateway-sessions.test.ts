@@ -194,10 +194,19 @@ describe('MCP gateway sessions and JSON-RPC guards', () => {
     assert.equal(running.sessions(), before - 1);
     assert.equal((await rpc(running.url, k1, s1, call(2, 'local.echo', { text: 'x' }))).status, 401);
 
-    // no request comes: the periodic check closes it
+    // no request comes: in-process, the revocation itself closes it
     assert.equal((await env.admin.call('POST', `/v1/tasks/${t2.id}/revoke`, {})).status, 200);
+    assert.equal(running.sessions(), before - 2);
+    assert.equal((await rpc(running.url, k2, s2, call(3, 'local.echo', { text: 'x' }))).status, 401);
+
+    // a task ended elsewhere (another instance, straight in the store): the periodic check closes its session
+    const t3 = await env.createTask({ scope, max_actions: 10 });
+    const k3 = await env.taskToken(t3.id);
+    const s3 = await openSession(running.url, k3);
+    assert.equal((await env.store.endTask(t3.id, 'revoked', Date.now(), { type: 'task.revoked', actor: 'system', taskId: t3.id, data: {} })).length, 1);
+    assert.equal(running.sessions(), before - 1);
     const closed = await running.checkSessions();
-    assert.ok(closed.includes(s2));
+    assert.deepEqual(closed, [s3]);
     assert.equal(running.sessions(), before - 2);
   });
 });

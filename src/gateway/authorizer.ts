@@ -76,6 +76,8 @@ export interface Authorizer {
    * partial evaluation): what tools/list shows. Absent: not supported.
    */
   visibleTools?(taskToken: string, tools: string[]): Promise<string[]>;
+  /** Calls `listener` with the ids of tasks as they end (in-process only); returns the unsubscribe. */
+  onTasksEnded?(listener: (taskIds: string[]) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -307,6 +309,10 @@ export class InProcessAuthorizer implements Authorizer {
   readonly mode = 'in-process' as const;
 
   constructor(private readonly writ: Writ) {}
+
+  onTasksEnded(listener: (taskIds: string[]) => void): () => void {
+    return this.writ.onTasksEnded(listener);
+  }
 
   async task(taskToken: string): Promise<TaskView> {
     try {

@@ -279,6 +279,12 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
     for (const s of all) if (s.id && now - s.lastSeen > idleMs) closeSession(s, 'idle');
   }, Math.min(60_000, Math.max(1000, idleMs / 2)));
   sweep.unref();
+  // in-process: the sessions of a task Writ ends here close at once, not at the next check
+  const unsubscribe =
+    gw.authorizer.onTasksEnded?.((ids) => {
+      const ended = new Set(ids);
+      for (const s of [...all]) if (ended.has(s.taskId)) closeSession(s, 'task_ended');
+    }) ?? (() => undefined);
   let checking = false;
   const check = setInterval(() => {
     if (checking) return;
@@ -298,6 +304,7 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
     close: async () => {
       clearInterval(sweep);
       clearInterval(check);
+      unsubscribe();
       for (const s of [...all]) closeSession(s, 'gateway_closing');
       http.closeAllConnections();
       await new Promise<void>((ok) => http.close(() => ok()));

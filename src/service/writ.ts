@@ -264,7 +264,7 @@ export class Writ {
     if (this.sweepTimer) return;
     this.sweepTimer = setInterval(() => {
       const now = this.clock.now();
-      this.store.expireTasks(now).catch(() => undefined);
+      this.store.expireTasks(now).then((ids) => this.announceEnded(ids), () => undefined);
       this.store.purgeExpiredOnce(now - 60_000).catch(() => undefined);
       // a rotation through another instance: sign with the new key within seconds
       this.keys.refresh(true).catch(() => undefined);
@@ -409,6 +409,7 @@ export class Writ {
     const r = await this.store.disableAgent(id, this.clock.now(), { type: 'agent.disabled', actor: `operator:${by.id}`, agentId: id, data: {} });
     if (!r) throw new NotFoundError(`agent \`${id}\` does not exist`, 'agent_not_found');
     this.tokenCache.clear();
+    this.announceEnded(r.revokedTaskIds);
     return { revoked_task_ids: r.revokedTaskIds };
   }
 
@@ -516,7 +517,31 @@ export class Writ {
     });
     if (ended.length === 0) throw new ConflictError(`task \`${id}\` is not active`, 'task_not_active');
     this.tokenCache.clear();
+    this.announceEnded(ended);
     return ended;
+  }
+
+  private readonly endedListeners = new Set<(taskIds: string[]) => void>();
+
+  /**
+   * Listens for tasks this instance ends (completed, revoked, agent disabled, expired by
+   * its sweep): an embedded gateway closes their sessions at once. Tasks ended through
+   * another instance are not announced here (the gateway's periodic check finds them).
+   */
+  onTasksEnded(listener: (taskIds: string[]) => void): () => void {
+    this.endedListeners.add(listener);
+    return () => this.endedListeners.delete(listener);
+  }
+
+  private announceEnded(taskIds: string[]): void {
+    if (taskIds.length === 0) return;
+    for (const l of this.endedListeners) {
+      try {
+        l(taskIds);
+      } catch {
+        // a listener's fault never fails the end
+      }
+    }
   }
 
   // --- task tokens (RFC 6749 §4.4 + RFC 7523 §2.2) -------------------------------
