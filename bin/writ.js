@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `writ` command: the compiled CLI in dist/ (built by `npm run build`, which `npm ci`,
 // `npm start` and `npm test` run). Inside a checkout whose dist/ is missing or older than
-// src/, it runs the TypeScript source through tsx (a dev dependency) instead, so that a
-// stale build never answers for the code in front of you.
+// src/ (or than the SDK's source, packages/sdk/src), it runs the TypeScript source through
+// tsx (a dev dependency) instead, so that a stale build never answers for the code in front
+// of you; tsx then reads tsconfig.json, whose `paths` map @writ/sdk to the SDK's source.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -23,12 +24,15 @@ function stale() {
   if (!existsSync(`${root}src`)) return false; // an installed package ships dist only
   if (!existsSync(built)) return true;
   const info = `${root}dist/.built`; // touched by `npm run build` after tsc
-  return !existsSync(info) || newestMtime(`${root}src`) > statSync(info).mtimeMs;
+  if (!existsSync(info)) return true;
+  const sdk = `${root}packages/sdk/src`;
+  const newest = Math.max(newestMtime(`${root}src`), existsSync(sdk) ? newestMtime(sdk) : 0);
+  return newest > statSync(info).mtimeMs;
 }
 
 if (stale()) {
   const { register } = await import('tsx/esm/api');
-  register();
+  register({ tsconfig: `${root}tsconfig.json` });
   await import('../src/cli/main.ts');
 } else {
   await import(built);

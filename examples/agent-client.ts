@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { WritAgentClient } from '../src/sdk/index.js';
+import { WritAgentClient } from '@writ/sdk';
 
 const { values } = parseArgs({
   options: {

@@ -7,7 +7,7 @@
  */
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
-import { createHttpActionGuard } from '../src/sdk/index.js';
+import { createHttpActionGuard } from '@writ/sdk';
 
 const { values } = parseArgs({
   options: {

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
-import { withActionToken } from '../src/sdk/index.js';
+import { withActionToken } from '@writ/sdk';
 
 const { values } = parseArgs({
   options: {

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { ManualClock } from '../src/core/clock.js';
 import { digestArguments } from '../src/core/digest.js';
-import { createActionVerifier } from '../src/sdk/verify-action-token.js';
+import { createActionVerifier } from '@writ/sdk';
 import { backends, setup } from './helpers/harness.js';
 import { agentFor, auditTypes, makeOperator, registerAgent, secondInstance, setPolicy, type Env } from './helpers/escalations.js';
 

@@ -6,8 +6,7 @@ import { DEFAULT_FORWARD_HEADERS, forwardedHeaders, isNeverForwarded } from '../
 import { MaskSecrets } from '../src/gateway/http-proxy.js';
 import { base64Cores, secretForms } from '../src/gateway/secret-forms.js';
 import { MIN_SECRET_LENGTH, REDACTED, Redactor } from '../src/gateway/secrets.js';
-import { httpActionArguments } from '../src/sdk/http-action.js';
-import { InvalidQueryError, parseQuery } from '../src/sdk/http-query.js';
+import { httpActionArguments, InvalidQueryError, parseQuery } from '@writ/sdk';
 
 const refused = (search: string) =>
   assert.throws(() => parseQuery(search), (e: unknown) => e instanceof InvalidQueryError && e.code === 'invalid_query' && e.status === 400, search);

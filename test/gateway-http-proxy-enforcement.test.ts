@@ -10,7 +10,7 @@ import { parseProxyConfig } from '../src/gateway/config.js';
 import { HttpProxy } from '../src/gateway/http-proxy.js';
 import { silentLog } from '../src/gateway/log.js';
 import { DEFAULT_POLICY } from '../src/policy/schema.js';
-import { createHttpActionGuard } from '../src/sdk/tool-middleware.js';
+import { createHttpActionGuard } from '@writ/sdk';
 import { eventually } from './helpers/gateway-fixtures.js';
 import { setup } from './helpers/harness.js';
 

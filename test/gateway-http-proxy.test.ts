@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { digestArguments } from '../src/core/digest.js';
 import { DEFAULT_POLICY } from '../src/policy/schema.js';
-import { createHttpActionGuard } from '../src/sdk/tool-middleware.js';
+import { createHttpActionGuard } from '@writ/sdk';
 import { eventually, spawnWrit, type WritProcess } from './helpers/gateway-fixtures.js';
 import { setup } from './helpers/harness.js';
 

@@ -19,8 +19,7 @@ import { McpGateway } from '../src/gateway/mcp-gateway.js';
 import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js';
 import { Redactor } from '../src/gateway/secrets.js';
 import { createUpstreams } from '../src/gateway/upstream.js';
-import { WritAgentClient, WritApiError } from '../src/sdk/agent-client.js';
-import { withActionToken } from '../src/sdk/tool-middleware.js';
+import { withActionToken, WritAgentClient, WritApiError } from '@writ/sdk';
 import { textOf } from './helpers/gateway-fixtures.js';
 import { setup } from './helpers/harness.js';
 

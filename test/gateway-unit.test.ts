@@ -13,7 +13,7 @@ import type { Authorizer } from '../src/gateway/authorizer.js';
 import { approveCatalogs, emptyPins, PinStore, toolDigest, writePinFile } from '../src/gateway/pins.js';
 import { MIN_SECRET_LENGTH, Redactor, resolveValue, SecretResolutionError } from '../src/gateway/secrets.js';
 import { taskTokenSource } from '../src/gateway/mcp-serve.js';
-import { httpActionArguments, isJsonContentType } from '../src/sdk/http-action.js';
+import { httpActionArguments, isJsonContentType } from '@writ/sdk';
 
 describe('gateway units', () => {
   it('pins hash {name, description, inputSchema} canonically and ignore everything else', () => {

@@ -20,4 +20,18 @@ describe('npm pack ships only what runs', { skip: existsSync(`${ROOT}dist/cli/ma
     assert.deepEqual(shipped(/\.test\.|contract/), [], 'test code');
     assert.deepEqual(shipped(/\.key\.json$|\.pem$|(^|\/)\.env|decision\.json$|\.db$|\.tsbuildinfo$/), [], 'keys, data or build state');
   });
+
+  it('@writ/sdk ships its compiled code, README, LICENSE and package.json, nothing else', { skip: existsSync(`${ROOT}packages/sdk/dist/index.js`) ? false : 'packages/sdk/dist is not built' }, async () => {
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: `${ROOT}packages/sdk`, maxBuffer: 16 << 20 });
+    const files: string[] = JSON.parse(stdout)[0].files.map((f: { path: string }) => f.path);
+    for (const must of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/agent-client.js']) {
+      assert.ok(files.includes(must), `@writ/sdk lacks ${must}`);
+    }
+    assert.deepEqual(
+      files.filter((f) => !['LICENSE', 'README.md', 'package.json'].includes(f) && !/^dist\/[^/]+\.(js|d\.ts|js\.map)$/.test(f)),
+      [],
+      'anything but dist/, README, LICENSE and package.json',
+    );
+    assert.deepEqual(files.filter((f) => /\.test\.|\.ts$/.test(f) && !f.endsWith('.d.ts')), [], 'tests or sources');
+  });
 });

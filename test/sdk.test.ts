@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createActionVerifier, consumeActionToken, argumentsDigest } from '../src/sdk/index.js';
+import { createActionVerifier, consumeActionToken, argumentsDigest } from '@writ/sdk';
 import { digestArguments } from '../src/core/digest.js';
 import { ManualClock } from '../src/core/clock.js';
 import { Api, setup } from './helpers/harness.js';

@@ -4,10 +4,9 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
-import { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType, parseQuery } from '../sdk/http-action.js';
-import { canonicalPath, encodePath, InvalidPathError } from '../sdk/http-path.js';
+import { ACTION_TOKEN_HEADER, canonicalPath, encodePath, httpActionArguments, InvalidPathError, InvalidQueryError, isJsonContentType, parseQuery } from '@writ/sdk';
 
-export { canonicalPath, encodePath } from '../sdk/http-path.js';
+export { canonicalPath, encodePath } from '@writ/sdk';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
 import { ConfigError, type ProxyConfig, type RouteConfig } from './config.js';
 import { Decider, describeVerdict } from './decide.js';

@@ -1,38 +1,6 @@
 /**
- * Writ SDK: the deliberate public surface for tool servers and agents.
- * It depends on jose and canonicalize only.
+ * `writ/sdk`: the SDK as this package re-exports it, for code that imports it from the
+ * server package. The SDK itself is the workspace package `@writ/sdk` (packages/sdk),
+ * which depends on jose and canonicalize only; import that in a tool server or agent.
  */
-export {
-  ACTION_TOKEN_TYPE,
-  ActionTokenError,
-  argumentsDigest,
-  consumeActionToken,
-  createActionVerifier,
-  type ActionClaims,
-  type ActionTokenErrorCode,
-  type ActionVerifierOptions,
-} from './verify-action-token.js';
-export { ACTION_TOKEN_HEADER, httpActionArguments, InvalidQueryError, isJsonContentType, parseQuery, queryObject, type HttpActionArguments, type QueryObject, type QueryValue } from './http-action.js';
-export { canonicalPath, encodePath, InvalidPathError } from './http-path.js';
-export {
-  ActionRefusedError,
-  createActionGuard,
-  createHttpActionGuard,
-  MCP_ACTION_TOKEN_META,
-  withActionToken,
-  writHttpMiddleware,
-  type ActionGuardOptions,
-  type GuardedRequest,
-  type HttpGuardOptions,
-  type McpHandlerExtra,
-} from './tool-middleware.js';
-export {
-  CLIENT_ASSERTION_TYPE,
-  WritAgentClient,
-  WritApiError,
-  type ActionInput,
-  type AgentClientOptions,
-  type AgentKeyInput,
-  type ApprovalResponse,
-  type AuthorizeResponse,
-} from './agent-client.js';
+export * from '@writ/sdk';

@@ -1,0 +1,69 @@
+/**
+ * The public surface of @writ/sdk, pinned: adding, renaming or removing an export fails
+ * here, so that a change to what users import is a deliberate one (update the lists and
+ * packages/sdk/README.md together).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import * as sdk from '@writ/sdk';
+
+const VALUES = [
+  'ACTION_TOKEN_HEADER',
+  'ACTION_TOKEN_TYPE',
+  'ActionRefusedError',
+  'ActionTokenError',
+  'argumentsDigest',
+  'canonicalPath',
+  'CLIENT_ASSERTION_TYPE',
+  'consumeActionToken',
+  'createActionGuard',
+  'createActionVerifier',
+  'createHttpActionGuard',
+  'encodePath',
+  'httpActionArguments',
+  'InvalidPathError',
+  'InvalidQueryError',
+  'isJsonContentType',
+  'MCP_ACTION_TOKEN_META',
+  'parseQuery',
+  'queryObject',
+  'withActionToken',
+  'WritAgentClient',
+  'WritApiError',
+  'writHttpMiddleware',
+];
+
+const TYPES = [
+  'ActionClaims',
+  'ActionGuardOptions',
+  'ActionInput',
+  'ActionTokenErrorCode',
+  'ActionVerifierOptions',
+  'AgentClientOptions',
+  'AgentKeyInput',
+  'ApprovalResponse',
+  'AuthorizeResponse',
+  'GuardedRequest',
+  'HttpActionArguments',
+  'HttpGuardOptions',
+  'McpHandlerExtra',
+  'QueryObject',
+  'QueryValue',
+];
+
+const sorted = (xs: string[]) => [...xs].sort((a, b) => a.localeCompare(b));
+
+describe('@writ/sdk exports', () => {
+  it('exports exactly the pinned values', () => {
+    assert.deepEqual(sorted(Object.keys(sdk)), sorted(VALUES));
+  });
+
+  it('exports exactly the pinned types (type-only names of its index)', () => {
+    // type-only exports leave no trace at run time: read them from the index itself
+    const text = readFileSync(new URL('../packages/sdk/src/index.ts', import.meta.url), 'utf8');
+    const types = [...text.matchAll(/\btype\s+([A-Za-z0-9_]+)/g)].map((m) => m[1]!);
+    assert.deepEqual(sorted(types), sorted(TYPES));
+    assert.doesNotMatch(text, /export\s+\*/, 'a wildcard re-export would widen the surface unseen');
+  });
+});
