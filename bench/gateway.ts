@@ -25,6 +25,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js';
+import { WritApiError, WritClient } from '@writ/sdk';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'src/cli/main.ts');
@@ -141,21 +142,14 @@ function start(argv: string[], env: Record<string, string> = {}): Child {
   };
 }
 
+/** One setup call through the SDK's API client; throws on anything but a 2xx JSON answer. */
 async function api(base: string, method: string, path: string, token: string | null, body?: unknown, form?: Record<string, string>): Promise<any> {
-  const headers: Record<string, string> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  let payload: string | undefined;
-  if (form) {
-    headers['content-type'] = 'application/x-www-form-urlencoded';
-    payload = new URLSearchParams(form).toString();
-  } else if (body !== undefined) {
-    headers['content-type'] = 'application/json';
-    payload = JSON.stringify(body);
+  try {
+    return await new WritClient({ url: base }).request({ method, path, token: token ?? undefined, json: body, form });
+  } catch (err) {
+    if (err instanceof WritApiError) throw new Error(`${method} ${path}: ${err.status} ${err.code}: ${err.message}`);
+    throw err;
   }
-  const r = await fetch(base + path, { method, headers, body: payload });
-  const j = await r.json();
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
-  return j;
 }
 
 async function stdioClient(command: string[], env: Record<string, string> = {}): Promise<Client> {

@@ -31,6 +31,7 @@ const VALUES = [
   'withActionToken',
   'WritAgentClient',
   'WritApiError',
+  'WritClient',
   'writHttpMiddleware',
 ];
 
@@ -42,6 +43,8 @@ const TYPES = [
   'ActionVerifierOptions',
   'AgentClientOptions',
   'AgentKeyInput',
+  'ApiCall',
+  'ApiResponse',
   'ApprovalResponse',
   'AuthorizeResponse',
   'GuardedRequest',
@@ -50,6 +53,7 @@ const TYPES = [
   'McpHandlerExtra',
   'QueryObject',
   'QueryValue',
+  'WritClientOptions',
 ];
 
 const sorted = (xs: string[]) => [...xs].sort((a, b) => a.localeCompare(b));

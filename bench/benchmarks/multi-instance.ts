@@ -14,11 +14,10 @@
  * them there too, for comparison.
  * ---------------------------------------------------------------------------------
  */
-import http from 'node:http';
 import { freshData, type Backend } from '../lib/backend.js';
 import { startServerChild, type ServerChild } from '../lib/child.js';
 import { TASK_MAX_ACTIONS } from '../lib/fixture.js';
-import { authorizeLoad, BenchApi, prepareAgentTasks, request } from '../lib/http-client.js';
+import { authorizeLoad, authorizeOnce, BenchApi, loadClient, prepareAgentTasks } from '../lib/http-client.js';
 import { makeAgentKey } from '../lib/identity.js';
 import { BENCH_AGENT, BENCH_SCOPE, POLICIES_20 } from '../lib/policies.js';
 import { round, summarize } from '../lib/stats.js';
@@ -80,9 +79,7 @@ interface Trial {
 async function revokeTrial(api: BenchApi, bUrl: string, agentId: string, key: ReturnType<typeof makeAgentKey>, warmupCalls: number, timeoutMs: number): Promise<Trial> {
   const taskId = await api.createTask(agentId, BENCH_SCOPE, 10_000);
   const token = await api.taskToken(agentId, key, taskId);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const base = new URL(bUrl);
-  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const client = loadClient(bUrl, 1);
   const body = authorizeBodies(64);
   let revokeSent = Infinity;
   let revokeAcked = Infinity;
@@ -97,7 +94,7 @@ async function revokeTrial(api: BenchApi, bUrl: string, agentId: string, key: Re
     const deadline = performance.now() + timeoutMs;
     while (performance.now() < deadline) {
       const sent = performance.now();
-      const r = await request(agent, base, 'POST', '/v1/authorize', headers, body(calls));
+      const r = await authorizeOnce(client, token, body(calls));
       const got = performance.now();
       calls += 1;
       if (calls === warmupCalls) warmed();
@@ -128,7 +125,7 @@ async function revokeTrial(api: BenchApi, bUrl: string, agentId: string, key: Re
   await api.ok('POST', `/v1/tasks/${taskId}/revoke`, { reason: 'benchmark' });
   revokeAcked = performance.now();
   await finished;
-  agent.destroy();
+  client.close();
   const r = refusal as { at: number; code: string } | null;
   return {
     refusal_from_send_us: r ? round((r.at - revokeSent) * 1000) : Infinity,

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import { WritClient } from '@writ/sdk';
 import { BENCH_AGENT, BENCH_SCOPE } from './policies.js';
 import { clientAssertion, CLIENT_ASSERTION_TYPE, makeAgentKey, type BenchAgentKey } from './identity.js';
 import { Samples } from './stats.js';
@@ -8,61 +8,33 @@ export interface HttpResult {
   text: string;
 }
 
-/** One request on a keep-alive agent; resolves with the whole body as text. */
-export function request(
-  agent: http.Agent,
-  base: URL,
-  method: string,
-  path: string,
-  headers: Record<string, string>,
-  body?: string | Buffer,
-): Promise<HttpResult> {
-  return new Promise((resolve, reject) => {
-    const buf = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
-    const req = http.request(
-      {
-        host: base.hostname,
-        port: base.port,
-        method,
-        path,
-        agent,
-        headers: buf ? { ...headers, 'content-length': String(buf.length) } : headers,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(buf);
-  });
+/**
+ * A client on keep-alive connections for driving load: the SDK's one API client on its
+ * node:http transport (no redirects followed, a timeout on every call).
+ */
+export function loadClient(url: string, connections: number): WritClient {
+  return new WritClient({ url, http: { keepAlive: true, maxSockets: connections }, timeoutMs: 60_000 });
+}
+
+/** One POST /v1/authorize with an already serialized body; the answer as text. */
+export async function authorizeOnce(client: WritClient, token: string, body: string): Promise<HttpResult> {
+  const r = await client.send({ method: 'POST', path: '/v1/authorize', token, jsonText: body });
+  return { status: r.status, text: r.text };
 }
 
 /** A small operator/agent client for setting up a server over its API. */
 export class BenchApi {
-  readonly base: URL;
   // No keep-alive for setup calls: a socket left idle past the server's keepAliveTimeout
   // would be reset under the next request.
-  readonly agent = new http.Agent({ keepAlive: false, maxSockets: 4 });
+  readonly client: WritClient;
 
   constructor(url: string, readonly adminToken: string) {
-    this.base = new URL(url);
+    this.client = new WritClient({ url, http: { keepAlive: false, maxSockets: 4 }, timeoutMs: 60_000 });
   }
 
   async json(method: string, path: string, body?: unknown, token: string | null = this.adminToken): Promise<{ status: number; body: any }> {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const r = await request(this.agent, this.base, method, path, headers, body === undefined ? undefined : JSON.stringify(body));
-    let parsed: unknown = r.text;
-    try {
-      parsed = JSON.parse(r.text);
-    } catch {
-      /* not JSON */
-    }
-    return { status: r.status, body: parsed };
+    const r = await this.client.send({ method, path, json: body, token: token ?? undefined });
+    return { status: r.status, body: r.body === undefined ? r.text : r.body };
   }
 
   async ok(method: string, path: string, body?: unknown, expect = [200, 201]): Promise<any> {
@@ -85,19 +57,16 @@ export class BenchApi {
   }
 
   async taskToken(agentId: string, key: BenchAgentKey, taskId: string): Promise<string> {
-    const form = new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_assertion_type: CLIENT_ASSERTION_TYPE,
-      client_assertion: await clientAssertion(agentId, key),
-      task_id: taskId,
-    }).toString();
-    const r = await request(this.agent, this.base, 'POST', '/oauth/token', { 'content-type': 'application/x-www-form-urlencoded' }, form);
-    if (r.status !== 200) throw new Error(`POST /oauth/token: ${r.status} ${r.text}`);
-    return JSON.parse(r.text).access_token as string;
+    const r = await this.client.request({
+      method: 'POST',
+      path: '/oauth/token',
+      form: { grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: await clientAssertion(agentId, key), task_id: taskId },
+    });
+    return r.access_token as string;
   }
 
   close(): void {
-    this.agent.destroy();
+    this.client.close();
   }
 }
 
@@ -144,8 +113,7 @@ export async function authorizeLoad(
   durationMs: number,
   bodyFor: (i: number) => string,
 ): Promise<LoadResult> {
-  const agents = targets.map(() => new http.Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency }));
-  const bases = targets.map((t) => new URL(t.url));
+  const clients = targets.map((t) => loadClient(t.url, concurrency));
   const samples = new Samples(64 * 1024);
   const statuses: Record<string, number> = {};
   let allow = 0;
@@ -157,13 +125,13 @@ export async function authorizeLoad(
   const worker = async (w: number) => {
     const ti = w % targets.length;
     const target = targets[ti]!;
-    const headers = { authorization: `Bearer ${target.tokens[Math.floor(w / targets.length) % target.tokens.length]}`, 'content-type': 'application/json' };
+    const token = target.tokens[Math.floor(w / targets.length) % target.tokens.length]!;
     while (performance.now() < deadline) {
       const body = bodyFor(seq++);
       const t0 = performance.now();
       let r: HttpResult;
       try {
-        r = await request(agents[ti]!, bases[ti]!, 'POST', '/v1/authorize', headers, body);
+        r = await authorizeOnce(clients[ti]!, token, body);
       } catch {
         errors += 1;
         continue;
@@ -177,7 +145,7 @@ export async function authorizeLoad(
   };
   await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
   const elapsed = performance.now() - start;
-  for (const a of agents) a.destroy();
+  for (const c of clients) c.close();
   const requests = samples.count;
   return {
     concurrency,

@@ -1,3 +1,4 @@
+import { WritApiError, WritClient } from '@writ/sdk';
 import { WritError } from '../core/errors.js';
 import { flag, UsageError, type ParsedArgs } from './args.js';
 
@@ -48,58 +49,19 @@ export function seg(s: string): string {
   return encodeURIComponent(s);
 }
 
-/** Calls the API; answers the parsed JSON body or throws a CliError with the server's code. */
+/**
+ * Calls the API through the SDK's client (no redirects followed, 30 s timeout); answers the
+ * parsed JSON body or throws a CliError with the server's code.
+ */
 export async function request(base: string, method: string, path: string, opts: RequestOptions = {}): Promise<any> {
-  const url = new URL(base + path);
-  for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  let body: string | undefined;
-  if (opts.form) {
-    headers['content-type'] = 'application/x-www-form-urlencoded';
-    body = new URLSearchParams(opts.form).toString();
-  } else if (opts.json !== undefined) {
-    headers['content-type'] = 'application/json';
-    body = JSON.stringify(opts.json);
-  }
-  let res: Response;
   try {
-    // never follow a redirect: it could carry the bearer token somewhere else
-    res = await fetch(url, { method, headers, body, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    return await new WritClient({ url: base, timeoutMs: TIMEOUT_MS }).request({ method, path, ...opts });
   } catch (err) {
-    const e = err as Error & { cause?: { code?: string; message?: string } };
-    if (e.name === 'TimeoutError') throw new CliError('timeout', `${base} did not answer within ${TIMEOUT_MS / 1000} s`);
-    throw new CliError('connection_failed', `cannot reach ${base}: ${e.cause?.code ?? e.cause?.message ?? e.message}`);
+    if (!(err instanceof WritApiError)) throw err;
+    // the CLI's own codes for the transport failures: `timeout`, `connection_failed`
+    if (err.code === 'unreachable') throw new CliError('connection_failed', err.message);
+    throw new CliError(err.code, err.message, { status: err.status, details: err.details, notes: notesFrom(err.details) });
   }
-  const text = await res.text();
-  let parsed: unknown;
-  try {
-    parsed = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  if (res.status >= 300 && res.status < 400) {
-    throw new CliError('unexpected_redirect', `${method} ${path} answered ${res.status} (redirects are not followed)`, { status: res.status });
-  }
-  if (!res.ok) throw errorFrom(res.status, parsed, `${method} ${path}`);
-  if (parsed === undefined) throw new CliError('bad_response', `${method} ${path} answered ${res.status} without a JSON body`, { status: res.status });
-  return parsed;
-}
-
-/** Maps `{error: {code, message, details}}` and the OAuth `{error, error_description}`. */
-function errorFrom(status: number, body: unknown, what: string): CliError {
-  const b = (body ?? {}) as { error?: unknown; error_description?: unknown };
-  if (b.error && typeof b.error === 'object') {
-    const e = b.error as { code?: unknown; message?: unknown; details?: unknown };
-    const code = typeof e.code === 'string' ? e.code : `http_${status}`;
-    const message = typeof e.message === 'string' ? e.message : `${what} failed with status ${status}`;
-    return new CliError(code, message, { status, details: e.details, notes: notesFrom(e.details) });
-  }
-  if (typeof b.error === 'string') {
-    const message = typeof b.error_description === 'string' ? b.error_description : `${what} failed with status ${status}`;
-    return new CliError(b.error, message, { status });
-  }
-  return new CliError(`http_${status}`, `${what} failed with status ${status}`, { status });
 }
 
 /** Cedar diagnostics and validation issues, one line each. */

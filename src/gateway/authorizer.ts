@@ -1,7 +1,7 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { WritApiError, WritClient } from '@writ/sdk';
 import { WritError } from '../core/errors.js';
 import type { Writ } from '../service/writ.js';
-import { JsonClient } from './json-client.js';
 import type { ToolLabelEntry } from './labels.js';
 
 /**
@@ -121,7 +121,8 @@ function errorOf(status: number, body: any, what: string): AuthorizerError {
 }
 
 function unreachable(err: unknown): AuthorizerError {
-  const e = err as NodeJS.ErrnoException;
+  // the client's `timeout`/`unreachable` carries the socket's error (ECONNREFUSED, ETIMEDOUT…)
+  const e = (err instanceof WritApiError && err.cause ? err.cause : err) as NodeJS.ErrnoException;
   return new AuthorizerError('writ_unavailable', `Writ cannot be reached (${e.code ?? e.message})`);
 }
 
@@ -145,13 +146,15 @@ export function peekClaims(token: string): { sub?: string; txn?: string; exp?: n
  */
 export class HttpAuthorizer implements Authorizer {
   readonly mode = 'http' as const;
-  private readonly client: JsonClient;
+  private readonly client: WritClient;
   private readonly jwks: JWTVerifyGetKey;
   private issuer: string | null = null;
   private readonly tasks = new Map<string, { view: TaskView; until: number }>();
 
   constructor(private readonly opts: { url: string; operatorToken?: string; timeoutMs?: number }) {
-    this.client = new JsonClient(opts.url, opts.timeoutMs ?? 10_000);
+    // node:http with keep-alive: the gateway calls Writ on every tool call, and `fetch`
+    // costs more per request than the decision itself
+    this.client = new WritClient({ url: opts.url, timeoutMs: opts.timeoutMs ?? 10_000, http: { keepAlive: true, maxSockets: 64 }, maxResponseBytes: 4 << 20 });
     this.jwks = createRemoteJWKSet(new URL(`${this.client.url}/.well-known/jwks.json`), { timeoutDuration: opts.timeoutMs ?? 10_000, cooldownDuration: 30_000 });
   }
 
@@ -161,7 +164,8 @@ export class HttpAuthorizer implements Authorizer {
 
   private async call(method: string, path: string, token: string | undefined, json: unknown, what: string, timeoutMs?: number): Promise<{ status: number; body: any }> {
     try {
-      return await this.client.request(method, path, { token, json, timeoutMs });
+      const r = await this.client.send({ method, path, token, json, timeoutMs });
+      return { status: r.status, body: r.body };
     } catch (err) {
       throw unreachable(err);
     }
@@ -268,11 +272,11 @@ export class HttpAuthorizer implements Authorizer {
   }
 }
 
-async function readApproval(client: JsonClient, taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
+async function readApproval(client: WritClient, taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
   const wait = Math.max(0, Math.min(30, Math.floor(waitSeconds)));
   let r;
   try {
-    r = await client.request('GET', `/v1/approvals/${encodeURIComponent(approvalId)}${wait > 0 ? `?wait=${wait}` : ''}`, { token: taskToken, timeoutMs: (wait + 10) * 1000 });
+    r = await client.send({ method: 'GET', path: `/v1/approvals/${encodeURIComponent(approvalId)}${wait > 0 ? `?wait=${wait}` : ''}`, token: taskToken, timeoutMs: (wait + 10) * 1000 });
   } catch (err) {
     throw unreachable(err);
   }

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { WritApiError, WritClient } from './api-client.js';
 
 /**
  * A small client for agents: a task token from the agent's private key (an RFC 7523
  * client assertion, `private_key_jwt`), then authorize, wait for an approval, report
- * an outcome, complete the task. Depends on jose and `fetch` only.
+ * an outcome, complete the task. Depends on jose and the SDK's API client (`WritClient`).
  */
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -26,18 +27,6 @@ export interface ApprovalResponse {
   status: 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
   action_token?: string;
   [k: string]: unknown;
-}
-
-/** An error answer from Writ (`code` from its body), or `unreachable`. */
-export class WritApiError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = 'WritApiError';
-  }
 }
 
 export interface AgentKeyInput {
@@ -64,53 +53,18 @@ export interface AgentClientOptions {
 }
 
 export class WritAgentClient {
-  private readonly base: string;
-  private readonly fetchImpl: typeof fetch;
+  private readonly client: WritClient;
   private signer: Promise<{ key: CryptoKey; alg: string; kid?: string }> | null = null;
   private issuer: string | null = null;
   private token: { value: string; until: number } | null = null;
   private pending: Promise<string> | null = null;
 
   constructor(readonly opts: AgentClientOptions) {
-    this.base = opts.url.replace(/\/+$/, '');
-    this.fetchImpl = opts.fetch ?? fetch;
+    this.client = new WritClient({ url: opts.url, fetch: opts.fetch, timeoutMs: opts.timeoutMs });
   }
 
-  private async call(method: string, path: string, init: { token?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number } = {}): Promise<any> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    let body: string | undefined;
-    if (init.token) headers.authorization = `Bearer ${init.token}`;
-    if (init.form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      body = new URLSearchParams(init.form).toString();
-    } else if (init.json !== undefined) {
-      headers['content-type'] = 'application/json';
-      body = JSON.stringify(init.json);
-    }
-    let res: Response;
-    try {
-      res = await this.fetchImpl(this.base + path, {
-        method,
-        headers,
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(init.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
-      });
-    } catch (err) {
-      throw new WritApiError('unreachable', `Writ cannot be reached: ${(err as Error).message}`, 0);
-    }
-    const text = await res.text();
-    let parsed: any;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      parsed = undefined;
-    }
-    if (res.status >= 200 && res.status < 300 && parsed !== undefined) return parsed;
-    const e = parsed?.error;
-    if (e && typeof e === 'object') throw new WritApiError(String(e.code), String(e.message ?? ''), res.status);
-    if (typeof e === 'string') throw new WritApiError(e, String(parsed.error_description ?? ''), res.status);
-    throw new WritApiError(`http_${res.status}`, `${method} ${path} answered ${res.status}`, res.status);
+  private call(method: string, path: string, init: { token?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number } = {}): Promise<any> {
+    return this.client.request({ method, path, ...init });
   }
 
   private loadSigner(): Promise<{ key: CryptoKey; alg: string; kid?: string }> {

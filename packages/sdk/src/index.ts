@@ -1,6 +1,6 @@
 /**
- * Writ SDK: the deliberate public surface for tool servers and agents.
- * It depends on jose and canonicalize only.
+ * Writ SDK: the deliberate public surface for tool servers and agents, and the one client
+ * for Writ's HTTP API. It depends on jose and canonicalize only (and node builtins).
  */
 export {
   ACTION_TOKEN_TYPE,
@@ -26,10 +26,10 @@ export {
   type HttpGuardOptions,
   type McpHandlerExtra,
 } from './tool-middleware.js';
+export { WritApiError, WritClient, type ApiCall, type ApiResponse, type WritClientOptions } from './api-client.js';
 export {
   CLIENT_ASSERTION_TYPE,
   WritAgentClient,
-  WritApiError,
   type ActionInput,
   type AgentClientOptions,
   type AgentKeyInput,

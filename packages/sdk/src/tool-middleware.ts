@@ -82,8 +82,9 @@ export function createActionGuard(opts: ActionGuardOptions) {
         await consumeActionToken(writUrl, token, opts.audience, opts.fetch);
       } catch (err) {
         const e = err as { code?: string; status?: number; message?: string };
-        const code = e.code ?? 'consume_failed';
-        throw new ActionRefusedError(code, e.message ?? 'the action token could not be consumed', STATUS[code] ?? (e.status && e.status < 500 ? e.status : 503));
+        // Writ not reached (or a redirect, never followed): the token could not be burnt
+        const code = e.code === undefined || e.code === 'unreachable' || e.code === 'timeout' ? 'consume_failed' : e.code;
+        throw new ActionRefusedError(code, e.message ?? 'the action token could not be consumed', STATUS[code] ?? (e.status && e.status >= 400 && e.status < 500 ? e.status : 503));
       }
     }
     return claims;

@@ -1,6 +1,7 @@
 import canonicalize from 'canonicalize';
 import { createHash } from 'node:crypto';
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { apiErrorOf, WritClient } from './api-client.js';
 
 /** The action token's `typ` (explicit typing, RFC 8725 §3.11). */
 export const ACTION_TOKEN_TYPE = 'writ-action+jwt';
@@ -146,13 +147,8 @@ export function createActionVerifier(options: ActionVerifierOptions) {
  * the first time; rejects with code `token_already_used` on a replay.
  */
 export async function consumeActionToken(writUrl: string, token: string, audience: string, fetchImpl: typeof fetch = fetch): Promise<ActionClaims> {
-  const res = await fetchImpl(`${writUrl.replace(/\/+$/, '')}/v1/actions/consume`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ action_token: token, audience }),
-  });
-  const body = (await res.json().catch(() => ({}))) as { claims?: ActionClaims; error?: { code: string; message: string } };
-  if (res.status === 200 && body.claims) return body.claims;
-  const code = body.error?.code ?? `http_${res.status}`;
-  throw Object.assign(new Error(body.error?.message ?? `consume failed with ${res.status}`), { code, status: res.status });
+  const r = await new WritClient({ url: writUrl, fetch: fetchImpl }).send({ method: 'POST', path: '/v1/actions/consume', json: { action_token: token, audience } });
+  const claims = (r.body as { claims?: ActionClaims } | undefined)?.claims;
+  if (r.status === 200 && claims) return claims;
+  throw apiErrorOf(r.status, r.body, 'POST /v1/actions/consume');
 }
