@@ -28,7 +28,7 @@ describe('npm pack ships only what runs', { skip: existsSync(`${ROOT}dist/cli/ma
       assert.ok(files.includes(must), `@writ/sdk lacks ${must}`);
     }
     assert.deepEqual(
-      files.filter((f) => !['LICENSE', 'README.md', 'package.json'].includes(f) && !/^dist\/[^/]+\.(js|d\.ts|js\.map)$/.test(f)),
+      files.filter((f) => !['LICENSE', 'README.md', 'package.json'].includes(f) && !/^dist\/[^/]+\.(js|d\.ts)$/.test(f)),
       [],
       'anything but dist/, README, LICENSE and package.json',
     );

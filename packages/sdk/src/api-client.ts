@@ -207,7 +207,13 @@ function nodeTransport(mod: typeof http | typeof https, agent: http.Agent, maxBy
         res.on('data', (c: Buffer) => {
           size += c.length;
           if (maxBytes !== undefined && size > maxBytes) {
-            req.destroy(new Error('response too large'));
+            // settle first, then drop the connection without an error of its own: an error
+            // passed to destroy() here would surface as an uncaught exception once the
+            // answer has started
+            clearTimeout(timer);
+            reject(new Error('response too large'));
+            res.removeAllListeners('data');
+            req.destroy();
             return;
           }
           chunks.push(c);
