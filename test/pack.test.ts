@@ -22,7 +22,8 @@ describe('npm pack ships only what runs', { skip: existsSync(`${ROOT}dist/cli/ma
   });
 
   it('@writ/sdk ships its compiled code, README, LICENSE and package.json, nothing else', { skip: existsSync(`${ROOT}packages/sdk/dist/index.js`) ? false : 'packages/sdk/dist is not built' }, async () => {
-    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: `${ROOT}packages/sdk`, maxBuffer: 16 << 20 });
+    const { code, stdout, stderr } = await runChild('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: `${ROOT}packages/sdk` });
+    assert.equal(code, 0, stderr);
     const files: string[] = JSON.parse(stdout)[0].files.map((f: { path: string }) => f.path);
     for (const must of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/agent-client.js']) {
       assert.ok(files.includes(must), `@writ/sdk lacks ${must}`);

@@ -71,13 +71,15 @@ function newestSource(dir: string): number {
 }
 
 /**
- * The README's SDK snippet imports `writ/sdk`, which the package exports from dist/. `npm test`
- * builds it first; a run of this file alone builds it when it is missing or older than src/
- * (the rule bin/writ.js follows), so the snippet never runs against a stale build.
+ * The README's SDK snippet imports `@writ/sdk`, whose package (packages/sdk) exports its dist/,
+ * and `writ` runs dist/. `npm test` builds both first; a run of this file alone builds them
+ * when missing or older than src/ or packages/sdk/src (the rule bin/writ.js follows), so the
+ * snippet never runs against a stale build.
  */
 before(async () => {
   const stamp = join(REPO, 'dist', '.built');
-  if (existsSync(join(REPO, 'dist', 'sdk', 'index.js')) && existsSync(stamp) && newestSource(join(REPO, 'src')) <= statSync(stamp).mtimeMs) return;
+  const newest = Math.max(newestSource(join(REPO, 'src')), newestSource(join(REPO, 'packages', 'sdk', 'src')));
+  if (existsSync(join(REPO, 'packages', 'sdk', 'dist', 'index.js')) && existsSync(stamp) && newest <= statSync(stamp).mtimeMs) return;
   const build = spawnGroup('npm', ['run', 'build'], { cwd: REPO });
   const timer = setTimeout(() => void build.kill(), SESSION_TIMEOUT_MS);
   try {
