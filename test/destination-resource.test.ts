@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { destinationPatternProblem, destinationProblem } from '../src/core/destination.js';
 import { resourceProblem } from '../src/core/resource.js';
+import { ConfigError, parseGatewayConfig, parseProxyConfig, upstreamDestination } from '../src/gateway/config.js';
 import { destinationPatternIncludes } from '../src/tasks/scope-subset.js';
 import { checkScope, matchDestination } from '../src/tasks/scope.js';
 
@@ -165,4 +166,32 @@ describe('resource form (issue 10 item 4)', () => {
     '',
   ];
   for (const r of invalid) it(`refuses ${JSON.stringify(r)}`, () => assert.notEqual(resourceProblem(r), null));
+});
+
+describe('gateway configuration: destinations and resource templates in canonical form (issue 10 item 4)', () => {
+  const gw = (destination: unknown) =>
+    parseGatewayConfig({ writ: { url: 'http://127.0.0.1:9' }, upstreams: [{ name: 'gh', transport: 'http', url: 'http://127.0.0.1:9/mcp', destination }] });
+  const px = (over: Record<string, unknown>) =>
+    parseProxyConfig({ writ: { url: 'http://127.0.0.1:9' }, routes: [{ name: 'gh.api', path: '/gh/:owner/:repo', upstream: 'http://127.0.0.1:9', ...over }] });
+  it('refuses non-canonical destinations, accepts canonical ones and null', () => {
+    for (const d of ['API.github.com', 'evil.example#.github.com', 'api.github.com.', 'https://api.github.com', 'stdio:Local']) {
+      assert.throws(() => gw(d), ConfigError, d);
+      assert.throws(() => px({ destination: d }), ConfigError, d);
+    }
+    for (const d of ['api.github.com', 'stdio:local', '127.0.0.1:9', null]) {
+      gw(d);
+      px({ destination: d });
+    }
+  });
+  it('refuses resource templates with dot segments once filled; accepts `{param}` templates', () => {
+    for (const r of ['repo:{owner}/../{repo}', 'repo:{owner}/%2e%2e/x', 'repo:{owner}\\{repo}']) assert.throws(() => px({ resource: r }), ConfigError, r);
+    px({ resource: 'repo:{owner}/{repo}' });
+  });
+  it('the default destination of an HTTP upstream (the URL host, as WHATWG writes it) is canonical', () => {
+    for (const url of ['http://API.GitHub.com/mcp', 'http://bücher.de:8080/mcp', 'http://[0:0:0:0:0:0:0:1]:9/mcp', 'http://127.1:9/mcp']) {
+      const c = parseGatewayConfig({ writ: { url: 'http://127.0.0.1:9' }, upstreams: [{ name: 'gh', transport: 'http', url }] });
+      const d = upstreamDestination(c.upstreams[0]!);
+      assert.equal(destinationProblem(d!), null, `${url} -> ${d}`);
+    }
+  });
 });
