@@ -145,6 +145,17 @@ for (const { backend, skip } of backends()) {
         assert.equal(r.body.error.code, 'rate_limited');
         assert.equal(r.headers.get('retry-after'), '1');
       }
+      // requests sent together are counted as they are decided: a burst does not slip past
+      const burstTask = await env.createTask({ scope: SCOPE, max_actions: 50 });
+      const burst = await agentFor(env, burstTask.id, clock);
+      const all = await Promise.all(Array.from({ length: 30 }, (_, i) => burst.call('POST', '/v1/authorize', i % 2 ? { ...allow, tool: 'slack.post' } : pay(i))));
+      assert.equal(all.filter((r) => r.status === 200).length, 5, all.map((r) => r.status).join(','));
+      assert.equal(all.filter((r) => r.status === 429).length, 25);
+      // ... and concurrent allows are never slowed by it
+      const allowTask = await env.createTask({ scope: SCOPE, max_actions: 50 });
+      const allower = await agentFor(env, allowTask.id, clock);
+      const allows = await Promise.all(Array.from({ length: 30 }, () => allower.call('POST', '/v1/authorize', allow)));
+      assert.ok(allows.every((r) => r.status === 200 && r.body.decision === 'allow'));
       // another task of the same agent has its own rate
       const other = await agentFor(env, (await env.createTask({ scope: SCOPE })).id, clock);
       assert.equal((await other.call('POST', '/v1/authorize', { ...allow, tool: 'slack.post' })).body.decision, 'deny');

@@ -785,29 +785,37 @@ export class Writ {
    * unit (which is taken atomically, so concurrent requests never overspend).
    */
   async authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
-    // Denies and approval requests each cost a decision record and its audit entry (an
-    // approval also holds a place for a person's review): a task that keeps being refused
-    // is slowed down. Allows are bounded by the task's budget and do not count.
+    // A task already over its refusal rate is answered at once, before any policy work.
+    await this.refuseOverRate(ctx, this.taskRefusals.check(ctx.task.id));
+    return this.decideAction(ctx, action);
+  }
+
+  /**
+   * Denies and approval requests each cost a decision record and its audit entry (an
+   * approval also holds a place in a person's review queue): a task that keeps being
+   * refused is slowed down. A refusal takes its place in the window at the moment it is
+   * known, before it is written, so requests sent together are counted as they are
+   * decided (not all let through because none had finished). Allows never count: the
+   * task's budget bounds them, and concurrent allowed requests must not be slowed.
+   */
+  private async countRefusal(ctx: { task: TaskRecord; agent: AgentRecord }): Promise<void> {
     const limited = this.taskRefusals.check(ctx.task.id);
-    if (limited.blocked) {
-      if (limited.report) {
-        await this.securityEvent('security.rate_limited', `agent:${ctx.agent.id}`, { task_id: ctx.task.id, refusals: limited.count, window_ms: this.taskRefusals.windowMs }, { taskId: ctx.task.id, agentId: ctx.agent.id });
-      }
-      throw new RateLimitedError(`task \`${ctx.task.id}\` was denied or sent to approval ${limited.count} times in ${this.taskRefusals.windowMs} ms; retry later`, {
-        retryAfterSeconds: limited.retryAfterMs / 1000,
-      });
+    // check and record with no await between them: no other request counts in between
+    if (!limited.blocked) {
+      this.taskRefusals.record(ctx.task.id);
+      return;
     }
-    let counted = false;
-    try {
-      const result = await this.decideAction(ctx, action);
-      if (result.decision !== 'allow') counted = true;
-      return result;
-    } catch (err) {
-      counted = err instanceof RateLimitedError; // approval_limit: an approval request all the same
-      throw err;
-    } finally {
-      if (counted) this.taskRefusals.record(ctx.task.id);
+    await this.refuseOverRate(ctx, limited);
+  }
+
+  private async refuseOverRate(ctx: { task: TaskRecord; agent: AgentRecord }, limited: ReturnType<WindowLimiter['check']>): Promise<void> {
+    if (!limited.blocked) return;
+    if (limited.report) {
+      await this.securityEvent('security.rate_limited', `agent:${ctx.agent.id}`, { task_id: ctx.task.id, refusals: limited.count, window_ms: this.taskRefusals.windowMs }, { taskId: ctx.task.id, agentId: ctx.agent.id });
     }
+    throw new RateLimitedError(`task \`${ctx.task.id}\` was denied or sent to approval ${limited.count} times in ${this.taskRefusals.windowMs} ms; retry later`, {
+      retryAfterSeconds: limited.retryAfterMs / 1000,
+    });
   }
 
   private async decideAction(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
@@ -834,6 +842,7 @@ export class Writ {
     });
 
     const deny = async (reasons: Reason[], policies: string[] = []): Promise<AuthorizeResult> => {
+      await this.countRefusal(ctx);
       const d: DecisionRecord = { ...base, reasons, policies };
       await this.committer.submit({ decision: d, audit: this.decisionAudit(d, {}, action.arguments) });
       return { decision: 'deny', decision_id: decisionId, reasons };
@@ -861,7 +870,10 @@ export class Writ {
       // action, or an active break-glass. Only then, and only under a policy set that
       // mentions them, is the request evaluated again (src/approvals/escalation.ts).
       const esc = set.mentionsApproval || set.mentionsBreakGlass ? await escalate(this, { facts, set, first: evaluation }) : null;
-      if (esc?.kind === 'approval') return this.approvals.request(ctx, action, base, esc);
+      if (esc?.kind === 'approval') {
+        await this.countRefusal(ctx);
+        return this.approvals.request(ctx, action, base, esc);
+      }
       if (esc?.kind !== 'break_glass') {
         return deny([policyDenyReason(evaluation)], evaluation.policies);
       }
