@@ -138,7 +138,7 @@ export function argumentsProblem(flat: FlatArguments, reads: ArgumentReads, args
   }
   if (reads.numeric === false && reads.strings === false) return null;
   if (reads.numeric === null || reads.strings === null) return argumentShapeProblem(args, null);
-  return argumentShapeProblem(args, new Set([...(reads.numeric || []), ...(reads.strings || [])]));
+  return (reads.numeric && argumentShapeProblem(args, reads.numeric)) || (reads.strings && argumentShapeProblem(args, reads.strings)) || null;
 }
 
 const INDEX = /^(0|[1-9][0-9]*)$/;
