@@ -1,4 +1,4 @@
-import { stageEnd } from '../core/stage-profile.js';
+import { stageEnd, stageStart } from '../core/stage-profile.js';
 import { decodeProtectedHeader } from 'jose';
 import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
@@ -785,6 +785,7 @@ export class Writ {
    * unit (which is taken atomically, so concurrent requests never overspend).
    */
   async authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
+    stageStart();
     // A task already over its refusal rate is answered at once, before any policy work.
     await this.refuseOverRate(ctx, this.taskRefusals.check(ctx.task.id));
     return this.decideAction(ctx, action);
