@@ -20,7 +20,9 @@ import { BENCH_ISSUER } from './lib/identity.js';
 const spec = JSON.parse(process.env.WRIT_BENCH_STORE ?? '') as StoreSpec;
 const store = await openSpec(spec);
 const probe = probeCommits(store);
-const writ = new Writ(store, { issuer: BENCH_ISSUER, maxTaskActions: TASK_MAX_ACTIONS });
+// Cedar on worker threads (WRIT_BENCH_POLICY_WORKERS, default 1: the second core), as `writ serve` with WRIT_POLICY_WORKERS
+const policyWorkers = Number(process.env.WRIT_BENCH_POLICY_WORKERS ?? 1);
+const writ = new Writ(store, { issuer: BENCH_ISSUER, maxTaskActions: TASK_MAX_ACTIONS, policyWorkers });
 await writ.init();
 const boot = await writ.bootstrapAdmin();
 writ.startBackgroundWork();

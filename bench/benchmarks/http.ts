@@ -47,7 +47,7 @@ export async function phase(servers: ServerChild[], targets: LoadTarget[], concu
  */
 export async function authorizeHttp(opts: RunOptions, backend: Backend): Promise<BenchOutput> {
   const q = opts.quick;
-  const p = { backend, policies: 20, warmup_s: q ? 0.3 : 1, duration_s: q ? 1 : 5, concurrency: [1, 32], tasks: 8, keep_alive: true, server: 'child process (bench/server-child.ts), createHttpServer' };
+  const p = { backend, policies: 20, warmup_s: q ? 0.3 : 1, duration_s: q ? 1 : 5, concurrency: [1, 32], tasks: 8, keep_alive: true, server: 'child process (bench/server-child.ts), createHttpServer', policy_workers: Number(process.env.WRIT_BENCH_POLICY_WORKERS ?? 1) };
   const data = freshData(backend, opts.dataRoot);
   const child = await startServerChild(data.spec);
   const api = new BenchApi(child.url, child.adminToken!);

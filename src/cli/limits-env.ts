@@ -28,6 +28,16 @@ export function limitsConfigFromEnv(env: NodeJS.ProcessEnv): Partial<WritConfig>
   count('WRIT_APPROVAL_OPEN_MAX_PER_AGENT', 'approvalOpenMaxPerAgent');
   count('WRIT_VISIBLE_TOOLS_MAX', 'visibleToolsMax');
   if (out.visibleToolsMax !== undefined && out.visibleToolsMax > 10_000) throw new UsageError('WRIT_VISIBLE_TOOLS_MAX is at most 10000');
+  const workers = env.WRIT_POLICY_WORKERS;
+  if (workers !== undefined && workers !== '') {
+    if (!/^\d+$/.test(workers) || Number(workers) > 64) throw new UsageError('WRIT_POLICY_WORKERS must be a whole number from 0 to 64');
+    out.policyWorkers = Number(workers);
+  }
+  const workerTimeout = env.WRIT_POLICY_WORKER_TIMEOUT_MS;
+  if (workerTimeout !== undefined && workerTimeout !== '') {
+    if (!/^\d+$/.test(workerTimeout) || Number(workerTimeout) < 1) throw new UsageError('WRIT_POLICY_WORKER_TIMEOUT_MS must be a whole number >= 1');
+    out.policyWorkerTimeoutMs = Number(workerTimeout);
+  }
   const refusals = windowLimitFromEnv('WRIT_TASK_REFUSAL_LIMIT', env.WRIT_TASK_REFUSAL_LIMIT);
   if (refusals) out.taskRefusalLimit = refusals;
   const visible = windowLimitFromEnv('WRIT_VISIBLE_TOOLS_LIMIT', env.WRIT_VISIBLE_TOOLS_LIMIT);

@@ -1,6 +1,7 @@
 import type * as cedarTypes from '@cedar-policy/cedar-wasm/nodejs';
 import { sha256Hex } from '../core/digest.js';
-import { InvalidRequestError } from '../core/errors.js';
+import { InvalidRequestError, UnavailableError } from '../core/errors.js';
+import { CedarPool, CedarPoolError, type PoolAnswer } from './cedar-pool.js';
 import { cedar as cedarNow, cedarGeneration, resetCedar } from './cedar-runtime.js';
 import { checkPolicyComplexity, DEFAULT_COMPLEXITY_LIMITS, tooComplex, type ComplexityLimits } from './complexity.js';
 import { buildCedarRequest, toolServer } from './request.js';
@@ -330,9 +331,18 @@ export class PolicyEngine {
   /** how many traps this engine has recovered from */
   traps = 0;
 
-  constructor(options: { limits?: Partial<ComplexityLimits> } = {}) {
+  /** worker threads that run the request-path evaluation (`evaluateAsync`); null: this thread */
+  readonly pool: CedarPool | null;
+
+  constructor(options: { limits?: Partial<ComplexityLimits>; workers?: number; workerTimeoutMs?: number } = {}) {
     this.limits = { ...DEFAULT_COMPLEXITY_LIMITS, ...options.limits };
     this.ensureInstance();
+    this.pool = options.workers ? new CedarPool(options.workers, options.workerTimeoutMs ?? 2000) : null;
+  }
+
+  /** Stops the policy workers, if any. */
+  async close(): Promise<void> {
+    await this.pool?.close();
   }
 
   /** Preparses the schema and the loaded sets into the current instance when it is new to this engine. */
@@ -414,6 +424,7 @@ export class PolicyEngine {
       const r = c.preparsePolicySet(id, { staticPolicies: parts });
       if (r.type !== 'success') throw invalid('the policy set does not parse', r.errors.map((e) => diag(null, e)));
     }
+    for (const [id, parts] of sets) this.pool?.load(id, parts);
     const set: LoadedPolicySet = {
       version,
       text,
@@ -555,11 +566,42 @@ export class PolicyEngine {
       const trap = this.recover('evaluate', err);
       return { decision: 'deny', policies: [], errors: [{ policy_id: '', message: `the policy engine failed (${trap.message}); it was replaced` }] };
     }
+    return PolicyEngine.interpret(answer);
+  }
+
+  private static interpret(answer: cedarTypes.AuthorizationAnswer): Evaluation {
     if (answer.type !== 'success') {
       return { decision: 'deny', policies: [], errors: answer.errors.map((e) => ({ policy_id: '', message: e.message })) };
     }
     const errors = answer.response.diagnostics.errors.map((e) => ({ policy_id: e.policyId, message: e.error.message }));
     const decision = errors.length > 0 ? 'deny' : answer.response.decision;
     return { decision, policies: answer.response.diagnostics.reason, errors };
+  }
+
+  /**
+   * `evaluate` on a policy worker when the engine has them (else on this thread): same
+   * answer, same fail-closed rules (an error or a trap inside Cedar denies). A worker
+   * that fails, exits or does not answer in time throws 503 `policy_unavailable`: the
+   * caller records nothing and allows nothing.
+   */
+  async evaluateAsync(request: CedarRequest, set: LoadedPolicySet = this.active()): Promise<Evaluation> {
+    if (!this.pool) return this.evaluate(request, set);
+    let got: PoolAnswer;
+    try {
+      got = await this.pool.evaluate(PolicyEngine.statefulCall(request, set));
+    } catch (err) {
+      if (err instanceof CedarPoolError) throw new UnavailableError(`the policy engine did not answer: ${err.message}`, undefined, 'policy_unavailable');
+      throw err;
+    }
+    if ('trap' in got) {
+      this.traps += 1;
+      try {
+        this.onTrap?.({ operation: 'evaluate', message: got.trap });
+      } catch {
+        // reporting never changes the answer
+      }
+      return { decision: 'deny', policies: [], errors: [{ policy_id: '', message: `the policy engine failed (${got.trap}); it was replaced` }] };
+    }
+    return PolicyEngine.interpret(got.answer);
   }
 }

@@ -66,6 +66,14 @@ export interface WritConfig {
   auditArgs: AuditArgsMode;
   /** audit: paths masked per tool in `masked` mode (WRIT_AUDIT_MASK) */
   auditMaskRules: MaskRule[];
+  /**
+   * authorize: worker threads that run Cedar (WRIT_POLICY_WORKERS; 0, the default, runs it
+   * on the main thread). A worker that fails or does not answer in `policyWorkerTimeoutMs`
+   * fails the decision with 503 `policy_unavailable` and is replaced.
+   */
+  policyWorkers: number;
+  /** (WRIT_POLICY_WORKER_TIMEOUT_MS, default 2000) */
+  policyWorkerTimeoutMs: number;
 }
 
 export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
@@ -99,6 +107,8 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   visibleToolsMax: 256,
   visibleToolsLimit: { max: 30, windowMs: 10_000 },
   operatorTokenTtlSeconds: 90 * 24 * 3600,
+  policyWorkers: 0,
+  policyWorkerTimeoutMs: 2000,
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {
@@ -119,6 +129,8 @@ export function resolveConfig(partial: Partial<WritConfig> & { issuer: string })
   }
   if (!(Number.isInteger(c.operatorTokenTtlSeconds) && c.operatorTokenTtlSeconds > 0)) throw new TypeError('operatorTokenTtlSeconds must be a whole number > 0');
   if (!(Number.isInteger(c.visibleToolsMax) && c.visibleToolsMax > 0 && c.visibleToolsMax <= 10_000)) throw new TypeError('visibleToolsMax must be a whole number in 1..10000');
+  if (!(Number.isInteger(c.policyWorkers) && c.policyWorkers >= 0 && c.policyWorkers <= 64)) throw new TypeError('policyWorkers must be a whole number in 0..64');
+  if (!(Number.isInteger(c.policyWorkerTimeoutMs) && c.policyWorkerTimeoutMs > 0)) throw new TypeError('policyWorkerTimeoutMs must be a whole number > 0');
   for (const k of ['approvalPendingTtlSeconds', 'approvalApprovedTtlSeconds', 'breakGlassMaxSeconds', 'breakGlassConfirmWindowSeconds', 'presenceMaxTtlSeconds', 'presenceInitialTtlSeconds'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new TypeError(`${k} must be a whole number > 0`);
   }

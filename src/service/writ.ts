@@ -138,7 +138,11 @@ export class Writ {
   ) {
     this.config = resolveConfig(config);
     this.clock = clock;
-    this.policy = new PolicyEngine({ limits: { maxDepth: this.config.policyMaxDepth, maxTokens: this.config.policyMaxTokens } });
+    this.policy = new PolicyEngine({
+      limits: { maxDepth: this.config.policyMaxDepth, maxTokens: this.config.policyMaxTokens },
+      workers: this.config.policyWorkers,
+      workerTimeoutMs: this.config.policyWorkerTimeoutMs,
+    });
     // A Cedar trap replaced the engine's WebAssembly instance (the request that hit it was denied): loud, never silent.
     this.policy.onTrap = (t) => void this.securityEvent('policy.engine_reset', 'system', { operation: t.operation, error: t.message }).catch(() => undefined);
     const kek = this.config.keyEncryptionKey ? deriveKeyEncryptionKey(this.config.keyEncryptionKey) : null;
@@ -277,6 +281,7 @@ export class Writ {
   async close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    await this.policy.close();
     await this.store.close();
   }
 
@@ -860,7 +865,8 @@ export class Writ {
     if (problem) return deny([problem]);
     const request = buildCedarRequest(facts);
     stageEnd('facts');
-    let evaluation = this.policy.evaluate(request, set);
+    // on a policy worker when configured: a worker failure throws 503, never allows
+    let evaluation = await this.policy.evaluateAsync(request, set);
     stageEnd('cedar');
     if (evaluation.errors.length > 0) {
       return deny([policyErrorReason(evaluation)], evaluation.errors.map((e) => e.policy_id).filter(Boolean));

@@ -1,0 +1,153 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type * as cedarTypes from '@cedar-policy/cedar-wasm/nodejs';
+
+/**
+ * Cedar evaluation on worker threads, so that decisions use every core (issue 12): the
+ * main thread keeps HTTP, authentication, the store and the durable commit; a worker
+ * runs `statefulIsAuthorized` on its own Cedar instance, with the same preparsed sets.
+ *
+ * Fail closed: a worker that errors, exits or does not answer within `timeoutMs` fails
+ * every call it holds with `CedarPoolError` (the caller answers 503, never allow), is
+ * terminated, and is replaced by a new one with every set preparsed again. A throw from
+ * inside Cedar (a trap) is answered as such and the worker then exits: its WebAssembly
+ * instance is never used again (as ./engine.ts does for its own instance).
+ */
+
+const ENTRY = createRequire(import.meta.url).resolve('@cedar-policy/cedar-wasm/nodejs');
+
+// CommonJS, evaluated in the worker: no TypeScript loader needed there.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const cedar = require(workerData.entry);
+parentPort.on('message', (m) => {
+  if (m.t === 'load') {
+    // a set that does not preparse here is unknown to this worker: calls on it get
+    // Cedar's failure answer, which the engine turns into a deny (fail closed)
+    try {
+      cedar.preparsePolicySet(m.id, { staticPolicies: m.parts });
+    } catch (err) {
+      process.exit(70);
+    }
+    return;
+  }
+  if (m.t === 'stall') {
+    // test hook (CedarPool.stallForTest): a worker that stops answering
+    const until = Date.now() + m.ms;
+    while (Date.now() < until);
+    return;
+  }
+  if (m.t === 'eval') {
+    let answer;
+    try {
+      answer = cedar.statefulIsAuthorized(m.call);
+    } catch (err) {
+      parentPort.postMessage({ n: m.n, trap: String((err && err.message) || err).slice(0, 300) });
+      process.exit(70);
+    }
+    parentPort.postMessage({ n: m.n, answer });
+  }
+});
+`;
+
+export class CedarPoolError extends Error {}
+
+interface Pending {
+  resolve: (a: PoolAnswer) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** What a worker answers: Cedar's answer, or the message of a trap inside it. */
+export type PoolAnswer = { answer: cedarTypes.AuthorizationAnswer } | { trap: string };
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  dead: boolean;
+}
+
+export class CedarPool {
+  private readonly slots: Slot[] = [];
+  /** every preparsed set, in load order: a replacement worker gets them all before any call */
+  private readonly sets = new Map<string, Record<string, string>>();
+  private next = 0;
+  private closed = false;
+  /** how many workers were replaced after an error, exit or timeout */
+  replaced = 0;
+
+  constructor(readonly size: number, readonly timeoutMs: number) {
+    if (!(Number.isInteger(size) && size >= 1)) throw new TypeError('a Cedar pool needs at least one worker');
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { entry: ENTRY }, stdout: true, stderr: true });
+    worker.unref();
+    const slot: Slot = { worker, pending: new Map(), dead: false };
+    for (const [id, parts] of this.sets) worker.postMessage({ t: 'load', id, parts });
+    worker.on('message', (m: { n: number; answer?: cedarTypes.AuthorizationAnswer; trap?: string }) => {
+      const p = slot.pending.get(m.n);
+      if (!p) return;
+      slot.pending.delete(m.n);
+      clearTimeout(p.timer);
+      p.resolve(m.trap !== undefined ? { trap: m.trap } : { answer: m.answer! });
+    });
+    worker.on('error', (err) => this.fail(slot, `the policy worker failed (${String(err?.message ?? err).slice(0, 200)})`));
+    worker.on('exit', (code) => this.fail(slot, `the policy worker exited with ${code}`));
+    return slot;
+  }
+
+  /** Fails every call a worker holds and replaces it (once per worker). */
+  private fail(slot: Slot, why: string): void {
+    if (slot.dead) return;
+    slot.dead = true;
+    for (const p of slot.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new CedarPoolError(why));
+    }
+    slot.pending.clear();
+    void slot.worker.terminate().catch(() => undefined);
+    if (this.closed) return;
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) {
+      this.slots[i] = this.spawn();
+      this.replaced += 1;
+    }
+  }
+
+  /** Preparses a set (id -> policies by id) in every worker, now and in every replacement. */
+  load(id: string, parts: Record<string, string>): void {
+    if (this.sets.has(id)) return;
+    this.sets.set(id, parts);
+    for (const s of this.slots) s.worker.postMessage({ t: 'load', id, parts });
+  }
+
+  /** One `statefulIsAuthorized` on the least busy worker; rejects with CedarPoolError on error, exit or timeout. */
+  evaluate(call: cedarTypes.StatefulAuthorizationCall): Promise<PoolAnswer> {
+    if (this.closed) return Promise.reject(new CedarPoolError('the policy workers are closed'));
+    let slot = this.slots[0]!;
+    for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
+    const n = this.next++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(slot, `the policy worker did not answer within ${this.timeoutMs} ms`), this.timeoutMs);
+      slot.pending.set(n, { resolve, reject, timer });
+      slot.worker.postMessage({ t: 'eval', n, call });
+    });
+  }
+
+  /** Test hook: makes worker `i` busy for `ms` (it answers nothing meanwhile). */
+  stallForTest(i: number, ms: number): void {
+    this.slots[i]!.worker.postMessage({ t: 'stall', ms });
+  }
+
+  /** Test hook: the worker threads, to crash one. */
+  workersForTest(): Worker[] {
+    return this.slots.map((s) => s.worker);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => this.fail(s, 'the policy workers are closed')));
+  }
+}
