@@ -4,7 +4,7 @@
  * packages/sdk/README.md together).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import * as sdk from '@writ/sdk';
 
@@ -69,5 +69,24 @@ describe('@writ/sdk exports', () => {
     const types = [...text.matchAll(/\btype\s+([A-Za-z0-9_]+)/g)].map((m) => m[1]!);
     assert.deepEqual(sorted(types), sorted(TYPES));
     assert.doesNotMatch(text, /export\s+\*/, 'a wildcard re-export would widen the surface unseen');
+  });
+
+  it('depends on jose and canonicalize only: its package.json and every import of its source', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../packages/sdk/package.json', import.meta.url), 'utf8'));
+    assert.deepEqual(Object.keys(pkg.dependencies ?? {}).sort(), ['canonicalize', 'jose']);
+    assert.equal(pkg.peerDependencies, undefined);
+    assert.equal(pkg.optionalDependencies, undefined);
+    const dir = new URL('../packages/sdk/src/', import.meta.url);
+    const outside: string[] = [];
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
+      const text = readFileSync(new URL(f, dir), 'utf8');
+      // static imports and re-exports, side-effect imports, and dynamic import()
+      for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+        const spec = (m[1] ?? m[2] ?? m[3])!;
+        if (spec.startsWith('./') || spec.startsWith('node:') || spec === 'jose' || spec === 'canonicalize') continue;
+        outside.push(`${f}: ${spec}`);
+      }
+    }
+    assert.deepEqual(outside, [], 'imports of anything but its own files, node builtins, jose and canonicalize');
   });
 });
