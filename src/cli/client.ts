@@ -1,4 +1,5 @@
 import { WritApiError, WritClient } from '@writ/sdk';
+import { formatDiagnostic, type PolicyDiagnostic } from '../policy/diagnostics.js';
 import { WritError } from '../core/errors.js';
 import { flag, UsageError, type ParsedArgs } from './args.js';
 
@@ -70,10 +71,11 @@ function notesFrom(details: unknown): string[] {
   const d = details as { diagnostics?: unknown; issues?: unknown };
   const out: string[] = [];
   if (Array.isArray(d.diagnostics)) {
-    for (const x of d.diagnostics as { policy_id?: string | null; message?: string; help?: string | null }[]) {
-      // Cedar's validation messages already name the policy
-      const where = x.policy_id && !x.message?.includes(`policy \`${x.policy_id}\``) ? `policy \`${x.policy_id}\`: ` : '';
-      out.push(`  ${where}${x.message ?? JSON.stringify(x)}${x.help ? ` (help: ${x.help})` : ''}`);
+    // as a compiler prints them: `<policy>:line:col: error: ...`, the line, a caret
+    for (const x of d.diagnostics as Partial<PolicyDiagnostic>[]) {
+      if (typeof x?.message !== 'string') continue;
+      const diagnostic: PolicyDiagnostic = { severity: x.severity ?? 'error', policy_id: x.policy_id ?? null, message: x.message, help: x.help ?? null, line: x.line ?? null, column: x.column ?? null, excerpt: x.excerpt ?? null };
+      out.push(formatDiagnostic(diagnostic, '<policy>'));
     }
   }
   if (Array.isArray(d.issues) && d.issues.length > 1) {

@@ -1,10 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { hasSwitch, parseArgs, positionals } from './args.js';
+import { WritError } from '../core/errors.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { flag, hasSwitch, parseArgs, positionals, requireFlag } from './args.js';
 import { baseUrl, CliError, CONNECTION, operatorToken, print, request } from './client.js';
 import { group } from './command.js';
+import { loadCases, runCases } from './policy-test.js';
+import { printValidation, readText, readToolSchemas, validatePolicyText } from './policy-validate.js';
 import { POLICY_USAGE } from './usage.js';
 
-/** `writ policy get|set`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
+/** `writ policy get|set|validate|test`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
 export const policy = group('policy', POLICY_USAGE, {
   async get(argv) {
     const args = parseArgs(argv, { values: CONNECTION, switches: ['text'] });
@@ -25,6 +29,44 @@ export const policy = group('policy', POLICY_USAGE, {
     } catch (err) {
       throw new CliError('read_failed', `cannot read \`${file}\`: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: text } }));
+    try {
+      print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: text } }));
+    } catch (err) {
+      // the diagnostics name the file, as a compiler's do
+      if (!(err instanceof CliError) || err.notes.length === 0) throw err;
+      throw new CliError(err.code, err.message, { status: err.status, details: err.details, notes: err.notes.map((n) => n.replace(/^<policy>/, file === '-' ? '<stdin>' : file!)) });
+    }
+  },
+
+  /** No server: the checks the server makes before storing, and argument names against tool schemas. */
+  async validate(argv) {
+    const args = parseArgs(argv, { values: ['tools'] });
+    const [file] = positionals(args, ['FILE']);
+    const tools = flag(args, 'tools');
+    return printValidation(file!, validatePolicyText(readText(file!), tools ? readToolSchemas(tools) : null));
+  },
+
+  /** No server: each case's request decided under FILE, as TAP; the exit code is the number of failures. */
+  async test(argv) {
+    const args = parseArgs(argv, { values: ['cases'] });
+    const [file] = positionals(args, ['FILE']);
+    const dir = requireFlag(args, 'cases');
+    const text = readText(file!);
+    const report = validatePolicyText(text, null);
+    if (!report.ok) {
+      printValidation(file!, report);
+      return 1;
+    }
+    const engine = new PolicyEngine();
+    let set;
+    try {
+      set = engine.prepare(text);
+    } catch (err) {
+      if (err instanceof WritError) throw err;
+      throw new CliError('invalid_policy', `\`${file}\` cannot be loaded: ${(err as Error).message}`);
+    }
+    const failed = runCases(engine, set, loadCases(dir), (line) => process.stdout.write(`${line}\n`));
+    // exit codes are one byte; 125 and up mean other things to shells
+    return Math.min(failed, 120);
   },
 });

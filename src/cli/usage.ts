@@ -51,6 +51,12 @@ export const AUDIT_USAGE: Record<string, string> = {
 export const POLICY_USAGE: Record<string, string> = {
   get: 'writ policy get [--text]   (--text prints only the Cedar policy text)',
   set: 'writ policy set FILE       (FILE of Cedar policies; `-` reads stdin)',
+  validate:
+    'writ policy validate FILE [--tools TOOLS.json]   (no server: parse and validate as the server would; with --tools, a\n' +
+    '    tools/list result, warn on arguments no tool has. Diagnostics as FILE:LINE:COL. Exit 1 on an error)',
+  test:
+    'writ policy test FILE --cases DIR   (no server: decide each JSON case under DIR with FILE; TAP output;\n' +
+    '    the exit code is the number of failing cases)',
 };
 
 export const KEYS_USAGE: Record<string, string> = {

@@ -4,21 +4,20 @@ import { InvalidRequestError, UnavailableError } from '../core/errors.js';
 import { CedarPool, CedarPoolError, type PoolAnswer } from './cedar-pool.js';
 import { cedar as cedarNow, cedarGeneration, resetCedar } from './cedar-runtime.js';
 import { checkPolicyComplexity, DEFAULT_COMPLEXITY_LIMITS, tooComplex, type ComplexityLimits } from './complexity.js';
+import { derivedPolicyId, fromCedar, located, type PolicyDiagnostic } from './diagnostics.js';
 import { buildCedarRequest, toolServer } from './request.js';
 import { WRIT_SCHEMA } from './schema.js';
 
 
-export interface PolicyDiagnostic {
-  policy_id: string | null;
-  message: string;
-  help?: string | null;
-}
+export type { PolicyDiagnostic } from './diagnostics.js';
 
 export interface LoadedPolicySet {
   /** content hash of the policy text: the version every decision records */
   version: string;
   text: string;
   policyIds: string[];
+  /** what passed but deserves a look (./diagnostics.ts): a policy without `@id`, Cedar's warnings */
+  warnings: PolicyDiagnostic[];
   annotations: Record<string, Record<string, string>>;
   /** whether any policy reads the argument tags; when none does, they are not built */
   readsArgs: boolean;
@@ -78,7 +77,9 @@ export function policyVersion(text: string): string {
 
 /**
  * Parses and validates a policy set against the Writ schema. Throws
- * InvalidRequestError(`invalid_policy`) with Cedar's diagnostics when it does not.
+ * InvalidRequestError(`invalid_policy`) with located diagnostics (./diagnostics.ts)
+ * when it does not; `warnings` are what passes but deserves a look (a policy without
+ * `@id`, named from its text).
  */
 export function checkPolicyText(
   text: string,
@@ -88,33 +89,54 @@ export function checkPolicyText(
   parts: Record<string, string>;
   annotations: Record<string, Record<string, string>>;
   json: Record<string, cedarTypes.PolicyJson>;
+  /** where each policy starts in `text` (UTF-16 offset) */
+  offsets: Record<string, number>;
+  warnings: PolicyDiagnostic[];
 } {
   // before any of the text reaches Cedar, whose parser recurses (./complexity.ts)
   checkPolicyComplexity(text, limits);
   const cedar = cedarNow();
   const split = cedar.policySetTextToParts(text);
-  if (split.type !== 'success') throw invalid('the policy text does not parse', split.errors.map((e) => diag(null, e)));
+  if (split.type !== 'success') throw invalid('the policy text does not parse', split.errors.map((e) => fromCedar(text, null, e)));
   if (split.policy_templates.length > 0) throw invalid('policy templates are not supported', []);
   const parts: Record<string, string> = {};
   const annotations: Record<string, Record<string, string>> = {};
   const jsonById: Record<string, cedarTypes.PolicyJson> = {};
-  split.policies.forEach((p, i) => {
+  const offsets: Record<string, number> = {};
+  const warnings: PolicyDiagnostic[] = [];
+  let cursor = 0;
+  split.policies.forEach((p) => {
+    // Cedar hands back each policy as a slice of the text: find it to report positions
+    const found = text.indexOf(p, cursor);
+    const base = found >= 0 ? found : 0;
+    if (found >= 0) cursor = found + p.length;
     const json = cedar.policyToJson(p);
-    if (json.type !== 'success') throw invalid('the policy text does not parse', json.errors.map((e) => diag(null, e)));
+    if (json.type !== 'success') throw invalid('the policy text does not parse', json.errors.map((e) => fromCedar(text, null, e, base)));
     const ann = (json.json.annotations ?? {}) as Record<string, string>;
-    const id = ann.id ?? `policy${i}`;
-    if (parts[id] !== undefined) throw invalid(`two policies have the id \`${id}\``, []);
+    let id = ann.id;
+    if (id === undefined) {
+      id = derivedPolicyId(p);
+      warnings.push(located(text, { severity: 'warning', policy_id: id, message: `a policy has no @id; it is named \`${id}\` from its text`, help: 'add @id("...") so decisions and audit name it' }, found >= 0 ? base : null, found >= 0 ? base + (p.match(/^\S+/)?.[0].length ?? 1) : null));
+    }
+    if (parts[id] !== undefined) {
+      throw invalid(`two policies have the id \`${id}\``, [located(text, { severity: 'error', policy_id: id, message: `two policies have the id \`${id}\`` }, found >= 0 ? base : null)]);
+    }
     parts[id] = p;
     jsonById[id] = json.json;
-    checkEscalationAnnotations(id, ann);
+    offsets[id] = base;
+    checkEscalationAnnotations(text, base, id, ann);
     annotations[id] = ann;
   });
   const v = cedar.validate({ schema: WRIT_SCHEMA, policies: { staticPolicies: parts }, validationSettings: { mode: 'strict' } });
-  if (v.type !== 'success') throw invalid('the policy set does not validate', v.errors.map((e) => diag(null, e)));
+  if (v.type !== 'success') throw invalid('the policy set does not validate', v.errors.map((e) => fromCedar(text, null, e)));
   if (v.validationErrors.length > 0) {
-    throw invalid('the policy set does not validate against the schema', v.validationErrors.map((e) => diag(e.policyId, e.error)));
+    throw invalid(
+      'the policy set does not validate against the schema',
+      v.validationErrors.map((e) => fromCedar(text, e.policyId, e.error, offsets[e.policyId] ?? 0)),
+    );
   }
-  return { ids: Object.keys(parts), parts, annotations, json: jsonById };
+  for (const w of v.validationWarnings) warnings.push(fromCedar(text, w.policyId, w.error, offsets[w.policyId] ?? 0, 'warning'));
+  return { ids: Object.keys(parts), parts, annotations, json: jsonById, offsets, warnings };
 }
 
 /**
@@ -272,17 +294,13 @@ function partitionByTool(json: Record<string, cedarTypes.PolicyJson>): Map<strin
 }
 
 /** `@approvals("N")` is a whole number 1..10; `@four_eyes` is "true" or "false" (README, Approvals). */
-function checkEscalationAnnotations(id: string, ann: Record<string, string>): void {
-  if (ann.approvals !== undefined && !/^([1-9]|10)$/.test(ann.approvals)) {
-    throw invalid(`policy \`${id}\`: @approvals must be a whole number from 1 to 10`, [{ policy_id: id, message: '@approvals must be a whole number from 1 to 10' }]);
-  }
-  if (ann.four_eyes !== undefined && ann.four_eyes !== 'true' && ann.four_eyes !== 'false') {
-    throw invalid(`policy \`${id}\`: @four_eyes must be "true" or "false"`, [{ policy_id: id, message: '@four_eyes must be "true" or "false"' }]);
-  }
-}
-
-function diag(policyId: string | null, e: cedarTypes.DetailedError): PolicyDiagnostic {
-  return { policy_id: policyId, message: e.message, help: e.help };
+function checkEscalationAnnotations(text: string, base: number, id: string, ann: Record<string, string>): void {
+  const at = (name: string, message: string) => {
+    const i = text.indexOf(`@${name}`, base);
+    throw invalid(`policy \`${id}\`: ${message}`, [located(text, { severity: 'error', policy_id: id, message }, i >= 0 ? i : null, i >= 0 ? i + name.length + 1 : null)]);
+  };
+  if (ann.approvals !== undefined && !/^([1-9]|10)$/.test(ann.approvals)) at('approvals', '@approvals must be a whole number from 1 to 10');
+  if (ann.four_eyes !== undefined && ann.four_eyes !== 'true' && ann.four_eyes !== 'false') at('four_eyes', '@four_eyes must be "true" or "false"');
 }
 
 function invalid(message: string, diagnostics: PolicyDiagnostic[]): InvalidRequestError {
@@ -422,13 +440,14 @@ export class PolicyEngine {
     }
     for (const [id, parts] of sets) {
       const r = c.preparsePolicySet(id, { staticPolicies: parts });
-      if (r.type !== 'success') throw invalid('the policy set does not parse', r.errors.map((e) => diag(null, e)));
+      if (r.type !== 'success') throw invalid('the policy set does not parse', r.errors.map((e) => fromCedar(text, null, e)));
     }
     for (const [id, parts] of sets) this.pool?.load(id, parts);
     const set: LoadedPolicySet = {
       version,
       text,
       policyIds: checked.ids,
+      warnings: checked.warnings,
       annotations: checked.annotations,
       readsArgs: /\b(num_)?args\b/.test(text),
       mentionsApproval: /\bapproval\b/.test(text),

@@ -36,7 +36,7 @@ import type {
 } from '../core/types.js';
 import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
-import { PolicyEngine, policyVersion, type LoadedPolicySet } from '../policy/engine.js';
+import { PolicyEngine, policyVersion, type LoadedPolicySet, type PolicyDiagnostic } from '../policy/engine.js';
 import { checkPolicyComplexity } from '../policy/complexity.js';
 import { trialPolicySet } from '../policy/policy-trial.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
@@ -1127,7 +1127,7 @@ export class Writ {
 
   // --- policy ---------------------------------------------------------------------
 
-  async putPolicy(actor: OperatorRecord | 'system', text: string): Promise<{ version: string; policies: string[] }> {
+  async putPolicy(actor: OperatorRecord | 'system', text: string): Promise<{ version: string; policies: string[]; warnings: PolicyDiagnostic[] }> {
     if (actor !== 'system') requireRole(actor, 'admin');
     const previous = this.policy.activeOrNull();
     // checked before any of it reaches this process's Cedar instance (src/policy/complexity.ts, policy-trial.ts)
@@ -1141,7 +1141,7 @@ export class Writ {
     this.policy.activate(set);
     this.refusedVersions.delete(set.version);
     this.policyCheckedAt = this.clock.now();
-    return { version: set.version, policies: set.policyIds };
+    return { version: set.version, policies: set.policyIds, warnings: set.warnings };
   }
 
   async getPolicy(by: OperatorRecord): Promise<{ version: string; policies: string; ids: string[] }> {
