@@ -171,6 +171,9 @@ describe('writ CLI against a running server', () => {
     const lines = r.stderr.trim().split('\n');
     assert.match(lines[0]!, /^writ policy set: invalid_policy: /);
     assert.ok(lines.length >= 2 && lines.slice(1).some((l) => l.includes('no_such_attribute')), r.stderr);
+    // as a compiler prints it: the file, line and column, then the line and a caret
+    assert.ok(lines.some((l) => l.startsWith(`${bad}:1:44: error: `)), r.stderr);
+    assert.ok(lines.some((l) => /^ {4}\| {44}\^+$/.test(l)), r.stderr);
     const text = join(dir, 'good.cedar');
     writeFileSync(text, pol.policies);
     const set = ok(await cli(['policy', 'set', text]));
