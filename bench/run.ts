@@ -257,7 +257,8 @@ async function main(): Promise<number> {
     if (v) log(`revoke A->B [${b}]   p50 ${v.refusal_from_ack_us.p50} us max ${v.refusal_from_ack_us.max} us after ack; allows after ack ${v.allows_after_revoke_ack}`);
   }
   for (const [k, t] of Object.entries(targets)) {
-    log(`target ${t.met ? 'met    ' : 'NOT met'} ${k}: ${t.value} (${t.max !== undefined ? `<= ${t.max}` : `>= ${t.min}`})`);
+    const figures = t.figures ? ` [${Object.entries(t.figures).map(([f, v]) => `${f} ${v}`).join(', ')}]` : '';
+    log(`target ${t.met ? 'met    ' : 'NOT met'} ${k}: ${t.value} (${t.max !== undefined ? `<= ${t.max}` : `>= ${t.min}`})${figures}`);
   }
   for (const [k, why] of Object.entries(skipped)) log(`skipped ${k}: ${why}`);
   for (const k of Object.keys(errors)) log(`error   ${k} (see report.errors)`);

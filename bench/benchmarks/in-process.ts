@@ -4,6 +4,7 @@ import { newId } from '../../src/core/ids.js';
 import type { DecisionRecord } from '../../src/core/types.js';
 import type { AuthorizeResult } from '../../src/service/writ.js';
 import { freshData, type Backend } from '../lib/backend.js';
+import { bareCommit } from '../lib/bare-commit.js';
 import { probeCommits } from '../lib/commit-probe.js';
 import { ACTIONS_PER_TASK, issueTaskToken, makeTasks, registerAgent, startInProcess, type AuthCtx } from '../lib/fixture.js';
 import { benchAction, BENCH_AGENT, BENCH_SCOPE, POLICIES_20 } from '../lib/policies.js';
@@ -88,6 +89,10 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
       await writ.store.commitDecisions([{ decision: d, audit: { type: 'decision', actor: `agent:${agent.id}`, taskId: d.taskId, agentId: d.agentId, decisionId: d.id, data: { decision: 'deny' } } }], Date.now());
     });
 
+    const bare = await bareCommit(writ.store, p.commit_iterations);
+    const commitP50 = commit.samples.summary().p50;
+    const commitVsBare = ratio(commitP50, bare.insert_commit_us.p50);
+
     const seqS = seq.samples.summary();
     const concS = conc.samples.summary();
     const concOps = (p.concurrent_iterations / conc.elapsedMs) * 1000;
@@ -103,6 +108,8 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
       },
       authenticate_and_authorize: { latency_us: auth.samples.summary() },
       durable_commit_one_decision: { latency_us: commit.samples.summary() },
+      bare_insert_commit: bare,
+      ratio_commit_one_decision_vs_bare_insert_commit: commitVsBare,
       outcomes,
       deny_reasons: denyReasons,
       raw_p50_us: rawP50,
@@ -126,6 +133,10 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
         [`authorize_in_process.${backend}.p50_vs_raw_plus_commit`]: {
           ...atMost('in-process authorize p50 (concurrency 1) / (raw-limit p50 + one durable commit p50)', result.ratio_p50_vs_raw_plus_commit, 1.2),
           figures: { authorize_p50_us: seqS.p50, raw_plus_commit_p50_us: result.raw_plus_commit_p50_us },
+        },
+        [`authorize_in_process.${backend}.commit_vs_bare_insert_commit`]: {
+          ...atMost(`one decision's durable commit p50 / a bare single-row INSERT + COMMIT p50 (${backend})`, commitVsBare, 2),
+          figures: { commit_one_decision_p50_us: commitP50, bare_insert_commit_p50_us: bare.insert_commit_us.p50 },
         },
         [`authorize_in_process.${backend}.p99_us`]: atMost('in-process authorize p99 (concurrency 1), 20 policies, us', seqS.p99, 500),
       },

@@ -21,7 +21,7 @@ import { authorizeLoad, authorizeOnce, BenchApi, loadClient, prepareAgentTasks }
 import { makeAgentKey } from '../lib/identity.js';
 import { BENCH_AGENT, BENCH_SCOPE, POLICIES_20 } from '../lib/policies.js';
 import { round, summarize } from '../lib/stats.js';
-import { atMost, type BenchOutput, type RunOptions, type TargetCheck } from '../lib/types.js';
+import { atLeast, atMost, type BenchOutput, type RunOptions, type TargetCheck } from '../lib/types.js';
 import { authorizeBodies, phase } from './http.js';
 
 async function twoInstances(backend: Backend, opts: RunOptions) {
@@ -53,8 +53,19 @@ export async function httpTwoInstances(opts: RunOptions, backend: Backend): Prom
     const body = authorizeBodies();
     await authorizeLoad(targets, p.concurrency, p.warmup_s * 1000, body);
     const c32 = await phase([a, b], targets, p.concurrency, p.duration_s * 1000, body);
-    opts.log(`http_two_instances[${backend}]: c32 over 2 instances ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us`);
-    return { result: { params: p, c32 } };
+    // the same load on A alone, same data, same run: what the second instance adds
+    const one = await phase([a], [targets[0]!], p.concurrency, p.duration_s * 1000, body);
+    const scaling = one.decisions_per_s > 0 ? Math.round((c32.decisions_per_s / one.decisions_per_s) * 100) / 100 : 0;
+    opts.log(`http_two_instances[${backend}]: c32 over 2 instances ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; one instance ${one.decisions_per_s}/s (x${scaling})`);
+    return {
+      result: { params: p, c32, one_instance_c32: one, two_vs_one: scaling },
+      targets: {
+        [`http_two_instances.${backend}.two_vs_one`]: {
+          ...atLeast('two instances / one instance, decisions/s at concurrency 32 (same data, same run)', scaling, 1.7),
+          figures: { two_instances_per_s: c32.decisions_per_s, one_instance_per_s: one.decisions_per_s },
+        },
+      },
+    };
   } finally {
     api.close();
     for (const c of started) await c.stop();

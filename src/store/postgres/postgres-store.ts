@@ -254,13 +254,26 @@ export class PostgresStore implements Store {
   /** Appends inside the caller's transaction, holding the chain head's row lock until commit. */
   private async appendInTx(c: Q, inputs: AuditInput[]): Promise<AuditEntry[]> {
     if (inputs.length === 0) return [];
+    const out = this.chainEntries(await this.lockAuditHead(c), inputs);
+    const w = auditWrite(out, 1);
+    await c.query(`WITH ${w.ctes} ${w.headUpdate}`, w.params);
+    return out;
+  }
+
+  /** The chain head, locked FOR UPDATE until the transaction ends (created at genesis if missing). */
+  private async lockAuditHead(c: Q): Promise<{ seq: number; hash: string }> {
     let head = (await c.query('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0] as Row | undefined;
     if (!head) {
       await c.query('INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING', [GENESIS_HASH]);
       head = (await c.query('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0] as Row;
     }
-    let seq = Number(head.seq);
-    let prevHash = head.hash as string;
+    return { seq: Number(head.seq), hash: head.hash as string };
+  }
+
+  /** The entries after `head`, each hashed over the one before. */
+  private chainEntries(head: { seq: number; hash: string }, inputs: AuditInput[]): AuditEntry[] {
+    let seq = head.seq;
+    let prevHash = head.hash;
     const ts = this.clock.now();
     const out: AuditEntry[] = [];
     for (const input of inputs) {
@@ -280,29 +293,6 @@ export class PostgresStore implements Store {
       out.push({ ...base, hash });
       prevHash = hash;
     }
-    await c.query(
-      `WITH ins AS (
-         INSERT INTO audit (seq, ts, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
-         SELECT u.seq, $2, u.type, u.actor, u.task_id, u.agent_id, u.decision_id, u.data, u.prev_hash, u.hash
-         FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-           AS u(seq, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
-       )
-       UPDATE audit_head SET seq = $11, hash = $12 WHERE id = 1`,
-      [
-        out.map((e) => e.seq),
-        ts,
-        out.map((e) => e.type),
-        out.map((e) => e.actor),
-        out.map((e) => e.taskId),
-        out.map((e) => e.agentId),
-        out.map((e) => e.decisionId),
-        out.map((e) => JSON.stringify(e.data)),
-        out.map((e) => e.prevHash),
-        out.map((e) => e.hash),
-        seq,
-        prevHash,
-      ],
-    );
     return out;
   }
 
@@ -764,26 +754,28 @@ export class PostgresStore implements Store {
         }
         results.push(result);
       }
+      // Every write of the batch in one statement (one round trip): the approvals used,
+      // the budget taken, the decisions, the audit entries and the chain head. The head
+      // is locked first (after the tasks, as every appender does), since the entries'
+      // hashes chain from it.
+      const out = this.chainEntries(await this.lockAuditHead(c), audits);
+      const params: unknown[] = [];
+      const ctes: string[] = [];
+      const p = (v: unknown) => `$${params.push(v)}`;
       if (used.length > 0) {
-        await c.query(
-          `UPDATE approvals SET status = 'used', used_at = $2, used_decision_id = d.dec FROM unnest($1::text[], $3::text[]) AS d(id, dec) WHERE approvals.id = d.id`,
-          [used.map((u) => u.id), now, used.map((u) => u.decisionId)],
-        );
+        ctes.push(`used AS (UPDATE approvals SET status = 'used', used_at = ${p(now)}, used_decision_id = d.dec FROM unnest(${p(used.map((u) => u.id))}::text[], ${p(used.map((u) => u.decisionId))}::text[]) AS d(id, dec) WHERE approvals.id = d.id)`);
       }
       if (taken.size > 0) {
         const ids = [...taken.keys()];
-        await c.query(
-          `UPDATE tasks SET actions_used = tasks.actions_used + d.n FROM unnest($1::text[], $2::int[]) AS d(id, n) WHERE tasks.id = d.id`,
-          [ids, ids.map((k) => taken.get(k)!)],
-        );
+        ctes.push(`taken AS (UPDATE tasks SET actions_used = tasks.actions_used + d.n FROM unnest(${p(ids)}::text[], ${p(ids.map((k) => taken.get(k)!))}::int[]) AS d(id, n) WHERE tasks.id = d.id)`);
       }
       const cols = DECISION_TYPES.map(() => [] as unknown[]);
       for (const d of decisions) decisionParams(d).forEach((v, i) => cols[i]!.push(v));
-      await c.query(
-        `INSERT INTO decisions (${DECISION_COLUMNS}) SELECT * FROM unnest(${DECISION_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`,
-        cols,
-      );
-      await this.appendInTx(c, audits);
+      ctes.push(`dec AS (INSERT INTO decisions (${DECISION_COLUMNS}) SELECT * FROM unnest(${DECISION_TYPES.map((t, i) => `${p(cols[i])}::${t}[]`).join(', ')}))`);
+      const w = auditWrite(out, params.length + 1);
+      params.push(...w.params);
+      ctes.push(w.ctes);
+      await c.query(`WITH ${ctes.join(',\n')}\n${w.headUpdate}`, params);
       return results;
     });
   }
@@ -1465,4 +1457,37 @@ function backoff(attempt: number): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The audit rows' INSERT as a CTE (`ins`) and the head's UPDATE as the statement's main
+ * part, with parameters numbered from `first`: so a caller can put its own writes in
+ * the same statement (one round trip for a whole decision batch).
+ */
+function auditWrite(out: AuditEntry[], first: number): { ctes: string; headUpdate: string; params: unknown[] } {
+  const $ = (i: number) => `$${first + i}`;
+  const last = out[out.length - 1]!;
+  return {
+    ctes: `ins AS (
+         INSERT INTO audit (seq, ts, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
+         SELECT u.seq, ${$(1)}, u.type, u.actor, u.task_id, u.agent_id, u.decision_id, u.data, u.prev_hash, u.hash
+         FROM unnest(${$(0)}::bigint[], ${$(2)}::text[], ${$(3)}::text[], ${$(4)}::text[], ${$(5)}::text[], ${$(6)}::text[], ${$(7)}::text[], ${$(8)}::text[], ${$(9)}::text[])
+           AS u(seq, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
+       )`,
+    headUpdate: `UPDATE audit_head SET seq = ${$(10)}, hash = ${$(11)} WHERE id = 1`,
+    params: [
+      out.map((e) => e.seq),
+      out[0]!.ts,
+      out.map((e) => e.type),
+      out.map((e) => e.actor),
+      out.map((e) => e.taskId),
+      out.map((e) => e.agentId),
+      out.map((e) => e.decisionId),
+      out.map((e) => JSON.stringify(e.data)),
+      out.map((e) => e.prevHash),
+      out.map((e) => e.hash),
+      last.seq,
+      last.hash,
+    ],
+  };
 }

@@ -1,0 +1,42 @@
+import type { Store } from '../../src/store/store.js';
+import { timeSequential, type LatencySummary } from './stats.js';
+
+/**
+ * The floor of one durable write on the store's own connection, for the commit target
+ * of issue 12: a single-row INSERT and its COMMIT into a table of its own, in the same
+ * run. PostgreSQL: BEGIN, INSERT, COMMIT on one pooled connection (and the INSERT in
+ * autocommit, one round trip, beside it); SQLite: one INSERT in a transaction on the
+ * store's database (WAL, synchronous as the store sets it).
+ */
+export async function bareCommit(store: Store, n: number): Promise<{ insert_commit_us: LatencySummary; autocommit_insert_us?: LatencySummary }> {
+  const s = store as unknown as { pool?: { connect: () => Promise<any> }; db?: any };
+  if (s.pool) {
+    const c = await s.pool.connect();
+    try {
+      await c.query('CREATE TABLE IF NOT EXISTS bench_bare_commit (id bigint PRIMARY KEY, v text NOT NULL)');
+      let k = 0;
+      const tx = await timeSequential(n, async () => {
+        await c.query('BEGIN');
+        await c.query('INSERT INTO bench_bare_commit (id, v) VALUES ($1, $2)', [++k, 'x'.repeat(200)]);
+        await c.query('COMMIT');
+      });
+      const auto = await timeSequential(n, async () => {
+        await c.query('INSERT INTO bench_bare_commit (id, v) VALUES ($1, $2)', [++k, 'x'.repeat(200)]);
+      });
+      return { insert_commit_us: tx.samples.summary(), autocommit_insert_us: auto.samples.summary() };
+    } finally {
+      c.release();
+    }
+  }
+  if (s.db) {
+    s.db.exec('CREATE TABLE IF NOT EXISTS bench_bare_commit (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+    const ins = s.db.prepare('INSERT INTO bench_bare_commit (id, v) VALUES (?, ?)');
+    const one = s.db.transaction((k: number) => ins.run(k, 'x'.repeat(200)));
+    let k = 0;
+    const tx = await timeSequential(n, async () => {
+      one(++k);
+    });
+    return { insert_commit_us: tx.samples.summary() };
+  }
+  throw new Error('bareCommit: unknown store');
+}
