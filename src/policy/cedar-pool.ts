@@ -40,12 +40,12 @@ parentPort.on('message', (m) => {
   if (m.t === 'eval') {
     let answer;
     try {
-      answer = cedar.statefulIsAuthorized(m.call);
+      answer = cedar.statefulIsAuthorized(JSON.parse(m.call));
     } catch (err) {
       parentPort.postMessage({ n: m.n, trap: String((err && err.message) || err).slice(0, 300) });
       process.exit(70);
     }
-    parentPort.postMessage({ n: m.n, answer });
+    parentPort.postMessage({ n: m.n, answer: JSON.stringify(answer) });
   }
 });
 `;
@@ -86,12 +86,14 @@ export class CedarPool {
     worker.unref();
     const slot: Slot = { worker, pending: new Map(), dead: false };
     for (const [id, parts] of this.sets) worker.postMessage({ t: 'load', id, parts });
-    worker.on('message', (m: { n: number; answer?: cedarTypes.AuthorizationAnswer; trap?: string }) => {
+    // Calls and answers cross as JSON text: one string copy, cheaper than the structured
+    // clone of many small objects (and cedar-wasm reads its input as JSON anyway).
+    worker.on('message', (m: { n: number; answer?: string; trap?: string }) => {
       const p = slot.pending.get(m.n);
       if (!p) return;
       slot.pending.delete(m.n);
       clearTimeout(p.timer);
-      p.resolve(m.trap !== undefined ? { trap: m.trap } : { answer: m.answer! });
+      p.resolve(m.trap !== undefined ? { trap: m.trap } : { answer: JSON.parse(m.answer!) as cedarTypes.AuthorizationAnswer });
     });
     worker.on('error', (err) => this.fail(slot, `the policy worker failed (${String(err?.message ?? err).slice(0, 200)})`));
     worker.on('exit', (code) => this.fail(slot, `the policy worker exited with ${code}`));
@@ -132,7 +134,7 @@ export class CedarPool {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.fail(slot, `the policy worker did not answer within ${this.timeoutMs} ms`), this.timeoutMs);
       slot.pending.set(n, { resolve, reject, timer });
-      slot.worker.postMessage({ t: 'eval', n, call });
+      slot.worker.postMessage({ t: 'eval', n, call: JSON.stringify(call) });
     });
   }
 
