@@ -43,6 +43,7 @@ export interface RequestOptions {
   json?: unknown;
   form?: Record<string, string>;
   query?: Record<string, string | number | undefined>;
+  headers?: { 'if-match'?: string };
 }
 
 /** One path segment, escaped (agent ids such as SPIFFE ids carry slashes). */

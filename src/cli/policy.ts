@@ -2,13 +2,14 @@ import { readFileSync } from 'node:fs';
 import { WritError } from '../core/errors.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { flag, hasSwitch, parseArgs, positionals, requireFlag } from './args.js';
-import { baseUrl, CliError, CONNECTION, operatorToken, print, request } from './client.js';
+import { diffPolicyText } from '../policy/policy-diff.js';
+import { baseUrl, CliError, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
 import { loadCases, runCases } from './policy-test.js';
 import { printValidation, readText, readToolSchemas, validatePolicyText } from './policy-validate.js';
 import { POLICY_USAGE } from './usage.js';
 
-/** `writ policy get|set|validate|test`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
+/** `writ policy get|set|diff|rollback|validate|test`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
 export const policy = group('policy', POLICY_USAGE, {
   async get(argv) {
     const args = parseArgs(argv, { values: CONNECTION, switches: ['text'] });
@@ -19,7 +20,7 @@ export const policy = group('policy', POLICY_USAGE, {
   },
 
   async set(argv) {
-    const args = parseArgs(argv, { values: CONNECTION });
+    const args = parseArgs(argv, { values: [...CONNECTION, 'if-match'] });
     const [file] = positionals(args, ['FILE']);
     const base = baseUrl(args);
     const token = operatorToken(args);
@@ -30,12 +31,46 @@ export const policy = group('policy', POLICY_USAGE, {
       throw new CliError('read_failed', `cannot read \`${file}\`: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     try {
-      print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: text } }));
+      const ifMatch = flag(args, 'if-match');
+      print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: text }, ...(ifMatch ? { headers: { 'if-match': `"${ifMatch}"` } } : {}) }));
     } catch (err) {
       // the diagnostics name the file, as a compiler's do
       if (!(err instanceof CliError) || err.notes.length === 0) throw err;
       throw new CliError(err.code, err.message, { status: err.status, details: err.details, notes: err.notes.map((n) => n.replace(/^<policy>/, file === '-' ? '<stdin>' : file!)) });
     }
+  },
+
+  /** The unified diff between two versions (`current` is the active one; a path to a file also works). */
+  async diff(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    const [a, b] = positionals(args, ['A', 'B']);
+    const base = baseUrl(args);
+    const token = operatorToken(args);
+    const textOf = async (v: string): Promise<string> => {
+      if (v === 'current') return (await request(base, 'GET', '/v1/policies', { token, query: { limit: 1 } })).policies;
+      if (v.includes('/') || v.includes('.')) return readText(v);
+      return (await request(base, 'GET', `/v1/policies/${seg(v)}`, { token })).policies;
+    };
+    const d = diffPolicyText(await textOf(a!), await textOf(b!));
+    process.stdout.write(d === '' ? '' : `--- ${a}\n+++ ${b}\n${d}`);
+    // as diff(1): 1 when they differ
+    return d === '' ? 0 : 1;
+  },
+
+  /**
+   * Makes an earlier version active again: its text is stored anew (the same checks as
+   * `set`), conditional on the version active when it was read (If-Match), so a change
+   * made meanwhile is not silently undone.
+   */
+  async rollback(argv) {
+    const args = parseArgs(argv, { values: CONNECTION });
+    const [version] = positionals(args, ['VERSION']);
+    const base = baseUrl(args);
+    const token = operatorToken(args);
+    const current = await request(base, 'GET', '/v1/policies', { token, query: { limit: 1 } });
+    if (current.version === version) throw new CliError('already_active', `version \`${version}\` is the active one`);
+    const target = await request(base, 'GET', `/v1/policies/${seg(version!)}`, { token });
+    print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: target.policies }, headers: { 'if-match': `"${current.version}"` } }));
   },
 
   /** No server: the checks the server makes before storing, and argument names against tool schemas. */

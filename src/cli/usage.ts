@@ -50,7 +50,9 @@ export const AUDIT_USAGE: Record<string, string> = {
 
 export const POLICY_USAGE: Record<string, string> = {
   get: 'writ policy get [--text]   (--text prints only the Cedar policy text)',
-  set: 'writ policy set FILE       (FILE of Cedar policies; `-` reads stdin)',
+  set: 'writ policy set FILE [--if-match VERSION]   (FILE of Cedar policies; `-` reads stdin; with --if-match, only if VERSION is still active)',
+  diff: 'writ policy diff A B       (unified diff of two versions; `current` is the active one, a path a file; exit 1 when they differ)',
+  rollback: 'writ policy rollback VERSION   (make an earlier version active again, if the active one did not change meanwhile)',
   validate:
     'writ policy validate FILE [--tools TOOLS.json]   (no server: parse and validate as the server would; with --tools, a\n' +
     '    tools/list result, warn on arguments no tool has. Diagnostics as FILE:LINE:COL. Exit 1 on an error)',

@@ -52,6 +52,13 @@ export class ConflictError extends WritError {
   }
 }
 
+/** 412: a conditional request (`If-Match`, RFC 9110 §13.1.1) whose condition is false. */
+export class PreconditionFailedError extends WritError {
+  constructor(message: string, code = 'precondition_failed') {
+    super(code, message, 412);
+  }
+}
+
 export class PayloadTooLargeError extends WritError {
   constructor(message = 'request body is larger than the limit') {
     super('payload_too_large', message, 413);

@@ -18,6 +18,7 @@ import {
   outcomeSchema,
   parse,
   policySchema,
+  policyQuerySchema,
   registerAgentSchema,
   revokeSchema,
   taskQuerySchema,
@@ -266,14 +267,25 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     sendJson(res, 200, await writ.revokeTask(op, params[0]!, body.reason));
   });
 
-  route('GET', '/v1/policies', async ({ req, res }) => {
+  route('GET', '/v1/policies', async ({ req, res, url }) => {
     const op = await operator(req);
-    sendJson(res, 200, await writ.getPolicy(op));
+    const q = parse(policyQuerySchema, Object.fromEntries(url.searchParams));
+    const current = await writ.getPolicy(op);
+    // the change history (who, when, diff) is for the roles that read the audit log
+    const history = op.roles.includes('admin') || op.roles.includes('auditor') ? await writ.listPolicyHistory(op, q.limit) : undefined;
+    sendJson(res, 200, { ...current, ...(history ? { history } : {}) }, { etag: `"${current.version}"` });
+  });
+  route('GET', '/v1/policies/{version}', async ({ req, res, params }) => {
+    const op = await operator(req);
+    const p = await writ.getPolicyVersion(op, params[0]!);
+    sendJson(res, 200, { version: p.version, policies: p.text, created_at: iso(p.createdAt), created_by: p.createdBy }, { etag: `"${p.version}"` });
   });
   route('PUT', '/v1/policies', async ({ req, res }) => {
     const op = await operator(req);
+    const ifMatch = parseIfMatch(req.headers['if-match']);
     const body = parse(policySchema, await readJson(req));
-    sendJson(res, 200, await writ.putPolicy(op, body.policies));
+    const r = await writ.putPolicy(op, body.policies, ifMatch === undefined ? {} : { ifMatch });
+    sendJson(res, 200, r, { etag: `"${r.version}"` });
   });
 
   route('GET', '/v1/keys', async ({ req, res }) => {
@@ -441,4 +453,22 @@ export function createHttpServer(writ: Writ, options: HttpServerOptions = {}): S
     void handler(req, res);
   });
   return server;
+}
+
+/**
+ * The version an `If-Match` names (RFC 9110 §13.1.1: an entity-tag, `"v"`; a bare `v`
+ * is taken too; a weak `W/"v"` never matches). `*` is no condition (some version is
+ * active: always true here). A list of several is refused: a policy change names the
+ * one version it was made from.
+ */
+export function parseIfMatch(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const raw = (Array.isArray(header) ? header.join(',') : header).trim();
+  if (raw === '*') return undefined;
+  const tags = raw.split(',').map((t) => t.trim());
+  if (tags.length !== 1) throw new InvalidRequestError('`If-Match` takes exactly one policy version', undefined, 'invalid_if_match');
+  const m = /^(W\/)?"([^"]*)"$/.exec(tags[0]!) ?? /^()([A-Za-z0-9_-]+)$/.exec(tags[0]!);
+  if (!m || !m[2] || m[2].length > 128) throw new InvalidRequestError('`If-Match` is not a policy version (`"<version>"`)', undefined, 'invalid_if_match');
+  // If-Match compares strongly (§8.8.3.2): a weak tag matches no version, so 412
+  return m[1] ? `W/${m[2]}` : m[2];
 }

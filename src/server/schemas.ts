@@ -126,6 +126,9 @@ export const revokeSchema = z.strictObject({ reason: z.string().max(1000).option
 
 export const policySchema = z.strictObject({ policies: z.string().min(1).max(1_000_000) });
 
+/** `GET /v1/policies?limit=N`: how many changes of the history to list (newest first). */
+export const policyQuerySchema = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20) });
+
 export const createOperatorSchema = z.strictObject({
   name: z.string().min(1).max(200),
   roles: z.array(z.enum(['admin', 'approver', 'auditor', 'requester'])).min(1),

@@ -17,6 +17,7 @@ import {
   UnauthorizedError,
   UnavailableError,
   WritError,
+  PreconditionFailedError,
 } from '../core/errors.js';
 import { undecided } from '../core/decision.js';
 import { WindowLimiter } from '../core/window-limiter.js';
@@ -33,10 +34,12 @@ import type {
   TaskRecord,
   TaskScope,
   ToolLabelsRecord,
+  PolicyRecord,
 } from '../core/types.js';
 import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
 import { PolicyEngine, policyVersion, type LoadedPolicySet, type PolicyDiagnostic } from '../policy/engine.js';
+import { diffHash, diffPolicyText } from '../policy/policy-diff.js';
 import { checkPolicyComplexity } from '../policy/complexity.js';
 import { trialPolicySet } from '../policy/policy-trial.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
@@ -65,6 +68,20 @@ import { deriveKeyEncryptionKey } from '../tokens/key-sealing.js';
 import { ACTION_TOKEN_TYP, MAX_TASK_TOKEN_TTL_SECONDS, TASK_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.js';
 import { TokenVerificationError, verifyWritJwt } from '../tokens/verify-token.js';
 import { resolveConfig, type WritConfig } from './config.js';
+
+/** One change of the active policy set (`GET /v1/policies`, `history`). */
+export interface PolicyChange {
+  /** the audit entry that records it */
+  seq: number;
+  version: string;
+  previous: string | null;
+  set_by: string;
+  set_at: string;
+  /** the SHA-256 of the diff, as audited (null for changes audited before it was) */
+  diff_sha256: string | null;
+  /** unified diff from `previous` to `version` */
+  diff: string | null;
+}
 
 export interface TaskPrincipal {
   agentId: string;
@@ -198,7 +215,7 @@ export class Writ {
       const set = this.policy.prepare(DEFAULT_POLICY);
       await this.store.installFirstPolicy(
         { version: set.version, text: DEFAULT_POLICY, createdAt: this.clock.now(), createdBy: 'system' },
-        { type: 'policy.updated', actor: 'system', data: { version: set.version, policies: set.policyIds, previous: null } },
+        { type: 'policy.updated', actor: 'system', data: { version: set.version, policies: set.policyIds, previous: null, diff_sha256: diffHash(diffPolicyText('', DEFAULT_POLICY)) } },
       );
     }
     const active = await this.store.getActivePolicy();
@@ -1127,27 +1144,90 @@ export class Writ {
 
   // --- policy ---------------------------------------------------------------------
 
-  async putPolicy(actor: OperatorRecord | 'system', text: string): Promise<{ version: string; policies: string[]; warnings: PolicyDiagnostic[] }> {
+  /**
+   * Stores `text` and makes it the active set. With `ifMatch` (the `If-Match` of the PUT,
+   * RFC 9110 §13.1.1) only if that version is still the active one, compared inside the
+   * store's transaction: two operators editing the same version cannot overwrite each
+   * other (412 `policy_version_mismatch`). The audit entry records the diff's SHA-256.
+   */
+  async putPolicy(
+    actor: OperatorRecord | 'system',
+    text: string,
+    options: { ifMatch?: string } = {},
+  ): Promise<{ version: string; policies: string[]; warnings: PolicyDiagnostic[]; previous: string | null; diff_sha256: string }> {
     if (actor !== 'system') requireRole(actor, 'admin');
-    const previous = this.policy.activeOrNull();
     // checked before any of it reaches this process's Cedar instance (src/policy/complexity.ts, policy-trial.ts)
     await this.checkNewPolicy(text);
     const set = this.policy.prepare(text);
+    const previous = options.ifMatch !== undefined ? await this.store.getPolicy(options.ifMatch) : await this.store.getActivePolicy();
+    if (options.ifMatch !== undefined && !previous) {
+      throw new PreconditionFailedError(`no policy version \`${options.ifMatch.slice(0, 80)}\` was ever stored`, 'policy_version_mismatch');
+    }
+    const diff = diffPolicyText(previous?.text ?? '', text);
+    const diffSha256 = diffHash(diff);
     await this.store.putPolicy(
       { version: set.version, text, createdAt: this.clock.now(), createdBy: actor === 'system' ? 'system' : actor.id },
-      { type: 'policy.updated', actor: actor === 'system' ? 'system' : `operator:${actor.id}`, data: { version: set.version, policies: set.policyIds, previous: previous?.version ?? null } },
+      {
+        type: 'policy.updated',
+        actor: actor === 'system' ? 'system' : `operator:${actor.id}`,
+        data: { version: set.version, policies: set.policyIds, previous: previous?.version ?? null, diff_sha256: diffSha256 },
+      },
+      options.ifMatch !== undefined ? { ifActive: options.ifMatch } : {},
     );
     // active only once stored: a failed store leaves the previous set in force
     this.policy.activate(set);
     this.refusedVersions.delete(set.version);
     this.policyCheckedAt = this.clock.now();
-    return { version: set.version, policies: set.policyIds, warnings: set.warnings };
+    return { version: set.version, policies: set.policyIds, warnings: set.warnings, previous: previous?.version ?? null, diff_sha256: diffSha256 };
   }
 
   async getPolicy(by: OperatorRecord): Promise<{ version: string; policies: string; ids: string[] }> {
     requireRole(by, 'admin', 'auditor', 'approver', 'requester');
     const set = await this.currentPolicy();
     return { version: set.version, policies: set.text, ids: set.policyIds };
+  }
+
+  /** One stored version's text (every version ever set is kept), for diff and rollback. */
+  async getPolicyVersion(by: OperatorRecord, version: string): Promise<PolicyRecord> {
+    requireRole(by, 'admin', 'auditor', 'approver', 'requester');
+    const p = await this.store.getPolicy(version);
+    if (!p) throw new NotFoundError(`no policy version \`${version.slice(0, 80)}\``, 'policy_version_not_found');
+    return p;
+  }
+
+  /**
+   * The policy changes, newest first: who set which version when, its previous version,
+   * the diff between them and its SHA-256 (as audited). Read from the audit log, whose
+   * `policy.updated` entries are the record of every change (rollbacks included).
+   */
+  async listPolicyHistory(by: OperatorRecord, limit: number): Promise<PolicyChange[]> {
+    requireRole(by, 'admin', 'auditor');
+    const entries: AuditEntry[] = [];
+    for (let after = 0; ; ) {
+      const page = await this.store.listAudit({ type: 'policy.updated', after, limit: 1000 });
+      entries.push(...page);
+      if (page.length < 1000) break;
+      after = page[page.length - 1]!.seq;
+    }
+    const texts = new Map<string, string | null>();
+    const textOf = async (v: string | null): Promise<string | null> => {
+      if (v === null) return null;
+      if (!texts.has(v)) texts.set(v, (await this.store.getPolicy(v))?.text ?? null);
+      return texts.get(v)!;
+    };
+    const out: PolicyChange[] = [];
+    for (const e of entries.reverse().slice(0, limit)) {
+      const version = typeof e.data.version === 'string' ? e.data.version : null;
+      if (!version) continue;
+      const previous = typeof e.data.previous === 'string' ? e.data.previous : null;
+      const [before, after] = [await textOf(previous), await textOf(version)];
+      const diff = after === null ? null : diffPolicyText(before ?? '', after);
+      out.push({
+        seq: e.seq, version, previous, set_by: e.actor, set_at: new Date(e.ts).toISOString(),
+        diff_sha256: typeof e.data.diff_sha256 === 'string' ? e.data.diff_sha256 : null, diff,
+      });
+    }
+    return out;
   }
 
   // --- audit ------------------------------------------------------------------------

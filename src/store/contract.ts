@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { computeEntryHash, GENESIS_HASH } from '../core/audit-hash.js';
 import type { ManualClock } from '../core/clock.js';
-import { ConflictError } from '../core/errors.js';
+import { ConflictError, type WritError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type {
   AgentRecord,
@@ -824,6 +824,26 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       const { entries: e2 } = await audited(store, () => store.putPolicy({ ...v1, text: 'changed', createdAt: clock.now() + 5 }, auditInput('policy.updated', { data: { version: 'v1' } })));
       assert.equal(e2.length, 1);
       assert.deepEqual(await store.getActivePolicy(), v1);
+      // every version stays readable by its id
+      assert.deepEqual(await store.getPolicy('v2'), v2);
+      assert.equal(await store.getPolicy('v3'), null);
+
+      // conditional: only while the named version is active, else 412 and nothing written
+      const v3: PolicyRecord = { version: 'v3', text: '// v3', createdAt: clock.now() + 9, createdBy: 'operator:op_3' };
+      const { entries: e3 } = await audited(store, () =>
+        assert.rejects(store.putPolicy(v3, auditInput('policy.updated'), { ifActive: 'v2' }), (e: WritError) => e.status === 412 && e.code === 'policy_version_mismatch'),
+      );
+      assert.equal(e3.length, 0);
+      assert.equal(await store.getPolicy('v3'), null, 'a refused version is not stored either');
+      assert.deepEqual(await store.getActivePolicy(), v1);
+      await store.putPolicy(v3, auditInput('policy.updated'), { ifActive: 'v1' });
+      assert.deepEqual(await store.getActivePolicy(), v3);
+      // two changes made from the same version at once: one wins
+      const results = await Promise.allSettled([
+        store.putPolicy(v1, auditInput('policy.updated'), { ifActive: 'v3' }),
+        store.putPolicy(v2, auditInput('policy.updated'), { ifActive: 'v3' }),
+      ]);
+      assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
     });
 
     it('signing keys: add and list in creation order', async () => {

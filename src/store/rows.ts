@@ -1,3 +1,4 @@
+import { PreconditionFailedError } from '../core/errors.js';
 import type { ToolLabelsRecord } from '../core/types.js';
 import type { AgentRecord, AuditEntry, CheckpointKeyRecord, DecisionRecord, OperatorRecord, PolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
 
@@ -101,6 +102,11 @@ export function toAuditEntry(r: Row): AuditEntry {
     prevHash: r.prev_hash as string,
     hash: r.hash as string,
   };
+}
+
+/** The If-Match of a policy change named a version that is no longer (or never was) active. */
+export function policyMoved(expected: string, active: string | null): PreconditionFailedError {
+  return new PreconditionFailedError(`the active policy version is \`${active ?? 'none'}\`, not \`${expected.slice(0, 80)}\`: read it again and retry`, 'policy_version_mismatch');
 }
 
 export function toPolicy(r: Row): PolicyRecord {

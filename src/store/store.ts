@@ -137,8 +137,15 @@ export interface Store {
   latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null>;
 
   // policies
-  putPolicy(policy: PolicyRecord, audit: AuditInput): Promise<void>;
+  /**
+   * Stores a version (kept if known) and makes it active, with its audit entry, in one
+   * transaction. With `ifActive`, only if the active version is still that one
+   * (compared inside the transaction): otherwise PreconditionFailedError, nothing written.
+   */
+  putPolicy(policy: PolicyRecord, audit: AuditInput, options?: { ifActive?: string }): Promise<void>;
   getActivePolicy(): Promise<PolicyRecord | null>;
+  /** a stored version by its id (every version ever stored is kept), or null */
+  getPolicy(version: string): Promise<PolicyRecord | null>;
   /** Installs `policy` as the active one only when no policy is active yet (first start); false otherwise. */
   installFirstPolicy(policy: PolicyRecord, audit: AuditInput): Promise<boolean>;
 

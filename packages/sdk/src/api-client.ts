@@ -49,6 +49,8 @@ export interface ApiCall {
   query?: Record<string, string | number | undefined>;
   /** this call's timeout (default: the client's) */
   timeoutMs?: number;
+  /** conditional-request headers (`If-Match`, RFC 9110 §13.1); the ones set above win */
+  headers?: { 'if-match'?: string };
 }
 
 export interface ApiResponse {
@@ -125,6 +127,7 @@ export class WritClient {
     const url = new URL(this.url + call.path);
     for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { accept: 'application/json' };
+    if (call.headers?.['if-match'] !== undefined) headers['if-match'] = call.headers['if-match'];
     if (call.token) headers.authorization = `Bearer ${call.token}`;
     let body: string | undefined;
     if (call.form) {

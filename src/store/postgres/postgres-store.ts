@@ -29,6 +29,7 @@ import {
   toOperator,
   workingAdmins,
   toPolicy,
+  policyMoved,
   toSigningKey,
   toTask,
   toToolLabels,
@@ -800,14 +801,26 @@ export class PostgresStore implements Store {
 
   // --- policies ------------------------------------------------------------------
 
-  async putPolicy(policy: PolicyRecord, audit: AuditInput): Promise<void> {
+  async putPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifActive?: string } = {}): Promise<void> {
     await this.tx(async (c) => {
+      if (options.ifActive !== undefined) {
+        // serialised with every other policy change, so the compare and the set are one step
+        await this.lockStep(c, POLICY_LOCK_CLASS);
+        const r = await c.query('SELECT version FROM policy_active WHERE id = 1');
+        const active = (r.rows[0]?.version as string | undefined) ?? null;
+        if (active !== options.ifActive) throw policyMoved(options.ifActive, active);
+      }
       await c.query('INSERT INTO policies (version, text, created_at, created_by) VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING', [
         policy.version, policy.text, policy.createdAt, policy.createdBy,
       ]);
       await c.query('INSERT INTO policy_active (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version', [policy.version]);
       await this.appendInTx(c, [audit]);
     });
+  }
+
+  async getPolicy(version: string): Promise<PolicyRecord | null> {
+    const r = await this.row('SELECT * FROM policies WHERE version = $1', [version]);
+    return r ? toPolicy(r) : null;
   }
 
   async installFirstPolicy(policy: PolicyRecord, audit: AuditInput): Promise<boolean> {

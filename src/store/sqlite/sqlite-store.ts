@@ -29,6 +29,7 @@ import {
   toOperator,
   workingAdmins,
   toPolicy,
+  policyMoved,
   toSigningKey,
   toTask,
   toToolLabels,
@@ -547,14 +548,23 @@ export class SqliteStore implements Store {
 
   // --- policies ----------------------------------------------------------------
 
-  async putPolicy(policy: PolicyRecord, audit: AuditInput): Promise<void> {
+  async putPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifActive?: string } = {}): Promise<void> {
     this.write(() => {
+      if (options.ifActive !== undefined) {
+        const row = this.stmt('SELECT version FROM policy_active WHERE id = 1').get() as { version: string } | undefined;
+        if (row?.version !== options.ifActive) throw policyMoved(options.ifActive, row?.version ?? null);
+      }
       this.stmt('INSERT INTO policies (version, text, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING').run(
         policy.version, policy.text, policy.createdAt, policy.createdBy,
       );
       this.stmt('INSERT INTO policy_active (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version').run(policy.version);
       this.appendInTx([audit]);
     });
+  }
+
+  async getPolicy(version: string): Promise<PolicyRecord | null> {
+    const row = this.guard(() => this.stmt('SELECT * FROM policies WHERE version = ?').get(version) as Row | undefined);
+    return row ? toPolicy(row) : null;
   }
 
   async installFirstPolicy(policy: PolicyRecord, audit: AuditInput): Promise<boolean> {
