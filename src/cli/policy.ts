@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { WritError } from '../core/errors.js';
 import { PolicyEngine } from '../policy/engine.js';
-import { flag, hasSwitch, parseArgs, positionals, requireFlag } from './args.js';
+import { flag, hasSwitch, intFlag, parseArgs, positionals, requireFlag, UsageError } from './args.js';
 import { diffPolicyText } from '../policy/policy-diff.js';
 import { baseUrl, CliError, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
@@ -9,7 +9,7 @@ import { loadCases, runCases } from './policy-test.js';
 import { printValidation, readText, readToolSchemas, validatePolicyText } from './policy-validate.js';
 import { POLICY_USAGE } from './usage.js';
 
-/** `writ policy get|set|diff|rollback|validate|test`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
+/** `writ policy get|set|diff|rollback|simulate|validate|test`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
 export const policy = group('policy', POLICY_USAGE, {
   async get(argv) {
     const args = parseArgs(argv, { values: CONNECTION, switches: ['text'] });
@@ -73,6 +73,21 @@ export const policy = group('policy', POLICY_USAGE, {
     print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: target.policies }, headers: { 'if-match': `"${current.version}"` } }));
   },
 
+  /** Replays the decisions recorded since `--since` (7d, 12h, 30m or RFC 3339) under FILE, without setting it. */
+  async simulate(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'since', 'limit', 'examples'] });
+    const [file] = positionals(args, ['FILE']);
+    const since = sinceTime(requireFlag(args, 'since'), Date.now());
+    const limit = intFlag(args, 'limit', 1);
+    const examples = intFlag(args, 'examples', 0);
+    print(
+      await request(baseUrl(args), 'POST', '/v1/policies/simulate', {
+        token: operatorToken(args),
+        json: { policies: readText(file!), since, ...(limit !== undefined ? { limit } : {}), ...(examples !== undefined ? { examples } : {}) },
+      }),
+    );
+  },
+
   /** No server: the checks the server makes before storing, and argument names against tool schemas. */
   async validate(argv) {
     const args = parseArgs(argv, { values: ['tools'] });
@@ -105,3 +120,11 @@ export const policy = group('policy', POLICY_USAGE, {
     return Math.min(failed, 120);
   },
 });
+
+/** `7d`, `12h`, `30m`, `90s` before `nowMs`, or an RFC 3339 time, as RFC 3339. */
+export function sinceTime(value: string, nowMs: number): string {
+  const m = /^(\d{1,6})([smhd])$/.exec(value);
+  if (m) return new Date(nowMs - Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'] * 1000).toISOString();
+  if (/^\d{4}-\d{2}-\d{2}T/.test(value) && !Number.isNaN(Date.parse(value))) return value;
+  throw new UsageError(`--since takes a duration (\`7d\`, \`12h\`, \`30m\`) or an RFC 3339 time, not \`${value}\``);
+}

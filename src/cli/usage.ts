@@ -53,6 +53,9 @@ export const POLICY_USAGE: Record<string, string> = {
   set: 'writ policy set FILE [--if-match VERSION]   (FILE of Cedar policies; `-` reads stdin; with --if-match, only if VERSION is still active)',
   diff: 'writ policy diff A B       (unified diff of two versions; `current` is the active one, a path a file; exit 1 when they differ)',
   rollback: 'writ policy rollback VERSION   (make an earlier version active again, if the active one did not change meanwhile)',
+  simulate:
+    'writ policy simulate FILE --since 7d [--limit N] [--examples N]   (replay the decisions recorded since then under FILE,\n' +
+    '    without setting it: what would change, by tool and reason, with examples, and what could not be replayed and why)',
   validate:
     'writ policy validate FILE [--tools TOOLS.json]   (no server: parse and validate as the server would; with --tools, a\n' +
     '    tools/list result, warn on arguments no tool has. Diagnostics as FILE:LINE:COL. Exit 1 on an error)',

@@ -19,6 +19,7 @@ import {
   parse,
   policySchema,
   policyQuerySchema,
+  simulatePolicySchema,
   registerAgentSchema,
   revokeSchema,
   taskQuerySchema,
@@ -274,6 +275,11 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     // the change history (who, when, diff) is for the roles that read the audit log
     const history = op.roles.includes('admin') || op.roles.includes('auditor') ? await writ.listPolicyHistory(op, q.limit) : undefined;
     sendJson(res, 200, { ...current, ...(history ? { history } : {}) }, { etag: `"${current.version}"` });
+  });
+  route('POST', '/v1/policies/simulate', async ({ req, res }) => {
+    const op = await operator(req);
+    const body = parse(simulatePolicySchema, await readJson(req));
+    sendJson(res, 200, await writ.simulatePolicy(op, body.policies, { sinceMs: Date.parse(body.since), limit: body.limit, examples: body.examples }));
   });
   route('GET', '/v1/policies/{version}', async ({ req, res, params }) => {
     const op = await operator(req);

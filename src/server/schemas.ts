@@ -126,6 +126,14 @@ export const revokeSchema = z.strictObject({ reason: z.string().max(1000).option
 
 export const policySchema = z.strictObject({ policies: z.string().min(1).max(1_000_000) });
 
+/** `POST /v1/policies/simulate`: a candidate set replayed on the decisions since `since` (RFC 3339). */
+export const simulatePolicySchema = z.strictObject({
+  policies: z.string().min(1).max(1_000_000),
+  since: z.iso.datetime({ offset: true }),
+  limit: z.number().int().min(1).max(100_000).default(10_000),
+  examples: z.number().int().min(0).max(100).default(10),
+});
+
 /** `GET /v1/policies?limit=N`: how many changes of the history to list (newest first). */
 export const policyQuerySchema = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20) });
 

@@ -40,6 +40,7 @@ import { checkAgentJwks } from '../identity/agent-keys.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
 import { PolicyEngine, policyVersion, type LoadedPolicySet, type PolicyDiagnostic } from '../policy/engine.js';
 import { diffHash, diffPolicyText } from '../policy/policy-diff.js';
+import { simulatePolicy, type SimulationReport } from './policy-simulate.js';
 import { checkPolicyComplexity } from '../policy/complexity.js';
 import { trialPolicySet } from '../policy/policy-trial.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
@@ -1185,6 +1186,17 @@ export class Writ {
     requireRole(by, 'admin', 'auditor', 'approver', 'requester');
     const set = await this.currentPolicy();
     return { version: set.version, policies: set.text, ids: set.policyIds };
+  }
+
+  /**
+   * Replays recorded decisions under a candidate set without storing or activating it
+   * (./policy-simulate.ts). The candidate passes the checks a new set passes first.
+   */
+  async simulatePolicy(by: OperatorRecord, text: string, opts: { sinceMs: number; limit: number; examples: number }): Promise<SimulationReport> {
+    requireRole(by, 'admin', 'auditor');
+    await this.checkNewPolicy(text);
+    const set = this.policy.prepare(text);
+    return simulatePolicy({ store: this.store, engine: this.policy, toolLabels: (t) => this.toolLabels.labelsFor(t) }, set, opts);
   }
 
   /** One stored version's text (every version ever set is kept), for diff and rollback. */
