@@ -171,4 +171,19 @@ describe('policy engine: reading only what policies need', () => {
     assert.deepEqual(tags, [{ title: 't' }, { n: 3 }]);
     assert.equal(engine.evaluate(req, set).decision, 'allow');
   });
+
+  it('hands each part of a split set only the context attributes its own policies read', () => {
+    const lines = Array.from({ length: 8 }, (_, i) => `@id("g${i}") permit (principal, action, resource in Writ::ToolGroup::"git") when { context.usage.actions_left > ${i} };`);
+    lines.push('@id("pay") permit (principal, action, resource == Writ::Tool::"pay.send") when { context has destination && context.time.hour_utc >= 0 };');
+    lines.push('@id("all") forbid (principal, action, resource) when { context.delegation.depth > 5 };');
+    const engine = new PolicyEngine();
+    const set = engine.load(lines.join('\n'));
+    const call = (tool: string) => {
+      const req = buildCedarRequest({ agent: agent([]), task, action: { tool, arguments: {}, audience: 'a', destination: 'd' }, argsDigest: 'd', now: 0, withArgs: false });
+      return { keys: Object.keys(PolicyEngine.statefulCall(req, set).context ?? {}).sort(), decision: engine.evaluate(req, set).decision };
+    };
+    assert.deepEqual(call('git.pull'), { keys: ['delegation', 'usage'], decision: 'allow' });
+    assert.deepEqual(call('pay.send'), { keys: ['delegation', 'destination', 'time'], decision: 'allow' });
+    assert.deepEqual(call('other.x'), { keys: ['delegation'], decision: 'deny' });
+  });
 });

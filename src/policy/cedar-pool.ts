@@ -22,11 +22,13 @@ const { parentPort, workerData } = require('node:worker_threads');
 const cedar = require(workerData.entry);
 parentPort.on('message', (m) => {
   if (m.t === 'load') {
-    // a set that does not preparse here is unknown to this worker: calls on it get
-    // Cedar's failure answer, which the engine turns into a deny (fail closed)
+    // A set that does not preparse is unknown to this worker: calls on it get Cedar's
+    // failure answer, which the engine turns into a deny (fail closed). One that traps
+    // Cedar retires the worker, and is not given to its replacement (no restart loop).
     try {
       cedar.preparsePolicySet(m.id, { staticPolicies: m.parts });
     } catch (err) {
+      parentPort.postMessage({ loadTrap: m.id });
       process.exit(70);
     }
     return;
@@ -88,7 +90,11 @@ export class CedarPool {
     for (const [id, parts] of this.sets) worker.postMessage({ t: 'load', id, parts });
     // Calls and answers cross as JSON text: one string copy, cheaper than the structured
     // clone of many small objects (and cedar-wasm reads its input as JSON anyway).
-    worker.on('message', (m: { n: number; answer?: string; trap?: string }) => {
+    worker.on('message', (m: { n: number; answer?: string; trap?: string; loadTrap?: string }) => {
+      if (m.loadTrap !== undefined) {
+        this.sets.delete(m.loadTrap);
+        return;
+      }
       const p = slot.pending.get(m.n);
       if (!p) return;
       slot.pending.delete(m.n);

@@ -52,6 +52,11 @@ export interface LoadedPolicySet {
    * partitions.get('group:' + g) ?? partitions.get('*')`; null when the set is evaluated whole
    */
   partitions: Map<string, string> | null;
+  /**
+   * per preparsed part (by its id): the context attributes its policies read (null: the
+   * whole context), so a call carries only what the part it is checked against reads
+   */
+  partContextKeys?: Map<string, Set<string> | null>;
 }
 
 export interface CedarRequest {
@@ -429,6 +434,7 @@ export class PolicyEngine {
     const checked = checkPolicyText(text, this.limits);
     const sets: [string, Record<string, string>][] = [[version, checked.parts]];
     let partitions: Map<string, string> | null = null;
+    const partContextKeys = new Map<string, Set<string> | null>();
     const groups = partitionByTool(checked.json);
     if (groups) {
       partitions = new Map();
@@ -436,6 +442,7 @@ export class PolicyEngine {
         const setId = `${version}:${g}`; // g is `*`, `group:…` or `tool:…`
         sets.push([setId, Object.fromEntries(ids.map((id) => [id, checked.parts[id]!]))]);
         partitions.set(g, setId);
+        partContextKeys.set(setId, contextAttributesRead(ids.map((id) => checked.json[id]!)));
       }
     }
     for (const [id, parts] of sets) {
@@ -458,6 +465,7 @@ export class PolicyEngine {
       numericTagsRead: /\bnum_args\b/.test(text) ? numericTagsRead(Object.values(checked.json)) : false,
       stringTagsRead: /\bargs\b/.test(text) ? tagsRead(Object.values(checked.json), 'args') : false,
       partitions,
+      partContextKeys,
     };
     this.preparsed.set(version, sets);
     this.loaded.set(version, set);
@@ -561,12 +569,13 @@ export class PolicyEngine {
    * benchmarks' raw limit, which must hand Cedar exactly what the engine does.
    */
   static statefulCall(request: CedarRequest, set: LoadedPolicySet): cedarTypes.StatefulAuthorizationCall {
-    let context = request.context;
-    if (set.contextKeys) {
-      context = {};
-      for (const k of set.contextKeys) if (k in request.context) context[k] = request.context[k];
-    }
     const setId = set.partitions ? partitionFor(set.partitions, request.resource) : set.version;
+    const keys = set.partContextKeys?.has(setId) ? set.partContextKeys.get(setId)! : set.contextKeys;
+    let context = request.context;
+    if (keys) {
+      context = {};
+      for (const k of keys) if (k in request.context) context[k] = request.context[k];
+    }
     return { ...PolicyEngine.fullCall(request, context), preparsedPolicySetId: setId, validateRequest: false };
   }
 
