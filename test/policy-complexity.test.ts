@@ -49,12 +49,12 @@ describe('policy complexity scan', () => {
     it(`refuses ${name}, naming the policy and the limit`, () => {
       assert.throws(
         () => checkPolicyComplexity(text),
-        (e: WritError) => e.code === 'policy_too_complex' && e.status === 400 && /policy `(deep|policy0)`/.test(e.message) && /\d/.test(e.message),
+        (e: WritError) => e.code === 'policy_too_complex' && e.status === 400 && /policy `(deep|line \d+ \(no @id\))`/.test(e.message) && /\d/.test(e.message),
       );
     });
   }
 
-  it('passes ordinary policies, brackets in strings and comments, escaped stars, and names an unnamed policy by its index', () => {
+  it('passes ordinary policies, brackets in strings and comments, escaped stars, and names an unnamed policy by its line, with a located diagnostic', () => {
     checkPolicyComplexity(DEFAULT_POLICY);
     const ordinary = permitWhen(
       Array.from({ length: 12 }, (_, i) => `(context has resource && context.resource like "repo:acme/*" && context.task.intent != "x${i}")`).join(' || '),
@@ -63,7 +63,17 @@ describe('policy complexity scan', () => {
     checkPolicyComplexity(permitWhen(`context.task.intent == "${'('.repeat(500)}" // ${'['.repeat(500)}\n && true`));
     checkPolicyComplexity(permitWhen(`context.task.intent like "${'\\*a'.repeat(40)}"`));
     checkPolicyComplexity(permitWhen(`context.task.intent like "${'*a'.repeat(DEFAULT_COMPLEXITY_LIMITS.maxLikeWildcards)}"`));
-    assert.throws(() => checkPolicyComplexity(DEFAULT_POLICY + `permit (principal, action, resource) when { ${nestIf(40)} };`), /policy `policy3`/);
+    const lines = DEFAULT_POLICY.split('\n').length;
+    assert.throws(
+      () => checkPolicyComplexity(DEFAULT_POLICY + `permit (principal, action, resource) when { ${nestIf(40)} };`),
+      (e: WritError) => {
+        assert.match(e.message, new RegExp(`policy \`line ${lines} \\(no @id\\)\``));
+        const [d] = (e.details as { diagnostics: { line: number; column: number; excerpt: string }[] }).diagnostics;
+        assert.equal(d!.line, lines);
+        assert.ok(d!.column > 40 && /\^$/.test(d!.excerpt), JSON.stringify(d));
+        return true;
+      },
+    );
   });
 
   it('scans without recursion: a megabyte of brackets is refused at once', () => {
@@ -155,7 +165,7 @@ for (const { backend, skip } of backends()) {
         const r = await env.admin.call('PUT', '/v1/policies', { policies: text });
         assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.body).slice(0, 200)}`);
         assert.equal(r.body.error.code, 'policy_too_complex', name);
-        assert.match(r.body.error.message, /policy `(deep|policy0)`/, name);
+        assert.match(r.body.error.message, /policy `(deep|line \d+ \(no @id\))`/, name);
         assert.equal((await env.admin.call('GET', '/v1/policies')).body.version, before);
         await stillDeciding();
       }

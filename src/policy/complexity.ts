@@ -1,3 +1,4 @@
+import { lineColumn, located } from './diagnostics.js';
 import { InvalidRequestError } from '../core/errors.js';
 
 /**
@@ -59,7 +60,8 @@ const TERM_KEYWORDS = new Set(['in', 'has', 'like', 'is']);
 
 /**
  * Scans a policy set's text; throws `policy_too_complex` (naming the policy by its
- * `@id`, else `policy<N>` as the engine names it) for the first policy over a limit.
+ * `@id`, else `line N (no @id)`: the scan does not see a policy's whole text, from which
+ * the engine derives the id) for the first policy over a limit, with a located diagnostic.
  * Syntax errors are left to Cedar (which parses only text that passed this scan).
  */
 export function checkPolicyComplexity(text: string, limits: ComplexityLimits = DEFAULT_COMPLEXITY_LIMITS): void {
@@ -70,14 +72,23 @@ export function checkPolicyComplexity(text: string, limits: ComplexityLimits = D
   let pendingAnnotation: string | null = null;
   const root = (): Level => ({ logical: 0, term: 0, maxTerm: 0, maxChild: 0, close: '' });
   const stack: Level[] = [root()];
-  const name = () => id ?? `policy${index}`;
+  // where the current policy's first token is: names a policy without @id by its line
+  let policyStart = 0;
+  const name = () => id ?? `line ${lineColumn(text, policyStart).line} (no @id)`;
+  /** `policy_too_complex` for the current policy, with a diagnostic at the current position */
+  const fail = (what: string, details: Record<string, unknown>) => {
+    const policy = name();
+    const at = Math.min(i, text.length - 1);
+    const diagnostic = located(text, { severity: 'error', policy_id: id, message: `policy \`${policy}\` is too complex: ${what}` }, at, at + 1);
+    return tooComplex(policy, what, { ...details, diagnostics: [diagnostic] });
+  };
   const top = () => stack[stack.length - 1]!;
   const depthOf = (l: Level) => l.logical + l.maxTerm + 1 + l.maxChild;
   const checkDepth = (l: Level) => {
     // The deepest path through one level passes its logical operators, then the
     // operators of one operand, then the deepest level nested in it: their sum bounds it.
     const d = depthOf(l);
-    if (d > limits.maxDepth) throw tooComplex(name(), `its expressions nest deeper than ${limits.maxDepth} (estimated depth ${d}, counting brackets and chained operators)`, { limit: 'depth', max: limits.maxDepth });
+    if (d > limits.maxDepth) throw fail(`its expressions nest deeper than ${limits.maxDepth} (estimated depth ${d}, counting brackets and chained operators)`, { limit: 'depth', max: limits.maxDepth });
   };
   const op = () => {
     const l = top();
@@ -95,8 +106,9 @@ export function checkPolicyComplexity(text: string, limits: ComplexityLimits = D
     top().term = 0;
   };
   const count = () => {
+    if (tokens === 0) policyStart = i;
     tokens += 1;
-    if (tokens > limits.maxTokens) throw tooComplex(name(), `it has more than ${limits.maxTokens} tokens`, { limit: 'tokens', max: limits.maxTokens });
+    if (tokens > limits.maxTokens) throw fail(`it has more than ${limits.maxTokens} tokens`, { limit: 'tokens', max: limits.maxTokens });
   };
 
   const n = text.length;
@@ -120,11 +132,11 @@ export function checkPolicyComplexity(text: string, limits: ComplexityLimits = D
       const literal = text.slice(i + 1, Math.min(j, n));
       if (lastIdent === 'like') {
         if (literal.length > limits.maxLikePatternLength) {
-          throw tooComplex(name(), `a \`like\` pattern is longer than ${limits.maxLikePatternLength} characters`, { limit: 'like_pattern_length', max: limits.maxLikePatternLength });
+          throw fail(`a \`like\` pattern is longer than ${limits.maxLikePatternLength} characters`, { limit: 'like_pattern_length', max: limits.maxLikePatternLength });
         }
         const stars = (literal.replace(/\\./g, '').match(/\*/g) ?? []).length;
         if (stars > limits.maxLikeWildcards) {
-          throw tooComplex(name(), `a \`like\` pattern has more than ${limits.maxLikeWildcards} wildcards`, { limit: 'like_wildcards', max: limits.maxLikeWildcards });
+          throw fail(`a \`like\` pattern has more than ${limits.maxLikeWildcards} wildcards`, { limit: 'like_wildcards', max: limits.maxLikeWildcards });
         }
       }
       if (pendingAnnotation === 'id' && stack.length === 2 && id === null) id = literal;
@@ -162,7 +174,7 @@ export function checkPolicyComplexity(text: string, limits: ComplexityLimits = D
     }
     if (OPEN[c]) {
       stack.push({ logical: 0, term: 0, maxTerm: 0, maxChild: 0, close: OPEN[c]! });
-      if (stack.length - 1 > limits.maxDepth) throw tooComplex(name(), `its brackets nest deeper than ${limits.maxDepth}`, { limit: 'depth', max: limits.maxDepth });
+      if (stack.length - 1 > limits.maxDepth) throw fail(`its brackets nest deeper than ${limits.maxDepth}`, { limit: 'depth', max: limits.maxDepth });
       i += 1;
       continue;
     }
