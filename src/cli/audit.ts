@@ -1,7 +1,9 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { join, resolve } from 'node:path';
-import { flag, intFlag, list, parseArgs, positionals, UsageError } from './args.js';
-import { baseUrl, CliError, CONNECTION, operatorToken, print, request } from './client.js';
+import { flag, hasSwitch, intFlag, list, parseArgs, positionals, UsageError } from './args.js';
+import { baseUrl, CliError, CONNECTION, operatorToken, print, request, requestRaw, seg } from './client.js';
 import { group } from './command.js';
 import { AUDIT_USAGE } from './usage.js';
 
@@ -79,7 +81,49 @@ function readCheckpointFile(path: string): string {
   return text;
 }
 
-/** `writ audit list|checkpoint|verify`. */
+/**
+ * `writ audit verify --offline FILE --key KEY`: nothing but the file and the pinned key.
+ * KEY is the note verifier key itself (`name+hex+base64`) or a file holding it.
+ */
+async function verifyOffline(file: string, key: string | undefined, origin: string | undefined, label: string): Promise<number> {
+  if (!key) throw new UsageError('--offline needs --key (the note verifier key from `writ audit key`, or a file holding it)');
+  const { parseNoteVerifierKey } = await import('../audit/signed-note.js');
+  const { verifyExportFile, verifyProofText } = await import('../audit/verify-offline.js');
+  let keyText = key;
+  if (!/^[^+\s]+\+[0-9a-f]{8}\+/.test(key)) {
+    try {
+      keyText = readFileSync(key, 'utf8').trim();
+    } catch {
+      throw new UsageError(`--key is neither a note verifier key nor a readable file: \`${key.slice(0, 80)}\``);
+    }
+  }
+  let verifier;
+  try {
+    verifier = parseNoteVerifierKey(keyText);
+  } catch (err) {
+    throw new UsageError(`--key: ${(err as Error).message}`);
+  }
+  let head: Buffer;
+  try {
+    const fd = openSync(file, 'r');
+    head = Buffer.alloc(64);
+    const n = readSync(fd, head, 0, 64, 0);
+    closeSync(fd);
+    head = head.subarray(0, n);
+  } catch {
+    throw new CliError('file_not_found', `cannot read ${file}`);
+  }
+  const opts = origin ? { origin } : {};
+  const report = head.toString('utf8').startsWith('c2sp.org/tlog-proof@v1')
+    ? verifyProofText(readFileSync(file, 'utf8'), [verifier], opts)
+    : await verifyExportFile(file, [verifier], opts);
+  print(report);
+  if (report.ok) return 0;
+  for (const p of report.problems) process.stderr.write(`writ ${label}: audit_evidence_invalid: ${p.at}: ${p.problem}\n`);
+  return 1;
+}
+
+/** `writ audit list|checkpoint|key|export|prove|trace|verify`. */
 export const audit = group('audit', AUDIT_USAGE, {
   async list(argv) {
     const args = parseArgs(argv, { values: [...CONNECTION, 'task', 'agent', 'type', 'decision', 'after', 'limit'] });
@@ -104,9 +148,47 @@ export const audit = group('audit', AUDIT_USAGE, {
     print(cp);
   },
 
-  async verify(argv, ctx) {
-    const args = parseArgs(argv, { values: [...CONNECTION, 'data-dir', 'audit-key'], lists: ['checkpoint'] });
+  async key(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION] });
     positionals(args, []);
+    print(await request(baseUrl(args), 'GET', '/v1/audit/checkpoint-key', { token: operatorToken(args) }));
+  },
+
+  async export(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'since', 'until', 'format', 'out'] });
+    positionals(args, []);
+    const format = flag(args, 'format') ?? 'jsonl';
+    if (format !== 'jsonl' && format !== 'ocsf') throw new UsageError('--format is jsonl or ocsf');
+    const res = await requestRaw(baseUrl(args), '/v1/audit/export', { token: operatorToken(args), query: { since: flag(args, 'since'), until: flag(args, 'until'), format } });
+    const out = flag(args, 'out');
+    const sink = out !== undefined ? createWriteStream(out, { flags: 'wx' }) : process.stdout;
+    await pipeline(Readable.fromWeb(res.body as never), sink);
+  },
+
+  async prove(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'out'] });
+    const [id] = positionals(args, ['id']);
+    const res = await requestRaw(baseUrl(args), `/v1/audit/proof/${seg(id!)}`, { token: operatorToken(args), timeoutMs: 30_000 });
+    const text = await res.text();
+    const out = flag(args, 'out');
+    if (out !== undefined) writeFileSync(out, text, { flag: 'wx' });
+    else process.stdout.write(text);
+  },
+
+  async trace(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION], switches: ['json'] });
+    const [id] = positionals(args, ['id']);
+    const json = hasSwitch(args, 'json');
+    const res = await requestRaw(baseUrl(args), `/v1/audit/trace/${seg(id!)}`, { token: operatorToken(args), query: { format: json ? 'json' : 'text' }, timeoutMs: 30_000 });
+    const text = await res.text();
+    process.stdout.write(json ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
+  },
+
+  async verify(argv, ctx) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'data-dir', 'audit-key', 'offline', 'key', 'origin'], lists: ['checkpoint'] });
+    positionals(args, []);
+    const offline = flag(args, 'offline');
+    if (offline !== undefined) return verifyOffline(offline, flag(args, 'key'), flag(args, 'origin'), ctx.label);
     const dataDir = flag(args, 'data-dir');
     const checkpoints = list(args, 'checkpoint').map(readCheckpointFile);
     const keyFile = flag(args, 'audit-key');

@@ -66,6 +66,52 @@ export async function request(base: string, method: string, path: string, opts: 
   }
 }
 
+/**
+ * Calls the API for a body that is not JSON (a proof file, an export stream); errors are
+ * mapped as by `request`. The caller reads the body.
+ */
+export async function requestRaw(base: string, path: string, opts: { token?: string; query?: Record<string, string | number | undefined>; timeoutMs?: number } = {}): Promise<Response> {
+  const url = new URL(base + path);
+  for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+  const headers: Record<string, string> = {};
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  let res: Response;
+  try {
+    res = await fetch(url, { headers, redirect: 'manual', ...(opts.timeoutMs ? { signal: AbortSignal.timeout(opts.timeoutMs) } : {}) });
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    throw new CliError('connection_failed', `cannot reach ${base}: ${e.cause?.code ?? e.cause?.message ?? e.message}`);
+  }
+  if (res.status >= 300 && res.status < 400) throw new CliError('unexpected_redirect', `GET ${path} answered ${res.status} (redirects are not followed)`, { status: res.status });
+  if (!res.ok) {
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    throw errorFrom(res.status, parsed, `GET ${path}`);
+  }
+  return res;
+}
+
+/** Maps `{error: {code, message, details}}` and the OAuth `{error, error_description}`. */
+function errorFrom(status: number, body: unknown, what: string): CliError {
+  const b = (body ?? {}) as { error?: unknown; error_description?: unknown };
+  if (b.error && typeof b.error === 'object') {
+    const e = b.error as { code?: unknown; message?: unknown; details?: unknown };
+    const code = typeof e.code === 'string' ? e.code : `http_${status}`;
+    const message = typeof e.message === 'string' ? e.message : `${what} failed with status ${status}`;
+    return new CliError(code, message, { status, details: e.details, notes: notesFrom(e.details) });
+  }
+  if (typeof b.error === 'string') {
+    const message = typeof b.error_description === 'string' ? b.error_description : `${what} failed with status ${status}`;
+    return new CliError(b.error, message, { status });
+  }
+  return new CliError(`http_${status}`, `${what} failed with status ${status}`, { status });
+}
+
 /** Cedar diagnostics and validation issues, one line each. */
 function notesFrom(details: unknown): string[] {
   if (!details || typeof details !== 'object') return [];

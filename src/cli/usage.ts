@@ -45,7 +45,15 @@ export const AUDIT_USAGE: Record<string, string> = {
     '    with --data-dir: opens DIR/writ.db (or WRIT_DATABASE_URL when set) directly and verifies offline;\n' +
     '    --audit-key pins the checkpoint key (the JSON of GET /.well-known/writ-audit-key) instead of the store\'s;\n' +
     '    otherwise asks the server. With --checkpoint, the chain must also agree with each signed checkpoint\n' +
-    '    (catches a rewritten database and a cut-off tail). Exit 0 when the chain is intact, 1 when broken',
+    '    (catches a rewritten database and a cut-off tail). Exit 0 when the chain is intact, 1 when broken\n' +
+    'writ audit verify --offline FILE --key KEY\n' +
+    '    no server, no database: FILE is an export or a .tlog-proof file, KEY the note verifier key\n' +
+    '    (`writ audit key`, or a file holding it). Checks the chain, the Merkle tree, every checkpoint\n' +
+    '    signature and their consistency; reports the exact entry or checkpoint at fault. Exit 0 or 1',
+  key: 'writ audit key   (the note verifier key that signs audit checkpoints; pin it for offline verification)',
+  export: 'writ audit export [--since TIME] [--until TIME] [--format jsonl|ocsf] [--out FILE]   (TIME: ISO 8601 or epoch ms)',
+  prove: 'writ audit prove <decision id | entry index> [--out FILE]   (the entry, its inclusion proof and the signed checkpoint: C2SP tlog-proof)',
+  trace: 'writ audit trace <decision id | action token | task id> [--json]   (the story of an action, each step with its log index)',
 };
 
 export const POLICY_USAGE: Record<string, string> = {

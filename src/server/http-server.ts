@@ -31,6 +31,7 @@ import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
 import { registerOperatorRoutes } from './routes-operators.js';
 import { registerEscalationRoutes } from './routes-escalations.js';
+import { registerAuditEvidenceRoutes } from './routes-audit-evidence.js';
 import { delegationTree } from '../tasks/delegation.js';
 
 type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
@@ -348,6 +349,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   registerFederationRoutes(writ, route);
   registerOperatorRoutes(writ, route);
   registerEscalationRoutes(writ, route, operator);
+  registerAuditEvidenceRoutes(writ, route);
 
   const addresses = new ClientAddresses(options.trustedProxies ?? []);
   const byAddress = new FailureLimiter(options.failureLimit?.max ?? 1000, options.failureLimit?.windowMs ?? 10_000, () => writ.clock.now());

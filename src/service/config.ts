@@ -74,6 +74,8 @@ export interface WritConfig {
   policyWorkers: number;
   /** (WRIT_POLICY_WORKER_TIMEOUT_MS, default 2000) */
   policyWorkerTimeoutMs: number;
+  /** audit: how often a C2SP checkpoint of the Merkle tree is signed while entries arrive */
+  checkpointIntervalMs: number;
 }
 
 export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
@@ -109,6 +111,7 @@ export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {
   operatorTokenTtlSeconds: 90 * 24 * 3600,
   policyWorkers: 0,
   policyWorkerTimeoutMs: 2000,
+  checkpointIntervalMs: 60_000,
 };
 
 export function resolveConfig(partial: Partial<WritConfig> & { issuer: string }): WritConfig {

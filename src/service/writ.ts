@@ -1,8 +1,11 @@
 import { stageEnd, stageStart } from '../core/stage-profile.js';
-import { decodeProtectedHeader } from 'jose';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
 import { auditArguments } from '../audit/mask-arguments.js';
+import { checkpointOrigin, signCheckpoint, type EvidenceContext } from '../audit/evidence.js';
+import { createNoteSigner, type NoteSigner } from '../audit/signed-note.js';
+import { WRIT_VERSION } from '../core/version.js';
 import { checkpointClaims, CHECKPOINT_TYP, verifyCheckpoint } from '../audit/checkpoint.js';
 import { verifyChain, type ChainReport } from '../audit/verify-chain.js';
 import { epochSeconds, systemClock, type Clock } from '../core/clock.js';
@@ -137,6 +140,8 @@ export class Writ {
   private readonly tokenCache = new Map<string, TaskPrincipal>();
   private policyCheckedAt = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private noteSigner: NoteSigner | null = null;
   /** approvals bound to one action (src/approvals) */
   readonly approvals: ApprovalService;
   /** break-glass (src/breakglass) */
@@ -294,12 +299,20 @@ export class Writ {
       this.breakGlass.sweep(now).catch(() => undefined);
     }, this.config.expirySweepMs);
     this.sweepTimer.unref();
+    // C2SP checkpoints of the Merkle tree at least every interval while entries arrive
+    // (and on demand); several instances may sign the same size, the first one stands.
+    this.checkpointTimer = setInterval(() => {
+      this.checkpointIfDue().catch(() => undefined);
+    }, this.config.checkpointIntervalMs);
+    this.checkpointTimer.unref();
   }
 
   async close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     this.sweepTimer = null;
     await this.policy.close();
+    this.checkpointTimer = null;
     await this.store.close();
   }
 
@@ -1276,6 +1289,62 @@ export class Writ {
     const checkpoint = this.checkpointKey.sign(CHECKPOINT_TYP, checkpointClaims(this.config.issuer, head, this.clock.now()));
     await this.store.appendAudit([{ type: 'audit.checkpoint', actor: `operator:${by.id}`, data: { seq: head.seq, hash: head.hash } }]);
     return { seq: head.seq, hash: head.hash, checkpoint };
+  }
+
+  // --- audit evidence (Merkle checkpoints, proofs, export, trace) -------------------------
+
+  /** The package version, for exports. */
+  get version(): string {
+    return WRIT_VERSION;
+  }
+
+  requireAuditor(by: OperatorRecord): void {
+    requireRole(by, 'admin', 'auditor');
+  }
+
+  /** Sets the C2SP note signer of audit checkpoints (the checkpoint key, never a token key). */
+  setAuditNoteSigner(signer: NoteSigner): void {
+    this.noteSigner = signer;
+  }
+
+  evidenceContext(): EvidenceContext {
+    // The C2SP note signer uses the checkpoint key (never a token key); its name is the
+    // log's origin, which follows the issuer (set late when the port is chosen at start).
+    const origin = checkpointOrigin(this.config.issuer);
+    if (!this.noteSigner || this.noteSigner.name !== origin) {
+      try {
+        this.noteSigner = createNoteSigner(origin, this.checkpointKey.signingKey());
+      } catch {
+        throw new UnavailableError('the audit checkpoint key is not loaded');
+      }
+    }
+    return { store: this.store, signer: this.noteSigner, origin: checkpointOrigin(this.config.issuer), now: () => this.clock.now() };
+  }
+
+  /**
+   * What a trace is about: a decision id, an action token (its `decision_id` claim: the
+   * token is only a handle here, the story comes from the log), or a task id.
+   */
+  async traceSubject(id: string): Promise<{ kind: 'decision' | 'task'; id: string }> {
+    if (/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(id)) {
+      let claims: Record<string, unknown>;
+      try {
+        claims = decodeJwt(id);
+      } catch {
+        throw new InvalidRequestError('the token cannot be decoded', undefined, 'invalid_token');
+      }
+      if (typeof claims.decision_id !== 'string') throw new InvalidRequestError('the token is not an action token (no `decision_id`)', undefined, 'invalid_token');
+      return { kind: 'decision', id: claims.decision_id };
+    }
+    if (id.startsWith('dec_')) return { kind: 'decision', id };
+    return { kind: 'task', id };
+  }
+
+  /** Signs a checkpoint when entries arrived since the last one (called every minute while running). */
+  private async checkpointIfDue(): Promise<void> {
+    const head = await this.store.auditHead();
+    const latest = await this.store.latestAuditCheckpoint();
+    if (head && (!latest || latest.size < head.seq)) await signCheckpoint(this.evidenceContext());
   }
 
   /** Records a security event (a refused credential, a replay); never blocks the refusal. */
