@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 
 /**
  * RFC 9162 §2.1 Merkle tree hashing over SHA-256, written out because no maintained npm
@@ -19,12 +19,15 @@ export const HASH_SIZE = 32;
 /** SHA-256 of nothing: the root of the empty tree (RFC 9162 §2.1.1). */
 export const EMPTY_ROOT = createHash('sha256').digest();
 
+// crypto.hash (one shot) costs about half of a createHash object for inputs this small,
+// which matters when a million entries are verified offline.
 export function hashLeaf(entry: Uint8Array | string): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
+  const bytes = typeof entry === 'string' ? Buffer.from(entry, 'utf8') : entry;
+  return oneShotHash('sha256', Buffer.concat([LEAF_PREFIX, bytes]), 'buffer') as Buffer;
 }
 
 export function hashChildren(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  return oneShotHash('sha256', Buffer.concat([NODE_PREFIX, left, right]), 'buffer') as Buffer;
 }
 
 /** The largest power of two strictly smaller than `n` (n >= 2). */

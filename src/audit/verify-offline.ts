@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { computeEntryHash, GENESIS_HASH } from '../core/audit-hash.js';
 import type { AuditEntry } from '../core/types.js';
@@ -81,12 +81,12 @@ function readEntryLine(line: Buffer): { seq: number; prev: Buffer; hash: Buffer;
   const hash = line.subarray(h0, h0 + 64);
   const prev = line.subarray(p0, p0 + 64);
   // body = line without `,"hash":"H","prevHash":"P"` (it resumes at `,"seq":`)
-  const bodyHash = createHash('sha256').update(prev).update(NEWLINE).update(line.subarray(0, at)).update(line.subarray(p0 + 64 + 1)).digest();
+  const bodyHash = oneShotHash('sha256', Buffer.concat([prev, NEWLINE, line.subarray(0, at), line.subarray(p0 + 64 + 1)]), 'buffer') as Buffer;
   return { seq, prev, hash, bodyHash };
 }
 
 /** Yields the lines of a file as Buffers, without decoding them. */
-async function* fileLines(path: string): AsyncGenerator<Buffer> {
+async function* fileLines(path: string): AsyncGenerator<Buffer[]> {
   const fh = await open(path, 'r');
   try {
     const chunk = Buffer.allocUnsafe(1 << 20);
@@ -95,14 +95,17 @@ async function* fileLines(path: string): AsyncGenerator<Buffer> {
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
       if (bytesRead === 0) break;
       const buf = rest.length ? Buffer.concat([rest, chunk.subarray(0, bytesRead)]) : Buffer.from(chunk.subarray(0, bytesRead));
+      // one batch per chunk: an await per line would cost more than hashing it
+      const batch: Buffer[] = [];
       let start = 0;
       for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
-        yield buf.subarray(start, nl);
+        batch.push(buf.subarray(start, nl));
         start = nl + 1;
       }
       rest = buf.subarray(start);
+      yield batch;
     }
-    if (rest.length) yield rest;
+    if (rest.length) yield [rest];
   } finally {
     await fh.close();
   }
@@ -120,7 +123,7 @@ export function verifyExportFile(path: string, verifiers: readonly NoteVerifier[
  * different roots) and a cut tail (a checkpoint beyond the last entry). Checkpoints
  * must come before the entries they cover, as the exporter writes them.
  */
-export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | Iterable<string | Buffer>, verifiers: readonly NoteVerifier[], options: { origin?: string } = {}): Promise<OfflineReport> {
+export async function verifyExportLines(lines: AsyncIterable<string | Buffer | Buffer[]> | Iterable<string | Buffer | Buffer[]>, verifiers: readonly NoteVerifier[], options: { origin?: string } = {}): Promise<OfflineReport> {
   const problems: OfflineProblem[] = [];
   const fail = (at: string, problem: string) => {
     problems.push({ at, problem });
@@ -136,7 +139,8 @@ export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | 
   const checkpoints = new Map<number, CheckpointSeen>();
   const verifiedRoots: Array<{ size: number; root: string }> = [];
   let n = 0;
-  for await (const raw of lines) {
+  outer: for await (const item of lines) {
+    for (const raw of Array.isArray(item) ? item : [item]) {
     n += 1;
     let line: Buffer = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
     if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, -1);
@@ -146,27 +150,27 @@ export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | 
       if (!e) {
         fail(`line ${n}`, 'a malformed entry line');
         chainBroken = true;
-        break;
+        break outer;
       }
       if (entries === 0) firstSeq = e.seq;
       if (e.seq !== expectedSeq) {
         fail(`entry ${expectedSeq}`, e.seq > expectedSeq ? `entry ${expectedSeq} is missing (found ${e.seq} next)` : `entry ${e.seq} is out of order (expected ${expectedSeq})`);
         chainBroken = true;
-        break;
+        break outer;
       }
       if (!e.prev.equals(prevHash)) {
         fail(`entry ${e.seq}`, `entry ${e.seq} does not link to entry ${e.seq - 1}`);
         chainBroken = true;
-        break;
+        break outer;
       }
       if (e.bodyHash.toString('hex') !== e.hash.toString('latin1')) {
         fail(`entry ${e.seq}`, `entry ${e.seq} was altered (its hash does not match its content)`);
         chainBroken = true;
-        break;
+        break outer;
       }
       // The leaf is the line's own bytes; a non-canonical line would not match the
       // checkpointed root, so it is caught below.
-      range.append(createHash('sha256').update(LEAF_PREFIX).update(line).digest());
+      range.append(oneShotHash('sha256', Buffer.concat([LEAF_PREFIX, line]), 'buffer') as Buffer);
       prevHash = Buffer.from(e.hash);
       expectedSeq += 1;
       entries += 1;
@@ -175,7 +179,7 @@ export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | 
         const root = range.root();
         if (!root.equals(cp.root)) {
           fail(`checkpoint ${cp.size}`, `the entries up to ${cp.size} do not match the signed checkpoint of that size: the log was rewritten at or before entry ${cp.size}`);
-          break;
+          break outer;
         }
         verifiedRoots.push({ size: cp.size, root: root.toString('base64') });
       }
@@ -187,12 +191,12 @@ export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | 
       if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error();
     } catch {
       fail(`line ${n}`, 'not a JSON object');
-      break;
+      break outer;
     }
     if (!sawHeader) {
       if (obj.format !== EXPORT_FORMAT) {
         fail(`line ${n}`, `the file does not start with a \`${EXPORT_FORMAT}\` header`);
-        break;
+        break outer;
       }
       sawHeader = true;
       if (origin === null && typeof obj.origin === 'string') origin = obj.origin;
@@ -201,14 +205,14 @@ export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | 
     if ('prefix' in obj) {
       if (entries > 0) {
         fail(`line ${n}`, 'a prefix after entries');
-        break;
+        break outer;
       }
       const p = obj.prefix as ExportPrefix;
       try {
         range = CompactRange.fromPrefix(p.size, p.nodes.map((b) => Buffer.from(b, 'base64')));
       } catch (e) {
         fail(`line ${n}`, `malformed prefix: ${(e as Error).message}`);
-        break;
+        break outer;
       }
       prevHash = Buffer.from(String(p.prev_hash));
       expectedSeq = p.size + 1;
@@ -235,7 +239,8 @@ export async function verifyExportLines(lines: AsyncIterable<string | Buffer> | 
       continue;
     }
     fail(`line ${n}`, 'neither an entry nor a checkpoint');
-    break;
+    break outer;
+  }
   }
   if (!sawHeader && problems.length === 0) fail('line 1', 'the file is empty');
   if (problems.length === 0 && !chainBroken) {
