@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { UsageError } from '../src/cli/args.js';
+import { limitsConfigFromEnv } from '../src/cli/limits-env.js';
 import { UnavailableError } from '../src/core/errors.js';
 import { PolicyEngine } from '../src/policy/engine.js';
 import { buildCedarRequest } from '../src/policy/request.js';
@@ -30,6 +32,17 @@ async function until(check: () => boolean, what: string): Promise<void> {
 }
 
 describe('policy workers: Cedar on worker threads, failing closed', () => {
+  it('WRIT_POLICY_WORKERS and WRIT_POLICY_WORKER_TIMEOUT_MS: whole numbers in range, anything else refused', () => {
+    assert.deepEqual(limitsConfigFromEnv({ WRIT_POLICY_WORKERS: '1', WRIT_POLICY_WORKER_TIMEOUT_MS: '500' }), { policyWorkers: 1, policyWorkerTimeoutMs: 500 });
+    assert.deepEqual(limitsConfigFromEnv({ WRIT_POLICY_WORKERS: '0' }), { policyWorkers: 0 });
+    for (const [name, bad] of [
+      ['WRIT_POLICY_WORKERS', '65'], ['WRIT_POLICY_WORKERS', '-1'], ['WRIT_POLICY_WORKERS', '1.5'], ['WRIT_POLICY_WORKERS', 'two'], ['WRIT_POLICY_WORKERS', ' 1'],
+      ['WRIT_POLICY_WORKER_TIMEOUT_MS', '0'], ['WRIT_POLICY_WORKER_TIMEOUT_MS', '1e3'], ['WRIT_POLICY_WORKER_TIMEOUT_MS', '-5'],
+    ] as const) {
+      assert.throws(() => limitsConfigFromEnv({ [name]: bad }), UsageError, `${name}=${bad}`);
+    }
+  });
+
   it('answers exactly as the main thread does, allows and denies alike', async () => {
     const engine = new PolicyEngine({ workers: 2, workerTimeoutMs: 60_000 });
     try {
