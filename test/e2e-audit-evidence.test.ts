@@ -111,7 +111,10 @@ for (const { backend, skip } of backends()) {
     });
 
     it('writ audit export streams a log that verifies offline; jsonl and ocsf', async () => {
-      await env.admin.call('POST', '/v1/audit/checkpoints', {});
+      const onDemand = await env.admin.call('POST', '/v1/audit/checkpoints', {});
+      assert.equal(onDemand.status, 201);
+      assert.ok(onDemand.body.tree.size > onDemand.body.seq - 1, 'the tree checkpoint covers the log, its own audit entry included');
+      assert.match(onDemand.body.tree.note, /\n\n\u2014 /);
       const key = ok(await cli(['audit', 'key'])).note_key as string;
       const file = join(dir, 'export.jsonl');
       const e = await cli(['audit', 'export', '--out', file]);

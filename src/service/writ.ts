@@ -1282,13 +1282,15 @@ export class Writ {
   }
 
   /** Signs the chain's current head; the checkpoint is audited, and meant to be kept elsewhere. */
-  async checkpointAudit(by: OperatorRecord): Promise<{ seq: number; hash: string; checkpoint: string }> {
+  async checkpointAudit(by: OperatorRecord): Promise<{ seq: number; hash: string; checkpoint: string; tree: { size: number; note: string } | null }> {
     requireRole(by, 'admin', 'auditor');
     const head = await this.store.auditHead();
     if (!head) throw new ConflictError('the audit log is empty', 'audit_empty');
     const checkpoint = this.checkpointKey.sign(CHECKPOINT_TYP, checkpointClaims(this.config.issuer, head, this.clock.now()));
     await this.store.appendAudit([{ type: 'audit.checkpoint', actor: `operator:${by.id}`, data: { seq: head.seq, hash: head.hash } }]);
-    return { seq: head.seq, hash: head.hash, checkpoint };
+    // and, on demand, a C2SP checkpoint of the Merkle tree covering the log so far
+    const tree = await signCheckpoint(this.evidenceContext());
+    return { seq: head.seq, hash: head.hash, checkpoint, tree: tree ? { size: tree.size, note: tree.note } : null };
   }
 
   // --- audit evidence (Merkle checkpoints, proofs, export, trace) -------------------------
