@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sinceTime } from '../src/cli/policy.js';
-import { backends, BOOT_TOKEN, setup, type Api } from './helpers/harness.js';
+import { backends, BOOT_TOKEN, openTestStore, setup, type Api } from './helpers/harness.js';
+import { ManualClock } from '../src/core/clock.js';
+import { seqBefore } from '../src/service/policy-simulate.js';
 import { agentFor, makeOperator, setPolicy, type Env } from './helpers/escalations.js';
 import { writ } from './helpers/cli.js';
 
@@ -153,4 +155,31 @@ describe('simulate when audit keeps only the argument digest (WRIT_AUDIT_ARGS=di
     assert.equal(live.replayed, 1);
     assert.equal(live.changed, 0);
   });
+});
+
+describe('seqBefore: where a replay since a time starts reading the log', () => {
+  for (const { backend, skip } of backends()) {
+    it(`binary search on ${backend}: below every entry at or after the time, above the earlier ones`, { skip }, async () => {
+      const clock = new ManualClock(Date.UTC(2026, 0, 1));
+      const opened = await openTestStore(backend, clock);
+      try {
+        await opened.store.migrate();
+        const seqs: { seq: number; ts: number }[] = [];
+        for (let i = 0; i < 40; i++) {
+          const [e] = await opened.store.appendAudit([{ type: i % 3 ? 'decision' : 'other', actor: 'system', data: {} }]);
+          seqs.push({ seq: e!.seq, ts: e!.ts });
+          clock.advance(1000);
+        }
+        assert.equal(await seqBefore(opened.store, 0), 0);
+        for (const k of [0, 1, 17, 39]) {
+          const s = await seqBefore(opened.store, seqs[k]!.ts);
+          assert.ok(s < seqs[k]!.seq && s >= (k > 0 ? seqs[k - 1]!.seq : 0), `k=${k} s=${s}`);
+        }
+        const after = await seqBefore(opened.store, seqs[39]!.ts + 1);
+        assert.equal(after, seqs[39]!.seq);
+      } finally {
+        await opened.cleanup();
+      }
+    });
+  }
 });

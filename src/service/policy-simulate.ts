@@ -85,7 +85,7 @@ export async function simulatePolicy(deps: SimulateDeps, set: LoadedPolicySet, o
     if (report.not_replayed.examples.length < opts.examples) report.not_replayed.examples.push({ ...exampleOf(e), why });
   };
 
-  for (let after = 0, done = false; !done; ) {
+  for (let after = await seqBefore(deps.store, opts.sinceMs - CLOCK_SKEW_MS), done = false; !done; ) {
     const page = await deps.store.listAudit({ type: 'decision', after, limit: 1000 });
     if (page.length < 1000) done = true;
     if (page.length > 0) after = page[page.length - 1]!.seq;
@@ -200,4 +200,25 @@ function maskedReadPath(args: Record<string, unknown>, set: LoadedPolicySet): st
   };
   walk(args, '', 0);
   return found;
+}
+
+/** Entry times come from each instance's clock: the search starts this much earlier. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * A sequence number below every entry written at or after `ms`: a binary search over
+ * the log (entries are appended in time order, up to clock skew), so a replay of the
+ * last hour reads the last hour, not the whole log. About log2(size) single-row reads.
+ */
+export async function seqBefore(store: Store, ms: number): Promise<number> {
+  const head = await store.auditHead();
+  let lo = 0;
+  let hi = head?.seq ?? 0;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    const [e] = await store.listAudit({ after: mid, limit: 1 });
+    if (!e || e.ts >= ms) hi = mid;
+    else lo = e.seq;
+  }
+  return lo;
 }
