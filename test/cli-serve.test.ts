@@ -13,7 +13,8 @@ describe('writ serve: WRIT_BOOTSTRAP_TOKEN', () => {
   // random tokens (a weak one is refused at start, see below)
   const first = 'wop_N7pQ2vXk9RzL4mW8tYc3bH6jF1sD5gA0eU_iO-yKqTo';
   const env = (token: string | undefined) => {
-    const e: NodeJS.ProcessEnv = { ...process.env, WRIT_BOOTSTRAP_TOKEN: token };
+    // sealed keys: an unsealed store is warned about at start (test/ops-safe-defaults.test.ts)
+    const e: NodeJS.ProcessEnv = { ...process.env, WRIT_BOOTSTRAP_TOKEN: token, WRIT_KEY_ENCRYPTION_KEY: 'kek_Zq7-Lp2_Xw9!Vb4#Nc6$Md1%Kf3^Rh5&Tg8' };
     delete e.WRIT_DATABASE_URL;
     if (token === undefined) delete e.WRIT_BOOTSTRAP_TOKEN;
     return e;

@@ -58,7 +58,7 @@ describe('instances starting together on an empty PostgreSQL database', { skip }
     const schema = `writ_cs_${randomBytes(6).toString('hex')}`;
     schemas.push(schema);
     const boot = `wop_${randomBytes(32).toString('base64url')}`;
-    const env: NodeJS.ProcessEnv = { ...process.env, WRIT_DATABASE_URL: url, WRIT_DATABASE_SCHEMA: schema, WRIT_BOOTSTRAP_TOKEN: boot, WRIT_ISSUER: ISSUER };
+    const env: NodeJS.ProcessEnv = { ...process.env, WRIT_DATABASE_URL: url, WRIT_DATABASE_SCHEMA: schema, WRIT_BOOTSTRAP_TOKEN: boot, WRIT_ISSUER: ISSUER, WRIT_KEY_ENCRYPTION_KEY: `kek_${randomBytes(32).toString('base64url')}` };
     // every spawn happens before the first await: the processes really start together
     const children = Array.from({ length: n }, () => spawnChild(process.execPath, ['bin/writ.js', 'serve', '--port', '0'], { cwd: REPO, env }));
     try {

@@ -11,6 +11,7 @@ import { escalationConfigFromEnv } from './escalation-env.js';
 import { auditConfigFromEnv } from './audit-env.js';
 import { limitsConfigFromEnv, windowLimitFromEnv } from './limits-env.js';
 import { operatorConfigFromEnv } from './operator-env.js';
+import { startWarnings } from './start-warnings.js';
 
 export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json]';
 
@@ -57,6 +58,7 @@ export async function serve(argv: string[]): Promise<void> {
   const addr = server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   if (!issuerFlag && actualPort !== port) (writ.config as { issuer: string }).issuer = `http://${hostForUrl}:${actualPort}`;
+  for (const w of startWarnings({ host, issuer: writ.config.issuer, keysSealed: kek !== undefined })) console.warn(w);
   const where = store.backend === 'sqlite' ? `SQLite at ${dataDir}/writ.db` : 'PostgreSQL';
   console.log(`writ listening on http://${hostForUrl}:${actualPort} (issuer ${writ.config.issuer}, store: ${where})`);
   if (boot?.generated) {

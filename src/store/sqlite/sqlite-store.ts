@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { computeEntryHash, GENESIS_HASH } from '../../core/audit-hash.js';
 import { systemClock, type Clock } from '../../core/clock.js';
@@ -78,7 +78,7 @@ export class SqliteStore implements Store {
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
-    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    if (options.path !== ':memory:') prepareDatabaseFile(options.path);
     this.db = new Database(options.path);
     this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     this.db.pragma('journal_mode = WAL');
@@ -998,4 +998,27 @@ function mapSqliteError(err: unknown): Error {
 
 function breakGlassActive(r: { status: string; ends_at: number | null } | undefined, now: number): boolean {
   return !!r && r.status === 'active' && r.ends_at !== null && Number(r.ends_at) > now;
+}
+
+/**
+ * The store holds signing keys (plain JWK unless sealed) and the audit log: only its owner
+ * may read it. The directory is created 0700 (an existing one is left as the operator made
+ * it); the database file is created 0600 before SQLite opens it, because SQLite gives the
+ * `-wal` and `-shm` files the mode of the database file (os_unix.c, findCreateFileMode).
+ * Files that already exist are tightened to 0600 too: a store written by an older version
+ * was world-readable under the usual umask 022.
+ */
+function prepareDatabaseFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(f, 0o600);
+    } catch (err) {
+      // -wal/-shm exist only while a connection is open: a missing one is fine
+      const code = (err as NodeJS.ErrnoException).code;
+      // a file of another owner cannot be tightened here; it is its owner's to fix
+      if (code !== 'ENOENT' && code !== 'EPERM') throw err;
+    }
+  }
 }
