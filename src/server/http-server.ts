@@ -32,6 +32,7 @@ import { registerFederationRoutes } from './routes-federation.js';
 import { registerOperatorRoutes } from './routes-operators.js';
 import { registerEscalationRoutes } from './routes-escalations.js';
 import { registerAuditEvidenceRoutes } from './routes-audit-evidence.js';
+import { registerAuthzenRoutes } from './routes-authzen.js';
 import { delegationTree } from '../tasks/delegation.js';
 
 type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
@@ -350,6 +351,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   registerOperatorRoutes(writ, route);
   registerEscalationRoutes(writ, route, operator);
   registerAuditEvidenceRoutes(writ, route);
+  registerAuthzenRoutes(writ, route);
 
   const addresses = new ClientAddresses(options.trustedProxies ?? []);
   const byAddress = new FailureLimiter(options.failureLimit?.max ?? 1000, options.failureLimit?.windowMs ?? 10_000, () => writ.clock.now());
