@@ -19,4 +19,9 @@ export class AuditBatcher {
   append(entry: AuditInput): Promise<void> {
     return this.group.submit(entry);
   }
+
+  /** Resolves once every submitted item is committed (or failed). */
+  drain(): Promise<void> {
+    return this.group.drain();
+  }
 }

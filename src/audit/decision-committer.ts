@@ -13,4 +13,9 @@ export class DecisionCommitter {
   submit(item: DecisionWrite): Promise<DecisionCommitResult> {
     return this.group.submit(item);
   }
+
+  /** Resolves once every submitted item is committed (or failed). */
+  drain(): Promise<void> {
+    return this.group.drain();
+  }
 }

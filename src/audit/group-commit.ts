@@ -9,6 +9,7 @@ export class GroupCommit<I, R> {
   private queue: { item: I; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
   private flushing = false;
   private scheduled = false;
+  private idle: (() => void)[] = [];
 
   /** @param commit writes a batch in one transaction; answers one result per item, in order */
   constructor(
@@ -21,6 +22,12 @@ export class GroupCommit<I, R> {
       this.queue.push({ item, resolve, reject });
       this.schedule();
     });
+  }
+
+  /** Resolves once nothing is queued or being committed (a graceful shutdown waits for it before closing the store). */
+  drain(): Promise<void> {
+    if (!this.flushing && !this.scheduled && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
   }
 
   private schedule(): void {
@@ -44,6 +51,7 @@ export class GroupCommit<I, R> {
     } finally {
       this.flushing = false;
       if (this.queue.length > 0) this.schedule();
+      else for (const done of this.idle.splice(0)) done();
     }
   }
 }

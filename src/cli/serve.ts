@@ -4,6 +4,7 @@ import { checkBootstrapToken } from '../core/token-strength.js';
 import { openStore } from '../store/open-store.js';
 import { createHttpServer } from '../server/http-server.js';
 import { ClientAddresses } from '../server/client-address.js';
+import { Drain } from '../server/drain.js';
 import { Writ } from '../service/writ.js';
 import { flag, parseArgs, UsageError } from './args.js';
 import { federationConfigFromEnv } from './federation-env.js';
@@ -46,7 +47,11 @@ export async function serve(argv: string[]): Promise<void> {
   const existing = !boot && bootToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootToken)) : null;
   const ignoredBootstrap = !boot && bootToken !== undefined && (!existing || existing.disabled || existing.expiresAt <= writ.clock.now());
   writ.startBackgroundWork();
+  const drain = new Drain();
+  const graceMs = shutdownMsFromEnv('WRIT_SHUTDOWN_GRACE_MS', process.env.WRIT_SHUTDOWN_GRACE_MS, 30_000);
+  const delayMs = shutdownMsFromEnv('WRIT_SHUTDOWN_DELAY_MS', process.env.WRIT_SHUTDOWN_DELAY_MS, 0);
   const server = createHttpServer(writ, {
+    drain,
     failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', process.env.WRIT_FAILURE_LIMIT),
     credentialFailureLimit: windowLimitFromEnv('WRIT_CREDENTIAL_FAILURE_LIMIT', process.env.WRIT_CREDENTIAL_FAILURE_LIMIT),
     trustedProxies: trustedProxiesFromEnv(process.env.WRIT_TRUSTED_PROXIES),
@@ -106,15 +111,34 @@ export async function serve(argv: string[]): Promise<void> {
     };
   }
   let closing = false;
-  const shutdown = () => {
+  const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
-    void closeGateway().catch(() => undefined);
-    server.close(() => void writ.close().then(() => process.exit(0)));
-    setTimeout(() => process.exit(0), 3000).unref();
+    console.error(`writ: ${signal}: draining (${drain.pending} requests in flight, grace ${graceMs} ms)`);
+    const started = Date.now();
+    const gatewayClosed = closeGateway().catch(() => undefined);
+    void drain
+      .begin(server, { graceMs, delayMs })
+      .then(async (clean) => {
+        // in-flight requests have their answers; what they queued is committed before the store closes
+        await gatewayClosed;
+        await writ.close().catch(() => undefined);
+        console.error(clean ? `writ: drained in ${Date.now() - started} ms` : `writ: grace period of ${graceMs} ms over: open connections were cut`);
+        process.exit(clean ? 0 : 1);
+      });
+    // the backstop: nothing outlives the grace period by more than a few seconds (a store that hangs on close)
+    setTimeout(() => process.exit(1), graceMs + 5000).unref();
   };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+/** `WRIT_SHUTDOWN_GRACE_MS`, `WRIT_SHUTDOWN_DELAY_MS`: milliseconds, 0 to one hour. */
+export function shutdownMsFromEnv(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === '') return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n > 3_600_000) throw new UsageError(`${name} must be a whole number of milliseconds from 0 to 3600000`);
+  return n;
 }
 
 /** `WRIT_TRUSTED_PROXIES=10.0.0.0/8,::1`: the proxies whose `X-Forwarded-For` names the client. */

@@ -4,6 +4,7 @@ import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritE
 import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
 import { ClientAddresses, limiterKey } from './client-address.js';
+import type { Drain } from './drain.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { credentialOf } from './request-credential.js';
 import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
@@ -52,6 +53,8 @@ export interface HttpServerOptions {
   credentialFailureLimit?: { max: number; windowMs: number };
   /** proxies (addresses, CIDR ranges) whose `X-Forwarded-For` names the client; none by default */
   trustedProxies?: string[];
+  /** the server's drain: `/readyz` answers 503 once it began (src/server/drain.ts) */
+  drain?: Drain;
 }
 
 /** Wire shapes: snake_case, times as ISO strings. */
@@ -134,6 +137,8 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   // --- public ---
   route('GET', '/healthz', async ({ res }) => sendJson(res, 200, { status: 'ok' }));
   route('GET', '/readyz', async ({ res }) => {
+    // shutting down: out of the load balancer at once, whatever the checks say
+    if (options.drain?.draining) return sendJson(res, 503, { status: 'draining' });
     const r = await writ.ready();
     const ok = r.store && r.keys && r.policy;
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks: r });
@@ -459,7 +464,9 @@ function decodePathParam(p: string): string {
 
 export function createHttpServer(writ: Writ, options: HttpServerOptions = {}): Server {
   const handler = createHttpHandler(writ, options);
+  const drain = options.drain;
   const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    drain?.track(res);
     void handler(req, res);
   });
   return server;

@@ -311,6 +311,8 @@ export class Writ {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     this.sweepTimer = null;
+    // pending group commits reach the store before it closes (graceful shutdown)
+    await Promise.all([this.committer.drain(), this.securityAudit.drain()]);
     await this.policy.close();
     this.checkpointTimer = null;
     await this.store.close();
