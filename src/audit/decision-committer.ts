@@ -6,8 +6,13 @@ import { GroupCommit } from './group-commit.js';
 export class DecisionCommitter {
   private readonly group: GroupCommit<DecisionWrite, DecisionCommitResult>;
 
-  constructor(store: Store, clock: Clock, maxBatch = 256) {
-    this.group = new GroupCommit((items) => store.commitDecisions(items, clock.now()), maxBatch);
+  /** @param onCommitted sees each committed batch (metrics: its size, and what was decided) */
+  constructor(store: Store, clock: Clock, maxBatch = 256, onCommitted?: (items: DecisionWrite[], results: DecisionCommitResult[]) => void) {
+    this.group = new GroupCommit(async (items) => {
+      const results = await store.commitDecisions(items, clock.now());
+      onCommitted?.(items, results);
+      return results;
+    }, maxBatch);
   }
 
   submit(item: DecisionWrite): Promise<DecisionCommitResult> {

@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import { sha256Hex } from '../core/digest.js';
 import { checkBootstrapToken } from '../core/token-strength.js';
 import { openStore } from '../store/open-store.js';
-import { createHttpServer } from '../server/http-server.js';
+import { createServer, type Server } from 'node:http';
+import { createHttpServer, sendMetrics } from '../server/http-server.js';
 import { ClientAddresses } from '../server/client-address.js';
 import { Drain } from '../server/drain.js';
 import { Writ } from '../service/writ.js';
@@ -50,8 +51,11 @@ export async function serve(argv: string[]): Promise<void> {
   const drain = new Drain();
   const graceMs = shutdownMsFromEnv('WRIT_SHUTDOWN_GRACE_MS', process.env.WRIT_SHUTDOWN_GRACE_MS, 30_000);
   const delayMs = shutdownMsFromEnv('WRIT_SHUTDOWN_DELAY_MS', process.env.WRIT_SHUTDOWN_DELAY_MS, 0);
+  const metricsToken = process.env.WRIT_METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
   const server = createHttpServer(writ, {
     drain,
+    metricsToken,
     failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', process.env.WRIT_FAILURE_LIMIT),
     credentialFailureLimit: windowLimitFromEnv('WRIT_CREDENTIAL_FAILURE_LIMIT', process.env.WRIT_CREDENTIAL_FAILURE_LIMIT),
     trustedProxies: trustedProxiesFromEnv(process.env.WRIT_TRUSTED_PROXIES),
@@ -64,6 +68,23 @@ export async function serve(argv: string[]): Promise<void> {
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   if (!issuerFlag && actualPort !== port) (writ.config as { issuer: string }).issuer = `http://${hostForUrl}:${actualPort}`;
   for (const w of startWarnings({ host, issuer: writ.config.issuer, keysSealed: kek !== undefined })) console.warn(w);
+  // /metrics without a token only on a listener of its own that the operator asked for
+  const metricsPort = process.env.WRIT_METRICS_PORT ? Number(process.env.WRIT_METRICS_PORT) : undefined;
+  let metricsServer: Server | undefined;
+  if (metricsPort !== undefined) {
+    if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new UsageError('WRIT_METRICS_PORT must be a port number');
+    const metricsHost = process.env.WRIT_METRICS_HOST || '127.0.0.1';
+    metricsServer = createServer((req, res) => {
+      if (req.method === 'GET' && (req.url ?? '').split('?')[0] === '/metrics') return void sendMetrics(res, writ).catch(() => res.destroy());
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    });
+    await new Promise<void>((ok, fail) => {
+      metricsServer!.once('error', fail);
+      metricsServer!.listen(metricsPort, metricsHost, () => ok());
+    });
+    const a = metricsServer.address();
+    console.log(`writ metrics on http://${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${typeof a === 'object' && a ? a.port : metricsPort}/metrics (no authentication)`);
+  }
   const where = store.backend === 'sqlite' ? `SQLite at ${dataDir}/writ.db` : 'PostgreSQL';
   console.log(`writ listening on http://${hostForUrl}:${actualPort} (issuer ${writ.config.issuer}, store: ${where})`);
   if (boot?.generated) {
@@ -117,6 +138,8 @@ export async function serve(argv: string[]): Promise<void> {
     console.error(`writ: ${signal}: draining (${drain.pending} requests in flight, grace ${graceMs} ms)`);
     const started = Date.now();
     const gatewayClosed = closeGateway().catch(() => undefined);
+    metricsServer?.close();
+    metricsServer?.closeAllConnections();
     void drain
       .begin(server, { graceMs, delayMs })
       .then(async (clean) => {

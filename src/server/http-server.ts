@@ -1,4 +1,5 @@
 import { stageEnd } from '../core/stage-profile.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritError } from '../core/errors.js';
 import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
@@ -40,6 +41,8 @@ type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string
 
 interface Route {
   method: string;
+  /** the template (`/v1/tasks/{id}`): what metrics and logs name, never the raw path */
+  path: string;
   pattern: RegExp;
   handler: Handler;
   oauth?: boolean;
@@ -55,6 +58,10 @@ export interface HttpServerOptions {
   trustedProxies?: string[];
   /** the server's drain: `/readyz` answers 503 once it began (src/server/drain.ts) */
   drain?: Drain;
+  /** a bearer token that may read `/metrics` besides admin and auditor operators (WRIT_METRICS_TOKEN) */
+  metricsToken?: string;
+  /** called once per finished response (the access log) */
+  onResponse?: (info: { req: IncomingMessage; res: ServerResponse; route: string; latencyMs: number }) => void;
 }
 
 /** Wire shapes: snake_case, times as ISO strings. */
@@ -130,7 +137,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   const routes: Route[] = [];
   const route = (method: string, path: string, handler: Handler, oauth = false) => {
     const pattern = new RegExp(`^${path.replace(/\{[a-z_]+\}/g, '([^/]+)')}$`);
-    routes.push({ method, pattern, handler, oauth });
+    routes.push({ method, path, pattern, handler, oauth });
   };
   const operator = (req: IncomingMessage) => writ.authenticateOperator(bearer(req));
 
@@ -176,13 +183,28 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('POST', '/v1/authorize', async ({ req, res }) => {
     // stage marks: CPU accounting for the benchmarks, off (one branch each) otherwise
     stageEnd('http_in');
+    const started = performance.now();
     const ctx = await writ.authenticateTask(bearer(req));
+    writ.metrics.observeStage('authenticate', started);
     stageEnd('authenticate');
     const action = parse(authorizeSchema, await readJson(req));
     stageEnd('parse');
     const result = await writ.authorize(ctx, action as never);
+    res.setHeader('x-writ-decision-id', result.decision_id);
     sendJson(res, 200, result);
+    writ.metrics.observeStage('total', started);
     stageEnd('respond');
+  });
+
+  // Prometheus exposition. Never open: an admin or auditor operator token, or the
+  // WRIT_METRICS_TOKEN (compared by SHA-256 digest in constant time), or a separate
+  // listener an operator configured on purpose (WRIT_METRICS_PORT, src/cli/serve.ts).
+  route('GET', '/metrics', async ({ req, res }) => {
+    const presented = bearer(req);
+    if (!(options.metricsToken && presented !== null && sameSecret(presented, options.metricsToken))) {
+      writ.requireAuditor(await writ.authenticateOperator(presented));
+    }
+    await sendMetrics(res, writ);
   });
 
   // The task token's own task, if it is active (401 otherwise): how a gateway or proxy
@@ -385,6 +407,15 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   const credentialData = (key: string) => ({ credential: key.slice(0, 300) });
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedAt = performance.now();
+    // the route's template, not the raw path: ids and junk paths never become labels
+    let routeName = 'unmatched';
+    res.once('finish', () => {
+      const method = KNOWN_METHODS.has(req.method ?? '') ? req.method! : 'other';
+      writ.metrics.httpRequests.inc({ method, route: routeName, status: String(res.statusCode) });
+      writ.metrics.httpSeconds.observe({ method, route: routeName }, (performance.now() - startedAt) / 1000);
+      options.onResponse?.({ req, res, route: routeName, latencyMs: performance.now() - startedAt });
+    });
     let url: URL;
     let oauth = false;
     const client = addresses.of(req);
@@ -419,6 +450,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
           continue;
         }
         oauth = r.oauth ?? false;
+        routeName = r.path;
         const params = m.slice(1).map(decodePathParam);
         await r.handler({ req, res, params, url });
         return;
@@ -437,11 +469,25 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
         if (credential !== null) byCredential.recordFailure(credential);
         else byAddress.recordFailure(clientKey);
       }
+      if (err instanceof WritError && err.code.startsWith('store_')) writ.metrics.storeErrors.inc();
       sendError(res, err, oauth, (e) => log('request failed', e));
       // A body we did not read would be left in the socket; drain or close.
       if (!req.complete) req.resume();
     }
   };
+}
+
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+function sameSecret(a: string, b: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
+
+/** The registry in the Prometheus text format (version 0.0.4). */
+export async function sendMetrics(res: ServerResponse, writ: Writ): Promise<void> {
+  const body = await writ.metrics.registry.metrics();
+  res.writeHead(200, { 'content-type': writ.metrics.registry.contentType, 'cache-control': 'no-store' });
+  res.end(body);
 }
 
 /** The request's path as routes see it; the raw text when it does not parse (the route answers that). */

@@ -2,6 +2,7 @@ import { stageEnd, stageStart } from '../core/stage-profile.js';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
+import { WritMetrics } from './metrics.js';
 import { auditArguments } from '../audit/mask-arguments.js';
 import { checkpointOrigin, signCheckpoint, type EvidenceContext } from '../audit/evidence.js';
 import { createNoteSigner, type NoteSigner } from '../audit/signed-note.js';
@@ -137,6 +138,8 @@ export class Writ {
   readonly toolLabels: ToolLabelRegistry;
   private readonly securityAudit: AuditBatcher;
   private readonly committer: DecisionCommitter;
+  /** Prometheus metrics of this instance (src/service/metrics.ts) */
+  readonly metrics: WritMetrics;
   private readonly tokenCache = new Map<string, TaskPrincipal>();
   private policyCheckedAt = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -173,7 +176,19 @@ export class Writ {
     this.checkpointKey = new CheckpointKey(store, clock, kek);
     this.toolLabels = new ToolLabelRegistry(store, clock);
     this.securityAudit = new AuditBatcher(store);
-    this.committer = new DecisionCommitter(store, clock);
+    this.metrics = new WritMetrics({
+      pendingApprovals: async () => (await store.listApprovals({ status: 'pending', limit: 10_000 })).length,
+      activeBreakGlass: async () => (await store.listBreakGlass({ state: 'active', now: clock.now(), limit: 10_000 })).length,
+    });
+    this.committer = new DecisionCommitter(store, clock, 256, (items, results) => {
+      this.metrics.batchSize.observe(items.length);
+      items.forEach((item, i) => {
+        const r = results[i]!;
+        // only what was durably written is counted
+        if (r.written === 'fallback') this.metrics.recordDecision('deny', r.reason);
+        else this.metrics.recordDecision(item.decision.decision, item.decision.reasons[0]?.code);
+      });
+    });
     const kit = this.kit();
     this.approvals = new ApprovalService(kit);
     this.breakGlass = new BreakGlassService(kit);
@@ -540,7 +555,9 @@ export class Writ {
     requireRole(by, 'admin', 'requester');
     const t = await this.store.getTask(id);
     if (!t || (!hasRole(by, 'admin') && t.owner !== by.id)) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
-    return { id, status: 'revoked', ended: await this.endTask(id, 'revoked', `operator:${by.id}`, reason) };
+    const ended = await this.endTask(id, 'revoked', `operator:${by.id}`, reason);
+    if (ended.length > 0) this.metrics.revocations.inc();
+    return { id, status: 'revoked', ended };
   }
 
   private async endTask(id: string, status: 'completed' | 'revoked', actor: string, reason?: string): Promise<string[]> {
@@ -899,7 +916,9 @@ export class Writ {
     const request = buildCedarRequest(facts);
     stageEnd('facts');
     // on a policy worker when configured: a worker failure throws 503, never allows
+    const cedarStart = performance.now();
     let evaluation = await this.policy.evaluateAsync(request, set);
+    this.metrics.observeStage('cedar', cedarStart);
     stageEnd('cedar');
     if (evaluation.errors.length > 0) {
       return deny([policyErrorReason(evaluation)], evaluation.errors.map((e) => e.policy_id).filter(Boolean));
@@ -1001,6 +1020,7 @@ export class Writ {
           : why === 'break_glass_inactive'
             ? [{ code: 'break_glass_ended', message: `break-glass \`${options.breakGlassId}\` ended before the decision was recorded` }]
             : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
+    const commitStart = performance.now();
     const result = await this.committer.submit({
       decision: allowed,
       audit: this.decisionAudit(allowed, flags, options.arguments),
@@ -1014,6 +1034,7 @@ export class Writ {
         return { decision: denied, audit: this.decisionAudit(denied, approvalRef, options.arguments) };
       },
     });
+    this.metrics.observeStage('commit', commitStart);
     stageEnd('commit');
     if (result.written === 'fallback') {
       return { decision: 'deny', decision_id: base.id, reasons: fallbackReasons(result.reason) };

@@ -167,9 +167,9 @@ export class Api {
 export const BOOT_TOKEN = 'wop_fBmvvbniuj-cmvhqlEUjWrSmfMVSX5QOomlGcEa_Dbs';
 
 /** A running instance with an admin, one registered agent and helpers to get tokens. */
-export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock; config?: Partial<WritConfig> } = {}) {
+export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock; config?: Partial<WritConfig>; http?: HttpServerOptions } = {}) {
   const opened = await openTestStore(backend, opts.clock);
-  const inst = await startInstance(opened.store, { clock: opts.clock, config: opts.config });
+  const inst = await startInstance(opened.store, { clock: opts.clock, config: opts.config, ...(opts.http ? { http: opts.http } : {}) });
   await inst.writ.bootstrapAdmin(BOOT_TOKEN);
   const admin = new Api(inst.url, BOOT_TOKEN);
   const agent = await makeAgentKeys('spiffe://acme.test/agent/billing');
