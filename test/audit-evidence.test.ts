@@ -163,6 +163,26 @@ describe('audit evidence: checkpoints, proofs, export, offline verification', ()
     assert.match(p[0]!.problem, /rewritten at or before entry 260/);
   });
 
+  it('a file verifies the same on the main thread and on worker threads, small chunks or not', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const { verifyExportFile } = await import('../src/audit/verify-offline.js');
+    const good = join(dir, 'good.jsonl');
+    await writeFile(good, lines.join('\n') + '\n');
+    const bad = join(dir, 'bad.jsonl');
+    const edited = lines.slice();
+    const i = entryIndex(edited, 200);
+    edited[i] = edited[i]!.replace('payments.send', 'payments.refund');
+    await writeFile(bad, edited.join('\n')); // no final newline either
+    for (const workers of [0, 1, 2]) {
+      const r = await verifyExportFile(good, [verifier], { workers });
+      assert.equal(r.ok, true, `workers ${workers}: ${JSON.stringify(r)}`);
+      if (r.ok && r.kind === 'export') assert.deepEqual(r.checkpoints.map((c) => c.size), [10, 260, 265]);
+      const b = await verifyExportFile(bad, [verifier], { workers });
+      assert.equal(b.ok, false);
+      if (!b.ok) assert.equal(b.problems[0]!.at, 'entry 200');
+    }
+  });
+
   it('refuses checkpoints signed by another key, and a file without the header', async () => {
     const p = await problemsOf(lines, [stranger]);
     assert.match(p[0]!.problem, /checkpoint does not verify/);
