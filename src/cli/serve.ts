@@ -14,12 +14,15 @@ import { auditConfigFromEnv } from './audit-env.js';
 import { limitsConfigFromEnv, windowLimitFromEnv } from './limits-env.js';
 import { operatorConfigFromEnv } from './operator-env.js';
 import { startWarnings } from './start-warnings.js';
+import { createLogger, logFormatOf, logLevelFromEnv } from './logger.js';
+import { redactTokens } from '../server/http-io.js';
 
-export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json]';
+export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json] [--log-format json|pretty]';
 
 /** `writ serve`: the service on SQLite under --data-dir, or PostgreSQL from WRIT_DATABASE_URL. */
 export async function serve(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer', 'gateway'] });
+  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer', 'gateway', 'log-format'] });
+  const logger = createLogger({ level: logLevelFromEnv(process.env.WRIT_LOG_LEVEL), format: logFormatOf(flag(args, 'log-format')) });
   const host = flag(args, 'host') ?? process.env.WRIT_HOST ?? '127.0.0.1';
   const port = Number(flag(args, 'port') ?? process.env.WRIT_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('`--port` must be a port number');
@@ -55,6 +58,22 @@ export async function serve(argv: string[]): Promise<void> {
   if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
   const server = createHttpServer(writ, {
     drain,
+    // a fault's message, tokens redacted; never a request's headers or body
+    log: (msg, err) => logger.error({ error: redactTokens(err instanceof Error ? err.message : String(err ?? '')).slice(0, 500) }, msg),
+    // the access log: one line per response, the route's template (never the raw path: ids, junk)
+    onResponse: ({ req, res, route, latencyMs }) => {
+      const decisionId = res.getHeader('x-writ-decision-id');
+      logger.info(
+        {
+          method: (req.method ?? '').slice(0, 16),
+          route,
+          status: res.statusCode,
+          latency_ms: Math.round(latencyMs * 100) / 100,
+          ...(typeof decisionId === 'string' ? { decision_id: decisionId } : {}),
+        },
+        'request',
+      );
+    },
     metricsToken,
     failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', process.env.WRIT_FAILURE_LIMIT),
     credentialFailureLimit: windowLimitFromEnv('WRIT_CREDENTIAL_FAILURE_LIMIT', process.env.WRIT_CREDENTIAL_FAILURE_LIMIT),
