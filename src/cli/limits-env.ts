@@ -27,6 +27,11 @@ export function limitsConfigFromEnv(env: NodeJS.ProcessEnv): Partial<WritConfig>
   count('WRIT_APPROVAL_OPEN_MAX_PER_TASK', 'approvalOpenMaxPerTask');
   count('WRIT_APPROVAL_OPEN_MAX_PER_AGENT', 'approvalOpenMaxPerAgent');
   count('WRIT_VISIBLE_TOOLS_MAX', 'visibleToolsMax');
+  const nonces = env.WRIT_DPOP_NONCES;
+  if (nonces !== undefined && nonces !== '') {
+    if (nonces !== '0' && nonces !== '1') throw new UsageError('WRIT_DPOP_NONCES must be 0 or 1');
+    out.dpopNonces = nonces === '1';
+  }
   if (out.visibleToolsMax !== undefined && out.visibleToolsMax > 10_000) throw new UsageError('WRIT_VISIBLE_TOOLS_MAX is at most 10000');
   const workers = env.WRIT_POLICY_WORKERS;
   if (workers !== undefined && workers !== '') {

@@ -1,3 +1,4 @@
+import { DpopNonceError } from '../tokens/dpop.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidRequestError, PayloadTooLargeError, RateLimitedError, UnsupportedMediaTypeError, WritError } from '../core/errors.js';
 
@@ -107,6 +108,9 @@ export function sendError(res: ServerResponse, err: unknown, oauth = false, log:
   const message = redactTokens(e.expose ? e.message : e.status === 503 ? 'the service is unavailable' : 'internal error');
   const headers: Record<string, string> = {};
   if (e.status === 401) headers['www-authenticate'] = oauth ? 'Basic realm="writ"' : `Bearer realm="writ", error="${e.code === 'token_expired' ? 'invalid_token' : 'invalid_token'}"`;
+  // RFC 9449 §7.1 and §8: a proof problem is answered in the DPoP scheme, with a fresh nonce when one is needed
+  if (e instanceof DpopNonceError) headers['dpop-nonce'] = e.nonce;
+  if (e.status === 401 && (e.code === 'invalid_dpop_proof' || e.code === 'use_dpop_nonce')) headers['www-authenticate'] = `DPoP error="${e.code}", algs="EdDSA ES256"`;
   if (e.status === 503) headers['retry-after'] = '1';
   if (e.status === 429) headers['retry-after'] = String(e instanceof RateLimitedError ? e.retryAfterSeconds : 10);
   if (res.headersSent) {

@@ -1,3 +1,5 @@
+import { verifyDpopProof } from '../tokens/dpop.js';
+import { authenticateTaskRequest, verifyTaskRequest } from './task-auth.js';
 import { stageEnd } from '../core/stage-profile.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -166,6 +168,8 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       token_endpoint_auth_methods_supported: ['private_key_jwt'],
       token_endpoint_auth_signing_alg_values_supported: ['EdDSA', 'Ed25519', 'ES256'],
       introspection_endpoint_auth_methods_supported: ['bearer'],
+      // RFC 9449 §5.1: task tokens can be bound to a key (DPoP)
+      dpop_signing_alg_values_supported: ['EdDSA', 'ES256'],
     }, { 'cache-control': 'public, max-age=300' });
   });
 
@@ -177,14 +181,20 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     });
     const parsed = tokenFormSchema.safeParse(form);
     if (!parsed.success) throw new OAuthError('invalid_request', parsed.error.issues[0]!.message);
-    sendJson(res, 200, await writ.issueTaskToken(parsed.data), { pragma: 'no-cache' });
+    // RFC 9449 §5: a `DPoP` proof on the token request binds the token to its key
+    const proof = req.headers.dpop;
+    const binding =
+      proof === undefined
+        ? {}
+        : { jkt: await verifyDpopProof(proof, { method: 'POST', url: writ.tokenEndpoint, nowMs: writ.clock.now(), replay: writ.dpopReplay, nonces: writ.dpopNonces, status: 400 }) };
+    sendJson(res, 200, await writ.issueTaskToken(parsed.data, binding), { pragma: 'no-cache' });
   }, true);
 
   route('POST', '/v1/authorize', async ({ req, res }) => {
     // stage marks: CPU accounting for the benchmarks, off (one branch each) otherwise
     stageEnd('http_in');
     const started = performance.now();
-    const ctx = await writ.authenticateTask(bearer(req));
+    const ctx = await authenticateTaskRequest(writ, req);
     writ.metrics.observeStage('authenticate', started);
     stageEnd('authenticate');
     const action = parse(authorizeSchema, await readJson(req));
@@ -210,13 +220,13 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   // The task token's own task, if it is active (401 otherwise): how a gateway or proxy
   // authenticates an agent, task state included, before it reads a request body.
   route('GET', '/v1/tasks/current', async ({ req, res }) => {
-    const { task, agent } = await writ.authenticateTask(bearer(req));
+    const { task, agent } = await authenticateTaskRequest(writ, req);
     sendJson(res, 200, { task_id: task.id, agent_id: agent.id, status: task.status, expires_at: new Date(task.expiresAt).toISOString() });
   });
 
   // For a gateway's tools/list: which of these tools could this task be allowed to call?
   route('POST', '/v1/tools/visible', async ({ req, res }) => {
-    const ctx = await writ.authenticateTask(bearer(req));
+    const ctx = await authenticateTaskRequest(writ, req);
     const body = parse(visibleToolsSchema, await readJson(req));
     sendJson(res, 200, { tools: await writ.visibleTools(ctx, body.tools) });
   });
@@ -227,7 +237,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   });
 
   route('POST', '/v1/actions/{id}/outcome', async ({ req, res, params }) => {
-    const principal = await writ.verifyTaskToken(bearer(req) ?? '').catch((err) => {
+    const principal = await verifyTaskRequest(writ, req).catch((err) => {
       throw err instanceof WritError ? err : new OAuthError('invalid_client', 'bad token');
     });
     const body = parse(outcomeSchema, await readJson(req));
@@ -241,7 +251,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       try {
         return { operator: await writ.authenticateOperator(token) };
       } catch {
-        return { task: (await writ.authenticateTask(token)).principal };
+        return { task: (await authenticateTaskRequest(writ, req)).principal };
       }
     })();
     const r = await writ.completeTask(actor, params[0]!);

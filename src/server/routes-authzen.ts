@@ -1,3 +1,4 @@
+import { authenticateTaskRequest } from './task-auth.js';
 import { z } from 'zod';
 import { ForbiddenError, InvalidRequestError } from '../core/errors.js';
 import type { ActionInput } from '../policy/request.js';
@@ -157,7 +158,7 @@ export function registerAuthzenRoutes(writ: Writ, route: AddRoute): void {
 
   route('POST', '/access/v1/evaluation', async ({ req, res }) => {
     echoRequestId(req, res);
-    const ctx = await writ.authenticateTask(bearer(req));
+    const ctx = await authenticateTaskRequest(writ, req);
     const e = parse(evaluationSchema, await readJson(req));
     const action = toActionInput(e, ctx.agent.id);
     sendJson(res, 200, toAuthzenDecision(await writ.authorize(ctx, action), ctx.task.id));
@@ -165,7 +166,7 @@ export function registerAuthzenRoutes(writ: Writ, route: AddRoute): void {
 
   route('POST', '/access/v1/evaluations', async ({ req, res }) => {
     echoRequestId(req, res);
-    const ctx = await writ.authenticateTask(bearer(req));
+    const ctx = await authenticateTaskRequest(writ, req);
     const body = parse(evaluationsSchema, await readJson(req));
     const { evaluations, options, ...defaults } = body;
     // §"Access Evaluations API Request": no or an empty `evaluations` array is a single evaluation

@@ -1,3 +1,4 @@
+import { authenticateTaskRequest } from './task-auth.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Writ } from '../service/writ.js';
 import { delegate } from '../tasks/delegation.js';
@@ -16,7 +17,7 @@ export type AddRoute = (method: string, path: string, handler: RouteHandler, oau
  */
 export function registerDelegationRoutes(writ: Writ, route: AddRoute): void {
   route('POST', '/v1/tasks/{id}/delegations', async ({ req, res, params }) => {
-    const holder = await writ.authenticateTask(bearer(req));
+    const holder = await authenticateTaskRequest(writ, req);
     const body = parse(createTaskSchema, await readJson(req));
     const child = await delegate(writ, holder, params[0]!, body);
     sendJson(res, 201, taskView(child));

@@ -1,3 +1,4 @@
+import { authenticateTaskRequest } from './task-auth.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { ForbiddenError, UnauthorizedError } from '../core/errors.js';
@@ -99,7 +100,7 @@ export function registerEscalationRoutes(writ: Writ, route: RouteFn, operator: (
       sendJson(res, 200, await writ.approvals.getForOperator(op, params[0]!, q.wait ?? 0, clientGone(res)));
       return;
     }
-    const ctx = await writ.authenticateTask(token);
+    const ctx = await authenticateTaskRequest(writ, req);
     sendJson(res, 200, await writ.approvals.readAsAgent(ctx, params[0]!, q.wait ?? 0, clientGone(res)));
   });
 

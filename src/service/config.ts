@@ -76,6 +76,8 @@ export interface WritConfig {
   policyWorkerTimeoutMs: number;
   /** audit: how often a C2SP checkpoint of the Merkle tree is signed while entries arrive */
   checkpointIntervalMs: number;
+  /** DPoP (RFC 9449 §8): every proof must carry a server nonce (WRIT_DPOP_NONCES=1; default off) */
+  dpopNonces?: boolean;
 }
 
 export const DEFAULT_CONFIG: Omit<WritConfig, 'issuer'> = {

@@ -1,5 +1,6 @@
 import { stageEnd, stageStart } from '../core/stage-profile.js';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { DpopError, DpopNonces, DpopReplayCache } from '../tokens/dpop.js';
 import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
 import { WritMetrics } from './metrics.js';
@@ -96,6 +97,8 @@ export interface TaskPrincipal {
   jti?: string;
   /** `fed`: the trusted issuer record the token was obtained through (token exchange), else absent */
   issuerId?: string;
+  /** `cnf.jkt` (RFC 9449 §6.1): the token is bound to this key; every use needs a proof from it */
+  jkt?: string;
 }
 
 export type AuthorizeResult =
@@ -141,6 +144,13 @@ export class Writ {
   /** Prometheus metrics of this instance (src/service/metrics.ts) */
   readonly metrics: WritMetrics;
   private readonly tokenCache = new Map<string, TaskPrincipal>();
+  /** DPoP proof `jti`s seen (RFC 9449 §11.1) and, when configured, server nonces (§8) */
+  readonly dpopReplay = new DpopReplayCache();
+  private dpopNonceSource: DpopNonces | undefined;
+  get dpopNonces(): DpopNonces | undefined {
+    if (!this.config.dpopNonces) return undefined;
+    return (this.dpopNonceSource ??= new DpopNonces());
+  }
   private policyCheckedAt = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
   private checkpointTimer: NodeJS.Timeout | null = null;
@@ -606,9 +616,13 @@ export class Writ {
     client_assertion_type?: string;
     client_assertion?: string;
     task_id?: string;
-  }): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number; issued_token_type: string }> {
+  }, binding: { jkt?: string } = {}): Promise<{ access_token: string; token_type: 'Bearer' | 'DPoP'; expires_in: number; issued_token_type: string }> {
     // RFC 8693: a trusted issuer's workload token (OIDC, SPIFFE JWT-SVID) instead of an assertion
-    if (form.grant_type === TOKEN_EXCHANGE_GRANT_TYPE) return federation(this).exchange(form as TokenExchangeForm);
+    if (form.grant_type === TOKEN_EXCHANGE_GRANT_TYPE) {
+      // not bound there yet: refuse rather than hand out a bearer token the client asked to bind
+      if (binding.jkt !== undefined) throw new DpopError('DPoP-bound tokens are not issued by token exchange yet', 400);
+      return federation(this).exchange(form as TokenExchangeForm);
+    }
     if (form.grant_type !== 'client_credentials') {
       throw new OAuthError('unsupported_grant_type', `grant type \`${form.grant_type}\` is not supported`);
     }
@@ -654,27 +668,38 @@ export class Writ {
     const exp = Math.min(iat + this.config.taskTokenTtlSeconds, epochSeconds(task.expiresAt));
     if (exp <= iat) throw new OAuthError('invalid_grant', `task \`${task.id}\` is about to expire`);
     const jti = newId('tt');
-    const token = this.keys.signJwt(TASK_TOKEN_TYP, { iss: this.config.issuer, sub: agent.id, aud: this.config.issuer, iat, exp, jti, txn: task.id });
+    const token = this.keys.signJwt(TASK_TOKEN_TYP, {
+      iss: this.config.issuer,
+      sub: agent.id,
+      aud: this.config.issuer,
+      iat,
+      exp,
+      jti,
+      txn: task.id,
+      // RFC 9449 §6.1: bound to the key that signed the token request's proof
+      ...(binding.jkt === undefined ? {} : { cnf: { jkt: binding.jkt } }),
+    });
     // The assertion's jti is spent in the same transaction that records the issue.
     const first = await this.store.useOnce(`assertion:${agent.id}:${verified.jti}`, verified.exp * 1000, {
       type: 'token.issued',
       actor: `agent:${agent.id}`,
       agentId: agent.id,
       taskId: task.id,
-      data: { jti, exp, assertion_jti: verified.jti },
+      data: { jti, exp, assertion_jti: verified.jti, ...(binding.jkt === undefined ? {} : { dpop_jkt: binding.jkt }) },
     });
     if (!first) {
       await this.securityEvent('token.refused', `agent:${agent.id}`, { reason: 'assertion_replayed', assertion_jti: verified.jti }, { agentId: agent.id, taskId: task.id });
       throw new OAuthError('invalid_client', 'the client assertion was used before');
     }
-    return { access_token: token, token_type: 'Bearer', expires_in: exp - iat, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' };
+    // RFC 9449 §5.1: `token_type` DPoP for a bound token
+    return { access_token: token, token_type: binding.jkt === undefined ? 'Bearer' : 'DPoP', expires_in: exp - iat, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' };
   }
 
   /**
    * Authenticates a task token: signature, type, issuer, audience, expiry, then the
    * task's current state (read on every request, so revocation takes effect at once).
    */
-  async authenticateTask(bearer: string | null): Promise<{ principal: TaskPrincipal; task: TaskRecord; agent: AgentRecord }> {
+  async authenticateTask(bearer: string | null, proven: { jkt: string } | null = null): Promise<{ principal: TaskPrincipal; task: TaskRecord; agent: AgentRecord }> {
     if (!bearer) throw new UnauthorizedError('a task token is required');
     const now = this.clock.now();
     let principal = this.tokenCache.get(bearer);
@@ -682,6 +707,14 @@ export class Writ {
       principal = await this.verifyTaskToken(bearer);
       if (this.tokenCache.size >= 10_000) this.tokenCache.clear();
       this.tokenCache.set(bearer, principal);
+    }
+    // RFC 9449 §7.1: a bound token needs a proof by its key, on every use; every caller
+    // that checked no proof passes none, so a bound token fails closed there
+    if (principal.jkt !== undefined) {
+      if (proven === null) throw new UnauthorizedError('this task token is bound to a key (DPoP): send it as `Authorization: DPoP` with a `DPoP` proof', 'invalid_token');
+      if (proven.jkt !== principal.jkt) throw new DpopError('the `DPoP` proof is signed by another key than the one the task token is bound to');
+    } else if (proven !== null) {
+      throw new UnauthorizedError('this task token is not bound to a key: send it as `Authorization: Bearer`', 'invalid_token');
     }
     // a token obtained through a trusted issuer is read from the store on every request
     // too (in parallel): removing the issuer ends it at the next request, on every instance
@@ -728,6 +761,11 @@ export class Writ {
       const principal: TaskPrincipal = { agentId: payload.sub, taskId: payload.txn, tokenExp: payload.exp! };
       if (typeof payload.jti === 'string') principal.jti = payload.jti;
       if (typeof payload.fed === 'string') principal.issuerId = payload.fed;
+      if (payload.cnf !== undefined) {
+        const jkt = (payload.cnf as { jkt?: unknown } | null)?.jkt;
+        if (typeof jkt !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(jkt)) throw new TokenVerificationError('invalid_token', 'the token has a bad `cnf`');
+        principal.jkt = jkt;
+      }
       return principal;
     } catch (err) {
       if (err instanceof TokenVerificationError) {
@@ -1163,7 +1201,7 @@ export class Writ {
         const task = await this.store.getTask(p.taskId);
         const agent = task ? await this.store.getAgent(task.agentId) : null;
         const active = !!task && task.status === 'active' && task.expiresAt > now && agent?.status === 'active';
-        return active ? { active: true, token_type: TASK_TOKEN_TYP, sub: p.agentId, txn: p.taskId, exp: p.tokenExp, iss: this.config.issuer } : { active: false };
+        return active ? { active: true, token_type: TASK_TOKEN_TYP, sub: p.agentId, txn: p.taskId, exp: p.tokenExp, iss: this.config.issuer, ...(p.jkt === undefined ? {} : { cnf: { jkt: p.jkt } }) } : { active: false };
       }
       if (typ === ACTION_TOKEN_TYP) {
         const c = await this.verifyActionToken(token);
