@@ -177,22 +177,18 @@ async function main(): Promise<number> {
       }
     });
   }
-  if (selected.has('cli_startup')) {
-    await attempt('cli_startup', async () => {
+  // backend-independent benchmarks that report their own targets
+  const standalone = {
+    cli_startup: async () => (await import('./benchmarks/cli.js')).cliStartup(opts),
+    // an export file verified offline, proofs from a SQLite store
+    audit_evidence: async () => (await import('./benchmarks/audit.js')).auditEvidence(opts),
+  } as const;
+  for (const [name, run] of Object.entries(standalone)) {
+    if (!selected.has(name as Name)) continue;
+    await attempt(name, async () => {
       const t = performance.now();
-      const { cliStartup } = await import('./benchmarks/cli.js');
-      const out = await cliStartup(opts);
-      results.cli_startup = { ...out.result, elapsed_s: Math.round(performance.now() - t) / 1000 };
-      Object.assign(targets, out.targets ?? {});
-    });
-  }
-  if (selected.has('audit_evidence')) {
-    // backend-independent: an export file verified offline, proofs from a SQLite store
-    await attempt('audit_evidence', async () => {
-      const t = performance.now();
-      const { auditEvidence } = await import('./benchmarks/audit.js');
-      const out = await auditEvidence(opts);
-      results.audit_evidence = { ...out.result, elapsed_s: Math.round(performance.now() - t) / 1000 };
+      const out = await run();
+      results[name] = { ...out.result, elapsed_s: Math.round(performance.now() - t) / 1000 };
       Object.assign(targets, out.targets ?? {});
     });
   }

@@ -10,17 +10,13 @@ export const GENESIS_HASH = '0'.repeat(64);
  * editing, deleting or reordering any entry breaks every later link.
  */
 export function computeEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
-  const body = canonicalJson({
-    seq: entry.seq,
-    ts: entry.ts,
-    type: entry.type,
-    actor: entry.actor,
-    taskId: entry.taskId,
-    agentId: entry.agentId,
-    decisionId: entry.decisionId,
-    data: entry.data,
-  });
-  return sha256Hex(`${entry.prevHash}\n${body}`);
+  return sha256Hex(`${entry.prevHash}\n${canonicalJson(ownFields(entry))}`);
+}
+
+/** The fields an entry's chain hash covers (not its link or its own hash). */
+function ownFields(entry: Omit<AuditEntry, 'hash' | 'prevHash'>): Omit<AuditEntry, 'hash' | 'prevHash'> {
+  const { seq, ts, type, actor, taskId, agentId, decisionId, data } = entry;
+  return { seq, ts, type, actor, taskId, agentId, decisionId, data };
 }
 
 /**
@@ -30,16 +26,5 @@ export function computeEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
  * tree also pins the chain.
  */
 export function auditLeafBytes(entry: AuditEntry): string {
-  return canonicalJson({
-    seq: entry.seq,
-    ts: entry.ts,
-    type: entry.type,
-    actor: entry.actor,
-    taskId: entry.taskId,
-    agentId: entry.agentId,
-    decisionId: entry.decisionId,
-    data: entry.data,
-    prevHash: entry.prevHash,
-    hash: entry.hash,
-  });
+  return canonicalJson({ ...ownFields(entry), prevHash: entry.prevHash, hash: entry.hash });
 }

@@ -1,3 +1,4 @@
+import type { AuditCheckpointRecord } from './store.js';
 import { PreconditionFailedError } from '../core/errors.js';
 import type { ToolLabelsRecord } from '../core/types.js';
 import type { AgentRecord, AuditEntry, CheckpointKeyRecord, DecisionRecord, OperatorRecord, PolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
@@ -105,6 +106,10 @@ export function toAuditEntry(r: Row): AuditEntry {
 }
 
 /** The If-Match of a policy change named a version that is no longer (or never was) active. */
+export function toAuditCheckpoint(r: Row): AuditCheckpointRecord {
+  return { size: num(r.size), note: r.note as string, createdAt: num(r.created_at) };
+}
+
 export function policyMoved(expected: string, active: string | null): PreconditionFailedError {
   return new PreconditionFailedError(`the active policy version is \`${active ?? 'none'}\`, not \`${expected.slice(0, 80)}\`: read it again and retry`, 'policy_version_mismatch');
 }

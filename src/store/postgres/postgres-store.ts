@@ -33,6 +33,7 @@ import {
   toSigningKey,
   toTask,
   toToolLabels,
+  toAuditCheckpoint,
 } from '../rows.js';
 import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
@@ -361,12 +362,12 @@ export class PostgresStore implements Store {
       afterSize,
       Math.min(Math.max(limit, 1), 1000),
     ]);
-    return rows.map((r) => ({ size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) }));
+    return rows.map(toAuditCheckpoint);
   }
 
   async latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null> {
     const r = await this.row('SELECT size, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1');
-    return r ? { size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) } : null;
+    return r ? toAuditCheckpoint(r) : null;
   }
 
   // --- operators -----------------------------------------------------------------

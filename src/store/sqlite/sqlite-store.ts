@@ -33,6 +33,7 @@ import {
   toSigningKey,
   toTask,
   toToolLabels,
+  toAuditCheckpoint,
 } from '../rows.js';
 import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
@@ -227,12 +228,12 @@ export class SqliteStore implements Store {
     const rows = this.guard(
       () => this.stmt('SELECT size, note, created_at FROM audit_checkpoints WHERE size > ? ORDER BY size ASC LIMIT ?').all(afterSize, Math.min(Math.max(limit, 1), 1000)) as Row[],
     );
-    return rows.map((r) => ({ size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) }));
+    return rows.map(toAuditCheckpoint);
   }
 
   async latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null> {
     const r = this.guard(() => this.stmt('SELECT size, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1').get() as Row | undefined);
-    return r ? { size: Number(r.size), note: r.note as string, createdAt: Number(r.created_at) } : null;
+    return r ? toAuditCheckpoint(r) : null;
   }
 
   // --- operators ---------------------------------------------------------------
