@@ -1,3 +1,4 @@
+import { UsageError } from './args.js';
 import { flag, hasSwitch, intFlag, list, parseArgs, positionals, requireFlag } from './args.js';
 import { print } from './client.js';
 import { group, type CommandContext } from './command.js';
@@ -58,6 +59,8 @@ async function mcp(argv: string[]): Promise<void> {
   }
   const port = intFlag(args, 'port') ?? config.listen?.port ?? 8090;
   const host = flag(args, 'host') ?? config.listen?.host ?? '127.0.0.1';
+  const metricsToken = process.env.WRIT_METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
   const running = await serve.serveMcpHttp(gw, {
     host,
     port,
@@ -67,6 +70,7 @@ async function mcp(argv: string[]): Promise<void> {
     maxSessionsPerAgent: config.max_sessions_per_agent,
     sessionCheckSeconds: config.session_check_seconds,
     idleSeconds: config.session_idle_seconds,
+    metricsToken,
   });
   gw.log('listening', { url: running.url, authorizer: authorizer.mode });
   console.log(`writ gateway listening on ${running.url}`);

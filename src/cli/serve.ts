@@ -142,6 +142,7 @@ export async function serve(argv: string[]): Promise<void> {
       maxSessionsPerAgent: config.max_sessions_per_agent,
       sessionCheckSeconds: config.session_check_seconds,
       idleSeconds: config.session_idle_seconds,
+      metricsToken: process.env.WRIT_METRICS_TOKEN || undefined,
     });
     gw.log('listening', { url: running.url, authorizer: 'in-process' });
     console.log(`writ gateway (in-process) listening on ${running.url}`);

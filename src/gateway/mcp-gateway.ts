@@ -6,6 +6,7 @@ import { AuthorizerError, type ActionRequest, type Authorizer } from './authoriz
 import { TOOL_NAME, upstreamAudience, upstreamDestination, type GatewayConfig } from './config.js';
 import { Decider, describeVerdict, type Verdict } from './decide.js';
 import { configuredToolLabels, labelsNotInWrit } from './labels.js';
+import { GatewayMetrics } from './metrics.js';
 import { errorText, jsonLog, type Log } from './log.js';
 import { PinStore } from './pins.js';
 import { Redactor } from './secrets.js';
@@ -50,6 +51,8 @@ export class McpGateway {
   private readonly outcomes = new Set<Promise<void>>();
   private readonly reported = new Set<string>();
   private readonly maxAgeMs: number;
+  /** Prometheus metrics (src/gateway/metrics.ts), served on the HTTP listener's `/metrics` */
+  readonly metrics = new GatewayMetrics();
 
   constructor(readonly opts: McpGatewayOptions) {
     this.redactor = new Redactor();
@@ -229,11 +232,13 @@ export class McpGateway {
    * are not an object, a refused task token, Writ or an upstream unavailable.
    */
   private refusal(tool: string, code: string, text: string, extra: Record<string, unknown> = {}): CallToolResult {
+    this.metrics.refusals.inc({ tool, code });
     const error = { [META_ERROR]: { code, tool, ...extra } };
     return { content: [{ type: 'text', text }], structuredContent: error, isError: true, _meta: error };
   }
 
   private verdictResult(tool: string, v: Exclude<Verdict, { kind: 'allow' }>): CallToolResult {
+    this.metrics.refusals.inc({ tool, code: v.kind === 'deny' ? 'deny' : v.kind === 'approval_pending' ? 'approval_required' : 'approval_refused' });
     const meta: Record<string, unknown> =
       v.kind === 'deny'
         ? { decision: 'deny', decision_id: v.decisionId, reasons: v.reasons }
@@ -295,9 +300,13 @@ export class McpGateway {
 
     const meta = upstream.config.forward_action_token ? { [META_ACTION_TOKEN]: verdict.actionToken } : undefined;
     let result: CallToolResult;
+    const upstreamStart = performance.now();
+    const upstreamSeconds = () => (performance.now() - upstreamStart) / 1000;
     try {
       result = await upstream.call(local, args, meta, signal);
+      this.metrics.upstreamSeconds.observe({ tool: name, result: result.isError ? 'tool_error' : 'ok' }, upstreamSeconds());
     } catch (err) {
+      this.metrics.upstreamSeconds.observe({ tool: name, result: 'failed' }, upstreamSeconds());
       if (err instanceof ResultTooLargeError) {
         // the tool ran; its answer is too large to pass on: this call fails, the connection and other calls do not
         this.outcome(token, verdict.decisionId, 'failed', 'result too large');

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -58,6 +59,8 @@ interface Session {
 }
 
 export interface McpHttpOptions {
+  /** the bearer token that reads `GET /metrics` (WRIT_METRICS_TOKEN); unset, there is no `/metrics` */
+  metricsToken?: string;
   host?: string;
   port?: number;
   path?: string;
@@ -160,6 +163,16 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://gateway.invalid');
+    // Prometheus metrics: never open; only with the metrics token, compared by digest in constant time
+    if (url.pathname === '/metrics' && opts.metricsToken && req.method === 'GET') {
+      const presented = bearerOf(req);
+      if (!presented || !timingSafeEqual(createHash('sha256').update(presented).digest(), createHash('sha256').update(opts.metricsToken).digest())) {
+        return sendJson(res, 401, { error: { code: 'unauthorized', message: 'send the metrics token as `Authorization: Bearer <token>`' } }, { 'www-authenticate': 'Bearer realm="writ-gateway-metrics"' });
+      }
+      const body = await gw.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': gw.metrics.registry.contentType, 'cache-control': 'no-store' });
+      return void res.end(body);
+    }
     if (url.pathname !== path) return sendJson(res, 404, { error: { code: 'not_found', message: `the MCP endpoint is ${path}` } });
     const token = bearerOf(req);
     const challenge = { 'www-authenticate': 'Bearer realm="writ-gateway"' };
