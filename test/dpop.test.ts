@@ -224,3 +224,26 @@ describe('DPoP server nonces (WRIT_DPOP_NONCES=1)', () => {
     assert.equal(ok.body.decision, 'allow');
   });
 });
+
+describe('the SDK agent client with `dpop: true`', () => {
+  let env: Env;
+  before(async () => {
+    env = await setup('sqlite');
+  });
+  after(async () => env?.teardown());
+
+  it('gets a bound token and proves every call; the token copied out of it is refused as Bearer', async () => {
+    const { WritAgentClient } = await import('@writ/sdk');
+    const t = await env.createTask({ scope: { tools: ['docs.*'], resources: [], destinations: [] } });
+    const agent = new WritAgentClient({ url: env.url, agentId: env.agent.id, taskId: t.id, key: { key: env.agent.privateKey, alg: 'EdDSA', kid: 'k1' }, dpop: true });
+    const d = await agent.authorize(action);
+    assert.equal(d.decision, 'allow', JSON.stringify(d));
+    await agent.reportOutcome(d.decision_id, 'succeeded');
+    const token = await agent.taskToken();
+    assert.ok((decodeJwt(token).cnf as { jkt?: string })?.jkt, 'the token is bound');
+    const stolen = await new Api(env.url, token).call('POST', '/v1/authorize', action);
+    assert.equal(stolen.status, 401);
+    await agent.complete();
+    assert.equal((await env.admin.call('GET', `/v1/tasks/${t.id}`)).body.status, 'completed');
+  });
+});

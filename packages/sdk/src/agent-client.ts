@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { calculateJwkThumbprint, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { createHash, randomBytes } from 'node:crypto';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { WritApiError, WritClient } from './api-client.js';
 
 /**
@@ -50,9 +50,17 @@ export interface AgentClientOptions {
   refreshSkewSeconds?: number;
   fetch?: typeof fetch;
   timeoutMs?: number;
+  /**
+   * Bind the task token to a key (DPoP, RFC 9449): the client makes a key pair of its own
+   * (Ed25519, in memory, never sent), and every call carries a fresh proof by it, so the
+   * task token alone is useless to anyone who copies it. Server nonces
+   * (`WRIT_DPOP_NONCES=1`) are not handled yet.
+   */
+  dpop?: boolean;
 }
 
 export class WritAgentClient {
+  private dpopKey: Promise<{ key: CryptoKey; jwk: JWK }> | null = null;
   private readonly client: WritClient;
   private signer: Promise<{ key: CryptoKey; alg: string; kid?: string }> | null = null;
   private issuer: string | null = null;
@@ -63,8 +71,26 @@ export class WritAgentClient {
     this.client = new WritClient({ url: opts.url, fetch: opts.fetch, timeoutMs: opts.timeoutMs });
   }
 
-  private call(method: string, path: string, init: { token?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number } = {}): Promise<any> {
+  private call(method: string, path: string, init: { token?: string; dpop?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number } = {}): Promise<any> {
     return this.client.request({ method, path, ...init });
+  }
+
+  /** A DPoP proof (RFC 9449 §4.2) for one call: method, Writ's URL for the path (no query), and the token's hash. */
+  private async proof(method: string, path: string, token?: string): Promise<string> {
+    this.dpopKey ??= (async () => {
+      const { privateKey, publicKey } = await generateKeyPair('Ed25519');
+      return { key: privateKey, jwk: await exportJWK(publicKey) };
+    })();
+    const [{ key, jwk }, issuer] = await Promise.all([this.dpopKey, this.getIssuer()]);
+    const claims: Record<string, unknown> = { jti: randomBytes(16).toString('base64url'), htm: method, htu: `${issuer}${path.split('?')[0]}`, iat: Math.floor(Date.now() / 1000) };
+    if (token !== undefined) claims.ath = createHash('sha256').update(token, 'ascii').digest('base64url');
+    return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ: 'dpop+jwt', jwk }).sign(key);
+  }
+
+  /** The task token for a call, with its proof when the token is DPoP-bound. */
+  private async credential(method: string, path: string): Promise<{ token: string; dpop?: string }> {
+    const token = await this.taskToken();
+    return this.opts.dpop ? { token, dpop: await this.proof(method, path, token) } : { token };
   }
 
   private loadSigner(): Promise<{ key: CryptoKey; alg: string; kid?: string }> {
@@ -114,7 +140,9 @@ export class WritAgentClient {
       try {
         const r = await this.call('POST', '/oauth/token', {
           form: { grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: await this.assertion(), task_id: this.opts.taskId },
+          ...(this.opts.dpop ? { dpop: await this.proof('POST', '/oauth/token') } : {}),
         });
+        if (this.opts.dpop && r.token_type !== 'DPoP') throw new WritApiError('bad_response', 'asked for a DPoP-bound task token, got a bearer one', 200);
         this.token = { value: r.access_token as string, until: Date.now() + Number(r.expires_in) * 1000 };
         return this.token.value;
       } finally {
@@ -125,13 +153,14 @@ export class WritAgentClient {
   }
 
   async authorize(action: ActionInput): Promise<AuthorizeResponse> {
-    return this.call('POST', '/v1/authorize', { token: await this.taskToken(), json: action });
+    return this.call('POST', '/v1/authorize', { ...(await this.credential('POST', '/v1/authorize')), json: action });
   }
 
   /** Reads an approval; `waitSeconds` (at most 30) long-polls. */
   async approval(approvalId: string, waitSeconds = 0): Promise<ApprovalResponse> {
     const w = Math.max(0, Math.min(30, Math.floor(waitSeconds)));
-    return this.call('GET', `/v1/approvals/${encodeURIComponent(approvalId)}${w ? `?wait=${w}` : ''}`, { token: await this.taskToken(), timeoutMs: (w + 10) * 1000 });
+    const path = `/v1/approvals/${encodeURIComponent(approvalId)}${w ? `?wait=${w}` : ''}`;
+    return this.call('GET', path, { ...(await this.credential('GET', path)), timeoutMs: (w + 10) * 1000 });
   }
 
   /**
@@ -161,11 +190,13 @@ export class WritAgentClient {
   }
 
   async reportOutcome(decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
-    await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, { token: await this.taskToken(), json: detail ? { status, detail } : { status } });
+    const path = `/v1/actions/${encodeURIComponent(decisionId)}/outcome`;
+    await this.call('POST', path, { ...(await this.credential('POST', path)), json: detail ? { status, detail } : { status } });
   }
 
   /** Ends the task: every token derived from it stops working. */
   async complete(): Promise<void> {
-    await this.call('POST', `/v1/tasks/${encodeURIComponent(this.opts.taskId)}/complete`, { token: await this.taskToken() });
+    const path = `/v1/tasks/${encodeURIComponent(this.opts.taskId)}/complete`;
+    await this.call('POST', path, await this.credential('POST', path));
   }
 }

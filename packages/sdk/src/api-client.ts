@@ -37,8 +37,10 @@ export interface ApiCall {
   method: string;
   /** the path from Writ's base URL, starting with `/` (segments escaped by the caller) */
   path: string;
-  /** sent as `Authorization: Bearer …` */
+  /** sent as `Authorization: Bearer …` (or `DPoP …` with `dpop`) */
   token?: string;
+  /** a DPoP proof (RFC 9449) for this call: the token goes as `Authorization: DPoP …`, the proof in the `DPoP` header */
+  dpop?: string;
   /** a JSON body */
   json?: unknown;
   /** a JSON body already serialized */
@@ -128,7 +130,8 @@ export class WritClient {
     for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { accept: 'application/json' };
     if (call.headers?.['if-match'] !== undefined) headers['if-match'] = call.headers['if-match'];
-    if (call.token) headers.authorization = `Bearer ${call.token}`;
+    if (call.token) headers.authorization = `${call.dpop === undefined ? 'Bearer' : 'DPoP'} ${call.token}`;
+    if (call.dpop !== undefined) headers.dpop = call.dpop;
     let body: string | undefined;
     if (call.form) {
       headers['content-type'] = 'application/x-www-form-urlencoded';
