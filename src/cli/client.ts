@@ -1,6 +1,6 @@
 import { WritApiError, WritClient } from '@writ/sdk';
 import { formatDiagnostic, type PolicyDiagnostic } from '../policy/diagnostics.js';
-import { WritError } from '../core/errors.js';
+import { WritError, type ErrorCode } from '../core/errors.js';
 import { flag, UsageError, type ParsedArgs } from './args.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
@@ -12,7 +12,8 @@ const TIMEOUT_MS = 30_000;
 export class CliError extends WritError {
   readonly notes: string[];
   constructor(code: string, message: string, options: { status?: number; notes?: string[]; details?: unknown } = {}) {
-    super(code, message, options.status ?? 0, { details: options.details, expose: true });
+    // the server's code, or one of the CLI's own (`connection_failed`, …): not an API code
+    super(code as ErrorCode, message, options.status ?? 0, { details: options.details, expose: true });
     this.notes = options.notes ?? [];
   }
 }

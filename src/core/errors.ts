@@ -1,15 +1,19 @@
+import type { ErrorCode } from './error-codes.js';
+
+export { ERROR_CODES, isErrorCode, type ErrorCode } from './error-codes.js';
+
 /**
  * The error model. Every failure that crosses a boundary is one of these classes,
  * with a stable snake_case `code` and the HTTP status it maps to. `expose` is true
  * only for client faults: the server never shows the message of a fault it caused.
  */
 export class WritError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status: number;
   readonly expose: boolean;
   readonly details?: unknown;
 
-  constructor(code: string, message: string, status: number, options: { expose?: boolean; details?: unknown; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, status: number, options: { expose?: boolean; details?: unknown; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -21,40 +25,40 @@ export class WritError extends Error {
 
 /** 400: the request is malformed, has unknown fields or fails validation. */
 export class InvalidRequestError extends WritError {
-  constructor(message: string, details?: unknown, code = 'invalid_request') {
+  constructor(message: string, details?: unknown, code: ErrorCode = 'invalid_request') {
     super(code, message, 400, { details });
   }
 }
 
 /** 401: no credentials, or credentials that do not verify. */
 export class UnauthorizedError extends WritError {
-  constructor(message = 'authentication required', code = 'unauthorized') {
+  constructor(message = 'authentication required', code: ErrorCode = 'unauthorized') {
     super(code, message, 401);
   }
 }
 
 /** 403: authenticated, but not allowed to do this. */
 export class ForbiddenError extends WritError {
-  constructor(message: string, code = 'forbidden') {
+  constructor(message: string, code: ErrorCode = 'forbidden') {
     super(code, message, 403);
   }
 }
 
 export class NotFoundError extends WritError {
-  constructor(message: string, code = 'not_found') {
+  constructor(message: string, code: ErrorCode = 'not_found') {
     super(code, message, 404);
   }
 }
 
 export class ConflictError extends WritError {
-  constructor(message: string, code = 'conflict') {
+  constructor(message: string, code: ErrorCode = 'conflict') {
     super(code, message, 409);
   }
 }
 
 /** 412: a conditional request (`If-Match`, RFC 9110 §13.1.1) whose condition is false. */
 export class PreconditionFailedError extends WritError {
-  constructor(message: string, code = 'precondition_failed') {
+  constructor(message: string, code: ErrorCode = 'precondition_failed') {
     super(code, message, 412);
   }
 }
@@ -75,7 +79,7 @@ export class UnsupportedMediaTypeError extends WritError {
 export class RateLimitedError extends WritError {
   readonly retryAfterSeconds: number;
 
-  constructor(message = 'too many requests', options: { retryAfterSeconds?: number; code?: string } = {}) {
+  constructor(message = 'too many requests', options: { retryAfterSeconds?: number; code?: ErrorCode } = {}) {
     super(options.code ?? 'rate_limited', message, 429);
     this.retryAfterSeconds = Math.max(1, Math.ceil(options.retryAfterSeconds ?? 10));
   }
@@ -83,7 +87,7 @@ export class RateLimitedError extends WritError {
 
 /** 503: a dependency (the store) is unreachable. Fail closed, retry later. */
 export class UnavailableError extends WritError {
-  constructor(message = 'the store is unavailable', cause?: unknown, code = 'store_unavailable') {
+  constructor(message = 'the store is unavailable', cause?: unknown, code: ErrorCode = 'store_unavailable') {
     super(code, message, 503, { expose: true, cause });
   }
 }

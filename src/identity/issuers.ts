@@ -1,5 +1,5 @@
 import { createPublicKey } from 'node:crypto';
-import { InvalidRequestError } from '../core/errors.js';
+import { InvalidRequestError, type ErrorCode } from '../core/errors.js';
 import type { ClaimValue, IssuerRecord, IssuerRule, Jwk } from '../core/types.js';
 import { checkAgentId, parseSpiffeId, SpiffeIdError } from './spiffe-id.js';
 
@@ -36,7 +36,7 @@ export interface IssuerInput {
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
-function bad(message: string, code = 'invalid_request'): InvalidRequestError {
+function bad(message: string, code: ErrorCode = 'invalid_request'): InvalidRequestError {
   return new InvalidRequestError(message, undefined, code);
 }
 

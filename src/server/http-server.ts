@@ -30,7 +30,8 @@ import {
   tokenFormSchema,
   toolLabelsSchema,
   visibleToolsSchema,
-} from './schemas.js';
+  buildOpenApi,
+} from '../wire/index.js';
 import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
 import { registerOperatorRoutes } from './routes-operators.js';
@@ -145,6 +146,9 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
 
   // --- public ---
   route('GET', '/healthz', async ({ res }) => sendJson(res, 200, { status: 'ok' }));
+  // the OpenAPI 3.1 document of this API, generated from the wire schemas (docs/openapi.json)
+  let openApi: Record<string, unknown> | undefined;
+  route('GET', '/openapi.json', async ({ res }) => sendJson(res, 200, (openApi ??= buildOpenApi())));
   route('GET', '/readyz', async ({ res }) => {
     // shutting down: out of the load balancer at once, whatever the checks say
     if (options.drain?.draining) return sendJson(res, 503, { status: 'draining' });

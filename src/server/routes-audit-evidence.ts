@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { toOcsf } from '../audit/audit-export.js';
 import { consistency, exportLines, inclusion, proofFile, seqRangeForTime, signCheckpoint } from '../audit/evidence.js';
 import { formatTrace, traceDecision, traceTask } from '../audit/trace.js';
@@ -9,25 +8,7 @@ import type { AuditCheckpointRecord } from '../store/store.js';
 import type { Writ } from '../service/writ.js';
 import { bearer, sendJson } from './http-io.js';
 import type { AddRoute } from './routes-delegation.js';
-import { parse } from './schemas.js';
-
-const sizeParam = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const inclusionQuery = z.strictObject({ index: sizeParam, size: sizeParam.min(1) });
-const consistencyQuery = z.strictObject({ from: sizeParam, to: sizeParam });
-const checkpointsQuery = z.strictObject({ since: sizeParam.optional(), limit: z.coerce.number().int().min(1).max(1000).optional() });
-const timeParam = z
-  .string()
-  .max(64)
-  .transform((s, ctx) => {
-    const ms = /^\d+$/.test(s) ? Number(s) : Date.parse(s);
-    if (!Number.isFinite(ms)) {
-      ctx.addIssue({ code: 'custom', message: `\`${s}\` is not a time (ISO 8601 or epoch milliseconds)` });
-      return z.NEVER;
-    }
-    return ms;
-  });
-const exportQuery = z.strictObject({ since: timeParam.optional(), until: timeParam.optional(), format: z.enum(['jsonl', 'ocsf']).optional() });
-const traceQuery = z.strictObject({ format: z.enum(['json', 'text']).optional() });
+import { checkpointsQuerySchema, consistencyQuerySchema, exportQuerySchema, inclusionQuerySchema, parse, traceQuerySchema } from '../wire/index.js';
 
 function checkpointView(c: AuditCheckpointRecord, verifierKey: string) {
   const body = parseCheckpoint(openNote(c.note, [parseNoteVerifierKey(verifierKey)]).text);
@@ -68,7 +49,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
 
   route('GET', '/v1/audit/checkpoints', async ({ req, res, url }) => {
     await auditor(req);
-    const q = parse(checkpointsQuery, Object.fromEntries(url.searchParams));
+    const q = parse(checkpointsQuerySchema, Object.fromEntries(url.searchParams));
     const ctx = writ.evidenceContext();
     const list = await writ.store.listAuditCheckpoints(q.since ?? 0, q.limit ?? 100);
     sendJson(res, 200, { checkpoints: list.map((c) => checkpointView(c, ctx.signer.verifierKey)) });
@@ -78,7 +59,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
 
   route('GET', '/v1/audit/proofs/inclusion', async ({ req, res, url }) => {
     await auditor(req);
-    const q = parse(inclusionQuery, Object.fromEntries(url.searchParams));
+    const q = parse(inclusionQuerySchema, Object.fromEntries(url.searchParams));
     if (q.size > (await logSize())) throw new InvalidRequestError(`size ${q.size} is beyond the end of the log`, undefined, 'size_beyond_log');
     if (q.index >= q.size) throw new InvalidRequestError(`index ${q.index} is not below size ${q.size}`);
     sendJson(res, 200, await inclusion(writ.evidenceContext(), q.index, q.size));
@@ -86,7 +67,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
 
   route('GET', '/v1/audit/proofs/consistency', async ({ req, res, url }) => {
     await auditor(req);
-    const q = parse(consistencyQuery, Object.fromEntries(url.searchParams));
+    const q = parse(consistencyQuerySchema, Object.fromEntries(url.searchParams));
     if (q.to > (await logSize())) throw new InvalidRequestError(`size ${q.to} is beyond the end of the log`, undefined, 'size_beyond_log');
     if (q.from > q.to) throw new InvalidRequestError(`size ${q.from} is larger than size ${q.to}`);
     sendJson(res, 200, await consistency(writ.evidenceContext(), q.from, q.to));
@@ -107,7 +88,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
 
   route('GET', '/v1/audit/export', async ({ req, res, url }) => {
     await auditor(req);
-    const q = parse(exportQuery, Object.fromEntries(url.searchParams));
+    const q = parse(exportQuerySchema, Object.fromEntries(url.searchParams));
     const ctx = writ.evidenceContext();
     const range = await seqRangeForTime(writ.store, q.since ?? null, q.until ?? null);
     res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
@@ -135,7 +116,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
 
   route('GET', '/v1/audit/trace/{id}', async ({ req, res, params, url }) => {
     await auditor(req);
-    const q = parse(traceQuery, Object.fromEntries(url.searchParams));
+    const q = parse(traceQuerySchema, Object.fromEntries(url.searchParams));
     const id = await writ.traceSubject(params[0]!);
     const trace = id.kind === 'task' ? await traceTask(writ.store, id.id) : await traceDecision(writ.store, id.id);
     if (!trace) throw new NotFoundError(`nothing in the audit log for \`${params[0]!.slice(0, 80)}\``, 'entry_not_found');

@@ -5,7 +5,7 @@ import type { ActionInput } from '../policy/request.js';
 import type { AuthorizeResult, Writ } from '../service/writ.js';
 import type { AddRoute } from './routes-delegation.js';
 import { bearer, readJson, sendJson } from './http-io.js';
-import { authorizeSchema, parse } from './schemas.js';
+import { authorizeSchema, parse } from '../wire/index.js';
 
 /**
  * OpenID AuthZEN Authorization API 1.0 (api/authorization-api-1_0.md), Writ as the PDP.

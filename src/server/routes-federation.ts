@@ -3,32 +3,7 @@ import { issuerView } from '../identity/issuers.js';
 import type { Writ } from '../service/writ.js';
 import { bearer, readJson, sendJson } from './http-io.js';
 import type { AddRoute } from './routes-delegation.js';
-import { agentIdSchema, parse } from './schemas.js';
-import { z } from 'zod';
-
-const claimValue = z.union([z.string().min(1).max(1024), z.number(), z.boolean()]);
-
-export const registerIssuerSchema = z.strictObject({
-  issuer: z.string().min(1).max(1024),
-  kind: z.enum(['oidc', 'spiffe']).optional(),
-  audience: z.string().min(1).max(1024),
-  jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(20) }).optional(),
-  jwks_uri: z.string().min(1).max(2048).optional(),
-  rules: z
-    .array(
-      z.strictObject({
-        claims: z.record(z.string().min(1).max(256), claimValue),
-        agent_id: agentIdSchema,
-      }),
-    )
-    .min(1)
-    .max(100),
-});
-
-/** `DELETE /v1/issuers/{id}?keep_issued=true` leaves the task tokens it issued working until they expire. */
-export const removeIssuerQuerySchema = z.strictObject({
-  keep_issued: z.enum(['true', 'false']).optional(),
-});
+import { parse, registerIssuerSchema, removeIssuerQuerySchema } from '../wire/index.js';
 
 /**
  * Trusted issuers (operators): `POST /v1/issuers` (admin), `GET /v1/issuers`,

@@ -2,11 +2,8 @@ import type { OperatorRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
 import { bearer, readJson, sendJson } from './http-io.js';
 import type { AddRoute } from './routes-delegation.js';
-import { parse } from './schemas.js';
-import { z } from 'zod';
+import { noFieldsSchema, parse } from '../wire/index.js';
 
-/** disable and rotate take no fields: an empty body or `{}` */
-const noFieldsSchema = z.strictObject({});
 
 /**
  * Operator lifecycle and the audit checkpoint key:

@@ -1,4 +1,4 @@
-import { ConflictError, ForbiddenError, InternalError, NotFoundError, WritError } from '../core/errors.js';
+import { ConflictError, ForbiddenError, InternalError, NotFoundError, WritError, type ErrorCode } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { AgentRecord, TaskRecord, TaskScope } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
@@ -99,7 +99,7 @@ export function inheritBounds(parent: TaskScope, child: TaskScope): TaskScope {
   };
 }
 
-function refuse(code: string, message: string, details?: unknown): WritError {
+function refuse(code: ErrorCode, message: string, details?: unknown): WritError {
   return new WritError(code, message, 403, { details });
 }
 

@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify } from 'jose';
 import { UnauthorizedError, WritError } from '../core/errors.js';
+import type { ErrorCode } from '../core/error-codes.js';
 
 /**
  * DPoP (RFC 9449): a task token bound to a key the agent holds. The token carries
@@ -15,7 +16,7 @@ const DPOP_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256'];
 
 /** 401 `invalid_dpop_proof` (§7.1: error `invalid_dpop_proof`), or 400 at the token endpoint (§5). */
 export class DpopError extends WritError {
-  constructor(message: string, status = 401, code = 'invalid_dpop_proof') {
+  constructor(message: string, status = 401, code: ErrorCode = 'invalid_dpop_proof') {
     super(code, message, status);
   }
 }

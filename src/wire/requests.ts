@@ -1,12 +1,11 @@
 import { z } from 'zod';
 import { findReservedArgumentKey } from '../core/argument-keys.js';
-import { InvalidRequestError } from '../core/errors.js';
 import { scopeBoundsProblem } from '../tasks/scope-limits.js';
 import { scopeFormProblem } from '../tasks/scope-forms.js';
 import { destinationProblem } from '../core/destination.js';
 import { resourceProblem } from '../core/resource.js';
 
-/** Every external input is parsed once, here, with unknown fields rejected. */
+/** Every external input is parsed once, at the edge, with these schemas; unknown fields are rejected. */
 
 const pattern = z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'patterns are printable ASCII without spaces');
 const identifier = z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
@@ -177,19 +176,6 @@ export const taskQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
-export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
-  const r = schema.safeParse(input);
-  if (r.success) return r.data;
-  const issues = r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
-  const first = issues[0]!;
-  const where = first.path ? `\`${first.path}\`: ` : '';
-  // a refinement may name its own error code (`invalid_destination`, …); otherwise `invalid_request`
-  const raw = r.error.issues[0] as { params?: { writ_code?: unknown } };
-  const code = typeof raw.params?.writ_code === 'string' ? raw.params.writ_code : 'invalid_request';
-  // our own refinements' messages are lowercase already and quote user input as given
-  const message = code === 'invalid_request' ? `${where}${first.message}`.toLowerCase() : `${where}${first.message}`;
-  throw new InvalidRequestError(message, { issues }, code);
-}
 
 export const toolLabelsSchema = z.strictObject({
   pattern: pattern,
@@ -200,3 +186,6 @@ export const visibleToolsSchema = z.strictObject({
   // the count is bounded by the service (`visibleToolsMax`, 400 `too_many_tools`); this only keeps parsing cheap
   tools: z.array(z.string().min(1).max(256)).max(10_000),
 });
+
+/** disable and rotate take no fields: an empty body or `{}` */
+export const noFieldsSchema = z.strictObject({});
