@@ -2,6 +2,8 @@ import { flag, parseArgs, positionals, requireFlag, UsageError } from './args.js
 import { baseUrl, print, request, seg } from './client.js';
 import { single } from './command.js';
 import { SINGLE_USAGE } from './usage.js';
+// types only: the CLI sends the wire's shapes; the server parses them (no zod loaded here)
+import type { AuthorizeRequest, ConsumeRequest, OutcomeRequest } from '../wire/types.js';
 
 /**
  * `writ token`: an RFC 7523 client assertion (see `signClientAssertion`) exchanged for a
@@ -30,7 +32,7 @@ export const authorize = single(SINGLE_USAGE.authorize!, async (argv) => {
   const args = parseArgs(argv, { values: ['url', 'task-token', 'tool', 'audience', 'args', 'resource', 'destination'] });
   positionals(args, []);
   const taskToken = requireFlag(args, 'task-token');
-  const body: Record<string, unknown> = { tool: requireFlag(args, 'tool'), arguments: {}, audience: requireFlag(args, 'audience') };
+  const body: AuthorizeRequest = { tool: requireFlag(args, 'tool'), arguments: {}, audience: requireFlag(args, 'audience') };
   const rawArgs = flag(args, 'args');
   if (rawArgs !== undefined) {
     let parsed: unknown;
@@ -53,7 +55,7 @@ export const authorize = single(SINGLE_USAGE.authorize!, async (argv) => {
 export const consume = single(SINGLE_USAGE.consume!, async (argv) => {
   const args = parseArgs(argv, { values: ['url', 'action-token', 'audience'] });
   positionals(args, []);
-  const body: Record<string, unknown> = { action_token: requireFlag(args, 'action-token'), audience: requireFlag(args, 'audience') };
+  const body: ConsumeRequest = { action_token: requireFlag(args, 'action-token'), audience: requireFlag(args, 'audience') };
   print(await request(baseUrl(args), 'POST', '/v1/actions/consume', { json: body }));
 });
 
@@ -65,7 +67,7 @@ export const outcome = single(SINGLE_USAGE.outcome!, async (argv) => {
   const decision = requireFlag(args, 'decision');
   const status = requireFlag(args, 'status');
   if (status !== 'succeeded' && status !== 'failed') throw new UsageError('`--status` is `succeeded` or `failed`');
-  const body: Record<string, unknown> = { status };
+  const body: OutcomeRequest = { status };
   const detail = flag(args, 'detail');
   if (detail !== undefined) body.detail = detail;
   print(await request(baseUrl(args), 'POST', `/v1/actions/${seg(decision)}/outcome`, { token: taskToken, json: body }));

@@ -2,6 +2,7 @@ import { flag, hasSwitch, list, parseArgs, positionals, requireFlag, UsageError 
 import { baseUrl, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
 import { AGENT_USAGE } from './usage.js';
+import type { RegisterAgentRequest } from '../wire/types.js';
 
 /** `writ agent keygen|register|list|show|disable`. */
 export const agent = group('agent', AGENT_USAGE, {
@@ -34,7 +35,7 @@ export const agent = group('agent', AGENT_USAGE, {
     const jwks = await readJwks({ jwks: flag(args, 'jwks'), key: flag(args, 'key') });
     const base = baseUrl(args);
     const token = operatorToken(args);
-    const body: Record<string, unknown> = { id, jwks };
+    const body: RegisterAgentRequest = { id, jwks: jwks as RegisterAgentRequest['jwks'] };
     const name = flag(args, 'name');
     if (name !== undefined) body.name = name;
     const labels = list(args, 'label');

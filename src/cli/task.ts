@@ -2,6 +2,7 @@ import { flag, hasSwitch, intFlag, list, parseArgs, positionals, requireFlag, re
 import { baseUrl, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
 import { TASK_USAGE } from './usage.js';
+import type { CreateTaskRequest } from '../wire/types.js';
 
 const STATUSES = ['active', 'completed', 'revoked', 'expired'];
 
@@ -28,7 +29,7 @@ export const task = group('task', TASK_USAGE, {
       switches: ['require-presence'],
     });
     positionals(args, []);
-    const body = {
+    const body: CreateTaskRequest = {
       agent_id: requireFlag(args, 'agent'),
       intent: requireFlag(args, 'intent'),
       scope: { tools: requireList(args, 'tool'), resources: list(args, 'resource'), destinations: list(args, 'destination') },

@@ -3,6 +3,7 @@ import { WritApiError, WritClient } from '@writ/sdk';
 import { WritError } from '../core/errors.js';
 import type { Writ } from '../service/writ.js';
 import type { ToolLabelEntry } from './labels.js';
+import { authorizeSchema, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
 
 /**
  * How the gateway and the proxy reach Writ's decision: over HTTP with the agent's task
@@ -11,23 +12,18 @@ import type { ToolLabelEntry } from './labels.js';
  * well-formed decision is an `AuthorizerError`, which the callers turn into a refusal.
  */
 
-export interface ActionRequest {
-  tool: string;
-  arguments: Record<string, unknown>;
-  audience: string;
-  resource?: string;
-  destination?: string;
-}
+/** What the gateway asks Writ to decide: the wire's authorize request (src/wire). */
+export type ActionRequest = AuthorizeRequest & { arguments: Record<string, unknown> };
 
 export interface Reason {
   code: string;
   message: string;
 }
 
+/** The wire's authorize response; `args_digest` may be missing from an older Writ. */
 export type Decision =
-  | { decision: 'allow'; decision_id: string; action_token: string; expires_in: number; args_digest?: string }
-  | { decision: 'deny'; decision_id: string; reasons: Reason[] }
-  | { decision: 'approval_required'; decision_id: string; approval_id: string; expires_in: number };
+  | (Omit<Extract<AuthorizeResponse, { decision: 'allow' }>, 'args_digest'> & { args_digest?: string })
+  | Exclude<AuthorizeResponse, { decision: 'allow' }>;
 
 export interface TaskScopeView {
   tools: string[];
@@ -42,7 +38,7 @@ export interface TaskView {
   scope: TaskScopeView | null;
 }
 
-export type ApprovalState = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+export type ApprovalState = ApprovalResponse['status'];
 
 export interface ApprovalStatus {
   status: ApprovalState;
@@ -330,7 +326,8 @@ export class InProcessAuthorizer implements Authorizer {
   async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {
     try {
       const ctx = await this.writ.authenticateTask(taskToken);
-      return checkDecision(await this.writ.authorize(ctx, action));
+      // parsed as the HTTP edge parses it: the same 400s in both modes, nothing unchecked reaches Writ
+      return checkDecision(await this.writ.authorize(ctx, parse(authorizeSchema, action)));
     } catch (err) {
       if (err instanceof AuthorizerError) throw err;
       return fromWrit(err);
@@ -340,7 +337,7 @@ export class InProcessAuthorizer implements Authorizer {
   async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     try {
       const principal = await this.writ.verifyTaskToken(taskToken);
-      await this.writ.reportOutcome(principal, decisionId, { status, detail: detail?.slice(0, 4096) });
+      await this.writ.reportOutcome(principal, decisionId, parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) }));
     } catch (err) {
       return fromWrit(err);
     }
@@ -358,7 +355,8 @@ export class InProcessAuthorizer implements Authorizer {
 
   async visibleTools(taskToken: string, tools: string[]): Promise<string[]> {
     try {
-      return await this.writ.visibleTools(await this.writ.authenticateTask(taskToken), tools);
+      const ctx = await this.writ.authenticateTask(taskToken);
+      return await this.writ.visibleTools(ctx, parse(visibleToolsSchema, { tools }).tools);
     } catch (err) {
       return fromWrit(err);
     }

@@ -22,7 +22,8 @@ export interface ActionClaims {
   destination?: string;
   act?: Record<string, unknown>;
   approval_id?: string;
-  break_glass?: boolean;
+  /** present only as `true`: the allow relied on a break-glass (src/wire: actionClaimsSchema) */
+  break_glass?: true;
 }
 
 export type ActionTokenErrorCode =
