@@ -29,6 +29,7 @@ export const API_ROUTES: Record<string, Operation> = {
   'GET /healthz': { summary: 'liveness', auth: 'none' },
   'GET /readyz': { summary: 'readiness (the store answers)', auth: 'none' },
   'GET /openapi.json': { summary: 'this document', auth: 'none' },
+  'GET /metrics': { summary: 'Prometheus metrics (text exposition; auditor, or WRIT_METRICS_TOKEN)', auth: 'operator' },
   'GET /.well-known/jwks.json': { summary: 'token signing keys (JWK Set)', auth: 'none' },
   'GET /.well-known/oauth-authorization-server': { summary: 'RFC 8414 metadata', auth: 'none' },
   'GET /.well-known/writ-audit-key': { summary: 'the audit checkpoint key (JWK Set)', auth: 'none' },
