@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { InProcessAuthorizer } from '../src/gateway/authorizer.js';
 import { accessTokenHash } from '../src/tokens/dpop.js';
 import { Api, backends, makeAssertion, setup } from './helpers/harness.js';
 
@@ -118,6 +119,12 @@ for (const { backend, skip } of backends()) {
       // a P-256 thief
       const p256 = await proofKey('ES256');
       assertProofRefused(await b.authorize(await proof(p256, 'POST', `${env.url}/v1/authorize`, { ath: accessTokenHash(b.token) })), 'a P-256 proof from another key');
+      // the gateways send no proofs yet: a bound token fails closed there, in both modes
+      const current = await call(env, 'GET', '/v1/tasks/current', `Bearer ${b.token}`, undefined);
+      assert.equal(current.status, 401, 'the HTTP gateway\'s task check (GET /v1/tasks/current as Bearer) refuses it');
+      const inProcess = new InProcessAuthorizer(env.writ);
+      await assert.rejects(inProcess.task(b.token), (e: any) => e.status === 401);
+      await assert.rejects(inProcess.authorize(b.token, action), (e: any) => e.status === 401);
       // the outcome route, which works after a task ends, holds to the same rule
       const outcome = await call(env, 'POST', '/v1/actions/dec_x/outcome', `Bearer ${b.token}`, undefined, { status: 'succeeded' });
       assert.equal(outcome.status, 401, JSON.stringify(outcome.body));
