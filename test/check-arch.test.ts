@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+// @ts-expect-error: a plain .mjs script without declarations
+import { checkArchitecture, EXCEPTIONS, importsOf, violationsOf } from '../scripts/check-arch.mjs';
+
+type Violation = { key: string; rule: string };
+const keys = (file: string, text: string) => (violationsOf(file, text) as Violation[]).map((v) => v.key);
+
+test('the code follows the layout: no arrow outside the rules and the listed exceptions, no stale exception', () => {
+  const { violations, stale } = checkArchitecture() as { violations: string[]; stale: string[] };
+  assert.deepEqual(violations, []);
+  assert.deepEqual(stale, []);
+  for (const [arrow, why] of EXCEPTIONS as Map<string, string>) assert.ok(why.length > 20, `${arrow} says why`);
+});
+
+test('imports are read in every form: multi-line, type-only, re-export, dynamic, side effect', () => {
+  const text = [
+    "import {\n  a,\n  b,\n} from '../policy/engine.js';",
+    "import type { Store } from '../store/store.js';",
+    "export { x } from './y.js';",
+    "export * from '../tasks/scope.js';",
+    "const m = await import('../cli/main.js');",
+    "import '../server/http-server.js';",
+    "import { z } from 'zod';",
+  ].join('\n');
+  const found = (importsOf('src/core/x.ts', text) as { spec: string; to: string | null; typeOnly: boolean }[]).map((i) => `${i.to ?? i.spec}${i.typeOnly ? ' (type)' : ''}`);
+  assert.deepEqual(found.sort(), ['src/cli/main.ts', 'src/core/y.ts', 'src/policy/engine.ts', 'src/server/http-server.ts', 'src/store/store.ts (type)', 'src/tasks/scope.ts', 'zod'].sort());
+});
+
+test('each rule refuses the arrows it names, near variants included', () => {
+  // core imports nothing of ours (a type import too; a package is fine)
+  assert.deepEqual(keys('src/core/a.ts', "import type { X } from '../policy/engine.js';"), ['src/core/a.ts -> src/policy/engine.ts']);
+  assert.deepEqual(keys('src/core/a.ts', "import { z } from 'zod';\nimport { b } from './b.js';"), []);
+  // the SDK: only itself, jose, canonicalize, node builtins
+  assert.deepEqual(keys('packages/sdk/src/a.ts', "import { z } from 'zod';"), ['packages/sdk/src/a.ts -> zod']);
+  assert.deepEqual(keys('packages/sdk/src/a.ts', "import { x } from '../../../src/core/errors.js';"), ['packages/sdk/src/a.ts -> src/core/errors.ts']);
+  assert.deepEqual(keys('packages/sdk/src/a.ts', "import { jwtVerify } from 'jose';\nimport c from 'canonicalize';\nimport { createHash } from 'node:crypto';\nimport { readFileSync } from 'fs';\nimport { b } from './b.js';"), []);
+  assert.deepEqual(keys('packages/sdk/src/a.ts', "import x from 'jose-extra';"), ['packages/sdk/src/a.ts -> jose-extra']);
+  // policy/tokens/audit: core, themselves, and the Store interface as a type only
+  assert.deepEqual(keys('src/policy/a.ts', "import type { Store } from '../store/store.js';"), []);
+  assert.deepEqual(keys('src/policy/a.ts', "import { treeNodeKey } from '../store/store.js';"), ['src/policy/a.ts -> src/store/store.ts']);
+  assert.deepEqual(keys('src/tokens/a.ts', "import type { Row } from '../store/sqlite/sqlite-store.js';"), ['src/tokens/a.ts -> src/store/sqlite/sqlite-store.ts']);
+  assert.deepEqual(keys('src/audit/a.ts', "import { x } from '../policy/engine.js';"), ['src/audit/a.ts -> src/policy/engine.ts']);
+  // nobody imports app/ or cli/ but cli itself (a dynamic import too)
+  assert.deepEqual(keys('src/server/a.ts', "const m = await import('../cli/main.js');"), ['src/server/a.ts -> src/cli/main.ts']);
+  assert.deepEqual(keys('src/gateway/a.ts', "import { wire } from '../app/wire.js';"), ['src/gateway/a.ts -> src/app/wire.ts']);
+  assert.deepEqual(keys('src/cli/a.ts', "import { b } from './b.js';\nimport { w } from '../app/wire.js';"), []);
+  // wire: core only
+  assert.deepEqual(keys('src/wire/a.ts', "import type { Writ } from '../service/writ.js';"), ['src/wire/a.ts -> src/service/writ.ts']);
+});
