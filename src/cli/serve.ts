@@ -7,6 +7,7 @@ import { createHttpServer, sendMetrics } from '../server/http-server.js';
 import { ClientAddresses } from '../server/client-address.js';
 import { Drain } from '../server/drain.js';
 import { Writ } from '../service/writ.js';
+import { WebhookNotifier } from '../service/webhooks.js';
 import { flag, parseArgs, UsageError } from './args.js';
 import { federationConfigFromEnv } from './federation-env.js';
 import { escalationConfigFromEnv } from './escalation-env.js';
@@ -51,6 +52,7 @@ export async function serve(argv: string[]): Promise<void> {
   const existing = !boot && bootToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootToken)) : null;
   const ignoredBootstrap = !boot && bootToken !== undefined && (!existing || existing.disabled || existing.expiresAt <= writ.clock.now());
   writ.startBackgroundWork();
+  const webhooks = await startWebhooks(writ, process.env);
   const drain = new Drain();
   const graceMs = shutdownMsFromEnv('WRIT_SHUTDOWN_GRACE_MS', process.env.WRIT_SHUTDOWN_GRACE_MS, 30_000);
   const delayMs = shutdownMsFromEnv('WRIT_SHUTDOWN_DELAY_MS', process.env.WRIT_SHUTDOWN_DELAY_MS, 0);
@@ -158,6 +160,7 @@ export async function serve(argv: string[]): Promise<void> {
     console.error(`writ: ${signal}: draining (${drain.pending} requests in flight, grace ${graceMs} ms)`);
     const started = Date.now();
     const gatewayClosed = closeGateway().catch(() => undefined);
+    const webhooksClosed = webhooks?.close().catch(() => undefined);
     metricsServer?.close();
     metricsServer?.closeAllConnections();
     void drain
@@ -165,6 +168,7 @@ export async function serve(argv: string[]): Promise<void> {
       .then(async (clean) => {
         // in-flight requests have their answers; what they queued is committed before the store closes
         await gatewayClosed;
+        await webhooksClosed;
         await writ.close().catch(() => undefined);
         console.error(clean ? `writ: drained in ${Date.now() - started} ms` : `writ: grace period of ${graceMs} ms over: open connections were cut`);
         process.exit(clean ? 0 : 1);
@@ -174,6 +178,28 @@ export async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+/** `WRIT_WEBHOOK_URL`, `WRIT_WEBHOOK_SECRET`, `WRIT_WEBHOOK_EVENTS`: webhooks from the audit log (src/service/webhooks.ts). */
+async function startWebhooks(writ: Writ, env: NodeJS.ProcessEnv): Promise<WebhookNotifier | null> {
+  const url = env.WRIT_WEBHOOK_URL?.trim();
+  if (!url) return null;
+  const secret = env.WRIT_WEBHOOK_SECRET;
+  if (!secret) throw new UsageError('WRIT_WEBHOOK_URL needs WRIT_WEBHOOK_SECRET (`echo whsec_$(openssl rand -base64 32)`)');
+  const events = env.WRIT_WEBHOOK_EVENTS?.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  let notifier: WebhookNotifier;
+  try {
+    notifier = new WebhookNotifier(writ.store, {
+      url,
+      secret,
+      ...(events && events.length > 0 ? { events } : {}),
+      record: (type, data, entry) => writ.securityEvent(type, 'system', data, { ...(entry.taskId ? { taskId: entry.taskId } : {}), ...(entry.agentId ? { agentId: entry.agentId } : {}) }),
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  await notifier.start();
+  return notifier;
 }
 
 /** `WRIT_SHUTDOWN_GRACE_MS`, `WRIT_SHUTDOWN_DELAY_MS`: milliseconds, 0 to one hour. */
