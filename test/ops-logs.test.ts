@@ -41,7 +41,8 @@ describe('structured logs (issue 15 item 3)', () => {
     assert.equal((await new Api(url, opaque).call('GET', '/v1/agents')).status, 401);
     await fetch(`${url}/v1/agents?access_token=${opaque}`);
     // the last request's line: an event, not a sleep
-    await c.waitForLine((l) => l.includes('"route":"/v1/agents"') && l.includes('"status":401'), { stream: 'stdout' });
+    // all three refusals logged (a line is written when its response finishes)
+    await c.waitForLine(() => c.stdout().split('"route":"/v1/agents","status":401').length - 1 >= 3, { stream: 'stdout' });
     await c.waitForLine((l) => l.includes('"route":"/v1/tasks/{id}"'), { stream: 'stdout' });
 
     const lines = c.stdout().split('\n').filter((l) => l.startsWith('{'));
