@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import { openStore } from '../store/open-store.js';
-import { flag, parseArgs } from './args.js';
+import { parseArgs } from './args.js';
+import { settingsOf } from './settings.js';
 
-export const migrateUsage = 'writ migrate [--data-dir .writ]   (PostgreSQL when WRIT_DATABASE_URL is set)';
+export const migrateUsage = 'writ migrate [--data-dir .writ] [--config settings.json]   (PostgreSQL when WRIT_DATABASE_URL is set)';
 
 /**
  * Applies pending schema migrations and exits. `writ serve` does the same on start;
@@ -10,9 +11,10 @@ export const migrateUsage = 'writ migrate [--data-dir .writ]   (PostgreSQL when 
  * instances start: migrations take a lock and are idempotent.
  */
 export async function migrate(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['data-dir'] });
-  const dataDir = resolve(flag(args, 'data-dir') ?? process.env.WRIT_DATA_DIR ?? '.writ');
-  const store = await openStore({ databaseUrl: process.env.WRIT_DATABASE_URL, dataDir });
+  const args = parseArgs(argv, { values: ['data-dir', 'config'] });
+  const env = settingsOf(args);
+  const dataDir = resolve(env.WRIT_DATA_DIR ?? '.writ');
+  const store = await openStore({ databaseUrl: env.WRIT_DATABASE_URL, databaseSchema: env.WRIT_DATABASE_SCHEMA, dataDir });
   try {
     await store.migrate();
     console.log(JSON.stringify({ ok: true, backend: store.backend }));

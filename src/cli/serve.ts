@@ -9,6 +9,7 @@ import { Drain } from '../server/drain.js';
 import { Writ } from '../service/writ.js';
 import { WebhookNotifier } from '../service/webhooks.js';
 import { flag, parseArgs, UsageError } from './args.js';
+import { settingsOf } from './settings.js';
 import { federationConfigFromEnv } from './federation-env.js';
 import { escalationConfigFromEnv } from './escalation-env.js';
 import { auditConfigFromEnv } from './audit-env.js';
@@ -18,31 +19,33 @@ import { startWarnings } from './start-warnings.js';
 import { createLogger, logFormatOf, logLevelFromEnv } from './logger.js';
 import { redactTokens } from '../server/http-io.js';
 
-export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json] [--log-format json|pretty]';
+export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json] [--log-format json|pretty] [--config settings.json]';
 
 /** `writ serve`: the service on SQLite under --data-dir, or PostgreSQL from WRIT_DATABASE_URL. */
 export async function serve(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer', 'gateway', 'log-format'] });
-  const logger = createLogger({ level: logLevelFromEnv(process.env.WRIT_LOG_LEVEL), format: logFormatOf(flag(args, 'log-format')) });
-  const host = flag(args, 'host') ?? process.env.WRIT_HOST ?? '127.0.0.1';
-  const port = Number(flag(args, 'port') ?? process.env.WRIT_PORT ?? 8080);
+  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer', 'gateway', 'log-format', 'config'] });
+  // the one place the settings are read: flags over the environment over --config FILE (src/config/settings.ts)
+  const env = settingsOf(args);
+  const logger = createLogger({ level: logLevelFromEnv(env.WRIT_LOG_LEVEL), format: logFormatOf(flag(args, 'log-format')) });
+  const host = env.WRIT_HOST ?? '127.0.0.1';
+  const port = Number(env.WRIT_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('`--port` must be a port number');
-  const bootToken = process.env.WRIT_BOOTSTRAP_TOKEN || undefined;
+  const bootToken = env.WRIT_BOOTSTRAP_TOKEN || undefined;
   // a weak WRIT_BOOTSTRAP_TOKEN (under 128 bits estimated) is refused, used or not, before the store is touched
   if (bootToken !== undefined) checkBootstrapToken(bootToken);
-  const dataDir = resolve(flag(args, 'data-dir') ?? process.env.WRIT_DATA_DIR ?? '.writ');
+  const dataDir = resolve(env.WRIT_DATA_DIR ?? '.writ');
   const hostForUrl = host.includes(':') ? `[${host}]` : host;
-  const store = await openStore({ databaseUrl: process.env.WRIT_DATABASE_URL, dataDir });
-  const issuerFlag = flag(args, 'issuer') ?? process.env.WRIT_ISSUER;
-  const kek = process.env.WRIT_KEY_ENCRYPTION_KEY || undefined;
+  const store = await openStore({ databaseUrl: env.WRIT_DATABASE_URL, databaseSchema: env.WRIT_DATABASE_SCHEMA, dataDir });
+  const issuerFlag = env.WRIT_ISSUER;
+  const kek = env.WRIT_KEY_ENCRYPTION_KEY || undefined;
   const writ = new Writ(store, {
-    ...escalationConfigFromEnv(process.env),
-    ...auditConfigFromEnv(process.env),
-    ...federationConfigFromEnv(process.env),
-    ...limitsConfigFromEnv(process.env),
-    ...operatorConfigFromEnv(process.env),
+    ...escalationConfigFromEnv(env),
+    ...auditConfigFromEnv(env),
+    ...federationConfigFromEnv(env),
+    ...limitsConfigFromEnv(env),
+    ...operatorConfigFromEnv(env),
     ...(kek ? { keyEncryptionKey: kek } : {}),
-    ...policyLimitsFromEnv(process.env),
+    ...policyLimitsFromEnv(env),
     issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,
   });
   await writ.init();
@@ -54,9 +57,9 @@ export async function serve(argv: string[]): Promise<void> {
   writ.startBackgroundWork();
   const webhooks = await startWebhooks(writ, process.env);
   const drain = new Drain();
-  const graceMs = shutdownMsFromEnv('WRIT_SHUTDOWN_GRACE_MS', process.env.WRIT_SHUTDOWN_GRACE_MS, 30_000);
-  const delayMs = shutdownMsFromEnv('WRIT_SHUTDOWN_DELAY_MS', process.env.WRIT_SHUTDOWN_DELAY_MS, 0);
-  const metricsToken = process.env.WRIT_METRICS_TOKEN || undefined;
+  const graceMs = shutdownMsFromEnv('WRIT_SHUTDOWN_GRACE_MS', env.WRIT_SHUTDOWN_GRACE_MS, 30_000);
+  const delayMs = shutdownMsFromEnv('WRIT_SHUTDOWN_DELAY_MS', env.WRIT_SHUTDOWN_DELAY_MS, 0);
+  const metricsToken = env.WRIT_METRICS_TOKEN || undefined;
   if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
   const server = createHttpServer(writ, {
     drain,
@@ -77,9 +80,9 @@ export async function serve(argv: string[]): Promise<void> {
       );
     },
     metricsToken,
-    failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', process.env.WRIT_FAILURE_LIMIT),
-    credentialFailureLimit: windowLimitFromEnv('WRIT_CREDENTIAL_FAILURE_LIMIT', process.env.WRIT_CREDENTIAL_FAILURE_LIMIT),
-    trustedProxies: trustedProxiesFromEnv(process.env.WRIT_TRUSTED_PROXIES),
+    failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', env.WRIT_FAILURE_LIMIT),
+    credentialFailureLimit: windowLimitFromEnv('WRIT_CREDENTIAL_FAILURE_LIMIT', env.WRIT_CREDENTIAL_FAILURE_LIMIT),
+    trustedProxies: trustedProxiesFromEnv(env.WRIT_TRUSTED_PROXIES),
   });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
@@ -90,11 +93,11 @@ export async function serve(argv: string[]): Promise<void> {
   if (!issuerFlag && actualPort !== port) (writ.config as { issuer: string }).issuer = `http://${hostForUrl}:${actualPort}`;
   for (const w of startWarnings({ host, issuer: writ.config.issuer, keysSealed: kek !== undefined })) console.warn(w);
   // /metrics without a token only on a listener of its own that the operator asked for
-  const metricsPort = process.env.WRIT_METRICS_PORT ? Number(process.env.WRIT_METRICS_PORT) : undefined;
+  const metricsPort = env.WRIT_METRICS_PORT ? Number(env.WRIT_METRICS_PORT) : undefined;
   let metricsServer: Server | undefined;
   if (metricsPort !== undefined) {
     if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new UsageError('WRIT_METRICS_PORT must be a port number');
-    const metricsHost = process.env.WRIT_METRICS_HOST || '127.0.0.1';
+    const metricsHost = env.WRIT_METRICS_HOST || '127.0.0.1';
     metricsServer = createServer((req, res) => {
       if (req.method === 'GET' && (req.url ?? '').split('?')[0] === '/metrics') return void sendMetrics(res, writ).catch(() => res.destroy());
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
@@ -123,7 +126,7 @@ export async function serve(argv: string[]): Promise<void> {
   }
   // The MCP gateway inside the service: every tool call is decided in-process
   // (no HTTP hop to Writ), with the same store, policy and keys.
-  const gatewayConfig = flag(args, 'gateway') ?? process.env.WRIT_GATEWAY_CONFIG;
+  const gatewayConfig = env.WRIT_GATEWAY_CONFIG;
   let closeGateway = async (): Promise<void> => undefined;
   if (gatewayConfig) {
     const [{ loadGatewayConfig }, { InProcessAuthorizer }, { McpGateway }, { serveMcpHttp }] = await Promise.all([
@@ -144,7 +147,7 @@ export async function serve(argv: string[]): Promise<void> {
       maxSessionsPerAgent: config.max_sessions_per_agent,
       sessionCheckSeconds: config.session_check_seconds,
       idleSeconds: config.session_idle_seconds,
-      metricsToken: process.env.WRIT_METRICS_TOKEN || undefined,
+      metricsToken: env.WRIT_METRICS_TOKEN || undefined,
     });
     gw.log('listening', { url: running.url, authorizer: 'in-process' });
     console.log(`writ gateway (in-process) listening on ${running.url}`);
@@ -235,3 +238,4 @@ function policyLimitsFromEnv(env: NodeJS.ProcessEnv): { policyMaxDepth?: number;
   }
   return out;
 }
+

@@ -12,7 +12,7 @@ export const COMMON = `common options:
   --help         this command's usage
 output: JSON on stdout; errors on stderr as \`writ <cmd>: <code>: <message>\`, exit 1 (usage errors exit 2)`;
 
-export const SERVE_USAGE = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json] [--log-format json|pretty]';
+export const SERVE_USAGE = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json] [--log-format json|pretty] [--config settings.json]';
 
 export const AGENT_USAGE: Record<string, string> = {
   keygen: 'writ agent keygen [--alg EdDSA|ES256] --out FILE [--force]\n    writes the private JWK to FILE (mode 0600), prints the public JWKS',
@@ -132,7 +132,7 @@ export function groupUsage(subs: Record<string, string>): string {
 
 export const USAGE = `usage:
   ${SERVE_USAGE}
-  writ migrate [--data-dir .writ]      apply schema migrations (PostgreSQL when WRIT_DATABASE_URL is set)
+  writ migrate [--data-dir .writ] [--config settings.json]   apply schema migrations (PostgreSQL when WRIT_DATABASE_URL is set)
 operators:
 ${group(AGENT_USAGE)}
 ${group(TASK_USAGE)}

@@ -12,7 +12,8 @@ export async function openStore(options: { databaseUrl?: string; databaseSchema?
   if (url) {
     if (!/^postgres(ql)?:\/\//.test(url)) throw new TypeError('WRIT_DATABASE_URL must be a postgres:// URL');
     const { PostgresStore } = await import('./postgres/postgres-store.js');
-    const schema = options.databaseSchema ?? process.env.WRIT_DATABASE_SCHEMA;
+    // WRIT_DATABASE_SCHEMA, read by the caller (src/config/settings.ts): stores read no environment
+    const schema = options.databaseSchema;
     return new PostgresStore({ connectionString: url, clock: options.clock, ...(schema ? { schema } : {}) });
   }
   return new SqliteStore({ path: join(options.dataDir, 'writ.db'), clock: options.clock });
