@@ -55,7 +55,7 @@ export async function serve(argv: string[]): Promise<void> {
   const existing = !boot && bootToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootToken)) : null;
   const ignoredBootstrap = !boot && bootToken !== undefined && (!existing || existing.disabled || existing.expiresAt <= writ.clock.now());
   writ.startBackgroundWork();
-  const webhooks = await startWebhooks(writ, process.env);
+  const webhooks = await startWebhooks(writ, env);
   const drain = new Drain();
   const graceMs = shutdownMsFromEnv('WRIT_SHUTDOWN_GRACE_MS', env.WRIT_SHUTDOWN_GRACE_MS, 30_000);
   const delayMs = shutdownMsFromEnv('WRIT_SHUTDOWN_DELAY_MS', env.WRIT_SHUTDOWN_DELAY_MS, 0);
