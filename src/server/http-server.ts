@@ -4,7 +4,6 @@ import { stageEnd } from '../core/stage-profile.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritError } from '../core/errors.js';
-import type { AgentRecord, AuditEntry, DecisionRecord, TaskRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
 import { ClientAddresses, limiterKey } from './client-address.js';
 import type { Drain } from './drain.js';
@@ -31,6 +30,11 @@ import {
   toolLabelsSchema,
   visibleToolsSchema,
   buildOpenApi,
+  agentView,
+  auditView,
+  decisionView,
+  iso,
+  taskView,
 } from '../wire/index.js';
 import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
@@ -67,68 +71,6 @@ export interface HttpServerOptions {
   onResponse?: (info: { req: IncomingMessage; res: ServerResponse; route: string; latencyMs: number }) => void;
 }
 
-/** Wire shapes: snake_case, times as ISO strings. */
-export function agentView(a: AgentRecord) {
-  return { id: a.id, name: a.name, jwks: a.jwks, labels: a.labels, status: a.status, created_at: iso(a.createdAt) };
-}
-
-export function taskView(t: TaskRecord) {
-  return {
-    id: t.id,
-    agent_id: t.agentId,
-    owner: t.owner,
-    intent: t.intent,
-    scope: t.scope,
-    status: t.status,
-    created_at: iso(t.createdAt),
-    expires_at: iso(t.expiresAt),
-    ended_at: t.endedAt === null ? null : iso(t.endedAt),
-    max_actions: t.maxActions,
-    actions_used: t.actionsUsed,
-    actions_reserved: t.actionsReserved,
-    parent_id: t.parentId,
-    root_id: t.rootId,
-    depth: t.depth,
-  };
-}
-
-export function decisionView(d: DecisionRecord) {
-  return {
-    id: d.id,
-    task_id: d.taskId,
-    agent_id: d.agentId,
-    decision: d.decision,
-    tool: d.tool,
-    audience: d.audience,
-    resource: d.resource,
-    destination: d.destination,
-    args_digest: d.argsDigest,
-    reasons: d.reasons,
-    policies: d.policies,
-    policy_version: d.policyVersion,
-    created_at: iso(d.createdAt),
-    outcome: d.outcome,
-  };
-}
-
-export function auditView(e: AuditEntry) {
-  return {
-    seq: e.seq,
-    ts: iso(e.ts),
-    type: e.type,
-    actor: e.actor,
-    task_id: e.taskId,
-    agent_id: e.agentId,
-    decision_id: e.decisionId,
-    data: e.data,
-    prev_hash: e.prevHash,
-    hash: e.hash,
-  };
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
 
 /**
  * The HTTP API (design §4) on node:http: a framework would add nothing here but

@@ -2,9 +2,8 @@ import { authenticateTaskRequest } from './task-auth.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Writ } from '../service/writ.js';
 import { delegate } from '../tasks/delegation.js';
-import { taskView } from './http-server.js';
 import { bearer, readJson, sendJson } from './http-io.js';
-import { createTaskSchema, parse } from '../wire/index.js';
+import { createTaskSchema, parse, taskView } from '../wire/index.js';
 
 export type RouteHandler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
 export type AddRoute = (method: string, path: string, handler: RouteHandler, oauth?: boolean) => void;

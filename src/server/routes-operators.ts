@@ -1,8 +1,7 @@
-import type { OperatorRecord } from '../core/types.js';
 import type { Writ } from '../service/writ.js';
 import { bearer, readJson, sendJson } from './http-io.js';
 import type { AddRoute } from './routes-delegation.js';
-import { noFieldsSchema, parse } from '../wire/index.js';
+import { noFieldsSchema, operatorView, parse } from '../wire/index.js';
 
 
 /**
@@ -36,17 +35,4 @@ export function registerOperatorRoutes(writ: Writ, route: AddRoute): void {
   route('GET', '/.well-known/writ-audit-key', async ({ res }) => {
     sendJson(res, 200, writ.checkpointKey.jwks(), { 'cache-control': 'public, max-age=300' });
   });
-}
-
-/** An operator as the API shows it: never its token or the token's hash. */
-export function operatorView(o: OperatorRecord, now: number) {
-  return {
-    id: o.id,
-    name: o.name,
-    roles: o.roles,
-    status: o.disabled ? 'disabled' : o.expiresAt <= now ? 'expired' : 'active',
-    created_at: new Date(o.createdAt).toISOString(),
-    expires_at: new Date(o.expiresAt).toISOString(),
-    rotated_at: o.rotatedAt === null ? null : new Date(o.rotatedAt).toISOString(),
-  };
 }

@@ -10,6 +10,7 @@ export * from './federation.js';
 export * from './audit-evidence.js';
 export * from './responses.js';
 export * from './types.js';
+export * from './views.js';
 export { buildOpenApi } from './openapi.js';
 export { parse } from './parse.js';
 export { ERROR_CODES, isErrorCode, type ErrorCode } from '../core/error-codes.js';
