@@ -183,6 +183,32 @@ describe('audit evidence: checkpoints, proofs, export, offline verification', ()
     }
   });
 
+  it('an export stripped of its checkpoints is not vouched for by its chain alone; one past its last checkpoint says how much is unsigned', async () => {
+    const stripped = lines.filter((l) => !l.startsWith('{"checkpoint"'));
+    const p = await problemsOf(stripped);
+    assert.equal(p[0]!.at, 'entry 1');
+    assert.match(p[0]!.problem, /no signed checkpoint covers these entries/);
+    // keep only the first checkpoint (size 10): the rest verifies as linked, 255 entries unsigned
+    let seen = 0;
+    const oneLeft = lines.filter((l) => !l.startsWith('{"checkpoint"') || seen++ === 0);
+    const r = await verify(oneLeft);
+    assert.equal(r.ok, true, JSON.stringify(r));
+    if (r.ok && r.kind === 'export') assert.equal(r.unsigned_tail, 255);
+  });
+
+  it('an export to the head carries a checkpoint of its last entry, signed when none covered it yet', async () => {
+    await append(3);
+    const head = (await store.auditHead())!.seq;
+    const fresh: string[] = [];
+    for await (const l of exportLines(ctx, { firstSeq: 1, lastSeq: head }, {})) fresh.push(l);
+    const r = await verify(fresh);
+    assert.equal(r.ok, true, JSON.stringify(r));
+    if (r.ok && r.kind === 'export') {
+      assert.equal(r.checkpoints.at(-1)!.size, head);
+      assert.equal(r.unsigned_tail, 0);
+    }
+  });
+
   it('refuses checkpoints signed by another key, and a file without the header', async () => {
     const p = await problemsOf(lines, [stranger]);
     assert.match(p[0]!.problem, /checkpoint does not verify/);
@@ -205,7 +231,7 @@ describe('audit evidence: checkpoints, proofs, export, offline verification', ()
       truncated: formatTlogProof({ ...p, proof: p.proof.slice(0, -1) }),
       'entry edited': formatTlogProof({ ...p, extra: Buffer.from(p.extra!.toString().replace('payments.send', 'payments.refund')) }),
       'no entry': formatTlogProof({ ...p, extra: null }),
-      'checkpoint edited': text.replace(/\n265\n/, '\n266\n'),
+      'checkpoint edited': text.replace(/(\/audit\n)(\d+)\n/, (_m, o, n) => `${o}${Number(n) + 1}\n`),
     };
     for (const [what, t] of Object.entries(variants)) assert.equal(verifyProofText(t, [verifier]).ok, false, what);
     assert.equal(verifyProofText(text, [stranger]).ok, false, 'another key');

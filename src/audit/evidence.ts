@@ -1,13 +1,11 @@
-import { auditLeafBytes } from '../core/audit-hash.js';
-import { GENESIS_HASH } from '../core/audit-hash.js';
+import { auditLeafBytes, GENESIS_HASH } from '../core/audit-hash.js';
 import type { AuditEntry } from '../core/types.js';
 import type { AuditCheckpointRecord, Store } from '../store/store.js';
 import { EXPORT_FORMAT, type ExportHeader } from './audit-export.js';
 import { prefixNodes } from './compact-range.js';
 import { extendTree, logConsistencyProof, logInclusionProof, logRoot } from './merkle-log.js';
 import { signNote, type NoteSigner } from './signed-note.js';
-import { formatCheckpoint, parseCheckpoint } from './tlog-checkpoint.js';
-import { openNote } from './signed-note.js';
+import { formatCheckpoint } from './tlog-checkpoint.js';
 import { formatTlogProof } from './tlog-proof.js';
 import { treeNodeKey } from '../store/store.js';
 
@@ -94,6 +92,10 @@ export async function proofFile(ctx: EvidenceContext, entry: AuditEntry): Promis
 export async function* exportLines(ctx: EvidenceContext, range: { firstSeq: number; lastSeq: number }, header: { verifierKey?: string }): AsyncGenerator<string> {
   const { firstSeq, lastSeq } = range;
   await extendTree(ctx.store);
+  // An export that reaches the head carries a signed checkpoint of its last entry, so no
+  // tail of it is covered by the chain alone (which a database writer can recompute).
+  const head = await ctx.store.auditHead();
+  if (head && head.seq === lastSeq) await checkpointCovering(ctx, lastSeq);
   const h: ExportHeader = {
     format: EXPORT_FORMAT,
     origin: ctx.origin,
@@ -162,10 +164,4 @@ export async function seqRangeForTime(store: Store, sinceMs: number | null, unti
   }
   if (firstSeq > lastSeq) return null;
   return { firstSeq, lastSeq };
-}
-
-/** Reads a stored checkpoint's numbers (its signature was made by this server). */
-export function readStoredCheckpoint(c: AuditCheckpointRecord, verifierKeyCheck: Parameters<typeof openNote>[1]): { size: number; root: string } {
-  const cp = parseCheckpoint(openNote(c.note, verifierKeyCheck).text);
-  return { size: cp.size, root: cp.root.toString('base64') };
 }

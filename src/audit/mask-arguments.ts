@@ -12,6 +12,8 @@ export type AuditArgsMode = 'full' | 'masked' | 'digest';
 export interface MaskRule {
   /** tool name pattern, `*` matches any run of characters */
   tool: string;
+  /** `tool`, compiled once (decisions call auditArguments on the authorize path) */
+  toolRe: RegExp;
   /** dot path into the arguments; `*` matches any one key or array index */
   path: string[];
 }
@@ -25,9 +27,8 @@ function isSecretKey(key: string): boolean {
   return SECRET_KEY.test(key.toLowerCase().replace(/[-_\s]/g, ''));
 }
 
-function toolMatches(pattern: string, tool: string): boolean {
-  const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
-  return re.test(tool);
+function toolPattern(pattern: string): RegExp {
+  return new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
 }
 
 /** Parses WRIT_AUDIT_MASK: `tool-pattern:dot.path` entries separated by commas. */
@@ -42,7 +43,8 @@ export function parseMaskRules(text: string | undefined): MaskRule[] {
       if (at <= 0 || at === entry.length - 1) throw new TypeError(`WRIT_AUDIT_MASK: \`${entry}\` is not \`tool-pattern:path\``);
       const path = entry.slice(at + 1).replace(/^\$\.?/, '').split('.');
       if (path.some((p) => p === '')) throw new TypeError(`WRIT_AUDIT_MASK: \`${entry}\` has an empty path segment`);
-      return { tool: entry.slice(0, at), path };
+      const tool = entry.slice(0, at);
+      return { tool, toolRe: toolPattern(tool), path };
     });
 }
 
@@ -56,7 +58,7 @@ export function parseAuditArgsMode(text: string | undefined): AuditArgsMode {
 export function auditArguments(args: Record<string, unknown>, tool: string, mode: AuditArgsMode, rules: readonly MaskRule[]): Record<string, unknown> | undefined {
   if (mode === 'digest') return undefined;
   if (mode === 'full') return args;
-  const paths = rules.filter((r) => toolMatches(r.tool, tool)).map((r) => r.path);
+  const paths = rules.filter((r) => r.toolRe.test(tool)).map((r) => r.path);
   return maskValue(args, paths, 0) as Record<string, unknown>;
 }
 

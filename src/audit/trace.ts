@@ -94,8 +94,7 @@ async function taskLineage(store: Store, taskId: string): Promise<AuditEntry[]> 
   const seen = new Set<string>();
   for (let id: string | null = taskId; id && !seen.has(id) && seen.size < 16; ) {
     seen.add(id);
-    const created = await all(store, { taskId: id });
-    out.push(...created.filter((e) => e.type === 'task.created' || e.type === 'task.delegated'));
+    for (const type of ['task.created', 'task.delegated']) out.push(...(await store.listAudit({ taskId: id, type, limit: 10 })));
     const task = await store.getTask(id);
     id = task?.parentId ?? null;
   }

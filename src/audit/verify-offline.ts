@@ -24,7 +24,7 @@ export interface OfflineProblem {
 }
 
 export type OfflineReport =
-  | { ok: true; kind: 'export'; entries: number; first_seq: number; last_seq: number; checkpoints: Array<{ size: number; root: string }> }
+  | { ok: true; kind: 'export'; entries: number; first_seq: number; last_seq: number; checkpoints: Array<{ size: number; root: string }>; unsigned_tail: number }
   | { ok: true; kind: 'proof'; index: number; size: number; root: string; entry: AuditEntry }
   | { ok: false; kind: 'export' | 'proof'; problems: OfflineProblem[] };
 
@@ -269,9 +269,17 @@ class ExportVerifier {
       for (const cp of this.checkpoints.values()) {
         if (cp.size > this.range.size) this.fail(`checkpoint ${cp.size}`, `entries after ${this.range.size} are missing: a signed checkpoint covers ${cp.size}`);
       }
+      // The chain alone proves nothing against someone who can rewrite the database and
+      // recompute every hash: entries no verified checkpoint covers are not vouched for.
+      if (this.problems.length === 0 && this.entries > 0 && this.verifiedRoots.length === 0) {
+        this.fail(`entry ${this.firstSeq}`, 'no signed checkpoint covers these entries: the chain alone does not show they were not rewritten');
+      }
     }
     if (this.problems.length > 0) return { ok: false, kind: 'export', problems: this.problems };
-    return { ok: true, kind: 'export', entries: this.entries, first_seq: this.firstSeq, last_seq: this.expectedSeq - 1, checkpoints: this.verifiedRoots.sort((a, b) => a.size - b.size) };
+    const checkpoints = this.verifiedRoots.sort((a, b) => a.size - b.size);
+    // entries after the last verified checkpoint are linked but not yet signed for
+    const lastSeq = this.expectedSeq - 1;
+    return { ok: true, kind: 'export', entries: this.entries, first_seq: this.firstSeq, last_seq: lastSeq, checkpoints, unsigned_tail: lastSeq - (checkpoints.at(-1)?.size ?? lastSeq) };
   }
 }
 

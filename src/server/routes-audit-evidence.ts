@@ -42,7 +42,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
     const ctx = writ.evidenceContext();
     const head = await writ.store.auditHead();
     let latest = await writ.store.latestAuditCheckpoint();
-    if (!latest || (head && latest.size < head.seq && Date.now() - latest.createdAt > 60_000)) latest = await signCheckpoint(ctx);
+    if (!latest || (head && latest.size < head.seq && ctx.now() - latest.createdAt > 60_000)) latest = await signCheckpoint(ctx);
     if (!latest) throw new NotFoundError('the audit log is empty', 'checkpoint_not_found');
     sendJson(res, 200, checkpointView(latest, ctx.signer.verifierKey));
   });

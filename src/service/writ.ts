@@ -1365,11 +1365,6 @@ export class Writ {
     requireRole(by, 'admin', 'auditor');
   }
 
-  /** Sets the C2SP note signer of audit checkpoints (the checkpoint key, never a token key). */
-  setAuditNoteSigner(signer: NoteSigner): void {
-    this.noteSigner = signer;
-  }
-
   evidenceContext(): EvidenceContext {
     // The C2SP note signer uses the checkpoint key (never a token key); its name is the
     // log's origin, which follows the issuer (set late when the port is chosen at start).
@@ -1381,7 +1376,7 @@ export class Writ {
         throw new UnavailableError('the audit checkpoint key is not loaded');
       }
     }
-    return { store: this.store, signer: this.noteSigner, origin: checkpointOrigin(this.config.issuer), now: () => this.clock.now() };
+    return { store: this.store, signer: this.noteSigner, origin, now: () => this.clock.now() };
   }
 
   /**
