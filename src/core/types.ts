@@ -131,6 +131,31 @@ export interface PolicyRecord {
   createdBy: string;
 }
 
+/**
+ * The candidate set evaluated beside the live one on real traffic (staged rollout,
+ * src/service/policy-shadow.ts): at most one at a time; its text is a stored version.
+ */
+export interface ShadowPolicyRecord {
+  version: string;
+  text: string;
+  setAt: number;
+  setBy: string;
+}
+
+/**
+ * What the shadow candidate decided for one request, kept beside the live decision
+ * record (same `decisionId`). `error`: the candidate could not be evaluated (the reason
+ * says why); it never changed the live decision.
+ */
+export interface ShadowDecisionRecord {
+  decisionId: string;
+  candidateVersion: string;
+  decision: 'allow' | 'deny' | 'approval_required' | 'error';
+  reasons: Reason[];
+  policies: string[];
+  createdAt: number;
+}
+
 export interface SigningKeyRecord {
   kid: string;
   /** public JWK (OKP/Ed25519) */

@@ -131,6 +131,16 @@ export class CedarPool {
     for (const s of this.slots) s.worker.postMessage({ t: 'load', id, parts });
   }
 
+  /**
+   * Forgets a set: replacement workers no longer get it, and every worker's copy is
+   * replaced by an empty set under the same id (Cedar has no unload; preparsing again
+   * under an id replaces what it held, so its memory is released).
+   */
+  unload(id: string): void {
+    if (!this.sets.delete(id)) return;
+    for (const s of this.slots) s.worker.postMessage({ t: 'load', id, parts: {} });
+  }
+
   /** One `statefulIsAuthorized` on the least busy worker; rejects with CedarPoolError on error, exit or timeout. */
   evaluate(call: cedarTypes.StatefulAuthorizationCall): Promise<PoolAnswer> {
     if (this.closed) return Promise.reject(new CedarPoolError('the policy workers are closed'));

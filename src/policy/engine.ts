@@ -412,8 +412,13 @@ export class PolicyEngine {
    * Validates and preparses `text` without making it active (see `activate`): the
    * caller stores it first. Throws `invalid_policy` / `policy_too_complex`.
    */
-  prepare(text: string): LoadedPolicySet {
+  prepare(text: string, held = false): LoadedPolicySet {
     const version = policyVersion(text);
+    // loaded for good (a set about to be made active): a holder's `letGo` leaves it loaded
+    if (!held) {
+      const h = this.held.get(version);
+      if (h) h.keep = true;
+    }
     const known = this.loaded.get(version);
     if (known) return known;
     this.ensureInstance();
@@ -475,6 +480,67 @@ export class PolicyEngine {
   /** Makes a prepared set the active one. */
   activate(set: LoadedPolicySet): void {
     this.current = set;
+  }
+
+  /**
+   * Sets held for a while and then let go (a simulated candidate, a shadow candidate):
+   * how many holders each has, and whether it must stay loaded after them (it was
+   * loaded before the first holder came, or `prepare`d meanwhile, as a live set is).
+   */
+  private readonly held = new Map<string, { count: number; keep: boolean }>();
+
+  /**
+   * `prepare`, for a set held until `letGo`: then, unless something else loaded it too
+   * or it is the active set, it is unloaded (`unload`). Without this every set ever
+   * simulated would stay preparsed in Cedar and in every worker.
+   */
+  hold(text: string): LoadedPolicySet {
+    const version = policyVersion(text);
+    const h = this.held.get(version);
+    if (h) {
+      h.count += 1;
+      return this.prepare(text, true);
+    }
+    const keep = this.loaded.has(version);
+    const set = this.prepare(text, true);
+    this.held.set(version, { count: 1, keep });
+    return set;
+  }
+
+  /** Ends one `hold` of `version`. */
+  letGo(version: string): void {
+    const h = this.held.get(version);
+    if (!h) return;
+    h.count -= 1;
+    if (h.count > 0) return;
+    this.held.delete(version);
+    if (!h.keep && this.current?.version !== version) this.unload(version);
+  }
+
+  /**
+   * Forgets a loaded set (not the active one): its preparsed copies in this thread's
+   * Cedar instance and in the workers are replaced by empty sets (Cedar has no unload;
+   * preparsing again under an id replaces what it held), so their memory is released.
+   */
+  private unload(version: string): void {
+    const sets = this.preparsed.get(version) ?? [];
+    this.preparsed.delete(version);
+    this.loaded.delete(version);
+    if (this.generation === cedarGeneration()) {
+      for (const [id] of sets) {
+        try {
+          cedarNow().preparsePolicySet(id, { staticPolicies: {} });
+        } catch {
+          // an instance that fails even this is replaced at the next use, without the set
+        }
+      }
+    }
+    for (const [id] of sets) this.pool?.unload(id);
+  }
+
+  /** How many sets are loaded (tests: simulated candidates do not pile up). */
+  loadedCount(): number {
+    return this.loaded.size;
   }
 
   /** Validates, preparses and makes `text` the active policy set. */

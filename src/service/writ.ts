@@ -1269,8 +1269,13 @@ export class Writ {
   async simulatePolicy(by: OperatorRecord, text: string, opts: { sinceMs: number; limit: number; examples: number }): Promise<SimulationReport> {
     requireRole(by, 'admin', 'auditor');
     await this.checkNewPolicy(text);
-    const set = this.policy.prepare(text);
-    return simulatePolicy({ store: this.store, engine: this.policy, toolLabels: (t) => this.toolLabels.labelsFor(t) }, set, opts);
+    // held for the replay only: a candidate nobody loaded otherwise is released after it
+    const set = this.policy.hold(text);
+    try {
+      return await simulatePolicy({ store: this.store, engine: this.policy, toolLabels: (t) => this.toolLabels.labelsFor(t) }, set, opts);
+    } finally {
+      this.policy.letGo(set.version);
+    }
   }
 
   /** One stored version's text (every version ever set is kept), for diff and rollback. */

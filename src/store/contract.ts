@@ -20,6 +20,7 @@ import type {
 import type { DecisionWrite, Store } from './store.js';
 import { escalationContract } from './contract-escalations.js';
 import { auditTreeContract } from './contract-audit-tree.js';
+import { policyShadowContract } from './contract-policy-shadow.js';
 
 /**
  * The one conformance suite every Store backend passes. Each `it` makes its own
@@ -1100,6 +1101,7 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
     // approvals, break-glass, presence leases
     escalationContract(() => ({ store, clock }));
     auditTreeContract(() => ({ store, clock }));
+    policyShadowContract(() => ({ store, clock }));
 
     it('the whole audit log is one verifiable chain, and auditHead is its last entry', async () => {
       const all = await readWholeLog(store);

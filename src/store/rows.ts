@@ -1,7 +1,7 @@
 import type { AuditCheckpointRecord } from './store.js';
 import { PreconditionFailedError } from '../core/errors.js';
 import type { ToolLabelsRecord } from '../core/types.js';
-import type { AgentRecord, AuditEntry, CheckpointKeyRecord, DecisionRecord, OperatorRecord, PolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
+import type { AgentRecord, AuditEntry, CheckpointKeyRecord, DecisionRecord, OperatorRecord, PolicyRecord, ShadowDecisionRecord, ShadowPolicyRecord, SigningKeyRecord, TaskRecord } from '../core/types.js';
 
 /**
  * Row <-> record mapping shared by the SQL backends. Column names are the same in
@@ -113,6 +113,39 @@ export function toAuditCheckpoint(r: Row): AuditCheckpointRecord {
 export function policyMoved(expected: string, active: string | null): PreconditionFailedError {
   return new PreconditionFailedError(`the active policy version is \`${active ?? 'none'}\`, not \`${expected.slice(0, 80)}\`: read it again and retry`, 'policy_version_mismatch');
 }
+
+/** The If-Match of a shadow change (or a promotion) named a version that is not the candidate. */
+export function shadowMoved(expected: string, current: string | null): PreconditionFailedError {
+  return new PreconditionFailedError(`the shadow candidate is \`${current ?? 'none'}\`, not \`${expected.slice(0, 80)}\`: read it again and retry`, 'policy_version_mismatch');
+}
+
+export function toShadowPolicy(r: Row): ShadowPolicyRecord {
+  return { version: r.version as string, text: r.text as string, setAt: num(r.set_at), setBy: r.set_by as string };
+}
+
+/** A `shadow_decisions` row joined with its `decisions` row (shadow columns prefixed `s_`). */
+export function toShadowPair(r: Row): { shadow: ShadowDecisionRecord; live: DecisionRecord } {
+  return {
+    shadow: {
+      decisionId: r.id as string,
+      candidateVersion: r.s_candidate_version as string,
+      decision: r.s_decision as ShadowDecisionRecord['decision'],
+      reasons: json(r.s_reasons),
+      policies: json(r.s_policies),
+      createdAt: num(r.s_created_at),
+    },
+    live: toDecision(r),
+  };
+}
+
+export function shadowDecisionParams(d: ShadowDecisionRecord): unknown[] {
+  return [d.decisionId, d.candidateVersion, d.decision, JSON.stringify(d.reasons), JSON.stringify(d.policies), d.createdAt];
+}
+
+/** Selects shadow rows with their live decision (`toShadowPair`); `$1`/`?` is the candidate version, then the limit. */
+export const SHADOW_PAIRS_SQL =
+  'SELECT d.*, s.candidate_version AS s_candidate_version, s.decision AS s_decision, s.reasons AS s_reasons, s.policies AS s_policies, s.created_at AS s_created_at ' +
+  'FROM shadow_decisions s JOIN decisions d ON d.id = s.decision_id WHERE s.candidate_version = {1} ORDER BY s.created_at DESC, s.decision_id DESC LIMIT {2}';
 
 export function toPolicy(r: Row): PolicyRecord {
   return { version: r.version as string, text: r.text as string, createdAt: num(r.created_at), createdBy: r.created_by as string };

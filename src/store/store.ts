@@ -9,6 +9,8 @@ import type {
   ToolLabelsRecord,
   OperatorRecord,
   PolicyRecord,
+  ShadowDecisionRecord,
+  ShadowPolicyRecord,
   SigningKeyRecord,
   TaskRecord,
   TaskStatus,
@@ -141,13 +143,34 @@ export interface Store {
    * Stores a version (kept if known) and makes it active, with its audit entry, in one
    * transaction. With `ifActive`, only if the active version is still that one
    * (compared inside the transaction): otherwise PreconditionFailedError, nothing written.
+   * With `promote`, the shadow candidate must be that version (else PreconditionFailedError,
+   * nothing written), and it stops being the candidate in the same transaction.
    */
-  putPolicy(policy: PolicyRecord, audit: AuditInput, options?: { ifActive?: string }): Promise<void>;
+  putPolicy(policy: PolicyRecord, audit: AuditInput, options?: { ifActive?: string; promote?: string }): Promise<void>;
   getActivePolicy(): Promise<PolicyRecord | null>;
   /** a stored version by its id (every version ever stored is kept), or null */
   getPolicy(version: string): Promise<PolicyRecord | null>;
   /** Installs `policy` as the active one only when no policy is active yet (first start); false otherwise. */
   installFirstPolicy(policy: PolicyRecord, audit: AuditInput): Promise<boolean>;
+
+  // shadow candidate (staged rollout, src/service/policy-shadow.ts)
+  /**
+   * Stores a version (kept if known) and makes it the one shadow candidate (replacing any),
+   * with its audit entry, in one transaction; `policy.createdAt/By` are when and by whom it
+   * was set. With `ifShadow`, only if that version is still the candidate (compared inside
+   * the transaction): otherwise PreconditionFailedError, nothing written.
+   */
+  putShadowPolicy(policy: PolicyRecord, audit: AuditInput, options?: { ifShadow?: string }): Promise<void>;
+  getShadowPolicy(): Promise<ShadowPolicyRecord | null>;
+  /** Removes the candidate with its audit entry; false (nothing written) when there is none; `ifShadow` as above. */
+  dropShadowPolicy(audit: AuditInput, options?: { ifShadow?: string }): Promise<boolean>;
+  /** Keeps the candidate's decisions; one per decision id (a second is ignored). Not audited: they enforce nothing. */
+  recordShadowDecisions(rows: ShadowDecisionRecord[]): Promise<void>;
+  /**
+   * The candidate's decisions with the live decision records they sit beside (a shadow
+   * decision whose live record was never written is left out), newest first.
+   */
+  listShadowDecisions(filter: { candidateVersion: string; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>>;
 
   // signing keys
   listSigningKeys(): Promise<SigningKeyRecord[]>;

@@ -15,6 +15,8 @@ import type {
   ToolLabelsRecord,
   OperatorRecord,
   PolicyRecord,
+  ShadowDecisionRecord,
+  ShadowPolicyRecord,
   SigningKeyRecord,
   TaskRecord,
   TaskStatus,
@@ -30,6 +32,11 @@ import {
   workingAdmins,
   toPolicy,
   policyMoved,
+  shadowMoved,
+  toShadowPolicy,
+  toShadowPair,
+  shadowDecisionParams,
+  SHADOW_PAIRS_SQL,
   toSigningKey,
   toTask,
   toToolLabels,
@@ -802,14 +809,20 @@ export class PostgresStore implements Store {
 
   // --- policies ------------------------------------------------------------------
 
-  async putPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifActive?: string } = {}): Promise<void> {
+  async putPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifActive?: string; promote?: string } = {}): Promise<void> {
     await this.tx(async (c) => {
+      // serialised with every other policy change, so the compare and the set are one step
+      if (options.ifActive !== undefined || options.promote !== undefined) await this.lockStep(c, POLICY_LOCK_CLASS);
       if (options.ifActive !== undefined) {
-        // serialised with every other policy change, so the compare and the set are one step
-        await this.lockStep(c, POLICY_LOCK_CLASS);
         const r = await c.query('SELECT version FROM policy_active WHERE id = 1');
         const active = (r.rows[0]?.version as string | undefined) ?? null;
         if (active !== options.ifActive) throw policyMoved(options.ifActive, active);
+      }
+      if (options.promote !== undefined) {
+        const r = await c.query('DELETE FROM policy_shadow WHERE id = 1 RETURNING version');
+        const candidate = (r.rows[0]?.version as string | undefined) ?? null;
+        // a throw rolls the delete back
+        if (candidate !== options.promote) throw shadowMoved(options.promote, candidate);
       }
       await c.query('INSERT INTO policies (version, text, created_at, created_by) VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING', [
         policy.version, policy.text, policy.createdAt, policy.createdBy,
@@ -840,6 +853,63 @@ export class PostgresStore implements Store {
   async getActivePolicy(): Promise<PolicyRecord | null> {
     const r = await this.row('SELECT p.* FROM policy_active a JOIN policies p ON p.version = a.version WHERE a.id = 1');
     return r ? toPolicy(r) : null;
+  }
+
+  // --- shadow candidate (src/service/policy-shadow.ts) ------------------------------
+
+  private async shadowMatches(c: PoolClient, ifShadow: string | undefined): Promise<void> {
+    // serialised with every other policy change, so the compare and the change are one step
+    await this.lockStep(c, POLICY_LOCK_CLASS);
+    if (ifShadow === undefined) return;
+    const r = await c.query('SELECT version FROM policy_shadow WHERE id = 1');
+    const current = (r.rows[0]?.version as string | undefined) ?? null;
+    if (current !== ifShadow) throw shadowMoved(ifShadow, current);
+  }
+
+  async putShadowPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifShadow?: string } = {}): Promise<void> {
+    await this.tx(async (c) => {
+      await this.shadowMatches(c, options.ifShadow);
+      await c.query('INSERT INTO policies (version, text, created_at, created_by) VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING', [
+        policy.version, policy.text, policy.createdAt, policy.createdBy,
+      ]);
+      await c.query(
+        'INSERT INTO policy_shadow (id, version, set_at, set_by) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, set_at = EXCLUDED.set_at, set_by = EXCLUDED.set_by',
+        [policy.version, policy.createdAt, policy.createdBy],
+      );
+      await this.appendInTx(c, [audit]);
+    });
+  }
+
+  async getShadowPolicy(): Promise<ShadowPolicyRecord | null> {
+    const r = await this.row('SELECT p.version, p.text, s.set_at, s.set_by FROM policy_shadow s JOIN policies p ON p.version = s.version WHERE s.id = 1');
+    return r ? toShadowPolicy(r) : null;
+  }
+
+  async dropShadowPolicy(audit: AuditInput, options: { ifShadow?: string } = {}): Promise<boolean> {
+    return this.tx(async (c) => {
+      await this.shadowMatches(c, options.ifShadow);
+      if ((await c.query('DELETE FROM policy_shadow WHERE id = 1')).rowCount !== 1) return false;
+      await this.appendInTx(c, [audit]);
+      return true;
+    });
+  }
+
+  async recordShadowDecisions(rows: ShadowDecisionRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    const params: unknown[] = [];
+    const values = rows.map((r, i) => {
+      params.push(...shadowDecisionParams(r));
+      const b = i * 6;
+      return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6})`;
+    });
+    await this.rows(
+      `INSERT INTO shadow_decisions (decision_id, candidate_version, decision, reasons, policies, created_at) VALUES ${values.join(', ')} ON CONFLICT (decision_id) DO NOTHING`,
+      params,
+    );
+  }
+
+  async listShadowDecisions(filter: { candidateVersion: string; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>> {
+    return (await this.rows(SHADOW_PAIRS_SQL.replace('{1}', '$1').replace('{2}', '$2'), [filter.candidateVersion, filter.limit])).map(toShadowPair);
   }
 
   // --- signing keys --------------------------------------------------------------

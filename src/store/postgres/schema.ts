@@ -250,6 +250,24 @@ export const PG_MIGRATIONS: string[] = [
     created_at BIGINT NOT NULL
   );
   `,
+  // staged rollout (src/service/policy-shadow.ts): the one shadow candidate, and its decisions beside the live ones
+  `
+  CREATE TABLE policy_shadow (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version TEXT NOT NULL REFERENCES policies(version),
+    set_at BIGINT NOT NULL,
+    set_by TEXT NOT NULL
+  );
+  CREATE TABLE shadow_decisions (
+    decision_id TEXT PRIMARY KEY,
+    candidate_version TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  CREATE INDEX shadow_decisions_candidate ON shadow_decisions(candidate_version, created_at);
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */

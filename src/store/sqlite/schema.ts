@@ -237,4 +237,22 @@ export const SQLITE_MIGRATIONS: string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // staged rollout (src/service/policy-shadow.ts): the one shadow candidate, and its decisions beside the live ones
+  `
+  CREATE TABLE policy_shadow (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version TEXT NOT NULL REFERENCES policies(version),
+    set_at INTEGER NOT NULL,
+    set_by TEXT NOT NULL
+  );
+  CREATE TABLE shadow_decisions (
+    decision_id TEXT PRIMARY KEY,
+    candidate_version TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    policies TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX shadow_decisions_candidate ON shadow_decisions(candidate_version, created_at);
+  `,
 ];

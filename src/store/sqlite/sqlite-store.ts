@@ -15,6 +15,8 @@ import type {
   ToolLabelsRecord,
   OperatorRecord,
   PolicyRecord,
+  ShadowDecisionRecord,
+  ShadowPolicyRecord,
   SigningKeyRecord,
   TaskRecord,
   TaskStatus,
@@ -30,6 +32,11 @@ import {
   workingAdmins,
   toPolicy,
   policyMoved,
+  shadowMoved,
+  toShadowPolicy,
+  toShadowPair,
+  shadowDecisionParams,
+  SHADOW_PAIRS_SQL,
   toSigningKey,
   toTask,
   toToolLabels,
@@ -549,11 +556,16 @@ export class SqliteStore implements Store {
 
   // --- policies ----------------------------------------------------------------
 
-  async putPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifActive?: string } = {}): Promise<void> {
+  async putPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifActive?: string; promote?: string } = {}): Promise<void> {
     this.write(() => {
       if (options.ifActive !== undefined) {
         const row = this.stmt('SELECT version FROM policy_active WHERE id = 1').get() as { version: string } | undefined;
         if (row?.version !== options.ifActive) throw policyMoved(options.ifActive, row?.version ?? null);
+      }
+      if (options.promote !== undefined) {
+        const row = this.stmt('SELECT version FROM policy_shadow WHERE id = 1').get() as { version: string } | undefined;
+        if (row?.version !== options.promote) throw shadowMoved(options.promote, row?.version ?? null);
+        this.stmt('DELETE FROM policy_shadow WHERE id = 1').run();
       }
       this.stmt('INSERT INTO policies (version, text, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING').run(
         policy.version, policy.text, policy.createdAt, policy.createdBy,
@@ -585,6 +597,56 @@ export class SqliteStore implements Store {
       () => this.stmt('SELECT p.* FROM policy_active a JOIN policies p ON p.version = a.version WHERE a.id = 1').get() as Row | undefined,
     );
     return row ? toPolicy(row) : null;
+  }
+
+  // --- shadow candidate (src/service/policy-shadow.ts) ------------------------------
+
+  private shadowMatches(ifShadow: string | undefined): void {
+    if (ifShadow === undefined) return;
+    const row = this.stmt('SELECT version FROM policy_shadow WHERE id = 1').get() as { version: string } | undefined;
+    if (row?.version !== ifShadow) throw shadowMoved(ifShadow, row?.version ?? null);
+  }
+
+  async putShadowPolicy(policy: PolicyRecord, audit: AuditInput, options: { ifShadow?: string } = {}): Promise<void> {
+    this.write(() => {
+      this.shadowMatches(options.ifShadow);
+      this.stmt('INSERT INTO policies (version, text, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING').run(
+        policy.version, policy.text, policy.createdAt, policy.createdBy,
+      );
+      this.stmt(
+        'INSERT INTO policy_shadow (id, version, set_at, set_by) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version, set_at = excluded.set_at, set_by = excluded.set_by',
+      ).run(policy.version, policy.createdAt, policy.createdBy);
+      this.appendInTx([audit]);
+    });
+  }
+
+  async getShadowPolicy(): Promise<ShadowPolicyRecord | null> {
+    const row = this.guard(
+      () => this.stmt('SELECT p.version, p.text, s.set_at, s.set_by FROM policy_shadow s JOIN policies p ON p.version = s.version WHERE s.id = 1').get() as Row | undefined,
+    );
+    return row ? toShadowPolicy(row) : null;
+  }
+
+  async dropShadowPolicy(audit: AuditInput, options: { ifShadow?: string } = {}): Promise<boolean> {
+    return this.write(() => {
+      this.shadowMatches(options.ifShadow);
+      if (this.stmt('DELETE FROM policy_shadow WHERE id = 1').run().changes !== 1) return false;
+      this.appendInTx([audit]);
+      return true;
+    });
+  }
+
+  async recordShadowDecisions(rows: ShadowDecisionRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    this.write(() => {
+      const ins = this.stmt('INSERT INTO shadow_decisions (decision_id, candidate_version, decision, reasons, policies, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING');
+      for (const r of rows) ins.run(...shadowDecisionParams(r));
+    });
+  }
+
+  async listShadowDecisions(filter: { candidateVersion: string; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>> {
+    const sql = SHADOW_PAIRS_SQL.replace('{1}', '?').replace('{2}', '?');
+    return this.guard(() => (this.stmt(sql).all(filter.candidateVersion, filter.limit) as Row[]).map(toShadowPair));
   }
 
   // --- signing keys ------------------------------------------------------------
