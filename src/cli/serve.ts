@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { sha256Hex } from '../core/digest.js';
 import { checkBootstrapToken } from '../core/token-strength.js';
 import { openStore } from '../store/open-store.js';
@@ -19,11 +21,11 @@ import { startWarnings } from './start-warnings.js';
 import { createLogger, logFormatOf, logLevelFromEnv } from './logger.js';
 import { redactTokens } from '../server/http-io.js';
 
-export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json] [--log-format json|pretty] [--config settings.json]';
+export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--tls-cert cert.pem --tls-key key.pem] [--gateway gateway.json] [--log-format json|pretty] [--config settings.json]';
 
 /** `writ serve`: the service on SQLite under --data-dir, or PostgreSQL from WRIT_DATABASE_URL. */
 export async function serve(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer', 'gateway', 'log-format', 'config'] });
+  const args = parseArgs(argv, { values: ['host', 'port', 'data-dir', 'issuer', 'gateway', 'log-format', 'config', 'tls-cert', 'tls-key'] });
   // the one place the settings are read: flags over the environment over --config FILE (src/config/settings.ts)
   const env = settingsOf(args);
   const logger = createLogger({ level: logLevelFromEnv(env.WRIT_LOG_LEVEL), format: logFormatOf(flag(args, 'log-format')) });
@@ -34,6 +36,9 @@ export async function serve(argv: string[]): Promise<void> {
   // a weak WRIT_BOOTSTRAP_TOKEN (under 128 bits estimated) is refused, used or not, before the store is touched
   if (bootToken !== undefined) checkBootstrapToken(bootToken);
   const dataDir = resolve(env.WRIT_DATA_DIR ?? '.writ');
+  // read and checked before the store is touched: a bad certificate never half-starts the service
+  const tls = tlsFromSettings(env.WRIT_TLS_CERT, env.WRIT_TLS_KEY);
+  const scheme = tls ? 'https' : 'http';
   const hostForUrl = host.includes(':') ? `[${host}]` : host;
   const store = await openStore({ databaseUrl: env.WRIT_DATABASE_URL, databaseSchema: env.WRIT_DATABASE_SCHEMA, dataDir });
   const issuerFlag = env.WRIT_ISSUER;
@@ -46,7 +51,7 @@ export async function serve(argv: string[]): Promise<void> {
     ...operatorConfigFromEnv(env),
     ...(kek ? { keyEncryptionKey: kek } : {}),
     ...policyLimitsFromEnv(env),
-    issuer: issuerFlag ?? `http://${hostForUrl}:${port}`,
+    issuer: issuerFlag ?? `${scheme}://${hostForUrl}:${port}`,
   });
   await writ.init();
   const boot = await writ.bootstrapAdmin(bootToken);
@@ -83,6 +88,7 @@ export async function serve(argv: string[]): Promise<void> {
     failureLimit: windowLimitFromEnv('WRIT_FAILURE_LIMIT', env.WRIT_FAILURE_LIMIT),
     credentialFailureLimit: windowLimitFromEnv('WRIT_CREDENTIAL_FAILURE_LIMIT', env.WRIT_CREDENTIAL_FAILURE_LIMIT),
     trustedProxies: trustedProxiesFromEnv(env.WRIT_TRUSTED_PROXIES),
+    ...(tls ? { tls } : {}),
   });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
@@ -90,8 +96,8 @@ export async function serve(argv: string[]): Promise<void> {
   });
   const addr = server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
-  if (!issuerFlag && actualPort !== port) (writ.config as { issuer: string }).issuer = `http://${hostForUrl}:${actualPort}`;
-  for (const w of startWarnings({ host, issuer: writ.config.issuer, keysSealed: kek !== undefined })) console.warn(w);
+  if (!issuerFlag && actualPort !== port) (writ.config as { issuer: string }).issuer = `${scheme}://${hostForUrl}:${actualPort}`;
+  for (const w of startWarnings({ host, issuer: writ.config.issuer, keysSealed: kek !== undefined, tls: tls !== undefined })) console.warn(w);
   // /metrics without a token only on a listener of its own that the operator asked for
   const metricsPort = env.WRIT_METRICS_PORT ? Number(env.WRIT_METRICS_PORT) : undefined;
   let metricsServer: Server | undefined;
@@ -110,7 +116,7 @@ export async function serve(argv: string[]): Promise<void> {
     console.log(`writ metrics on http://${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${typeof a === 'object' && a ? a.port : metricsPort}/metrics (no authentication)`);
   }
   const where = store.backend === 'sqlite' ? `SQLite at ${dataDir}/writ.db` : 'PostgreSQL';
-  console.log(`writ listening on http://${hostForUrl}:${actualPort} (issuer ${writ.config.issuer}, store: ${where})`);
+  console.log(`writ listening on ${scheme}://${hostForUrl}:${actualPort} (issuer ${writ.config.issuer}, store: ${where})`);
   if (boot?.generated) {
     console.log(`admin operator token (shown once, store it now): ${boot.token}`);
   } else if (boot) {
@@ -203,6 +209,35 @@ async function startWebhooks(writ: Writ, env: NodeJS.ProcessEnv): Promise<Webhoo
   }
   await notifier.start();
   return notifier;
+}
+
+/**
+ * `--tls-cert`/`--tls-key` (`WRIT_TLS_CERT`/`WRIT_TLS_KEY`): PEM files, both or neither. The
+ * pair is checked here (a key that is not the certificate's is refused at start, not at the
+ * first handshake). Read once: renewing the certificate takes a restart (a rolling one behind
+ * a load balancer loses nothing, README "Graceful shutdown").
+ */
+export function tlsFromSettings(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  const c = certPath?.trim() || undefined;
+  const k = keyPath?.trim() || undefined;
+  if (c === undefined && k === undefined) return undefined;
+  if (c === undefined || k === undefined) throw new UsageError('`--tls-cert` and `--tls-key` (WRIT_TLS_CERT, WRIT_TLS_KEY) go together');
+  const read = (path: string, what: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new UsageError(`cannot read the TLS ${what} \`${path}\`: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const cert = read(c, 'certificate');
+  const key = read(k, 'key');
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    // OpenSSL's reason (`key values mismatch`, `no start line`), never the key's bytes
+    throw new UsageError(`the TLS certificate and key are not usable together: ${((err as Error).message || 'invalid').slice(0, 200)}`);
+  }
+  return { cert, key };
 }
 
 /** `WRIT_SHUTDOWN_GRACE_MS`, `WRIT_SHUTDOWN_DELAY_MS`: milliseconds, 0 to one hour. */

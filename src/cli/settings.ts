@@ -1,4 +1,4 @@
-import { readSettings, type Settings } from '../config/settings.js';
+import { readSettings, SETTINGS, type Settings } from '../config/settings.js';
 import { flag, UsageError, type ParsedArgs } from './args.js';
 
 /** The settings of `writ serve` / `writ migrate`: flags over the environment over `--config FILE`. */
@@ -6,7 +6,8 @@ export function settingsOf(args: ParsedArgs): Settings {
   try {
     return readSettings({
       env: process.env,
-      flags: { host: flag(args, 'host'), port: flag(args, 'port'), 'data-dir': flag(args, 'data-dir'), issuer: flag(args, 'issuer'), gateway: flag(args, 'gateway') },
+      // every setting's flag (`--port`, `--tls-cert`, …); a command that does not take one never has it set
+      flags: Object.fromEntries(Object.values(SETTINGS).flatMap((s) => ('flag' in s ? [[s.flag, flag(args, s.flag)]] : []))),
       file: flag(args, 'config'),
     });
   } catch (err) {

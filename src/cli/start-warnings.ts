@@ -12,9 +12,9 @@ export function isLoopbackHost(host: string): boolean {
 /**
  * What `writ serve` says on stderr at start about how exposed it is. It cannot see a TLS
  * terminator in front of it; an `https://` issuer (the public URL agents use) is taken to
- * mean there is one.
+ * mean there is one. With `--tls-cert`/`--tls-key` it speaks TLS itself (`tls`).
  */
-export function startWarnings(options: { host: string; issuer: string; keysSealed: boolean }): string[] {
+export function startWarnings(options: { host: string; issuer: string; keysSealed: boolean; tls?: boolean }): string[] {
   const out: string[] = [];
   if (!options.keysSealed) {
     out.push(
@@ -22,10 +22,10 @@ export function startWarnings(options: { host: string; issuer: string; keysSeale
         'Set WRIT_KEY_ENCRYPTION_KEY to a secret of at least 32 characters (`openssl rand -base64 32`).',
     );
   }
-  if (!isLoopbackHost(options.host) && !options.issuer.startsWith('https://')) {
+  if (!isLoopbackHost(options.host) && !options.tls && !options.issuer.startsWith('https://')) {
     out.push(
       `writ: warning: listening on \`${options.host}\` beyond loopback without TLS in front (the issuer is \`${options.issuer}\`): ` +
-        'tokens would cross the network in clear. Put a TLS-terminating proxy in front and set WRIT_ISSUER to its https:// URL (README, Operations).',
+        'tokens would cross the network in clear. Serve TLS with --tls-cert/--tls-key, or put a TLS-terminating proxy in front and set WRIT_ISSUER to its https:// URL (README, Operations).',
     );
   }
   return out;

@@ -12,7 +12,7 @@ export const COMMON = `common options:
   --help         this command's usage
 output: JSON on stdout; errors on stderr as \`writ <cmd>: <code>: <message>\`, exit 1 (usage errors exit 2)`;
 
-export const SERVE_USAGE = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--gateway gateway.json] [--log-format json|pretty] [--config settings.json]';
+export const SERVE_USAGE = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--tls-cert cert.pem --tls-key key.pem] [--gateway gateway.json] [--log-format json|pretty] [--config settings.json]';
 
 export const AGENT_USAGE: Record<string, string> = {
   keygen: 'writ agent keygen [--alg EdDSA|ES256] --out FILE [--force]\n    writes the private JWK to FILE (mode 0600), prints the public JWKS',

@@ -24,6 +24,8 @@ export const SETTINGS = {
   WRIT_PORT: { flag: 'port', default: '8080', section: 'service', description: 'listen port' },
   WRIT_ISSUER: { flag: 'issuer', default: 'http://<host>:<port>', section: 'service', description: '`iss` of every token and the audience of client assertions; the public URL behind a proxy (all instances share it)' },
   WRIT_GATEWAY_CONFIG: { flag: 'gateway', default: 'unset', section: 'service', description: 'also run the MCP gateway of this configuration file inside the service, deciding in-process' },
+  WRIT_TLS_CERT: { flag: 'tls-cert', default: 'unset', section: 'service', description: 'serve HTTPS with this PEM certificate chain (with `WRIT_TLS_KEY`); the default issuer becomes `https://…`' },
+  WRIT_TLS_KEY: { flag: 'tls-key', default: 'unset', section: 'service', description: 'the PEM private key of `WRIT_TLS_CERT`' },
   WRIT_BOOTSTRAP_TOKEN: { default: 'generated', section: 'service', description: 'the first admin operator token of a new store (refused when weaker than 128 bits)' },
   WRIT_KEY_ENCRYPTION_KEY: { default: 'unset', section: 'service', description: 'a secret (at least 32 characters) that seals private signing keys at rest; every instance needs the same one' },
   WRIT_DATA_DIR: { flag: 'data-dir', default: '.writ', section: 'store', description: 'SQLite store directory (created 0700)' },

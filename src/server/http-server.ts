@@ -3,6 +3,7 @@ import { authenticateTaskRequest, verifyTaskRequest } from './task-auth.js';
 import { stageEnd } from '../core/stage-profile.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { InvalidRequestError, NotFoundError, OAuthError, RateLimitedError, WritError } from '../core/errors.js';
 import type { Writ } from '../service/writ.js';
 import { ClientAddresses, limiterKey } from './client-address.js';
@@ -464,14 +465,21 @@ function decodePathParam(p: string): string {
   }
 }
 
-export function createHttpServer(writ: Writ, options: HttpServerOptions = {}): Server {
+/**
+ * The API on node:http, or on node:https with `tls` (`writ serve --tls-cert/--tls-key`):
+ * the same handler and drain either way (an https.Server is a tls.Server with the
+ * http.Server's request handling and connection methods).
+ */
+export function createHttpServer(writ: Writ, options: HttpServerOptions & { tls?: { cert: string | Buffer; key: string | Buffer } } = {}): Server {
   const handler = createHttpHandler(writ, options);
   const drain = options.drain;
-  const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     drain?.track(res);
     void handler(req, res);
-  });
-  return server;
+  };
+  const timeouts = { keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000 };
+  if (options.tls) return createHttpsServer({ ...timeouts, cert: options.tls.cert, key: options.tls.key }, listener) as unknown as Server;
+  return createServer(timeouts, listener);
 }
 
 /**
