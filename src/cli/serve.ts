@@ -196,12 +196,18 @@ async function startWebhooks(writ: Writ, env: NodeJS.ProcessEnv): Promise<Webhoo
   const secret = env.WRIT_WEBHOOK_SECRET;
   if (!secret) throw new UsageError('WRIT_WEBHOOK_URL needs WRIT_WEBHOOK_SECRET (`echo whsec_$(openssl rand -base64 32)`)');
   const events = env.WRIT_WEBHOOK_EVENTS?.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const format = env.WRIT_WEBHOOK_FORMAT?.trim() || 'standard';
+  if (format !== 'standard' && format !== 'slack') throw new UsageError('WRIT_WEBHOOK_FORMAT is `standard` or `slack`');
+  const approvalUrl = env.WRIT_WEBHOOK_APPROVAL_URL?.trim() || undefined;
+  if (approvalUrl !== undefined && format !== 'slack') throw new UsageError('WRIT_WEBHOOK_APPROVAL_URL goes with WRIT_WEBHOOK_FORMAT=slack');
   let notifier: WebhookNotifier;
   try {
     notifier = new WebhookNotifier(writ.store, {
       url,
       secret,
       ...(events && events.length > 0 ? { events } : {}),
+      format,
+      slack: { issuer: writ.config.issuer, ...(approvalUrl ? { approvalUrl } : {}), maskRules: writ.config.auditMaskRules },
       record: (type, data, entry) => writ.securityEvent(type, 'system', data, { ...(entry.taskId ? { taskId: entry.taskId } : {}), ...(entry.agentId ? { agentId: entry.agentId } : {}) }),
     });
   } catch (err) {

@@ -61,6 +61,8 @@ export const SETTINGS = {
   WRIT_WEBHOOK_URL: { default: 'unset', section: 'operations', description: 'post events from the audit log to this URL (Standard Webhooks)' },
   WRIT_WEBHOOK_SECRET: { default: 'unset', section: 'operations', description: 'the `whsec_…` secret the webhooks are signed with (required with `WRIT_WEBHOOK_URL`)' },
   WRIT_WEBHOOK_EVENTS: { default: 'approval.requested,approval.reviewed,break_glass.*,task.revoked', section: 'operations', description: 'the audit entry types sent (`prefix.*` for a family)' },
+  WRIT_WEBHOOK_FORMAT: { default: 'standard', section: 'operations', description: '`standard` (`{type, timestamp, data}`) or `slack`: a Slack-compatible message with the tool, the masked arguments and the command (or link) to approve' },
+  WRIT_WEBHOOK_APPROVAL_URL: { default: 'unset', section: 'operations', description: 'with `slack`: a link to review an approval at, `{approval_id}` replaced (`https://console.example.com/approvals/{approval_id}`)' },
   WRIT_SHUTDOWN_GRACE_MS: { default: '30000', section: 'operations', description: 'on SIGTERM/SIGINT, how long in-flight requests get to finish' },
   WRIT_SHUTDOWN_DELAY_MS: { default: '0', section: 'operations', description: 'on SIGTERM, how long `/readyz` answers 503 before the listener closes' },
   WRIT_METRICS_TOKEN: { default: 'unset', section: 'operations', description: 'a bearer token (at least 32 characters) that may read `GET /metrics`' },

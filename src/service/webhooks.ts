@@ -1,6 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AuditEntry } from '../core/types.js';
 import type { Store } from '../store/store.js';
+import { auditArguments, type MaskRule } from '../audit/mask-arguments.js';
+import { slackMessage } from './webhook-slack.js';
 
 /** The events sent by default: what a person may have to act on. */
 export const DEFAULT_WEBHOOK_EVENTS = ['approval.requested', 'approval.reviewed', 'break_glass.*', 'task.revoked'];
@@ -15,6 +17,13 @@ export interface WebhookOptions {
   /** waits before the 2nd, 3rd… attempt (default 1 s, 5 s, 25 s, 2 min) */
   retryDelaysMs?: number[];
   pollMs?: number;
+  /**
+   * `standard` (default): `{type, timestamp, data}`. `slack`: a Slack-compatible message
+   * (src/service/webhook-slack.ts), signed the same way (Slack ignores the headers).
+   */
+  format?: 'standard' | 'slack';
+  /** for `slack`: Writ's public URL (the approve command), an optional review link (`{approval_id}`), the mask rules */
+  slack?: { issuer: string; approvalUrl?: string; maskRules?: readonly MaskRule[] };
   /** records a delivery's end in the audit log (`webhook.delivered` / `webhook.failed`) */
   record?: (type: 'webhook.delivered' | 'webhook.failed', data: Record<string, unknown>, entry: AuditEntry) => Promise<void>;
 }
@@ -71,6 +80,11 @@ export class WebhookNotifier {
     private readonly options: WebhookOptions,
   ) {
     if (!/^https?:\/\//.test(options.url)) throw new TypeError('WRIT_WEBHOOK_URL must be an http(s) URL');
+    if (options.format === 'slack' && !options.slack) throw new TypeError('the slack webhook format needs the issuer');
+    const link = options.slack?.approvalUrl;
+    if (link !== undefined && (!/^https?:\/\//.test(link) || !link.includes('{approval_id}'))) {
+      throw new TypeError('WRIT_WEBHOOK_APPROVAL_URL must be an http(s) URL holding `{approval_id}`');
+    }
     this.key = webhookKey(options.secret);
     this.events = options.events ?? DEFAULT_WEBHOOK_EVENTS;
   }
@@ -108,11 +122,15 @@ export class WebhookNotifier {
 
   private async deliver(e: AuditEntry): Promise<void> {
     const id = `msg_${e.hash.slice(0, 32)}`;
-    const body = JSON.stringify({
-      type: e.type,
-      timestamp: new Date(e.ts).toISOString(),
-      data: { seq: e.seq, actor: e.actor, task_id: e.taskId, agent_id: e.agentId, decision_id: e.decisionId, ...e.data },
-    });
+    const body = JSON.stringify(
+      this.options.format === 'slack'
+        ? slackMessage(e, { ...this.options.slack!, arguments: await this.requestedArguments(e) })
+        : {
+            type: e.type,
+            timestamp: new Date(e.ts).toISOString(),
+            data: { seq: e.seq, actor: e.actor, task_id: e.taskId, agent_id: e.agentId, decision_id: e.decisionId, ...e.data },
+          },
+    );
     const delays = this.options.retryDelaysMs ?? [1000, 5000, 25_000, 120_000];
     let last = '';
     for (let attempt = 0; attempt <= delays.length && !this.stopped; attempt++) {
@@ -139,6 +157,20 @@ export class WebhookNotifier {
       }
     }
     await this.options.record?.('webhook.failed', { event: e.type, webhook_id: id, seq: e.seq, error: last.slice(0, 200) }, e).catch(() => undefined);
+  }
+
+  /**
+   * An approval request's arguments for a person to judge: read from its decision's audit
+   * entry (the approval entry keeps only their digest) and masked again here, so even with
+   * WRIT_AUDIT_ARGS=full a chat message carries no secret-looking value. Undefined when the
+   * log keeps only the digest, or the store cannot say (the message then says so).
+   */
+  private async requestedArguments(e: AuditEntry): Promise<Record<string, unknown> | undefined> {
+    if (e.type !== 'approval.requested' || !e.decisionId) return undefined;
+    const [decision] = await this.store.listAudit({ decisionId: e.decisionId, type: 'decision', limit: 1 }).catch(() => []);
+    const args = decision?.data.arguments;
+    if (!args || typeof args !== 'object' || Array.isArray(args)) return undefined;
+    return auditArguments(args as Record<string, unknown>, String(e.data.tool ?? ''), 'masked', this.options.slack?.maskRules ?? []);
   }
 
   private sleep(ms: number): Promise<void> {
