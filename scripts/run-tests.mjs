@@ -14,6 +14,8 @@
 //   connect, authenticate, `select 1`. When that fails its cause is the first line printed;
 //   with WRIT_REQUIRE_POSTGRES=1 (set by .ci/run) the run stops there, otherwise the
 //   PostgreSQL suites are skipped with that cause (WRIT_SKIP_POSTGRES).
+// - The console's browser tests need Debian's chromium (WRIT_CHROMIUM, default /usr/bin/chromium);
+//   without it they are skipped, and the run says so first and last (WRIT_SKIP_BROWSER).
 //
 // Usage: node scripts/run-tests.mjs [filter...]  (a filter is a substring of a test file's
 // path, or the path of any file to run as a test file, such as test/fixtures/runner/*.fixture.ts)
@@ -261,6 +263,13 @@ async function main() {
     console.log(`# PostgreSQL at ${displayUrl(env.WRIT_TEST_DATABASE_URL)}: login and select 1 ok`);
   }
 
+  const chromium = env.WRIT_CHROMIUM ?? '/usr/bin/chromium';
+  const noBrowser = existsSync(chromium) ? null : `chromium is not installed at ${chromium} (apt-get install -y chromium; .ci/run installs it)`;
+  if (noBrowser) {
+    env.WRIT_SKIP_BROWSER = noBrowser;
+    console.log(`# skipping browser tests: ${noBrowser}`);
+  }
+
   console.log(`# ${selected.length} test files, ${CONCURRENCY} at a time, ${FILE_TIMEOUT_MS / 1000} s limit each`);
   const t0 = performance.now();
   const results = [];
@@ -284,6 +293,7 @@ async function main() {
   console.log(`# slowest files (whole run ${total.toFixed(1)} s):`);
   for (const r of [...results].sort((a, b) => b.seconds - a.seconds).slice(0, 10)) console.log(`#   ${r.seconds.toFixed(1).padStart(6)} s  ${r.file}`);
   if (why) console.log(`# skipped PostgreSQL suites: ${why}`);
+  if (noBrowser) console.log(`# skipped browser tests: ${noBrowser}`);
   if (selected.length === 0) failed.push('no test file matched');
   if (failed.length) {
     console.log(`\nfailed (${failed.length}):`);

@@ -48,6 +48,9 @@ export const ERROR_CODES = [
   // 403
   'forbidden',
   'insufficient_role',
+  // the console (/console): a state change without its session's CSRF token, or from another origin
+  'csrf_token_invalid',
+  'origin_not_allowed',
   'wrong_task',
   'subject_mismatch',
   'self_approval',
@@ -105,6 +108,7 @@ export const ERROR_CODES = [
   'store_unavailable',
   'policy_unavailable',
   'temporarily_unavailable',
+  'console_not_built',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

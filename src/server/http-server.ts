@@ -43,6 +43,8 @@ import { registerOperatorRoutes } from './routes-operators.js';
 import { registerEscalationRoutes } from './routes-escalations.js';
 import { registerAuditEvidenceRoutes } from './routes-audit-evidence.js';
 import { registerAuthzenRoutes } from './routes-authzen.js';
+import { consoleBridge, isConsoleBridge, registerConsoleRoutes } from './routes-console.js';
+import { ConsoleSessions } from './console-session.js';
 import { delegationTree } from '../tasks/delegation.js';
 
 type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
@@ -338,6 +340,10 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   registerAuthzenRoutes(writ, route);
 
   const addresses = new ClientAddresses(options.trustedProxies ?? []);
+  // the operator console (/console): its pages, sessions, and /console/api/v1 → /v1
+  const consoleDeps = { sessions: new ConsoleSessions(() => writ.clock.now()), proxies: addresses, drain: options.drain };
+  registerConsoleRoutes(writ, route, consoleDeps);
+  const bridge = consoleBridge(writ, consoleDeps);
   const byAddress = new FailureLimiter(options.failureLimit?.max ?? 1000, options.failureLimit?.windowMs ?? 10_000, () => writ.clock.now());
   const byCredential = new FailureLimiter(
     options.credentialFailureLimit?.max ?? 1000,
@@ -373,6 +379,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       writ.metrics.httpSeconds.observe({ method, route: routeName }, (performance.now() - startedAt) / 1000);
       options.onResponse?.({ req, res, route: routeName, latencyMs: performance.now() - startedAt });
     });
+    if (isConsoleBridge(req) && !bridge(req, res)) return;
     let url: URL;
     let oauth = false;
     const client = addresses.of(req);

@@ -8,6 +8,7 @@ export * from './requests.js';
 export * from './escalations.js';
 export * from './federation.js';
 export * from './audit-evidence.js';
+export * from './console.js';
 export * from './responses.js';
 export * from './types.js';
 export * from './views.js';

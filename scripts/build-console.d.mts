@@ -1,0 +1,1 @@
+export function buildConsole(): Promise<void>;
