@@ -90,7 +90,9 @@ async function httpProxy(argv: string[]): Promise<void> {
   ]);
   const config = loadProxyConfig(requireFlag(args, 'config'));
   const authorizer = new HttpAuthorizer({ url: config.writ.url, timeoutMs: config.writ.timeout_ms });
-  const proxy = new HttpProxy({ config, authorizer });
+  const metricsToken = process.env.WRIT_METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
+  const proxy = new HttpProxy({ config, authorizer, metricsToken });
   const running = await proxy.listen(flag(args, 'host') ?? config.listen?.host ?? '127.0.0.1', intFlag(args, 'port') ?? config.listen?.port ?? 8091);
   proxy.log('listening', { url: running.url, routes: config.routes.map((r) => r.name) });
   console.log(`writ gateway http listening on ${running.url}`);

@@ -14,6 +14,7 @@ import { DEFAULT_FORWARD_HEADERS, forwardedHeaders } from './forward-headers.js'
 import { jsonLog, type Log } from './log.js';
 import { bearerOf } from './mcp-serve.js';
 import { Redactor, resolveValues } from './secrets.js';
+import { ProxyMetrics, sendGatewayMetrics } from './proxy-metrics.js';
 
 type Segment = { lit: string } | { param: string } | { rest: true };
 
@@ -166,6 +167,8 @@ export interface ProxyOptions {
   authorizer: Authorizer;
   log?: Log;
   env?: NodeJS.ProcessEnv;
+  /** the bearer token that reads `GET /metrics` (WRIT_METRICS_TOKEN); unset, there is no `/metrics` and the path goes to the routes */
+  metricsToken?: string;
 }
 
 /**
@@ -179,6 +182,8 @@ export interface ProxyOptions {
 export class HttpProxy {
   readonly redactor = new Redactor();
   readonly log: Log;
+  /** Prometheus metrics (src/gateway/proxy-metrics.ts), on `/metrics` with the metrics token */
+  readonly metrics = new ProxyMetrics();
   private readonly routes: CompiledRoute[];
   private readonly decider: Decider;
   private readonly outcomes = new Set<Promise<void>>();
@@ -196,8 +201,15 @@ export class HttpProxy {
   }
 
   handler = (req: IncomingMessage, res: ServerResponse): void => {
-    this.handle(req, res).catch((err) => {
+    if (this.opts.metricsToken && req.method === 'GET' && (req.url ?? '').split('?')[0] === '/metrics') {
+      void sendGatewayMetrics(req, res, this.metrics.registry, this.opts.metricsToken).catch(() => res.destroy());
+      return;
+    }
+    const seen = { route: 'unmatched' };
+    this.handle(req, res, seen).catch((err) => {
       if (err instanceof InvalidPathError || err instanceof InvalidQueryError) err = new ProxyError(err.status, err.code, err.message);
+      if (err instanceof ProxyError) this.metrics.refusals.inc({ tool: seen.route, code: err.code });
+      else this.metrics.refusals.inc({ tool: seen.route, code: 'internal_error' });
       if (err instanceof ProxyError) {
         sendJson(res, err.status, { error: { code: err.code, message: this.redactor.redact(err.message) }, ...err.extra });
       } else {
@@ -208,7 +220,7 @@ export class HttpProxy {
     });
   };
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse, seen: { route: string }): Promise<void> {
     const rawUrl = req.url ?? '/';
     const q = rawUrl.indexOf('?');
     const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
@@ -239,6 +251,7 @@ export class HttpProxy {
       if (pathMatched) throw new ProxyError(405, 'method_not_allowed', `method \`${method}\` is not allowed here`);
       throw new ProxyError(404, 'no_route', 'no route for this path');
     }
+    seen.route = route.cfg.name;
 
     const token = bearerOf(req);
     if (!token) {
@@ -360,11 +373,14 @@ export class HttpProxy {
     const maxResponse = this.opts.config.max_response_bytes;
     const masking = this.secretBufs.length > 0;
 
+    const sentAt = performance.now();
     return new Promise<void>((resolve) => {
       let settled = false;
       const done = (status: 'succeeded' | 'failed', detail: string) => {
         if (settled) return;
         settled = true;
+        const result = status === 'succeeded' ? 'ok' : detail.startsWith('HTTP ') ? 'http_error' : 'failed';
+        this.metrics.upstreamSeconds.observe({ tool: route.cfg.name, result }, (performance.now() - sentAt) / 1000);
         this.outcome(token, decisionId, status, detail);
         resolve();
       };

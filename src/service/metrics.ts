@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolStats } from '../store/store.js';
 
 /**
  * The service's Prometheus metrics (prom-client, a registry of its own: two Writ
@@ -68,8 +69,18 @@ export class WritMetrics {
    * Gauges read at scrape time from the store (exact across instances): approvals waiting
    * for review and break-glass sessions in force, counted up to 10,000.
    */
-  constructor(read?: { pendingApprovals: () => Promise<number>; activeBreakGlass: () => Promise<number> }) {
+  constructor(read?: { pendingApprovals: () => Promise<number>; activeBreakGlass: () => Promise<number>; pool?: () => PoolStats }) {
     const metrics = this;
+    // the PostgreSQL pool of this instance, read at scrape time (SQLite has none: no series)
+    const pool = read?.pool;
+    if (pool) {
+      const stat = (name: string, help: string, key: keyof PoolStats) =>
+        new Gauge({ name, help, registers: [this.registry], collect() { this.set(pool()[key]); } });
+      stat('writ_store_pool_connections', 'PostgreSQL connections open in this instance\'s pool (idle or in use).', 'total');
+      stat('writ_store_pool_idle_connections', 'PostgreSQL connections open and idle in the pool.', 'idle');
+      stat('writ_store_pool_waiting_requests', 'Queries waiting for a pool connection (every connection is in use).', 'waiting');
+      stat('writ_store_pool_max_connections', 'The most connections the pool opens.', 'max');
+    }
     new Gauge({
       name: 'writ_approvals_pending',
       help: 'Approval requests waiting for review (counted up to 10000).',

@@ -189,6 +189,7 @@ export class Writ {
     this.metrics = new WritMetrics({
       pendingApprovals: async () => (await store.listApprovals({ status: 'pending', limit: 10_000 })).length,
       activeBreakGlass: async () => (await store.listBreakGlass({ state: 'active', now: clock.now(), limit: 10_000 })).length,
+      ...(store.poolStats ? { pool: () => store.poolStats!() } : {}),
     });
     this.committer = new DecisionCommitter(store, clock, 256, (items, results) => {
       this.metrics.batchSize.observe(items.length);

@@ -46,6 +46,8 @@ export interface Store {
   migrate(): Promise<void>;
   /** Throws UnavailableError when the store cannot be reached. */
   ping(): Promise<void>;
+  /** A connection pool's use now (PostgreSQL; SQLite has none): for the metrics. */
+  poolStats?(): PoolStats;
   close(): Promise<void>;
 
   // operators
@@ -307,6 +309,15 @@ export interface DecisionWrite {
 export type GuardFailure = 'budget_exhausted' | 'task_inactive' | 'approval_unavailable' | 'break_glass_inactive';
 
 export type DecisionCommitResult = { written: 'primary' } | { written: 'fallback'; reason: GuardFailure };
+
+export interface PoolStats {
+  /** connections open, idle or checked out */
+  total: number;
+  idle: number;
+  /** requests queued for a connection (all `max` are checked out) */
+  waiting: number;
+  max: number;
+}
 
 export interface AuditFilter {
   taskId?: string;

@@ -42,7 +42,7 @@ import {
   toToolLabels,
   toAuditCheckpoint,
 } from '../rows.js';
-import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
+import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type PoolStats, type Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
 import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalRule, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
@@ -134,6 +134,10 @@ export class PostgresStore implements Store {
     // An idle connection that dies (server restart, network) must not crash the process:
     // the pool drops it and opens a new one on demand.
     this.pool.on('error', (err) => this.background(err));
+  }
+
+  poolStats(): PoolStats {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount, max: this.pool.options.max ?? 10 };
   }
 
   private connectionConfig(app: string, max?: number): pg.PoolConfig {
