@@ -9,7 +9,7 @@ import { loadCases, runCases } from './policy-test.js';
 import { printValidation, readText, readToolSchemas, validatePolicyText } from './policy-validate.js';
 import { POLICY_USAGE } from './usage.js';
 
-/** `writ policy get|set|diff|rollback|simulate|validate|test`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
+/** `writ policy get|set|diff|rollback|simulate|shadow-report|shadow|validate|test`. A rejected set prints Cedar's diagnostics (error.details) on stderr. */
 export const policy = group('policy', POLICY_USAGE, {
   async get(argv) {
     const args = parseArgs(argv, { values: CONNECTION, switches: ['text'] });
@@ -20,7 +20,7 @@ export const policy = group('policy', POLICY_USAGE, {
   },
 
   async set(argv) {
-    const args = parseArgs(argv, { values: [...CONNECTION, 'if-match'] });
+    const args = parseArgs(argv, { values: [...CONNECTION, 'if-match'], switches: ['shadow'] });
     const [file] = positionals(args, ['FILE']);
     const base = baseUrl(args);
     const token = operatorToken(args);
@@ -32,7 +32,9 @@ export const policy = group('policy', POLICY_USAGE, {
     }
     try {
       const ifMatch = flag(args, 'if-match');
-      print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: text }, ...(ifMatch ? { headers: { 'if-match': `"${ifMatch}"` } } : {}) }));
+      // --shadow: the candidate evaluated beside the live set (--if-match then names the candidate it replaces)
+      const query = hasSwitch(args, 'shadow') ? { mode: 'shadow' } : undefined;
+      print(await request(base, 'PUT', '/v1/policies', { token, json: { policies: text }, ...(query ? { query } : {}), ...(ifMatch ? { headers: { 'if-match': `"${ifMatch}"` } } : {}) }));
     } catch (err) {
       // the diagnostics name the file, as a compiler's do
       if (!(err instanceof CliError) || err.notes.length === 0) throw err;
@@ -86,6 +88,39 @@ export const policy = group('policy', POLICY_USAGE, {
         json: { policies: readText(file!), since, ...(limit !== undefined ? { limit } : {}), ...(examples !== undefined ? { examples } : {}) },
       }),
     );
+  },
+
+  /** Where the shadow candidate's decisions differ from the live ones (counts by tool and reason, examples). */
+  async 'shadow-report'(argv) {
+    const args = parseArgs(argv, { values: [...CONNECTION, 'limit', 'examples'] });
+    positionals(args, []);
+    print(await request(baseUrl(args), 'GET', '/v1/policies/shadow', { token: operatorToken(args), query: { limit: intFlag(args, 'limit', 1), examples: intFlag(args, 'examples', 0) } }));
+  },
+
+  /**
+   * `shadow report` (as `shadow-report`), `shadow promote` (the candidate becomes live, if
+   * neither the live version nor the candidate changed since they were read) and
+   * `shadow drop` (removes the candidate; with --if-match, only while it is that version).
+   */
+  async shadow(argv) {
+    const [action, ...rest] = argv;
+    if (action === 'report') return policy(['shadow-report', ...rest], { label: 'policy shadow report' });
+    const args = parseArgs(rest, { values: [...CONNECTION, 'if-match'] });
+    positionals(args, []);
+    const base = baseUrl(args);
+    const token = operatorToken(args);
+    if (action === 'promote') {
+      const live = await request(base, 'GET', '/v1/policies', { token, query: { limit: 1 } });
+      const candidate = flag(args, 'if-match') ?? (await request(base, 'GET', '/v1/policies/shadow', { token, query: { limit: 1, examples: 0 } })).candidate.version;
+      print(await request(base, 'POST', '/v1/policies/shadow/promote', { token, json: { version: candidate }, headers: { 'if-match': `"${live.version}"` } }));
+      return;
+    }
+    if (action === 'drop') {
+      const ifMatch = flag(args, 'if-match');
+      print(await request(base, 'DELETE', '/v1/policies/shadow', { token, ...(ifMatch ? { headers: { 'if-match': `"${ifMatch}"` } } : {}) }));
+      return;
+    }
+    throw new UsageError(action === undefined ? 'missing argument ACTION (report, promote or drop)' : `unknown shadow action \`${action}\` (report, promote or drop)`);
   },
 
   /** No server: the checks the server makes before storing, and argument names against tool schemas. */

@@ -58,12 +58,18 @@ export const AUDIT_USAGE: Record<string, string> = {
 
 export const POLICY_USAGE: Record<string, string> = {
   get: 'writ policy get [--text]   (--text prints only the Cedar policy text)',
-  set: 'writ policy set FILE [--if-match VERSION]   (FILE of Cedar policies; `-` reads stdin; with --if-match, only if VERSION is still active)',
+  set:
+    'writ policy set FILE [--if-match VERSION] [--shadow]   (FILE of Cedar policies; `-` reads stdin; with --if-match, only if VERSION is still active;\n' +
+    '    with --shadow, FILE becomes the shadow candidate, evaluated beside the live set and not enforced; --if-match then names the candidate it replaces)',
   diff: 'writ policy diff A B       (unified diff of two versions; `current` is the active one, a path a file; exit 1 when they differ)',
   rollback: 'writ policy rollback VERSION   (make an earlier version active again, if the active one did not change meanwhile)',
   simulate:
     'writ policy simulate FILE --since 7d [--limit N] [--examples N]   (replay the decisions recorded since then under FILE,\n' +
     '    without setting it: what would change, by tool and reason, with examples, and what could not be replayed and why)',
+  'shadow-report': 'writ policy shadow-report [--limit N] [--examples N]   (where the shadow candidate\'s decisions differed from the live ones: by tool and reason, with examples)',
+  shadow:
+    'writ policy shadow report|promote|drop [--if-match VERSION]   (promote: the candidate becomes live, if neither it nor the live version changed\n' +
+    '    since read; drop: remove the candidate, with --if-match only while it is VERSION)',
   validate:
     'writ policy validate FILE [--tools TOOLS.json]   (no server: parse and validate as the server would; with --tools, a\n' +
     '    tools/list result, warn on arguments no tool has. Diagnostics as FILE:LINE:COL. Exit 1 on an error)',

@@ -68,6 +68,7 @@ export const ERROR_CODES = [
   'decision_not_found',
   'operator_not_found',
   'policy_version_not_found',
+  'shadow_not_found',
   'issuer_not_found',
   'entry_not_found',
   'checkpoint_not_found',
@@ -93,6 +94,7 @@ export const ERROR_CODES = [
   'break_glass_not_active',
   'break_glass_not_pending',
   'presence_not_required',
+  'shadow_matches_live',
   // 412
   'precondition_failed',
   'policy_version_mismatch',

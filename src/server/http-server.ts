@@ -23,6 +23,7 @@ import {
   parse,
   policySchema,
   policyQuerySchema,
+  putPolicyQuerySchema,
   simulatePolicySchema,
   registerAgentSchema,
   revokeSchema,
@@ -39,6 +40,7 @@ import {
 } from '../wire/index.js';
 import { registerDelegationRoutes } from './routes-delegation.js';
 import { registerFederationRoutes } from './routes-federation.js';
+import { registerPolicyShadowRoutes } from './routes-policy-shadow.js';
 import { registerOperatorRoutes } from './routes-operators.js';
 import { registerEscalationRoutes } from './routes-escalations.js';
 import { registerAuditEvidenceRoutes } from './routes-audit-evidence.js';
@@ -264,6 +266,8 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const history = op.roles.includes('admin') || op.roles.includes('auditor') ? await writ.listPolicyHistory(op, q.limit) : undefined;
     sendJson(res, 200, { ...current, ...(history ? { history } : {}) }, { etag: `"${current.version}"` });
   });
+  // before `/v1/policies/{version}`: `shadow` is no version
+  registerPolicyShadowRoutes(writ, route, parseIfMatch);
   route('POST', '/v1/policies/simulate', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(simulatePolicySchema, await readJson(req));
@@ -274,11 +278,15 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const p = await writ.getPolicyVersion(op, params[0]!);
     sendJson(res, 200, { version: p.version, policies: p.text, created_at: iso(p.createdAt), created_by: p.createdBy }, { etag: `"${p.version}"` });
   });
-  route('PUT', '/v1/policies', async ({ req, res }) => {
+  route('PUT', '/v1/policies', async ({ req, res, url }) => {
     const op = await operator(req);
+    const q = parse(putPolicyQuerySchema, Object.fromEntries(url.searchParams));
     const ifMatch = parseIfMatch(req.headers['if-match']);
     const body = parse(policySchema, await readJson(req));
-    const r = await writ.putPolicy(op, body.policies, ifMatch === undefined ? {} : { ifMatch });
+    // `?mode=shadow`: the candidate evaluated beside the live set (If-Match: the candidate's version)
+    const r = q.mode === 'shadow'
+      ? await writ.shadow.put(op, body.policies, ifMatch === undefined ? {} : { ifMatch })
+      : await writ.putPolicy(op, body.policies, ifMatch === undefined ? {} : { ifMatch });
     sendJson(res, 200, r, { etag: `"${r.version}"` });
   });
 

@@ -6,7 +6,7 @@ import type { Store } from '../store/store.js';
 import { lineageOf } from '../tasks/delegation.js';
 
 /** Reasons policy gives (or that depend on what the policy reads): a replay can change them. */
-const POLICY_REASONS = new Set(['policy_forbids', 'no_policy_permits', 'policy_error', 'arguments_too_complex', 'ambiguous_arguments', 'argument_type_mismatch']);
+export const POLICY_REASONS = new Set(['policy_forbids', 'no_policy_permits', 'policy_error', 'arguments_too_complex', 'ambiguous_arguments', 'argument_type_mismatch']);
 
 export interface SimulateOptions {
   /** only decisions recorded at or after this time (ms since the epoch) */

@@ -46,6 +46,7 @@ import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } fr
 import { PolicyEngine, policyVersion, type LoadedPolicySet, type PolicyDiagnostic } from '../policy/engine.js';
 import { diffHash, diffPolicyText } from '../policy/policy-diff.js';
 import { simulatePolicy, type SimulationReport } from './policy-simulate.js';
+import { PolicyShadow } from './policy-shadow.js';
 import { checkPolicyComplexity } from '../policy/complexity.js';
 import { trialPolicySet } from '../policy/policy-trial.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
@@ -161,6 +162,8 @@ export class Writ {
   readonly breakGlass: BreakGlassService;
   /** owner presence leases (src/tasks/presence.ts) */
   readonly presence: PresenceService;
+  /** the shadow candidate of a staged rollout (./policy-shadow.ts) */
+  readonly shadow: PolicyShadow;
   /** denied or approval-requiring answers per task per window (config `taskRefusalLimit`) */
   private readonly taskRefusals: WindowLimiter;
   /** `POST /v1/tools/visible`: answers per task and policy version, and requests per task per window */
@@ -204,6 +207,13 @@ export class Writ {
     this.approvals = new ApprovalService(kit);
     this.breakGlass = new BreakGlassService(kit);
     this.presence = new PresenceService(kit);
+    this.shadow = new PolicyShadow({
+      store, clock, engine: this.policy,
+      checkNewPolicy: (text) => this.checkNewPolicy(text),
+      ownerPresent: (task, now) => this.presence.ownerPresent(task, now),
+      putLive: (by, text, options) => this.putPolicy(by, text, options),
+      securityEvent: (type, actor, data) => this.securityEvent(type, actor, data),
+    });
     this.taskRefusals = new WindowLimiter(this.config.taskRefusalLimit.max, this.config.taskRefusalLimit.windowMs, () => this.clock.now());
     this.visibleToolsRate = new WindowLimiter(this.config.visibleToolsLimit.max, this.config.visibleToolsLimit.windowMs, () => this.clock.now());
   }
@@ -260,6 +270,8 @@ export class Writ {
       });
     }
     this.policyCheckedAt = this.clock.now();
+    // a candidate that cannot be loaded is recorded as such on each request, never fatal here
+    await this.shadow.refresh().catch(() => undefined);
   }
 
   /** Versions of stored sets refused by the checks, so they are not tried again and again. */
@@ -338,7 +350,7 @@ export class Writ {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     this.sweepTimer = null;
     // pending group commits reach the store before it closes (graceful shutdown)
-    await Promise.all([this.committer.drain(), this.securityAudit.drain()]);
+    await Promise.all([this.committer.drain(), this.securityAudit.drain(), this.shadow.close()]);
     await this.policy.close();
     this.checkpointTimer = null;
     await this.store.close();
@@ -951,6 +963,8 @@ export class Writ {
     stageEnd('scope');
 
     const { facts, problem } = await this.requestFacts(ctx, action, argsDigest, now, set);
+    // staged rollout: the candidate set decides too, beside this (never waited for, never enforced)
+    this.shadow.observe({ decisionId, facts, now });
     if (problem) return deny([problem]);
     const request = buildCedarRequest(facts);
     stageEnd('facts');
@@ -1229,7 +1243,7 @@ export class Writ {
   async putPolicy(
     actor: OperatorRecord | 'system',
     text: string,
-    options: { ifMatch?: string } = {},
+    options: { ifMatch?: string; promote?: string } = {},
   ): Promise<{ version: string; policies: string[]; warnings: PolicyDiagnostic[]; previous: string | null; diff_sha256: string }> {
     if (actor !== 'system') requireRole(actor, 'admin');
     // checked before any of it reaches this process's Cedar instance (src/policy/complexity.ts, policy-trial.ts)
@@ -1246,9 +1260,13 @@ export class Writ {
       {
         type: 'policy.updated',
         actor: actor === 'system' ? 'system' : `operator:${actor.id}`,
-        data: { version: set.version, policies: set.policyIds, previous: previous?.version ?? null, diff_sha256: diffSha256 },
+        data: {
+          version: set.version, policies: set.policyIds, previous: previous?.version ?? null, diff_sha256: diffSha256,
+          // made live from the shadow candidate (./policy-shadow.ts), which ends in the same transaction
+          ...(options.promote !== undefined ? { promoted_from_shadow: true } : {}),
+        },
       },
-      options.ifMatch !== undefined ? { ifActive: options.ifMatch } : {},
+      { ...(options.ifMatch !== undefined ? { ifActive: options.ifMatch } : {}), ...(options.promote !== undefined ? { promote: options.promote } : {}) },
     );
     // active only once stored: a failed store leaves the previous set in force
     this.policy.activate(set);

@@ -119,5 +119,8 @@ export function policyShadowContract(get: () => { store: Store; clock: ManualClo
     assert.deepEqual((await store.listShadowDecisions({ candidateVersion: 'cand-v', limit: 1 })).map((p) => p.live.id), [live[1]!.id]);
     assert.deepEqual((await store.listShadowDecisions({ candidateVersion: 'other-v', limit: 10 })).map((p) => p.live.id), [live[2]!.id]);
     assert.deepEqual(await store.listShadowDecisions({ candidateVersion: 'nobody', limit: 10 }), []);
+    // since: only those recorded at or after it
+    assert.deepEqual((await store.listShadowDecisions({ candidateVersion: 'cand-v', since: t0 + 1, limit: 10 })).map((p) => p.live.id), [live[1]!.id]);
+    assert.deepEqual(await store.listShadowDecisions({ candidateVersion: 'cand-v', since: t0 + 2, limit: 10 }), []);
   });
 }

@@ -142,10 +142,10 @@ export function shadowDecisionParams(d: ShadowDecisionRecord): unknown[] {
   return [d.decisionId, d.candidateVersion, d.decision, JSON.stringify(d.reasons), JSON.stringify(d.policies), d.createdAt];
 }
 
-/** Selects shadow rows with their live decision (`toShadowPair`); `$1`/`?` is the candidate version, then the limit. */
+/** Selects shadow rows with their live decision (`toShadowPair`); `{1}`, `{2}`, `{3}` are the candidate version, since and limit. */
 export const SHADOW_PAIRS_SQL =
   'SELECT d.*, s.candidate_version AS s_candidate_version, s.decision AS s_decision, s.reasons AS s_reasons, s.policies AS s_policies, s.created_at AS s_created_at ' +
-  'FROM shadow_decisions s JOIN decisions d ON d.id = s.decision_id WHERE s.candidate_version = {1} ORDER BY s.created_at DESC, s.decision_id DESC LIMIT {2}';
+  'FROM shadow_decisions s JOIN decisions d ON d.id = s.decision_id WHERE s.candidate_version = {1} AND s.created_at >= {2} ORDER BY s.created_at DESC, s.decision_id DESC LIMIT {3}';
 
 export function toPolicy(r: Row): PolicyRecord {
   return { version: r.version as string, text: r.text as string, createdAt: num(r.created_at), createdBy: r.created_by as string };

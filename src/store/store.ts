@@ -170,9 +170,10 @@ export interface Store {
   recordShadowDecisions(rows: ShadowDecisionRecord[]): Promise<void>;
   /**
    * The candidate's decisions with the live decision records they sit beside (a shadow
-   * decision whose live record was never written is left out), newest first.
+   * decision whose live record was never written is left out), newest first; with
+   * `since`, only those recorded at or after it (ms).
    */
-  listShadowDecisions(filter: { candidateVersion: string; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>>;
+  listShadowDecisions(filter: { candidateVersion: string; since?: number; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>>;
 
   // signing keys
   listSigningKeys(): Promise<SigningKeyRecord[]>;

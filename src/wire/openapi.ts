@@ -3,6 +3,7 @@ import { WRIT_VERSION } from '../core/version.js';
 import * as a from './audit-evidence.js';
 import * as e from './escalations.js';
 import * as f from './federation.js';
+import * as ps from './policy-shadow.js';
 import * as q from './requests.js';
 import * as r from './responses.js';
 
@@ -60,7 +61,13 @@ export const API_ROUTES: Record<string, Operation> = {
   'GET /v1/tasks/{id}/presence': { summary: 'the owner’s presence lease', auth: 'operator' },
   'POST /v1/tasks/{id}/presence': { summary: 'renew the owner’s presence lease', auth: 'operator', body: e.presenceSchema },
   'GET /v1/policies': { summary: 'the active policy set and its history', auth: 'operator', query: q.policyQuerySchema },
-  'PUT /v1/policies': { summary: 'replace the policy set (If-Match: "<version>")', auth: 'operator', body: q.policySchema },
+  'PUT /v1/policies': {
+    summary: 'replace the policy set (If-Match: "<version>"); with `mode=shadow`, set the shadow candidate instead (If-Match: the candidate\'s version)',
+    auth: 'operator', body: q.policySchema, query: ps.putPolicyQuerySchema,
+  },
+  'GET /v1/policies/shadow': { summary: 'the shadow candidate and where its decisions differ from the live ones', auth: 'operator', query: ps.shadowReportQuerySchema, response: ps.shadowReportResponseSchema },
+  'POST /v1/policies/shadow/promote': { summary: 'make the shadow candidate live (If-Match: the live version)', auth: 'operator', body: ps.promoteShadowSchema, response: ps.shadowPromoteResponseSchema },
+  'DELETE /v1/policies/shadow': { summary: 'remove the shadow candidate (If-Match: its version)', auth: 'operator', response: ps.shadowDropResponseSchema },
   'GET /v1/policies/{version}': { summary: 'one policy version', auth: 'operator' },
   'POST /v1/policies/simulate': { summary: 'replay past decisions under a candidate set', auth: 'operator', body: q.simulatePolicySchema },
   'GET /v1/keys': { summary: 'signing keys', auth: 'operator' },

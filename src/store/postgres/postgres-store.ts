@@ -912,8 +912,9 @@ export class PostgresStore implements Store {
     );
   }
 
-  async listShadowDecisions(filter: { candidateVersion: string; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>> {
-    return (await this.rows(SHADOW_PAIRS_SQL.replace('{1}', '$1').replace('{2}', '$2'), [filter.candidateVersion, filter.limit])).map(toShadowPair);
+  async listShadowDecisions(filter: { candidateVersion: string; since?: number; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>> {
+    const sql = SHADOW_PAIRS_SQL.replace('{1}', '$1').replace('{2}', '$2').replace('{3}', '$3');
+    return (await this.rows(sql, [filter.candidateVersion, filter.since ?? 0, filter.limit])).map(toShadowPair);
   }
 
   // --- signing keys --------------------------------------------------------------

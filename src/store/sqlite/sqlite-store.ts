@@ -644,9 +644,9 @@ export class SqliteStore implements Store {
     });
   }
 
-  async listShadowDecisions(filter: { candidateVersion: string; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>> {
-    const sql = SHADOW_PAIRS_SQL.replace('{1}', '?').replace('{2}', '?');
-    return this.guard(() => (this.stmt(sql).all(filter.candidateVersion, filter.limit) as Row[]).map(toShadowPair));
+  async listShadowDecisions(filter: { candidateVersion: string; since?: number; limit: number }): Promise<Array<{ shadow: ShadowDecisionRecord; live: DecisionRecord }>> {
+    const sql = SHADOW_PAIRS_SQL.replace('{1}', '?').replace('{2}', '?').replace('{3}', '?');
+    return this.guard(() => (this.stmt(sql).all(filter.candidateVersion, filter.since ?? 0, filter.limit) as Row[]).map(toShadowPair));
   }
 
   // --- signing keys ------------------------------------------------------------
