@@ -9,6 +9,7 @@ import { checkCsrf, checkOrigin, ConsoleSessions, isHttps, isStateChange, sessio
 import type { Drain } from './drain.js';
 import { readJson, sendError, sendJson } from './http-io.js';
 import type { AddRoute } from './routes-delegation.js';
+import { registerConsoleEndpoints } from './console-endpoints.js';
 
 /**
  * The operator console at `/console` (issue 16; README "Console"):
@@ -17,6 +18,7 @@ import type { AddRoute } from './routes-delegation.js';
  *   in (and the CSRF token), `DELETE` signs out;
  * - `GET /console/api/events`: server-sent events when the pending approvals or the
  *   active break-glass change, so the inbox updates without a reload;
+ * - `GET /console/api/audit`, `POST /console/api/policies/validate` (console-endpoints.ts);
  * - `/console/api/v1/...`: the `/v1` API itself, for the session's operator
  *   (`consoleBridge`): the console has no data path of its own, so every role check,
  *   validation and audit record is the API's.
@@ -59,7 +61,7 @@ export function registerConsoleRoutes(writ: Writ, route: AddRoute, deps: Console
     const body = parse(consoleSignInSchema, await readJson(req));
     const op = await writ.authenticateOperator(body.token);
     const s = sessions.create(op.id, body.token, op.expiresAt);
-    await writ.securityEvent('console.signed_in', op.id, {});
+    await writ.securityEvent('console.signed_in', `operator:${op.id}`, {});
     sendJson(res, 201, { operator: operatorInfo(op), csrf: s.csrf }, { 'set-cookie': sessionCookie(s.id, isHttps(req, proxies)), ...CONSOLE_HEADERS });
   });
   route('GET', '/console/api/session', async ({ req, res }) => {
@@ -72,8 +74,18 @@ export function registerConsoleRoutes(writ: Writ, route: AddRoute, deps: Console
     checkOrigin(req, proxies, writ.config.issuer);
     checkCsrf(req, s);
     sessions.end(s);
-    await writ.securityEvent('console.signed_out', s.operatorId, {});
+    await writ.securityEvent('console.signed_out', `operator:${s.operatorId}`, {});
     sendJson(res, 200, { signed_out: true }, { 'set-cookie': sessionCookie(null, isHttps(req, proxies)), ...CONSOLE_HEADERS });
+  });
+
+  // the console's own endpoints (console-endpoints.ts): the session's operator, and for a change its Origin and CSRF token
+  registerConsoleEndpoints(writ, route, async (req, change) => {
+    const s = sessions.require(req);
+    if (change) {
+      checkOrigin(req, proxies, writ.config.issuer);
+      checkCsrf(req, s);
+    }
+    return sessionOperator(s);
   });
 
   route('GET', '/console/api/events', async ({ req, res, url }) => {
