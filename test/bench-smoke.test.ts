@@ -77,9 +77,13 @@ describe('bench smoke', () => {
       assert.deepEqual(report.errors, {});
       for (const k of ['stdio', 'http']) {
         const sec = report.results.mcp_gateway[k];
-        for (const v of ['direct', 'passthrough', 'gateway', 'gateway_in_process']) positive(sec[v].p50_us, `${k}.${v}.p50_us`);
+        for (const v of ['direct', 'passthrough', 'gateway', 'gateway_in_process', 'decision_http', 'decision_in_process']) positive(sec[v].p50_us, `${k}.${v}.p50_us`);
         positive(sec.gateway_vs_passthrough_p50, `${k} ratio`);
-        assert.equal(typeof report.targets[`mcp_gateway.${k}.vs_passthrough_p50`].met, 'boolean');
+        for (const t of ['added_vs_http_decision', 'in_process_added_vs_decision']) {
+          const target = report.targets[`mcp_gateway.${k}.${t}`];
+          assert.equal(typeof target.met, 'boolean');
+          assert.equal(Object.keys(target.figures).length, 2, 'a ratio target carries its two figures');
+        }
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -60,6 +60,40 @@ for (const { backend, skip } of backends()) {
       const o2 = await agentApi.call('POST', `/v1/actions/${r.body.decision_id}/outcome`, { status: 'failed' });
       assert.equal(o2.status, 409);
 
+      // `Prefer: respond-async`: 202 once checked and queued; written with the next commit
+      const r2 = await agentApi.call('POST', '/v1/authorize', {
+        tool: 'github.create_issue',
+        arguments: { ...args, title: 'two' },
+        audience: 'https://tools.example/github',
+        resource: 'repo:acme/api',
+        destination: 'api.github.com',
+      });
+      assert.equal(r2.body.decision, 'allow', JSON.stringify(r2.body));
+      const queued = (status: string, decisionId = r2.body.decision_id) =>
+        fetch(`${env.url}/v1/actions/${decisionId}/outcome`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', prefer: 'respond-async, wait=0' },
+          body: JSON.stringify({ status }),
+        });
+      const q1 = await queued('succeeded');
+      assert.equal(q1.status, 202);
+      assert.deepEqual(await q1.json(), { decision_id: r2.body.decision_id, status: 'succeeded' });
+      // a second report is refused whether the first is still queued or already written
+      const q2 = await queued('failed');
+      assert.equal(q2.status, 409);
+      assert.equal((await q2.json()).error.code, 'outcome_already_reported');
+      // the checks still run before the 202: a deny has no outcome, an unknown decision is 404
+      assert.equal((await queued('succeeded', 'dec_unknown')).status, 404);
+      for (let i = 0; ; i++) {
+        const e = (await env.admin.call('GET', `/v1/audit?type=action.outcome&task_id=${task.id}&limit=100`)).body.entries.find((x: any) => x.decision_id === r2.body.decision_id);
+        if (e) {
+          assert.equal(e.data.status, 'succeeded');
+          break;
+        }
+        assert.ok(i < 200, 'the queued outcome is written');
+        await new Promise((ok) => setTimeout(ok, 25));
+      }
+
       const done = await agentApi.call('POST', `/v1/tasks/${task.id}/complete`);
       assert.equal(done.status, 200);
       assert.equal(done.body.status, 'completed');

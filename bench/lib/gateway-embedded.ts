@@ -7,9 +7,12 @@
  *   node --import tsx bench/lib/gateway-embedded.ts --data-dir DIR --pins FILE --upstream-cmd JSON|--upstream-url URL [--http]
  *
  * stdio by default (the task token is its own); `--http` prints
- * `{"listening": "<url>", "token": "<task token>"}` on stderr.
+ * `{"listening": "<url>", "token": "<task token>"}` on stderr. With `--stats FILE`, the
+ * wall time of every decision it asked for (µs, in order) is written to FILE as it ends:
+ * the in-process decision the gateway's overhead is measured against (issue 12, item 6).
  */
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { InProcessAuthorizer } from '../../src/gateway/authorizer.js';
@@ -57,13 +60,30 @@ const upstream = cmd
   ? { transport: 'stdio', command: (JSON.parse(cmd) as string[])[0], args: (JSON.parse(cmd) as string[]).slice(1), destination: 'stdio:local' }
   : { transport: 'http', url: at('--upstream-url') };
 const config = parseGatewayConfig({ writ: { url: issuer }, pins_file: at('--pins'), upstreams: [{ name: 'bench', ...upstream }] }, join(dataDir, 'gateway.json'));
-const gateway = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ), log: silentLog });
+const inner = new InProcessAuthorizer(writ);
+const decisionUs: number[] = [];
+// the same authorizer, each decision timed (what the gateway waits for before it forwards)
+const authorizer: InProcessAuthorizer = Object.create(inner);
+authorizer.authorize = async (t, a) => {
+  const t0 = performance.now();
+  try {
+    return await inner.authorize(t, a);
+  } finally {
+    decisionUs.push(Math.round((performance.now() - t0) * 1000));
+  }
+};
+const stats = at('--stats');
+const exit = () => {
+  if (stats) writeFileSync(stats, JSON.stringify(decisionUs));
+  process.exit(0);
+};
+const gateway = new McpGateway({ config, authorizer, log: silentLog });
 await gateway.start();
+process.on('SIGTERM', exit);
 if (argv.includes('--http')) {
   const running = await serveMcpHttp(gateway, { path: '/mcp' });
   process.stderr.write(`${JSON.stringify({ listening: running.url, token })}\n`);
-  process.on('SIGTERM', () => process.exit(0));
 } else {
   await serveMcpStdio(gateway, () => token);
-  process.stdin.once('end', () => process.exit(0));
+  process.stdin.once('end', exit);
 }

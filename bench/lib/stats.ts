@@ -116,3 +116,23 @@ export async function timeConcurrent(
   await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
   return { samples: s, elapsedMs: performance.now() - start };
 }
+
+/**
+ * Runs each of `fns` `n` times, one call at a time, in `rounds` interleaved slices (a
+ * slice of the first, a slice of the second, ...), timing each call: a change of load on
+ * a shared machine falls on all of them alike, so their ratio holds.
+ */
+export async function timeInterleaved(n: number, fns: ((i: number) => Promise<unknown>)[], rounds = 10): Promise<Samples[]> {
+  const out = fns.map(() => new Samples(n));
+  const per = Math.max(1, Math.ceil(n / rounds));
+  for (let done = 0; done < n; done += per) {
+    for (let k = 0; k < fns.length; k++) {
+      for (let i = done; i < Math.min(n, done + per); i++) {
+        const t0 = performance.now();
+        await fns[k]!(i);
+        out[k]!.push((performance.now() - t0) * 1000);
+      }
+    }
+  }
+  return out;
+}

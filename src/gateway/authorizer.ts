@@ -158,9 +158,9 @@ export class HttpAuthorizer implements Authorizer {
     return this.client.url;
   }
 
-  private async call(method: string, path: string, token: string | undefined, json: unknown, what: string, timeoutMs?: number): Promise<{ status: number; body: any }> {
+  private async call(method: string, path: string, token: string | undefined, json: unknown, what: string, timeoutMs?: number, prefer?: string): Promise<{ status: number; body: any }> {
     try {
-      const r = await this.client.send({ method, path, token, json, timeoutMs });
+      const r = await this.client.send({ method, path, token, json, timeoutMs, ...(prefer ? { headers: { prefer } } : {}) });
       return { status: r.status, body: r.body };
     } catch (err) {
       throw unreachable(err);
@@ -238,8 +238,9 @@ export class HttpAuthorizer implements Authorizer {
   async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     const body: Record<string, unknown> = { status };
     if (detail) body.detail = detail.slice(0, 4096);
-    const r = await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, taskToken, body, 'outcome');
-    if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/actions/{id}/outcome');
+    // answered once queued (202): the kept-alive connection is free for the next call at once
+    const r = await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, taskToken, body, 'outcome', undefined, 'respond-async');
+    if (r.status !== 200 && r.status !== 202) throw errorOf(r.status, r.body, 'POST /v1/actions/{id}/outcome');
   }
 
   async approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
@@ -337,7 +338,8 @@ export class InProcessAuthorizer implements Authorizer {
   async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     try {
       const principal = await this.writ.verifyTaskToken(taskToken);
-      await this.writ.reportOutcome(principal, decisionId, parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) }));
+      // written with the next decision's commit, which this report does not wait for
+      await this.writ.reportOutcome(principal, decisionId, parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) }), { wait: false });
     } catch (err) {
       return fromWrit(err);
     }

@@ -157,9 +157,19 @@ export class Upstream {
     return p;
   }
 
-  /** The catalog, re-listed first when stale or older than `maxAgeMs`. */
+  /**
+   * The catalog for a call: never older than `maxAgeMs` (the bound on a silent rug pull,
+   * docs/gateway.md). Re-listed first when stale (the upstream said its tools changed,
+   * or the connection was lost), never read, or past the bound; once it is half that
+   * old, a call uses it and re-lists beside it, so calls that keep coming never wait for
+   * a listing (issue 12: no catalog re-listing on the call path).
+   */
   async catalog(maxAgeMs: number): Promise<Map<string, UpstreamTool>> {
-    if (this.stale || !this.client || Date.now() - this.fetchedAt > maxAgeMs) await this.refresh();
+    const age = Date.now() - this.fetchedAt;
+    if (this.stale || !this.client || this.fetchedAt === 0 || age > maxAgeMs) await this.refresh();
+    else if (age > maxAgeMs / 2 && !this.refreshing) {
+      void this.refresh().catch((err) => this.deps.log('upstream_unavailable', { upstream: this.name, error: errorText(err, this.deps.redactor) }));
+    }
     return this.tools;
   }
 

@@ -192,7 +192,10 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       throw err instanceof WritError ? err : new OAuthError('invalid_client', 'bad token');
     });
     const body = parse(outcomeSchema, await readJson(req));
-    sendJson(res, 200, await writ.reportOutcome(principal, params[0]!, body));
+    // `Prefer: respond-async` (RFC 7240): 202 once checked and queued, before it is
+    // written (with the next batch of decisions); the MCP gateway never waits on an outcome
+    const queue = /(^|[,;\s])respond-async(\s*(,|;|$))/i.test(String(req.headers.prefer ?? ''));
+    sendJson(res, queue ? 202 : 200, await writ.reportOutcome(principal, params[0]!, body, { wait: !queue }));
   });
 
   route('POST', '/v1/tasks/{id}/complete', async ({ req, res, params }) => {

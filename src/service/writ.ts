@@ -142,6 +142,8 @@ export class Writ {
   readonly toolLabels: ToolLabelRegistry;
   private readonly securityAudit: AuditBatcher;
   private readonly committer: DecisionCommitter;
+  /** outcomes queued for the next commit: a second report of one is refused at once */
+  private readonly outcomesQueued = new Set<string>();
   /** Prometheus metrics of this instance (src/service/metrics.ts) */
   readonly metrics: WritMetrics;
   private readonly tokenCache = new Map<string, TaskPrincipal>();
@@ -1183,18 +1185,36 @@ export class Writ {
     return { claims };
   }
 
-  async reportOutcome(principal: TaskPrincipal, decisionId: string, input: { status: 'succeeded' | 'failed'; detail?: string }): Promise<{ decision_id: string; status: string }> {
+  /**
+   * Records an allowed action's outcome. It is written with the next batch of decisions
+   * (no durable write of its own: src/audit/decision-committer.ts). `wait: false` answers
+   * once it is checked and queued, not written: for a caller that never waits on it (the
+   * MCP gateway reports every call's outcome off the call's path).
+   */
+  async reportOutcome(
+    principal: TaskPrincipal,
+    decisionId: string,
+    input: { status: 'succeeded' | 'failed'; detail?: string },
+    options: { wait?: boolean } = {},
+  ): Promise<{ decision_id: string; status: string }> {
     const d = await this.store.getDecision(decisionId);
     if (!d || d.taskId !== principal.taskId) throw new NotFoundError(`decision \`${decisionId}\` does not exist`, 'decision_not_found');
     if (d.decision !== 'allow') throw new ConflictError('only an allowed action has an outcome', 'not_allowed_decision');
-    const ok = await this.store.recordOutcome(decisionId, input.status, {
-      type: 'action.outcome',
-      actor: `agent:${principal.agentId}`,
-      taskId: d.taskId,
-      agentId: d.agentId,
-      decisionId,
-      data: { status: input.status, detail: input.detail ?? null },
-    });
+    if (d.outcome !== null || this.outcomesQueued.has(decisionId)) throw new ConflictError('the outcome was reported before', 'outcome_already_reported');
+    this.outcomesQueued.add(decisionId);
+    const written = this.committer
+      .submitOutcome({
+        decisionId,
+        outcome: input.status,
+        audit: { type: 'action.outcome', actor: `agent:${principal.agentId}`, taskId: d.taskId, agentId: d.agentId, decisionId, data: { status: input.status, detail: input.detail ?? null } },
+      })
+      .finally(() => this.outcomesQueued.delete(decisionId));
+    if (options.wait === false) {
+      void written.catch(() => undefined);
+      return { decision_id: decisionId, status: input.status };
+    }
+    const ok = await written;
+    if (ok === 'failed') throw new UnavailableError('the outcome could not be written; report it again');
     if (!ok) throw new ConflictError('the outcome was reported before', 'outcome_already_reported');
     return { decision_id: decisionId, status: input.status };
   }

@@ -743,6 +743,37 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       for (const rs of concurrent) assert.equal(rs.filter(Boolean).length, 1);
     });
 
+    it('commitWrites: outcomes ride with a batch of decisions; an outcome set before is left alone; a failed batch of decisions does not lose the outcomes', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id);
+      const w1 = guardedWrite(clock, t);
+      const w2 = guardedWrite(clock, t);
+      await store.commitDecisions([w1, w2], clock.now());
+      await store.recordOutcome(w2.decision.id, 'failed', auditInput('action.outcome'));
+      const w3 = guardedWrite(clock, t);
+      const outcome = (id: string, o: 'succeeded' | 'failed') => ({ decisionId: id, outcome: o, audit: auditInput('action.outcome', { decisionId: id, taskId: t.id, data: { status: o } }) });
+      const { result, entries } = await audited(store, () =>
+        store.commitWrites([w3], [outcome(w1.decision.id, 'succeeded'), outcome(w2.decision.id, 'succeeded'), outcome('dec_missing', 'failed')], clock.now()),
+      );
+      assert.deepEqual(result, { decisions: [{ written: 'primary' }], outcomes: [true, false, false] });
+      // one outcome entry (w2's was set before, dec_missing does not exist) and w3's decision
+      assert.deepEqual(entries.map((e) => [e.type, e.decisionId]).sort(), [['action.outcome', w1.decision.id], [w3.audit.type, w3.decision.id]].sort());
+      assert.equal((await store.getDecision(w1.decision.id))!.outcome, 'succeeded');
+      assert.equal((await store.getDecision(w2.decision.id))!.outcome, 'failed');
+      assert.ok(await store.getDecision(w3.decision.id));
+      // outcomes alone
+      const w4 = guardedWrite(clock, t);
+      await store.commitDecisions([w4], clock.now());
+      assert.deepEqual(await store.commitWrites([], [outcome(w4.decision.id, 'failed')], clock.now()), { decisions: [], outcomes: [true] });
+      // a batch of decisions that fails (a guard without a fallback) fails its callers; the outcomes are written
+      const w5 = guardedWrite(clock, t);
+      await store.commitDecisions([w5], clock.now());
+      const bad = { ...guardedWrite(clock, t), guard: { taskId: 'tsk_missing' }, fallback: undefined };
+      await assert.rejects(store.commitWrites([bad], [outcome(w5.decision.id, 'succeeded')], clock.now()));
+      assert.equal((await store.getDecision(w5.decision.id))!.outcome, 'succeeded');
+      assert.equal(await store.getDecision(bad.decision.id), null);
+    });
+
     it('appendAudit: gap-free seq, linked hashes, the store clock, auditHead', async () => {
       clock.set(clock.now() + 12_345);
       const head0 = await store.auditHead();

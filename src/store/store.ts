@@ -117,6 +117,14 @@ export interface Store {
   listDecisions(taskId: string): Promise<DecisionRecord[]>;
   /** Sets the outcome once; false when one was already recorded. */
   recordOutcome(decisionId: string, outcome: 'succeeded' | 'failed', audit: AuditInput): Promise<boolean>;
+  /**
+   * Decisions and outcomes of one group commit (src/audit/decision-committer.ts): an
+   * outcome rides with the next decisions instead of costing a durable write of its own.
+   * SQLite writes both in one transaction; PostgreSQL commits the decisions, then the
+   * outcomes in one more statement. Outcomes: `true` set, `false` one was already
+   * recorded, `'failed'` not written (the decisions stand).
+   */
+  commitWrites(decisions: DecisionWrite[], outcomes: OutcomeWrite[], now: number): Promise<{ decisions: DecisionCommitResult[]; outcomes: (boolean | 'failed')[] }>;
 
   // audit
   appendAudit(entries: AuditInput[]): Promise<AuditEntry[]>;
@@ -283,6 +291,13 @@ export interface Store {
   getPresence(taskId: string): Promise<PresenceLease | null>;
   /** Renews the lease of a task that requires presence, by its owner only; null when there is no such lease. */
   renewPresence(taskId: string, owner: string, expiresAt: number, now: number, audit: AuditInput): Promise<PresenceLease | null>;
+}
+
+/** An allowed action's outcome, set once (`decisions.outcome`), with its audit entry. */
+export interface OutcomeWrite {
+  decisionId: string;
+  outcome: 'succeeded' | 'failed';
+  audit: AuditInput;
 }
 
 export interface DecisionWrite {

@@ -43,7 +43,7 @@ export const API_ROUTES: Record<string, Operation> = {
   'GET /v1/tasks/current': { summary: 'the task token’s own task', auth: 'task', response: r.currentTaskResponseSchema },
   'POST /v1/tools/visible': { summary: 'which of these tools this task could be allowed to call', auth: 'task', body: q.visibleToolsSchema, response: r.visibleToolsResponseSchema },
   'POST /v1/actions/consume': { summary: 'a tool server burns an action token', auth: 'none', body: q.consumeSchema },
-  'POST /v1/actions/{id}/outcome': { summary: 'report an allowed action’s outcome', auth: 'task', body: q.outcomeSchema },
+  'POST /v1/actions/{id}/outcome': { summary: 'report an allowed action’s outcome (written with the next decisions; `Prefer: respond-async`: 202 once queued)', auth: 'task', body: q.outcomeSchema },
   'POST /v1/tasks/{id}/complete': { summary: 'complete the task', auth: 'task' },
   'POST /v1/operators': { summary: 'create an operator', auth: 'operator', body: q.createOperatorSchema },
   'GET /v1/operators': { summary: 'list operators', auth: 'operator' },

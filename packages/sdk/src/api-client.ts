@@ -51,8 +51,8 @@ export interface ApiCall {
   query?: Record<string, string | number | undefined>;
   /** this call's timeout (default: the client's) */
   timeoutMs?: number;
-  /** conditional-request headers (`If-Match`, RFC 9110 §13.1); the ones set above win */
-  headers?: { 'if-match'?: string };
+  /** conditional-request headers (`If-Match`, RFC 9110 §13.1) and `Prefer` (RFC 7240); the ones set above win */
+  headers?: { 'if-match'?: string; prefer?: string };
 }
 
 export interface ApiResponse {
@@ -130,6 +130,7 @@ export class WritClient {
     for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { accept: 'application/json' };
     if (call.headers?.['if-match'] !== undefined) headers['if-match'] = call.headers['if-match'];
+    if (call.headers?.prefer !== undefined) headers.prefer = call.headers.prefer;
     if (call.token) headers.authorization = `${call.dpop === undefined ? 'Bearer' : 'DPoP'} ${call.token}`;
     if (call.dpop !== undefined) headers.dpop = call.dpop;
     let body: string | undefined;

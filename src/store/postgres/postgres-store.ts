@@ -42,7 +42,7 @@ import {
   toToolLabels,
   toAuditCheckpoint,
 } from '../rows.js';
-import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type PoolStats, type Store } from '../store.js';
+import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type OutcomeWrite, type PoolStats, type Store } from '../store.js';
 import { applyMigrations, quoteIdent } from './schema.js';
 import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalRule, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
@@ -791,6 +791,27 @@ export class PostgresStore implements Store {
       await c.query(`WITH ${ctes.join(',\n')}\n${w.headUpdate}`, params);
       return results;
     });
+  }
+
+  async commitWrites(decisions: DecisionWrite[], outcomes: OutcomeWrite[], now: number): Promise<{ decisions: DecisionCommitResult[]; outcomes: (boolean | 'failed')[] }> {
+    // both in flight at once; the caller hears of either only once both have settled
+    const [written, set] = await Promise.allSettled([
+      this.commitDecisions(decisions, now),
+      outcomes.length === 0
+        ? Promise.resolve([] as (boolean | 'failed')[])
+        : this.tx(async (c) => {
+            // every outcome in one statement; those already set are left alone
+            const { rows } = await c.query(
+              `UPDATE decisions SET outcome = d.o FROM unnest($1::text[], $2::text[]) AS d(id, o) WHERE decisions.id = d.id AND decisions.outcome IS NULL RETURNING decisions.id`,
+              [outcomes.map((o) => o.decisionId), outcomes.map((o) => o.outcome)],
+            );
+            const done = new Set((rows as Row[]).map((r) => r.id as string));
+            await this.appendInTx(c, outcomes.filter((o) => done.has(o.decisionId)).map((o) => o.audit));
+            return outcomes.map((o) => done.has(o.decisionId));
+          }).catch((): (boolean | 'failed')[] => outcomes.map(() => 'failed' as const)),
+    ]);
+    if (written.status === 'rejected') throw written.reason;
+    return { decisions: written.value, outcomes: set.status === 'fulfilled' ? set.value : outcomes.map(() => 'failed' as const) };
   }
 
   async getDecision(id: string): Promise<DecisionRecord | null> {

@@ -42,7 +42,7 @@ import {
   toToolLabels,
   toAuditCheckpoint,
 } from '../rows.js';
-import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type Store } from '../store.js';
+import { treeNodeKey, type AuditCheckpointRecord, type AuditFilter, type AuditTreeNode, type DecisionCommitResult, type DecisionWrite, type OutcomeWrite, type Store } from '../store.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
 import type { ApprovalCreateResult, OpenApprovalLimits, ApprovalRecord, ApprovalReview, ApprovalReviewResult, ApprovalRule, ApprovalStatus, BreakGlassRecord, BreakGlassResult, PresenceLease } from '../../core/escalation-types.js';
 import {
@@ -534,6 +534,25 @@ export class SqliteStore implements Store {
       this.appendInTx(audits);
       return results;
     });
+  }
+
+  async commitWrites(decisions: DecisionWrite[], outcomes: OutcomeWrite[], now: number): Promise<{ decisions: DecisionCommitResult[]; outcomes: (boolean | 'failed')[] }> {
+    let written: Promise<DecisionCommitResult[]> = Promise.resolve([]);
+    const set = this.write(() => {
+      const update = this.stmt('UPDATE decisions SET outcome = ? WHERE id = ? AND outcome IS NULL');
+      const audits: AuditInput[] = [];
+      const applied = outcomes.map((o) => {
+        if (update.run(o.outcome, o.decisionId).changes !== 1) return false;
+        audits.push(o.audit);
+        return true;
+      });
+      this.appendInTx(audits);
+      // nested in this transaction (better-sqlite3 makes it a savepoint): one commit, one
+      // fsync for both; a failed batch of decisions rolls back alone and rejects `written`
+      if (decisions.length > 0) written = this.commitDecisions(decisions, now);
+      return applied;
+    });
+    return { decisions: await written, outcomes: set };
   }
 
   async getDecision(id: string): Promise<DecisionRecord | null> {
