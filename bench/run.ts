@@ -12,6 +12,7 @@
  *   cli_startup           `writ --help` (compiled) against `node -e 0`: time ratio and peak RSS
  *   cli_startup           `writ --help` (compiled) against `node -e 0`: time ratio and peak RSS
  *   audit_evidence        offline verification of 1,000,000 exported entries; proof and checkpoint cost
+ *   memory                RSS after 1,000,000 in-process decisions against RSS after 10,000 (c32, minutes)
  *
  * Usage: npm run bench -- [--quick] [--only a,b] [--backend sqlite|postgres|both]
  *                         [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]
@@ -35,7 +36,7 @@ import { POSTGRES_URL, postgresUnavailable, type Backend } from './lib/backend.j
 import { calibrationUs, machine } from './lib/machine.js';
 import { atMost, type BenchOutput, type RunOptions, type TargetCheck } from './lib/types.js';
 
-export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation', 'mcp_gateway', 'audit_evidence', 'cli_startup'] as const;
+export const BENCHMARKS = ['raw_limit', 'authorize_in_process', 'authorize_http', 'scale_1000_policies', 'http_two_instances', 'revoke_propagation', 'mcp_gateway', 'audit_evidence', 'cli_startup', 'memory'] as const;
 type Name = (typeof BENCHMARKS)[number];
 const MULTI: Name[] = ['http_two_instances', 'revoke_propagation'];
 
@@ -223,6 +224,8 @@ async function main(): Promise<number> {
               return httpTwoInstances(opts, b);
             case 'revoke_propagation':
               return revokePropagation(opts, b);
+            case 'memory':
+              return import('./benchmarks/memory.js').then((m) => m.memory(opts, b));
           }
         })();
         perBackend(name, b, out, Math.round(performance.now() - t) / 1000);
@@ -258,6 +261,8 @@ async function main(): Promise<number> {
     const t = r.http_two_instances?.[b];
     if (t) log(`two instances [${b}] c32 ${t.c32.decisions_per_s}/s p99 ${t.c32.latency_us.p99} us`);
     const v = r.revoke_propagation?.[b];
+    const m = r.memory?.[b];
+    if (m) log(`memory [${b}]        rss after ${m.params.total} decisions ${m.marks.at(-1).rss_mb} MB, after ${m.params.early} ${m.marks[0].rss_mb} MB (x${m.ratio_rss_total_vs_early})`);
     if (v) log(`revoke A->B [${b}]   p50 ${v.refusal_from_ack_us.p50} us max ${v.refusal_from_ack_us.max} us after ack; allows after ack ${v.allows_after_revoke_ack}`);
   }
   for (const [k, t] of Object.entries(targets)) {
