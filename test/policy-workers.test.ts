@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UsageError } from '../src/cli/args.js';
@@ -35,6 +36,8 @@ describe('policy workers: Cedar on worker threads, failing closed', () => {
   it('WRIT_POLICY_WORKERS and WRIT_POLICY_WORKER_TIMEOUT_MS: whole numbers in range, anything else refused', () => {
     assert.deepEqual(limitsConfigFromEnv({ WRIT_POLICY_WORKERS: '1', WRIT_POLICY_WORKER_TIMEOUT_MS: '500' }), { policyWorkers: 1, policyWorkerTimeoutMs: 500 });
     assert.deepEqual(limitsConfigFromEnv({ WRIT_POLICY_WORKERS: '0' }), { policyWorkers: 0 });
+    // auto (writ serve's default): one worker with a second core, none on one
+    assert.deepEqual(limitsConfigFromEnv({ WRIT_POLICY_WORKERS: 'auto' }), { policyWorkers: availableParallelism() >= 2 ? 1 : 0 });
     for (const [name, bad] of [
       ['WRIT_POLICY_WORKERS', '65'], ['WRIT_POLICY_WORKERS', '-1'], ['WRIT_POLICY_WORKERS', '1.5'], ['WRIT_POLICY_WORKERS', 'two'], ['WRIT_POLICY_WORKERS', ' 1'],
       ['WRIT_POLICY_WORKER_TIMEOUT_MS', '0'], ['WRIT_POLICY_WORKER_TIMEOUT_MS', '1e3'], ['WRIT_POLICY_WORKER_TIMEOUT_MS', '-5'],

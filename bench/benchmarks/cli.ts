@@ -45,7 +45,7 @@ export async function cliStartup(opts: RunOptions): Promise<BenchOutput> {
   return {
     result: { node_e0_ms: a, writ_help_ms: b, ratio_p50: ratio, writ_help_max_rss_mb: rssMb },
     targets: {
-      'cli.help_vs_node_p50': atMost('`writ --help` / `node -e 0` wall time p50', ratio, 2.5),
+      'cli.help_vs_node_p50': { ...atMost('`writ --help` / `node -e 0` wall time p50', ratio, 2.5), figures: { writ_help_p50_ms: b.p50, node_e0_p50_ms: a.p50 } },
       ...(rssMb !== null ? { 'cli.help_rss_mb': atMost('`writ --help` peak RSS (MB)', rssMb, 60) } : {}),
     },
   };

@@ -80,9 +80,17 @@ export async function authorizeHttp(opts: RunOptions, backend: Backend): Promise
     return {
       result: { params: p, c1, c32, cpu_by_stage: stageView },
       targets: {
-        [`authorize_http.${backend}.c32_decisions_per_s`]: atLeast('HTTP loopback decisions/s at concurrency 32 (two cores)', c32.decisions_per_s, backend === 'sqlite' ? 4000 : 3000),
+        [`authorize_http.${backend}.c32_decisions_per_s`]: {
+          ...atLeast('HTTP loopback decisions/s at concurrency 32 (two cores)', c32.decisions_per_s, backend === 'sqlite' ? 4000 : 3000),
+          figures: { c32_decisions_per_s: c32.decisions_per_s, c1_decisions_per_s: c1.decisions_per_s },
+        },
         ...(backend === 'sqlite' && c32.server_cpu_us_per_decision !== null
-          ? { [`authorize_http.${backend}.c32_server_cpu_us_per_decision`]: atMost('server CPU per decision at concurrency 32, us (all threads)', c32.server_cpu_us_per_decision, 300) }
+          ? {
+              [`authorize_http.${backend}.c32_server_cpu_us_per_decision`]: {
+                ...atMost('server CPU per decision at concurrency 32, us (all threads)', c32.server_cpu_us_per_decision, 300),
+                figures: { server_cpu_us_per_decision: c32.server_cpu_us_per_decision, wall_us_per_decision: Math.round(1e6 / c32.decisions_per_s) },
+              },
+            }
           : {}),
       },
     };

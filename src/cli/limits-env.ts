@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { WritConfig } from '../service/config.js';
 import { UsageError } from './args.js';
 
@@ -13,6 +14,16 @@ export function windowLimitFromEnv(name: string, value: string | undefined): { m
   const m = /^(\d+)\/(\d+)$/.exec(value.trim());
   if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UsageError(`${name} must be MAX/SECONDS, e.g. 1000/10`);
   return { max: Number(m[1]), windowMs: Number(m[2]) * 1000 };
+}
+
+/**
+ * `WRIT_POLICY_WORKERS=auto` (the default of `writ serve`): one Cedar worker thread when the
+ * machine has a second core, none on one. On two cores that about doubles decisions/s
+ * under load (issue 12: Cedar on the second core) for a hop of tens of microseconds at one
+ * request in flight.
+ */
+export function autoPolicyWorkers(): number {
+  return availableParallelism() >= 2 ? 1 : 0;
 }
 
 /** The request limits of `writ serve` (README, Configuration; docs/security.md, Limits). Unset keeps the defaults. */
@@ -34,8 +45,9 @@ export function limitsConfigFromEnv(env: NodeJS.ProcessEnv): Partial<WritConfig>
   }
   if (out.visibleToolsMax !== undefined && out.visibleToolsMax > 10_000) throw new UsageError('WRIT_VISIBLE_TOOLS_MAX is at most 10000');
   const workers = env.WRIT_POLICY_WORKERS;
-  if (workers !== undefined && workers !== '') {
-    if (!/^\d+$/.test(workers) || Number(workers) > 64) throw new UsageError('WRIT_POLICY_WORKERS must be a whole number from 0 to 64');
+  if (workers === 'auto') out.policyWorkers = autoPolicyWorkers();
+  else if (workers !== undefined && workers !== '') {
+    if (!/^\d+$/.test(workers) || Number(workers) > 64) throw new UsageError('WRIT_POLICY_WORKERS must be `auto` or a whole number from 0 to 64');
     out.policyWorkers = Number(workers);
   }
   const workerTimeout = env.WRIT_POLICY_WORKER_TIMEOUT_MS;

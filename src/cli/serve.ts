@@ -47,7 +47,8 @@ export async function serve(argv: string[]): Promise<void> {
     ...escalationConfigFromEnv(env),
     ...auditConfigFromEnv(env),
     ...federationConfigFromEnv(env),
-    ...limitsConfigFromEnv(env),
+    // unset: `auto` (one Cedar worker when there is a second core)
+    ...limitsConfigFromEnv({ ...env, WRIT_POLICY_WORKERS: env.WRIT_POLICY_WORKERS || 'auto' }),
     ...operatorConfigFromEnv(env),
     ...(kek ? { keyEncryptionKey: kek } : {}),
     ...policyLimitsFromEnv(env),

@@ -43,7 +43,7 @@ export const SETTINGS = {
   WRIT_DPOP_NONCES: { default: '0', section: 'limits', description: '`1`: every DPoP proof must carry a server nonce (RFC 9449 §8)' },
   WRIT_POLICY_MAX_DEPTH: { default: '32', section: 'policy', description: 'the deepest a policy expression may nest (at most 64; then 400 `policy_too_complex`)' },
   WRIT_POLICY_MAX_TOKENS: { default: '10000', section: 'policy', description: 'the most tokens one policy may have' },
-  WRIT_POLICY_WORKERS: { default: '0', section: 'policy', description: 'worker threads that run Cedar for `POST /v1/authorize` (0 to 64; 0: the main thread)' },
+  WRIT_POLICY_WORKERS: { default: 'auto', section: 'policy', description: 'worker threads that run Cedar for `POST /v1/authorize` (0 to 64; 0: the main thread; `auto`: 1 with two cores or more, else 0)' },
   WRIT_POLICY_WORKER_TIMEOUT_MS: { default: '2000', section: 'policy', description: 'how long one evaluation on a worker may take before the decision fails closed' },
   WRIT_APPROVAL_PENDING_TTL: { default: '900', section: 'escalations', description: 'seconds an approval request waits for reviews' },
   WRIT_APPROVAL_APPROVED_TTL: { default: '300', section: 'escalations', description: 'seconds an approved action may be collected' },
