@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { openTestStore, startInstance, type Instance, type OpenedStore } from './helpers/harness.js';
 import { API_ROUTES, buildOpenApi } from '../src/wire/openapi.js';
-import { authorizeSchema } from '../src/wire/index.js';
+import { authorizeSchema, authzenEvaluationSchema, authzenEvaluationsSchema, EVALUATIONS_MAX } from '../src/wire/index.js';
 
 const committed = () => JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
@@ -49,6 +49,26 @@ describe('OpenAPI document', () => {
     assert.equal(authorizeSchema.safeParse({ tool: 'a', audience: 'b', extra: 1 }).success, false);
     const query = doc.paths['/v1/tasks']!.get.parameters as { name: string; in: string }[];
     assert.ok(query.some((p) => p.name === 'status' && p.in === 'query'));
+  });
+
+  it('carries the AuthZEN evaluation requests and decisions (src/wire/authzen.ts), unknown fields allowed as AuthZEN asks', () => {
+    const doc = buildOpenApi() as { paths: Record<string, Record<string, any>> };
+    const one = doc.paths['/access/v1/evaluation']!.post;
+    const body = one.requestBody.content['application/json'].schema;
+    assert.deepEqual(body.required.sort(), ['action', 'resource', 'subject']);
+    assert.notEqual(body.additionalProperties, false, '§"JSON Serialization": unknown fields are ignored, not refused');
+    assert.equal(body.properties.subject.properties.id.maxLength, 256);
+    assert.deepEqual(one.responses['200'].content['application/json'].schema.required.sort(), ['context', 'decision']);
+    const many = doc.paths['/access/v1/evaluations']!.post;
+    const mbody = many.requestBody.content['application/json'].schema;
+    assert.equal(mbody.properties.evaluations.maxItems, EVALUATIONS_MAX);
+    assert.deepEqual(mbody.properties.options.properties.evaluations_semantic.enum, ['execute_all', 'deny_on_first_deny', 'permit_on_first_permit']);
+    assert.equal(many.responses['200'].content['application/json'].schema.properties.evaluations.type, 'array');
+    const meta = doc.paths['/.well-known/authzen-configuration']!.get.responses['200'].content['application/json'].schema;
+    assert.ok(meta.required.includes('access_evaluations_endpoint'));
+    // the server parses with the same schemas
+    assert.equal(authzenEvaluationSchema.safeParse({ subject: { type: 'agent', id: 'a' }, action: { name: 'call' }, resource: { type: 'tool', id: 't' }, extra: 1 }).success, true);
+    assert.equal(authzenEvaluationsSchema.safeParse({ evaluations: Array.from({ length: EVALUATIONS_MAX + 1 }, () => ({})) }).success, false);
   });
 });
 

@@ -1,11 +1,19 @@
 import { authenticateTaskRequest } from './task-auth.js';
-import { z } from 'zod';
 import { ForbiddenError, InvalidRequestError } from '../core/errors.js';
 import type { ActionInput } from '../policy/request.js';
 import type { AuthorizeResult, Writ } from '../service/writ.js';
 import type { AddRoute } from './routes-delegation.js';
 import { bearer, readJson, sendJson } from './http-io.js';
-import { authorizeSchema, parse } from '../wire/index.js';
+import {
+  authorizeSchema,
+  authzenEvaluationSchema as evaluationSchema,
+  authzenEvaluationsSchema as evaluationsSchema,
+  parse,
+  type AuthzenConfiguration,
+  type AuthzenDecision,
+  type AuthzenEvaluation,
+  type AuthzenSemantic as Semantic,
+} from '../wire/index.js';
 
 /**
  * OpenID AuthZEN Authorization API 1.0 (api/authorization-api-1_0.md), Writ as the PDP.
@@ -27,62 +35,11 @@ import { authorizeSchema, parse } from '../wire/index.js';
  * reasons, the decision id and, for an allow, the action token in `context`.
  */
 
-// §"JSON Serialization": receivers MUST ignore unknown fields, so these objects are not
-// strict (zod drops the unknown keys); the values Writ reads are checked strictly.
-const properties = z.record(z.string(), z.unknown());
-const subjectSchema = z.object({
-  type: z.string().min(1).max(64),
-  id: z.string().min(1).max(256),
-  properties: properties.optional(),
-});
-const actionSchema = z.object({ name: z.string().min(1).max(64), properties: properties.optional() });
-const resourceSchema = z.object({
-  type: z.string().min(1).max(64),
-  id: z.string().min(1).max(256),
-  properties: properties.optional(),
-});
-const contextSchema = z.record(z.string(), z.unknown());
-
-const evaluationSchema = z.object({
-  subject: subjectSchema,
-  action: actionSchema,
-  resource: resourceSchema,
-  context: contextSchema.optional(),
-});
-
-/** One evaluation in a boxcar: each key may come from the top-level defaults (§"Default values"). */
-const partialEvaluationSchema = z.object({
-  subject: subjectSchema.optional(),
-  action: actionSchema.optional(),
-  resource: resourceSchema.optional(),
-  context: contextSchema.optional(),
-});
-
-export const EVALUATIONS_MAX = 64;
-
-const SEMANTICS = ['execute_all', 'deny_on_first_deny', 'permit_on_first_permit'] as const;
-type Semantic = (typeof SEMANTICS)[number];
-
-const evaluationsSchema = partialEvaluationSchema.extend({
-  evaluations: z.array(partialEvaluationSchema).max(EVALUATIONS_MAX, `at most ${EVALUATIONS_MAX} evaluations per request`).optional(),
-  options: z
-    .object({
-      evaluations_semantic: z
-        .enum(SEMANTICS, { error: `\`options.evaluations_semantic\` is one of ${SEMANTICS.map((s) => `\`${s}\``).join(', ')}` })
-        .optional(),
-    })
-    .optional(),
-});
-
-type Evaluation = z.output<typeof evaluationSchema>;
-
-export interface AuthzenDecision {
-  decision: boolean;
-  context: Record<string, unknown>;
-}
+// The request and answer schemas are the wire's (src/wire/authzen.ts).
+type Evaluation = AuthzenEvaluation;
 
 /** The PDP metadata (§"Policy Decision Point Metadata"), rooted at Writ's issuer. */
-export function authzenConfiguration(issuer: string) {
+export function authzenConfiguration(issuer: string): AuthzenConfiguration {
   return {
     policy_decision_point: issuer,
     access_evaluation_endpoint: `${issuer}/access/v1/evaluation`,

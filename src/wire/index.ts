@@ -10,6 +10,7 @@ export * from './federation.js';
 export * from './audit-evidence.js';
 export * from './console.js';
 export * from './policy-shadow.js';
+export * from './authzen.js';
 export * from './responses.js';
 export * from './types.js';
 export * from './views.js';

@@ -4,6 +4,7 @@ import * as a from './audit-evidence.js';
 import * as e from './escalations.js';
 import * as f from './federation.js';
 import * as ps from './policy-shadow.js';
+import * as az from './authzen.js';
 import * as q from './requests.js';
 import * as r from './responses.js';
 
@@ -34,9 +35,13 @@ export const API_ROUTES: Record<string, Operation> = {
   'GET /.well-known/jwks.json': { summary: 'token signing keys (JWK Set)', auth: 'none' },
   'GET /.well-known/oauth-authorization-server': { summary: 'RFC 8414 metadata', auth: 'none' },
   'GET /.well-known/writ-audit-key': { summary: 'the audit checkpoint key (JWK Set)', auth: 'none' },
-  'GET /.well-known/authzen-configuration': { summary: 'AuthZEN PDP metadata', auth: 'none' },
-  'POST /access/v1/evaluation': { summary: 'AuthZEN Access Evaluation (one decision, as POST /v1/authorize)', auth: 'task' },
-  'POST /access/v1/evaluations': { summary: 'AuthZEN Access Evaluations (several, three semantics)', auth: 'task' },
+  'GET /.well-known/authzen-configuration': { summary: 'AuthZEN PDP metadata', auth: 'none', response: az.authzenConfigurationSchema },
+  'POST /access/v1/evaluation': {
+    summary: 'AuthZEN Access Evaluation (one decision, as POST /v1/authorize)', auth: 'task', body: az.authzenEvaluationSchema, response: az.authzenDecisionSchema,
+  },
+  'POST /access/v1/evaluations': {
+    summary: 'AuthZEN Access Evaluations (several, three semantics)', auth: 'task', body: az.authzenEvaluationsSchema, response: az.authzenEvaluationsResponseSchema,
+  },
   'POST /oauth/token': { summary: 'task token (client assertion, RFC 7523) or token exchange (RFC 8693)', auth: 'client', form: q.tokenFormSchema, response: r.tokenResponseSchema },
   'POST /oauth/introspect': { summary: 'RFC 7662 introspection', auth: 'operator', form: q.introspectFormSchema },
   'POST /v1/authorize': { summary: 'decide one action', auth: 'task', body: q.authorizeSchema, response: r.authorizeResponseSchema },
