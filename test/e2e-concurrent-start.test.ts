@@ -36,7 +36,7 @@ const url = process.env.WRIT_TEST_DATABASE_URL ?? 'postgres://127.0.0.1:5432/tes
 const ISSUER = 'http://writ.test';
 
 async function sql<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: withDefaultUser(url) });
+  const c = new pg.Client({ connectionString: withDefaultUser(url, process.env.PGUSER) });
   await c.connect();
   try {
     return await fn(c);

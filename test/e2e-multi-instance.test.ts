@@ -51,7 +51,7 @@ describe('several instances on one PostgreSQL database', { skip }, () => {
     for (const i of [a, b, proxied]) await i?.close();
     await proxy?.close();
     for (const s of stores) await s.close().catch(() => undefined);
-    const c = new pg.Client({ connectionString: withDefaultUser(url) });
+    const c = new pg.Client({ connectionString: withDefaultUser(url, process.env.PGUSER) });
     await c.connect();
     await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await c.end();

@@ -18,7 +18,7 @@ async function verifyLocally(dataDir: string, checkpoints: string[], pinnedKey: 
   const [{ openStore }, { verifyChain }] = await Promise.all([import('../store/open-store.js'), import('../audit/verify-chain.js')]);
   let store;
   try {
-    store = await openStore({ databaseUrl, databaseSchema: process.env.WRIT_DATABASE_SCHEMA || undefined, dataDir: dir });
+    store = await openStore({ databaseUrl, databaseSchema: process.env.WRIT_DATABASE_SCHEMA || undefined, databaseUser: process.env.PGUSER || undefined, dataDir: dir });
   } catch (err) {
     throw new CliError('store_unavailable', `cannot open the store: ${(err as Error).message}`);
   }

@@ -14,7 +14,7 @@ export async function migrate(argv: string[]): Promise<void> {
   const args = parseArgs(argv, { values: ['data-dir', 'config'] });
   const env = settingsOf(args);
   const dataDir = resolve(env.WRIT_DATA_DIR ?? '.writ');
-  const store = await openStore({ databaseUrl: env.WRIT_DATABASE_URL, databaseSchema: env.WRIT_DATABASE_SCHEMA, dataDir });
+  const store = await openStore({ databaseUrl: env.WRIT_DATABASE_URL, databaseSchema: env.WRIT_DATABASE_SCHEMA, databaseUser: env.PGUSER, dataDir });
   try {
     await store.migrate();
     console.log(JSON.stringify({ ok: true, backend: store.backend }));

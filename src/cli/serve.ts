@@ -40,7 +40,7 @@ export async function serve(argv: string[]): Promise<void> {
   const tls = tlsFromSettings(env.WRIT_TLS_CERT, env.WRIT_TLS_KEY);
   const scheme = tls ? 'https' : 'http';
   const hostForUrl = host.includes(':') ? `[${host}]` : host;
-  const store = await openStore({ databaseUrl: env.WRIT_DATABASE_URL, databaseSchema: env.WRIT_DATABASE_SCHEMA, dataDir });
+  const store = await openStore({ databaseUrl: env.WRIT_DATABASE_URL, databaseSchema: env.WRIT_DATABASE_SCHEMA, databaseUser: env.PGUSER, dataDir });
   const issuerFlag = env.WRIT_ISSUER;
   const kek = env.WRIT_KEY_ENCRYPTION_KEY || undefined;
   const writ = new Writ(store, {

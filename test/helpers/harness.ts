@@ -61,7 +61,7 @@ export async function openTestStore(backend: Backend, clock?: Clock): Promise<Op
     cleanup: async () => {
       const pg = await import('pg');
       for (const s of opened) await s.close().catch(() => undefined);
-      const client = new pg.default.Client({ connectionString: withDefaultUser(url) });
+      const client = new pg.default.Client({ connectionString: withDefaultUser(url, process.env.PGUSER) });
       await client.connect();
       await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await client.end();

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { computeEntryHash, GENESIS_HASH } from '../core/audit-hash.js';
-import type { ManualClock } from '../core/clock.js';
-import { ConflictError, type WritError } from '../core/errors.js';
-import { newId } from '../core/ids.js';
+import { computeEntryHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
+import type { ManualClock } from '../../src/core/clock.js';
+import { ConflictError, type WritError } from '../../src/core/errors.js';
+import { newId } from '../../src/core/ids.js';
 import type {
   AgentRecord,
   AuditEntry,
@@ -16,8 +16,8 @@ import type {
   PolicyRecord,
   SigningKeyRecord,
   TaskRecord,
-} from '../core/types.js';
-import type { DecisionWrite, Store } from './store.js';
+} from '../../src/core/types.js';
+import type { DecisionWrite, Store } from '../../src/store/store.js';
 import { escalationContract } from './contract-escalations.js';
 import { auditTreeContract } from './contract-audit-tree.js';
 import { policyShadowContract } from './contract-policy-shadow.js';

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { ManualClock } from '../src/core/clock.js';
-import { ConflictError, UnavailableError } from '../src/core/errors.js';
-import { newId } from '../src/core/ids.js';
-import { agentRecord, assertChain, auditInput, childRecord, guardedWrite, runStoreContract, taskRecord } from '../src/store/contract.js';
-import { PostgresStore, withDefaultUser } from '../src/store/postgres/postgres-store.js';
-import { PG_MIGRATIONS } from '../src/store/postgres/schema.js';
-import type { Store } from '../src/store/store.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { ConflictError, UnavailableError } from '../../src/core/errors.js';
+import { newId } from '../../src/core/ids.js';
+import { agentRecord, assertChain, auditInput, childRecord, guardedWrite, runStoreContract, taskRecord } from './contract.js';
+import { PostgresStore, withDefaultUser } from '../../src/store/postgres/postgres-store.js';
+import { PG_MIGRATIONS } from '../../src/store/postgres/schema.js';
+import type { Store } from '../../src/store/store.js';
 
 const url = process.env.WRIT_TEST_DATABASE_URL ?? 'postgres://127.0.0.1:5432/test';
 const skipReason = process.env.WRIT_SKIP_POSTGRES;
@@ -18,7 +18,7 @@ function freshSchema(): string {
 }
 
 async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: withDefaultUser(url) });
+  const c = new pg.Client({ connectionString: withDefaultUser(url, process.env.PGUSER) });
   await c.connect();
   try {
     return await fn(c);

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import type { ManualClock } from '../core/clock.js';
-import type { WritError } from '../core/errors.js';
-import { newId } from '../core/ids.js';
-import type { AuditEntry, AuditInput, DecisionRecord, PolicyRecord, ShadowDecisionRecord } from '../core/types.js';
-import type { Store } from './store.js';
+import type { ManualClock } from '../../src/core/clock.js';
+import type { WritError } from '../../src/core/errors.js';
+import { newId } from '../../src/core/ids.js';
+import type { AuditEntry, AuditInput, DecisionRecord, PolicyRecord, ShadowDecisionRecord } from '../../src/core/types.js';
+import type { Store } from '../../src/store/store.js';
 
 /**
- * The part of the store contract (src/store/contract.ts) for the shadow candidate of a
+ * The part of the store contract (test/store-contract/contract.ts) for the shadow candidate of a
  * staged rollout (src/service/policy-shadow.ts) and the decisions it records beside the
  * live ones. Registered inside `runStoreContract`; the store holds what earlier contract
  * tests wrote (an active policy among it), which these tests leave alone.

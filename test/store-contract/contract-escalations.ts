@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import type { ManualClock } from '../core/clock.js';
-import type { ApprovalRecord, BreakGlassRecord } from '../core/escalation-types.js';
-import { newId } from '../core/ids.js';
-import type { AgentRecord, AuditEntry, AuditInput, DecisionRecord, TaskRecord } from '../core/types.js';
-import type { DecisionWrite, Store } from './store.js';
+import type { ManualClock } from '../../src/core/clock.js';
+import type { ApprovalRecord, BreakGlassRecord } from '../../src/core/escalation-types.js';
+import { newId } from '../../src/core/ids.js';
+import type { AgentRecord, AuditEntry, AuditInput, DecisionRecord, TaskRecord } from '../../src/core/types.js';
+import type { DecisionWrite, Store } from '../../src/store/store.js';
 
 /**
- * The part of the store contract (src/store/contract.ts) for approvals, break-glass
+ * The part of the store contract (test/store-contract/contract.ts) for approvals, break-glass
  * and presence leases. Registered inside `runStoreContract`; `get` answers the
  * fixture once `before` has opened it.
  */

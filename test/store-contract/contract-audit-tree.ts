@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import type { ManualClock } from '../core/clock.js';
-import { hashLeaf } from '../audit/merkle-tree.js';
-import { extendTree, logConsistencyProof, logInclusionProof, logRoot } from '../audit/merkle-log.js';
-import { hashChildren as hashPair, verifyConsistency, verifyInclusion } from '../audit/merkle-tree.js';
-import { auditLeafBytes } from '../core/audit-hash.js';
-import { treeNodeKey, type Store } from './store.js';
+import type { ManualClock } from '../../src/core/clock.js';
+import { hashLeaf } from '../../src/audit/merkle-tree.js';
+import { extendTree, logConsistencyProof, logInclusionProof, logRoot } from '../../src/audit/merkle-log.js';
+import { hashChildren as hashPair, verifyConsistency, verifyInclusion } from '../../src/audit/merkle-tree.js';
+import { auditLeafBytes } from '../../src/core/audit-hash.js';
+import { treeNodeKey, type Store } from '../../src/store/store.js';
 
 /**
- * The part of the store contract (src/store/contract.ts) for the audit Merkle tree and
+ * The part of the store contract (test/store-contract/contract.ts) for the audit Merkle tree and
  * its checkpoints. Registered inside `runStoreContract`; the store already holds the
  * entries earlier contract tests wrote, which is fine: the tree covers whatever is there.
  */

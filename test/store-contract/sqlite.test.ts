@@ -1,9 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManualClock } from '../src/core/clock.js';
-import { runStoreContract } from '../src/store/contract.js';
-import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { runStoreContract } from './contract.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 runStoreContract('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'writ-store-'));

@@ -1,0 +1,272 @@
+import { userInfo } from 'node:os';
+import pg from 'pg';
+import type { PoolClient, QueryResultRow } from 'pg';
+import { systemClock, type Clock } from '../../core/clock.js';
+import { ConflictError, UnavailableError, WritError } from '../../core/errors.js';
+import type { AuditEntry } from '../../core/types.js';
+import { quoteIdent } from './schema.js';
+
+export type Row = Record<string, unknown>;
+export type Q = Pick<PoolClient, 'query'>;
+
+export interface PgDbOptions {
+  connectionString: string;
+  /**
+   * The user name to connect as when the connection string names none (setting `PGUSER`,
+   * src/config/settings.ts); without it, the operating-system user, as libpq does.
+   */
+  user?: string;
+  clock?: Clock;
+  /** a schema of its own (created by `migrate` when missing); every connection's search_path */
+  schema?: string;
+  /** connections in the pool (default 10) */
+  poolSize?: number;
+  /** called with faults that no caller sees: idle connections dropped, the listener lost */
+  onBackgroundError?: (err: Error) => void;
+}
+
+/** transaction attempts after a serialization failure or a deadlock */
+const MAX_RETRIES = 5;
+const RETRYABLE = new Set(['40001', '40P01']);
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** Advisory lock class for break-glass changes of one agent */
+export const BREAK_GLASS_LOCK_CLASS = 0x57424721; // "WBG!"
+/** Advisory lock class for counting open approvals per agent (the second key is schema:agent). */
+export const APPROVAL_LOCK_CLASS = 0x57415052; // "WAPR"
+/** Advisory lock classes of the steps that must happen once (start-up) or one at a time */
+export const OPERATORS_LOCK_CLASS = 0x574f5052; // "WOPR"
+export const POLICY_LOCK_CLASS = 0x57504f4c; // "WPOL"
+export const SIGNING_KEY_LOCK_CLASS = 0x574b4559; // "WKEY"
+export const CHECKPOINT_KEY_LOCK_CLASS = 0x57434b50; // "WCKP"
+export const DECISION_COLUMNS =
+  'id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome';
+export const DECISION_TYPES = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'bigint', 'bigint', 'text'];
+
+/**
+ * The plumbing every aggregate file of the PostgreSQL store (agents.ts, tasks.ts, …) works
+ * through: the pool, transactions retried on serialization failures and deadlocks,
+ * autocommitted statements, and the advisory locks of one-at-a-time steps.
+ */
+export class PgDb {
+  readonly pool: pg.Pool;
+  readonly clock: Clock;
+  readonly schema: string | undefined;
+  closed = false;
+  private readonly options: PgDbOptions;
+
+  constructor(options: PgDbOptions) {
+    if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) {
+      throw new TypeError('schema must be a plain identifier (letters, digits, underscore)');
+    }
+    this.options = options;
+    this.clock = options.clock ?? systemClock;
+    this.schema = options.schema;
+    this.pool = new pg.Pool(this.connectionConfig('writ', options.poolSize ?? 10));
+    // An idle connection that dies (server restart, network) must not crash the process:
+    // the pool drops it and opens a new one on demand.
+    this.pool.on('error', (err) => this.background(err));
+  }
+
+  connectionConfig(app: string, max?: number): pg.PoolConfig {
+    return {
+      connectionString: withDefaultUser(this.options.connectionString, this.options.user),
+      max,
+      connectionTimeoutMillis: 2000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: this.schema ? `${app}:${this.schema}`.slice(0, 63) : app,
+      options: this.schema ? `-c search_path=${quoteIdent(this.schema)}` : undefined,
+    };
+  }
+
+  /** Reports a fault no caller sees (see `onBackgroundError`). */
+  background(err: Error): void {
+    try {
+      this.options.onBackgroundError?.(err);
+    } catch {
+      // a faulty hook must not take the process down
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction on one pooled connection. Retries the whole
+   * transaction on serialization failures and deadlocks; always rolls back and
+   * releases on error, discarding a connection that may be broken.
+   */
+  async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.txOnce(fn);
+      } catch (err) {
+        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
+          await sleep(backoff(attempt));
+          continue;
+        }
+        throw mapPgError(err);
+      }
+    }
+  }
+
+  async txOnce<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new UnavailableError('the store is closed');
+    const client = await this.pool.connect();
+    // While checked out the pool does not listen for errors on the client; a socket
+    // fault between queries would otherwise be an unhandled 'error' event.
+    let broken: Error | undefined;
+    const onError = (e: Error) => {
+      broken = e;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      client.off('error', onError);
+      client.release();
+      return result;
+    } catch (err) {
+      let discard: Error | undefined = broken ?? (isConnectionError(err) ? asError(err) : undefined);
+      if (!discard) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (e) {
+          discard = asError(e);
+        }
+      }
+      client.off('error', onError);
+      client.release(discard ?? broken);
+      throw err;
+    }
+  }
+
+  /** One statement, autocommitted; retried like a transaction. */
+  async exec<R extends QueryResultRow = Row>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (this.closed) throw new UnavailableError('the store is closed');
+        // pool.query discards the connection whenever the query fails
+        return await this.pool.query<R>(sql, params);
+      } catch (err) {
+        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
+          await sleep(backoff(attempt));
+          continue;
+        }
+        throw mapPgError(err);
+      }
+    }
+  }
+
+  async rows(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return (await this.exec(sql, params)).rows;
+  }
+
+  async row(sql: string, params: unknown[] = []): Promise<Row | undefined> {
+    return (await this.exec(sql, params)).rows[0];
+  }
+
+  /** Reads through the pool, one statement at a time, with the usual retries and error mapping. */
+  get reader(): Q {
+    return { query: ((sql: string, params?: unknown[]) => this.exec(sql, params)) as unknown as Q['query'] };
+  }
+
+  /**
+   * Takes the transaction-scoped advisory lock of one start-up or operator step (class
+   * `cls`, keyed by the schema), so that instances doing it at once take turns and the
+   * later ones see what the first committed (READ COMMITTED reads after the lock).
+   */
+  async lockStep(c: Q, cls: number): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [cls, this.schema ?? '']);
+  }
+}
+
+/**
+ * Like libpq (psql), a connection string without a user name connects as `user` (the
+ * `PGUSER` setting, read at the CLI edge) or else the operating-system user; `pg` would
+ * otherwise rely on $USER, which services often lack.
+ */
+export function withDefaultUser(connectionString: string, user?: string): string {
+  try {
+    const u = new URL(connectionString);
+    if (u.username || !u.host) return connectionString;
+    u.username = encodeURIComponent(user || userInfo().username);
+    return u.toString();
+  } catch {
+    return connectionString;
+  }
+}
+
+// --- errors ---------------------------------------------------------------------
+
+const CONNECTION_ERRNOS = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOENT',
+]);
+const CONNECTION_MESSAGES =
+  /timeout exceeded when trying to connect|connection terminated|connection error|not queryable|client was closed|client has already been connected|cannot use a pool after calling end|the server closed the connection/i;
+
+function sqlState(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
+/** True for faults of the connection itself (the server is gone, restarting, unreachable). */
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = sqlState(err);
+  if (CONNECTION_ERRNOS.has(code)) return true;
+  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
+  if (err instanceof AggregateError) return err.errors.some(isConnectionError);
+  return CONNECTION_MESSAGES.test(err.message);
+}
+
+/** Maps a driver fault to the error model: conflicts for constraint violations, 503 for the rest. */
+export function mapPgError(err: unknown): Error {
+  if (err instanceof WritError || err instanceof TypeError) return err;
+  if (isConnectionError(err)) return new UnavailableError('the store is unreachable', err);
+  if (sqlState(err).startsWith('23')) return new ConflictError('the record conflicts with one that exists');
+  return new UnavailableError('the store failed', err);
+}
+
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function backoff(attempt: number): number {
+  return Math.min(200, 5 * 2 ** attempt) * (0.5 + Math.random());
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The audit rows' INSERT as a CTE (`ins`) and the head's UPDATE as the statement's main
+ * part, with parameters numbered from `first`: so a caller can put its own writes in
+ * the same statement (one round trip for a whole decision batch).
+ */
+export function auditWrite(out: AuditEntry[], first: number): { ctes: string; headUpdate: string; params: unknown[] } {
+  const $ = (i: number) => `$${first + i}`;
+  const last = out[out.length - 1]!;
+  return {
+    ctes: `ins AS (
+         INSERT INTO audit (seq, ts, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
+         SELECT u.seq, ${$(1)}, u.type, u.actor, u.task_id, u.agent_id, u.decision_id, u.data, u.prev_hash, u.hash
+         FROM unnest(${$(0)}::bigint[], ${$(2)}::text[], ${$(3)}::text[], ${$(4)}::text[], ${$(5)}::text[], ${$(6)}::text[], ${$(7)}::text[], ${$(8)}::text[], ${$(9)}::text[])
+           AS u(seq, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
+       )`,
+    headUpdate: `UPDATE audit_head SET seq = ${$(10)}, hash = ${$(11)} WHERE id = 1`,
+    params: [
+      out.map((e) => e.seq),
+      out[0]!.ts,
+      out.map((e) => e.type),
+      out.map((e) => e.actor),
+      out.map((e) => e.taskId),
+      out.map((e) => e.agentId),
+      out.map((e) => e.decisionId),
+      out.map((e) => JSON.stringify(e.data)),
+      out.map((e) => e.prevHash),
+      out.map((e) => e.hash),
+      last.seq,
+      last.hash,
+    ],
+  };
+}

@@ -1,0 +1,148 @@
+// Decisions: the group commit (budget, approval and break-glass guards) and outcomes.
+// Part of the PostgreSQL store (the Store interface: src/store/store.ts); sqlite/decisions.ts is its twin.
+import type { AuditInput, DecisionRecord } from '../../core/types.js';
+import { decisionParams, toDecision } from '../rows.js';
+import { type DecisionCommitResult, type DecisionWrite, type OutcomeWrite } from '../store.js';
+
+import { PgDb, type Row, auditWrite, DECISION_COLUMNS, DECISION_TYPES } from './db.js';
+import { appendInTx, lockAuditHead, chainEntries } from './audit.js';
+
+export async function commitDecisions(db: PgDb, items: DecisionWrite[], now: number): Promise<DecisionCommitResult[]> {
+  if (items.length === 0) return [];
+  return db.tx(async (c) => {
+    // Lock every guarded task once, in id order (no deadlock between batches), and
+    // take the budget in memory: one round trip for any batch size.
+    const taskIds = [...new Set(items.flatMap((i) => (i.guard ? [i.guard.taskId] : [])))].sort();
+    const left = new Map<string, number>();
+    if (taskIds.length > 0) {
+      const { rows } = await c.query(
+        `SELECT id, status, expires_at, max_actions, actions_used, actions_reserved FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+        [taskIds],
+      );
+      for (const r of rows as Row[]) {
+        const active = r.status === 'active' && Number(r.expires_at) > now;
+        left.set(r.id as string, active ? Math.max(0, Number(r.max_actions) - Number(r.actions_used) - Number(r.actions_reserved)) : -1);
+      }
+    }
+    // Approvals to use: locked after the tasks, in id order; a used or expired one is not returned.
+    const approvalIds = [...new Set(items.flatMap((i) => (i.approval ? [i.approval.id] : [])))].sort();
+    const usable = new Set<string>();
+    if (approvalIds.length > 0) {
+      const { rows } = await c.query(
+        `SELECT id FROM approvals WHERE id = ANY($1::text[]) AND status = 'approved' AND expires_at > $2 ORDER BY id FOR UPDATE`,
+        [approvalIds, now],
+      );
+      for (const r of rows as Row[]) usable.add(r.id as string);
+    }
+    // Break-glass an allow relies on: read under a share lock (after tasks and approvals,
+    // in id order), so an end or expiry either commits first and is seen here, or waits
+    // for this commit: no allow under it is recorded after its end.
+    const breakGlassIds = [...new Set(items.flatMap((i) => (i.breakGlass ? [i.breakGlass.id] : [])))].sort();
+    const activeBreakGlass = new Set<string>();
+    if (breakGlassIds.length > 0) {
+      const { rows } = await c.query(`SELECT id, status, ends_at FROM break_glass WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE`, [breakGlassIds]);
+      for (const r of rows as Row[]) if (r.status === 'active' && r.ends_at !== null && Number(r.ends_at) > now) activeBreakGlass.add(r.id as string);
+    }
+    const used: { id: string; decisionId: string }[] = [];
+    const taken = new Map<string, number>();
+    const results: DecisionCommitResult[] = [];
+    const decisions: DecisionRecord[] = [];
+    const audits: AuditInput[] = [];
+    for (const item of items) {
+      let decision = item.decision;
+      let audit = item.audit;
+      let result: DecisionCommitResult = { written: 'primary' };
+      if (item.approval && !usable.has(item.approval.id)) {
+        if (!item.fallback) throw new TypeError('a decision write that uses an approval needs a fallback');
+        result = { written: 'fallback', reason: 'approval_unavailable' };
+        ({ decision, audit } = item.fallback('approval_unavailable'));
+      } else if (item.breakGlass && !activeBreakGlass.has(item.breakGlass.id)) {
+        if (!item.fallback) throw new TypeError('a decision write under break-glass needs a fallback');
+        result = { written: 'fallback', reason: 'break_glass_inactive' };
+        ({ decision, audit } = item.fallback('break_glass_inactive'));
+      } else if (item.guard) {
+        const id = item.guard.taskId;
+        const n = left.get(id) ?? -1;
+        if (n > 0) {
+          left.set(id, n - 1);
+          taken.set(id, (taken.get(id) ?? 0) + 1);
+        } else {
+          if (!item.fallback) throw new TypeError('a guarded decision write needs a fallback');
+          const reason = n < 0 ? 'task_inactive' : 'budget_exhausted';
+          result = { written: 'fallback', reason };
+          ({ decision, audit } = item.fallback(reason));
+        }
+      }
+      decisions.push(decision);
+      audits.push(audit);
+      if (item.approval && result.written === 'primary') {
+        usable.delete(item.approval.id);
+        used.push({ id: item.approval.id, decisionId: decision.id });
+        audits.push(item.approval.audit);
+      }
+      results.push(result);
+    }
+    // Every write of the batch in one statement (one round trip): the approvals used,
+    // the budget taken, the decisions, the audit entries and the chain head. The head
+    // is locked first (after the tasks, as every appender does), since the entries'
+    // hashes chain from it.
+    const out = chainEntries(db, await lockAuditHead(db, c), audits);
+    const params: unknown[] = [];
+    const ctes: string[] = [];
+    const p = (v: unknown) => `$${params.push(v)}`;
+    if (used.length > 0) {
+      ctes.push(`used AS (UPDATE approvals SET status = 'used', used_at = ${p(now)}, used_decision_id = d.dec FROM unnest(${p(used.map((u) => u.id))}::text[], ${p(used.map((u) => u.decisionId))}::text[]) AS d(id, dec) WHERE approvals.id = d.id)`);
+    }
+    if (taken.size > 0) {
+      const ids = [...taken.keys()];
+      ctes.push(`taken AS (UPDATE tasks SET actions_used = tasks.actions_used + d.n FROM unnest(${p(ids)}::text[], ${p(ids.map((k) => taken.get(k)!))}::int[]) AS d(id, n) WHERE tasks.id = d.id)`);
+    }
+    const cols = DECISION_TYPES.map(() => [] as unknown[]);
+    for (const d of decisions) decisionParams(d).forEach((v, i) => cols[i]!.push(v));
+    ctes.push(`dec AS (INSERT INTO decisions (${DECISION_COLUMNS}) SELECT * FROM unnest(${DECISION_TYPES.map((t, i) => `${p(cols[i])}::${t}[]`).join(', ')}))`);
+    const w = auditWrite(out, params.length + 1);
+    params.push(...w.params);
+    ctes.push(w.ctes);
+    await c.query(`WITH ${ctes.join(',\n')}\n${w.headUpdate}`, params);
+    return results;
+  });
+}
+
+export async function commitWrites(db: PgDb, decisions: DecisionWrite[], outcomes: OutcomeWrite[], now: number): Promise<{ decisions: DecisionCommitResult[]; outcomes: (boolean | 'failed')[] }> {
+  // both in flight at once; the caller hears of either only once both have settled
+  const [written, set] = await Promise.allSettled([
+    commitDecisions(db, decisions, now),
+    outcomes.length === 0
+      ? Promise.resolve([] as (boolean | 'failed')[])
+      : db.tx(async (c) => {
+          // every outcome in one statement; those already set are left alone
+          const { rows } = await c.query(
+            `UPDATE decisions SET outcome = d.o FROM unnest($1::text[], $2::text[]) AS d(id, o) WHERE decisions.id = d.id AND decisions.outcome IS NULL RETURNING decisions.id`,
+            [outcomes.map((o) => o.decisionId), outcomes.map((o) => o.outcome)],
+          );
+          const done = new Set((rows as Row[]).map((r) => r.id as string));
+          await appendInTx(db, c, outcomes.filter((o) => done.has(o.decisionId)).map((o) => o.audit));
+          return outcomes.map((o) => done.has(o.decisionId));
+        }).catch((): (boolean | 'failed')[] => outcomes.map(() => 'failed' as const)),
+  ]);
+  if (written.status === 'rejected') throw written.reason;
+  return { decisions: written.value, outcomes: set.status === 'fulfilled' ? set.value : outcomes.map(() => 'failed' as const) };
+}
+
+export async function getDecision(db: PgDb, id: string): Promise<DecisionRecord | null> {
+  const r = await db.row('SELECT * FROM decisions WHERE id = $1', [id]);
+  return r ? toDecision(r) : null;
+}
+
+export async function listDecisions(db: PgDb, taskId: string): Promise<DecisionRecord[]> {
+  return (await db.rows('SELECT * FROM decisions WHERE task_id = $1 ORDER BY created_at, id', [taskId])).map(toDecision);
+}
+
+export async function recordOutcome(db: PgDb, decisionId: string, outcome: 'succeeded' | 'failed', audit: AuditInput): Promise<boolean> {
+  return db.tx(async (c) => {
+    const r = await c.query('UPDATE decisions SET outcome = $1 WHERE id = $2 AND outcome IS NULL', [outcome, decisionId]);
+    if (r.rowCount !== 1) return false;
+    await appendInTx(db, c, [audit]);
+    return true;
+  });
+}

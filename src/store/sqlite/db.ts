@@ -1,0 +1,98 @@
+import Database from 'better-sqlite3';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { systemClock, type Clock } from '../../core/clock.js';
+import { ConflictError, UnavailableError, WritError } from '../../core/errors.js';
+
+export type Row = Record<string, unknown>;
+
+export interface SqliteDbOptions {
+  /** a file path, or `:memory:` */
+  path: string;
+  clock?: Clock;
+  /** busy timeout for cross-process locking */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * The plumbing every aggregate file of the SQLite store (agents.ts, tasks.ts, …) works
+ * through: the connection, cached prepared statements, and IMMEDIATE write transactions
+ * that map driver faults to the error model.
+ */
+export class SqliteDb {
+  readonly raw: Database.Database;
+  readonly clock: Clock;
+  private readonly stmts = new Map<string, Database.Statement>();
+  private runInTx: Database.Transaction<(f: () => unknown) => unknown> | undefined;
+
+  constructor(options: SqliteDbOptions) {
+    this.clock = options.clock ?? systemClock;
+    if (options.path !== ':memory:') prepareDatabaseFile(options.path);
+    this.raw = new Database(options.path);
+    this.raw.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    this.raw.pragma('journal_mode = WAL');
+    this.raw.pragma('synchronous = FULL');
+    this.raw.pragma('foreign_keys = ON');
+  }
+
+  /** A prepared statement, prepared once per SQL text. */
+  stmt(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.raw.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in an IMMEDIATE transaction; maps driver faults to typed errors. */
+  write<T>(fn: () => T): T {
+    // one transaction wrapper, built once: better-sqlite3's wrapper costs ~8 us to make
+    this.runInTx ??= this.raw.transaction((f: () => unknown) => f());
+    return this.guard(() => this.runInTx!.immediate(fn) as T);
+  }
+
+  /** Runs `fn`, mapping driver faults to typed errors. */
+  guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw mapSqliteError(err);
+    }
+  }
+}
+
+function mapSqliteError(err: unknown): Error {
+  if (err instanceof WritError || err instanceof TypeError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  if (code.startsWith('SQLITE_CONSTRAINT')) return new ConflictError('the record conflicts with one that exists');
+  return new UnavailableError('the store failed', err);
+}
+
+/** Whether a break-glass row is active at `now` (decisions relying on it check this in their transaction). */
+export function breakGlassActive(r: { status: string; ends_at: number | null } | undefined, now: number): boolean {
+  return !!r && r.status === 'active' && r.ends_at !== null && Number(r.ends_at) > now;
+}
+
+/**
+ * The store holds signing keys (plain JWK unless sealed) and the audit log: only its owner
+ * may read it. The directory is created 0700 (an existing one is left as the operator made
+ * it); the database file is created 0600 before SQLite opens it, because SQLite gives the
+ * `-wal` and `-shm` files the mode of the database file (os_unix.c, findCreateFileMode).
+ * Files that already exist are tightened to 0600 too: a store written by an older version
+ * was world-readable under the usual umask 022.
+ */
+function prepareDatabaseFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(f, 0o600);
+    } catch (err) {
+      // -wal/-shm exist only while a connection is open: a missing one is fine
+      const code = (err as NodeJS.ErrnoException).code;
+      // a file of another owner cannot be tightened here; it is its owner's to fix
+      if (code !== 'ENOENT' && code !== 'EPERM') throw err;
+    }
+  }
+}
