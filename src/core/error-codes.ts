@@ -1,8 +1,9 @@
 /**
  * Every error `code` the API answers with, in one list. `WritError` takes only these, so a
- * new code is added here first; `test/error-codes.test.ts` holds the README's "API errors"
- * tables to this list (each code in both, nothing in one only). Deny reasons are not errors
- * (a deny answers 200) and are not listed here.
+ * new code is added here first, with a row in `ERROR_TABLE` below, from which the README's
+ * "API errors" table is generated (`npm run docs:errors`; `test/error-codes.test.ts` fails
+ * when a code has no row or the README drifts). Deny reasons are not errors (a deny answers
+ * 200) and are not listed here.
  */
 export const ERROR_CODES = [
   // 400
@@ -120,3 +121,79 @@ const known: ReadonlySet<string> = new Set(ERROR_CODES);
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && known.has(value);
 }
+
+/**
+ * The README's "API errors" table, generated from these rows (`npm run docs:errors`; a test
+ * fails when README.md drifts): every code of `ERROR_CODES` is in at least one row, and a
+ * row names only codes of it. A code may sit in several rows (one per status it is answered with).
+ */
+export const ERROR_TABLE: readonly { status: string; codes: readonly ErrorCode[]; when: string }[] = [
+  { status: '400', codes: ['invalid_request'], when: 'a field is missing, of the wrong type, or unknown (also `POST /v1/actions/consume` without `audience`: the token is not spent)' },
+  { status: '400', codes: ['invalid_json'], when: 'the body is not JSON' },
+  { status: '400', codes: ['invalid_jwks'], when: 'agent keys that are not Ed25519/P-256 public keys' },
+  { status: '400', codes: ['invalid_agent_id'], when: 'an agent id that claims to be a SPIFFE ID (`spiffe://…`) and is not a valid one' },
+  { status: '400', codes: ['invalid_checkpoint'], when: 'an audit checkpoint that does not verify with this issuer\'s checkpoint key' },
+  { status: '400', codes: ['invalid_if_match'], when: '`If-Match` on `PUT /v1/policies` that is not one version (`"<version>"`; a list is refused)' },
+  { status: '400', codes: ['invalid_policy'], when: 'Cedar text that does not parse or validate (`details.diagnostics[]`: `policy_id`, `line`, `column`, `excerpt`, `message`, `help`)' },
+  { status: '400', codes: ['invalid_path', 'invalid_query'], when: 'HTTP proxy and tool-server guard: a path or query the upstream could read differently from policy (`;` segments, double encoding, `;` in the query, mixed `a=1&a[b]=2`; docs/security.md)' },
+  { status: '400', codes: ['policy_too_complex'], when: 'a policy nests too deep, is too large, has a `like` pattern over 256 characters or 8 wildcards, or the set failed its trial run in Cedar; the message names the policy (`@id`, else `line N (no @id)`) and the limit (`details.policy_id`, `details.limit`, `details.max`, and `details.diagnostics` with the line and column)' },
+  { status: '400', codes: ['invalid_destination'], when: 'a `destination` (authorize, gateway config) or destination pattern (task scope, delegation) not in canonical form ([Destinations and resources](#destinations-and-resources))' },
+  { status: '400', codes: ['invalid_resource'], when: 'a `resource` or resource pattern with a `.`/`..` segment (also `%2e`-encoded or before `;`), a backslash, whitespace or non-ASCII' },
+  { status: '400', codes: ['reserved_argument_key'], when: 'an argument key `__proto__`, `constructor` or `prototype`, at any depth (docs/security.md)' },
+  { status: '400', codes: ['scope_too_large'], when: 'a task or delegation scope over a bound: more than 64 patterns in a list, a pattern over 256 characters or with more than 8 `*` (docs/security.md, Limits)' },
+  { status: '400', codes: ['too_many_tools'], when: '`POST /v1/tools/visible` listing more tools than `WRIT_VISIBLE_TOOLS_MAX` (256)' },
+  { status: '400', codes: ['unsupported_subject_type', 'unsupported_action', 'unsupported_resource_type'], when: 'AuthZEN: a `subject.type` other than `agent`, an `action.name` other than `call`, a `resource.type` other than `tool` ([AuthZEN](#authzen-writ-as-a-policy-decision-point))' },
+  { status: '400', codes: ['invalid_request_id'], when: 'AuthZEN: an `X-Request-ID` that is not 1 to 256 printable ASCII characters' },
+  { status: '400', codes: ['invalid_dpop_proof'], when: '`POST /oauth/token` (OAuth shape): a `DPoP` proof that fails a check of RFC 9449 §4.3 ([DPoP](#dpop-task-tokens-bound-to-the-agents-key)); at other endpoints the same is a 401' },
+  { status: '400', codes: ['use_dpop_nonce'], when: '`POST /oauth/token` with `WRIT_DPOP_NONCES=1`: the proof lacks the current nonce; `DPoP-Nonce` names it (a 401 elsewhere)' },
+  { status: '400', codes: ['size_beyond_log'], when: 'an audit proof asked for a tree size beyond the end of the log' },
+  { status: '401', codes: ['unauthorized'], when: 'no bearer token' },
+  { status: '401', codes: ['invalid_token'], when: 'a token that does not verify, or of the wrong type' },
+  { status: '401', codes: ['token_expired'], when: 'an expired token (an operator token past its `expires_at` too)' },
+  { status: '401', codes: ['task_not_active'], when: 'the task token\'s task is completed, revoked or expired' },
+  { status: '401', codes: ['agent_disabled'], when: 'the agent was disabled' },
+  { status: '401', codes: ['invalid_dpop_proof', 'use_dpop_nonce'], when: 'a DPoP-bound task token whose proof is missing, replayed, for another method or URL, stale, without the token\'s `ath`, by another key, or without the server nonce (`WWW-Authenticate: DPoP error=...`, and a `DPoP-Nonce` header for the nonce)' },
+  { status: '401', codes: ['issuer_removed'], when: 'a task token obtained through a trusted issuer that has since been removed (without `--keep-issued`)' },
+  { status: '401', codes: ['operator_disabled'], when: 'the operator token\'s operator was disabled' },
+  { status: '401', codes: ['wrong_audience'], when: 'an action token consumed for another audience' },
+  { status: '400, 401', codes: ['invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'], when: 'OAuth endpoints (`/oauth/*`, RFC 6749 §5.2; see below)' },
+  { status: '403', codes: ['insufficient_role'], when: 'the operator lacks the role' },
+  { status: '403', codes: ['csrf_token_invalid', 'origin_not_allowed'], when: 'the console (`/console`): a state change without its session\'s `X-Writ-CSRF` token, or whose `Origin` is not this server\'s' },
+  { status: '403', codes: ['forbidden'], when: 'the caller may not do this (generic)' },
+  { status: '403', codes: ['wrong_task'], when: 'a task token used on another task' },
+  { status: '403', codes: ['subject_mismatch'], when: 'AuthZEN: a `subject.id` that is not the task token\'s agent' },
+  { status: '403', codes: ['delegation_cycle', 'depth_exceeded', 'scope_not_subset', 'ttl_exceeds_parent', 'budget_exceeds_parent'], when: 'a delegation the parent task does not allow (see "Delegation")' },
+  { status: '403', codes: ['task_not_active'], when: 'an action token whose task has ended (consume)' },
+  { status: '403', codes: ['self_approval'], when: 'the agent, an agent of its chain, or (four eyes) the owner approving' },
+  { status: '403', codes: ['same_admin'], when: 'the admin who started a break-glass confirming it' },
+  { status: '403', codes: ['not_task_owner'], when: 'someone other than the owner renewing presence' },
+  { status: '404', codes: ['not_found', 'agent_not_found', 'task_not_found', 'decision_not_found', 'operator_not_found', 'policy_version_not_found', 'issuer_not_found', 'entry_not_found', 'checkpoint_not_found'], when: '' },
+  { status: '404', codes: ['shadow_not_found'], when: 'no shadow candidate is set (`GET`, `DELETE /v1/policies/shadow`, promote)' },
+  { status: '404', codes: ['approval_not_found', 'break_glass_not_found'], when: '' },
+  { status: '405', codes: ['method_not_allowed'], when: '' },
+  { status: '408', codes: [], when: 'HTTP proxy: request headers or the whole request slower than `headers_timeout_ms` / `request_timeout_ms` (10 s / 30 s)' },
+  { status: '409', codes: ['agent_exists'], when: 'the agent id is taken' },
+  { status: '409', codes: ['issuer_exists', 'issuer_not_active'], when: 'the trusted issuer is registered already; removing an issuer that is disabled already' },
+  { status: '409', codes: ['last_admin'], when: 'disabling the last enabled admin whose token has not expired' },
+  { status: '409', codes: ['operator_disabled'], when: 'disabling or rotating an operator that is disabled' },
+  { status: '409', codes: ['token_already_used'], when: 'the action token was consumed before' },
+  { status: '409', codes: ['shadow_matches_live'], when: '`PUT /v1/policies?mode=shadow` with the live set itself: there is nothing to compare' },
+  { status: '409', codes: ['task_not_active', 'agent_disabled', 'outcome_already_reported'], when: 'state conflicts' },
+  { status: '409', codes: ['conflict', 'not_allowed_decision', 'parent_budget_exhausted', 'audit_empty'], when: 'a state conflict (generic); an outcome for a decision that was not an allow; the parent task ran out of budget while delegating; a checkpoint of an empty audit log' },
+  { status: '409', codes: ['approval_not_pending', 'already_reviewed'], when: 'the approval is settled or expired; a second review by one approver (or of a break-glass)' },
+  { status: '409', codes: ['break_glass_active', 'break_glass_cap_exceeded', 'break_glass_not_active', 'break_glass_not_pending'], when: 'a break-glass in the wrong state or over its cap ([Break-glass](#break-glass))' },
+  { status: '409', codes: ['presence_not_required'], when: 'the task has no presence lease' },
+  { status: '412', codes: ['policy_version_mismatch'], when: '`PUT /v1/policies` (or a shadow promotion) with an `If-Match` that is not the active version (changed meanwhile, a weak tag, or never stored); a shadow change whose `If-Match` (or `version`) is not the candidate: nothing is written' },
+  { status: '412', codes: ['precondition_failed'], when: 'a conditional request whose condition is false (generic)' },
+  { status: '413', codes: ['payload_too_large'], when: 'the body is over 64 KiB' },
+  { status: '415', codes: ['unsupported_media_type'], when: 'not `application/json` (or form-encoded for `/oauth/*`)' },
+  { status: '429', codes: ['rate_limited'], when: 'a task asked `POST /v1/tools/visible` more often than `WRIT_VISIBLE_TOOLS_LIMIT` allows (30 per 10 s); a task got more denied or approval-requiring answers than `WRIT_TASK_REFUSAL_LIMIT` allows (20 per second); or too many failed requests (bad credentials, refusals, replays) from the client address (without a valid credential) or by the credential (1,000 per 10 s each by default); `Retry-After` says when the window ends; one `security.rate_limited` audit entry per window instead of one per request' },
+  { status: '429', codes: ['approval_limit'], when: 'the task (50) or its agent (200) has as many open approvals as it may; nothing is recorded but one `approval.limited` audit entry; asking again for an action whose approval is open still returns that approval' },
+  { status: '500', codes: ['internal_error'], when: 'a fault of ours (logged, never detailed)' },
+  { status: '501', codes: ['unsupported_transfer_coding'], when: 'HTTP proxy: a request `Transfer-Encoding` other than `chunked`' },
+  { status: '502', codes: ['upstream_unsupported_encoding'], when: 'HTTP proxy: the upstream answered in a content coding it cannot decode to mask secrets' },
+  { status: '503', codes: ['store_unavailable'], when: 'the store cannot be reached: fail closed, retry later' },
+  { status: '503', codes: ['console_not_built'], when: '`/console` on a checkout where `npm run build` has not built the console yet' },
+  { status: '503', codes: ['policy_unavailable'], when: 'the active policy set stored in the database fails the checks below (stored by an older Writ): every decision fails closed until an admin stores one that passes; or a policy worker (`WRIT_POLICY_WORKERS`) failed or did not answer in time: that decision fails closed and the worker is replaced' },
+  { status: '503', codes: ['temporarily_unavailable'], when: 'a trusted issuer\'s JWKS cannot be fetched (token exchange fails closed, RFC 6749 §4.1.2.1)' },
+];
