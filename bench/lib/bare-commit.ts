@@ -9,7 +9,9 @@ import { timeSequential, type LatencySummary } from './stats.js';
  * store's database (WAL, synchronous as the store sets it).
  */
 export async function bareCommit(store: Store, n: number): Promise<{ insert_commit_us: LatencySummary; autocommit_insert_us?: LatencySummary }> {
-  const s = store as unknown as { pool?: { connect: () => Promise<any> }; db?: any };
+  // the stores' plumbing (src/store/{postgres,sqlite}/db.ts): the pg pool, the better-sqlite3 handle
+  const plumbing = (store as unknown as { db?: { pool?: { connect: () => Promise<any> }; raw?: any } }).db;
+  const s = { pool: plumbing?.pool, db: plumbing?.raw };
   if (s.pool) {
     const c = await s.pool.connect();
     try {
