@@ -21,7 +21,7 @@ export function BreakGlassPage({ me, live }: { me: Me; live: Live }) {
         ${[['active', 'active'], ['pending', 'awaiting confirmation'], ['unreviewed', 'review queue'], ['ended', 'ended']].map(([v, l]) => html`<option value=${v}>${l}</option>`)}
       </select></label>
     </div>
-    ${admin ? html`<${StartForm} onDone=${reload} />` : html`<p class="muted">Only an admin starts, confirms or ends break-glass; auditors review.</p>`}
+    ${admin ? html`<${StartForm} onDone=${reload} />` : html`<p class="muted">Only an admin starts, confirms, ends and reviews break-glass; auditors see it.</p>`}
     <${ErrorBox} error=${error} />
     ${data === undefined && !error ? html`<${Loading} />` : null}
     ${data !== undefined && list.length === 0 ? html`<p class="muted" id="break-glass-empty">None.</p>` : null}
@@ -101,7 +101,7 @@ function BreakGlassCard({ b, me, now, onDone }: { b: any; me: Me; now: number; o
     ${b.status === 'active' && admin
       ? html`<div class="inline-form"><input placeholder="reason" maxlength="1000" value=${text} onInput=${(e: any) => setText(e.currentTarget.value)} /><button class="end" onClick=${() => act('end', text ? { reason: text } : {})}>End now</button></div>`
       : null}
-    ${b.needs_review && hasRole(me, 'auditor')
+    ${b.needs_review && admin
       ? html`<div class="review"><label>Review notes</label><textarea rows="2" maxlength="4096" value=${text} onInput=${(e: any) => setText(e.currentTarget.value)}></textarea><div class="actions"><button onClick=${() => act('review', { notes: text })} disabled=${!text}>Record review</button></div></div>`
       : null}
     <${ErrorBox} error=${error} />
