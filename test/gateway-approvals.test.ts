@@ -107,7 +107,8 @@ describe('gateway approvals (real Writ)', () => {
         assert.deepEqual(transfers.slice(n), [250]);
         const decisionId = (ok._meta as any)['writ/decision'].decision_id;
         await gw.flush();
-        const d = (await env.admin.call('GET', `/v1/tasks/${task.id}`)).body.decisions.find((x: any) => x.id === decisionId);
+        // the outcome is written with the next batch (respond-async), so wait for it to land
+        const d = await eventually(async () => (await env.admin.call('GET', `/v1/tasks/${task.id}`)).body.decisions.find((x: any) => x.id === decisionId && x.outcome));
         assert.equal(d.decision, 'allow');
         assert.equal(d.outcome, 'succeeded');
         const apr = await env.admin.call('GET', `/v1/approvals/${meta.approval_id}`);

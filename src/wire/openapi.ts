@@ -5,6 +5,7 @@ import * as e from './escalations.js';
 import * as f from './federation.js';
 import * as ps from './policy-shadow.js';
 import * as az from './authzen.js';
+import * as c from './console.js';
 import * as q from './requests.js';
 import * as r from './responses.js';
 
@@ -15,7 +16,8 @@ import * as r from './responses.js';
  * registers is missing here.
  */
 
-type Auth = 'none' | 'task' | 'operator' | 'client';
+/** `console`: the console's session cookie (`writ_console`); a change also carries `X-Writ-CSRF` and a same-origin `Origin` */
+type Auth = 'none' | 'task' | 'operator' | 'client' | 'console';
 interface Operation {
   summary: string;
   auth: Auth;
@@ -105,6 +107,17 @@ export const API_ROUTES: Record<string, Operation> = {
   'GET /v1/issuers': { summary: 'trusted issuers', auth: 'operator' },
   'GET /v1/issuers/{id}': { summary: 'one trusted issuer', auth: 'operator' },
   'DELETE /v1/issuers/{id}': { summary: 'disable a trusted issuer', auth: 'operator', query: f.removeIssuerQuerySchema },
+  // the operator console (README "Console"): its page and assets, its session, and the few
+  // endpoints of its own; everything else it does goes through /console/api/v1/... to the API above
+  'GET /console': { summary: 'the operator console (HTML page)', auth: 'none' },
+  'GET /console/': { summary: 'the operator console (HTML page)', auth: 'none' },
+  'GET /console/assets/{name}': { summary: 'the console’s bundled script and style (built by `npm run build`)', auth: 'none' },
+  'POST /console/api/session': { summary: 'sign in to the console with an operator token (sets the HttpOnly session cookie; same-origin only)', auth: 'none', body: c.consoleSignInSchema },
+  'GET /console/api/session': { summary: 'the signed-in operator and the session’s CSRF token', auth: 'console' },
+  'DELETE /console/api/session': { summary: 'sign out (CSRF token and same origin required)', auth: 'console' },
+  'GET /console/api/events': { summary: 'server-sent events: pending approvals and break-glass changed', auth: 'console', query: c.consoleEventsQuerySchema },
+  'GET /console/api/audit': { summary: 'search the audit log by agent, task, tool, decision and time', auth: 'console', query: c.consoleAuditQuerySchema },
+  'POST /console/api/policies/validate': { summary: 'validate a policy edit with diagnostics (CSRF token and same origin required)', auth: 'console', body: c.consoleValidatePolicySchema },
 };
 
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
@@ -118,6 +131,7 @@ const SECURITY: Record<Auth, unknown[] | undefined> = {
   task: [{ taskToken: [] }],
   operator: [{ operatorToken: [] }],
   client: [],
+  console: [{ consoleSession: [] }],
 };
 
 /** The document, as `docs/openapi.json` holds it (stable key order: the route table's). */
@@ -164,6 +178,7 @@ export function buildOpenApi(): Record<string, unknown> {
       securitySchemes: {
         taskToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'a task token from POST /oauth/token' },
         operatorToken: { type: 'http', scheme: 'bearer', description: 'an operator token' },
+        consoleSession: { type: 'apiKey', in: 'cookie', name: 'writ_console', description: 'the console session from POST /console/api/session' },
       },
     },
   };
