@@ -14,7 +14,7 @@
  *   audit_evidence        offline verification of 1,000,000 exported entries; proof and checkpoint cost
  *   memory                RSS after 1,000,000 in-process decisions against RSS after 10,000 (c32, minutes)
  *
- * Usage: npm run bench -- [--quick] [--only a,b] [--backend sqlite|postgres|both]
+ * Usage: npm run bench -- [--quick|--smoke] [--only a,b] [--backend sqlite|postgres|both]
  *                         [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]
  *
  * Prints progress and a summary on stderr; the JSON report is stdout's last line and
@@ -43,7 +43,7 @@ const MULTI: Name[] = ['http_two_instances', 'revoke_propagation'];
 class UsageError extends Error {}
 
 function parseCli(argv: string[]) {
-  const o = { quick: false, only: [...BENCHMARKS] as Name[], backend: 'sqlite', dataDir: tmpdir(), out: fileURLToPath(new URL('./report.json', import.meta.url)), multiSqlite: false };
+  const o = { quick: false, smoke: false, only: [...BENCHMARKS] as Name[], backend: 'sqlite', dataDir: tmpdir(), out: fileURLToPath(new URL('./report.json', import.meta.url)), multiSqlite: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -55,6 +55,12 @@ function parseCli(argv: string[]) {
     switch (flag) {
       case '--quick':
         o.quick = true;
+        break;
+      case '--smoke':
+        // the test suite's run (test/bench-smoke.test.ts): --quick with the fewest iterations
+        // that still produce every figure; its numbers mean nothing
+        o.quick = true;
+        o.smoke = true;
         break;
       case '--only': {
         const names = value().split(',').map((s) => s.trim()).filter(Boolean);
@@ -114,11 +120,11 @@ async function main(): Promise<number> {
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     if (err.message) console.error(err.message);
-    console.error('usage: npm run bench -- [--quick] [--only ' + BENCHMARKS.join(',') + '] [--backend sqlite|postgres|both] [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]');
+    console.error('usage: npm run bench -- [--quick|--smoke] [--only ' + BENCHMARKS.join(',') + '] [--backend sqlite|postgres|both] [--data-dir DIR] [--out FILE] [--multi-instance-sqlite]');
     return err.message ? 2 : 0;
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const opts: RunOptions = { quick: cli.quick, backends: cli.backends, dataRoot: cli.dataDir, log };
+  const opts: RunOptions = { quick: cli.quick, smoke: cli.smoke, backends: cli.backends, dataRoot: cli.dataDir, log };
   const started = new Date();
   const host = { ...machine(cli.dataDir), calibration_us_at_start: calibrationUs() };
   if (host.load_average_at_start[0]! > 0.5 * host.cpus) {
@@ -171,7 +177,7 @@ async function main(): Promise<number> {
     await attempt('mcp_gateway', async () => {
       const t = performance.now();
       const { runGatewayBench } = await import('./gateway.ts');
-      const g = await runGatewayBench({ iterations: cli.quick ? 200 : 1500, warmup: cli.quick ? 50 : 200 });
+      const g = await runGatewayBench({ iterations: cli.smoke ? 30 : cli.quick ? 200 : 1500, warmup: cli.smoke ? 10 : cli.quick ? 50 : 200 });
       results.mcp_gateway = { ...g, elapsed_s: Math.round(performance.now() - t) / 1000 };
       for (const k of ['stdio', 'http'] as const) {
         const x = g[k];

@@ -24,7 +24,7 @@ describe('bench smoke', () => {
     const dir = mkdtempSync(join(tmpdir(), 'writ-bench-smoke-'));
     try {
       const out = join(dir, 'report.json');
-      const r = await run(['--quick', '--only', 'raw_limit,authorize_in_process', '--out', out, '--data-dir', dir]);
+      const r = await run(['--smoke', '--only', 'raw_limit,authorize_in_process', '--out', out, '--data-dir', dir]);
       assert.equal(r.code, 0, `bench exited with ${r.code}: ${r.stderr.slice(-2000)}`);
       const lines = r.stdout.trim().split('\n');
       const report = JSON.parse(lines[lines.length - 1]!);
@@ -71,7 +71,7 @@ describe('bench smoke', () => {
     const dir = mkdtempSync(join(tmpdir(), 'writ-bench-smoke-gw-'));
     try {
       const out = join(dir, 'report.json');
-      const r = await run(['--quick', '--only', 'mcp_gateway', '--out', out, '--data-dir', dir]);
+      const r = await run(['--smoke', '--only', 'mcp_gateway', '--out', out, '--data-dir', dir]);
       assert.equal(r.code, 0, `bench exited with ${r.code}: ${r.stderr.slice(-2000)}`);
       const report = JSON.parse(readFileSync(out, 'utf8'));
       assert.deepEqual(report.errors, {});

@@ -22,12 +22,12 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
   const p = {
     backend,
     policies: 20,
-    sequential_iterations: q ? 300 : 3000,
-    concurrent_iterations: q ? 1000 : 10000,
+    sequential_iterations: opts.smoke ? 60 : q ? 300 : 3000,
+    concurrent_iterations: opts.smoke ? 200 : q ? 1000 : 10000,
     concurrency: 32,
-    authenticate_iterations: q ? 200 : 1000,
-    commit_iterations: q ? 100 : 500,
-    warmup: q ? 100 : 500,
+    authenticate_iterations: opts.smoke ? 40 : q ? 200 : 1000,
+    commit_iterations: opts.smoke ? 30 : q ? 100 : 500,
+    warmup: opts.smoke ? 20 : q ? 100 : 500,
     durability: backend === 'sqlite' ? 'WAL, synchronous=FULL, group commit' : 'synchronous_commit on, group commit',
   };
   const data = freshData(backend, opts.dataRoot);

@@ -68,9 +68,9 @@ export function measureRaw(writ: Writ, set: LoadedPolicySet, requests: CedarRequ
 }
 
 export async function rawLimit(opts: RunOptions): Promise<BenchOutput & { p50: number }> {
-  const n = opts.quick ? 500 : 5000;
-  const warmup = opts.quick ? 200 : 1000;
-  const componentN = opts.quick ? 300 : 2000;
+  const n = opts.smoke ? 100 : opts.quick ? 500 : 5000;
+  const warmup = opts.smoke ? 50 : opts.quick ? 200 : 1000;
+  const componentN = opts.smoke ? 50 : opts.quick ? 300 : 2000;
   const data = freshData('sqlite', opts.dataRoot);
   const ip = await startInProcess(data.spec, POLICIES_20);
   try {

@@ -2,6 +2,8 @@ import type { Backend } from './backend.js';
 
 export interface RunOptions {
   quick: boolean;
+  /** --smoke: fewer iterations still (the test suite's run; the figures mean nothing) */
+  smoke?: boolean;
   backends: Backend[];
   /** where SQLite data directories are made */
   dataRoot: string;
