@@ -90,10 +90,17 @@ export function importsOf(file, text) {
   return out;
 }
 
-/** The arrows of one file that break a rule: `{ key: 'from -> to', rule }`. */
+/** The parts that may read the process's environment: the CLI edge and the settings it reads (issue 11 item 6). */
+const ENV_READERS = ['cli', 'config'];
+const ENV_READ = /\bprocess\s*(?:\.\s*env\b|\[\s*['"`]env['"`]\s*\])|\{\s*env\b[^}]*\}\s*=\s*process\b/;
+
+/** The arrows of one file that break a rule: `{ key: 'from -> to', rule }`; a read of `process.env` is `from -> process.env`. */
 export function violationsOf(file, text) {
   const out = [];
   const fromPart = partOf(file);
+  if (fromPart !== null && !ENV_READERS.includes(fromPart) && ENV_READ.test(text.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, ''))) {
+    out.push({ key: `${file} -> process.env`, rule: 'only cli/ and config/ read the environment (the others are passed their settings)' });
+  }
   for (const imp of importsOf(file, text)) {
     for (const rule of RULES) {
       if (!rule.from(fromPart) || rule.allow(imp.to, imp.spec, imp.typeOnly, fromPart)) continue;

@@ -45,6 +45,13 @@ test('each rule refuses the arrows it names, near variants included', () => {
   assert.deepEqual(keys('src/server/a.ts', "const m = await import('../cli/main.js');"), ['src/server/a.ts -> src/cli/main.ts']);
   assert.deepEqual(keys('src/gateway/a.ts', "import { wire } from '../app/wire.js';"), ['src/gateway/a.ts -> src/app/wire.ts']);
   assert.deepEqual(keys('src/cli/a.ts', "import { b } from './b.js';\nimport { w } from '../app/wire.js';"), []);
+  // the environment is read at the CLI edge only (a comment naming it is not a read)
+  assert.deepEqual(keys('src/gateway/a.ts', 'const v = (opts.env ?? process.env)[name];'), ['src/gateway/a.ts -> process.env']);
+  assert.deepEqual(keys('src/store/a.ts', "const { env } = process;"), ['src/store/a.ts -> process.env']);
+  assert.deepEqual(keys('src/service/a.ts', "const v = process['env'].X;"), ['src/service/a.ts -> process.env']);
+  assert.deepEqual(keys('src/gateway/a.ts', '/** default process.env */\n// not process.env\nconst x = opts.env;'), []);
+  assert.deepEqual(keys('src/cli/a.ts', 'const v = process.env.WRIT_URL;'), []);
+  assert.deepEqual(keys('src/config/a.ts', 'const v = process.env.WRIT_URL;'), []);
   // wire: core only
   assert.deepEqual(keys('src/wire/a.ts', "import type { Writ } from '../service/writ.js';"), ['src/wire/a.ts -> src/service/writ.ts']);
 });

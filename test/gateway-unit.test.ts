@@ -93,6 +93,26 @@ describe('gateway units', () => {
     assert.throws(() => new HttpProxy({ config: px, authorizer: stub, log: silentLog, env }), refused);
   });
 
+  it('reads no process environment: a reference resolves only in the environment passed in (issue 11 item 6)', () => {
+    const name = 'WRIT_TEST_GATEWAY_ONLY_IN_PROCESS_ENV';
+    process.env[name] = 'a-long-enough-process-secret';
+    try {
+      const unset = (e: unknown) => e instanceof SecretResolutionError && e.message.includes(`\`${name}\` is not set`) && !e.message.includes('a-long-enough');
+      const stub = {} as Authorizer;
+      const gw = parseGatewayConfig({ writ: { url: 'http://127.0.0.1:9' }, upstreams: [{ name: 'gh', transport: 'http', url: 'http://127.0.0.1:9/mcp', headers: { authorization: { env: name } } }] });
+      assert.throws(() => new McpGateway({ config: gw, authorizer: stub, log: silentLog }), unset);
+      assert.throws(() => new McpGateway({ config: gw, authorizer: stub, log: silentLog, env: {} }), unset);
+      const px = parseProxyConfig({ writ: { url: 'http://127.0.0.1:9' }, routes: [{ name: 'gh.api', path: '/gh/*', upstream: 'http://127.0.0.1:9', headers: { authorization: { env: name } } }] });
+      assert.throws(() => new HttpProxy({ config: px, authorizer: stub, log: silentLog }), unset);
+      assert.equal(taskTokenSource({ envName: name, env: {} })(), undefined);
+      // passed in, the same reference resolves
+      const passed = new McpGateway({ config: gw, authorizer: stub, log: silentLog, env: { [name]: 'another-long-secret' } });
+      assert.equal(passed.redactor.redact('x another-long-secret'), 'x [redacted]');
+    } finally {
+      delete process.env[name];
+    }
+  });
+
   it('canonicalizes proxy paths once: decoded for routing and policy, re-encoded one way for the upstream', () => {
     assert.deepEqual(canonicalPath('/api/%61dmin'), { segments: ['api', 'admin'], path: '/api/admin' });
     assert.equal(canonicalPath('/a/caf%C3%A9/x%20y').path, '/a/café/x y');
@@ -153,7 +173,7 @@ describe('gateway units', () => {
     const dir = mkdtempSync(join(tmpdir(), 'writ-tok-'));
     try {
       const file = join(dir, 'token');
-      const fromFile = taskTokenSource({ file, envName: 'X' });
+      const fromFile = taskTokenSource({ file, envName: 'X', env: { X: 'env-token-not-read' } });
       assert.equal(fromFile(), undefined);
       writeFileSync(file, 'first-token\n');
       assert.equal(fromFile(), 'first-token');

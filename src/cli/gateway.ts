@@ -44,13 +44,14 @@ async function mcp(argv: string[]): Promise<void> {
   const opName = config.writ.operator_token_env;
   const operatorToken = opName ? process.env[opName] : undefined;
   const authorizer = new HttpAuthorizer({ url: config.writ.url, operatorToken, timeoutMs: config.writ.timeout_ms });
-  const gw = new McpGateway({ config, authorizer });
+  // the CLI is the edge: the gateway resolves its `{"env": NAME}` references in the environment given here
+  const gw = new McpGateway({ config, authorizer, env: process.env });
   if (opName && !operatorToken) gw.log('operator_token_missing', { env: opName, note: 'tools/list is not narrowed to the task scope' });
   else if (!opName) gw.log('no_operator_token', { note: 'tools/list is not narrowed to the task scope (set writ.operator_token_env)' });
   if (gw.pins.count === 0) gw.log('no_pins', { path: config.pins_file, note: 'no tool is approved: run `writ gateway tools approve`' });
   await gw.start();
   if (hasSwitch(args, 'stdio')) {
-    const token = serve.taskTokenSource({ file: config.writ.task_token_file ? config.writ.task_token_file : undefined, envName: config.writ.task_token_env });
+    const token = serve.taskTokenSource({ file: config.writ.task_token_file ? config.writ.task_token_file : undefined, envName: config.writ.task_token_env, env: process.env });
     if (!token()) gw.log('no_task_token', { env: config.writ.task_token_env, file: config.writ.task_token_file ?? null });
     const { closed } = await serve.serveMcpStdio(gw, token);
     gw.log('serving_stdio', { upstreams: [...gw.upstreams.keys()] });
@@ -92,7 +93,7 @@ async function httpProxy(argv: string[]): Promise<void> {
   const authorizer = new HttpAuthorizer({ url: config.writ.url, timeoutMs: config.writ.timeout_ms });
   const metricsToken = process.env.WRIT_METRICS_TOKEN || undefined;
   if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
-  const proxy = new HttpProxy({ config, authorizer, metricsToken });
+  const proxy = new HttpProxy({ config, authorizer, metricsToken, env: process.env });
   const running = await proxy.listen(flag(args, 'host') ?? config.listen?.host ?? '127.0.0.1', intFlag(args, 'port') ?? config.listen?.port ?? 8091);
   proxy.log('listening', { url: running.url, routes: config.routes.map((r) => r.name) });
   console.log(`writ gateway http listening on ${running.url}`);
@@ -111,7 +112,7 @@ async function readCatalogs(configPath: string, only: string[]) {
   for (const name of only) if (!config.upstreams.some((u) => u.name === name)) throw new Error(`no upstream named \`${name}\` in ${configPath}`);
   const redactor = new Redactor();
   const log = jsonLog(redactor);
-  const ups = createUpstreams(config, { redactor, log, only: only.length ? only : undefined });
+  const ups = createUpstreams(config, { redactor, log, env: process.env, only: only.length ? only : undefined });
   const catalogs = new Map<string, { name: string; description?: string; inputSchema?: unknown }[]>();
   try {
     for (const u of ups.values()) {

@@ -143,7 +143,8 @@ export async function serve(argv: string[]): Promise<void> {
       import('../gateway/mcp-serve.js'),
     ]);
     const config = loadGatewayConfig(gatewayConfig);
-    const gw = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ) });
+    // secret references resolve in the process's environment, read here at the edge (the gateway reads none)
+    const gw = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ), env: process.env });
     await gw.start();
     const running = await serveMcpHttp(gw, {
       host: config.listen?.host ?? host,

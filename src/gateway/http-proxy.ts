@@ -13,7 +13,7 @@ import { Decider, describeVerdict } from './decide.js';
 import { DEFAULT_FORWARD_HEADERS, forwardedHeaders } from './forward-headers.js';
 import { jsonLog, type Log } from './log.js';
 import { bearerOf } from './mcp-serve.js';
-import { Redactor, resolveValues } from './secrets.js';
+import { Redactor, resolveValues, type Environment } from './secrets.js';
 import { ProxyMetrics, sendGatewayMetrics } from './proxy-metrics.js';
 
 type Segment = { lit: string } | { param: string } | { rest: true };
@@ -54,7 +54,7 @@ class ProxyError extends Error {
   }
 }
 
-function compileRoute(cfg: RouteConfig, deps: { baseDir: string; redactor: Redactor; env?: NodeJS.ProcessEnv }): CompiledRoute {
+function compileRoute(cfg: RouteConfig, deps: { baseDir: string; redactor: Redactor; env: Environment }): CompiledRoute {
   const segments: Segment[] = cfg.path
     .split('/')
     .slice(1)
@@ -166,7 +166,8 @@ export interface ProxyOptions {
   config: ProxyConfig;
   authorizer: Authorizer;
   log?: Log;
-  env?: NodeJS.ProcessEnv;
+  /** where `{"env": NAME}` secret references are resolved: passed in by the CLI; none given, none is set */
+  env?: Environment;
   /** the bearer token that reads `GET /metrics` (WRIT_METRICS_TOKEN); unset, there is no `/metrics` and the path goes to the routes */
   metricsToken?: string;
 }
@@ -191,7 +192,7 @@ export class HttpProxy {
 
   constructor(readonly opts: ProxyOptions) {
     this.log = opts.log ?? jsonLog(this.redactor);
-    this.routes = opts.config.routes.map((r) => compileRoute(r, { baseDir: opts.config.baseDir, redactor: this.redactor, env: opts.env }));
+    this.routes = opts.config.routes.map((r) => compileRoute(r, { baseDir: opts.config.baseDir, redactor: this.redactor, env: opts.env ?? {} }));
     this.secretBufs = this.collectSecrets();
     this.decider = new Decider(opts.authorizer, { waitSeconds: opts.config.approval_wait_seconds });
   }

@@ -9,7 +9,7 @@ import { configuredToolLabels, labelsNotInWrit } from './labels.js';
 import { GatewayMetrics } from './metrics.js';
 import { errorText, jsonLog, type Log } from './log.js';
 import { PinStore } from './pins.js';
-import { Redactor } from './secrets.js';
+import { Redactor, type Environment } from './secrets.js';
 import { ResultTooLargeError } from './result-limit.js';
 import { createUpstreams, GATEWAY_VERSION, Upstream, UpstreamUnavailableError } from './upstream.js';
 
@@ -25,8 +25,8 @@ export interface McpGatewayOptions {
   config: GatewayConfig;
   authorizer: Authorizer;
   log?: Log;
-  /** where secret references are resolved (default process.env) */
-  env?: NodeJS.ProcessEnv;
+  /** where `{"env": NAME}` secret references are resolved: passed in by the CLI; none given, none is set */
+  env?: Environment;
 }
 
 /** Reads the task token of the request being handled (HTTP: the request's bearer; stdio: configured). */
@@ -62,7 +62,7 @@ export class McpGateway {
     this.upstreams = createUpstreams(opts.config, {
       redactor: this.redactor,
       log: this.log,
-      env: opts.env,
+      env: opts.env ?? {},
       onToolsChanged: (u) => {
         this.log('upstream_tools_changed', { upstream: u });
         this.notifyToolsChanged();

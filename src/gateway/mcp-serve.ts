@@ -19,6 +19,7 @@ import {
   requestIdOf,
 } from './jsonrpc-guard.js';
 import type { McpGateway } from './mcp-gateway.js';
+import type { Environment } from './secrets.js';
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -327,9 +328,10 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
 
 /**
  * The task token for stdio mode: from a file (re-read when it changes, so a
- * supervisor can refresh it) or from an environment variable.
+ * supervisor can refresh it) or from an environment variable of `env`, the
+ * environment the CLI passes in (the gateway reads no process environment).
  */
-export function taskTokenSource(opts: { file?: string; envName: string; env?: NodeJS.ProcessEnv }): () => string | undefined {
+export function taskTokenSource(opts: { file?: string; envName: string; env: Environment }): () => string | undefined {
   if (opts.file) {
     const file = opts.file;
     let stamp = '';
@@ -349,7 +351,7 @@ export function taskTokenSource(opts: { file?: string; envName: string; env?: No
       return value;
     };
   }
-  const value = (opts.env ?? process.env)[opts.envName]?.trim() || undefined;
+  const value = opts.env[opts.envName]?.trim() || undefined;
   return () => value;
 }
 

@@ -12,6 +12,13 @@ import { secretForms } from './secret-forms.js';
 export type ValueRef = string | { env: string; prefix?: string } | { file: string; prefix?: string };
 
 /**
+ * The environment `{"env": NAME}` references are read from. The gateway never reads
+ * the process's own: the CLI (the edge, src/cli/gateway.ts) passes it in, and a caller
+ * that passes none gets none (a reference is then unset, and the gateway does not start).
+ */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/**
  * A reference that cannot be resolved, or a secret the gateway cannot protect. A
  * configuration error: the gateway does not start. The message names the reference,
  * never a value.
@@ -119,12 +126,11 @@ function shortSecret(what: string): SecretResolutionError {
  * Resolves a value reference. Secrets (env and file references) are added to the
  * redactor; literal strings are not.
  */
-export function resolveValue(ref: ValueRef, ctx: { baseDir: string; redactor: Redactor; what: string; env?: NodeJS.ProcessEnv }): string {
+export function resolveValue(ref: ValueRef, ctx: { baseDir: string; redactor: Redactor; what: string; env: Environment }): string {
   if (typeof ref === 'string') return ref;
-  const env = ctx.env ?? process.env;
   let value: string;
   if ('env' in ref) {
-    const v = env[ref.env];
+    const v = ctx.env[ref.env];
     if (v === undefined || v === '') throw new SecretResolutionError(`${ctx.what}: environment variable \`${ref.env}\` is not set`);
     value = v;
   } else {
@@ -145,7 +151,7 @@ export function resolveValue(ref: ValueRef, ctx: { baseDir: string; redactor: Re
 }
 
 /** Resolves a map of references (headers, environment). */
-export function resolveValues(refs: Record<string, ValueRef> | undefined, ctx: { baseDir: string; redactor: Redactor; what: string; env?: NodeJS.ProcessEnv }): Record<string, string> {
+export function resolveValues(refs: Record<string, ValueRef> | undefined, ctx: { baseDir: string; redactor: Redactor; what: string; env: Environment }): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, ref] of Object.entries(refs ?? {})) out[k] = resolveValue(ref, { ...ctx, what: `${ctx.what} \`${k}\`` });
   return out;

@@ -7,7 +7,7 @@ import { resolvePath } from './config.js';
 import { errorText, type Log } from './log.js';
 import { toolDigest } from './pins.js';
 import { isResultTooLarge, LimitedReadBuffer, limitedFetch, ResultTooLargeError } from './result-limit.js';
-import { resolveValues, type Redactor } from './secrets.js';
+import { resolveValues, type Environment, type Redactor } from './secrets.js';
 
 export const GATEWAY_VERSION = '0.1.0';
 const MAX_TOOLS = 2000;
@@ -50,7 +50,7 @@ export class Upstream {
 
   constructor(
     readonly config: UpstreamConfig,
-    private readonly deps: { baseDir: string; redactor: Redactor; log: Log; env?: NodeJS.ProcessEnv; onToolsChanged?: (upstream: string) => void },
+    private readonly deps: { baseDir: string; redactor: Redactor; log: Log; env: Environment; onToolsChanged?: (upstream: string) => void },
   ) {
     this.name = config.name;
     const ctx = { baseDir: deps.baseDir, redactor: deps.redactor, env: deps.env };
@@ -206,14 +206,15 @@ export class Upstream {
   }
 }
 
+/** `deps.env`: where secret references are resolved (the CLI passes it in; none given, none is set). */
 export function createUpstreams(
   config: Pick<GatewayConfig, 'upstreams' | 'baseDir'>,
-  deps: { redactor: Redactor; log: Log; env?: NodeJS.ProcessEnv; onToolsChanged?: (upstream: string) => void; only?: string[] },
+  deps: { redactor: Redactor; log: Log; env?: Environment; onToolsChanged?: (upstream: string) => void; only?: string[] },
 ): Map<string, Upstream> {
   const out = new Map<string, Upstream>();
   for (const u of config.upstreams) {
     if (deps.only && !deps.only.includes(u.name)) continue;
-    out.set(u.name, new Upstream(u, { baseDir: config.baseDir, ...deps }));
+    out.set(u.name, new Upstream(u, { baseDir: config.baseDir, ...deps, env: deps.env ?? {} }));
   }
   return out;
 }
