@@ -3,6 +3,13 @@ import { flag, hasSwitch, intFlag, list, parseArgs, positionals, requireFlag } f
 import { print } from './client.js';
 import { group, type CommandContext } from './command.js';
 import { GATEWAY_USAGE } from './usage-gateway.js';
+import { readSettings } from '../config/settings.js';
+import { tracingFromSettings } from './tracing-env.js';
+
+/** OpenTelemetry for the gateway and the proxy: on only with an OTLP endpoint (`OTEL_*`, src/cli/tracing-env.ts). */
+function gatewayTracing() {
+  return tracingFromSettings(readSettings({ env: process.env }), 'writ-gateway');
+}
 
 const TOOLS_USAGE: Record<string, string> = {
   approve: GATEWAY_USAGE.tools!.split('\n').slice(0, 2).join('\n'),
@@ -41,6 +48,7 @@ async function mcp(argv: string[]): Promise<void> {
     import('../gateway/mcp-serve.js'),
   ]);
   const config = loadGatewayConfig(requireFlag(args, 'config'));
+  const tracing = await gatewayTracing();
   const opName = config.writ.operator_token_env;
   const operatorToken = opName ? process.env[opName] : undefined;
   const authorizer = new HttpAuthorizer({ url: config.writ.url, operatorToken, timeoutMs: config.writ.timeout_ms });
@@ -55,7 +63,10 @@ async function mcp(argv: string[]): Promise<void> {
     if (!token()) gw.log('no_task_token', { env: config.writ.task_token_env, file: config.writ.task_token_file ?? null });
     const { closed } = await serve.serveMcpStdio(gw, token);
     gw.log('serving_stdio', { upstreams: [...gw.upstreams.keys()] });
-    await untilStopped(() => gw.close(), closed);
+    await untilStopped(async () => {
+      await gw.close();
+      await tracing?.shutdown();
+    }, closed);
     return;
   }
   const port = intFlag(args, 'port') ?? config.listen?.port ?? 8090;
@@ -78,6 +89,7 @@ async function mcp(argv: string[]): Promise<void> {
   await untilStopped(async () => {
     await running.close();
     await gw.close();
+    await tracing?.shutdown();
   });
 }
 
@@ -90,6 +102,7 @@ async function httpProxy(argv: string[]): Promise<void> {
     import('../gateway/http-proxy.js'),
   ]);
   const config = loadProxyConfig(requireFlag(args, 'config'));
+  const tracing = await gatewayTracing();
   const authorizer = new HttpAuthorizer({ url: config.writ.url, timeoutMs: config.writ.timeout_ms });
   const metricsToken = process.env.WRIT_METRICS_TOKEN || undefined;
   if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
@@ -97,7 +110,10 @@ async function httpProxy(argv: string[]): Promise<void> {
   const running = await proxy.listen(flag(args, 'host') ?? config.listen?.host ?? '127.0.0.1', intFlag(args, 'port') ?? config.listen?.port ?? 8091);
   proxy.log('listening', { url: running.url, routes: config.routes.map((r) => r.name) });
   console.log(`writ gateway http listening on ${running.url}`);
-  await untilStopped(() => running.close());
+  await untilStopped(async () => {
+    await running.close();
+    await tracing?.shutdown();
+  });
 }
 
 /** Connects to the selected upstreams and reads their catalogs. */

@@ -20,6 +20,7 @@ import { operatorConfigFromEnv } from './operator-env.js';
 import { startWarnings } from './start-warnings.js';
 import { createLogger, logFormatOf, logLevelFromEnv } from './logger.js';
 import { redactTokens } from '../server/http-io.js';
+import { tracingFromSettings } from './tracing-env.js';
 
 export const serveUsage = 'writ serve [--host 127.0.0.1] [--port 8080] [--data-dir .writ] [--issuer URL] [--tls-cert cert.pem --tls-key key.pem] [--gateway gateway.json] [--log-format json|pretty] [--config settings.json]';
 
@@ -29,6 +30,8 @@ export async function serve(argv: string[]): Promise<void> {
   // the one place the settings are read: flags over the environment over --config FILE (src/config/settings.ts)
   const env = settingsOf(args);
   const logger = createLogger({ level: logLevelFromEnv(env.WRIT_LOG_LEVEL), format: logFormatOf(flag(args, 'log-format')) });
+  // OpenTelemetry: loaded and on only with an OTLP endpoint (src/cli/tracing-env.ts)
+  const tracing = await tracingFromSettings(env, 'writ');
   const host = env.WRIT_HOST ?? '127.0.0.1';
   const port = Number(env.WRIT_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('`--port` must be a port number');
@@ -181,6 +184,7 @@ export async function serve(argv: string[]): Promise<void> {
         await gatewayClosed;
         await webhooksClosed;
         await writ.close().catch(() => undefined);
+        await tracing?.shutdown();
         console.error(clean ? `writ: drained in ${Date.now() - started} ms` : `writ: grace period of ${graceMs} ms over: open connections were cut`);
         process.exit(clean ? 0 : 1);
       });

@@ -70,6 +70,9 @@ export const SETTINGS = {
   WRIT_METRICS_PORT: { default: 'unset', section: 'operations', description: 'also serve `GET /metrics` without authentication on this separate port' },
   WRIT_METRICS_HOST: { default: '127.0.0.1', section: 'operations', description: 'the address of that metrics listener' },
   WRIT_LOG_LEVEL: { default: 'info', section: 'operations', description: '`trace`, `debug`, `info`, `warn`, `error`, `fatal` or `silent`' },
+  OTEL_EXPORTER_OTLP_ENDPOINT: { default: 'unset', section: 'operations', description: 'turns tracing on: OpenTelemetry spans sent over OTLP/HTTP to this base URL (`/v1/traces` appended); unset (with the next one), no tracing code runs' },
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: { default: 'unset', section: 'operations', description: 'turns tracing on: the full OTLP/HTTP traces URL (wins over `OTEL_EXPORTER_OTLP_ENDPOINT`)' },
+  OTEL_SERVICE_NAME: { default: 'writ', section: 'operations', description: 'the `service.name` of the spans (`writ-gateway` for `writ gateway`)' },
 } as const satisfies Record<string, Setting>;
 
 export type SettingName = keyof typeof SETTINGS;

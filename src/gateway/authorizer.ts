@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { WritApiError, WritClient } from '@writ/sdk';
 import { WritError } from '../core/errors.js';
+import type { TraceCarrier } from '../core/tracing.js';
 import type { Writ } from '../service/writ.js';
 import type { ToolLabelEntry } from './labels.js';
 import { authorizeSchema, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
@@ -57,7 +58,8 @@ export interface Authorizer {
   readonly mode: 'http' | 'in-process';
   /** Authenticates the task token and checks its task is active; answers the task and, where known, its scope. */
   task(taskToken: string): Promise<TaskView>;
-  authorize(taskToken: string, action: ActionRequest): Promise<Decision>;
+  /** `trace`: the W3C `traceparent`/`tracestate` sent with the request (over HTTP: headers); in-process, the active span is the parent */
+  authorize(taskToken: string, action: ActionRequest, trace?: TraceCarrier): Promise<Decision>;
   reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void>;
   /** Reads an approval; `waitSeconds` > 0 long-polls (Writ caps it at 30). */
   approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus>;
@@ -158,9 +160,9 @@ export class HttpAuthorizer implements Authorizer {
     return this.client.url;
   }
 
-  private async call(method: string, path: string, token: string | undefined, json: unknown, what: string, timeoutMs?: number, prefer?: string): Promise<{ status: number; body: any }> {
+  private async call(method: string, path: string, token: string | undefined, json: unknown, what: string, timeoutMs?: number, headers?: { prefer?: string } & TraceCarrier): Promise<{ status: number; body: any }> {
     try {
-      const r = await this.client.send({ method, path, token, json, timeoutMs, ...(prefer ? { headers: { prefer } } : {}) });
+      const r = await this.client.send({ method, path, token, json, timeoutMs, ...(headers ? { headers } : {}) });
       return { status: r.status, body: r.body };
     } catch (err) {
       throw unreachable(err);
@@ -229,8 +231,8 @@ export class HttpAuthorizer implements Authorizer {
     return { tools: s.tools ?? [], resources: s.resources ?? [], destinations: s.destinations ?? [] };
   }
 
-  async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {
-    const r = await this.call('POST', '/v1/authorize', taskToken, action, 'authorize');
+  async authorize(taskToken: string, action: ActionRequest, trace?: TraceCarrier): Promise<Decision> {
+    const r = await this.call('POST', '/v1/authorize', taskToken, action, 'authorize', undefined, trace?.traceparent ? trace : undefined);
     if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/authorize');
     return checkDecision(r.body);
   }
@@ -239,7 +241,7 @@ export class HttpAuthorizer implements Authorizer {
     const body: Record<string, unknown> = { status };
     if (detail) body.detail = detail.slice(0, 4096);
     // answered once queued (202): the kept-alive connection is free for the next call at once
-    const r = await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, taskToken, body, 'outcome', undefined, 'respond-async');
+    const r = await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, taskToken, body, 'outcome', undefined, { prefer: 'respond-async' });
     if (r.status !== 200 && r.status !== 202) throw errorOf(r.status, r.body, 'POST /v1/actions/{id}/outcome');
   }
 

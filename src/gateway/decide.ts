@@ -1,4 +1,5 @@
 import { canonicalJson, sha256Hex } from '../core/digest.js';
+import type { TraceCarrier } from '../core/tracing.js';
 import { AuthorizerError, peekClaims, type ActionRequest, type Authorizer, type Reason } from './authorizer.js';
 
 export type Verdict =
@@ -42,7 +43,8 @@ export class Decider {
     return sha256Hex(canonicalJson({ txn, ...action }));
   }
 
-  async decide(taskToken: string, action: ActionRequest): Promise<Verdict> {
+  /** `trace`: the W3C trace context the decision request carries to Writ */
+  async decide(taskToken: string, action: ActionRequest, trace?: TraceCarrier): Promise<Verdict> {
     const key = this.key(taskToken, action);
     const known = this.pending.get(key);
     if (known && known.until > this.now()) {
@@ -51,7 +53,7 @@ export class Decider {
     } else if (known) {
       this.pending.delete(key);
     }
-    const d = await this.authorizer.authorize(taskToken, action);
+    const d = await this.authorizer.authorize(taskToken, action, trace);
     if (d.decision === 'allow') return { kind: 'allow', decisionId: d.decision_id, actionToken: d.action_token };
     if (d.decision === 'deny') return { kind: 'deny', decisionId: d.decision_id, reasons: d.reasons };
     const p: Pending = { approvalId: d.approval_id, decisionId: d.decision_id, until: this.now() + Math.max(1, d.expires_in) * 1000 };

@@ -11,6 +11,7 @@ import { AuthorizerError, type ActionRequest, type Authorizer } from './authoriz
 import { ConfigError, type ProxyConfig, type RouteConfig } from './config.js';
 import { Decider, describeVerdict } from './decide.js';
 import { DEFAULT_FORWARD_HEADERS, forwardedHeaders } from './forward-headers.js';
+import { activeCarrier, carrierOnward, nameServerSpan, serverSpan, tracingOn } from '../core/tracing.js';
 import { jsonLog, type Log } from './log.js';
 import { bearerOf } from './mcp-serve.js';
 import { Redactor, resolveValues, type Environment } from './secrets.js';
@@ -207,7 +208,9 @@ export class HttpProxy {
       return;
     }
     const seen = { route: 'unmatched' };
-    this.handle(req, res, seen).catch((err) => {
+    // tracing on: a server span per request, continuing its `traceparent` (src/core/tracing.ts)
+    const handled = tracingOn() ? serverSpan(req, res, () => this.handle(req, res, seen)) : this.handle(req, res, seen);
+    handled.catch((err) => {
       if (err instanceof InvalidPathError || err instanceof InvalidQueryError) err = new ProxyError(err.status, err.code, err.message);
       if (err instanceof ProxyError) this.metrics.refusals.inc({ tool: seen.route, code: err.code });
       else this.metrics.refusals.inc({ tool: seen.route, code: 'internal_error' });
@@ -253,6 +256,7 @@ export class HttpProxy {
       throw new ProxyError(404, 'no_route', 'no route for this path');
     }
     seen.route = route.cfg.name;
+    nameServerSpan(method, route.cfg.name);
 
     const token = bearerOf(req);
     if (!token) {
@@ -317,7 +321,8 @@ export class HttpProxy {
 
     let verdict;
     try {
-      verdict = await this.decider.decide(token, action);
+      // the request's trace context goes to Writ (tracing off: as the agent sent it)
+      verdict = await this.decider.decide(token, action, carrierOnward({ traceparent: req.headers.traceparent, tracestate: req.headers.tracestate }));
     } catch (err) {
       throw this.authorizerFailure(err, res, route.cfg.name);
     }
@@ -365,6 +370,8 @@ export class HttpProxy {
     const headers: Record<string, string | string[]> = forwardedHeaders(req.headers, route.forward, route.injected);
     Object.assign(headers, route.headers);
     if (route.cfg.forward_action_token) headers[ACTION_TOKEN_HEADER] = actionToken;
+    // tracing on: the upstream continues the proxy's span (off: the agent's headers, when the route forwards them)
+    if (tracingOn()) Object.assign(headers, activeCarrier());
     if (buffered) headers['content-length'] = String(buffered.length);
     // ask for the answer uncompressed, so masking sees the bytes (RFC 9110 §12.5.3);
     // an upstream that compresses anyway is decoded below

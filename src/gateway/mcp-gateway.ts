@@ -2,6 +2,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { MCP_ACTION_TOKEN_META } from '@writ/sdk';
 import { matchesAny } from '../tasks/scope.js';
+import { annotate, carrierOnward, contextOf, inSpan, SpanKind, tracingOn, type TraceCarrier } from '../core/tracing.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
 import { TOOL_NAME, upstreamAudience, upstreamDestination, type GatewayConfig } from './config.js';
 import { Decider, describeVerdict, type Verdict } from './decide.js';
@@ -249,8 +250,20 @@ export class McpGateway {
     return { content: [{ type: 'text', text: this.redactor.redact(describeVerdict(tool, v)) }], structuredContent: decision, isError: true, _meta: decision };
   }
 
-  /** Decides and, on allow, forwards one call. */
-  async callTool(token: string | undefined, name: string, rawArgs: unknown, signal?: AbortSignal): Promise<CallToolResult> {
+  /**
+   * Decides and, on allow, forwards one call. `meta` is the request's `_meta`: its W3C
+   * `traceparent` (and `tracestate`) continue the client's trace through the gateway to
+   * Writ (HTTP headers) and to the upstream (its `_meta`); with tracing on, the call is a
+   * span of its own, the upstream call a child span.
+   */
+  async callTool(token: string | undefined, name: string, rawArgs: unknown, signal?: AbortSignal, meta?: Record<string, unknown>): Promise<CallToolResult> {
+    if (!tracingOn()) return this.callToolTraced(token, name, rawArgs, signal, carrierOnward(meta));
+    return inSpan('gateway tools/call', { kind: SpanKind.SERVER, parent: contextOf(meta ?? {}) }, () => this.callToolTraced(token, name, rawArgs, signal, null));
+  }
+
+  /** `passOn`: the incoming trace context to send onward (tracing off), or null (on: the active span's) */
+  private async callToolTraced(token: string | undefined, name: string, rawArgs: unknown, signal: AbortSignal | undefined, passOn: TraceCarrier | null): Promise<CallToolResult> {
+    const onward = (): TraceCarrier => passOn ?? carrierOnward(undefined);
     if (!token) throw new McpError(ErrorCode.InvalidRequest, 'no task token: the gateway needs the agent\'s task token');
     const dot = name.indexOf('.');
     const upstream = dot > 0 ? this.upstreams.get(name.slice(0, dot)) : undefined;
@@ -265,6 +278,8 @@ export class McpGateway {
     }
     const entry = catalog.get(local);
     if (!entry || !TOOL_NAME.test(name)) throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name.slice(0, 200)}\``);
+    // a tool of the catalog: its name may go on the span (unknown names never do)
+    annotate({ 'writ.tool': name });
     const st = this.pins.status(upstream.name, entry.tool, entry.digest);
     if (st !== 'pinned') {
       this.noteUnpinned(upstream.name, local, st, entry.digest);
@@ -288,22 +303,27 @@ export class McpGateway {
     // configuration's labels there), so no caller chooses the labels it is judged by.
     let verdict: Verdict;
     try {
-      verdict = await this.decider.decide(token, action);
+      verdict = await this.decider.decide(token, action, onward());
     } catch (err) {
       this.log('authorize_failed', { tool: name, error: err instanceof AuthorizerError ? err.code : 'error' });
       throw this.authError(err);
     }
     if (verdict.kind !== 'allow') {
+      annotate({ 'writ.decision': verdict.kind, 'writ.decision_id': verdict.decisionId });
       this.log('call_refused', { tool: name, decision: verdict.kind, decision_id: verdict.decisionId });
       return this.verdictResult(name, verdict);
     }
 
-    const meta = upstream.config.forward_action_token ? { [META_ACTION_TOKEN]: verdict.actionToken } : undefined;
+    annotate({ 'writ.decision': 'allow', 'writ.decision_id': verdict.decisionId });
     let result: CallToolResult;
     const upstreamStart = performance.now();
     const upstreamSeconds = () => (performance.now() - upstreamStart) / 1000;
     try {
-      result = await upstream.call(local, args, meta, signal);
+      // the upstream call: a child span (tracing on), its context in `_meta` beside the action token
+      result = await inSpan('gateway upstream', { kind: SpanKind.CLIENT, attributes: { 'writ.tool': name } }, () => {
+        const meta = { ...onward(), ...(upstream.config.forward_action_token ? { [META_ACTION_TOKEN]: verdict.actionToken } : {}) };
+        return upstream.call(local, args, Object.keys(meta).length > 0 ? meta : undefined, signal);
+      });
       this.metrics.upstreamSeconds.observe({ tool: name, result: result.isError ? 'tool_error' : 'ok' }, upstreamSeconds());
     } catch (err) {
       this.metrics.upstreamSeconds.observe({ tool: name, result: 'failed' }, upstreamSeconds());
@@ -344,7 +364,7 @@ export class McpGateway {
   createServer(tokenOf: TokenOf): Server {
     const server = new Server({ name: 'writ-gateway', version: GATEWAY_VERSION }, { capabilities: { tools: { listChanged: true } } });
     server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => ({ tools: await this.listTools(tokenOf(extra)) }));
-    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => this.callTool(tokenOf(extra), req.params.name, req.params.arguments, extra.signal));
+    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => this.callTool(tokenOf(extra), req.params.name, req.params.arguments, extra.signal, req.params._meta));
     this.servers.add(server);
     server.onclose = () => this.servers.delete(server);
     return server;

@@ -1,6 +1,7 @@
 import { verifyDpopProof } from '../tokens/dpop.js';
 import { authenticateTaskRequest, verifyTaskRequest } from './task-auth.js';
 import { stageEnd } from '../core/stage-profile.js';
+import { nameServerSpan, serverSpan, tracingOn } from '../core/tracing.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -380,7 +381,12 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   /** `credential:kind:id` as audit data: the principal's id, never the token. */
   const credentialData = (key: string) => ({ credential: key.slice(0, 300) });
 
+  // tracing on: one server span per request, continuing its `traceparent` (src/core/tracing.ts)
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return tracingOn() ? serverSpan(req, res, () => serveRequest(req, res)) : serveRequest(req, res);
+  };
+
+  async function serveRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const startedAt = performance.now();
     // the route's template, not the raw path: ids and junk paths never become labels
     let routeName = 'unmatched';
@@ -426,6 +432,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
         }
         oauth = r.oauth ?? false;
         routeName = r.path;
+        nameServerSpan(r.method, r.path);
         const params = m.slice(1).map(decodePathParam);
         await r.handler({ req, res, params, url });
         return;
@@ -449,7 +456,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       // A body we did not read would be left in the socket; drain or close.
       if (!req.complete) req.resume();
     }
-  };
+  }
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PoolStats } from '../store/store.js';
+import { stageSpan } from '../core/tracing.js';
 
 /**
  * The service's Prometheus metrics (prom-client, a registry of its own: two Writ
@@ -11,7 +12,7 @@ import type { PoolStats } from '../store/store.js';
  * caller cannot grow the series count or read anything private from a scrape. A reason
  * code that is not a plain snake_case word is counted as `other`.
  */
-export const DECISION_STAGES = ['authenticate', 'cedar', 'commit', 'total'] as const;
+export const DECISION_STAGES = ['authenticate', 'cedar', 'sign', 'commit', 'total'] as const;
 export type DecisionStage = (typeof DECISION_STAGES)[number];
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -30,7 +31,7 @@ export class WritMetrics {
   });
   readonly stageSeconds = new Histogram({
     name: 'writ_decision_stage_duration_seconds',
-    help: 'Wall-clock time of the stages of POST /v1/authorize: authenticate, cedar, commit and total.',
+    help: 'Wall-clock time of the stages of POST /v1/authorize: authenticate, cedar, sign (an allow\'s action token), commit (an allow\'s write) and total.',
     labelNames: ['stage'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
@@ -103,8 +104,12 @@ export class WritMetrics {
     this.decisions.inc({ result: labelValue(result), reason: reasonCode === undefined ? 'none' : labelValue(reasonCode) });
   }
 
-  /** Seconds since `startMs` (a `performance.now()` reading) into the stage's histogram. */
+  /**
+   * Seconds since `startMs` (a `performance.now()` reading) into the stage's histogram;
+   * with tracing on, the same interval as a child span of the decision (src/core/tracing.ts).
+   */
   observeStage(stage: DecisionStage, startMs: number): void {
     this.stageSeconds.observe({ stage }, (performance.now() - startMs) / 1000);
+    stageSpan(stage, startMs);
   }
 }

@@ -1,4 +1,6 @@
 import { stageEnd, stageStart } from '../core/stage-profile.js';
+import { inSpan, tracingOn } from '../core/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { DpopError, DpopNonces, DpopReplayCache } from '../tokens/dpop.js';
 import { AuditBatcher } from '../audit/audit-batcher.js';
@@ -894,9 +896,21 @@ export class Writ {
    */
   async authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
     stageStart();
+    // tracing on: the decision's span, parent of the stage spans (policy, sign, store)
+    if (tracingOn()) return inSpan('writ.authorize', { attributes: { 'writ.agent_id': ctx.agent.id, 'writ.tool': action.tool } }, (span) => this.authorizeNow(ctx, action, span));
+    return this.authorizeNow(ctx, action, null);
+  }
+
+  private async authorizeNow(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput, span: Span | null): Promise<AuthorizeResult> {
     // A task already over its refusal rate is answered at once, before any policy work.
     await this.refuseOverRate(ctx, this.taskRefusals.check(ctx.task.id));
-    return this.decideAction(ctx, action);
+    const result = await this.decideAction(ctx, action);
+    span?.setAttributes({
+      'writ.decision': result.decision,
+      'writ.decision_id': result.decision_id,
+      ...(result.decision === 'deny' && result.reasons[0] ? { 'writ.reason': result.reasons[0].code } : {}),
+    });
+    return result;
   }
 
   /**
@@ -1062,7 +1076,9 @@ export class Writ {
       ...(options.approval ? { approval_id: options.approval.id } : {}),
       ...(options.breakGlassId ? { break_glass: true as const } : {}),
     };
+    const signStart = performance.now();
     const token = this.keys.signJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
+    this.metrics.observeStage('sign', signStart);
     stageEnd('sign');
     const approvalRef = options.approval ? { approval_id: options.approval.id } : {};
     const flags = { ...approvalRef, ...(options.breakGlassId ? { break_glass: true, break_glass_id: options.breakGlassId } : {}) };

@@ -51,8 +51,11 @@ export interface ApiCall {
   query?: Record<string, string | number | undefined>;
   /** this call's timeout (default: the client's) */
   timeoutMs?: number;
-  /** conditional-request headers (`If-Match`, RFC 9110 §13.1) and `Prefer` (RFC 7240); the ones set above win */
-  headers?: { 'if-match'?: string; prefer?: string };
+  /**
+   * conditional-request headers (`If-Match`, RFC 9110 §13.1), `Prefer` (RFC 7240) and W3C
+   * Trace Context (`traceparent`, `tracestate`); the ones set above win
+   */
+  headers?: { 'if-match'?: string; prefer?: string; traceparent?: string; tracestate?: string };
 }
 
 export interface ApiResponse {
@@ -131,6 +134,8 @@ export class WritClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (call.headers?.['if-match'] !== undefined) headers['if-match'] = call.headers['if-match'];
     if (call.headers?.prefer !== undefined) headers.prefer = call.headers.prefer;
+    if (call.headers?.traceparent !== undefined) headers.traceparent = call.headers.traceparent;
+    if (call.headers?.tracestate !== undefined) headers.tracestate = call.headers.tracestate;
     if (call.token) headers.authorization = `${call.dpop === undefined ? 'Bearer' : 'DPoP'} ${call.token}`;
     if (call.dpop !== undefined) headers.dpop = call.dpop;
     let body: string | undefined;
