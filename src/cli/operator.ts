@@ -1,11 +1,12 @@
 import { parseArgs, positionals, requireFlag, requireList, UsageError } from './args.js';
 import { baseUrl, CONNECTION, operatorToken, print, request, seg } from './client.js';
 import { group } from './command.js';
+import { recoverOperator } from './operator-recover.js';
 import { OPERATOR_USAGE } from './usage.js';
 
 const ROLES = ['admin', 'approver', 'auditor', 'requester'];
 
-/** `writ operator create|list|disable|rotate`: operators and their tokens (a new token is shown once). */
+/** `writ operator create|list|disable|rotate|recover`: operators and their tokens (a new token is shown once). */
 export const operator = group('operator', OPERATOR_USAGE, {
   async create(argv) {
     const args = parseArgs(argv, { values: [...CONNECTION, 'name'], lists: ['role'] });
@@ -31,4 +32,5 @@ export const operator = group('operator', OPERATOR_USAGE, {
     const [id] = positionals(args, ['ID']);
     print(await request(baseUrl(args), 'POST', `/v1/operators/${seg(id!)}/rotate`, { token: operatorToken(args) }));
   },
+  recover: recoverOperator,
 });

@@ -93,6 +93,9 @@ export const OPERATOR_USAGE: Record<string, string> = {
   list: 'writ operator list   (each operator with its status and token expiry)',
   disable: 'writ operator disable ID   (its token stops working; the last enabled admin cannot be disabled)',
   rotate: 'writ operator rotate ID   (a new token, shown once; the old one stops working)',
+  recover:
+    'writ operator recover --name NAME [--data-dir .writ] [--config FILE]   (no admin token works any more: a new admin written\n' +
+    '    straight into the store on this host, token shown once, audited as operator.recovered; PostgreSQL when WRIT_DATABASE_URL is set)',
 };
 
 export const SINGLE_USAGE: Record<string, string> = {
