@@ -119,7 +119,7 @@ for (const { backend, skip } of backends()) {
       // a P-256 thief
       const p256 = await proofKey('ES256');
       assertProofRefused(await b.authorize(await proof(p256, 'POST', `${env.url}/v1/authorize`, { ath: accessTokenHash(b.token) })), 'a P-256 proof from another key');
-      // the gateways send no proofs yet: a bound token fails closed there, in both modes
+      // a gateway holding neither the key nor a proof checked at its edge fails closed, in both modes (test/gateway-dpop.test.ts)
       const current = await call(env, 'GET', '/v1/tasks/current', `Bearer ${b.token}`, undefined);
       assert.equal(current.status, 401, 'the HTTP gateway\'s task check (GET /v1/tasks/current as Bearer) refuses it');
       const inProcess = new InProcessAuthorizer(env.writ);

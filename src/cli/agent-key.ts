@@ -1,5 +1,6 @@
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import { DpopKey } from '@writ/sdk';
 import { UsageError } from './args.js';
 import { CliError } from './client.js';
 
@@ -91,4 +92,20 @@ export async function readJwks(opts: { jwks?: string; key?: string }): Promise<{
   if (v && typeof v === 'object' && Array.isArray(v.keys)) return v as { keys: JWK[] };
   if (v && typeof v === 'object' && typeof v.kty === 'string') return { keys: [v as JWK] };
   throw new CliError('invalid_jwks', `\`${opts.jwks}\` is neither a JWKS (\`{"keys": [...]}\`) nor a JWK`);
+}
+
+/**
+ * The agent's DPoP key (RFC 9449) from a private JWK file (`writ agent keygen` writes
+ * one): for `writ token --dpop-key` and the gateways' `writ.dpop_key_file`/`--dpop-key`.
+ */
+export async function loadDpopKey(path: string): Promise<DpopKey> {
+  const jwk = readJsonFile(path, 'DPoP key file') as JWK;
+  if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw new CliError('invalid_key', `DPoP key file \`${path}\` is not a JWK`);
+  if (typeof jwk.d !== 'string') throw new CliError('invalid_key', `DPoP key file \`${path}\` holds no private key (\`d\`)`);
+  algOf(jwk, path);
+  try {
+    return await DpopKey.fromJwk(jwk);
+  } catch (err) {
+    throw new CliError('invalid_key', `DPoP key file \`${path}\` does not import: ${(err as Error).message}`);
+  }
 }

@@ -1,4 +1,4 @@
-import { WritApiError, WritClient } from '@writ/sdk';
+import { sendWithDpop, WritApiError, WritClient, type DpopKey } from '@writ/sdk';
 import { formatDiagnostic, type PolicyDiagnostic } from '../policy/diagnostics.js';
 import { WritError, type ErrorCode } from '../core/errors.js';
 import { flag, UsageError, type ParsedArgs } from './args.js';
@@ -60,10 +60,39 @@ export async function request(base: string, method: string, path: string, opts: 
   try {
     return await new WritClient({ url: base, timeoutMs: TIMEOUT_MS }).request({ method, path, ...opts });
   } catch (err) {
-    if (!(err instanceof WritApiError)) throw err;
-    // the CLI's own codes for the transport failures: `timeout`, `connection_failed`
-    if (err.code === 'unreachable') throw new CliError('connection_failed', err.message);
-    throw new CliError(err.code, err.message, { status: err.status, details: err.details, notes: notesFrom(err.details) });
+    throw cliErrorOf(err);
+  }
+}
+
+function cliErrorOf(err: unknown): unknown {
+  if (!(err instanceof WritApiError)) return err;
+  // the CLI's own codes for the transport failures: `timeout`, `connection_failed`
+  if (err.code === 'unreachable') return new CliError('connection_failed', err.message);
+  return new CliError(err.code, err.message, { status: err.status, details: err.details, notes: notesFrom(err.details) });
+}
+
+/**
+ * `request` with a DPoP proof (RFC 9449) by `key` for Writ's URL of the path (its issuer,
+ * from its metadata), bound to `opts.token` when given; sent once more with Writ's nonce
+ * when it asks for one (§8, §9). `body(attempt)` builds each attempt's form (a client
+ * assertion is single-use, so a retry needs a new one).
+ */
+export async function requestDpop(base: string, key: DpopKey, method: string, path: string, opts: { token?: string; json?: unknown; form?: (attempt: number) => Promise<Record<string, string>> }): Promise<any> {
+  const meta = await request(base, 'GET', '/.well-known/oauth-authorization-server');
+  if (typeof meta?.issuer !== 'string') throw new CliError('bad_response', 'the server metadata names no `issuer`');
+  const client = new WritClient({ url: base, timeoutMs: TIMEOUT_MS });
+  let attempt = 0;
+  try {
+    const r = await sendWithDpop(key, { method, url: `${meta.issuer}${path}`, accessToken: opts.token }, async (dpop) =>
+      client.send({ method, path, token: opts.token, json: opts.json, form: opts.form ? await opts.form(attempt++) : undefined, dpop }),
+    );
+    if (r.status >= 200 && r.status < 300 && r.body !== undefined) return r.body;
+    const e = r.body?.error;
+    if (e && typeof e === 'object' && typeof e.code === 'string') throw new CliError(e.code, String(e.message ?? `${method} ${path} answered ${r.status}`), { status: r.status, details: e.details, notes: notesFrom(e.details) });
+    if (typeof e === 'string') throw new CliError(e, String(r.body.error_description ?? `${method} ${path} answered ${r.status}`), { status: r.status });
+    throw new CliError(`http_${r.status}`, `${method} ${path} answered ${r.status}`, { status: r.status });
+  } catch (err) {
+    throw cliErrorOf(err);
   }
 }
 

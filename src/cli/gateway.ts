@@ -38,8 +38,15 @@ function untilStopped(close: () => Promise<void>, extra?: Promise<void>): Promis
   });
 }
 
+/** The agent's DPoP key: `--dpop-key FILE`, else the configuration's `writ.dpop_key_file` (relative to it). */
+async function dpopKeyOf(args: ReturnType<typeof parseArgs>, config: { baseDir: string; writ: { dpop_key_file?: string } }) {
+  const [{ resolvePath }, { loadDpopKey }] = await Promise.all([import('../gateway/config.js'), import('./agent-key.js')]);
+  const file = flag(args, 'dpop-key') ?? (config.writ.dpop_key_file ? resolvePath(config.baseDir, config.writ.dpop_key_file) : undefined);
+  return file === undefined ? undefined : loadDpopKey(file);
+}
+
 async function mcp(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['config', 'host', 'port'], switches: ['stdio'] });
+  const args = parseArgs(argv, { values: ['config', 'host', 'port', 'dpop-key'], switches: ['stdio'] });
   positionals(args, []);
   const [{ loadGatewayConfig }, { HttpAuthorizer }, { McpGateway }, serve] = await Promise.all([
     import('../gateway/config.js'),
@@ -51,9 +58,11 @@ async function mcp(argv: string[]): Promise<void> {
   const tracing = await gatewayTracing();
   const opName = config.writ.operator_token_env;
   const operatorToken = opName ? process.env[opName] : undefined;
-  const authorizer = new HttpAuthorizer({ url: config.writ.url, operatorToken, timeoutMs: config.writ.timeout_ms });
+  const dpopKey = await dpopKeyOf(args, config);
+  const authorizer = new HttpAuthorizer({ url: config.writ.url, operatorToken, timeoutMs: config.writ.timeout_ms, dpopKey });
   // the CLI is the edge: the gateway resolves its `{"env": NAME}` references in the environment given here
   const gw = new McpGateway({ config, authorizer, env: process.env });
+  if (dpopKey) gw.log('dpop_key', { jkt: dpopKey.jkt });
   if (opName && !operatorToken) gw.log('operator_token_missing', { env: opName, note: 'tools/list is not narrowed to the task scope' });
   else if (!opName) gw.log('no_operator_token', { note: 'tools/list is not narrowed to the task scope (set writ.operator_token_env)' });
   if (gw.pins.count === 0) gw.log('no_pins', { path: config.pins_file, note: 'no tool is approved: run `writ gateway tools approve`' });
@@ -83,6 +92,7 @@ async function mcp(argv: string[]): Promise<void> {
     sessionCheckSeconds: config.session_check_seconds,
     idleSeconds: config.session_idle_seconds,
     metricsToken,
+    publicUrl: config.listen?.public_url ? `${config.listen.public_url.replace(/\/+$/, '')}${config.listen.path}` : undefined,
   });
   gw.log('listening', { url: running.url, authorizer: authorizer.mode });
   console.log(`writ gateway listening on ${running.url}`);
@@ -94,7 +104,7 @@ async function mcp(argv: string[]): Promise<void> {
 }
 
 async function httpProxy(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['config', 'host', 'port'] });
+  const args = parseArgs(argv, { values: ['config', 'host', 'port', 'dpop-key'] });
   positionals(args, []);
   const [{ loadProxyConfig }, { HttpAuthorizer }, { HttpProxy }] = await Promise.all([
     import('../gateway/config.js'),
@@ -103,10 +113,10 @@ async function httpProxy(argv: string[]): Promise<void> {
   ]);
   const config = loadProxyConfig(requireFlag(args, 'config'));
   const tracing = await gatewayTracing();
-  const authorizer = new HttpAuthorizer({ url: config.writ.url, timeoutMs: config.writ.timeout_ms });
+  const authorizer = new HttpAuthorizer({ url: config.writ.url, timeoutMs: config.writ.timeout_ms, dpopKey: await dpopKeyOf(args, config) });
   const metricsToken = process.env.WRIT_METRICS_TOKEN || undefined;
   if (metricsToken !== undefined && metricsToken.length < 32) throw new UsageError('WRIT_METRICS_TOKEN must be at least 32 characters (`openssl rand -base64 32`)');
-  const proxy = new HttpProxy({ config, authorizer, metricsToken, env: process.env });
+  const proxy = new HttpProxy({ config, authorizer, metricsToken, env: process.env, publicUrl: config.listen?.public_url });
   const running = await proxy.listen(flag(args, 'host') ?? config.listen?.host ?? '127.0.0.1', intFlag(args, 'port') ?? config.listen?.port ?? 8091);
   proxy.log('listening', { url: running.url, routes: config.routes.map((r) => r.name) });
   console.log(`writ gateway http listening on ${running.url}`);

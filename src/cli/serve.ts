@@ -146,8 +146,9 @@ export async function serve(argv: string[]): Promise<void> {
       import('../gateway/mcp-serve.js'),
     ]);
     const config = loadGatewayConfig(gatewayConfig);
-    // secret references resolve in the process's environment, read here at the edge (the gateway reads none)
-    const gw = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ), env: process.env });
+    // secret references resolve in the process's environment, read here at the edge (the gateway reads none);
+    // the HTTP edge checks a bound token's DPoP proof against the gateway's URL before any call (src/gateway/dpop-edge.ts)
+    const gw = new McpGateway({ config, authorizer: new InProcessAuthorizer(writ, { dpopProvenAtEdge: true }), env: process.env });
     await gw.start();
     const running = await serveMcpHttp(gw, {
       host: config.listen?.host ?? host,
@@ -159,6 +160,7 @@ export async function serve(argv: string[]): Promise<void> {
       sessionCheckSeconds: config.session_check_seconds,
       idleSeconds: config.session_idle_seconds,
       metricsToken: env.WRIT_METRICS_TOKEN || undefined,
+      publicUrl: config.listen?.public_url ? `${config.listen.public_url.replace(/\/+$/, '')}${config.listen.path}` : undefined,
     });
     gw.log('listening', { url: running.url, authorizer: 'in-process' });
     console.log(`writ gateway (in-process) listening on ${running.url}`);

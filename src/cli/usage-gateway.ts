@@ -2,11 +2,12 @@
 
 export const GATEWAY_USAGE: Record<string, string> = {
   mcp:
-    'writ gateway mcp --config FILE [--stdio] [--host H] [--port P]\n' +
+    'writ gateway mcp --config FILE [--stdio] [--host H] [--port P] [--dpop-key FILE]\n' +
     '    the MCP gateway: streamable HTTP on listen.host:listen.port + listen.path (agents send\n' +
-    '    `Authorization: Bearer <task token>`), or with --stdio one agent on stdin/stdout whose task\n' +
-    '    token is in WRIT_TASK_TOKEN (writ.task_token_env) or writ.task_token_file',
-  http: 'writ gateway http --config FILE [--host H] [--port P]\n    the HTTP tool proxy (routes -> upstreams, each request authorized)',
+    '    `Authorization: Bearer <task token>`, or `DPoP` with a proof for a bound one), or with --stdio\n' +
+    '    one agent on stdin/stdout whose task token is in WRIT_TASK_TOKEN (writ.task_token_env) or\n' +
+    '    writ.task_token_file; --dpop-key (writ.dpop_key_file): the agent\'s DPoP key, for tokens bound to it',
+  http: 'writ gateway http --config FILE [--host H] [--port P] [--dpop-key FILE]\n    the HTTP tool proxy (routes -> upstreams, each request authorized)',
   tools:
     'writ gateway tools approve --config FILE [--upstream NAME ...] [--tool UPSTREAM.TOOL ...]\n' +
     '    connects to the upstreams, lists their tools and pins them (writes pins_file)\n' +

@@ -99,10 +99,13 @@ export const OPERATOR_USAGE: Record<string, string> = {
 };
 
 export const SINGLE_USAGE: Record<string, string> = {
-  token: 'writ token --agent ID --key FILE --task TASK_ID\n    signs an RFC 7523 client assertion with the private JWK in FILE and exchanges it for a task token',
-  authorize: 'writ authorize --task-token T --tool NAME --audience AUD [--args JSON] [--resource R] [--destination D]',
+  token:
+    'writ token --agent ID --key FILE --task TASK_ID [--dpop-key FILE]\n' +
+    '    signs an RFC 7523 client assertion with the private JWK in FILE and exchanges it for a task token;\n' +
+    '    --dpop-key: bound to that key (RFC 9449 DPoP, `token_type: DPoP`), usable only with proofs by it',
+  authorize: 'writ authorize --task-token T --tool NAME --audience AUD [--args JSON] [--resource R] [--destination D] [--dpop-key FILE]',
   consume: 'writ consume --action-token T --audience AUD',
-  outcome: 'writ outcome --task-token T --decision ID --status succeeded|failed [--detail TEXT]',
+  outcome: 'writ outcome --task-token T --decision ID --status succeeded|failed [--detail TEXT] [--dpop-key FILE]',
   introspect: 'writ introspect TOKEN',
   delegate:
     'writ delegate --task-token T --task PARENT_ID --agent ID --intent TEXT --tool PATTERN [--tool ...] --ttl SECONDS --max-actions N\n' +

@@ -1,5 +1,5 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { WritApiError, WritClient } from '@writ/sdk';
+import { DpopNonces, sendWithDpop, WritApiError, WritClient, type ApiCall, type ApiResponse, type DpopKey } from '@writ/sdk';
 import { WritError } from '../core/errors.js';
 import type { TraceCarrier } from '../core/tracing.js';
 import type { Writ } from '../service/writ.js';
@@ -118,6 +118,25 @@ function errorOf(status: number, body: any, what: string): AuthorizerError {
   return new AuthorizerError(status >= 500 ? 'writ_unavailable' : `http_${status}`, `${what} answered ${status}`, status);
 }
 
+/**
+ * The key a task token is bound to (RFC 9449 §6.1 `cnf.jkt`), read without verifying:
+ * only to pick how to present the token (`DPoP` with a proof, or `Bearer`); Writ verifies
+ * the token, and a forged `cnf` fails its signature there.
+ */
+export function boundKeyOf(token: string): string | undefined {
+  const jkt = peekClaims(token)?.cnf?.jkt;
+  return typeof jkt === 'string' ? jkt : undefined;
+}
+
+/** A bound token whose key the gateway holds no proof for: the request is refused (401). */
+function keyNotHeld(): AuthorizerError {
+  return new AuthorizerError(
+    'invalid_token',
+    'the task token is bound to a key (DPoP) this gateway does not hold: give the gateway the agent\'s DPoP key (`writ.dpop_key_file` or `--dpop-key`), or send the token with a proof to a gateway that checks it',
+    401,
+  );
+}
+
 function unreachable(err: unknown): AuthorizerError {
   // the client's `timeout`/`unreachable` carries the socket's error (ECONNREFUSED, ETIMEDOUT…)
   const e = (err instanceof WritApiError && err.cause ? err.cause : err) as NodeJS.ErrnoException;
@@ -125,7 +144,7 @@ function unreachable(err: unknown): AuthorizerError {
 }
 
 /** Decodes a JWT payload without verifying it (to route by task id; Writ verifies). */
-export function peekClaims(token: string): { sub?: string; txn?: string; exp?: number } | null {
+export function peekClaims(token: string): { sub?: string; txn?: string; exp?: number; cnf?: { jkt?: unknown } } | null {
   const parts = token.split('.');
   if (parts.length !== 3) return null;
   try {
@@ -149,7 +168,16 @@ export class HttpAuthorizer implements Authorizer {
   private issuer: string | null = null;
   private readonly tasks = new Map<string, { view: TaskView; until: number }>();
 
-  constructor(private readonly opts: { url: string; operatorToken?: string; timeoutMs?: number }) {
+  /** the last `DPoP-Nonce` Writ gave (RFC 9449 §8) */
+  private readonly nonces = new DpopNonces();
+
+  /**
+   * `dpopKey`: the agent's DPoP key (RFC 9449), which the gateway holds for it: a task
+   * token bound to it is sent as `Authorization: DPoP` with a fresh proof for Writ's URL
+   * on every call (and once more with Writ's nonce when Writ asks for one). A token bound
+   * to another key is refused (401 `invalid_token`) before anything is sent.
+   */
+  constructor(private readonly opts: { url: string; operatorToken?: string; timeoutMs?: number; dpopKey?: DpopKey }) {
     // node:http with keep-alive: the gateway calls Writ on every tool call, and `fetch`
     // costs more per request than the decision itself
     this.client = new WritClient({ url: opts.url, timeoutMs: opts.timeoutMs ?? 10_000, http: { keepAlive: true, maxSockets: 64 }, maxResponseBytes: 4 << 20 });
@@ -161,9 +189,19 @@ export class HttpAuthorizer implements Authorizer {
   }
 
   private async call(method: string, path: string, token: string | undefined, json: unknown, what: string, timeoutMs?: number, headers?: { prefer?: string } & TraceCarrier): Promise<{ status: number; body: any }> {
+    const r = await this.send({ method, path, token, json, timeoutMs, ...(headers ? { headers } : {}) });
+    return { status: r.status, body: r.body };
+  }
+
+  /** One call to Writ: a bound task token goes as `DPoP` with a proof by the held key, any other token as `Bearer`. */
+  private async send(call: ApiCall): Promise<ApiResponse> {
+    const jkt = call.token === undefined ? undefined : boundKeyOf(call.token);
+    if (jkt !== undefined && this.opts.dpopKey?.jkt !== jkt) throw keyNotHeld();
+    const url = jkt === undefined ? '' : `${await this.getIssuer()}${call.path}`;
     try {
-      const r = await this.client.send({ method, path, token, json, timeoutMs, ...(headers ? { headers } : {}) });
-      return { status: r.status, body: r.body };
+      if (jkt === undefined) return await this.client.send(call);
+      // htu is Writ's issuer and the path: the URL Writ checks proofs against
+      return await sendWithDpop(this.opts.dpopKey!, { method: call.method, url, accessToken: call.token }, (dpop) => this.client.send({ ...call, dpop }), this.nonces);
     } catch (err) {
       throw unreachable(err);
     }
@@ -187,6 +225,9 @@ export class HttpAuthorizer implements Authorizer {
     try {
       const { payload } = await jwtVerify(taskToken, this.jwks, { algorithms: ['EdDSA'], typ: TASK_TYP, issuer, audience: issuer });
       if (typeof payload.sub !== 'string' || typeof payload.txn !== 'string') throw new AuthorizerError('invalid_token', 'the task token lacks `sub` or `txn`', 401);
+      // a token bound to a key the gateway holds no proof for would fail at every call
+      const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
+      if (jkt !== undefined && jkt !== this.opts.dpopKey?.jkt) throw keyNotHeld();
       sub = payload.sub;
       txn = payload.txn;
     } catch (err) {
@@ -246,7 +287,11 @@ export class HttpAuthorizer implements Authorizer {
   }
 
   async approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
-    return readApproval(this.client, taskToken, approvalId, waitSeconds);
+    const wait = Math.max(0, Math.min(30, Math.floor(waitSeconds)));
+    const r = await this.send({ method: 'GET', path: `/v1/approvals/${encodeURIComponent(approvalId)}${wait > 0 ? `?wait=${wait}` : ''}`, token: taskToken, timeoutMs: (wait + 10) * 1000 });
+    if (r.status === 404 && r.body?.error?.code === 'not_found') throw new AuthorizerError('approvals_unavailable', 'this Writ does not serve approvals', 404);
+    if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/approvals/{id}');
+    return approvalStatusOf(r.body);
   }
 
   /** `GET /v1/tool-labels` with the operator token; null without one. */
@@ -271,19 +316,6 @@ export class HttpAuthorizer implements Authorizer {
   }
 }
 
-async function readApproval(client: WritClient, taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
-  const wait = Math.max(0, Math.min(30, Math.floor(waitSeconds)));
-  let r;
-  try {
-    r = await client.send({ method: 'GET', path: `/v1/approvals/${encodeURIComponent(approvalId)}${wait > 0 ? `?wait=${wait}` : ''}`, token: taskToken, timeoutMs: (wait + 10) * 1000 });
-  } catch (err) {
-    throw unreachable(err);
-  }
-  if (r.status === 404 && r.body?.error?.code === 'not_found') throw new AuthorizerError('approvals_unavailable', 'this Writ does not serve approvals', 404);
-  if (r.status !== 200) throw errorOf(r.status, r.body, 'GET /v1/approvals/{id}');
-  return approvalStatusOf(r.body);
-}
-
 function approvalStatusOf(body: any): ApprovalStatus {
   const status = body?.status;
   if (typeof status !== 'string') throw new AuthorizerError('bad_response', 'Writ answered an approval without a status');
@@ -303,6 +335,7 @@ function toolLabelEntries(list: unknown): ToolLabelEntry[] {
 }
 
 function fromWrit(err: unknown): never {
+  if (err instanceof AuthorizerError) throw err;
   if (err instanceof WritError) throw new AuthorizerError(err.code, err.expose ? err.message : 'Writ failed', err.status);
   throw new AuthorizerError('writ_unavailable', 'Writ failed to decide');
 }
@@ -311,7 +344,28 @@ function fromWrit(err: unknown): never {
 export class InProcessAuthorizer implements Authorizer {
   readonly mode = 'in-process' as const;
 
-  constructor(private readonly writ: Writ) {}
+  /**
+   * A DPoP-bound task token (RFC 9449) is taken only with proof of its key: `dpopKey`,
+   * the agent's key the gateway holds, or `dpopProvenAtEdge`, set by a gateway whose
+   * edge checks the client's proof against its own URL before any call comes here
+   * (the HTTP gateway, src/gateway/dpop-edge.ts). Without either it fails closed.
+   */
+  constructor(
+    private readonly writ: Writ,
+    private readonly opts: { dpopKey?: DpopKey; dpopProvenAtEdge?: boolean } = {},
+  ) {}
+
+  /** The proof of possession to present with `taskToken` (null for an unbound token). */
+  private proven(taskToken: string): { jkt: string } | null {
+    const jkt = boundKeyOf(taskToken);
+    if (jkt === undefined) return null;
+    if (this.opts.dpopProvenAtEdge || this.opts.dpopKey?.jkt === jkt) return { jkt };
+    throw keyNotHeld();
+  }
+
+  private authenticate(taskToken: string) {
+    return this.writ.authenticateTask(taskToken, this.proven(taskToken));
+  }
 
   onTasksEnded(listener: (taskIds: string[]) => void): () => void {
     return this.writ.onTasksEnded(listener);
@@ -319,7 +373,7 @@ export class InProcessAuthorizer implements Authorizer {
 
   async task(taskToken: string): Promise<TaskView> {
     try {
-      const { task, agent } = await this.writ.authenticateTask(taskToken);
+      const { task, agent } = await this.authenticate(taskToken);
       return { taskId: task.id, agentId: agent.id, scope: { tools: task.scope.tools, resources: task.scope.resources ?? [], destinations: task.scope.destinations ?? [] } };
     } catch (err) {
       return fromWrit(err);
@@ -328,7 +382,7 @@ export class InProcessAuthorizer implements Authorizer {
 
   async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {
     try {
-      const ctx = await this.writ.authenticateTask(taskToken);
+      const ctx = await this.authenticate(taskToken);
       // parsed as the HTTP edge parses it: the same 400s in both modes, nothing unchecked reaches Writ
       return checkDecision(await this.writ.authorize(ctx, parse(authorizeSchema, action)));
     } catch (err) {
@@ -339,7 +393,10 @@ export class InProcessAuthorizer implements Authorizer {
 
   async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     try {
+      const proven = this.proven(taskToken);
       const principal = await this.writ.verifyTaskToken(taskToken);
+      // the outcome route's rule (src/server/task-auth.ts): bound and proven, or neither
+      if ((principal.jkt ?? null) !== (proven?.jkt ?? null)) throw new AuthorizerError('invalid_token', 'the task token\'s binding does not match its proof', 401);
       // written with the next decision's commit, which this report does not wait for
       await this.writ.reportOutcome(principal, decisionId, parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) }), { wait: false });
     } catch (err) {
@@ -349,7 +406,7 @@ export class InProcessAuthorizer implements Authorizer {
 
   async approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {
     try {
-      const ctx = await this.writ.authenticateTask(taskToken);
+      const ctx = await this.authenticate(taskToken);
       return approvalStatusOf(await this.writ.approvals.readAsAgent(ctx, approvalId, Math.max(0, Math.min(30, Math.floor(waitSeconds)))));
     } catch (err) {
       if (err instanceof AuthorizerError) throw err;
@@ -359,7 +416,7 @@ export class InProcessAuthorizer implements Authorizer {
 
   async visibleTools(taskToken: string, tools: string[]): Promise<string[]> {
     try {
-      const ctx = await this.writ.authenticateTask(taskToken);
+      const ctx = await this.authenticate(taskToken);
       return await this.writ.visibleTools(ctx, parse(visibleToolsSchema, { tools }).tools);
     } catch (err) {
       return fromWrit(err);

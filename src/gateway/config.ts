@@ -40,6 +40,11 @@ const writSchema = z.strictObject({
   /** stdio mode: a file holding the task token, re-read when it changes (takes precedence) */
   task_token_file: z.string().min(1).optional(),
   timeout_ms: z.number().int().min(100).max(60_000).default(10_000),
+  /**
+   * the agent's DPoP key (RFC 9449), a private JWK file as `writ agent keygen` writes it:
+   * a task token bound to it is presented to Writ with a fresh proof on every call
+   */
+  dpop_key_file: z.string().min(1).optional(),
 });
 
 const headers = z.record(z.string().regex(HEADER_NAME, 'header names are HTTP tokens'), valueRef);
@@ -99,6 +104,12 @@ const listen = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8090),
   path: z.string().startsWith('/').default('/mcp'),
+  /**
+   * the base URL clients address (scheme, host, port; no path), when it is not the
+   * listening address (behind TLS termination or a load balancer): DPoP proofs are checked
+   * against it, and it names the protected resource
+   */
+  public_url: z.url({ protocol: /^https?$/ }).refine((u) => new URL(u).pathname === '/' && !u.includes('?') && !u.includes('#'), 'a base URL without path, query or fragment').optional(),
 });
 
 export const gatewayConfigSchema = z

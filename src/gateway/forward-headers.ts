@@ -27,7 +27,7 @@ export const DEFAULT_FORWARD_HEADERS: readonly string[] = [
 
 /**
  * Never forwarded from the agent:
- * - its own credentials and the proxy's (`Authorization`, `Cookie`, `Proxy-*`, `Writ-Action-Token`);
+ * - its own credentials and the proxy's (`Authorization`, its `DPoP` proof, `Cookie`, `Proxy-*`, `Writ-Action-Token`);
  * - framing, which the proxy sets itself (RFC 9112 §6: `Content-Length`, `Transfer-Encoding`,
  *   `TE`, `Trailer`, `Expect`, `Connection` and the other hop-by-hop headers of RFC 9110 §7.6.1);
  * - encodings: `Accept-Encoding` (the proxy asks for `identity` so it can mask secrets in
@@ -41,6 +41,7 @@ export const DEFAULT_FORWARD_HEADERS: readonly string[] = [
 const NEVER = new Set([
   'host',
   'authorization',
+  'dpop',
   'cookie',
   'writ-action-token',
   'content-length',

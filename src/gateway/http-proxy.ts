@@ -13,7 +13,8 @@ import { Decider, describeVerdict } from './decide.js';
 import { DEFAULT_FORWARD_HEADERS, forwardedHeaders } from './forward-headers.js';
 import { activeCarrier, carrierOnward, nameServerSpan, serverSpan, tracingOn } from '../core/tracing.js';
 import { jsonLog, type Log } from './log.js';
-import { bearerOf } from './mcp-serve.js';
+import { WritError } from '../core/errors.js';
+import { dpopChallenge, DpopEdge } from './dpop-edge.js';
 import { Redactor, resolveValues, type Environment } from './secrets.js';
 import { ProxyMetrics, sendGatewayMetrics } from './proxy-metrics.js';
 
@@ -171,6 +172,11 @@ export interface ProxyOptions {
   env?: Environment;
   /** the bearer token that reads `GET /metrics` (WRIT_METRICS_TOKEN); unset, there is no `/metrics` and the path goes to the routes */
   metricsToken?: string;
+  /**
+   * The proxy's base URL as clients address it (`listen.public_url`); default: the
+   * listening address. DPoP proofs are checked against it and the request's path.
+   */
+  publicUrl?: string;
 }
 
 /**
@@ -190,12 +196,16 @@ export class HttpProxy {
   private readonly decider: Decider;
   private readonly outcomes = new Set<Promise<void>>();
   private secretBufs: Buffer[] = [];
+  private readonly edge = new DpopEdge();
+  /** the base URL clients address (configured, or set by `listen`) */
+  private publicUrl: string;
 
   constructor(readonly opts: ProxyOptions) {
     this.log = opts.log ?? jsonLog(this.redactor);
     this.routes = opts.config.routes.map((r) => compileRoute(r, { baseDir: opts.config.baseDir, redactor: this.redactor, env: opts.env ?? {} }));
     this.secretBufs = this.collectSecrets();
     this.decider = new Decider(opts.authorizer, { waitSeconds: opts.config.approval_wait_seconds });
+    this.publicUrl = (opts.publicUrl ?? '').replace(/\/+$/, '');
   }
 
   private collectSecrets(): Buffer[] {
@@ -258,10 +268,18 @@ export class HttpProxy {
     seen.route = route.cfg.name;
     nameServerSpan(method, route.cfg.name);
 
-    const token = bearerOf(req);
+    let token: string | null;
+    try {
+      // a bound token's proof is checked against the URL the client addressed (RFC 9449 §4.3)
+      token = await this.edge.token(req, `${this.publicUrl}${rawPath}`);
+    } catch (err) {
+      if (!(err instanceof WritError)) throw err;
+      res.setHeader('www-authenticate', dpopChallenge(err.code) ?? 'Bearer realm="writ-proxy", error="invalid_token"');
+      throw new ProxyError(err.status, err.code, err.message);
+    }
     if (!token) {
       res.setHeader('www-authenticate', 'Bearer realm="writ-proxy"');
-      throw new ProxyError(401, 'unauthorized', 'send the task token as `Authorization: Bearer <task token>`');
+      throw new ProxyError(401, 'unauthorized', 'send the task token as `Authorization: Bearer <task token>` (or `DPoP` with a proof when it is bound to a key)');
     }
     if (rawUrl.includes(token) || path.includes(token) || safeDecode(rawUrl).includes(token)) {
       throw new ProxyError(400, 'task_token_in_request', 'the URL carries the task token; it is never passed to a tool');
@@ -500,6 +518,7 @@ export class HttpProxy {
     });
     const addr = server.address() as AddressInfo;
     const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    this.publicUrl ||= `http://${h}:${addr.port}`;
     return {
       url: `http://${h}:${addr.port}`,
       server,

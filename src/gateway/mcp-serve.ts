@@ -6,7 +6,9 @@ import type { AddressInfo } from 'node:net';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { WritError } from '../core/errors.js';
 import { AuthorizerError } from './authorizer.js';
+import { dpopChallenge, DpopEdge } from './dpop-edge.js';
 import {
   BATCH_REFUSED,
   duplicateIdMessage,
@@ -34,14 +36,15 @@ export function bearerOf(req: IncomingMessage): string | null {
   return m ? m[1]! : null;
 }
 
-/** Removes the agent's credentials from a request (headers and raw headers) before anything else reads it. */
+/** Removes the agent's credentials (and its DPoP proof) from a request, headers and raw headers, before anything else reads it. */
 export function stripCredentials(req: IncomingMessage): void {
   delete req.headers.authorization;
   delete req.headers['proxy-authorization'];
+  delete req.headers.dpop;
   const raw = req.rawHeaders;
   for (let i = raw.length - 2; i >= 0; i -= 2) {
     const name = raw[i]!.toLowerCase();
-    if (name === 'authorization' || name === 'proxy-authorization') raw.splice(i, 2);
+    if (name === 'authorization' || name === 'proxy-authorization' || name === 'dpop') raw.splice(i, 2);
   }
 }
 
@@ -76,6 +79,11 @@ export interface McpHttpOptions {
   sessionCheckSeconds?: number;
   /** request bodies past this get 413 */
   maxRequestBytes?: number;
+  /**
+   * The MCP endpoint's URL as clients address it (behind a TLS terminator or a load
+   * balancer); default: the listening address and `path`. DPoP proofs are checked against it.
+   */
+  publicUrl?: string;
 }
 
 export interface RunningHttp {
@@ -130,6 +138,9 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
   const maxBody = opts.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   const idleMs = (opts.idleSeconds ?? 1800) * 1000;
   const checkMs = (opts.sessionCheckSeconds ?? 30) * 1000;
+  const edge = new DpopEdge();
+  /** the endpoint's URL as clients address it (set once listening, unless configured) */
+  let endpointUrl = opts.publicUrl ?? '';
   /** every session, also those still initializing (they count against the limits) */
   const all = new Set<Session>();
   const sessions = new Map<string, Session>();
@@ -175,9 +186,15 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
       return void res.end(body);
     }
     if (url.pathname !== path) return sendJson(res, 404, { error: { code: 'not_found', message: `the MCP endpoint is ${path}` } });
-    const token = bearerOf(req);
     const challenge = { 'www-authenticate': 'Bearer realm="writ-gateway"' };
-    if (!token) return sendJson(res, 401, { error: { code: 'unauthorized', message: 'send the task token as `Authorization: Bearer <task token>`' } }, challenge);
+    let token: string | null;
+    try {
+      token = await edge.token(req, endpointUrl);
+    } catch (err) {
+      if (!(err instanceof WritError)) throw err;
+      return sendJson(res, err.status, { error: { code: err.code, message: err.message } }, { 'www-authenticate': dpopChallenge(err.code) ?? 'Bearer realm="writ-gateway", error="invalid_token"' });
+    }
+    if (!token) return sendJson(res, 401, { error: { code: 'unauthorized', message: 'send the task token as `Authorization: Bearer <task token>` (or `DPoP` with a proof when it is bound to a key)' } }, challenge);
     const sid = req.headers['mcp-session-id'];
     let task;
     try {
@@ -310,6 +327,7 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
   check.unref();
   const addr = http.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  endpointUrl ||= `http://${host}:${addr.port}${path}`;
   return {
     url: `http://${host}:${addr.port}${path}`,
     server: http,

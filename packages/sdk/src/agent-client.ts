@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { WritApiError, WritClient } from './api-client.js';
+import { randomBytes } from 'node:crypto';
+import { calculateJwkThumbprint, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { bodyOf, WritApiError, WritClient } from './api-client.js';
+import { DpopKey, DpopNonces, sendWithDpop } from './dpop.js';
 
 /**
  * A small client for agents: a task token from the agent's private key (an RFC 7523
@@ -51,16 +52,18 @@ export interface AgentClientOptions {
   fetch?: typeof fetch;
   timeoutMs?: number;
   /**
-   * Bind the task token to a key (DPoP, RFC 9449): the client makes a key pair of its own
-   * (Ed25519, in memory, never sent), and every call carries a fresh proof by it, so the
-   * task token alone is useless to anyone who copies it. Server nonces
-   * (`WRIT_DPOP_NONCES=1`) are not handled yet.
+   * Bind the task token to a key (DPoP, RFC 9449): every call carries a fresh proof by
+   * it, so the task token alone is useless to anyone who copies it. `true`: the client
+   * makes a key pair of its own (Ed25519, in memory, never sent); or pass a `DpopKey`
+   * (e.g. `DpopKey.fromJwk`, to share it with a gateway that calls Writ for this agent).
+   * A server nonce challenge (`DPoP-Nonce`, §8/§9) is answered with one retry.
    */
-  dpop?: boolean;
+  dpop?: boolean | DpopKey;
 }
 
 export class WritAgentClient {
-  private dpopKey: Promise<{ key: CryptoKey; jwk: JWK }> | null = null;
+  private dpopKey: Promise<DpopKey> | null = null;
+  private readonly nonces = new DpopNonces();
   private readonly client: WritClient;
   private signer: Promise<{ key: CryptoKey; alg: string; kid?: string }> | null = null;
   private issuer: string | null = null;
@@ -71,26 +74,69 @@ export class WritAgentClient {
     this.client = new WritClient({ url: opts.url, fetch: opts.fetch, timeoutMs: opts.timeoutMs });
   }
 
-  private call(method: string, path: string, init: { token?: string; dpop?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number } = {}): Promise<any> {
+  private call(method: string, path: string, init: { token?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number } = {}): Promise<any> {
     return this.client.request({ method, path, ...init });
   }
 
-  /** A DPoP proof (RFC 9449 §4.2) for one call: method, Writ's URL for the path (no query), and the token's hash. */
-  private async proof(method: string, path: string, token?: string): Promise<string> {
-    this.dpopKey ??= (async () => {
-      const { privateKey, publicKey } = await generateKeyPair('Ed25519');
-      return { key: privateKey, jwk: await exportJWK(publicKey) };
-    })();
-    const [{ key, jwk }, issuer] = await Promise.all([this.dpopKey, this.getIssuer()]);
-    const claims: Record<string, unknown> = { jti: randomBytes(16).toString('base64url'), htm: method, htu: `${issuer}${path.split('?')[0]}`, iat: Math.floor(Date.now() / 1000) };
-    if (token !== undefined) claims.ath = createHash('sha256').update(token, 'ascii').digest('base64url');
-    return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ: 'dpop+jwt', jwk }).sign(key);
+  /** The DPoP key (RFC 9449), when the client binds its tokens; null otherwise. */
+  dpop(): Promise<DpopKey> | null {
+    const d = this.opts.dpop;
+    if (!d) return null;
+    this.dpopKey ??= d instanceof DpopKey ? Promise.resolve(d) : DpopKey.generate();
+    return this.dpopKey;
   }
 
-  /** The task token for a call, with its proof when the token is DPoP-bound. */
-  private async credential(method: string, path: string): Promise<{ token: string; dpop?: string }> {
+  /**
+   * One call under DPoP: a fresh proof for Writ's URL of the path (its issuer, as the
+   * server checks `htu` against it), bound to `token` when given (`ath`); one retry on a
+   * nonce challenge.
+   */
+  private async callDpop(key: DpopKey, method: string, path: string, init: { token?: string; json?: unknown; form?: Record<string, string>; timeoutMs?: number }): Promise<any> {
+    const url = `${await this.getIssuer()}${path}`;
+    const r = await sendWithDpop(key, { method, url, accessToken: init.token }, (dpop) => this.client.send({ method, path, ...init, dpop }), this.nonces);
+    return bodyOf(r, { method, path });
+  }
+
+  /** A call with the task token: as `Authorization: DPoP` with a proof when the token is bound, else as a bearer token. */
+  private async callAsAgent(method: string, path: string, init: { json?: unknown; timeoutMs?: number } = {}): Promise<any> {
     const token = await this.taskToken();
-    return this.opts.dpop ? { token, dpop: await this.proof(method, path, token) } : { token };
+    const key = this.dpop();
+    return key ? this.callDpop(await key, method, path, { ...init, token }) : this.call(method, path, { ...init, token });
+  }
+
+  /**
+   * A `fetch` that sends the task token with every request, for the MCP gateway or the
+   * HTTP proxy (for example as the MCP SDK's `StreamableHTTPClientTransport` `fetch`):
+   * `Authorization: Bearer`, or `Authorization: DPoP` with a fresh proof for that very
+   * request's method and URL when the token is bound (the gateway checks it against its
+   * own URL), retrying once on a nonce challenge.
+   */
+  authorizedFetch(fetchImpl: typeof fetch = this.opts.fetch ?? fetch): typeof fetch {
+    return async (input: string | URL | Request, init: RequestInit = {}) => {
+      if (input instanceof Request) throw new TypeError('authorizedFetch takes a URL and an init, not a Request');
+      const url = String(input);
+      const method = (init.method ?? 'GET').toUpperCase();
+      const token = await this.taskToken();
+      const send = (dpop?: string) => {
+        const headers = new Headers(init.headers);
+        headers.set('authorization', `${dpop === undefined ? 'Bearer' : 'DPoP'} ${token}`);
+        if (dpop !== undefined) headers.set('dpop', dpop);
+        return fetchImpl(url, { ...init, method, headers });
+      };
+      const key = this.dpop();
+      if (!key) return send();
+      return sendWithDpop(
+        await key,
+        { method, url, accessToken: token },
+        async (dpop) => {
+          const r = await send(dpop);
+          // a nonce challenge is sent again: free the first answer's connection
+          if (r.headers.get('dpop-nonce') && (r.status === 400 || r.status === 401)) return new Response(await r.arrayBuffer(), { status: r.status, statusText: r.statusText, headers: r.headers });
+          return r;
+        },
+        this.nonces,
+      );
+    };
   }
 
   private loadSigner(): Promise<{ key: CryptoKey; alg: string; kid?: string }> {
@@ -138,11 +184,14 @@ export class WritAgentClient {
     if (this.token && this.token.until - skew > Date.now()) return this.token.value;
     this.pending ??= (async () => {
       try {
-        const r = await this.call('POST', '/oauth/token', {
-          form: { grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: await this.assertion(), task_id: this.opts.taskId },
-          ...(this.opts.dpop ? { dpop: await this.proof('POST', '/oauth/token') } : {}),
-        });
-        if (this.opts.dpop && r.token_type !== 'DPoP') throw new WritApiError('bad_response', 'asked for a DPoP-bound task token, got a bearer one', 200);
+        const form = { grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: await this.assertion(), task_id: this.opts.taskId };
+        const key = this.dpop();
+        // RFC 9449 §5: a proof on the token request binds the token to the key; a retry on
+        // a nonce challenge needs a new assertion too (each is single-use)
+        const r = key
+          ? await this.tokenWithDpop(await key, form)
+          : await this.call('POST', '/oauth/token', { form });
+        if (key && r.token_type !== 'DPoP') throw new WritApiError('bad_response', 'asked for a DPoP-bound task token, got a bearer one', 200);
         this.token = { value: r.access_token as string, until: Date.now() + Number(r.expires_in) * 1000 };
         return this.token.value;
       } finally {
@@ -152,15 +201,31 @@ export class WritAgentClient {
     return this.pending;
   }
 
+  private async tokenWithDpop(key: DpopKey, form: Record<string, string>): Promise<any> {
+    const url = `${await this.getIssuer()}/oauth/token`;
+    let first = true;
+    const r = await sendWithDpop(
+      key,
+      { method: 'POST', url },
+      async (dpop) => {
+        const body = first ? form : { ...form, client_assertion: await this.assertion() };
+        first = false;
+        return this.client.send({ method: 'POST', path: '/oauth/token', form: body, dpop });
+      },
+      this.nonces,
+    );
+    return bodyOf(r, { method: 'POST', path: '/oauth/token' });
+  }
+
   async authorize(action: ActionInput): Promise<AuthorizeResponse> {
-    return this.call('POST', '/v1/authorize', { ...(await this.credential('POST', '/v1/authorize')), json: action });
+    return this.callAsAgent('POST', '/v1/authorize', { json: action });
   }
 
   /** Reads an approval; `waitSeconds` (at most 30) long-polls. */
   async approval(approvalId: string, waitSeconds = 0): Promise<ApprovalResponse> {
     const w = Math.max(0, Math.min(30, Math.floor(waitSeconds)));
     const path = `/v1/approvals/${encodeURIComponent(approvalId)}${w ? `?wait=${w}` : ''}`;
-    return this.call('GET', path, { ...(await this.credential('GET', path)), timeoutMs: (w + 10) * 1000 });
+    return this.callAsAgent('GET', path, { timeoutMs: (w + 10) * 1000 });
   }
 
   /**
@@ -191,12 +256,12 @@ export class WritAgentClient {
 
   async reportOutcome(decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     const path = `/v1/actions/${encodeURIComponent(decisionId)}/outcome`;
-    await this.call('POST', path, { ...(await this.credential('POST', path)), json: detail ? { status, detail } : { status } });
+    await this.callAsAgent('POST', path, { json: detail ? { status, detail } : { status } });
   }
 
   /** Ends the task: every token derived from it stops working. */
   async complete(): Promise<void> {
     const path = `/v1/tasks/${encodeURIComponent(this.opts.taskId)}/complete`;
-    await this.call('POST', path, await this.credential('POST', path));
+    await this.callAsAgent('POST', path);
   }
 }

@@ -64,6 +64,8 @@ export interface ApiResponse {
   text: string;
   /** the body parsed as JSON, or `undefined` when it is empty or not JSON */
   readonly body: any;
+  /** the answer's headers (a `DPoP-Nonce`, RFC 9449 §8, is read from here) */
+  headers: Headers;
 }
 
 export interface WritClientOptions {
@@ -79,14 +81,15 @@ export interface WritClientOptions {
   maxResponseBytes?: number;
 }
 
-type Transport = (url: URL, init: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number }) => Promise<{ status: number; text: string }>;
+type Transport = (url: URL, init: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number }) => Promise<{ status: number; text: string; headers: Headers }>;
 
-function response(status: number, text: string): ApiResponse {
+function response(status: number, text: string, headers: Headers): ApiResponse {
   let parsed: unknown;
   let done = false;
   return {
     status,
     text,
+    headers,
     get body() {
       if (!done) {
         done = true;
@@ -152,7 +155,7 @@ export class WritClient {
     const timeoutMs = call.timeoutMs ?? this.timeoutMs;
     try {
       const r = await this.transport(url, { method: call.method, headers, body, timeoutMs });
-      return response(r.status, r.text);
+      return response(r.status, r.text, r.headers);
     } catch (err) {
       const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
       if (e instanceof TransportTimeout || e.name === 'TimeoutError') {
@@ -165,18 +168,22 @@ export class WritClient {
 
   /** One call that must succeed: the parsed JSON body of a 2xx answer, or a `WritApiError`. */
   async request<T = any>(call: ApiCall): Promise<T> {
-    const r = await this.send(call);
-    const what = `${call.method} ${call.path}`;
-    if (r.status >= 300 && r.status < 400) throw new WritApiError('unexpected_redirect', `${what} answered ${r.status} (redirects are not followed)`, r.status);
-    if (r.status < 200 || r.status >= 300) throw apiErrorOf(r.status, r.body, what);
-    if (r.body === undefined) throw new WritApiError('bad_response', `${what} answered ${r.status} without a JSON body`, r.status);
-    return r.body as T;
+    return bodyOf<T>(await this.send(call), call);
   }
 
   /** Closes the keep-alive connections (node:http transport). */
   close(): void {
     this.agent?.destroy();
   }
+}
+
+/** The parsed JSON body of a 2xx answer to `call`, or a `WritApiError` (what `WritClient.request` answers). */
+export function bodyOf<T = any>(r: ApiResponse, call: { method: string; path: string }): T {
+  const what = `${call.method} ${call.path}`;
+  if (r.status >= 300 && r.status < 400) throw new WritApiError('unexpected_redirect', `${what} answered ${r.status} (redirects are not followed)`, r.status);
+  if (r.status < 200 || r.status >= 300) throw apiErrorOf(r.status, r.body, what);
+  if (r.body === undefined) throw new WritApiError('bad_response', `${what} answered ${r.status} without a JSON body`, r.status);
+  return r.body as T;
 }
 
 /** Maps `{error: {code, message, details}}` and the OAuth `{error, error_description}`. */
@@ -204,7 +211,7 @@ function fetchTransport(fetchImpl: typeof fetch, maxBytes?: number): Transport {
     }
     const text = await res.text();
     if (maxBytes !== undefined && Buffer.byteLength(text) > maxBytes) throw new Error('response too large');
-    return { status: res.status, text };
+    return { status: res.status, text, headers: res.headers };
   };
 }
 
@@ -232,7 +239,9 @@ function nodeTransport(mod: typeof http | typeof https, agent: http.Agent, maxBy
         });
         res.on('end', () => {
           clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers });
         });
         res.on('error', (e) => {
           clearTimeout(timer);

@@ -26,6 +26,7 @@ export {
   type HttpGuardOptions,
   type McpHandlerExtra,
 } from './tool-middleware.js';
+export { DpopKey, DpopNonces, dpopProof, sendWithDpop, type DpopAlgorithm, type DpopProofInput, type DpopResponse } from './dpop.js';
 export { WritApiError, WritClient, type ApiCall, type ApiResponse, type WritClientOptions } from './api-client.js';
 export {
   CLIENT_ASSERTION_TYPE,
