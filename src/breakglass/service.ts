@@ -2,7 +2,7 @@ import { ConflictError, ForbiddenError, InvalidRequestError, NotFoundError } fro
 import type { BreakGlassRecord, BreakGlassRefusal } from '../core/escalation-types.js';
 import { newId } from '../core/ids.js';
 import type { OperatorRecord, OperatorRole } from '../core/types.js';
-import type { WritKit } from '../approvals/kit.js';
+import type { ServiceDeps } from '../service/deps.js';
 
 export interface StartBreakGlassInput {
   agent_id?: string;
@@ -95,15 +95,15 @@ function refusal(reason: BreakGlassRefusal, id: string, record: BreakGlassRecord
 export class BreakGlassService {
   private readonly inflight = new Set<Promise<void>>();
 
-  constructor(private readonly kit: WritKit) {}
+  constructor(private readonly deps: ServiceDeps) {}
 
   private get capMs(): number {
-    return this.kit.config.breakGlassMaxSeconds * 1000;
+    return this.deps.config.breakGlassMaxSeconds * 1000;
   }
 
   async start(by: OperatorRecord, input: StartBreakGlassInput): Promise<BreakGlassView> {
     requireRole(by, 'admin');
-    const { store, clock, config } = this.kit;
+    const { store, clock, config } = this.deps;
     if ((input.agent_id === undefined) === (input.task_id === undefined)) throw new InvalidRequestError('give exactly one of `agent_id` and `task_id`');
     const justification = input.justification.trim();
     if (justification.length < JUSTIFICATION_MIN || justification.length > JUSTIFICATION_MAX) {
@@ -171,65 +171,65 @@ export class BreakGlassService {
 
   async confirm(by: OperatorRecord, id: string): Promise<BreakGlassView> {
     requireRole(by, 'admin');
-    const now = this.kit.clock.now();
-    const r = await this.kit.store.confirmBreakGlass(id, by.id, { capMs: this.capMs, now }, (after) => ({
+    const now = this.deps.clock.now();
+    const r = await this.deps.store.confirmBreakGlass(id, by.id, { capMs: this.capMs, now }, (after) => ({
       type: 'break_glass.confirmed',
       actor: `operator:${by.id}`,
       agentId: after.agentId,
       taskId: after.taskId,
       data: { break_glass_id: id, requested_by: after.requestedBy, starts_at: after.startsAt, ends_at: after.endsAt },
     }));
-    if (!r.ok) throw refusal(r.reason, id, r.record, this.kit.config.breakGlassMaxSeconds);
+    if (!r.ok) throw refusal(r.reason, id, r.record, this.deps.config.breakGlassMaxSeconds);
     this.notify('break_glass.started', r.record);
     return breakGlassView(r.record, now);
   }
 
   async end(by: OperatorRecord, id: string, reason?: string): Promise<BreakGlassView> {
     requireRole(by, 'admin');
-    const now = this.kit.clock.now();
-    const r = await this.kit.store.endBreakGlass(id, by.id, now, (after) => ({
+    const now = this.deps.clock.now();
+    const r = await this.deps.store.endBreakGlass(id, by.id, now, (after) => ({
       type: after.status === 'ended' ? 'break_glass.ended' : 'break_glass.cancelled',
       actor: `operator:${by.id}`,
       agentId: after.agentId,
       taskId: after.taskId,
       data: { break_glass_id: id, reason: reason ?? null, ended_at: after.endedAt },
     }));
-    if (!r.ok) throw refusal(r.reason, id, r.record, this.kit.config.breakGlassMaxSeconds);
+    if (!r.ok) throw refusal(r.reason, id, r.record, this.deps.config.breakGlassMaxSeconds);
     if (r.record.status === 'ended') this.notify('break_glass.ended', r.record);
     return breakGlassView(r.record, now);
   }
 
   async review(by: OperatorRecord, id: string, notes: string): Promise<BreakGlassView> {
     requireRole(by, 'admin');
-    const now = this.kit.clock.now();
-    const r = await this.kit.store.reviewBreakGlass(id, by.id, notes, now, (after) => ({
+    const now = this.deps.clock.now();
+    const r = await this.deps.store.reviewBreakGlass(id, by.id, notes, now, (after) => ({
       type: 'break_glass.reviewed',
       actor: `operator:${by.id}`,
       agentId: after.agentId,
       taskId: after.taskId,
       data: { break_glass_id: id, notes },
     }));
-    if (!r.ok) throw refusal(r.reason, id, r.record, this.kit.config.breakGlassMaxSeconds);
+    if (!r.ok) throw refusal(r.reason, id, r.record, this.deps.config.breakGlassMaxSeconds);
     return breakGlassView(r.record, now);
   }
 
   async get(by: OperatorRecord, id: string): Promise<BreakGlassView> {
     requireRole(by, 'admin', 'auditor');
-    const r = await this.kit.store.getBreakGlass(id);
+    const r = await this.deps.store.getBreakGlass(id);
     if (!r) throw refusal('not_found', id, null, 0);
-    return breakGlassView(r, this.kit.clock.now());
+    return breakGlassView(r, this.deps.clock.now());
   }
 
   async list(by: OperatorRecord, filter: { state?: 'active' | 'pending' | 'ended' | 'unreviewed'; agentId?: string; limit?: number }): Promise<BreakGlassView[]> {
     requireRole(by, 'admin', 'auditor');
-    const now = this.kit.clock.now();
+    const now = this.deps.clock.now();
     await this.sweep(now);
-    return (await this.kit.store.listBreakGlass({ ...filter, now })).map((r) => breakGlassView(r, now));
+    return (await this.deps.store.listBreakGlass({ ...filter, now })).map((r) => breakGlassView(r, now));
   }
 
   /** Ends what ran out (audited by the store) and announces the ends; the background sweep. */
   async sweep(now: number): Promise<void> {
-    for (const r of await this.kit.store.expireBreakGlass(now)) {
+    for (const r of await this.deps.store.expireBreakGlass(now)) {
       if (r.status === 'expired') this.notify('break_glass.ended', r);
     }
   }
@@ -239,9 +239,9 @@ export class BreakGlassService {
    * wait for it; a failure is audited as `break_glass.webhook_failed` and blocks nothing.
    */
   private notify(event: 'break_glass.started' | 'break_glass.ended', r: BreakGlassRecord): void {
-    const url = this.kit.config.breakGlassWebhookUrl;
+    const url = this.deps.config.breakGlassWebhookUrl;
     if (!url) return;
-    const body = JSON.stringify({ event, break_glass: breakGlassView(r, this.kit.clock.now()) });
+    const body = JSON.stringify({ event, break_glass: breakGlassView(r, this.deps.clock.now()) });
     const p = (async () => {
       try {
         const res = await fetch(url, {
@@ -249,14 +249,14 @@ export class BreakGlassService {
           headers: { 'content-type': 'application/json' },
           body,
           redirect: 'manual',
-          signal: AbortSignal.timeout(this.kit.config.breakGlassWebhookTimeoutMs),
+          signal: AbortSignal.timeout(this.deps.config.breakGlassWebhookTimeoutMs),
         });
         await res.arrayBuffer().catch(() => undefined);
         if (res.status < 200 || res.status >= 300) throw new Error(`status ${res.status}`);
       } catch (err) {
         const e = err as Error & { cause?: { code?: string } };
         const detail = e.name === 'TimeoutError' ? 'timeout' : (e.cause?.code ?? e.message);
-        await this.kit
+        await this.deps.audit
           .securityEvent('break_glass.webhook_failed', 'system', { break_glass_id: r.id, event, error: String(detail).slice(0, 200) }, { agentId: r.agentId, ...(r.taskId ? { taskId: r.taskId } : {}) })
           .catch(() => undefined);
       }

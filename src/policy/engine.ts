@@ -32,7 +32,7 @@ export interface LoadedPolicySet {
   /**
    * whether any policy reads `context.approval` / `context.break_glass` /
    * `context.owner_present`: only then does a deny get a second evaluation
-   * (src/approvals/escalation.ts) or the presence lease get read
+   * (src/authorize/escalation.ts) or the presence lease get read
    */
   mentionsApproval: boolean;
   mentionsBreakGlass: boolean;

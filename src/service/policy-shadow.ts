@@ -1,11 +1,11 @@
-import { escalate } from '../approvals/escalation.js';
+import { decide } from '../authorize/decide.js';
+import { activeBreakGlass } from '../authorize/facts.js';
 import type { Clock } from '../core/clock.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, WritError } from '../core/errors.js';
 import type { OperatorRecord, OperatorRole, Reason, ShadowDecisionRecord, ShadowPolicyRecord, TaskRecord } from '../core/types.js';
-import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
 import type { LoadedPolicySet, PolicyDiagnostic, PolicyEngine } from '../policy/engine.js';
 import { diffHash, diffPolicyText } from '../policy/policy-diff.js';
-import { argumentsProblem, buildCedarRequest, flattenArguments, type RequestFacts } from '../policy/request.js';
+import { argumentsProblem, flattenArguments, type RequestFacts } from '../policy/request.js';
 import type { Store } from '../store/store.js';
 import { POLICY_REASONS } from './policy-simulate.js';
 
@@ -155,13 +155,11 @@ export class PolicyShadow {
       if (problem) return row('deny', [problem], []);
     }
     if (set.mentionsPresence && facts.ownerPresent === undefined) facts.ownerPresent = await this.deps.ownerPresent(live.task, live.now);
-    const first = await engine.evaluateAsync(buildCedarRequest(facts), set);
-    if (first.errors.length > 0) return row('deny', [policyErrorReason(first)], first.errors.map((e) => e.policy_id).filter(Boolean));
-    if (first.decision === 'allow') return row('allow', [], first.policies);
-    const esc = set.mentionsApproval || set.mentionsBreakGlass ? await escalate({ store: this.deps.store, policy: engine }, { facts, set, first }) : null;
-    if (esc?.kind === 'approval') return row('approval_required', [], esc.evaluation.policies);
-    if (esc?.kind === 'break_glass') return row('allow', [{ code: 'break_glass', message: `allowed only under break-glass \`${esc.breakGlassId}\`` }], esc.evaluation.policies);
-    return row('deny', [policyDenyReason(first)], first.policies);
+    // the same decide step as the live set's (src/authorize/decide.ts), on the candidate's facts
+    const breakGlass = set.mentionsBreakGlass ? await activeBreakGlass(this.deps.store, facts) : null;
+    const v = await decide(engine, set, { request: facts, problem: null, breakGlass });
+    if (v.decision === 'approval_required') return row('approval_required', [], v.policies);
+    return row(v.decision, v.reasons ?? [], v.policies);
   }
 
   private queue(row: ShadowDecisionRecord): void {

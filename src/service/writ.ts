@@ -1,19 +1,15 @@
-import { stageEnd, stageStart } from '../core/stage-profile.js';
-import { inSpan, tracingOn } from '../core/tracing.js';
-import type { Span } from '@opentelemetry/api';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { DpopError, DpopNonces, DpopReplayCache } from '../tokens/dpop.js';
 import { AuditBatcher } from '../audit/audit-batcher.js';
 import { DecisionCommitter } from '../audit/decision-committer.js';
 import { WritMetrics } from './metrics.js';
-import { auditArguments } from '../audit/mask-arguments.js';
 import { checkpointOrigin, signCheckpoint, type EvidenceContext } from '../audit/evidence.js';
 import { createNoteSigner, type NoteSigner } from '../audit/signed-note.js';
 import { WRIT_VERSION } from '../core/version.js';
 import { checkpointClaims, CHECKPOINT_TYP, verifyCheckpoint } from '../audit/checkpoint.js';
 import { verifyChain, type ChainReport } from '../audit/verify-chain.js';
 import { epochSeconds, systemClock, type Clock } from '../core/clock.js';
-import { digestArguments, sha256Hex } from '../core/digest.js';
+import { sha256Hex } from '../core/digest.js';
 import {
   ConflictError,
   ForbiddenError,
@@ -26,18 +22,14 @@ import {
   WritError,
   PreconditionFailedError,
 } from '../core/errors.js';
-import { undecided } from '../core/decision.js';
 import { WindowLimiter } from '../core/window-limiter.js';
-import { checkArgumentKeys } from '../core/argument-keys.js';
 import { newId, newSecret } from '../core/ids.js';
 import type {
   AgentRecord,
   AuditEntry,
-  AuditInput,
   DecisionRecord,
   OperatorRecord,
   OperatorRole,
-  Reason,
   TaskRecord,
   TaskScope,
   ToolLabelsRecord,
@@ -51,23 +43,21 @@ import { simulatePolicy, type SimulationReport } from './policy-simulate.js';
 import { PolicyShadow } from './policy-shadow.js';
 import { checkPolicyComplexity } from '../policy/complexity.js';
 import { trialPolicySet } from '../policy/policy-trial.js';
-import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
-import { argumentsProblem, buildCedarRequest, flattenArguments, type ActionInput, type RequestFacts } from '../policy/request.js';
-import { escalate } from '../approvals/escalation.js';
-import type { AllowOptions, WritKit } from '../approvals/kit.js';
+import { buildCedarRequest, type ActionInput } from '../policy/request.js';
+import { AuthorizePipeline } from '../authorize/pipeline.js';
+import { DecisionCommit } from '../authorize/commit.js';
+import type { AuthorizeResult } from '../authorize/result.js';
+import type { ServiceDeps } from './deps.js';
 import { ApprovalService } from '../approvals/service.js';
 import { BreakGlassService } from '../breakglass/service.js';
 import { PresenceService } from '../tasks/presence.js';
 import { DEFAULT_POLICY, WRIT_SCHEMA } from '../policy/schema.js';
 import { ToolLabelRegistry } from '../policy/tool-labels.js';
 import { ToolVisibilityCache } from '../policy/tool-visibility.js';
-import type { AuditFilter, GuardFailure, Store } from '../store/store.js';
-import { checkScope, matchesAny } from '../tasks/scope.js';
-import { lineageOf } from '../tasks/delegation.js';
+import type { AuditFilter, Store } from '../store/store.js';
+import { matchesAny } from '../tasks/scope.js';
 import { assertScopeBounds } from '../tasks/scope-limits.js';
 import { assertScopeForms } from '../tasks/scope-forms.js';
-import { checkDestination } from '../core/destination.js';
-import { checkResource } from '../core/resource.js';
 import { checkAgentId } from '../identity/spiffe-id.js';
 import { federation, TOKEN_EXCHANGE_GRANT_TYPE, type TokenExchangeForm } from '../identity/token-exchange.js';
 import { KeyRing } from '../tokens/key-ring.js';
@@ -104,10 +94,7 @@ export interface TaskPrincipal {
   jkt?: string;
 }
 
-export type AuthorizeResult =
-  | { decision: 'allow'; decision_id: string; action_token: string; expires_in: number; args_digest: string }
-  | { decision: 'deny'; decision_id: string; reasons: Reason[] }
-  | { decision: 'approval_required'; decision_id: string; approval_id: string; expires_in: number };
+export type { AuthorizeResult } from '../authorize/result.js';
 
 export interface CreateTaskInput {
   agent_id: string;
@@ -168,8 +155,9 @@ export class Writ {
   readonly presence: PresenceService;
   /** the shadow candidate of a staged rollout (./policy-shadow.ts) */
   readonly shadow: PolicyShadow;
-  /** denied or approval-requiring answers per task per window (config `taskRefusalLimit`) */
-  private readonly taskRefusals: WindowLimiter;
+  /** the one authorize pipeline (src/authorize): authorize and the approval read */
+  private readonly pipeline: AuthorizePipeline;
+  private readonly commit: DecisionCommit;
   /** `POST /v1/tools/visible`: answers per task and policy version, and requests per task per window */
   private readonly toolVisibility = new ToolVisibilityCache();
   private readonly visibleToolsRate: WindowLimiter;
@@ -207,10 +195,10 @@ export class Writ {
         else this.metrics.recordDecision(item.decision.decision, item.decision.reasons[0]?.code);
       });
     });
-    const kit = this.kit();
-    this.approvals = new ApprovalService(kit);
-    this.breakGlass = new BreakGlassService(kit);
-    this.presence = new PresenceService(kit);
+    const audit = { securityEvent: (type: string, actor: string, data: Record<string, unknown>, ids?: { taskId?: string; agentId?: string; decisionId?: string }) => this.securityEvent(type, actor, data, ids) };
+    const deps: ServiceDeps = { store, clock, config: this.config, audit };
+    this.breakGlass = new BreakGlassService(deps);
+    this.presence = new PresenceService(deps);
     this.shadow = new PolicyShadow({
       store, clock, engine: this.policy,
       checkNewPolicy: (text) => this.checkNewPolicy(text),
@@ -218,26 +206,18 @@ export class Writ {
       putLive: (by, text, options) => this.putPolicy(by, text, options),
       securityEvent: (type, actor, data) => this.securityEvent(type, actor, data),
     });
-    this.taskRefusals = new WindowLimiter(this.config.taskRefusalLimit.max, this.config.taskRefusalLimit.windowMs, () => this.clock.now());
-    this.visibleToolsRate = new WindowLimiter(this.config.visibleToolsLimit.max, this.config.visibleToolsLimit.windowMs, () => this.clock.now());
-  }
-
-  /** What the approval, break-glass and presence services share of the authorize path. */
-  private kit(): WritKit {
-    return {
-      store: this.store,
-      clock: this.clock,
-      config: this.config,
-      policy: this.policy,
+    this.commit = new DecisionCommit({ store, config: this.config, keys: this.keys, committer: this.committer, metrics: this.metrics, securityEvent: audit.securityEvent });
+    this.pipeline = new AuthorizePipeline({
+      store, clock, config: this.config, securityEvent: audit.securityEvent, engine: this.policy,
       currentPolicy: () => this.currentPolicy(),
-      requestFacts: (ctx, action, argsDigest, now, set) => this.requestFacts(ctx, action, argsDigest, now, set),
-      decisionAudit: (d, extra, args) => this.decisionAudit(d, extra, args),
-      recordDecision: async (d, extra, args) => {
-        await this.committer.submit({ decision: d, audit: this.decisionAudit(d, extra, args) });
-      },
-      issueAllow: (ctx, base, options) => this.issueAllow(ctx, base, options),
-      securityEvent: (type, actor, data, ids) => this.securityEvent(type, actor, data, ids),
-    };
+      toolLabels: (tool) => this.toolLabels.labelsFor(tool),
+      ownerPresent: (task, now) => this.presence.ownerPresent(task, now),
+      shadow: this.shadow,
+      commit: this.commit,
+      metrics: this.metrics,
+    });
+    this.approvals = new ApprovalService({ ...deps, pipeline: this.pipeline });
+    this.visibleToolsRate = new WindowLimiter(this.config.visibleToolsLimit.max, this.config.visibleToolsLimit.windowMs, () => this.clock.now());
   }
 
   get tokenEndpoint(): string {
@@ -889,257 +869,11 @@ export class Writ {
   }
 
   /**
-   * Decides one action. Order: task state and scope (hard bounds), budget, then
-   * Cedar. An allow signs the action token first but returns it only after the
-   * decision record and its audit entry have committed, together with the budget
-   * unit (which is taken atomically, so concurrent requests never overspend).
+   * Decides one action: the authorize pipeline (src/authorize/pipeline.ts: bounds,
+   * facts, a pure decide step, commit).
    */
-  async authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
-    stageStart();
-    // tracing on: the decision's span, parent of the stage spans (policy, sign, store)
-    if (tracingOn()) return inSpan('writ.authorize', { attributes: { 'writ.agent_id': ctx.agent.id, 'writ.tool': action.tool } }, (span) => this.authorizeNow(ctx, action, span));
-    return this.authorizeNow(ctx, action, null);
-  }
-
-  private async authorizeNow(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput, span: Span | null): Promise<AuthorizeResult> {
-    // A task already over its refusal rate is answered at once, before any policy work.
-    await this.refuseOverRate(ctx, this.taskRefusals.check(ctx.task.id));
-    const result = await this.decideAction(ctx, action);
-    span?.setAttributes({
-      'writ.decision': result.decision,
-      'writ.decision_id': result.decision_id,
-      ...(result.decision === 'deny' && result.reasons[0] ? { 'writ.reason': result.reasons[0].code } : {}),
-    });
-    return result;
-  }
-
-  /**
-   * Denies and approval requests each cost a decision record and its audit entry (an
-   * approval also holds a place in a person's review queue): a task that keeps being
-   * refused is slowed down. A refusal takes its place in the window at the moment it is
-   * known, before it is written, so requests sent together are counted as they are
-   * decided (not all let through because none had finished). Allows never count: the
-   * task's budget bounds them, and concurrent allowed requests must not be slowed.
-   */
-  private async countRefusal(ctx: { task: TaskRecord; agent: AgentRecord }): Promise<void> {
-    const limited = this.taskRefusals.check(ctx.task.id);
-    // check and record with no await between them: no other request counts in between
-    if (!limited.blocked) {
-      this.taskRefusals.record(ctx.task.id);
-      return;
-    }
-    await this.refuseOverRate(ctx, limited);
-  }
-
-  private async refuseOverRate(ctx: { task: TaskRecord; agent: AgentRecord }, limited: ReturnType<WindowLimiter['check']>): Promise<void> {
-    if (!limited.blocked) return;
-    if (limited.report) {
-      await this.securityEvent('security.rate_limited', `agent:${ctx.agent.id}`, { task_id: ctx.task.id, refusals: limited.count, window_ms: this.taskRefusals.windowMs }, { taskId: ctx.task.id, agentId: ctx.agent.id });
-    }
-    throw new RateLimitedError(`task \`${ctx.task.id}\` was denied or sent to approval ${limited.count} times in ${this.taskRefusals.windowMs} ms; retry later`, {
-      retryAfterSeconds: limited.retryAfterMs / 1000,
-    });
-  }
-
-  private async decideAction(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
-    const { task, agent } = ctx;
-    // The HTTP edge checks these too; the in-process gateway reaches this method directly.
-    checkArgumentKeys(action.arguments);
-    if (action.resource !== undefined) checkResource(action.resource);
-    if (action.destination !== undefined) checkDestination(action.destination);
-    const now = this.clock.now();
-    const argsDigest = digestArguments(action.arguments);
-    const set = await this.currentPolicy();
-    const decisionId = newId('dec');
-    const base = undecided({
-      id: decisionId,
-      taskId: task.id,
-      agentId: agent.id,
-      tool: action.tool,
-      audience: action.audience,
-      resource: action.resource ?? null,
-      destination: action.destination ?? null,
-      argsDigest,
-      policyVersion: set.version,
-      createdAt: now,
-    });
-
-    const deny = async (reasons: Reason[], policies: string[] = []): Promise<AuthorizeResult> => {
-      await this.countRefusal(ctx);
-      const d: DecisionRecord = { ...base, reasons, policies };
-      await this.committer.submit({ decision: d, audit: this.decisionAudit(d, {}, action.arguments) });
-      return { decision: 'deny', decision_id: decisionId, reasons };
-    };
-
-    const scopeViolation = checkScope(task.scope, action);
-    if (scopeViolation) return deny([scopeViolation]);
-    if (task.actionsUsed + task.actionsReserved >= task.maxActions) {
-      return deny([{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]);
-    }
-    stageEnd('scope');
-
-    const { facts, problem } = await this.requestFacts(ctx, action, argsDigest, now, set);
-    // staged rollout: the candidate set decides too, beside this (never waited for, never enforced)
-    this.shadow.observe({ decisionId, facts, now });
-    if (problem) return deny([problem]);
-    const request = buildCedarRequest(facts);
-    stageEnd('facts');
-    // on a policy worker when configured: a worker failure throws 503, never allows
-    const cedarStart = performance.now();
-    let evaluation = await this.policy.evaluateAsync(request, set);
-    this.metrics.observeStage('cedar', cedarStart);
-    stageEnd('cedar');
-    if (evaluation.errors.length > 0) {
-      return deny([policyErrorReason(evaluation)], evaluation.errors.map((e) => e.policy_id).filter(Boolean));
-    }
-    let breakGlassId: string | undefined;
-    if (evaluation.decision !== 'allow') {
-      // A deny that no forbid caused may be lifted by a person: an approval of this one
-      // action, or an active break-glass. Only then, and only under a policy set that
-      // mentions them, is the request evaluated again (src/approvals/escalation.ts).
-      const esc = set.mentionsApproval || set.mentionsBreakGlass ? await escalate(this, { facts, set, first: evaluation }) : null;
-      if (esc?.kind === 'approval') {
-        await this.countRefusal(ctx);
-        return this.approvals.request(ctx, action, base, esc);
-      }
-      if (esc?.kind !== 'break_glass') {
-        return deny([policyDenyReason(evaluation)], evaluation.policies);
-      }
-      evaluation = esc.evaluation;
-      breakGlassId = esc.breakGlassId;
-    }
-    return this.issueAllow(ctx, base, {
-      arguments: action.arguments,
-      policies: evaluation.policies,
-      ...(breakGlassId ? { breakGlassId, reasons: [{ code: 'break_glass', message: `allowed only under break-glass \`${breakGlassId}\`` }] } : {}),
-    });
-  }
-
-  /**
-   * The facts a policy sees about one request: delegated tasks' root task and chain of
-   * delegating agents (immutable, cached), the tool's labels, the owner's presence when
-   * the policy set reads it, and the arguments flattened when it reads them. `problem`
-   * is set when the arguments cannot be shown to this policy faithfully: the caller
-   * denies. Shared by authorize and the approval read, so both judge alike.
-   */
-  private async requestFacts(
-    ctx: { task: TaskRecord; agent: AgentRecord },
-    action: ActionInput,
-    argsDigest: string,
-    now: number,
-    set: LoadedPolicySet,
-  ): Promise<{ facts: RequestFacts; problem: Reason | null }> {
-    const { task, agent } = ctx;
-    const lineage = await lineageOf(this.store, task);
-    const toolLabels = await this.toolLabels.labelsFor(action.tool);
-    const facts: RequestFacts = {
-      agent, task, root: lineage.root, chain: lineage.chain, action, argsDigest, now, withArgs: set.readsArgs, toolLabels,
-      argReads: { numeric: set.numericTagsRead, strings: set.stringTagsRead },
-    };
-    if (set.mentionsPresence) facts.ownerPresent = await this.presence.ownerPresent(task, now);
-    let problem: Reason | null = null;
-    if (set.readsArgs) {
-      facts.flatArgs = flattenArguments(action.arguments);
-      problem = argumentsProblem(facts.flatArgs, { numeric: set.numericTagsRead, strings: set.stringTagsRead }, action.arguments);
-    }
-    return { facts, problem };
-  }
-
-  /**
-   * An allow: signs the action token first but returns it only after the decision
-   * record and its audit entry have committed, together with the budget unit (taken
-   * atomically, so concurrent requests never overspend) and, for an approval, the
-   * approval's one use. Shared by authorize and the approval read.
-   */
-  private async issueAllow(ctx: { task: TaskRecord; agent: AgentRecord }, base: DecisionRecord, options: AllowOptions): Promise<AuthorizeResult> {
-    const { task, agent } = ctx;
-    const now = base.createdAt;
-    const lineage = await lineageOf(this.store, task);
-    const iat = epochSeconds(now);
-    const exp = Math.min(iat + this.config.actionTokenTtlSeconds, epochSeconds(task.expiresAt));
-    const jti = newId('act');
-    const claims: ActionTokenClaims = {
-      iss: this.config.issuer,
-      sub: agent.id,
-      aud: base.audience,
-      iat,
-      exp,
-      jti,
-      txn: task.id,
-      decision_id: base.id,
-      tool: base.tool,
-      args_digest: base.argsDigest,
-      // what was judged, so a tool server can hold the call to it
-      ...(base.resource !== null ? { resource: base.resource } : {}),
-      ...(base.destination !== null ? { destination: base.destination } : {}),
-      ...(lineage.act ? { act: lineage.act } : {}),
-      ...(options.approval ? { approval_id: options.approval.id } : {}),
-      ...(options.breakGlassId ? { break_glass: true as const } : {}),
-    };
-    const signStart = performance.now();
-    const token = this.keys.signJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
-    this.metrics.observeStage('sign', signStart);
-    stageEnd('sign');
-    const approvalRef = options.approval ? { approval_id: options.approval.id } : {};
-    const flags = { ...approvalRef, ...(options.breakGlassId ? { break_glass: true, break_glass_id: options.breakGlassId } : {}) };
-    const allowed: DecisionRecord = { ...base, decision: 'allow', reasons: options.reasons ?? [], policies: options.policies, tokenJti: jti, tokenExpiresAt: exp * 1000 };
-    const fallbackReasons = (why: GuardFailure): Reason[] =>
-      why === 'budget_exhausted'
-        ? [{ code: 'budget_exhausted', message: `the task has used its ${task.maxActions} actions` }]
-        : why === 'approval_unavailable'
-          ? [{ code: 'approval_unavailable', message: 'the approval was used, has expired or is not approved' }]
-          : why === 'break_glass_inactive'
-            ? [{ code: 'break_glass_ended', message: `break-glass \`${options.breakGlassId}\` ended before the decision was recorded` }]
-            : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
-    const commitStart = performance.now();
-    const result = await this.committer.submit({
-      decision: allowed,
-      audit: this.decisionAudit(allowed, flags, options.arguments),
-      guard: { taskId: task.id },
-      ...(options.approval ? { approval: options.approval } : {}),
-      // The break-glass this allow relies on must still be active when it commits.
-      ...(options.breakGlassId ? { breakGlass: { id: options.breakGlassId } } : {}),
-      // Another request took the last unit, or the task ended, or the approval was used, since it was read.
-      fallback: (why) => {
-        const denied: DecisionRecord = { ...base, reasons: fallbackReasons(why) };
-        return { decision: denied, audit: this.decisionAudit(denied, approvalRef, options.arguments) };
-      },
-    });
-    this.metrics.observeStage('commit', commitStart);
-    stageEnd('commit');
-    if (result.written === 'fallback') {
-      return { decision: 'deny', decision_id: base.id, reasons: fallbackReasons(result.reason) };
-    }
-    return { decision: 'allow', decision_id: base.id, action_token: token, expires_in: exp - iat, args_digest: base.argsDigest };
-  }
-
-  /** The `decision` audit entry; `extra` adds `approval_id`, `break_glass: true` and its id where they apply. */
-  private decisionAudit(d: DecisionRecord, extra: Record<string, unknown> = {}, args?: Record<string, unknown>): AuditInput {
-    // The arguments as asked, for investigators (masked as configured); `args_digest`
-    // always covers them unmasked.
-    const kept = args === undefined ? undefined : auditArguments(args, d.tool, this.config.auditArgs, this.config.auditMaskRules);
-    return {
-      type: 'decision',
-      actor: `agent:${d.agentId}`,
-      taskId: d.taskId,
-      agentId: d.agentId,
-      decisionId: d.id,
-      data: {
-        decision: d.decision,
-        tool: d.tool,
-        audience: d.audience,
-        resource: d.resource,
-        destination: d.destination,
-        args_digest: d.argsDigest,
-        policy_version: d.policyVersion,
-        policies: d.policies,
-        reasons: d.reasons,
-        token_jti: d.tokenJti,
-        token_exp: d.tokenExpiresAt,
-        ...(kept !== undefined ? { arguments: kept } : {}),
-        ...extra,
-      },
-    };
+  authorize(ctx: { task: TaskRecord; agent: AgentRecord }, action: ActionInput): Promise<AuthorizeResult> {
+    return this.pipeline.authorize(ctx, action);
   }
 
   // --- action tokens -------------------------------------------------------------

@@ -1,8 +1,12 @@
 import { canonicalJson, sha256Hex } from '../core/digest.js';
-import type { Evaluation, LoadedPolicySet, PolicyEngine } from '../policy/engine.js';
+import type { CedarRequest, Evaluation, LoadedPolicySet } from '../policy/engine.js';
 import { buildCedarRequest, type RequestFacts } from '../policy/request.js';
-import { matchesAny } from '../tasks/scope.js';
-import type { Store } from '../store/store.js';
+
+/** The engine calls the decide step makes: evaluation only (no store, no clock). */
+export interface Evaluator {
+  evaluate(request: CedarRequest, set: LoadedPolicySet): Evaluation;
+  evaluateAsync(request: CedarRequest, set: LoadedPolicySet): Promise<Evaluation>;
+}
 
 /**
  * The approvals convention (README, "Approvals, break-glass and presence"): policy
@@ -64,7 +68,7 @@ export function approvalRule(set: LoadedPolicySet, policies: string[]): { quorum
  * it: an approval asked for under a lenient policy is held to the policy of the moment.
  */
 export function approvalRuleFor(
-  policy: PolicyEngine,
+  policy: Pick<Evaluator, 'evaluate'>,
   facts: RequestFacts,
   set: LoadedPolicySet,
 ): { evaluation: Evaluation; quorum: number; fourEyes: boolean } | null {
@@ -86,27 +90,24 @@ export function approvalRuleFor(
 
 /**
  * Looks again at a deny (see above). `first` is the evaluation with neither fact
- * granted; null means the deny stands.
+ * granted; `breakGlass` the active break-glass covering the request (gathered only
+ * when the set mentions it); null means the deny stands. Pure: evaluation only.
  */
-export async function escalate(
-  deps: { store: Store; policy: PolicyEngine },
-  input: { facts: RequestFacts; set: LoadedPolicySet; first: Evaluation },
-): Promise<Escalation | null> {
+export function escalate(
+  policy: Pick<Evaluator, 'evaluate'>,
+  input: { facts: RequestFacts; set: LoadedPolicySet; first: Evaluation; breakGlass: { id: string } | null },
+): Escalation | null {
   const { facts, set, first } = input;
   if (first.decision === 'allow' || first.errors.length > 0 || first.policies.length > 0) return null;
   if (!set.mentionsApproval && !set.mentionsBreakGlass) return null;
 
-  if (set.mentionsBreakGlass) {
-    const active = await deps.store.findActiveBreakGlass(facts.agent.id, facts.task.id, facts.now);
-    const bg = active.find((r) => matchesAny(r.scope.tools, facts.action.tool));
-    if (bg) {
-      const e = deps.policy.evaluate(buildCedarRequest({ ...facts, breakGlass: true }), set);
-      if (allows(e)) return { kind: 'break_glass', evaluation: e, breakGlassId: bg.id };
-    }
+  if (set.mentionsBreakGlass && input.breakGlass) {
+    const e = policy.evaluate(buildCedarRequest({ ...facts, breakGlass: true }), set);
+    if (allows(e)) return { kind: 'break_glass', evaluation: e, breakGlassId: input.breakGlass.id };
   }
 
   if (set.mentionsApproval) {
-    const rule = approvalRuleFor(deps.policy, facts, set);
+    const rule = approvalRuleFor(policy, facts, set);
     if (rule) return { kind: 'approval', ...rule };
   }
   return null;
