@@ -34,6 +34,9 @@ export const ERROR_CODES = [
   'unauthorized_client',
   'unsupported_grant_type',
   'invalid_scope',
+  // RFC 8707 (a `resource` indicator that is not an absolute URI) and RFC 6749 §4.1.2.1 (no authorization endpoint flow)
+  'invalid_target',
+  'unsupported_response_type',
   // 401
   'unauthorized',
   'invalid_token',
@@ -157,6 +160,8 @@ export const ERROR_TABLE: readonly { status: string; codes: readonly ErrorCode[]
   { status: '401', codes: ['operator_disabled'], when: 'the operator token\'s operator was disabled' },
   { status: '401', codes: ['wrong_audience'], when: 'an action token consumed for another audience' },
   { status: '400, 401', codes: ['invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'], when: 'OAuth endpoints (`/oauth/*`, RFC 6749 §5.2; see below)' },
+  { status: '400', codes: ['invalid_target'], when: '`POST /oauth/token`: a `resource` (RFC 8707) that is not an absolute URI without a fragment' },
+  { status: '400', codes: ['unsupported_response_type'], when: '`/oauth/authorize`: Writ has no authorization endpoint flow (task tokens come from `POST /oauth/token`; [MCP clients](#mcp-clients-protected-resource-metadata))' },
   { status: '403', codes: ['insufficient_role'], when: 'the operator lacks the role' },
   { status: '403', codes: ['csrf_token_invalid', 'origin_not_allowed'], when: 'the console (`/console`): a state change without its session\'s `X-Writ-CSRF` token, or whose `Origin` is not this server\'s' },
   { status: '403', codes: ['forbidden'], when: 'the caller may not do this (generic)' },

@@ -103,7 +103,11 @@ export class InternalError extends WritError {
  * OAuth endpoints answer in the RFC 6749 §5.2 shape `{error, error_description}`.
  */
 export class OAuthError extends WritError {
-  constructor(error: 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type' | 'invalid_scope', description: string, status?: number) {
+  constructor(
+    error: 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type' | 'invalid_scope' | 'invalid_target' | 'unsupported_response_type',
+    description: string,
+    status?: number,
+  ) {
     super(error, description, status ?? (error === 'invalid_client' ? 401 : 400));
   }
 }

@@ -74,6 +74,11 @@ export interface Authorizer {
    * partial evaluation): what tools/list shows. Absent: not supported.
    */
   visibleTools?(taskToken: string, tools: string[]): Promise<string[]>;
+  /**
+   * Writ's issuer (RFC 8414), which the HTTP gateway names as the authorization server in
+   * its protected resource metadata (RFC 9728). Absent: not supported.
+   */
+  issuer?(): Promise<string>;
   /** Calls `listener` with the ids of tasks as they end (in-process only); returns the unsubscribe. */
   onTasksEnded?(listener: (taskIds: string[]) => void): () => void;
   close(): Promise<void>;
@@ -165,7 +170,7 @@ export class HttpAuthorizer implements Authorizer {
   readonly mode = 'http' as const;
   private readonly client: WritClient;
   private readonly jwks: JWTVerifyGetKey;
-  private issuer: string | null = null;
+  private knownIssuer: string | null = null;
   private readonly tasks = new Map<string, { view: TaskView; until: number }>();
 
   /** the last `DPoP-Nonce` Writ gave (RFC 9449 §8) */
@@ -207,12 +212,16 @@ export class HttpAuthorizer implements Authorizer {
     }
   }
 
+  issuer(): Promise<string> {
+    return this.getIssuer();
+  }
+
   private async getIssuer(): Promise<string> {
-    if (this.issuer) return this.issuer;
+    if (this.knownIssuer) return this.knownIssuer;
     const r = await this.call('GET', '/.well-known/oauth-authorization-server', undefined, undefined, 'Writ metadata');
     if (r.status !== 200 || typeof r.body?.issuer !== 'string') throw errorOf(r.status, r.body, 'GET /.well-known/oauth-authorization-server');
-    this.issuer = r.body.issuer as string;
-    return this.issuer;
+    this.knownIssuer = r.body.issuer as string;
+    return this.knownIssuer;
   }
 
   async task(taskToken: string): Promise<TaskView> {
@@ -369,6 +378,10 @@ export class InProcessAuthorizer implements Authorizer {
 
   onTasksEnded(listener: (taskIds: string[]) => void): () => void {
     return this.writ.onTasksEnded(listener);
+  }
+
+  async issuer(): Promise<string> {
+    return this.writ.config.issuer;
   }
 
   async task(taskToken: string): Promise<TaskView> {

@@ -23,6 +23,9 @@ import {
 import type { McpGateway } from './mcp-gateway.js';
 import type { Environment } from './secrets.js';
 
+/** RFC 9728 §3: the well-known path of protected resource metadata. */
+export const PRM_PATH = '/.well-known/oauth-protected-resource';
+
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
@@ -173,6 +176,38 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
     return null;
   };
 
+  /** where this endpoint's RFC 9728 metadata is (the path-suffixed form, §3.1) */
+  const metadataUrl = () => `${new URL(endpointUrl).origin}${PRM_PATH}${path}`;
+  /**
+   * The 401 challenge (RFC 6750 §3, MCP authorization: `resource_metadata` per RFC 9728
+   * §5.1), then a DPoP one (RFC 9449 §7.1): a stock client reads the first, Bearer.
+   */
+  const bearerChallenge = (error?: string) => `Bearer realm="writ-gateway"${error ? `, error="${error}"` : ''}, resource_metadata="${metadataUrl()}", DPoP algs="EdDSA ES256"`;
+  let issuer: string | null = null;
+  const sendMetadata = async (res: ServerResponse, resource: string) => {
+    try {
+      issuer ??= (await gw.authorizer.issuer?.()) ?? null;
+    } catch {
+      return sendJson(res, 503, { error: { code: 'writ_unavailable', message: 'Writ cannot be reached; try again' } });
+    }
+    if (issuer === null) return sendJson(res, 404, { error: { code: 'not_found', message: 'this gateway names no authorization server' } });
+    sendJson(
+      res,
+      200,
+      {
+        resource,
+        // Writ issues the task tokens this resource takes (RFC 8414 metadata at its issuer)
+        authorization_servers: [issuer],
+        bearer_methods_supported: ['header'],
+        resource_name: 'Writ MCP gateway',
+        // a token bound to a key (RFC 9449 §5.2) comes with a proof checked against this resource's URL
+        dpop_signing_alg_values_supported: ['EdDSA', 'ES256'],
+        dpop_bound_access_tokens_required: false,
+      },
+      { 'cache-control': 'public, max-age=300' },
+    );
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://gateway.invalid');
     // Prometheus metrics: never open; only with the metrics token, compared by digest in constant time
@@ -185,14 +220,21 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
       res.writeHead(200, { 'content-type': gw.metrics.registry.contentType, 'cache-control': 'no-store' });
       return void res.end(body);
     }
+    // RFC 9728 §3: the protected resource metadata, for the MCP endpoint (the path-suffixed
+    // form the MCP authorization spec's discovery asks first) and for the origin
+    if (url.pathname === PRM_PATH || url.pathname === `${PRM_PATH}${path}`) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: { code: 'method_not_allowed', message: 'GET the metadata' } }, { allow: 'GET, HEAD' });
+      return sendMetadata(res, url.pathname === PRM_PATH ? new URL(endpointUrl).origin : endpointUrl);
+    }
     if (url.pathname !== path) return sendJson(res, 404, { error: { code: 'not_found', message: `the MCP endpoint is ${path}` } });
-    const challenge = { 'www-authenticate': 'Bearer realm="writ-gateway"' };
+    const challenge = { 'www-authenticate': bearerChallenge() };
     let token: string | null;
     try {
       token = await edge.token(req, endpointUrl);
     } catch (err) {
       if (!(err instanceof WritError)) throw err;
-      return sendJson(res, err.status, { error: { code: err.code, message: err.message } }, { 'www-authenticate': dpopChallenge(err.code) ?? 'Bearer realm="writ-gateway", error="invalid_token"' });
+      const dpop = dpopChallenge(err.code);
+      return sendJson(res, err.status, { error: { code: err.code, message: err.message } }, { 'www-authenticate': dpop ? `${dpop}, resource_metadata="${metadataUrl()}"` : bearerChallenge('invalid_token') });
     }
     if (!token) return sendJson(res, 401, { error: { code: 'unauthorized', message: 'send the task token as `Authorization: Bearer <task token>` (or `DPoP` with a proof when it is bound to a key)' } }, challenge);
     const sid = req.headers['mcp-session-id'];
@@ -204,7 +246,7 @@ export async function serveMcpHttp(gw: McpGateway, opts: McpHttpOptions = {}): P
         // the session that carried this very token has lost its task: close it now
         const s = typeof sid === 'string' ? sessions.get(sid) : undefined;
         if (s && s.token === token) closeSession(s, err.code);
-        return sendJson(res, 401, { error: { code: err.code, message: err.message } }, { 'www-authenticate': 'Bearer realm="writ-gateway", error="invalid_token"' });
+        return sendJson(res, 401, { error: { code: err.code, message: err.message } }, { 'www-authenticate': bearerChallenge('invalid_token') });
       }
       gw.log('authenticate_failed', { error: err instanceof AuthorizerError ? err.code : 'error' });
       return sendJson(res, 503, { error: { code: 'writ_unavailable', message: 'Writ cannot be reached; try again' } });

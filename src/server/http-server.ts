@@ -29,6 +29,7 @@ import {
   registerAgentSchema,
   revokeSchema,
   taskQuerySchema,
+  taskOfTokenRequest,
   tokenFormSchema,
   toolLabelsSchema,
   visibleToolsSchema,
@@ -113,9 +114,14 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const iss = writ.config.issuer;
     sendJson(res, 200, {
       issuer: iss,
+      // RFC 8414 §2 needs this only for grants that use it (Writ has none), but stock MCP
+      // clients require the member: the endpoint answers `unsupported_response_type`
+      authorization_endpoint: `${iss}/oauth/authorize`,
       token_endpoint: `${iss}/oauth/token`,
       jwks_uri: `${iss}/.well-known/jwks.json`,
       introspection_endpoint: `${iss}/oauth/introspect`,
+      // none: task tokens come from the token endpoint only (client_credentials + private_key_jwt)
+      response_types_supported: [],
       grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
       token_endpoint_auth_methods_supported: ['private_key_jwt'],
       token_endpoint_auth_signing_alg_values_supported: ['EdDSA', 'Ed25519', 'ES256'],
@@ -125,6 +131,14 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     }, { 'cache-control': 'public, max-age=300' });
   });
 
+  // RFC 6749 §4.1.2.1: with no authorization flow there is no redirect URI to trust, so
+  // the error is answered here, never redirected; a typed refusal, not a half-working flow
+  const noAuthorizationFlow = async () => {
+    throw new OAuthError('unsupported_response_type', 'Writ has no authorization endpoint flow: an agent gets a task token at `POST /oauth/token` (client_credentials with a `private_key_jwt` client assertion, the task as `task_id` or scope `task:<task id>`)');
+  };
+  route('GET', '/oauth/authorize', noAuthorizationFlow, true);
+  route('POST', '/oauth/authorize', noAuthorizationFlow, true);
+
   // --- agent side ---
   route('POST', '/oauth/token', async ({ req, res }) => {
     const form = await readForm(req).catch((err) => {
@@ -133,13 +147,14 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     });
     const parsed = tokenFormSchema.safeParse(form);
     if (!parsed.success) throw new OAuthError('invalid_request', parsed.error.issues[0]!.message);
+    const tokenRequest = taskOfTokenRequest(parsed.data);
     // RFC 9449 §5: a `DPoP` proof on the token request binds the token to its key
     const proof = req.headers.dpop;
     const binding =
       proof === undefined
         ? {}
         : { jkt: await verifyDpopProof(proof, { method: 'POST', url: writ.tokenEndpoint, nowMs: writ.clock.now(), replay: writ.dpopReplay, nonces: writ.dpopNonces, status: 400 }) };
-    sendJson(res, 200, await writ.issueTaskToken(parsed.data, binding), { pragma: 'no-cache' });
+    sendJson(res, 200, await writ.issueTaskToken(tokenRequest, binding), { pragma: 'no-cache' });
   }, true);
 
   route('POST', '/v1/authorize', async ({ req, res }) => {

@@ -17,3 +17,4 @@ export * from './views.js';
 export { buildOpenApi } from './openapi.js';
 export { parse } from './parse.js';
 export { ERROR_CODES, isErrorCode, type ErrorCode } from '../core/error-codes.js';
+export * from './token-scope.js';

@@ -26,6 +26,8 @@ interface Operation {
   form?: z.ZodType;
   query?: z.ZodObject;
   response?: z.ZodType;
+  /** errors in the OAuth shape (RFC 6749 §5.2) without a form body */
+  oauth?: true;
 }
 
 /** Every route of the server: `METHOD path` → what it takes and answers. */
@@ -44,6 +46,8 @@ export const API_ROUTES: Record<string, Operation> = {
   'POST /access/v1/evaluations': {
     summary: 'AuthZEN Access Evaluations (several, three semantics)', auth: 'task', body: az.authzenEvaluationsSchema, response: az.authzenEvaluationsResponseSchema,
   },
+  'GET /oauth/authorize': { summary: 'no authorization endpoint flow: always 400 `unsupported_response_type` (named in the metadata for stock OAuth clients)', auth: 'none', oauth: true },
+  'POST /oauth/authorize': { summary: 'as GET: always 400 `unsupported_response_type`', auth: 'none', oauth: true },
   'POST /oauth/token': { summary: 'task token (client assertion, RFC 7523) or token exchange (RFC 8693)', auth: 'client', form: q.tokenFormSchema, response: r.tokenResponseSchema },
   'POST /oauth/introspect': { summary: 'RFC 7662 introspection', auth: 'operator', form: q.introspectFormSchema },
   'POST /v1/authorize': { summary: 'decide one action', auth: 'task', body: q.authorizeSchema, response: r.authorizeResponseSchema },
@@ -120,6 +124,21 @@ export const API_ROUTES: Record<string, Operation> = {
   'POST /console/api/policies/validate': { summary: 'validate a policy edit with diagnostics (CSRF token and same origin required)', auth: 'console', body: c.consoleValidatePolicySchema },
 };
 
+/**
+ * The MCP gateway's own routes (`writ gateway mcp`, and `writ serve --gateway`): another
+ * listener than Writ's API, so not among this document's paths, but named here with the
+ * rest. `{path}` is the MCP endpoint's path (`listen.path`, default `/mcp`).
+ * test/gateway-prm.test.ts checks that the gateway answers each.
+ */
+export const GATEWAY_ROUTES: Record<string, { summary: string; auth: 'none' | 'task' | 'metrics' }> = {
+  'GET /.well-known/oauth-protected-resource': { summary: 'RFC 9728 protected resource metadata for the gateway\'s origin (names Writ as the authorization server)', auth: 'none' },
+  'GET /.well-known/oauth-protected-resource{path}': { summary: 'RFC 9728 protected resource metadata for the MCP endpoint (the MCP authorization spec\'s discovery URL)', auth: 'none' },
+  'POST {path}': { summary: 'MCP streamable HTTP (task token as Bearer, or DPoP with a proof)', auth: 'task' },
+  'GET {path}': { summary: 'MCP streamable HTTP: the session\'s event stream', auth: 'task' },
+  'DELETE {path}': { summary: 'MCP streamable HTTP: ends the session', auth: 'task' },
+  'GET /metrics': { summary: 'Prometheus metrics (WRIT_METRICS_TOKEN only)', auth: 'metrics' },
+};
+
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const s = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Record<string, unknown>;
   delete s.$schema;
@@ -153,7 +172,7 @@ export function buildOpenApi(): Record<string, unknown> {
         : undefined;
     const responses: Record<string, unknown> = {
       '200': { description: 'OK', content: { 'application/json': { schema: op.response ? jsonSchema(op.response, 'output') : { type: 'object' } } } },
-      default: { description: 'an error (README "API errors")', content: { 'application/json': { schema: { $ref: op.form ? '#/components/schemas/OAuthError' : '#/components/schemas/Error' } } } },
+      default: { description: 'an error (README "API errors")', content: { 'application/json': { schema: { $ref: op.form || op.oauth ? '#/components/schemas/OAuthError' : '#/components/schemas/Error' } } } },
     };
     paths[path] ??= {};
     paths[path]![method.toLowerCase()] = {

@@ -146,7 +146,10 @@ export const tokenFormSchema = z.object({
   client_assertion_type: z.string().optional(),
   client_assertion: z.string().max(16_384).optional(),
   task_id: z.string().max(256).optional(),
-  scope: z.string().optional(),
+  /** `task:<task id>` names the task instead of `task_id` (for stock OAuth clients, which send only a scope) */
+  scope: z.string().max(1024).optional(),
+  /** RFC 8707 resource indicator (an MCP client sends the gateway's URL): an absolute URI, not otherwise bound */
+  resource: z.string().max(2048).optional(),
   // RFC 8693 token exchange (federated workload identity)
   subject_token: z.string().max(16_384).optional(),
   subject_token_type: z.string().max(256).optional(),
