@@ -55,31 +55,49 @@ export interface AgentKey {
   publicJwk: JWK;
 }
 
-function algOf(jwk: JWK, path: string): string {
+function algOf(jwk: JWK, what: string): string {
   if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') {
-    if (jwk.alg !== undefined && jwk.alg !== 'EdDSA' && jwk.alg !== 'Ed25519') throw new CliError('invalid_key', `key file \`${path}\` has alg \`${jwk.alg}\`, which does not fit an Ed25519 key`);
+    if (jwk.alg !== undefined && jwk.alg !== 'EdDSA' && jwk.alg !== 'Ed25519') throw new CliError('invalid_key', `${what} has alg \`${jwk.alg}\`, which does not fit an Ed25519 key`);
     return jwk.alg ?? 'EdDSA';
   }
   if (jwk.kty === 'EC' && jwk.crv === 'P-256') {
-    if (jwk.alg !== undefined && jwk.alg !== 'ES256') throw new CliError('invalid_key', `key file \`${path}\` has alg \`${jwk.alg}\`, which does not fit a P-256 key`);
+    if (jwk.alg !== undefined && jwk.alg !== 'ES256') throw new CliError('invalid_key', `${what} has alg \`${jwk.alg}\`, which does not fit a P-256 key`);
     return 'ES256';
   }
-  throw new CliError('invalid_key', `key file \`${path}\` is not an Ed25519 (OKP) or P-256 (EC) JWK`);
+  throw new CliError('invalid_key', `${what} is not an Ed25519 (OKP) or P-256 (EC) JWK`);
 }
 
 /** Reads a private JWK written by `writ agent keygen` (or any Ed25519/P-256 private JWK). */
 export async function loadPrivateKey(path: string): Promise<AgentKey> {
-  const jwk = readJsonFile(path, 'key file') as JWK;
-  if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw new CliError('invalid_key', `key file \`${path}\` is not a JWK`);
-  if (typeof jwk.d !== 'string') throw new CliError('invalid_key', `key file \`${path}\` holds no private key (\`d\`)`);
-  const alg = algOf(jwk, path);
+  return importPrivateKey(readJsonFile(path, 'key file'), `key file \`${path}\``);
+}
+
+/**
+ * A private JWK given as JSON text (`WRIT_AGENT_KEY`): the same checks as a key file.
+ * The text is never repeated in an error.
+ */
+export async function parsePrivateKey(text: string, what: string): Promise<AgentKey> {
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(text);
+  } catch {
+    throw new CliError('invalid_json', `${what} is not JSON (a private JWK, as \`writ agent keygen\` writes)`);
+  }
+  return importPrivateKey(jwk, what);
+}
+
+async function importPrivateKey(value: unknown, what: string): Promise<AgentKey> {
+  const jwk = value as JWK;
+  if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw new CliError('invalid_key', `${what} is not a JWK`);
+  if (typeof jwk.d !== 'string') throw new CliError('invalid_key', `${what} holds no private key (\`d\`)`);
+  const alg = algOf(jwk, what);
   const pub = publicOf(jwk);
   const kid = jwk.kid ?? (await calculateJwkThumbprint(pub, 'sha256'));
   let key: CryptoKey;
   try {
     key = (await importJWK({ ...jwk, alg: undefined, key_ops: undefined, ext: undefined }, alg)) as CryptoKey;
   } catch (err) {
-    throw new CliError('invalid_key', `key file \`${path}\` does not import: ${(err as Error).message}`);
+    throw new CliError('invalid_key', `${what} does not import: ${(err as Error).message}`);
   }
   return { key, alg, kid, publicJwk: { ...pub, kid } };
 }

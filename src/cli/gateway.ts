@@ -46,8 +46,10 @@ async function dpopKeyOf(args: ReturnType<typeof parseArgs>, config: { baseDir: 
 }
 
 async function mcp(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['config', 'host', 'port', 'dpop-key'], switches: ['stdio'] });
+  const args = parseArgs(argv, { values: ['config', 'host', 'port', 'dpop-key', 'agent', 'agent-key', 'task'], switches: ['stdio', 'follow-agent-tasks'] });
   positionals(args, []);
+  // the agent's key and the task(s) it works on: the gateway gets and renews its own task token
+  const own = await ownTokenOptions(args);
   const [{ loadGatewayConfig }, { HttpAuthorizer }, { McpGateway }, serve] = await Promise.all([
     import('../gateway/config.js'),
     import('../gateway/authorizer.js'),
@@ -61,12 +63,40 @@ async function mcp(argv: string[]): Promise<void> {
   const dpopKey = await dpopKeyOf(args, config);
   const authorizer = new HttpAuthorizer({ url: config.writ.url, operatorToken, timeoutMs: config.writ.timeout_ms, dpopKey });
   // the CLI is the edge: the gateway resolves its `{"env": NAME}` references in the environment given here
-  const gw = new McpGateway({ config, authorizer, env: process.env });
+  let keeper: import('../gateway/task-token-keeper.js').TaskTokenKeeper | undefined;
+  const gw = new McpGateway({
+    config,
+    authorizer,
+    env: process.env,
+    tokenProblem: () => {
+      const c = keeper?.current();
+      return c && c.kind === 'refused' ? { code: c.code, message: c.message } : null;
+    },
+  });
   if (dpopKey) gw.log('dpop_key', { jkt: dpopKey.jkt });
+  // the tokens the gateway gets itself are bearer tokens (not bound to a DPoP key, yet)
+  if (own && dpopKey) throw new UsageError('`--dpop-key` (writ.dpop_key_file) does not go with `--task` or `--follow-agent-tasks` yet');
   if (opName && !operatorToken) gw.log('operator_token_missing', { env: opName, note: 'tools/list is not narrowed to the task scope' });
   else if (!opName) gw.log('no_operator_token', { note: 'tools/list is not narrowed to the task scope (set writ.operator_token_env)' });
   if (gw.pins.count === 0) gw.log('no_pins', { path: config.pins_file, note: 'no tool is approved: run `writ gateway tools approve`' });
   await gw.start();
+  if (own) {
+    const { TaskTokenKeeper } = await import('../gateway/task-token-keeper.js');
+    keeper = new TaskTokenKeeper({ url: config.writ.url, agentId: own.agentId, key: own.key, ...(own.task !== undefined ? { task: own.task } : { follow: true }), log: gw.log, timeoutMs: config.writ.timeout_ms });
+    // a new task can show other tools: tell the client to list them again
+    keeper.onChange(() => gw.notifyToolsChanged());
+    gw.log('agent_key_loaded', { agent_id: own.agentId, kid: own.key.kid, ...(own.task !== undefined ? { task_id: own.task } : { follow_agent_tasks: true }) });
+    keeper.start();
+    const k = keeper;
+    const { closed } = await serve.serveMcpStdio(gw, () => k.token());
+    gw.log('serving_stdio', { upstreams: [...gw.upstreams.keys()] });
+    await untilStopped(async () => {
+      await gw.close();
+      await k.close();
+      await tracing?.shutdown();
+    }, closed);
+    return;
+  }
   if (hasSwitch(args, 'stdio')) {
     const token = serve.taskTokenSource({ file: config.writ.task_token_file ? config.writ.task_token_file : undefined, envName: config.writ.task_token_env, env: process.env });
     if (!token()) gw.log('no_task_token', { env: config.writ.task_token_env, file: config.writ.task_token_file ?? null });
@@ -101,6 +131,32 @@ async function mcp(argv: string[]): Promise<void> {
     await gw.close();
     await tracing?.shutdown();
   });
+}
+
+/**
+ * `--task ID` or `--follow-agent-tasks`, with `--agent ID` (or WRIT_AGENT_ID) and the agent's
+ * private JWK from `--agent-key FILE` or WRIT_AGENT_KEY (the JWK itself): the stdio gateway
+ * obtains and renews its own task tokens (src/gateway/task-token-keeper.ts). Null without
+ * either task option.
+ */
+async function ownTokenOptions(args: ReturnType<typeof parseArgs>) {
+  const task = flag(args, 'task');
+  const follow = hasSwitch(args, 'follow-agent-tasks');
+  const keyFile = flag(args, 'agent-key');
+  if (task === undefined && !follow) {
+    if (keyFile !== undefined || flag(args, 'agent') !== undefined) throw new UsageError('`--agent` and `--agent-key` go with `--task ID` or `--follow-agent-tasks`');
+    return null;
+  }
+  if (task !== undefined && follow) throw new UsageError('give one of `--task ID` and `--follow-agent-tasks`');
+  if (!hasSwitch(args, 'stdio')) throw new UsageError('`--task` and `--follow-agent-tasks` serve one agent: they go with `--stdio`');
+  if (task !== undefined && (task.trim() === '' || task.length > 256)) throw new UsageError('`--task` takes a task id');
+  const agentId = flag(args, 'agent') ?? process.env.WRIT_AGENT_ID;
+  if (!agentId) throw new UsageError('the gateway needs the agent id: `--agent ID` (or WRIT_AGENT_ID)');
+  const envKey = process.env.WRIT_AGENT_KEY;
+  if (keyFile === undefined && !envKey) throw new UsageError('the gateway needs the agent\'s private key: `--agent-key FILE` or WRIT_AGENT_KEY (the JWK)');
+  const { loadPrivateKey, parsePrivateKey } = await import('./agent-key.js');
+  const key = keyFile !== undefined ? await loadPrivateKey(keyFile) : await parsePrivateKey(envKey!, 'WRIT_AGENT_KEY');
+  return { agentId, key, ...(task !== undefined ? { task } : {}) };
 }
 
 async function httpProxy(argv: string[]): Promise<void> {

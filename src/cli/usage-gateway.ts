@@ -6,7 +6,10 @@ export const GATEWAY_USAGE: Record<string, string> = {
     '    the MCP gateway: streamable HTTP on listen.host:listen.port + listen.path (agents send\n' +
     '    `Authorization: Bearer <task token>`, or `DPoP` with a proof for a bound one), or with --stdio\n' +
     '    one agent on stdin/stdout whose task token is in WRIT_TASK_TOKEN (writ.task_token_env) or\n' +
-    '    writ.task_token_file; --dpop-key (writ.dpop_key_file): the agent\'s DPoP key, for tokens bound to it',
+    '    writ.task_token_file; --dpop-key (writ.dpop_key_file): the agent\'s DPoP key, for tokens bound to it\n' +
+    '  writ gateway mcp --config FILE --stdio --agent ID [--agent-key FILE] (--task ID | --follow-agent-tasks)\n' +
+    '    the gateway holds the agent\'s key (--agent-key, or the JWK in WRIT_AGENT_KEY) and obtains and\n' +
+    '    renews its own task token: for one task, or for each task an operator assigns to the agent',
   http: 'writ gateway http --config FILE [--host H] [--port P] [--dpop-key FILE]\n    the HTTP tool proxy (routes -> upstreams, each request authorized)',
   tools:
     'writ gateway tools approve --config FILE [--upstream NAME ...] [--tool UPSTREAM.TOOL ...]\n' +

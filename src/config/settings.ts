@@ -32,6 +32,7 @@ export const SETTINGS = {
   WRIT_DATABASE_URL: { default: 'unset', section: 'store', description: '`postgres://…` selects PostgreSQL instead of SQLite' },
   WRIT_DATABASE_SCHEMA: { default: 'public', section: 'store', description: 'the PostgreSQL schema the tables live in' },
   PGUSER: { default: 'the operating-system user', section: 'store', description: 'the PostgreSQL user when `WRIT_DATABASE_URL` names none (as libpq and psql)' },
+  WRIT_TASK_TOKEN_TTL: { default: '600', section: 'service', description: 'the longest a task token lives, in seconds (1 to 900; never past its task); agents renew before it ends' },
   WRIT_OPERATOR_TOKEN_TTL: { default: '90d', section: 'service', description: 'how long an operator token works after it is issued or rotated: seconds, or a number with s/m/h/d (60 s to 3650 d)' },
   WRIT_FAILURE_LIMIT: { default: '1000/10', section: 'limits', description: '`MAX/SECONDS`: failed requests one client address may make without a valid credential per window (then 429)' },
   WRIT_CREDENTIAL_FAILURE_LIMIT: { default: '1000/10', section: 'limits', description: '`MAX/SECONDS`: failed requests one valid credential may make per window (then 429)' },

@@ -26,6 +26,12 @@ export interface McpGatewayOptions {
   config: GatewayConfig;
   authorizer: Authorizer;
   log?: Log;
+  /**
+   * Why there is no task token, when the gateway holds the agent's key and gets tokens
+   * itself (src/gateway/task-token-keeper.ts): calls are then refused with this code
+   * (`no_active_task`, `task_token_unavailable`, `agent_key_refused`) in the error's data.
+   */
+  tokenProblem?: () => { code: string; message: string } | null;
   /** where `{"env": NAME}` secret references are resolved: passed in by the CLI; none given, none is set */
   env?: Environment;
 }
@@ -193,12 +199,19 @@ export class McpGateway {
   }
 
   private async task(token: string | undefined) {
-    if (!token) throw new McpError(ErrorCode.InvalidRequest, 'no task token: the gateway needs the agent\'s task token');
+    if (!token) throw this.noToken();
     try {
       return await this.authorizer.task(token);
     } catch (err) {
       throw this.authError(err);
     }
+  }
+
+  /** A call without a task token: refused, with why (never passed on). */
+  private noToken(): McpError {
+    const p = this.opts.tokenProblem?.();
+    if (p) return new McpError(ErrorCode.InvalidRequest, `the call was not made: ${p.message} (${p.code})`, { code: p.code });
+    return new McpError(ErrorCode.InvalidRequest, 'no task token: the gateway needs the agent\'s task token', { code: 'no_task_token' });
   }
 
   private authError(err: unknown): McpError {
@@ -264,7 +277,7 @@ export class McpGateway {
   /** `passOn`: the incoming trace context to send onward (tracing off), or null (on: the active span's) */
   private async callToolTraced(token: string | undefined, name: string, rawArgs: unknown, signal: AbortSignal | undefined, passOn: TraceCarrier | null): Promise<CallToolResult> {
     const onward = (): TraceCarrier => passOn ?? carrierOnward(undefined);
-    if (!token) throw new McpError(ErrorCode.InvalidRequest, 'no task token: the gateway needs the agent\'s task token');
+    if (!token) throw this.noToken();
     const dot = name.indexOf('.');
     const upstream = dot > 0 ? this.upstreams.get(name.slice(0, dot)) : undefined;
     if (!upstream) throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name.slice(0, 200)}\``);

@@ -35,6 +35,8 @@ import {
   visibleToolsSchema,
   buildOpenApi,
   agentView,
+  agentTaskView,
+  agentTasksQuerySchema,
   auditView,
   decisionView,
   iso,
@@ -50,6 +52,7 @@ import { registerAuthzenRoutes } from './routes-authzen.js';
 import { consoleBridge, isConsoleBridge, registerConsoleRoutes } from './routes-console.js';
 import { ConsoleSessions } from './console-session.js';
 import { delegationTree } from '../tasks/delegation.js';
+import { ifNoneMatchOf } from '../service/agent-tasks.js';
 
 type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
 
@@ -182,6 +185,22 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       writ.requireAuditor(await writ.authenticateOperator(presented));
     }
     await sendMetrics(res, writ);
+  });
+
+  // An agent's own active tasks, with its key (a client assertion for this URL), long-polled:
+  // how a gateway configured once follows the tasks operators assign (src/service/agent-tasks.ts)
+  route('GET', '/v1/agents/{id}/tasks', async ({ req, res, params, url }) => {
+    const agent = await writ.agentTasks.authenticate(bearer(req), params[0]!);
+    const q = parse(agentTasksQuerySchema, Object.fromEntries(url.searchParams));
+    const ifNoneMatch = ifNoneMatchOf(req.headers['if-none-match']);
+    const ac = new AbortController();
+    res.once('close', () => ac.abort());
+    const r = await writ.agentTasks.list(agent.id, { waitSeconds: q.wait ?? 0, ...(ifNoneMatch !== undefined ? { ifNoneMatch } : {}), signal: ac.signal });
+    if (r.notModified) {
+      res.writeHead(304, { etag: r.etag, 'cache-control': 'no-store' }).end();
+      return;
+    }
+    sendJson(res, 200, { tasks: r.tasks.map(agentTaskView) }, { etag: r.etag, 'cache-control': 'no-store' });
   });
 
   // The task token's own task, if it is active (401 otherwise): how a gateway or proxy

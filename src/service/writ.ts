@@ -1,3 +1,4 @@
+import { AgentTasks } from './agent-tasks.js';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { DpopError, DpopNonces, DpopReplayCache } from '../tokens/dpop.js';
 import { AuditBatcher } from '../audit/audit-batcher.js';
@@ -158,6 +159,8 @@ export class Writ {
   /** the one authorize pipeline (src/authorize): authorize and the approval read */
   private readonly pipeline: AuthorizePipeline;
   private readonly commit: DecisionCommit;
+  /** an agent's own active tasks, long-polled with its key (src/service/agent-tasks.ts) */
+  readonly agentTasks: AgentTasks;
   /** `POST /v1/tools/visible`: answers per task and policy version, and requests per task per window */
   private readonly toolVisibility = new ToolVisibilityCache();
   private readonly visibleToolsRate: WindowLimiter;
@@ -206,6 +209,7 @@ export class Writ {
       putLive: (by, text, options) => this.putPolicy(by, text, options),
       securityEvent: (type, actor, data) => this.securityEvent(type, actor, data),
     });
+    this.agentTasks = new AgentTasks({ store, clock, issuer: () => this.config.issuer });
     this.commit = new DecisionCommit({ store, config: this.config, keys: this.keys, committer: this.committer, metrics: this.metrics, securityEvent: audit.securityEvent });
     this.pipeline = new AuthorizePipeline({
       store, clock, config: this.config, securityEvent: audit.securityEvent, engine: this.policy,
@@ -519,6 +523,8 @@ export class Writ {
         ...(input.require_owner_presence ? { require_owner_presence: true } : {}),
       },
     }, input.require_owner_presence ? { presence: this.presence.initialLease(id, by.id, now) } : {});
+    // an agent's gateway long-polling for its tasks gets this one at once
+    this.agentTasks.changed();
     return task;
   }
 
@@ -597,6 +603,7 @@ export class Writ {
 
   private announceEnded(taskIds: string[]): void {
     if (taskIds.length === 0) return;
+    this.agentTasks.changed();
     for (const l of this.endedListeners) {
       try {
         l(taskIds);

@@ -17,7 +17,8 @@ import * as r from './responses.js';
  */
 
 /** `console`: the console's session cookie (`writ_console`); a change also carries `X-Writ-CSRF` and a same-origin `Origin` */
-type Auth = 'none' | 'task' | 'operator' | 'client' | 'console';
+/** `agent`: a client assertion signed by the agent's key, its `aud` the route's URL (src/service/agent-tasks.ts) */
+type Auth = 'none' | 'task' | 'operator' | 'client' | 'console' | 'agent';
 interface Operation {
   summary: string;
   auth: Auth;
@@ -63,6 +64,9 @@ export const API_ROUTES: Record<string, Operation> = {
   'POST /v1/agents': { summary: 'register an agent', auth: 'operator', body: q.registerAgentSchema },
   'GET /v1/agents': { summary: 'list agents', auth: 'operator' },
   'GET /v1/agents/{id}': { summary: 'one agent', auth: 'operator' },
+  'GET /v1/agents/{id}/tasks': {
+    summary: 'the agent’s own active tasks (long-poll with `wait` and `If-None-Match`: 304 when unchanged)', auth: 'agent', query: q.agentTasksQuerySchema, response: r.agentTasksResponseSchema,
+  },
   'POST /v1/agents/{id}/disable': { summary: 'disable an agent', auth: 'operator' },
   'POST /v1/tasks': { summary: 'create a task', auth: 'operator', body: q.createTaskSchema },
   'GET /v1/tasks': { summary: 'list tasks', auth: 'operator', query: q.taskQuerySchema },
@@ -151,6 +155,7 @@ const SECURITY: Record<Auth, unknown[] | undefined> = {
   operator: [{ operatorToken: [] }],
   client: [],
   console: [{ consoleSession: [] }],
+  agent: [{ agentAssertion: [] }],
 };
 
 /** The document, as `docs/openapi.json` holds it (stable key order: the route table's). */
@@ -197,6 +202,7 @@ export function buildOpenApi(): Record<string, unknown> {
       securitySchemes: {
         taskToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'a task token from POST /oauth/token' },
         operatorToken: { type: 'http', scheme: 'bearer', description: 'an operator token' },
+        agentAssertion: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'an RFC 7523 client assertion signed by the agent’s key, `aud` the route’s URL under the issuer, used once' },
         consoleSession: { type: 'apiKey', in: 'cookie', name: 'writ_console', description: 'the console session from POST /console/api/session' },
       },
     },

@@ -173,6 +173,12 @@ export const auditQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
+/** `GET /v1/agents/{id}/tasks`: only active tasks are listed; `wait` long-polls (seconds, at most 30) */
+export const agentTasksQuerySchema = z.strictObject({
+  status: z.literal('active').optional(),
+  wait: z.coerce.number().int().min(0).max(30).optional(),
+});
+
 export const taskQuerySchema = z.strictObject({
   agent_id: z.string().max(256).optional(),
   status: z.enum(['active', 'completed', 'revoked', 'expired']).optional(),

@@ -35,6 +35,20 @@ export const currentTaskResponseSchema = z.object({
   expires_at: z.iso.datetime({ offset: true }),
 });
 
+/** `GET /v1/agents/{id}/tasks`: what the agent needs to pick a task and ask for its token */
+export const agentTasksResponseSchema = z.object({
+  tasks: z.array(
+    z.object({
+      id: z.string(),
+      intent: z.string(),
+      status: z.literal('active'),
+      created_at: z.iso.datetime({ offset: true }),
+      expires_at: z.iso.datetime({ offset: true }),
+      parent_id: z.string().nullable(),
+    }),
+  ),
+});
+
 export const visibleToolsResponseSchema = z.object({ tools: z.array(z.string()) });
 
 /** `POST /oauth/token` (RFC 6749 §5.1; RFC 8693 §2.2.1 adds `issued_token_type`) */

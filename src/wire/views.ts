@@ -29,6 +29,11 @@ export function taskView(t: TaskRecord) {
   };
 }
 
+/** A task as its own agent sees it in `GET /v1/agents/{id}/tasks` (no owner, no usage). */
+export function agentTaskView(t: TaskRecord) {
+  return { id: t.id, intent: t.intent, status: t.status, created_at: iso(t.createdAt), expires_at: iso(t.expiresAt), parent_id: t.parentId };
+}
+
 export function decisionView(d: DecisionRecord) {
   return {
     id: d.id,
