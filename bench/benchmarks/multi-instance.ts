@@ -3,7 +3,9 @@
  * Several Writ instances on one database (PostgreSQL; design §3, §6, §7).
  *
  *  - http_two_instances: POST /v1/authorize throughput with two server processes on
- *    the same schema, the load split evenly between them.
+ *    the same schema, the load split evenly between them; beside it, the same scaling
+ *    of the decision commits alone (two store instances in this process, no HTTP or
+ *    Cedar: what the instances' commits cost each other, apart from the CPU).
  *  - revoke_propagation: revoke a task through instance A, while an agent keeps
  *    asking instance B; the time until B answers 401 `task_not_active`, and whether
  *    any allow was handed out for a request sent after A acknowledged the revoke
@@ -21,6 +23,7 @@ import { authorizeLoad, authorizeOnce, BenchApi, loadClient, prepareAgentTasks }
 import { makeAgentKey } from '../lib/identity.js';
 import { BENCH_AGENT, BENCH_SCOPE, POLICIES_20 } from '../lib/policies.js';
 import { round, summarize } from '../lib/stats.js';
+import { storeCommitScaling } from '../lib/store-commits.js';
 import { atLeast, atMost, type BenchOutput, type RunOptions, type TargetCheck } from '../lib/types.js';
 import { authorizeBodies, phase } from './http.js';
 
@@ -57,8 +60,13 @@ export async function httpTwoInstances(opts: RunOptions, backend: Backend): Prom
     const one = await phase([a], [targets[0]!], p.concurrency, p.duration_s * 1000, body);
     const scaling = one.decisions_per_s > 0 ? Math.round((c32.decisions_per_s / one.decisions_per_s) * 100) / 100 : 0;
     opts.log(`http_two_instances[${backend}]: c32 over 2 instances ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; one instance ${one.decisions_per_s}/s (x${scaling})`);
+    const commits = await storeCommitScaling(data.spec, { phaseMs: opts.smoke ? 200 : q ? 500 : 1500, rounds: opts.smoke ? 1 : 2, batch: 8, tasks: p.tasks });
+    opts.log(
+      `http_two_instances[${backend}]: decision commits alone (batches of ${commits.batch} on ${p.tasks} shared tasks, one batch in flight per instance): ` +
+        `two instances ${commits.two_instances_commits_per_s}/s, one ${commits.one_instance_commits_per_s}/s (x${commits.two_vs_one})`,
+    );
     return {
-      result: { params: p, c32, one_instance_c32: one, two_vs_one: scaling },
+      result: { params: p, c32, one_instance_c32: one, two_vs_one: scaling, store_commits: commits },
       targets: {
         [`http_two_instances.${backend}.two_vs_one`]: {
           ...atLeast('two instances / one instance, decisions/s at concurrency 32 (same data, same run)', scaling, 1.7),

@@ -48,6 +48,15 @@ async function readAll(store: Store) {
   }
 }
 
+/** Polls `fn` until it answers true (a condition another connection makes true). */
+async function until(fn: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const t0 = Date.now();
+  while (!(await fn())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`not seen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function waitFor<T>(fn: () => T | undefined, timeoutMs = 60_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
@@ -214,6 +223,37 @@ if (skipReason) {
       assertChain(await readAll(b));
     });
 
+    it('a reader paging by seq while both instances commit sees every entry once, in order', async () => {
+      const agent = agentRecord(clock);
+      await a.createAgent(agent, auditInput('agent.created'));
+      const task = taskRecord(clock, agent.id, { maxActions: 1000 });
+      await a.createTask(task, auditInput('task.created'));
+      const from = (await a.auditHead())!.seq;
+      const seen: number[] = [];
+      let writing = true;
+      const reader = (async () => {
+        let after = from;
+        for (;;) {
+          const done = !writing; // read once more after the last commit was answered
+          const page = await (seen.length % 2 ? a : b).listAudit({ after, limit: 7 });
+          for (const e of page) seen.push(e.seq);
+          if (page.length > 0) after = page.at(-1)!.seq;
+          else if (done) return;
+        }
+      })();
+      const writes = Array.from({ length: 40 }, (_, i) =>
+        i % 3 === 0
+          ? (i % 2 ? a : b).appendAudit([auditInput('test.page', { data: { i } })])
+          : (i % 2 ? a : b).commitDecisions(Array.from({ length: 1 + (i % 4) }, () => guardedWrite(clock, task)), clock.now()),
+      );
+      await Promise.all(writes);
+      writing = false;
+      await reader;
+      const head = (await a.auditHead())!.seq;
+      assert.deepEqual(seen, Array.from({ length: head - from }, (_, i) => from + 1 + i), 'no entry skipped, none seen twice');
+      assertChain(await readAll(b));
+    });
+
     it('the same agent id created from both: one wins, the other gets agent_exists', async () => {
       const agent = agentRecord(clock);
       const rs = await Promise.allSettled([a.createAgent(agent, auditInput('agent.created')), b.createAgent(agent, auditInput('agent.created'))]);
@@ -263,6 +303,96 @@ if (skipReason) {
       assert.ok(ok, 'the store recovered');
       await a.ping();
       assertChain(await readAll(a));
+    });
+  });
+
+  describe('PostgresStore: a commit waits for its flush without holding its locks', () => {
+    const schema = freshSchema();
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    // c has one connection, so one row of the flush barrier (db.ts), which the test holds
+    // to stand for a flush that takes long; d is another instance
+    let c: PostgresStore;
+    let d: PostgresStore;
+    let pid: number;
+    let task: ReturnType<typeof taskRecord>;
+
+    before(async () => {
+      c = new PostgresStore({ connectionString: url, clock, schema, poolSize: 1 });
+      d = new PostgresStore({ connectionString: url, clock, schema, poolSize: 2 });
+      await c.migrate();
+      const agent = agentRecord(clock);
+      await c.createAgent(agent, auditInput('agent.created'));
+      task = taskRecord(clock, agent.id, { maxActions: 10 });
+      await c.createTask(task, auditInput('task.created'));
+      const rows = await admin(async (q) => (await q.query(`SELECT pid FROM "${schema}".commit_barrier`)).rows);
+      assert.equal(rows.length, 1, 'only c has committed');
+      pid = rows[0].pid as number;
+    });
+
+    after(async () => {
+      await c?.close();
+      await d?.close();
+      await dropSchema(schema);
+    });
+
+    /** Runs `fn` while c's barrier row is locked: c's commits take effect but cannot be confirmed. */
+    async function holdingFlush(fn: (q: pg.Client) => Promise<void>): Promise<void> {
+      await admin(async (q) => {
+        await q.query('BEGIN');
+        await q.query(`SELECT n FROM "${schema}".commit_barrier WHERE pid = $1 FOR UPDATE`, [pid]);
+        try {
+          await fn(q);
+        } finally {
+          await q.query('ROLLBACK').catch(() => undefined);
+        }
+      });
+    }
+
+    it('another instance takes the chain head and the task while the first waits; the first is answered after its flush', async () => {
+      const first = guardedWrite(clock, task);
+      let answered = false;
+      let pending!: Promise<unknown>;
+      await holdingFlush(async () => {
+        pending = c.commitDecisions([first], clock.now()).then((r) => {
+          answered = true;
+          return r;
+        });
+        // committed (other instances read it) but not answered
+        await until(async () => (await d.getDecision(first.decision.id)) !== null);
+        // the chain head and the task's row are free: d commits on the same task meanwhile
+        assert.deepEqual(await d.commitDecisions([guardedWrite(clock, task)], clock.now()), [{ written: 'primary' }]);
+        await d.appendAudit([auditInput('test.meanwhile')]);
+        assert.equal(answered, false, 'no answer before the flush barrier passed');
+      });
+      assert.deepEqual(await pending, [{ written: 'primary' }]);
+      assert.equal((await d.getTask(task.id))!.actionsUsed, 2);
+      const all = await readAll(d);
+      assertChain(all);
+      assert.deepEqual(
+        all.slice(-3).map((e) => e.type),
+        ['decision.allow', 'decision.allow', 'test.meanwhile'],
+      );
+    });
+
+    it('a fault after COMMIT is answered 503 and not retried: the decision is written once', async () => {
+      const w = guardedWrite(clock, task);
+      let outcome!: Promise<unknown>;
+      await holdingFlush(async (q) => {
+        outcome = c.commitDecisions([w], clock.now()).then(
+          () => assert.fail('answered without a confirmed commit'),
+          (err: unknown) => err,
+        );
+        await until(async () => (await d.getDecision(w.decision.id)) !== null);
+        await q.query('SELECT pg_terminate_backend($1)', [pid]);
+      });
+      const err = await outcome;
+      assert.ok(err instanceof UnavailableError, `expected UnavailableError, got ${String(err)}`);
+      assert.equal((await d.listDecisions(task.id)).filter((x) => x.id === w.decision.id).length, 1);
+      assert.equal((await d.listAudit({ decisionId: w.decision.id })).length, 1, 'one audit entry');
+      assert.equal((await d.getTask(task.id))!.actionsUsed, 3, 'the budget was taken once');
+      // c recovers on a new connection
+      assert.deepEqual(await c.commitDecisions([guardedWrite(clock, task)], clock.now()), [{ written: 'primary' }]);
+      assertChain(await readAll(d));
     });
   });
 

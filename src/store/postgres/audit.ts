@@ -7,7 +7,7 @@ import { type AuditFilter } from '../store.js';
 
 import { PgDb, type Row, type Q, auditWrite } from './db.js';
 
-/** Appends inside the caller's transaction, holding the chain head's row lock until commit. */
+/** Appends inside the caller's transaction, holding the chain head's row lock until its commit is written (db.ts `tx`: not until it is flushed). */
 export async function appendInTx(db: PgDb, c: Q, inputs: AuditInput[]): Promise<AuditEntry[]> {
   if (inputs.length === 0) return [];
   const out = chainEntries(db, await lockAuditHead(db, c), inputs);

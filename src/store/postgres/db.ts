@@ -25,6 +25,35 @@ export interface PgDbOptions {
   onBackgroundError?: (err: Error) => void;
 }
 
+/**
+ * A transaction's commit does not wait for its WAL flush (`synchronous_commit = off`,
+ * for this transaction only): its row locks are released as soon as its commit record
+ * is written, not after the flush.
+ */
+const BEGIN_ASYNC = 'BEGIN; SET LOCAL synchronous_commit = off';
+/**
+ * Sent right after such a COMMIT, in the same message: a one-row write in a transaction
+ * of its own that commits with the session's `synchronous_commit` (on), so it returns
+ * only once the WAL is flushed up to its own commit record, which lies after the
+ * COMMIT before it: WAL is flushed in order, so that commit is durable too (and on a
+ * synchronous standby, with `synchronous_standby_names`). The row is this backend's
+ * own (keyed by its pid), so no two connections ever wait on each other here.
+ *
+ * Meanwhile, other connections can already read what the transaction wrote. Whatever
+ * they then commit lies later in the WAL, so it is never durable without it: a decision
+ * that read a spent budget, a used approval or the chain head is answered only once what
+ * it read is durable too. Only a plain read can show a change whose writer has not been
+ * answered yet (and which a crash in that window would undo, with everything after it).
+ */
+const FLUSH_BARRIER = 'INSERT INTO commit_barrier (pid, n) VALUES (pg_backend_pid(), 1) ON CONFLICT (pid) DO UPDATE SET n = commit_barrier.n + 1';
+
+/** A fault at or after COMMIT: the transaction may have taken effect, so it is not retried. */
+class CommitUnconfirmed extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the commit was not confirmed');
+  }
+}
+
 /** transaction attempts after a serialization failure or a deadlock */
 const MAX_RETRIES = 5;
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -92,12 +121,21 @@ export class PgDb {
    * Runs `fn` in one transaction on one pooled connection. Retries the whole
    * transaction on serialization failures and deadlocks; always rolls back and
    * releases on error, discarding a connection that may be broken.
+   *
+   * The transaction commits without waiting for its WAL flush, so the row locks it
+   * holds (the audit chain head, a task's budget) are released at once rather than
+   * after the flush; the flush is then awaited by the barrier that follows in the same
+   * message (see `FLUSH_BARRIER`). The promise resolves only once the commit is durable,
+   * as before, but two instances' commits no longer wait on each other's flush.
+   * `syncCommit` commits the ordinary way (migrations: the barrier's table may not exist yet).
    */
-  async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  async tx<T>(fn: (c: PoolClient) => Promise<T>, options: { syncCommit?: boolean } = {}): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.txOnce(fn);
+        return await this.txOnce(fn, options);
       } catch (err) {
+        // Past COMMIT the transaction may have taken effect: never run it a second time.
+        if (err instanceof CommitUnconfirmed) throw mapPgError(err.cause);
         if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
           await sleep(backoff(attempt));
           continue;
@@ -107,7 +145,7 @@ export class PgDb {
     }
   }
 
-  async txOnce<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  async txOnce<T>(fn: (c: PoolClient) => Promise<T>, options: { syncCommit?: boolean } = {}): Promise<T> {
     if (this.closed) throw new UnavailableError('the store is closed');
     const client = await this.pool.connect();
     // While checked out the pool does not listen for errors on the client; a socket
@@ -118,14 +156,19 @@ export class PgDb {
     };
     client.on('error', onError);
     try {
-      await client.query('BEGIN');
+      await client.query(options.syncCommit ? 'BEGIN' : BEGIN_ASYNC);
       const result = await fn(client);
-      await client.query('COMMIT');
+      try {
+        await client.query(options.syncCommit ? 'COMMIT' : `COMMIT; ${FLUSH_BARRIER}`);
+      } catch (err) {
+        throw new CommitUnconfirmed(err);
+      }
       client.off('error', onError);
       client.release();
       return result;
     } catch (err) {
-      let discard: Error | undefined = broken ?? (isConnectionError(err) ? asError(err) : undefined);
+      const cause = err instanceof CommitUnconfirmed ? err.cause : err;
+      let discard: Error | undefined = broken ?? (isConnectionError(cause) ? asError(cause) : undefined);
       if (!discard) {
         try {
           await client.query('ROLLBACK');

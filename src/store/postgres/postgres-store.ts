@@ -58,7 +58,9 @@ export type PostgresStoreOptions = PgDbOptions;
  * The shared store: PostgreSQL through a `pg` pool. Every mutation is one
  * READ COMMITTED transaction that ends by appending its audit entries under a row
  * lock on the single `audit_head` row, so the chain is gap-free and fork-free across
- * any number of processes. Budget and single-use writes are guarded statements whose
+ * any number of processes. The lock is held until the commit is written, not until it
+ * is flushed: each transaction is answered after a flush barrier (db.ts `tx`), so
+ * instances do not wait on each other's flushes. Budget and single-use writes are guarded statements whose
  * row counts decide. Serialization failures and deadlocks are retried; connection
  * faults surface as `UnavailableError`, and the connection is discarded.
  *
@@ -82,7 +84,7 @@ export class PostgresStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    await this.db.tx((c) => applyMigrations(c, this.db.schema));
+    await this.db.tx((c) => applyMigrations(c, this.db.schema), { syncCommit: true });
   }
 
   async ping(): Promise<void> {

@@ -268,6 +268,14 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX shadow_decisions_candidate ON shadow_decisions(candidate_version, created_at);
   `,
+  // the flush barrier after each commit (db.ts FLUSH_BARRIER): one row per backend, written
+  // after a commit that did not wait for its flush, so that it waits for both
+  `
+  CREATE TABLE commit_barrier (
+    pid INTEGER PRIMARY KEY,
+    n BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */
