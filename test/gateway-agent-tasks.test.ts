@@ -8,7 +8,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { ChildStdioTransport, spawnChild, type Child } from './helpers/child.js';
 import { CLI, eventually, ROOT, runWrit, STDIO_FIXTURE, textOf } from './helpers/gateway-fixtures.js';
-import { Api, BOOT_TOKEN, makeAgentKeys, makeAssertion, setup, type AgentKeys } from './helpers/harness.js';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { withDefaultUser } from '../src/store/postgres/postgres-store.js';
+import type { Store } from '../src/store/store.js';
+import { Api, BOOT_TOKEN, makeAgentKeys, makeAssertion, setup, startInstance, type AgentKeys, type Instance } from './helpers/harness.js';
 import { startServe, type Spawned } from './helpers/serve-process.js';
 import { taskTokenTtlFromEnv } from '../src/cli/operator-env.js';
 import { UsageError } from '../src/cli/args.js';
@@ -329,5 +333,57 @@ describe('WRIT_TASK_TOKEN_TTL', () => {
     assert.deepEqual(taskTokenTtlFromEnv('3'), { taskTokenTtlSeconds: 3 });
     assert.deepEqual(taskTokenTtlFromEnv('900'), { taskTokenTtlSeconds: 900 });
     for (const bad of ['0', '901', '-5', '1.5', '10s', 'x', ' 1 0']) assert.throws(() => taskTokenTtlFromEnv(bad), UsageError, bad);
+  });
+});
+
+describe('the long-poll across instances on PostgreSQL (LISTEN/NOTIFY)', { skip: process.env.WRIT_SKIP_POSTGRES ? `PostgreSQL suites skipped: ${process.env.WRIT_SKIP_POSTGRES}` : false }, () => {
+  const url = process.env.WRIT_TEST_DATABASE_URL ?? 'postgres://127.0.0.1:5432/test';
+  const schema = `writ_at_${randomBytes(6).toString('hex')}`;
+  const ISSUER = 'http://writ.test';
+  const stores: Store[] = [];
+  let a: Instance;
+  let b: Instance;
+  let agent: AgentKeys;
+
+  before(async () => {
+    const { PostgresStore } = await import('../src/store/postgres/postgres-store.js');
+    const open = () => {
+      const s = new PostgresStore({ connectionString: url, schema });
+      stores.push(s);
+      return s;
+    };
+    a = await startInstance(open(), { issuer: ISSUER });
+    await a.writ.bootstrapAdmin(BOOT_TOKEN);
+    b = await startInstance(open(), { issuer: ISSUER });
+    agent = await makeAgentKeys('spiffe://acme.test/agent/multi');
+    assert.equal((await new Api(a.url, BOOT_TOKEN).call('POST', '/v1/agents', { id: agent.id, jwks: { keys: [agent.publicJwk] } })).status, 201);
+  });
+  after(async () => {
+    for (const i of [a, b]) await i?.close();
+    for (const i of [a, b]) await i?.writ.close().catch(() => undefined);
+    for (const s of stores) await s.close().catch(() => undefined);
+    const c = new pg.Client({ connectionString: withDefaultUser(url, process.env.PGUSER) });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await c.end();
+  });
+
+  it('a task created through one instance wakes a long-poll waiting on another by a notification (not its next store read)', async () => {
+    const listAtB = async (opts: { query?: string; ifNoneMatch?: string } = {}) => listTasks(b.url, agent.id, await makeAssertion(agent, `${ISSUER}${tasksPath(agent.id)}`), opts);
+    const first = await listAtB();
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    // one short poll subscribes B to the notifications; then B re-reads the store only once a minute
+    assert.equal((await listAtB({ query: '?status=active&wait=1', ifNoneMatch: first.etag! })).status, 304);
+    b.writ.agentTasks.pollListeningMs = 60_000;
+    const waiting = listAtB({ query: '?status=active&wait=30', ifNoneMatch: first.etag! });
+    await eventually(async () => b.writ.agentTasks.waiting > 0);
+    const notifiedBefore = b.writ.agentTasks.notified;
+    const created = await new Api(a.url, BOOT_TOKEN).call('POST', '/v1/tasks', { agent_id: agent.id, intent: 'through A', scope: { tools: ['x.*'], resources: [], destinations: [] }, ttl_seconds: 600, max_actions: 1 });
+    assert.equal(created.status, 201);
+    // A's change reaches B as a notification, and the waiting poll answers with the new task
+    await eventually(async () => b.writ.agentTasks.notified > notifiedBefore);
+    const r = await waiting;
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body.tasks.map((t: any) => t.id), [created.body.id]);
   });
 });

@@ -7,8 +7,15 @@ import type { Store } from '../store/store.js';
 
 /** the longest `?wait=` of a long-poll (as approvals) */
 export const MAX_TASKS_WAIT_SECONDS = 30;
-/** how often a long-poll re-reads the store: tasks created or ended through another instance are seen within this */
+/**
+ * How often a long-poll re-reads the store: without cross-instance notifications, tasks
+ * created or ended through another instance are seen within this; with them (PostgreSQL
+ * LISTEN/NOTIFY), a backstop for a notification lost to a reconnection.
+ */
 const POLL_MS = 500;
+const POLL_LISTENING_MS = 5000;
+/** the LISTEN/NOTIFY channel: some task was created or ended (every waiter re-reads its own list) */
+const CHANNEL = 'writ_agent_tasks';
 /** the most active tasks one answer lists */
 const MAX_LISTED = 100;
 
@@ -17,6 +24,8 @@ export interface AgentTasksKit {
   clock: Clock;
   /** Writ's issuer now (it may be settled after construction, when the port is known) */
   issuer: () => string;
+  /** the store's cross-instance notifications, when it has them (PostgreSQL) */
+  notifications?: { listen(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>>; notify(channel: string, payload: string): Promise<void> };
 }
 
 export interface AgentTasksAnswer {
@@ -41,17 +50,64 @@ export interface AgentTasksAnswer {
  * Long-poll: with `wait` (seconds, at most 30) the answer waits until the set of active
  * tasks differs from the one `If-None-Match` names (RFC 9110 §13.1.2), or without it
  * until there is one; else, at the end of the wait, 304 (or an empty list). It wakes on
- * task changes made through this instance at once, and re-reads the store every 500 ms
- * for the ones made through another.
+ * task changes made through this instance at once, and on those made through another
+ * by the store's notifications (PostgreSQL LISTEN/NOTIFY); without them (or while they
+ * are down) it re-reads the store every 500 ms.
  */
 export class AgentTasks {
   private readonly waiters = new Set<() => void>();
+  /** the LISTEN subscription, made by the first long-poll; null until then or after it failed */
+  private subscription: Promise<(() => Promise<void>) | null> | null = null;
+  private listening = false;
+  /** the store re-read interval while notifications work (tests set it long to see that they wake the poll) */
+  pollListeningMs = POLL_LISTENING_MS;
 
   constructor(private readonly kit: AgentTasksKit) {}
 
-  /** Wakes every long-poll (a task was created or ended on this instance). */
+  /** Wakes every long-poll: a task was created or ended on this instance (and tells the others). */
   changed(): void {
+    this.wake();
+    // best effort: a lost notification costs the other instances one poll interval
+    void this.kit.notifications?.notify(CHANNEL, '').catch(() => undefined);
+  }
+
+  /** long-polls waiting now (tests wait for one before they change a task) */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  /** notifications received from the store (tests: another instance's change arrived) */
+  notified = 0;
+
+  private wake(): void {
     for (const w of [...this.waiters]) w();
+  }
+
+  private listen(): void {
+    const n = this.kit.notifications;
+    if (!n || this.subscription) return;
+    this.subscription = n.listen(CHANNEL, () => {
+      this.notified += 1;
+      this.wake();
+    }).then(
+      (unlisten) => {
+        this.listening = true;
+        return unlisten;
+      },
+      () => {
+        // no LISTEN now: polls re-read every 500 ms; the next long-poll tries again
+        this.subscription = null;
+        return null;
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.wake();
+    const unlisten = await this.subscription;
+    this.subscription = null;
+    this.listening = false;
+    await unlisten?.().catch(() => undefined);
   }
 
   /** The route's URL under the issuer: the audience the agent's assertion must name. */
@@ -90,6 +146,7 @@ export class AgentTasks {
   /** The agent's active tasks, oldest first, after waiting as described above. */
   async list(agentId: string, opts: { waitSeconds?: number; ifNoneMatch?: string; signal?: AbortSignal } = {}): Promise<AgentTasksAnswer> {
     const deadline = Date.now() + Math.min(Math.max(opts.waitSeconds ?? 0, 0), MAX_TASKS_WAIT_SECONDS) * 1000;
+    if (deadline > Date.now()) this.listen();
     for (;;) {
       const now = this.kit.clock.now();
       const tasks = (await this.kit.store.listTasks({ agentId, status: 'active', limit: 1000 }))
@@ -100,7 +157,7 @@ export class AgentTasks {
       const satisfied = opts.ifNoneMatch !== undefined ? etag !== opts.ifNoneMatch : tasks.length > 0;
       const left = deadline - Date.now();
       if (satisfied || left <= 0 || opts.signal?.aborted) return { tasks, etag, notModified: opts.ifNoneMatch === etag };
-      await this.waitForChange(Math.min(POLL_MS, left), opts.signal);
+      await this.waitForChange(Math.min(this.listening ? this.pollListeningMs : POLL_MS, left), opts.signal);
     }
   }
 

@@ -209,7 +209,10 @@ export class Writ {
       putLive: (by, text, options) => this.putPolicy(by, text, options),
       securityEvent: (type, actor, data) => this.securityEvent(type, actor, data),
     });
-    this.agentTasks = new AgentTasks({ store, clock, issuer: () => this.config.issuer });
+    this.agentTasks = new AgentTasks({
+      store, clock, issuer: () => this.config.issuer,
+      ...(store.listen && store.notify ? { notifications: { listen: store.listen.bind(store), notify: store.notify.bind(store) } } : {}),
+    });
     this.commit = new DecisionCommit({ store, config: this.config, keys: this.keys, committer: this.committer, metrics: this.metrics, securityEvent: audit.securityEvent });
     this.pipeline = new AuthorizePipeline({
       store, clock, config: this.config, securityEvent: audit.securityEvent, engine: this.policy,
@@ -338,7 +341,7 @@ export class Writ {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     this.sweepTimer = null;
     // pending group commits reach the store before it closes (graceful shutdown)
-    await Promise.all([this.committer.drain(), this.securityAudit.drain(), this.shadow.close()]);
+    await Promise.all([this.committer.drain(), this.securityAudit.drain(), this.shadow.close(), this.agentTasks.close()]);
     await this.policy.close();
     this.checkpointTimer = null;
     await this.store.close();

@@ -48,6 +48,14 @@ export interface Store {
   ping(): Promise<void>;
   /** A connection pool's use now (PostgreSQL; SQLite has none): for the metrics. */
   poolStats?(): PoolStats;
+  /**
+   * Cross-instance notifications (PostgreSQL LISTEN/NOTIFY; SQLite, one process, has none):
+   * `handler` gets each payload sent to `channel` by any instance, or null after a
+   * reconnection (notifications may have been missed). Resolves to the unsubscribe.
+   */
+  listen?(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>>;
+  /** Sends `payload` to every listener of `channel`, in any instance. */
+  notify?(channel: string, payload: string): Promise<void>;
   close(): Promise<void>;
 
   // operators
