@@ -52,7 +52,7 @@ export interface Section {
   gateway_in_process: Latency;
   /** POST /v1/authorize on a kept-alive connection, from the bench, in the same rounds */
   decision_http: Latency;
-  /** writ.authorize as the embedded gateway called it, timed in its process, same rounds */
+  /** writ.authz.authorize as the embedded gateway called it, timed in its process, same rounds */
   decision_in_process: Latency;
   gateway_vs_passthrough_p50: number;
   gateway_in_process_vs_passthrough_p50: number;

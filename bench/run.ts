@@ -4,7 +4,7 @@
  *
  *   raw_limit             Cedar statefulIsAuthorized (preparsed 20-policy set, sliced
  *                         entities) + one Ed25519 JWS sign: the floor of an authorize
- *   authorize_in_process  writ.authorize on a real store (durable, group commit), c1 and c32
+ *   authorize_in_process  writ.authz.authorize on a real store (durable, group commit), c1 and c32
  *   authorize_http        POST /v1/authorize on loopback, server in a child process, c1 and c32
  *   scale_1000_policies   1,000 policies / 10,000 agents
  *   http_two_instances    two server processes on one PostgreSQL schema

@@ -11,7 +11,7 @@
 import type { AddressInfo } from 'node:net';
 import { enableStageProfile, takeStageProfile } from '../src/core/stage-profile.js';
 import { createHttpServer } from '../src/server/http-server.js';
-import { Writ } from '../src/service/writ.js';
+import { Writ } from '../src/app/writ.js';
 import { openSpec, type StoreSpec } from './lib/backend.js';
 import { probeCommits } from './lib/commit-probe.js';
 import { TASK_MAX_ACTIONS } from './lib/fixture.js';
@@ -24,7 +24,7 @@ const probe = probeCommits(store);
 const policyWorkers = Number(process.env.WRIT_BENCH_POLICY_WORKERS ?? 1);
 const writ = new Writ(store, { issuer: BENCH_ISSUER, maxTaskActions: TASK_MAX_ACTIONS, policyWorkers });
 await writ.init();
-const boot = await writ.bootstrapAdmin();
+const boot = await writ.identity.bootstrapAdmin();
 writ.startBackgroundWork();
 const server = createHttpServer(writ, { log: (msg, err) => console.error(`[server-child ${process.pid}] ${msg}`, err instanceof Error ? err.message : (err ?? '')) });
 await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { computeEntryHash, GENESIS_HASH } from '../src/core/audit-hash.js';
 import { ConflictError } from '../src/core/errors.js';
-import { Writ } from '../src/service/writ.js';
+import { Writ } from '../src/app/writ.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { CHECKPOINT_TYP, checkpointClaims } from '../src/audit/checkpoint.js';
 import { KeyRing } from '../src/tokens/key-ring.js';
@@ -40,8 +40,8 @@ describe('signed audit checkpoints catch a rewritten database and a cut-off tail
     path = join(dir, 'writ.db');
     writ = new Writ(new SqliteStore({ path }), { issuer: 'http://writ.test' });
     await writ.init();
-    const boot = await writ.bootstrapAdmin();
-    admin = await writ.authenticateOperator(boot!.token);
+    const boot = await writ.identity.bootstrapAdmin();
+    admin = await writ.identity.authenticateOperator(boot!.token);
     for (let i = 0; i < 5; i++) await writ.store.appendAudit([{ type: 'test', actor: 'system', data: { i } }]);
   });
   after(async () => {
@@ -50,9 +50,9 @@ describe('signed audit checkpoints catch a rewritten database and a cut-off tail
   });
 
   it('a checkpoint verifies against an untouched chain, and is itself audited', async () => {
-    const cp = await writ.checkpointAudit(admin!);
+    const cp = await writ.audit.checkpointAudit(admin!);
     assert.match(cp.checkpoint, /^eyJ/);
-    const r = await writ.verifyAudit(admin!, [cp.checkpoint]);
+    const r = await writ.audit.verifyAudit(admin!, [cp.checkpoint]);
     assert.equal(r.ok, true);
     const last = await writ.store.listAudit({ type: 'audit.checkpoint' });
     assert.equal(last.length, 1);
@@ -67,27 +67,27 @@ describe('signed audit checkpoints catch a rewritten database and a cut-off tail
     await ring.init();
     const head = await writ.store.auditHead();
     const forged = ring.signJwt(CHECKPOINT_TYP, checkpointClaims('http://writ.test', head!, Date.now()));
-    await assert.rejects(writ.verifyAudit(admin!, [forged]), { code: 'invalid_checkpoint' });
+    await assert.rejects(writ.audit.verifyAudit(admin!, [forged]), { code: 'invalid_checkpoint' });
     await otherStore.close();
     rmSync(otherDir, { recursive: true, force: true });
     const emptyDir = mkdtempSync(join(tmpdir(), 'writ-cp3-'));
     const empty = new SqliteStore({ path: join(emptyDir, 'writ.db') });
     await empty.migrate();
     const w = new Writ(empty, { issuer: 'http://writ.test' });
-    await assert.rejects(w.checkpointAudit({ ...admin! }), (e: unknown) => e instanceof ConflictError || (e as { code?: string }).code === 'audit_empty');
+    await assert.rejects(w.audit.checkpointAudit({ ...admin! }), (e: unknown) => e instanceof ConflictError || (e as { code?: string }).code === 'audit_empty');
     await empty.close();
     rmSync(emptyDir, { recursive: true, force: true });
   });
 
   it('a tail cut off with the head moved back passes the plain check but not the checkpoint (API and CLI offline)', async () => {
-    const cp = await writ.checkpointAudit(admin!);
+    const cp = await writ.audit.checkpointAudit(admin!);
     for (let i = 0; i < 3; i++) await writ.store.appendAudit([{ type: 'later', actor: 'system', data: { i } }]);
     await writ.store.close();
     rewrite(path, (db) => db.prepare('DELETE FROM audit WHERE seq >= ?').run(cp.seq - 1));
     writ = new Writ(new SqliteStore({ path }), { issuer: 'http://writ.test' });
     await writ.init();
-    assert.equal((await writ.verifyAudit(admin!)).ok, true, 'the plain check cannot see a consistent truncation');
-    const r = await writ.verifyAudit(admin!, [cp.checkpoint]);
+    assert.equal((await writ.audit.verifyAudit(admin!)).ok, true, 'the plain check cannot see a consistent truncation');
+    const r = await writ.audit.verifyAudit(admin!, [cp.checkpoint]);
     assert.equal(r.ok, false);
     assert.equal(!r.ok && r.first_bad_seq, cp.seq - 1);
 
@@ -105,13 +105,13 @@ describe('signed audit checkpoints catch a rewritten database and a cut-off tail
   });
 
   it('an entry edited with every later hash recomputed is caught by a later checkpoint', async () => {
-    const cp = await writ.checkpointAudit(admin!);
+    const cp = await writ.audit.checkpointAudit(admin!);
     await writ.store.close();
     rewrite(path, (db) => db.prepare(`UPDATE audit SET data = '{"i":999}' WHERE seq = 3`).run());
     writ = new Writ(new SqliteStore({ path }), { issuer: 'http://writ.test' });
     await writ.init();
-    assert.equal((await writ.verifyAudit(admin!)).ok, true);
-    const r = await writ.verifyAudit(admin!, [cp.checkpoint]);
+    assert.equal((await writ.audit.verifyAudit(admin!)).ok, true);
+    const r = await writ.audit.verifyAudit(admin!, [cp.checkpoint]);
     assert.equal(r.ok, false);
     assert.ok(!r.ok && r.first_bad_seq <= 3, JSON.stringify(r));
   });

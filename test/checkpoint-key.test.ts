@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { CHECKPOINT_TYP, checkpointClaims, verifyCheckpoint } from '../src/audit/checkpoint.js';
-import { Writ } from '../src/service/writ.js';
+import { Writ } from '../src/app/writ.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { TASK_TOKEN_TYP } from '../src/tokens/token-types.js';
 import { Api, backends, setup } from './helpers/harness.js';
@@ -52,12 +52,12 @@ for (const { backend, skip } of backends()) {
     it('a checkpoint signed with a token-signing key (a leaked one) is refused: 400 invalid_checkpoint', async () => {
       const head = (await env.store.auditHead())!;
       const claims = checkpointClaims(env.writ.config.issuer, head, Date.now());
-      const forged = env.writ.keys.signJwt(CHECKPOINT_TYP, claims);
+      const forged = env.writ.tokens.keys.signJwt(CHECKPOINT_TYP, claims);
       // near variants: the token key's signature under the audit key's kid; the right kid and typ, a token key's bytes
       const [h, p] = forged.split('.');
       const header = JSON.parse(Buffer.from(h!, 'base64url').toString());
       const relabelled = Buffer.from(JSON.stringify({ ...header, kid: auditKey.keys[0]!.kid })).toString('base64url');
-      const relabelledToken = env.writ.keys.signJwt(CHECKPOINT_TYP, claims).replace(/^[^.]+/, relabelled);
+      const relabelledToken = env.writ.tokens.keys.signJwt(CHECKPOINT_TYP, claims).replace(/^[^.]+/, relabelled);
       for (const cp of [forged, relabelledToken, `${relabelled}.${p}.${forged.split('.')[2]}`]) {
         const r = await env.admin.call('POST', '/v1/audit/verify', { checkpoints: [cp] });
         assert.equal(r.status, 400, JSON.stringify(r.body));
@@ -68,14 +68,14 @@ for (const { backend, skip } of backends()) {
     it('the audit key signs nothing an agent or tool server accepts: a task token it signed is refused', async () => {
       const task = await env.createTask();
       const now = Math.floor(Date.now() / 1000);
-      const token = env.writ.checkpointKey.sign(TASK_TOKEN_TYP, { iss: env.writ.config.issuer, sub: env.agent.id, aud: env.writ.config.issuer, iat: now, exp: now + 300, jti: 'j-ckp', txn: task.id });
+      const token = env.writ.audit.checkpointKey.sign(TASK_TOKEN_TYP, { iss: env.writ.config.issuer, sub: env.agent.id, aud: env.writ.config.issuer, iat: now, exp: now + 300, jti: 'j-ckp', txn: task.id });
       const r = await new Api(env.url, token).call('GET', '/v1/tasks/current');
       assert.equal(r.status, 401);
       assert.equal(r.body.error.code, 'invalid_token');
       // and offline, a verifier using the token JWKS refuses it too
       await assert.rejects(jwtVerify(token, createLocalJWKSet(jwks as never)));
       // a checkpoint-typed JWT from the audit key is no task token either
-      const typed = env.writ.checkpointKey.sign(CHECKPOINT_TYP, { iss: env.writ.config.issuer, sub: env.agent.id, aud: env.writ.config.issuer, iat: now, exp: now + 300, jti: 'j2', txn: task.id });
+      const typed = env.writ.audit.checkpointKey.sign(CHECKPOINT_TYP, { iss: env.writ.config.issuer, sub: env.agent.id, aud: env.writ.config.issuer, iat: now, exp: now + 300, jti: 'j2', txn: task.id });
       assert.equal((await new Api(env.url, typed).call('GET', '/v1/tasks/current')).status, 401);
     });
 
@@ -83,7 +83,7 @@ for (const { backend, skip } of backends()) {
       assert.equal((await env.admin.call('POST', '/v1/keys/rotate')).status, 200);
       const second = new Writ(await env.opened.another(), { issuer: env.writ.config.issuer, keyEncryptionKey: 'k'.repeat(40) });
       await second.init();
-      assert.deepEqual(second.checkpointKey.jwks(), auditKey);
+      assert.deepEqual(second.audit.checkpointKey.jwks(), auditKey);
       const stored = await env.store.listCheckpointKeys();
       assert.equal(stored.length, 1);
       assert.equal(stored[0]!.privateJwk.kty, 'writ-sealed', 'the private key is sealed');
@@ -104,7 +104,7 @@ describe('offline verification pins the audit key (writ audit verify --data-dir 
     dir = mkdtempSync(join(tmpdir(), 'writ-ckp-'));
     writ = new Writ(new SqliteStore({ path: join(dir, 'writ.db') }), { issuer: 'http://writ.test' });
     await writ.init();
-    await writ.bootstrapAdmin();
+    await writ.identity.bootstrapAdmin();
   });
   after(async () => {
     await writ.close().catch(() => undefined);
@@ -113,7 +113,7 @@ describe('offline verification pins the audit key (writ audit verify --data-dir 
 
   it('verifies with the pinned key; refuses with another key, a token key set, or a file that is no key set', async () => {
     const admin = (await writ.store.listOperators())[0]!;
-    const cp = await writ.checkpointAudit(admin);
+    const cp = await writ.audit.checkpointAudit(admin);
     const files = {
       cp: join(dir, 'cp.jwt'),
       pinned: join(dir, 'audit-key.json'),
@@ -122,12 +122,12 @@ describe('offline verification pins the audit key (writ audit verify --data-dir 
       junk: join(dir, 'junk.json'),
     };
     writeFileSync(files.cp, cp.checkpoint);
-    writeFileSync(files.pinned, JSON.stringify(writ.checkpointKey.jwks()));
-    writeFileSync(files.tokenKeys, JSON.stringify(writ.keys.jwks()));
+    writeFileSync(files.pinned, JSON.stringify(writ.audit.checkpointKey.jwks()));
+    writeFileSync(files.tokenKeys, JSON.stringify(writ.tokens.keys.jwks()));
     const otherDir = mkdtempSync(join(tmpdir(), 'writ-ckp-other-'));
     const other = new Writ(new SqliteStore({ path: join(otherDir, 'writ.db') }), { issuer: 'http://writ.test' });
     await other.init();
-    writeFileSync(files.other, JSON.stringify(other.checkpointKey.jwks()));
+    writeFileSync(files.other, JSON.stringify(other.audit.checkpointKey.jwks()));
     await other.close();
     rmSync(otherDir, { recursive: true, force: true });
     writeFileSync(files.junk, '{"keys": []}');

@@ -18,7 +18,7 @@ describe('writ operator recover', () => {
     dir = mkdtempSync(join(tmpdir(), 'writ-recover-'));
     store = new SqliteStore({ path: join(dir, 'writ.db') });
     inst = await startInstance(store);
-    await inst.writ.bootstrapAdmin(BOOT_TOKEN);
+    await inst.writ.identity.bootstrapAdmin(BOOT_TOKEN);
   });
   after(async () => {
     await inst?.close();

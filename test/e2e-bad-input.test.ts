@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { ManualClock } from '../src/core/clock.js';
 import { UnavailableError } from '../src/core/errors.js';
-import { Writ } from '../src/service/writ.js';
+import { Writ } from '../src/app/writ.js';
 import { TASK_TOKEN_TYP } from '../src/tokens/token-types.js';
 import {
   decodePart,
@@ -592,7 +592,7 @@ for (const { backend, skip: harnessSkip } of backends()) {
           await rogue.init();
           const now = Math.floor(Date.now() / 1000);
           const claims = { iss: env.url, sub: env.agent.id, aud: env.url, iat: now, exp: now + 300, jti: 'tt_rogue', txn: taskA.id };
-          const forged = rogue.keys.signJwt(TASK_TOKEN_TYP, claims);
+          const forged = rogue.tokens.keys.signJwt(TASK_TOKEN_TYP, claims);
           const s = await snapshot(env);
           assertError(await agentApi(forged).call('POST', '/v1/authorize', okAction), 401, 'invalid_token');
           // the same, claiming our kid
@@ -601,7 +601,7 @@ for (const { backend, skip: harnessSkip } of backends()) {
           const withOurKid = await signWith(fresh.privateKey, claims, { alg: 'EdDSA', typ: TASK_TOKEN_TYP, kid: ourKid });
           assertError(await agentApi(withOurKid).call('POST', '/v1/authorize', okAction), 401, 'invalid_token');
           // a forged action token is not consumed
-          const forgedAction = rogue.keys.signJwt('writ-action+jwt', {
+          const forgedAction = rogue.tokens.keys.signJwt('writ-action+jwt', {
             ...claims,
             aud: AUD,
             jti: 'act_rogue',

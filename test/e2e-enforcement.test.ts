@@ -43,7 +43,7 @@ for (const { backend, skip } of backends()) {
         assertError(await env.admin.call('POST', '/v1/actions/consume', { action_token: at, audience: '' }, { token: null }), 400, 'invalid_request');
         assertError(await env.admin.call('POST', '/v1/actions/consume', { action_token: at, audience: null }, { token: null }), 400, 'invalid_request');
         // the service method refuses too (the in-process path)
-        await assert.rejects(env.writ.consume(at, undefined as unknown as string), (e: any) => e.status === 400);
+        await assert.rejects(env.writ.tokens.consume(at, undefined as unknown as string), (e: any) => e.status === 400);
         assert.equal((await env.store.listAudit({ taskId: task.id, type: 'action.consumed', limit: 10 })).length, 0);
         const ok = await env.admin.call('POST', '/v1/actions/consume', { action_token: at, audience: AUD }, { token: null });
         assert.equal(ok.status, 200, JSON.stringify(ok.body));
@@ -388,12 +388,12 @@ when { context.approval.granted };
 
       it('authorize refuses each non-canonical destination with 400 invalid_destination, records nothing, and the in-process path agrees', async () => {
         const { api, task, token } = await agentFor({ scope: SCOPE });
-        const ctx = await env.writ.authenticateTask(token);
+        const ctx = await env.writ.tokens.authenticateTask(token);
         for (const destination of badDestinations) {
           const r = await api.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: AUD, resource: 'repo:acme/api', destination });
           assertError(r, 400, 'invalid_destination');
           await assert.rejects(
-            env.writ.authorize(ctx, { tool: 'github.get', arguments: {}, audience: AUD, resource: 'repo:acme/api', destination }),
+            env.writ.authz.authorize(ctx, { tool: 'github.get', arguments: {}, audience: AUD, resource: 'repo:acme/api', destination }),
             (e: any) => e.code === 'invalid_destination',
             destination,
           );
@@ -410,11 +410,11 @@ when { context.approval.granted };
 
       it('authorize refuses resources with dot segments (also encoded, `..;`, backslashes) with 400 invalid_resource', async () => {
         const { api, task, token } = await agentFor({ scope: SCOPE });
-        const ctx = await env.writ.authenticateTask(token);
+        const ctx = await env.writ.tokens.authenticateTask(token);
         for (const resource of badResources) {
           const r = await api.call('POST', '/v1/authorize', { tool: 'github.get', arguments: {}, audience: AUD, resource, destination: 'api.github.com' });
           assertError(r, 400, 'invalid_resource');
-          await assert.rejects(env.writ.authorize(ctx, { tool: 'github.get', arguments: {}, audience: AUD, resource, destination: 'api.github.com' }), (e: any) => e.code === 'invalid_resource');
+          await assert.rejects(env.writ.authz.authorize(ctx, { tool: 'github.get', arguments: {}, audience: AUD, resource, destination: 'api.github.com' }), (e: any) => e.code === 'invalid_resource');
         }
         assert.equal((await env.store.listDecisions(task.id)).length, 0);
       });
@@ -462,9 +462,9 @@ when { context.approval.granted };
           assertError(await api.call('POST', '/v1/authorize', undefined, { raw: raw(args) }), 400, 'reserved_argument_key');
           assert.equal((await env.store.listDecisions(task.id)).length, 0);
           // the in-process path (the embedded gateway) refuses the same arguments
-          const ctx = await env.writ.authenticateTask(await env.taskToken(task.id));
+          const ctx = await env.writ.tokens.authenticateTask(await env.taskToken(task.id));
           await assert.rejects(
-            env.writ.authorize(ctx, { tool: 'github.get', arguments: JSON.parse(args), audience: AUD }),
+            env.writ.authz.authorize(ctx, { tool: 'github.get', arguments: JSON.parse(args), audience: AUD }),
             (e: any) => e.status === 400 && e.code === 'reserved_argument_key',
           );
           assert.equal((await env.store.listDecisions(task.id)).length, 0);

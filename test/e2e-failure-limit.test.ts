@@ -30,7 +30,7 @@ describe('failed requests are bounded per client address and per credential, apa
   before(async () => {
     opened = await openTestStore('sqlite');
     inst = await startInstance(opened.store, { http: { failureLimit: { max: 20, windowMs: 60_000 }, credentialFailureLimit: { max: 5, windowMs: 60_000 } } });
-    await inst.writ.bootstrapAdmin(BOOT_TOKEN);
+    await inst.writ.identity.bootstrapAdmin(BOOT_TOKEN);
     admin = new Api(inst.url, BOOT_TOKEN);
     agent = await makeAgentKeys('spiffe://acme.test/agent/good');
     stranger = await makeAgentKeys('spiffe://acme.test/agent/stranger');
@@ -151,7 +151,7 @@ describe('the client address behind a trusted proxy', () => {
   before(async () => {
     opened = await openTestStore('sqlite');
     inst = await startInstance(opened.store, { http: { failureLimit: { max: 3, windowMs: 60_000 }, trustedProxies: ['127.0.0.0/8', '::1'] } });
-    await inst.writ.bootstrapAdmin(BOOT_TOKEN);
+    await inst.writ.identity.bootstrapAdmin(BOOT_TOKEN);
     stranger = await makeAgentKeys('spiffe://acme.test/agent/stranger');
   });
   after(async () => {
@@ -190,7 +190,7 @@ describe('without a trusted proxy, X-Forwarded-For is ignored', () => {
   before(async () => {
     opened = await openTestStore('sqlite');
     inst = await startInstance(opened.store, { http: { failureLimit: { max: 3, windowMs: 60_000 } } });
-    await inst.writ.bootstrapAdmin(BOOT_TOKEN);
+    await inst.writ.identity.bootstrapAdmin(BOOT_TOKEN);
   });
   after(async () => {
     await inst.close();

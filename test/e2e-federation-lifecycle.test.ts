@@ -204,7 +204,7 @@ for (const { backend, skip } of backends()) {
         ['`fed` without a `jti`', { ...base, fed: live.id }],
       ];
       for (const [name, c] of crafted) {
-        const r = await authorizeOn(second.url, env.writ.keys.signJwt('writ-task+jwt', c));
+        const r = await authorizeOn(second.url, env.writ.tokens.keys.signJwt('writ-task+jwt', c));
         assert.equal(r.status, 401, `${name}: ${JSON.stringify(r.body)}`);
         assert.equal(r.body.error.code, 'invalid_token', name);
       }

@@ -32,7 +32,7 @@ describe('several instances on one PostgreSQL database', { skip }, () => {
 
   before(async () => {
     a = await startInstance(await open(url), { issuer: ISSUER });
-    await a.writ.bootstrapAdmin(BOOT_TOKEN);
+    await a.writ.identity.bootstrapAdmin(BOOT_TOKEN);
     b = await startInstance(await open(url), { issuer: ISSUER });
     proxy = new TcpProxy(new URL(url).hostname || '127.0.0.1', Number(new URL(url).port || 5432));
     const port = await proxy.start();

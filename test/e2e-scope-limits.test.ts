@@ -40,7 +40,7 @@ describe('scope bounds and the cost of the delegation check', () => {
     dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'writ-scope-'));
     store = new SqliteStore({ path: join(dir, 'writ.db') });
     inst = await startInstance(store);
-    await inst.writ.bootstrapAdmin(BOOT_TOKEN);
+    await inst.writ.identity.bootstrapAdmin(BOOT_TOKEN);
     admin = new Api(inst.url, BOOT_TOKEN);
     parent = await makeAgentKeys('spiffe://acme.test/agent/parent');
     child = await makeAgentKeys('spiffe://acme.test/agent/child');

@@ -92,8 +92,8 @@ describe('writ tool-labels (CLI)', () => {
       const e = { WRIT_URL: env.url, WRIT_TOKEN: env.admin.token };
       const r = ok(await writ(['gateway', 'labels', '--config', config], e));
       assert.deepEqual(r.tool_labels, [{ pattern: 'ops.deploy', labels: ['sensitive', 'writes'] }]);
-      assert.deepEqual(await env.writ.toolLabels.labelsFor('ops.deploy'), ['sensitive', 'writes']);
-      assert.deepEqual(await env.writ.toolLabels.labelsFor('ops.status'), []);
+      assert.deepEqual(await env.writ.policy.toolLabels.labelsFor('ops.deploy'), ['sensitive', 'writes']);
+      assert.deepEqual(await env.writ.policy.toolLabels.labelsFor('ops.status'), []);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -47,8 +47,8 @@ for (const { backend, skip } of backends()) {
     before(async () => {
       env = await setup(backend, { config: { visibleToolsMax: 8, visibleToolsLimit: { max: 6, windowMs: 60_000 } } });
       assert.equal((await env.admin.call('PUT', '/v1/policies', { policies: POLICY })).status, 200);
-      const original = env.writ.policy.couldAllow.bind(env.writ.policy);
-      env.writ.policy.couldAllow = (...args: Parameters<typeof original>) => {
+      const original = env.writ.policy.engine.couldAllow.bind(env.writ.policy.engine);
+      env.writ.policy.engine.couldAllow = (...args: Parameters<typeof original>) => {
         evaluations++;
         return original(...args);
       };

@@ -353,7 +353,7 @@ describe('the long-poll across instances on PostgreSQL (LISTEN/NOTIFY)', { skip:
       return s;
     };
     a = await startInstance(open(), { issuer: ISSUER });
-    await a.writ.bootstrapAdmin(BOOT_TOKEN);
+    await a.writ.identity.bootstrapAdmin(BOOT_TOKEN);
     b = await startInstance(open(), { issuer: ISSUER });
     agent = await makeAgentKeys('spiffe://acme.test/agent/multi');
     assert.equal((await new Api(a.url, BOOT_TOKEN).call('POST', '/v1/agents', { id: agent.id, jwks: { keys: [agent.publicJwk] } })).status, 201);
@@ -374,14 +374,14 @@ describe('the long-poll across instances on PostgreSQL (LISTEN/NOTIFY)', { skip:
     assert.equal(first.status, 200, JSON.stringify(first.body));
     // one short poll subscribes B to the notifications; then B re-reads the store only once a minute
     assert.equal((await listAtB({ query: '?status=active&wait=1', ifNoneMatch: first.etag! })).status, 304);
-    b.writ.agentTasks.pollListeningMs = 60_000;
+    b.writ.tasks.agentTasks.pollListeningMs = 60_000;
     const waiting = listAtB({ query: '?status=active&wait=30', ifNoneMatch: first.etag! });
-    await eventually(async () => b.writ.agentTasks.waiting > 0);
-    const notifiedBefore = b.writ.agentTasks.notified;
+    await eventually(async () => b.writ.tasks.agentTasks.waiting > 0);
+    const notifiedBefore = b.writ.tasks.agentTasks.notified;
     const created = await new Api(a.url, BOOT_TOKEN).call('POST', '/v1/tasks', { agent_id: agent.id, intent: 'through A', scope: { tools: ['x.*'], resources: [], destinations: [] }, ttl_seconds: 600, max_actions: 1 });
     assert.equal(created.status, 201);
     // A's change reaches B as a notification, and the waiting poll answers with the new task
-    await eventually(async () => b.writ.agentTasks.notified > notifiedBefore);
+    await eventually(async () => b.writ.tasks.agentTasks.notified > notifiedBefore);
     const r = await waiting;
     assert.equal(r.status, 200);
     assert.deepEqual(r.body.tasks.map((t: any) => t.id), [created.body.id]);

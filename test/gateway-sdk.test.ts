@@ -137,7 +137,7 @@ describe('SDK: agent client and tool-server guards', () => {
       assert.equal(none.isError, true);
       const replay = await direct.callTool({ name: 'deploy', arguments: { env: 'staging', service: 'api' }, _meta: { 'writ/action_token': forwarded } });
       assert.equal(replay.isError, true);
-      const fresh = await env.writ.authorize(await env.writ.authenticateTask(token), { tool: 'ops.deploy', arguments: { env: 'staging', service: 'api' }, audience: 'mcp:ops' });
+      const fresh = await env.writ.authz.authorize(await env.writ.tokens.authenticateTask(token), { tool: 'ops.deploy', arguments: { env: 'staging', service: 'api' }, audience: 'mcp:ops' });
       assert.equal(fresh.decision, 'allow');
       const swapped = await direct.callTool({ name: 'deploy', arguments: { env: 'prod', service: 'api' }, _meta: { 'writ/action_token': fresh.decision === 'allow' ? fresh.action_token : '' } });
       assert.equal(swapped.isError, true);

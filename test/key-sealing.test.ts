@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Writ } from '../src/service/writ.js';
+import { Writ } from '../src/app/writ.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { TASK_TOKEN_TYP } from '../src/tokens/token-types.js';
 
@@ -23,11 +23,11 @@ describe('private signing keys sealed at rest with WRIT_KEY_ENCRYPTION_KEY', () 
     assert.equal(stored.length, 1);
     assert.equal(stored[0]!.privateJwk.kty, 'writ-sealed');
     assert.equal('d' in stored[0]!.privateJwk, false);
-    const token = w.keys.signJwt(TASK_TOKEN_TYP, { iss: 'http://writ.test', sub: 'a', aud: 'http://writ.test', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60, jti: 'j', txn: 't' });
+    const token = w.tokens.keys.signJwt(TASK_TOKEN_TYP, { iss: 'http://writ.test', sub: 'a', aud: 'http://writ.test', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60, jti: 'j', txn: 't' });
     await w.close();
     const again = open(SECRET);
     await again.init();
-    const p = await again.verifyTaskToken(token);
+    const p = await again.tokens.verifyTaskToken(token);
     assert.equal(p.taskId, 't');
     await again.close();
   });

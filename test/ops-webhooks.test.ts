@@ -55,7 +55,7 @@ describe('webhooks from the audit log: signed, retried, never blocking, delivery
       retryDelaysMs: [20, 20],
       timeoutMs: 500,
       pollMs: 60_000, // the test calls settle() itself
-      record: (type, data, entry) => env.writ.securityEvent(type, 'system', data, { ...(entry.taskId ? { taskId: entry.taskId } : {}) }),
+      record: (type, data, entry) => env.writ.audit.securityEvent(type, 'system', data, { ...(entry.taskId ? { taskId: entry.taskId } : {}) }),
     });
     await notifier.start();
   });

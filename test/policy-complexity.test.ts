@@ -6,7 +6,7 @@ import { cedar } from '../src/policy/cedar-runtime.js';
 import { PolicyEngine } from '../src/policy/engine.js';
 import { buildCedarRequest } from '../src/policy/request.js';
 import { DEFAULT_POLICY } from '../src/policy/schema.js';
-import { Writ } from '../src/service/writ.js';
+import { Writ } from '../src/app/writ.js';
 import { Api, backends, setup } from './helpers/harness.js';
 
 /**
@@ -174,12 +174,12 @@ for (const { backend, skip } of backends()) {
     it('a set past the scan is tried in a worker first: a trap there refuses it, and this process never runs it', async () => {
       const lax = new Writ(await env.opened.another(), { issuer: env.writ.config.issuer, policyMaxDepth: 100_000 });
       await lax.init();
-      const admin = await lax.authenticateOperator(env.admin.token!);
+      const admin = await lax.identity.authenticateOperator(env.admin.token!);
       const trapping = TRAPPING;
-      await assert.rejects(lax.putPolicy(admin, trapping), (e: WritError) => e.code === 'policy_too_complex' && /trial/.test(e.message));
-      assert.equal(lax.policy.traps, 0, 'the trap happened in the worker, not here');
-      const ctx = await lax.authenticateTask(agentApi.token!);
-      const d = await lax.authorize(ctx, { tool: 'github.create_issue', arguments: {}, audience: 'https://tools.example/github' });
+      await assert.rejects(lax.policy.putPolicy(admin, trapping), (e: WritError) => e.code === 'policy_too_complex' && /trial/.test(e.message));
+      assert.equal(lax.policy.engine.traps, 0, 'the trap happened in the worker, not here');
+      const ctx = await lax.tokens.authenticateTask(agentApi.token!);
+      const d = await lax.authz.authorize(ctx, { tool: 'github.create_issue', arguments: {}, audience: 'https://tools.example/github' });
       assert.equal(d.decision, 'allow');
       await stillDeciding();
     });
@@ -198,7 +198,7 @@ for (const { backend, skip } of backends()) {
       } finally {
         store.putPolicy = put;
       }
-      assert.equal(env.writ.policy.active().version, before);
+      assert.equal(env.writ.policy.engine.active().version, before);
       await stillDeciding();
     });
 
@@ -209,11 +209,11 @@ for (const { backend, skip } of backends()) {
       const restarted = new Writ(await env.opened.another(), { issuer: env.writ.config.issuer });
       await restarted.init();
       assert.equal((await restarted.ready()).policy, false);
-      const ctx = await restarted.authenticateTask(agentApi.token!);
-      await assert.rejects(restarted.authorize(ctx, { tool: 'github.create_issue', arguments: {}, audience: 'x' }), { code: 'policy_unavailable', status: 503 });
-      const admin = await restarted.authenticateOperator(env.admin.token!);
-      await restarted.putPolicy(admin, DEFAULT_POLICY + '\n// restored\n');
-      const d = await restarted.authorize(ctx, { tool: 'github.create_issue', arguments: {}, audience: 'x' });
+      const ctx = await restarted.tokens.authenticateTask(agentApi.token!);
+      await assert.rejects(restarted.authz.authorize(ctx, { tool: 'github.create_issue', arguments: {}, audience: 'x' }), { code: 'policy_unavailable', status: 503 });
+      const admin = await restarted.identity.authenticateOperator(env.admin.token!);
+      await restarted.policy.putPolicy(admin, DEFAULT_POLICY + '\n// restored\n');
+      const d = await restarted.authz.authorize(ctx, { tool: 'github.create_issue', arguments: {}, audience: 'x' });
       assert.equal(d.decision, 'allow');
       // the running instance picks up the good set too
       for (let i = 0; i < 100; i++) {

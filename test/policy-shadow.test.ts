@@ -124,8 +124,8 @@ for (const { backend, skip } of backends()) {
     });
 
     it('a failing or slow candidate never fails or holds up the live decision; its error is recorded as such', async () => {
-      const engine = env.writ.policy;
-      const candidate = env.writ.shadow.candidateVersion;
+      const engine = env.writ.policy.engine;
+      const candidate = env.writ.policy.shadow.candidateVersion;
       assert.ok(candidate);
       const original = engine.evaluateAsync.bind(engine);
       let gate!: () => void;
@@ -178,8 +178,8 @@ for (const { backend, skip } of backends()) {
       assert.equal(r.candidate.version, ok.body.version);
       assert.equal(r.considered, 0, 'the report is about the candidate now set');
       // the replaced candidate is let go by the engine
-      assert.equal(env.writ.shadow.candidateVersion, ok.body.version);
-      assert.equal(env.writ.policy.isLoaded(current), false);
+      assert.equal(env.writ.policy.shadow.candidateVersion, ok.body.version);
+      assert.equal(env.writ.policy.engine.isLoaded(current), false);
     });
 
     it('roles: an auditor reads the report but cannot set, promote or drop; a requester cannot read it', async () => {
@@ -196,7 +196,7 @@ for (const { backend, skip } of backends()) {
       }
       const requester = await makeOperator(env, `req-${backend}`, ['requester']);
       assert.equal((await requester.call('GET', '/v1/policies/shadow')).status, 403);
-      assert.ok(env.writ.shadow.candidateVersion, 'the candidate is still set');
+      assert.ok(env.writ.policy.shadow.candidateVersion, 'the candidate is still set');
     });
 
     it('bad input: typed 400s (mode, unknown query or body fields, an invalid candidate), 409 for the live set itself', async () => {
@@ -264,8 +264,8 @@ for (const { backend, skip } of backends()) {
       assert.equal(entry!.data.previous, put.body.version);
       // now enforced: the large payment is denied
       assert.equal((await act('payments.transfer', { amount: 5000 })).decision, 'deny');
-      assert.equal(env.writ.shadow.candidateVersion, null);
-      assert.equal(env.writ.policy.isLoaded(cand), true, 'the promoted set stays loaded: it is live');
+      assert.equal(env.writ.policy.shadow.candidateVersion, null);
+      assert.equal(env.writ.policy.engine.isLoaded(cand), true, 'the promoted set stays loaded: it is live');
       // nothing left to promote or drop
       assert.equal((await send(env, 'POST', '/v1/policies/shadow/promote', {})).body.error.code, 'shadow_not_found');
       assert.equal((await send(env, 'DELETE', '/v1/policies/shadow', undefined)).status, 404);
@@ -273,11 +273,11 @@ for (const { backend, skip } of backends()) {
 
     it('drop removes the candidate (If-Match on it), audited; its set is released', async () => {
       await setPolicy(env, LIVE);
-      const loaded = env.writ.policy.loadedCount();
+      const loaded = env.writ.policy.engine.loadedCount();
       const text = `${CANDIDATE}\n// to drop\n`;
       const put = await send(env, 'PUT', '/v1/policies?mode=shadow', { policies: text });
       assert.equal(put.status, 200);
-      assert.equal(env.writ.policy.loadedCount(), loaded + 1);
+      assert.equal(env.writ.policy.engine.loadedCount(), loaded + 1);
       const stale = await send(env, 'DELETE', '/v1/policies/shadow', undefined, { ifMatch: '"0000"' });
       assert.equal(stale.status, 412);
       const dropped = await send(env, 'DELETE', '/v1/policies/shadow', undefined, { ifMatch: `"${put.body.version}"` });
@@ -286,8 +286,8 @@ for (const { backend, skip } of backends()) {
       assert.equal((await env.admin.call('GET', '/v1/policies/shadow')).status, 404);
       const [entry] = (await auditTypes(env, 'type=policy.shadow_dropped')).slice(-1);
       assert.equal(entry!.data.version, put.body.version);
-      assert.equal(env.writ.shadow.candidateVersion, null);
-      assert.equal(env.writ.policy.loadedCount(), loaded, 'the dropped candidate was unloaded');
+      assert.equal(env.writ.policy.shadow.candidateVersion, null);
+      assert.equal(env.writ.policy.engine.loadedCount(), loaded, 'the dropped candidate was unloaded');
       const issue = await act('github.create_issue', { title: 'after drop' });
       assert.equal(issue.decision, 'allow');
     });
@@ -310,14 +310,14 @@ for (const { backend, skip } of backends()) {
           (x) => x.differed >= 1,
         );
         assert.equal(r.differences.by_tool['payments.transfer'] >= 1, true);
-        assert.equal(b.writ.shadow.candidateVersion, put.body.version);
+        assert.equal(b.writ.policy.shadow.candidateVersion, put.body.version);
         const dropped = await send(env, 'DELETE', '/v1/policies/shadow', undefined);
         assert.equal(dropped.status, 200);
         await eventually(
           'instance B lets the candidate go',
           async () => {
             await act('github.create_issue', { title: 'b' }, agentB);
-            return b.writ.shadow.candidateVersion;
+            return b.writ.policy.shadow.candidateVersion;
           },
           (v) => v === null,
         );

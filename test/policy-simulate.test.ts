@@ -99,16 +99,16 @@ for (const { backend, skip } of backends()) {
     });
 
     it('a simulated candidate is released afterwards (no engine growth); the live set and a set made live later stay', async () => {
-      const loaded = env.writ.policy.loadedCount();
+      const loaded = env.writ.policy.engine.loadedCount();
       for (let i = 0; i < 5; i++) {
         const r = await env.admin.call('POST', '/v1/policies/simulate', { policies: `${CANDIDATE}\n// variant ${i}\n`, since });
         assert.equal(r.status, 200);
         assert.equal(r.body.changed, 1, 'a released set is not the one evaluated: each replay still decides');
       }
-      assert.equal(env.writ.policy.loadedCount(), loaded, 'every simulated candidate was unloaded');
+      assert.equal(env.writ.policy.engine.loadedCount(), loaded, 'every simulated candidate was unloaded');
       // the live set simulated stays loaded, and still decides
       await env.admin.call('POST', '/v1/policies/simulate', { policies: LIVE, since });
-      assert.equal(env.writ.policy.loadedCount(), loaded);
+      assert.equal(env.writ.policy.engine.loadedCount(), loaded);
       assert.equal((await env.admin.call('GET', '/v1/policies')).body.policies, LIVE);
       // the same candidate simulated again after its release loads again and gives the same answer
       const again = await env.admin.call('POST', '/v1/policies/simulate', { policies: `${CANDIDATE}\n// variant 0\n`, since });
@@ -116,7 +116,7 @@ for (const { backend, skip } of backends()) {
       // simulations running at once: none releases the set under another
       const many = await Promise.all([0, 1, 2].map(() => env.admin.call('POST', '/v1/policies/simulate', { policies: `${CANDIDATE}\n// together\n`, since })));
       assert.deepEqual(many.map((r) => r.body.changed), [1, 1, 1]);
-      assert.equal(env.writ.policy.loadedCount(), loaded);
+      assert.equal(env.writ.policy.engine.loadedCount(), loaded);
     });
 
     it('limit truncates; a future `since` replays nothing', async () => {

@@ -122,7 +122,7 @@ for (const { backend, skip } of backends()) {
       assert.equal(ok.status, 200);
       assert.equal(ok.body.decision, 'allow');
 
-      env.writ.policy.pool!.stallForTest(0, 60_000);
+      env.writ.policy.engine.pool!.stallForTest(0, 60_000);
       const failed = await agentApi.call('POST', '/v1/authorize', ACTION);
       assert.equal(failed.status, 503);
       assert.equal(failed.body.error.code, 'policy_unavailable', JSON.stringify(failed.body));

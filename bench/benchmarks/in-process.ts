@@ -47,7 +47,7 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
       if (r.decision === 'deny') for (const x of r.reasons) denyReasons[x.code] = (denyReasons[x.code] ?? 0) + 1;
     };
     const slot = () => Math.floor(used++ / ACTIONS_PER_TASK);
-    const authorize = async (i: number) => count(await writ.authorize(ctxs[slot()]!, benchAction(i)));
+    const authorize = async (i: number) => count(await writ.authz.authorize(ctxs[slot()]!, benchAction(i)));
 
     await timeSequential(p.warmup, authorize);
     probe.take();
@@ -59,8 +59,8 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
     const concCommits = probe.take();
     const auth = await timeSequential(p.authenticate_iterations, async (i) => {
       const s = slot();
-      const ctx: AuthCtx = await writ.authenticateTask(tokens[s]!);
-      count(await writ.authorize(ctx, benchAction(i)));
+      const ctx: AuthCtx = await writ.tokens.authenticateTask(tokens[s]!);
+      count(await writ.authz.authorize(ctx, benchAction(i)));
     });
 
     // The durable commit alone: one decision per transaction, straight to the store.
@@ -82,7 +82,7 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
     const decision = (): DecisionRecord => ({
       id: newId('dec'), taskId: ctxs[0]!.task.id, agentId: agent.id, tool: 'github.create_issue', audience: 'https://tools.example/github',
       resource: null, destination: null, argsDigest: digestArguments({}), decision: 'deny', reasons: [{ code: 'bench', message: 'bench' }],
-      policies: [], policyVersion: writ.policy.active().version, tokenJti: null, tokenExpiresAt: null, createdAt: Date.now(), outcome: null,
+      policies: [], policyVersion: writ.policy.engine.active().version, tokenJti: null, tokenExpiresAt: null, createdAt: Date.now(), outcome: null,
     });
     const commit = await timeSequential(p.commit_iterations, async () => {
       const d = decision();

@@ -37,7 +37,7 @@ export async function memory(opts: RunOptions, backend: Backend): Promise<BenchO
     let used = 0;
     const outcomes = { allow: 0, deny: 0, approval_required: 0 };
     const authorize = async (i: number) => {
-      outcomes[(await writ.authorize(ctxs[Math.floor(used++ / ACTIONS_PER_TASK)]!, benchAction(i))).decision] += 1;
+      outcomes[(await writ.authz.authorize(ctxs[Math.floor(used++ / ACTIONS_PER_TASK)]!, benchAction(i))).decision] += 1;
     };
     const snap = () => {
       gc();

@@ -5,7 +5,7 @@ import type { AgentRecord, TaskRecord } from '../../src/core/types.js';
 import { checkPolicyText, contextAttributesRead, PolicyEngine, type CedarRequest, type LoadedPolicySet } from '../../src/policy/engine.js';
 import { buildCedarRequest } from '../../src/policy/request.js';
 import { ACTION_TOKEN_TYP } from '../../src/tokens/token-types.js';
-import type { Writ } from '../../src/service/writ.js';
+import type { Writ } from '../../src/app/writ.js';
 import { freshData } from '../lib/backend.js';
 import { startInProcess } from '../lib/fixture.js';
 import { BENCH_ISSUER } from '../lib/identity.js';
@@ -56,14 +56,14 @@ export function measureRaw(writ: Writ, set: LoadedPolicySet, requests: CedarRequ
   const op = (i: number) => {
     const a = cedar.statefulIsAuthorized(calls[i % calls.length]!);
     if (a.type === 'success' && a.response.decision === 'allow') allows += 1;
-    writ.keys.signJwt(ACTION_TOKEN_TYP, claims(i));
+    writ.tokens.keys.signJwt(ACTION_TOKEN_TYP, claims(i));
   };
   timeSync(warmup, op);
   allows = 0;
   const total = timeSync(n, op).summary();
   const allowed = allows;
   const cedarOnly = timeSync(componentN, (i) => cedar.statefulIsAuthorized(calls[i % calls.length]!)).summary();
-  const signOnly = timeSync(componentN, (i) => writ.keys.signJwt(ACTION_TOKEN_TYP, claims(i))).summary();
+  const signOnly = timeSync(componentN, (i) => writ.tokens.keys.signJwt(ACTION_TOKEN_TYP, claims(i))).summary();
   return { total, cedarOnly, signOnly, allowed };
 }
 
@@ -74,7 +74,7 @@ export async function rawLimit(opts: RunOptions): Promise<BenchOutput & { p50: n
   const data = freshData('sqlite', opts.dataRoot);
   const ip = await startInProcess(data.spec, POLICIES_20);
   try {
-    const set = ip.writ.policy.active();
+    const set = ip.writ.policy.engine.active();
     const agent = fakeAgent(BENCH_AGENT.id, BENCH_AGENT.labels);
     const task = fakeTask(agent.id);
     const build = (i: number) => {
@@ -89,7 +89,7 @@ export async function rawLimit(opts: RunOptions): Promise<BenchOutput & { p50: n
     // What Writ adds around Cedar before it: the argument digest, building the request, the engine wrapper.
     const digest = timeSync(componentN, (i) => digestArguments(benchAction(i).arguments)).summary();
     const buildOnly = timeSync(componentN, (i) => build(i)).summary();
-    const engine = timeSync(componentN, (i) => ip.writ.policy.evaluate(requests[i % requests.length]!, set)).summary();
+    const engine = timeSync(componentN, (i) => ip.writ.policy.engine.evaluate(requests[i % requests.length]!, set)).summary();
     const bare = bareTen(requests);
     const r = requests[0]!;
     const ratioVsBare = Math.round((engine.p50 / bare.latency.p50) * 100) / 100;

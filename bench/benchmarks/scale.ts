@@ -44,7 +44,7 @@ export async function scale(opts: RunOptions, backend: Backend): Promise<BenchOu
   const ip20 = await startInProcess(small.spec, POLICIES_20);
   try {
     const { writ, admin } = ip;
-    const set: LoadedPolicySet = writ.policy.active();
+    const set: LoadedPolicySet = writ.policy.engine.active();
     const key = makeAgentKey();
     const t1 = performance.now();
     // Several registrations in flight: PostgreSQL overlaps their round trips (SQLite runs them one by one anyway).
@@ -53,7 +53,7 @@ export async function scale(opts: RunOptions, backend: Backend): Promise<BenchOu
       Array.from({ length: p.register_concurrency }, async () => {
         while (nextAgent < p.agents) {
           const i = nextAgent++;
-          await writ.registerAgent(admin, { id: largeAgentId(i), name: `a${i}`, labels: [`team-${teamOf(i)}`, 'staff'], jwks: { keys: [key.publicJwk] } });
+          await writ.identity.registerAgent(admin, { id: largeAgentId(i), name: `a${i}`, labels: [`team-${teamOf(i)}`, 'staff'], jwks: { keys: [key.publicJwk] } });
         }
       }),
     );
@@ -64,21 +64,21 @@ export async function scale(opts: RunOptions, backend: Backend): Promise<BenchOu
     const chosen = Array.from({ length: p.agents_with_tasks }, (_, k) => k * stride + (k % stride));
     const ctxs: { index: number; ctx: AuthCtx }[] = [];
     for (const index of chosen) {
-      const t = await writ.createTask(admin, { agent_id: largeAgentId(index), intent: 'benchmark: large policy set', scope: LARGE_SCOPE, ttl_seconds: 3600, max_actions: 100_000 });
+      const t = await writ.tasks.createTask(admin, { agent_id: largeAgentId(index), intent: 'benchmark: large policy set', scope: LARGE_SCOPE, ttl_seconds: 3600, max_actions: 100_000 });
       ctxs.push({ index, ctx: (await writ.store.getTaskWithAgent(t.id))! });
     }
 
     const outcomes = { allow: 0, deny: 0, approval_required: 0 };
     const authorize = async (i: number) => {
       const c = ctxs[i % ctxs.length]!;
-      outcomes[(await writ.authorize(c.ctx, largeAction(c.index, i))).decision] += 1;
+      outcomes[(await writ.authz.authorize(c.ctx, largeAction(c.index, i))).decision] += 1;
     };
     // the 20-policy set, as authorize_in_process runs it
     const agent20 = await registerAgent(ip20, BENCH_AGENT);
     const ctxs20 = await makeTasks(ip20, agent20.id, BENCH_SCOPE, 2 * (p.warmup + p.sequential_iterations));
     let used20 = 0;
     const authorize20 = async (i: number) => {
-      const r = await ip20.writ.authorize(ctxs20[Math.floor(used20++ / ACTIONS_PER_TASK)]!, benchAction(i));
+      const r = await ip20.writ.authz.authorize(ctxs20[Math.floor(used20++ / ACTIONS_PER_TASK)]!, benchAction(i));
       if (r.decision !== 'allow') throw new Error(`the 20-policy bench action was not allowed: ${JSON.stringify(r)}`);
     };
 

@@ -1,5 +1,5 @@
 import type { AgentRecord, OperatorRecord, TaskRecord } from '../../src/core/types.js';
-import { Writ } from '../../src/service/writ.js';
+import { Writ } from '../../src/app/writ.js';
 import type { StoreSpec } from './backend.js';
 import { openSpec } from './backend.js';
 import { BENCH_ISSUER, clientAssertion, CLIENT_ASSERTION_TYPE, makeAgentKey, type BenchAgentKey } from './identity.js';
@@ -21,9 +21,9 @@ export async function startInProcess(spec: StoreSpec, policies: string): Promise
   const store = await openSpec(spec);
   const writ = new Writ(store, { issuer: BENCH_ISSUER, maxTaskActions: TASK_MAX_ACTIONS });
   await writ.init();
-  await writ.bootstrapAdmin(BOOT_TOKEN);
-  const admin = await writ.authenticateOperator(BOOT_TOKEN);
-  await writ.putPolicy('system', policies);
+  await writ.identity.bootstrapAdmin(BOOT_TOKEN);
+  const admin = await writ.identity.authenticateOperator(BOOT_TOKEN);
+  await writ.policy.putPolicy('system', policies);
   return { writ, admin, close: () => writ.close() };
 }
 
@@ -33,7 +33,7 @@ export interface BenchAgent {
 }
 
 export async function registerAgent(ip: InProcess, a: { id: string; name: string; labels: string[] }, key: BenchAgentKey = makeAgentKey()): Promise<BenchAgent> {
-  await ip.writ.registerAgent(ip.admin, { id: a.id, name: a.name, labels: a.labels, jwks: { keys: [key.publicJwk] } });
+  await ip.writ.identity.registerAgent(ip.admin, { id: a.id, name: a.name, labels: a.labels, jwks: { keys: [key.publicJwk] } });
   return { id: a.id, key };
 }
 
@@ -52,7 +52,7 @@ export async function makeTasks(
   const n = Math.max(1, Math.ceil(totalActions / ACTIONS_PER_TASK));
   const out: AuthCtx[] = [];
   for (let i = 0; i < n; i++) {
-    const t = await ip.writ.createTask(ip.admin, { agent_id: agentId, intent: 'benchmark: file the weekly billing report', scope, ttl_seconds: 3600, max_actions: TASK_MAX_ACTIONS });
+    const t = await ip.writ.tasks.createTask(ip.admin, { agent_id: agentId, intent: 'benchmark: file the weekly billing report', scope, ttl_seconds: 3600, max_actions: TASK_MAX_ACTIONS });
     const loaded = await ip.writ.store.getTaskWithAgent(t.id);
     if (!loaded) throw new Error('the task just created cannot be read');
     out.push(loaded);
@@ -62,7 +62,7 @@ export async function makeTasks(
 
 /** A task token through the real grant (client assertion). */
 export async function issueTaskToken(ip: InProcess, agent: BenchAgent, taskId: string): Promise<string> {
-  const r = await ip.writ.issueTaskToken({
+  const r = await ip.writ.tokens.issueTaskToken({
     grant_type: 'client_credentials',
     client_assertion_type: CLIENT_ASSERTION_TYPE,
     client_assertion: await clientAssertion(agent.id, agent.key),

@@ -20,7 +20,7 @@ import { parseGatewayConfig } from '../../src/gateway/config.js';
 import { silentLog } from '../../src/gateway/log.js';
 import { McpGateway } from '../../src/gateway/mcp-gateway.js';
 import { serveMcpHttp, serveMcpStdio } from '../../src/gateway/mcp-serve.js';
-import { Writ } from '../../src/service/writ.js';
+import { Writ } from '../../src/app/writ.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 const argv = process.argv.slice(2);
@@ -33,12 +33,12 @@ const issuer = 'http://writ.embedded.invalid';
 const writ = new Writ(new SqliteStore({ path: join(dataDir, 'writ.db') }), { issuer });
 await writ.init();
 const adminToken = `wop_${randomBytes(16).toString('hex')}`;
-await writ.bootstrapAdmin(adminToken);
-const admin = await writ.authenticateOperator(adminToken);
+await writ.identity.bootstrapAdmin(adminToken);
+const admin = await writ.identity.authenticateOperator(adminToken);
 const { privateKey, publicKey } = await generateKeyPair('Ed25519', { extractable: true });
 const agentId = 'spiffe://bench.test/agent/embedded';
-await writ.registerAgent(admin, { id: agentId, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] } });
-const task = await writ.createTask(admin, { agent_id: agentId, intent: 'bench', scope: { tools: ['bench.*'], resources: [], destinations: ['127.0.0.1:*', 'stdio:local'] }, ttl_seconds: 3600, max_actions: 100_000 });
+await writ.identity.registerAgent(admin, { id: agentId, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] } });
+const task = await writ.tasks.createTask(admin, { agent_id: agentId, intent: 'bench', scope: { tools: ['bench.*'], resources: [], destinations: ['127.0.0.1:*', 'stdio:local'] }, ttl_seconds: 3600, max_actions: 100_000 });
 const iat = Math.floor(Date.now() / 1000);
 const assertion = await new SignJWT({ jti: randomBytes(12).toString('hex') })
   .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
@@ -48,7 +48,7 @@ const assertion = await new SignJWT({ jti: randomBytes(12).toString('hex') })
   .setIssuedAt(iat)
   .setExpirationTime(iat + 60)
   .sign(privateKey);
-const { access_token: token } = await writ.issueTaskToken({
+const { access_token: token } = await writ.tokens.issueTaskToken({
   grant_type: 'client_credentials',
   client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
   client_assertion: assertion,

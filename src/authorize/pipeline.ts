@@ -30,7 +30,7 @@ export interface PipelineDeps {
   securityEvent: SecurityEvent;
   /** the policy engine's evaluation (the decide step's only dependency) */
   engine: Evaluator;
-  /** the active policy set (src/service/writ.ts: re-read at most once a second) */
+  /** the active policy set (src/service/policy.ts: re-read at most once a second) */
   currentPolicy(): Promise<LoadedPolicySet>;
   toolLabels: FactSources['toolLabels'];
   ownerPresent: FactSources['ownerPresent'];

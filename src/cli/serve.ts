@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { createHttpServer, sendMetrics } from '../server/http-server.js';
 import { ClientAddresses } from '../server/client-address.js';
 import { Drain } from '../server/drain.js';
-import { Writ } from '../service/writ.js';
+import { Writ } from '../app/writ.js';
 import { WebhookNotifier } from '../service/webhooks.js';
 import { flag, parseArgs, UsageError } from './args.js';
 import { settingsOf } from './settings.js';
@@ -58,7 +58,7 @@ export async function serve(argv: string[]): Promise<void> {
     issuer: issuerFlag ?? `${scheme}://${hostForUrl}:${port}`,
   });
   await writ.init();
-  const boot = await writ.bootstrapAdmin(bootToken);
+  const boot = await writ.identity.bootstrapAdmin(bootToken);
   // The token only creates the first admin of a new store. Said out loud, because the
   // next thing that fails is the operator's first command (`invalid_token`), far from here.
   const existing = !boot && bootToken !== undefined ? await writ.store.findOperatorByTokenHash(sha256Hex(bootToken)) : null;
@@ -216,7 +216,7 @@ async function startWebhooks(writ: Writ, env: NodeJS.ProcessEnv): Promise<Webhoo
       ...(events && events.length > 0 ? { events } : {}),
       format,
       slack: { issuer: writ.config.issuer, ...(approvalUrl ? { approvalUrl } : {}), maskRules: writ.config.auditMaskRules },
-      record: (type, data, entry) => writ.securityEvent(type, 'system', data, { ...(entry.taskId ? { taskId: entry.taskId } : {}), ...(entry.agentId ? { agentId: entry.agentId } : {}) }),
+      record: (type, data, entry) => writ.audit.securityEvent(type, 'system', data, { ...(entry.taskId ? { taskId: entry.taskId } : {}), ...(entry.agentId ? { agentId: entry.agentId } : {}) }),
     });
   } catch (err) {
     throw new UsageError((err as Error).message);

@@ -373,11 +373,11 @@ export class InProcessAuthorizer implements Authorizer {
   }
 
   private authenticate(taskToken: string) {
-    return this.writ.authenticateTask(taskToken, this.proven(taskToken));
+    return this.writ.tokens.authenticateTask(taskToken, this.proven(taskToken));
   }
 
   onTasksEnded(listener: (taskIds: string[]) => void): () => void {
-    return this.writ.onTasksEnded(listener);
+    return this.writ.tasks.onTasksEnded(listener);
   }
 
   async issuer(): Promise<string> {
@@ -397,7 +397,7 @@ export class InProcessAuthorizer implements Authorizer {
     try {
       const ctx = await this.authenticate(taskToken);
       // parsed as the HTTP edge parses it: the same 400s in both modes, nothing unchecked reaches Writ
-      return checkDecision(await this.writ.authorize(ctx, parse(authorizeSchema, action)));
+      return checkDecision(await this.writ.authz.authorize(ctx, parse(authorizeSchema, action)));
     } catch (err) {
       if (err instanceof AuthorizerError) throw err;
       return fromWrit(err);
@@ -407,11 +407,11 @@ export class InProcessAuthorizer implements Authorizer {
   async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     try {
       const proven = this.proven(taskToken);
-      const principal = await this.writ.verifyTaskToken(taskToken);
+      const principal = await this.writ.tokens.verifyTaskToken(taskToken);
       // the outcome route's rule (src/server/task-auth.ts): bound and proven, or neither
       if ((principal.jkt ?? null) !== (proven?.jkt ?? null)) throw new AuthorizerError('invalid_token', 'the task token\'s binding does not match its proof', 401);
       // written with the next decision's commit, which this report does not wait for
-      await this.writ.reportOutcome(principal, decisionId, parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) }), { wait: false });
+      await this.writ.authz.reportOutcome(principal, decisionId, parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) }), { wait: false });
     } catch (err) {
       return fromWrit(err);
     }
@@ -430,7 +430,7 @@ export class InProcessAuthorizer implements Authorizer {
   async visibleTools(taskToken: string, tools: string[]): Promise<string[]> {
     try {
       const ctx = await this.authenticate(taskToken);
-      return await this.writ.visibleTools(ctx, parse(visibleToolsSchema, { tools }).tools);
+      return await this.writ.authz.visibleTools(ctx, parse(visibleToolsSchema, { tools }).tools);
     } catch (err) {
       return fromWrit(err);
     }

@@ -14,7 +14,8 @@ import { sha256Hex } from '../core/digest.js';
 import { ConflictError, ForbiddenError, NotFoundError, OAuthError, WritError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { IssuerRecord, OperatorRecord, OperatorRole } from '../core/types.js';
-import type { Writ } from '../service/writ.js';
+import type { ServiceDeps } from '../service/deps.js';
+import type { KeyRing } from '../tokens/key-ring.js';
 import { TASK_TOKEN_TYP } from '../tokens/token-types.js';
 import { checkIssuerInput, matchAgents, OIDC_ALGORITHMS, SVID_ALGORITHMS, trustDomainOf, type IssuerInput } from './issuers.js';
 import { isSpiffeId, parseSpiffeId } from './spiffe-id.js';
@@ -88,7 +89,7 @@ export class Federation {
   /** key resolvers per issuer id; remote ones cache, time out and cool down (jose) */
   private readonly keySets = new Map<string, { source: string; get: JWTVerifyGetKey }>();
 
-  constructor(private readonly writ: Writ) {}
+  constructor(private readonly deps: ServiceDeps & { keys: KeyRing }) {}
 
   // --- administration ------------------------------------------------------------
 
@@ -99,11 +100,11 @@ export class Federation {
       id: newId('iss'),
       ...checked,
       status: 'active',
-      createdAt: this.writ.clock.now(),
+      createdAt: this.deps.clock.now(),
       createdBy: by.id,
       disabledAt: null,
     };
-    await this.writ.store.createIssuer(record, {
+    await this.deps.store.createIssuer(record, {
       type: 'issuer.registered',
       actor: `operator:${by.id}`,
       data: {
@@ -121,12 +122,12 @@ export class Federation {
 
   async list(by: OperatorRecord): Promise<IssuerRecord[]> {
     requireRole(by, 'admin', 'auditor');
-    return this.writ.store.listIssuers();
+    return this.deps.store.listIssuers();
   }
 
   async get(by: OperatorRecord, id: string): Promise<IssuerRecord> {
     requireRole(by, 'admin', 'auditor');
-    const r = await this.writ.store.getIssuer(id);
+    const r = await this.deps.store.getIssuer(id);
     if (!r) throw new NotFoundError(`issuer \`${id}\` does not exist`, 'issuer_not_found');
     return r;
   }
@@ -140,10 +141,10 @@ export class Federation {
    */
   async disable(by: OperatorRecord, id: string, options: { keepIssued?: boolean } = {}): Promise<{ issuer: IssuerRecord; revokedTokens: number; taskIds: string[] }> {
     requireRole(by, 'admin');
-    const r = await this.writ.store.getIssuer(id);
+    const r = await this.deps.store.getIssuer(id);
     if (!r) throw new NotFoundError(`issuer \`${id}\` does not exist`, 'issuer_not_found');
     const keepIssued = options.keepIssued === true;
-    const done = await this.writ.store.disableIssuer(id, this.writ.clock.now(), { revokeIssued: !keepIssued }, (revoked) => ({
+    const done = await this.deps.store.disableIssuer(id, this.deps.clock.now(), { revokeIssued: !keepIssued }, (revoked) => ({
       type: 'issuer.disabled',
       actor: `operator:${by.id}`,
       data: {
@@ -157,7 +158,7 @@ export class Federation {
     }));
     if (!done) throw new ConflictError(`issuer \`${id}\` is disabled already`, 'issuer_not_active');
     this.keySets.delete(id);
-    return { issuer: (await this.writ.store.getIssuer(id))!, revokedTokens: done.revokedTokens, taskIds: done.taskIds };
+    return { issuer: (await this.deps.store.getIssuer(id))!, revokedTokens: done.revokedTokens, taskIds: done.taskIds };
   }
 
   // --- token exchange (RFC 8693) -------------------------------------------------
@@ -234,9 +235,9 @@ export class Federation {
 
   /** By exact `iss`; a token without `iss` whose `sub` is a SPIFFE ID, by its trust domain. */
   private async selectIssuer(iss: string | undefined, sub: string | undefined): Promise<IssuerRecord | null> {
-    if (iss !== undefined) return this.writ.store.findActiveIssuer(iss);
+    if (iss !== undefined) return this.deps.store.findActiveIssuer(iss);
     if (sub !== undefined && isSpiffeId(sub)) {
-      const r = await this.writ.store.findActiveIssuer(`spiffe://${parseSpiffeId(sub).trustDomain}`);
+      const r = await this.deps.store.findActiveIssuer(`spiffe://${parseSpiffeId(sub).trustDomain}`);
       return r && r.kind === 'spiffe' ? r : null;
     }
     return null;
@@ -261,7 +262,7 @@ export class Federation {
     if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') {
       throw new Refusal('typ_not_accepted', 'the subject token `typ` must be `JWT` or `JOSE` when present');
     }
-    const now = this.writ.clock.now();
+    const now = this.deps.clock.now();
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.keySet(record), {
@@ -281,7 +282,7 @@ export class Federation {
     const exp = payload.exp!;
     if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 2048) throw new Refusal('bad_subject', 'the subject token `sub` is not usable');
     if (payload.iat !== undefined && payload.iat > nowSec + SKEW_SECONDS) throw new Refusal('issued_in_future', 'the subject token is issued in the future');
-    const max = this.writ.config.maxSubjectTokenLifetimeSeconds;
+    const max = this.deps.config.maxSubjectTokenLifetimeSeconds;
     if (exp - (payload.iat ?? nowSec) > max) throw new Refusal('lifetime_too_long', `the subject token lives longer than ${max} seconds`);
     if (payload.jti !== undefined && (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256)) {
       throw new Refusal('bad_jti', 'the subject token `jti` is not usable');
@@ -307,9 +308,9 @@ export class Federation {
       get = createLocalJWKSet(record.jwks as JSONWebKeySet);
     } else {
       const remote = createRemoteJWKSet(new URL(record.jwksUri!), {
-        timeoutDuration: this.writ.config.jwksTimeoutMs,
-        cooldownDuration: this.writ.config.jwksCooldownMs,
-        cacheMaxAge: this.writ.config.jwksCacheMaxAgeMs,
+        timeoutDuration: this.deps.config.jwksTimeoutMs,
+        cooldownDuration: this.deps.config.jwksCooldownMs,
+        cacheMaxAge: this.deps.config.jwksCacheMaxAgeMs,
       });
       get = async (h, t) => {
         try {
@@ -325,7 +326,7 @@ export class Federation {
   }
 
   private async issue(record: IssuerRecord, claims: JWTPayload & { sub: string; exp: number }, agentId: string, taskId: string): Promise<TokenResponse> {
-    const { store, config, clock, keys } = this.writ;
+    const { store, config, clock, keys } = this.deps;
     const agent = await store.getAgent(agentId);
     if (!agent) throw new Refusal('unknown_agent', 'the agent the subject token maps to is not registered');
     if (agent.status !== 'active') throw new Refusal('agent_disabled', `agent \`${agent.id}\` is disabled`);
@@ -339,7 +340,7 @@ export class Federation {
     if (exp <= iat) throw new Refusal('task_not_active', `task \`${task.id}\` (or the subject token) is about to expire`);
     const jti = newId('tt');
     // `fed`: the issuer record this token was obtained through; authentication checks
-    // the token's record, so that removing the issuer ends it (src/service/writ.ts)
+    // the token's record, so that removing the issuer ends it (src/service/tokens.ts)
     const access = keys.signJwt(TASK_TOKEN_TYP, { iss: config.issuer, sub: agent.id, aud: config.issuer, iat, exp, jti, txn: task.id, fed: record.id });
     const subjectJti = typeof claims.jti === 'string' ? claims.jti : null;
     const audit = {
@@ -405,7 +406,7 @@ export class Federation {
     if (ctx.agentId) data.agent_id = ctx.agentId;
     // the actor is the agent only once a verified token mapped to it
     const actor = ctx.agentId ? `agent:${ctx.agentId}` : 'anonymous';
-    await this.writ.securityEvent('token.refused', actor, { ...data, ...extra }, { taskId: ctx.taskId, ...(ctx.agentId ? { agentId: ctx.agentId } : {}) });
+    await this.deps.audit.securityEvent('token.refused', actor, { ...data, ...extra }, { taskId: ctx.taskId, ...(ctx.agentId ? { agentId: ctx.agentId } : {}) });
   }
 }
 
@@ -474,16 +475,4 @@ function refusalFrom(err: unknown): Refusal {
   if (err instanceof joseErrors.JWKSNoMatchingKey) return new Refusal('no_matching_key', 'no key of the trusted issuer matches the subject token');
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new Refusal('bad_signature', 'the subject token signature does not verify with the issuer\'s keys');
   return new Refusal('does_not_verify', 'the subject token does not verify');
-}
-
-const instances = new WeakMap<Writ, Federation>();
-
-/** The federation service of one Writ instance (its key-set caches live as long as it). */
-export function federation(writ: Writ): Federation {
-  let f = instances.get(writ);
-  if (!f) {
-    f = new Federation(writ);
-    instances.set(writ, f);
-  }
-  return f;
 }

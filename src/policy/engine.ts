@@ -5,7 +5,7 @@ import { CedarPool, CedarPoolError, type PoolAnswer } from './cedar-pool.js';
 import { cedar as cedarNow, cedarGeneration, resetCedar } from './cedar-runtime.js';
 import { checkPolicyComplexity, DEFAULT_COMPLEXITY_LIMITS, tooComplex, type ComplexityLimits } from './complexity.js';
 import { derivedPolicyId, fromCedar, located, type PolicyDiagnostic } from './diagnostics.js';
-import { buildCedarRequest, toolServer } from './request.js';
+import { buildCedarRequest, toolServer, type CedarRequest } from './request.js';
 import { WRIT_SCHEMA } from './schema.js';
 
 
@@ -59,12 +59,7 @@ export interface LoadedPolicySet {
   partContextKeys?: Map<string, Set<string> | null>;
 }
 
-export interface CedarRequest {
-  principal: { type: string; id: string };
-  resource: { type: string; id: string };
-  context: Record<string, unknown>;
-  entities: unknown[];
-}
+export type { CedarRequest } from './request.js';
 
 export interface Evaluation {
   decision: 'allow' | 'deny';

@@ -1,5 +1,12 @@
 import type { AgentRecord, TaskRecord } from '../core/types.js';
-import type { CedarRequest } from './engine.js';
+
+/** One request as Cedar is asked it (src/policy/engine.ts evaluates it). */
+export interface CedarRequest {
+  principal: { type: string; id: string };
+  resource: { type: string; id: string };
+  context: Record<string, unknown>;
+  entities: unknown[];
+}
 
 export interface ActionInput {
   tool: string;

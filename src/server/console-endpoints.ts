@@ -26,7 +26,7 @@ export function registerConsoleEndpoints(writ: Writ, route: AddRoute, operatorOf
   route('GET', '/console/api/audit', async ({ req, res, url }) => {
     const op = await operatorOf(req, false);
     const q = parse(consoleAuditQuerySchema, Object.fromEntries(url.searchParams));
-    writ.requireAuditor(op);
+    writ.audit.requireAuditor(op);
     const limit = q.limit ?? 100;
     const range = q.since || q.until ? await seqRangeForTime(writ.store, q.since ? Date.parse(q.since) : null, q.until ? Date.parse(q.until) : null) : null;
     if ((q.since || q.until) && (!range || range.firstSeq > range.lastSeq)) return sendJson(res, 200, { entries: [], next_after: null, scanned: 0 });
@@ -38,7 +38,7 @@ export function registerConsoleEndpoints(writ: Writ, route: AddRoute, operatorOf
     let scanned = 0;
     let more = true;
     while (found.length < limit && scanned < SCAN_MAX) {
-      const page = await writ.listAudit(op, { taskId: q.task_id, agentId: q.agent_id, type: q.decision ? 'decision' : q.type, after, limit: PAGE });
+      const page = await writ.audit.listAudit(op, { taskId: q.task_id, agentId: q.agent_id, type: q.decision ? 'decision' : q.type, after, limit: PAGE });
       if (page.length === 0) {
         more = false;
         break;

@@ -94,7 +94,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const pattern = new RegExp(`^${path.replace(/\{[a-z_]+\}/g, '([^/]+)')}$`);
     routes.push({ method, path, pattern, handler, oauth });
   };
-  const operator = (req: IncomingMessage) => writ.authenticateOperator(bearer(req));
+  const operator = (req: IncomingMessage) => writ.identity.authenticateOperator(bearer(req));
 
   // --- public ---
   route('GET', '/healthz', async ({ res }) => sendJson(res, 200, { status: 'ok' }));
@@ -109,8 +109,8 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks: r });
   });
   route('GET', '/.well-known/jwks.json', async ({ res }) => {
-    await writ.keys.refresh(false);
-    sendJson(res, 200, writ.keys.jwks(), { 'cache-control': 'public, max-age=60' });
+    await writ.tokens.keys.refresh(false);
+    sendJson(res, 200, writ.tokens.keys.jwks(), { 'cache-control': 'public, max-age=60' });
   });
   route('GET', '/.well-known/oauth-authorization-server', async ({ res }) => {
     // RFC 8414 §2
@@ -156,8 +156,8 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const binding =
       proof === undefined
         ? {}
-        : { jkt: await verifyDpopProof(proof, { method: 'POST', url: writ.tokenEndpoint, nowMs: writ.clock.now(), replay: writ.dpopReplay, nonces: writ.dpopNonces, status: 400 }) };
-    sendJson(res, 200, await writ.issueTaskToken(tokenRequest, binding), { pragma: 'no-cache' });
+        : { jkt: await verifyDpopProof(proof, { method: 'POST', url: writ.tokens.tokenEndpoint, nowMs: writ.clock.now(), replay: writ.tokens.dpopReplay, nonces: writ.tokens.dpopNonces, status: 400 }) };
+    sendJson(res, 200, await writ.tokens.issueTaskToken(tokenRequest, binding), { pragma: 'no-cache' });
   }, true);
 
   route('POST', '/v1/authorize', async ({ req, res }) => {
@@ -169,7 +169,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     stageEnd('authenticate');
     const action = parse(authorizeSchema, await readJson(req));
     stageEnd('parse');
-    const result = await writ.authorize(ctx, action as never);
+    const result = await writ.authz.authorize(ctx, action as never);
     res.setHeader('x-writ-decision-id', result.decision_id);
     sendJson(res, 200, result);
     writ.metrics.observeStage('total', started);
@@ -182,7 +182,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('GET', '/metrics', async ({ req, res }) => {
     const presented = bearer(req);
     if (!(options.metricsToken && presented !== null && sameSecret(presented, options.metricsToken))) {
-      writ.requireAuditor(await writ.authenticateOperator(presented));
+      writ.audit.requireAuditor(await writ.identity.authenticateOperator(presented));
     }
     await sendMetrics(res, writ);
   });
@@ -190,12 +190,12 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   // An agent's own active tasks, with its key (a client assertion for this URL), long-polled:
   // how a gateway configured once follows the tasks operators assign (src/service/agent-tasks.ts)
   route('GET', '/v1/agents/{id}/tasks', async ({ req, res, params, url }) => {
-    const agent = await writ.agentTasks.authenticate(bearer(req), params[0]!);
+    const agent = await writ.tasks.agentTasks.authenticate(bearer(req), params[0]!);
     const q = parse(agentTasksQuerySchema, Object.fromEntries(url.searchParams));
     const ifNoneMatch = ifNoneMatchOf(req.headers['if-none-match']);
     const ac = new AbortController();
     res.once('close', () => ac.abort());
-    const r = await writ.agentTasks.list(agent.id, { waitSeconds: q.wait ?? 0, ...(ifNoneMatch !== undefined ? { ifNoneMatch } : {}), signal: ac.signal });
+    const r = await writ.tasks.agentTasks.list(agent.id, { waitSeconds: q.wait ?? 0, ...(ifNoneMatch !== undefined ? { ifNoneMatch } : {}), signal: ac.signal });
     if (r.notModified) {
       res.writeHead(304, { etag: r.etag, 'cache-control': 'no-store' }).end();
       return;
@@ -214,12 +214,12 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('POST', '/v1/tools/visible', async ({ req, res }) => {
     const ctx = await authenticateTaskRequest(writ, req);
     const body = parse(visibleToolsSchema, await readJson(req));
-    sendJson(res, 200, { tools: await writ.visibleTools(ctx, body.tools) });
+    sendJson(res, 200, { tools: await writ.authz.visibleTools(ctx, body.tools) });
   });
 
   route('POST', '/v1/actions/consume', async ({ req, res }) => {
     const body = parse(consumeSchema, await readJson(req));
-    sendJson(res, 200, await writ.consume(body.action_token, body.audience));
+    sendJson(res, 200, await writ.tokens.consume(body.action_token, body.audience));
   });
 
   route('POST', '/v1/actions/{id}/outcome', async ({ req, res, params }) => {
@@ -230,7 +230,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     // `Prefer: respond-async` (RFC 7240): 202 once checked and queued, before it is
     // written (with the next batch of decisions); the MCP gateway never waits on an outcome
     const queue = /(^|[,;\s])respond-async(\s*(,|;|$))/i.test(String(req.headers.prefer ?? ''));
-    sendJson(res, queue ? 202 : 200, await writ.reportOutcome(principal, params[0]!, body, { wait: !queue }));
+    sendJson(res, queue ? 202 : 200, await writ.authz.reportOutcome(principal, params[0]!, body, { wait: !queue }));
   });
 
   route('POST', '/v1/tasks/{id}/complete', async ({ req, res, params }) => {
@@ -238,12 +238,12 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     await readJson(req, true);
     const actor = await (async () => {
       try {
-        return { operator: await writ.authenticateOperator(token) };
+        return { operator: await writ.identity.authenticateOperator(token) };
       } catch {
         return { task: (await authenticateTaskRequest(writ, req)).principal };
       }
     })();
-    const r = await writ.completeTask(actor, params[0]!);
+    const r = await writ.tasks.completeTask(actor, params[0]!);
     sendJson(res, 200, r);
   });
 
@@ -251,57 +251,57 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('POST', '/v1/operators', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(createOperatorSchema, await readJson(req));
-    sendJson(res, 201, await writ.createOperator(op, body));
+    sendJson(res, 201, await writ.identity.createOperator(op, body));
   });
 
   route('POST', '/v1/agents', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(registerAgentSchema, await readJson(req));
-    sendJson(res, 201, agentView(await writ.registerAgent(op, body)));
+    sendJson(res, 201, agentView(await writ.identity.registerAgent(op, body)));
   });
   route('GET', '/v1/agents', async ({ req, res }) => {
     const op = await operator(req);
-    sendJson(res, 200, { agents: (await writ.listAgents(op)).map(agentView) });
+    sendJson(res, 200, { agents: (await writ.identity.listAgents(op)).map(agentView) });
   });
   route('GET', '/v1/agents/{id}', async ({ req, res, params }) => {
     const op = await operator(req);
-    sendJson(res, 200, agentView(await writ.getAgent(op, params[0]!)));
+    sendJson(res, 200, agentView(await writ.identity.getAgent(op, params[0]!)));
   });
   route('POST', '/v1/agents/{id}/disable', async ({ req, res, params }) => {
     const op = await operator(req);
     await readJson(req, true);
-    sendJson(res, 200, { id: params[0], status: 'disabled', ...(await writ.disableAgent(op, params[0]!)) });
+    sendJson(res, 200, { id: params[0], status: 'disabled', ...(await writ.identity.disableAgent(op, params[0]!)) });
   });
 
   route('POST', '/v1/tasks', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(createTaskSchema, await readJson(req));
-    sendJson(res, 201, taskView(await writ.createTask(op, body)));
+    sendJson(res, 201, taskView(await writ.tasks.createTask(op, body)));
   });
   route('GET', '/v1/tasks', async ({ req, res, url }) => {
     const op = await operator(req);
     const q = parse(taskQuerySchema, Object.fromEntries(url.searchParams));
-    const tasks = await writ.listTasks(op, { agentId: q.agent_id, status: q.status, limit: q.limit });
+    const tasks = await writ.tasks.listTasks(op, { agentId: q.agent_id, status: q.status, limit: q.limit });
     sendJson(res, 200, { tasks: tasks.map(taskView) });
   });
   route('GET', '/v1/tasks/{id}', async ({ req, res, params }) => {
     const op = await operator(req);
-    const d = await writ.getTaskDetail(op, params[0]!);
+    const d = await writ.tasks.getTaskDetail(op, params[0]!);
     const tree = await delegationTree(writ.store, d.task, writ.clock.now());
     sendJson(res, 200, { ...taskView(d.task), decisions: d.decisions.map(decisionView), delegations: d.delegations.map(taskView), tree });
   });
   route('POST', '/v1/tasks/{id}/revoke', async ({ req, res, params }) => {
     const op = await operator(req);
     const body = parse(revokeSchema, await readJson(req, true));
-    sendJson(res, 200, await writ.revokeTask(op, params[0]!, body.reason));
+    sendJson(res, 200, await writ.tasks.revokeTask(op, params[0]!, body.reason));
   });
 
   route('GET', '/v1/policies', async ({ req, res, url }) => {
     const op = await operator(req);
     const q = parse(policyQuerySchema, Object.fromEntries(url.searchParams));
-    const current = await writ.getPolicy(op);
+    const current = await writ.policy.getPolicy(op);
     // the change history (who, when, diff) is for the roles that read the audit log
-    const history = op.roles.includes('admin') || op.roles.includes('auditor') ? await writ.listPolicyHistory(op, q.limit) : undefined;
+    const history = op.roles.includes('admin') || op.roles.includes('auditor') ? await writ.policy.listPolicyHistory(op, q.limit) : undefined;
     sendJson(res, 200, { ...current, ...(history ? { history } : {}) }, { etag: `"${current.version}"` });
   });
   // before `/v1/policies/{version}`: `shadow` is no version
@@ -309,11 +309,11 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('POST', '/v1/policies/simulate', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(simulatePolicySchema, await readJson(req));
-    sendJson(res, 200, await writ.simulatePolicy(op, body.policies, { sinceMs: Date.parse(body.since), limit: body.limit, examples: body.examples }));
+    sendJson(res, 200, await writ.policy.simulatePolicy(op, body.policies, { sinceMs: Date.parse(body.since), limit: body.limit, examples: body.examples }));
   });
   route('GET', '/v1/policies/{version}', async ({ req, res, params }) => {
     const op = await operator(req);
-    const p = await writ.getPolicyVersion(op, params[0]!);
+    const p = await writ.policy.getPolicyVersion(op, params[0]!);
     sendJson(res, 200, { version: p.version, policies: p.text, created_at: iso(p.createdAt), created_by: p.createdBy }, { etag: `"${p.version}"` });
   });
   route('PUT', '/v1/policies', async ({ req, res, url }) => {
@@ -323,59 +323,59 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const body = parse(policySchema, await readJson(req));
     // `?mode=shadow`: the candidate evaluated beside the live set (If-Match: the candidate's version)
     const r = q.mode === 'shadow'
-      ? await writ.shadow.put(op, body.policies, ifMatch === undefined ? {} : { ifMatch })
-      : await writ.putPolicy(op, body.policies, ifMatch === undefined ? {} : { ifMatch });
+      ? await writ.policy.shadow.put(op, body.policies, ifMatch === undefined ? {} : { ifMatch })
+      : await writ.policy.putPolicy(op, body.policies, ifMatch === undefined ? {} : { ifMatch });
     sendJson(res, 200, r, { etag: `"${r.version}"` });
   });
 
   route('GET', '/v1/keys', async ({ req, res }) => {
     const op = await operator(req);
-    sendJson(res, 200, { keys: await writ.listKeys(op) });
+    sendJson(res, 200, { keys: await writ.tokens.listKeys(op) });
   });
   route('POST', '/v1/keys/rotate', async ({ req, res }) => {
     const op = await operator(req);
     await readJson(req, true);
-    sendJson(res, 200, await writ.rotateKeys(op));
+    sendJson(res, 200, await writ.tokens.rotateKeys(op));
   });
 
   route('GET', '/v1/tool-labels', async ({ req, res }) => {
     const op = await operator(req);
-    const entries = await writ.listToolLabels(op);
+    const entries = await writ.policy.listToolLabels(op);
     sendJson(res, 200, { tool_labels: entries.map((e) => ({ pattern: e.pattern, labels: e.labels, updated_at: iso(e.updatedAt), updated_by: e.updatedBy })) });
   });
   route('PUT', '/v1/tool-labels', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(toolLabelsSchema, await readJson(req));
-    const e = await writ.putToolLabels(op, body.pattern, body.labels);
+    const e = await writ.policy.putToolLabels(op, body.pattern, body.labels);
     sendJson(res, 200, { pattern: e.pattern, labels: e.labels, updated_at: iso(e.updatedAt), updated_by: e.updatedBy });
   });
 
   route('GET', '/v1/audit', async ({ req, res, url }) => {
     const op = await operator(req);
     const q = parse(auditQuerySchema, Object.fromEntries(url.searchParams));
-    const entries = await writ.listAudit(op, { taskId: q.task_id, agentId: q.agent_id, type: q.type, decisionId: q.decision_id, after: q.after, limit: q.limit ?? 100 });
+    const entries = await writ.audit.listAudit(op, { taskId: q.task_id, agentId: q.agent_id, type: q.type, decisionId: q.decision_id, after: q.after, limit: q.limit ?? 100 });
     const next = entries.length > 0 ? entries[entries.length - 1]!.seq : null;
     sendJson(res, 200, { entries: entries.map(auditView), next_after: next });
   });
   route('GET', '/v1/audit/verify', async ({ req, res }) => {
     const op = await operator(req);
-    sendJson(res, 200, await writ.verifyAudit(op));
+    sendJson(res, 200, await writ.audit.verifyAudit(op));
   });
   route('POST', '/v1/audit/verify', async ({ req, res }) => {
     const op = await operator(req);
     const body = parse(auditVerifySchema, await readJson(req));
-    sendJson(res, 200, await writ.verifyAudit(op, body.checkpoints));
+    sendJson(res, 200, await writ.audit.verifyAudit(op, body.checkpoints));
   });
   route('POST', '/v1/audit/checkpoints', async ({ req, res }) => {
     const op = await operator(req);
     await readJson(req, true);
-    sendJson(res, 201, await writ.checkpointAudit(op));
+    sendJson(res, 201, await writ.audit.checkpointAudit(op));
   });
 
   route('POST', '/oauth/introspect', async ({ req, res }) => {
     const op = await operator(req);
     const form = parse(introspectFormSchema, await readForm(req));
-    sendJson(res, 200, await writ.introspect(op, form.token));
+    sendJson(res, 200, await writ.tokens.introspect(op, form.token));
   });
 
   registerDelegationRoutes(writ, route);
@@ -405,7 +405,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   ) => {
     if (!limited.blocked) return false;
     if (limited.report) {
-      await writ.securityEvent('security.rate_limited', 'anonymous', { ...who, failures: limited.count, window_ms: limiter.windowMs }).catch(() => undefined);
+      await writ.audit.securityEvent('security.rate_limited', 'anonymous', { ...who, failures: limited.count, window_ms: limiter.windowMs }).catch(() => undefined);
     }
     const what = 'remote_address' in who ? 'this address' : 'this credential';
     sendError(res, new RateLimitedError(`too many failed requests from ${what}; retry later`, { retryAfterSeconds: limited.retryAfterMs / 1000 }), false);

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { sha256Hex } from '../core/digest.js';
 import { CLIENT_ASSERTION_TYPE, peekAssertionSubject, verifyClientAssertion } from '../identity/client-assertion.js';
-import { federation, TOKEN_EXCHANGE_GRANT_TYPE } from '../identity/token-exchange.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE } from '../identity/token-exchange.js';
 import type { Writ } from '../service/writ.js';
 import { bearer, readForm, readJson } from './http-io.js';
 
@@ -22,7 +22,7 @@ export async function credentialOf(writ: Writ, req: IncomingMessage, path: strin
     const token = bearer(req);
     if (token) {
       if (/^eyJ[\w-]*\.[\w-]*\.[\w-]*$/.test(token)) {
-        const p = await writ.verifyTaskToken(token).catch(() => null);
+        const p = await writ.tokens.verifyTaskToken(token).catch(() => null);
         if (p) return `agent:${p.agentId}`;
         // an operator token may be any text, a JWT look-alike too: fall through
       }
@@ -33,20 +33,20 @@ export async function credentialOf(writ: Writ, req: IncomingMessage, path: strin
     if (path === '/oauth/token') {
       const form = await readForm(req);
       if (form.grant_type === TOKEN_EXCHANGE_GRANT_TYPE && form.subject_token) {
-        const who = await federation(writ).verifiedSubject(form.subject_token);
+        const who = await writ.identity.federation.verifiedSubject(form.subject_token);
         return who ? `issuer:${who}` : null;
       }
       if (form.client_assertion_type !== CLIENT_ASSERTION_TYPE || !form.client_assertion) return null;
       const agent = await writ.store.getAgent(peekAssertionSubject(form.client_assertion));
       if (!agent) return null;
       const now = writ.clock.now();
-      await verifyClientAssertion(form.client_assertion, agent, { audiences: [writ.config.issuer, writ.tokenEndpoint], now });
+      await verifyClientAssertion(form.client_assertion, agent, { audiences: [writ.config.issuer, writ.tokens.tokenEndpoint], now });
       return `agent:${agent.id}`;
     }
     if (path === '/v1/actions/consume') {
       const body = (await readJson(req)) as { action_token?: unknown };
       if (typeof body?.action_token !== 'string') return null;
-      const claims = await writ.verifyActionToken(body.action_token);
+      const claims = await writ.tokens.verifyActionToken(body.action_token);
       return `action:${claims.jti}`;
     }
     return null;

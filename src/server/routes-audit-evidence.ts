@@ -26,20 +26,20 @@ function checkpointView(c: AuditCheckpointRecord, verifierKey: string) {
  */
 export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
   const auditor = async (req: Parameters<Parameters<AddRoute>[2]>[0]['req']) => {
-    const op = await writ.authenticateOperator(bearer(req));
-    writ.requireAuditor(op);
+    const op = await writ.identity.authenticateOperator(bearer(req));
+    writ.audit.requireAuditor(op);
     return op;
   };
 
   route('GET', '/v1/audit/checkpoint-key', async ({ req, res }) => {
     await auditor(req);
-    const ctx = writ.evidenceContext();
+    const ctx = writ.audit.evidenceContext();
     sendJson(res, 200, { note_key: ctx.signer.verifierKey, origin: ctx.origin });
   });
 
   route('GET', '/v1/audit/checkpoint', async ({ req, res }) => {
     await auditor(req);
-    const ctx = writ.evidenceContext();
+    const ctx = writ.audit.evidenceContext();
     const head = await writ.store.auditHead();
     let latest = await writ.store.latestAuditCheckpoint();
     if (!latest || (head && latest.size < head.seq && ctx.now() - latest.createdAt > 60_000)) latest = await signCheckpoint(ctx);
@@ -50,7 +50,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
   route('GET', '/v1/audit/checkpoints', async ({ req, res, url }) => {
     await auditor(req);
     const q = parse(checkpointsQuerySchema, Object.fromEntries(url.searchParams));
-    const ctx = writ.evidenceContext();
+    const ctx = writ.audit.evidenceContext();
     const list = await writ.store.listAuditCheckpoints(q.since ?? 0, q.limit ?? 100);
     sendJson(res, 200, { checkpoints: list.map((c) => checkpointView(c, ctx.signer.verifierKey)) });
   });
@@ -62,7 +62,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
     const q = parse(inclusionQuerySchema, Object.fromEntries(url.searchParams));
     if (q.size > (await logSize())) throw new InvalidRequestError(`size ${q.size} is beyond the end of the log`, undefined, 'size_beyond_log');
     if (q.index >= q.size) throw new InvalidRequestError(`index ${q.index} is not below size ${q.size}`);
-    sendJson(res, 200, await inclusion(writ.evidenceContext(), q.index, q.size));
+    sendJson(res, 200, await inclusion(writ.audit.evidenceContext(), q.index, q.size));
   });
 
   route('GET', '/v1/audit/proofs/consistency', async ({ req, res, url }) => {
@@ -70,7 +70,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
     const q = parse(consistencyQuerySchema, Object.fromEntries(url.searchParams));
     if (q.to > (await logSize())) throw new InvalidRequestError(`size ${q.to} is beyond the end of the log`, undefined, 'size_beyond_log');
     if (q.from > q.to) throw new InvalidRequestError(`size ${q.from} is larger than size ${q.to}`);
-    sendJson(res, 200, await consistency(writ.evidenceContext(), q.from, q.to));
+    sendJson(res, 200, await consistency(writ.audit.evidenceContext(), q.from, q.to));
   });
 
   route('GET', '/v1/audit/proof/{id}', async ({ req, res, params }) => {
@@ -80,7 +80,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
       ? (await writ.store.listAudit({ after: Number(id), limit: 1 }))[0]
       : (await writ.store.listAudit({ decisionId: id, type: 'decision', limit: 1 }))[0];
     if (!entry || (/^\d+$/.test(id) && entry.seq !== Number(id) + 1)) throw new NotFoundError(`no audit entry \`${id.slice(0, 80)}\``, 'entry_not_found');
-    const text = await proofFile(writ.evidenceContext(), entry);
+    const text = await proofFile(writ.audit.evidenceContext(), entry);
     if (!text) throw new NotFoundError('the audit log is empty', 'checkpoint_not_found');
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
     res.end(text);
@@ -89,11 +89,11 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
   route('GET', '/v1/audit/export', async ({ req, res, url }) => {
     await auditor(req);
     const q = parse(exportQuerySchema, Object.fromEntries(url.searchParams));
-    const ctx = writ.evidenceContext();
+    const ctx = writ.audit.evidenceContext();
     const range = await seqRangeForTime(writ.store, q.since ?? null, q.until ?? null);
     res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
     if (!range) return void res.end();
-    const product = { version: writ.version, origin: ctx.origin };
+    const product = { version: writ.audit.version, origin: ctx.origin };
     // Streamed with backpressure: an export can be millions of lines.
     const write = (line: string) => (res.write(`${line}\n`) ? Promise.resolve() : new Promise<void>((ok) => res.once('drain', () => ok())));
     try {
@@ -117,7 +117,7 @@ export function registerAuditEvidenceRoutes(writ: Writ, route: AddRoute): void {
   route('GET', '/v1/audit/trace/{id}', async ({ req, res, params, url }) => {
     await auditor(req);
     const q = parse(traceQuerySchema, Object.fromEntries(url.searchParams));
-    const id = await writ.traceSubject(params[0]!);
+    const id = await writ.audit.traceSubject(params[0]!);
     const trace = id.kind === 'task' ? await traceTask(writ.store, id.id) : await traceDecision(writ.store, id.id);
     if (!trace) throw new NotFoundError(`nothing in the audit log for \`${params[0]!.slice(0, 80)}\``, 'entry_not_found');
     if (q.format === 'text') {

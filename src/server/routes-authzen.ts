@@ -29,7 +29,7 @@ import {
  *
  * A task token (Bearer) is required, so an AuthZEN caller gets the same scope, budget,
  * refusal limit and audit as `POST /v1/authorize`: every evaluation goes through
- * `Writ.authorize`, there is no second decision path. The answer is the AuthZEN Decision
+ * `writ.authz.authorize` (src/authorize/pipeline.ts), there is no second decision path. The answer is the AuthZEN Decision
  * (§"Decision"): `decision` is true only for Writ's `allow`; a deny and an approval
  * request are both `false` (the PEP must not go forward, §"Decision"), with Writ's
  * reasons, the decision id and, for an allow, the action token in `context`.
@@ -118,7 +118,7 @@ export function registerAuthzenRoutes(writ: Writ, route: AddRoute): void {
     const ctx = await authenticateTaskRequest(writ, req);
     const e = parse(evaluationSchema, await readJson(req));
     const action = toActionInput(e, ctx.agent.id);
-    sendJson(res, 200, toAuthzenDecision(await writ.authorize(ctx, action), ctx.task.id));
+    sendJson(res, 200, toAuthzenDecision(await writ.authz.authorize(ctx, action), ctx.task.id));
   });
 
   route('POST', '/access/v1/evaluations', async ({ req, res }) => {
@@ -129,7 +129,7 @@ export function registerAuthzenRoutes(writ: Writ, route: AddRoute): void {
     // §"Access Evaluations API Request": no or an empty `evaluations` array is a single evaluation
     if (!evaluations || evaluations.length === 0) {
       const action = toActionInput(parse(evaluationSchema, defaults), ctx.agent.id);
-      sendJson(res, 200, toAuthzenDecision(await writ.authorize(ctx, action), ctx.task.id));
+      sendJson(res, 200, toAuthzenDecision(await writ.authz.authorize(ctx, action), ctx.task.id));
       return;
     }
     // Every evaluation is resolved (defaults, §"Default values": a key on the evaluation
@@ -148,7 +148,7 @@ export function registerAuthzenRoutes(writ: Writ, route: AddRoute): void {
     // short-circuiting semantics decide (and record) nothing after the deciding one.
     const out: AuthzenDecision[] = [];
     for (const action of actions) {
-      const d = toAuthzenDecision(await writ.authorize(ctx, action), ctx.task.id);
+      const d = toAuthzenDecision(await writ.authz.authorize(ctx, action), ctx.task.id);
       out.push(d);
       if (semantic === 'deny_on_first_deny' && !d.decision) break;
       if (semantic === 'permit_on_first_permit' && d.decision) break;

@@ -43,7 +43,7 @@ export function registerConsoleRoutes(writ: Writ, route: AddRoute, deps: Console
   /** The session's operator, checked as the API checks a bearer token (disabled, expired: the session ends). */
   const sessionOperator = async (s: ConsoleSession): Promise<OperatorRecord> => {
     try {
-      return await writ.authenticateOperator(s.token);
+      return await writ.identity.authenticateOperator(s.token);
     } catch (err) {
       if (err instanceof WritError && err.status === 401) sessions.end(s);
       throw err;
@@ -59,9 +59,9 @@ export function registerConsoleRoutes(writ: Writ, route: AddRoute, deps: Console
     // a sign-in from another site's page would sign the browser in as someone else (login CSRF)
     checkOrigin(req, proxies, writ.config.issuer);
     const body = parse(consoleSignInSchema, await readJson(req));
-    const op = await writ.authenticateOperator(body.token);
+    const op = await writ.identity.authenticateOperator(body.token);
     const s = sessions.create(op.id, body.token, op.expiresAt);
-    await writ.securityEvent('console.signed_in', `operator:${op.id}`, {});
+    await writ.audit.securityEvent('console.signed_in', `operator:${op.id}`, {});
     sendJson(res, 201, { operator: operatorInfo(op), csrf: s.csrf }, { 'set-cookie': sessionCookie(s.id, isHttps(req, proxies)), ...CONSOLE_HEADERS });
   });
   route('GET', '/console/api/session', async ({ req, res }) => {
@@ -74,7 +74,7 @@ export function registerConsoleRoutes(writ: Writ, route: AddRoute, deps: Console
     checkOrigin(req, proxies, writ.config.issuer);
     checkCsrf(req, s);
     sessions.end(s);
-    await writ.securityEvent('console.signed_out', `operator:${s.operatorId}`, {});
+    await writ.audit.securityEvent('console.signed_out', `operator:${s.operatorId}`, {});
     sendJson(res, 200, { signed_out: true }, { 'set-cookie': sessionCookie(null, isHttps(req, proxies)), ...CONSOLE_HEADERS });
   });
 

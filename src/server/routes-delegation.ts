@@ -1,7 +1,6 @@
 import { authenticateTaskRequest } from './task-auth.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Writ } from '../service/writ.js';
-import { delegate } from '../tasks/delegation.js';
 import { bearer, readJson, sendJson } from './http-io.js';
 import { createTaskSchema, parse, taskView } from '../wire/index.js';
 
@@ -18,7 +17,7 @@ export function registerDelegationRoutes(writ: Writ, route: AddRoute): void {
   route('POST', '/v1/tasks/{id}/delegations', async ({ req, res, params }) => {
     const holder = await authenticateTaskRequest(writ, req);
     const body = parse(createTaskSchema, await readJson(req));
-    const child = await delegate(writ, holder, params[0]!, body);
+    const child = await writ.tasks.delegate(holder, params[0]!, body);
     sendJson(res, 201, taskView(child));
   });
 }

@@ -25,7 +25,7 @@ export function registerEscalationRoutes(writ: Writ, route: RouteFn, operator: (
   /** The operator behind the bearer, or null when the bearer is no operator token (it may be a task token). */
   const maybeOperator = async (token: string | null): Promise<OperatorRecord | null> => {
     try {
-      return await writ.authenticateOperator(token);
+      return await writ.identity.authenticateOperator(token);
     } catch (err) {
       if (err instanceof UnauthorizedError) return null;
       throw err;
@@ -38,7 +38,7 @@ export function registerEscalationRoutes(writ: Writ, route: RouteFn, operator: (
     const op = await maybeOperator(token);
     if (op) return op;
     if (token) {
-      const isAgent = await writ.verifyTaskToken(token).then(
+      const isAgent = await writ.tokens.verifyTaskToken(token).then(
         () => true,
         () => false,
       );
@@ -81,7 +81,7 @@ export function registerEscalationRoutes(writ: Writ, route: RouteFn, operator: (
     const started = await writ.breakGlass.start(op, body);
     // Break-glass only widens what a policy grants under `context.break_glass`: say so
     // when the active policy has no such grant, rather than let the operator believe it works.
-    const active = writ.policy.activeOrNull();
+    const active = writ.policy.engine.activeOrNull();
     const warnings = active && !active.mentionsBreakGlass
       ? [{ code: 'policy_ignores_break_glass', message: 'the active policy never reads `context.break_glass`: this break-glass allows nothing more until a policy does' }]
       : [];

@@ -16,23 +16,23 @@ import { noFieldsSchema, operatorView, parse } from '../wire/index.js';
  * (`POST /v1/operators` is in http-server.ts.)
  */
 export function registerOperatorRoutes(writ: Writ, route: AddRoute): void {
-  const operator = (req: Parameters<Parameters<AddRoute>[2]>[0]['req']) => writ.authenticateOperator(bearer(req));
+  const operator = (req: Parameters<Parameters<AddRoute>[2]>[0]['req']) => writ.identity.authenticateOperator(bearer(req));
   route('GET', '/v1/operators', async ({ req, res }) => {
     const op = await operator(req);
     const now = writ.clock.now();
-    sendJson(res, 200, { operators: (await writ.listOperators(op)).map((o) => operatorView(o, now)) });
+    sendJson(res, 200, { operators: (await writ.identity.listOperators(op)).map((o) => operatorView(o, now)) });
   });
   route('POST', '/v1/operators/{id}/disable', async ({ req, res, params }) => {
     const op = await operator(req);
     parse(noFieldsSchema, await readJson(req, true));
-    sendJson(res, 200, operatorView(await writ.disableOperator(op, params[0]!), writ.clock.now()));
+    sendJson(res, 200, operatorView(await writ.identity.disableOperator(op, params[0]!), writ.clock.now()));
   });
   route('POST', '/v1/operators/{id}/rotate', async ({ req, res, params }) => {
     const op = await operator(req);
     parse(noFieldsSchema, await readJson(req, true));
-    sendJson(res, 200, await writ.rotateOperatorToken(op, params[0]!));
+    sendJson(res, 200, await writ.identity.rotateOperatorToken(op, params[0]!));
   });
   route('GET', '/.well-known/writ-audit-key', async ({ res }) => {
-    sendJson(res, 200, writ.checkpointKey.jwks(), { 'cache-control': 'public, max-age=300' });
+    sendJson(res, 200, writ.audit.checkpointKey.jwks(), { 'cache-control': 'public, max-age=300' });
   });
 }

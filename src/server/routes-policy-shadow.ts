@@ -11,24 +11,24 @@ import { parse, promoteShadowSchema, shadowReportQuerySchema } from '../wire/ind
  * the candidate's (drop); `parseIfMatch` reads it as for `PUT /v1/policies`.
  */
 export function registerPolicyShadowRoutes(writ: Writ, route: AddRoute, parseIfMatch: (h: string | string[] | undefined) => string | undefined): void {
-  const operator = (req: Parameters<Parameters<AddRoute>[2]>[0]['req']) => writ.authenticateOperator(bearer(req));
+  const operator = (req: Parameters<Parameters<AddRoute>[2]>[0]['req']) => writ.identity.authenticateOperator(bearer(req));
   route('GET', '/v1/policies/shadow', async ({ req, res, url }) => {
     const op = await operator(req);
     const q = parse(shadowReportQuerySchema, Object.fromEntries(url.searchParams));
-    const r = await writ.shadow.report(op, q);
+    const r = await writ.policy.shadow.report(op, q);
     sendJson(res, 200, r, { etag: `"${r.candidate.version}"` });
   });
   route('POST', '/v1/policies/shadow/promote', async ({ req, res }) => {
     const op = await operator(req);
     const ifMatch = parseIfMatch(req.headers['if-match']);
     const body = parse(promoteShadowSchema, await readJson(req, true));
-    const r = await writ.shadow.promote(op, { ...(ifMatch !== undefined ? { ifMatch } : {}), ...(body.version !== undefined ? { version: body.version } : {}) });
+    const r = await writ.policy.shadow.promote(op, { ...(ifMatch !== undefined ? { ifMatch } : {}), ...(body.version !== undefined ? { version: body.version } : {}) });
     sendJson(res, 200, r, { etag: `"${r.version}"` });
   });
   route('DELETE', '/v1/policies/shadow', async ({ req, res }) => {
     const op = await operator(req);
     const ifMatch = parseIfMatch(req.headers['if-match']);
     await readJson(req, true);
-    sendJson(res, 200, await writ.shadow.drop(op, ifMatch !== undefined ? { ifMatch } : {}));
+    sendJson(res, 200, await writ.policy.shadow.drop(op, ifMatch !== undefined ? { ifMatch } : {}));
   });
 }

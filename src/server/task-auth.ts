@@ -18,8 +18,8 @@ function dpopToken(req: IncomingMessage): string | null {
  */
 export async function authenticateTaskRequest(writ: Writ, req: IncomingMessage) {
   const token = dpopToken(req);
-  if (token === null) return writ.authenticateTask(bearer(req));
-  return writ.authenticateTask(token, { jkt: await proofKey(writ, req, token) });
+  if (token === null) return writ.tokens.authenticateTask(bearer(req));
+  return writ.tokens.authenticateTask(token, { jkt: await proofKey(writ, req, token) });
 }
 
 /**
@@ -28,7 +28,7 @@ export async function authenticateTaskRequest(writ: Writ, req: IncomingMessage) 
  */
 export async function verifyTaskRequest(writ: Writ, req: IncomingMessage) {
   const token = dpopToken(req);
-  const principal = await writ.verifyTaskToken(token ?? bearer(req) ?? '');
+  const principal = await writ.tokens.verifyTaskToken(token ?? bearer(req) ?? '');
   const jkt = token === null ? null : await proofKey(writ, req, token);
   if ((principal.jkt ?? null) !== jkt) {
     throw new UnauthorizedError(
@@ -46,7 +46,7 @@ async function proofKey(writ: Writ, req: IncomingMessage, token: string): Promis
     url: `${writ.config.issuer}${path}`,
     accessToken: token,
     nowMs: writ.clock.now(),
-    replay: writ.dpopReplay,
-    nonces: writ.dpopNonces,
+    replay: writ.tokens.dpopReplay,
+    nonces: writ.tokens.dpopNonces,
   });
 }

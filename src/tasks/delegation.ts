@@ -1,7 +1,7 @@
 import { ConflictError, ForbiddenError, InternalError, NotFoundError, WritError, type ErrorCode } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { AgentRecord, TaskRecord, TaskScope } from '../core/types.js';
-import type { Writ } from '../service/writ.js';
+import type { ServiceDeps } from '../service/deps.js';
 import type { Store } from '../store/store.js';
 import { assertScopeBounds } from './scope-limits.js';
 import { assertScopeForms } from './scope-forms.js';
@@ -110,7 +110,7 @@ function refuse(code: ErrorCode, message: string, details?: unknown): WritError 
  * `delegation_cycle`; each is audited as `delegation.refused`.
  */
 export async function delegate(
-  writ: Writ,
+  deps: ServiceDeps,
   holder: { task: TaskRecord; agent: AgentRecord },
   parentId: string,
   input: DelegationInput,
@@ -119,9 +119,9 @@ export async function delegate(
   if (parent.id !== parentId) throw new ForbiddenError('the task token is for another task', 'wrong_task');
   assertScopeBounds(input.scope);
   assertScopeForms(input.scope);
-  const { store, clock, config } = writ;
+  const { store, clock, config } = deps;
   const refused = async (err: WritError): Promise<never> => {
-    await writ.securityEvent(
+    await deps.audit.securityEvent(
       'delegation.refused',
       `agent:${parent.agentId}`,
       { reason: err.code, target_agent: input.agent_id.slice(0, 256), detail: err.message.slice(0, 500) },

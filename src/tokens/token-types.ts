@@ -34,3 +34,16 @@ export interface ActionTokenClaims {
   approval_id?: string;
   break_glass?: true;
 }
+
+/** Who presents a verified task token: its agent and task, and how the token is bound. */
+export interface TaskPrincipal {
+  agentId: string;
+  taskId: string;
+  tokenExp: number;
+  /** the token's `jti` */
+  jti?: string;
+  /** `fed`: the trusted issuer record the token was obtained through (token exchange), else absent */
+  issuerId?: string;
+  /** `cnf.jkt` (RFC 9449 §6.1): the token is bound to this key; every use needs a proof from it */
+  jkt?: string;
+}

@@ -8,7 +8,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
 import { ManualClock, type Clock } from '../../src/core/clock.js';
 import { createHttpHandler, type HttpServerOptions } from '../../src/server/http-server.js';
 import { createServer } from 'node:http';
-import { Writ } from '../../src/service/writ.js';
+import { Writ } from '../../src/app/writ.js';
 import type { WritConfig } from '../../src/service/config.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
@@ -170,7 +170,7 @@ export const BOOT_TOKEN = 'wop_fBmvvbniuj-cmvhqlEUjWrSmfMVSX5QOomlGcEa_Dbs';
 export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock; config?: Partial<WritConfig>; http?: HttpServerOptions } = {}) {
   const opened = await openTestStore(backend, opts.clock);
   const inst = await startInstance(opened.store, { clock: opts.clock, config: opts.config, ...(opts.http ? { http: opts.http } : {}) });
-  await inst.writ.bootstrapAdmin(BOOT_TOKEN);
+  await inst.writ.identity.bootstrapAdmin(BOOT_TOKEN);
   const admin = new Api(inst.url, BOOT_TOKEN);
   const agent = await makeAgentKeys('spiffe://acme.test/agent/billing');
   const reg = await admin.call('POST', '/v1/agents', { id: agent.id, name: 'billing', jwks: { keys: [agent.publicJwk] }, labels: ['billing'] });
