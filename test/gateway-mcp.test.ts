@@ -351,7 +351,11 @@ describe('MCP gateway', () => {
       assert.equal((denied._meta as any)['writ/decision'].reasons[0].code, 'tool_out_of_scope');
       await c.close();
       await gateway.flush();
-      const ds = (await new Api(env.url, env.admin.token).call('GET', `/v1/tasks/${narrow.id}`)).body.decisions;
+      // in-process, the outcome is queued and written with the next batch: wait for it to land
+      const ds = await eventually(async () => {
+        const list = (await new Api(env.url, env.admin.token).call('GET', `/v1/tasks/${narrow.id}`)).body.decisions;
+        return list.some((d: any) => d.decision === 'allow' && d.outcome) ? list : undefined;
+      });
       assert.deepEqual(ds.map((d: any) => [d.tool, d.decision, d.outcome]).sort(), [
         ['docs.search', 'deny', null],
         ['local.echo', 'allow', 'succeeded'],
