@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { DpopKey, sendWithDpop, WritAgentClient, WritClient } from '@writ/sdk';
 import { HttpAuthorizer, InProcessAuthorizer } from '../src/gateway/authorizer.js';
 import { parseGatewayConfig } from '../src/gateway/config.js';
@@ -18,6 +18,7 @@ import { serveMcpHttp, type RunningHttp } from '../src/gateway/mcp-serve.js';
 import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js';
 import { Redactor } from '../src/gateway/secrets.js';
 import { createUpstreams } from '../src/gateway/upstream.js';
+import { TaskTokenKeeper } from '../src/gateway/task-token-keeper.js';
 import { accessTokenHash } from '../src/tokens/dpop.js';
 import { runWrit, spawnWrit, startHttpMcpFixture, stdioGatewayClient, textOf, type HttpMcpFixture, type WritProcess } from './helpers/gateway-fixtures.js';
 import { setup } from './helpers/harness.js';
@@ -249,6 +250,33 @@ describe('DPoP for the agent: the SDK, the MCP gateway and the HTTP proxy', () =
       assert.equal(textOf(r), 'results for stdio', stderr());
     } finally {
       await client.close();
+    }
+  });
+
+  it('the stdio gateway\'s own tokens (`--agent-key` with `--task`) are bound to its DPoP key, and used with proofs by it', async () => {
+    const task = await newTask();
+    const keeper = new TaskTokenKeeper({ url: env.url, agentId: env.agent.id, key: { key: env.agent.privateKey, alg: 'EdDSA', kid: 'k1' }, task: task.id, log: silentLog, dpopKey: key });
+    const ready = new Promise<void>((ok) => {
+      const off = keeper.onChange(() => {
+        if (keeper.current().kind === 'ready') {
+          off();
+          ok();
+        }
+      });
+    });
+    keeper.start();
+    try {
+      await ready;
+      const token = keeper.token()!;
+      assert.equal((decodeJwt(token).cnf as { jkt?: string } | undefined)?.jkt, key.jkt, 'bound to the gateway\'s DPoP key (through Writ\'s nonce challenge)');
+      const a = new HttpAuthorizer({ url: env.url, dpopKey: key });
+      const d = await a.authorize(token, { tool: 'docs.search', arguments: {}, audience: 'mcp:docs' });
+      assert.equal(d.decision, 'allow');
+      await a.close();
+      const bearer = await new WritClient({ url: env.url }).send({ method: 'GET', path: '/v1/tasks/current', token });
+      assert.equal(bearer.status, 401, 'useless without the key');
+    } finally {
+      await keeper.close();
     }
   });
 

@@ -74,15 +74,14 @@ async function mcp(argv: string[]): Promise<void> {
     },
   });
   if (dpopKey) gw.log('dpop_key', { jkt: dpopKey.jkt });
-  // the tokens the gateway gets itself are bearer tokens (not bound to a DPoP key, yet)
-  if (own && dpopKey) throw new UsageError('`--dpop-key` (writ.dpop_key_file) does not go with `--task` or `--follow-agent-tasks` yet');
   if (opName && !operatorToken) gw.log('operator_token_missing', { env: opName, note: 'tools/list is not narrowed to the task scope' });
   else if (!opName) gw.log('no_operator_token', { note: 'tools/list is not narrowed to the task scope (set writ.operator_token_env)' });
   if (gw.pins.count === 0) gw.log('no_pins', { path: config.pins_file, note: 'no tool is approved: run `writ gateway tools approve`' });
   await gw.start();
   if (own) {
     const { TaskTokenKeeper } = await import('../gateway/task-token-keeper.js');
-    keeper = new TaskTokenKeeper({ url: config.writ.url, agentId: own.agentId, key: own.key, ...(own.task !== undefined ? { task: own.task } : { follow: true }), log: gw.log, timeoutMs: config.writ.timeout_ms });
+    // with a DPoP key, the tokens it gets are bound to it (the authorizer above proves them)
+    keeper = new TaskTokenKeeper({ url: config.writ.url, agentId: own.agentId, key: own.key, ...(own.task !== undefined ? { task: own.task } : { follow: true }), log: gw.log, timeoutMs: config.writ.timeout_ms, dpopKey });
     // a new task can show other tools: tell the client to list them again
     keeper.onChange(() => gw.notifyToolsChanged());
     gw.log('agent_key_loaded', { agent_id: own.agentId, kid: own.key.kid, ...(own.task !== undefined ? { task_id: own.task } : { follow_agent_tasks: true }) });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { SignJWT, type CryptoKey } from 'jose';
-import { WritClient } from '@writ/sdk';
+import { DpopNonces, sendWithDpop, WritClient, type DpopKey } from '@writ/sdk';
 import type { Log } from './log.js';
 
 /**
@@ -45,6 +45,11 @@ export interface TaskTokenKeeperOptions {
   backoff?: { firstMs: number; maxMs: number };
   /** the long-poll's `wait` (default 30 s) */
   waitSeconds?: number;
+  /**
+   * the agent's DPoP key (RFC 9449): the tokens obtained are bound to it (a proof on each
+   * token request, §5; Writ's nonce answered with one retry), for an authorizer that holds it
+   */
+  dpopKey?: DpopKey;
 }
 
 export type KeeperState =
@@ -70,6 +75,7 @@ export class TaskTokenKeeper {
   private lastProblem: KeeperState & { kind: 'refused' } | null = null;
   private readonly loops: Promise<void>[] = [];
   private readonly listeners = new Set<() => void>();
+  private readonly nonces = new DpopNonces();
 
   constructor(private readonly opts: TaskTokenKeeperOptions) {
     if ((opts.task === undefined) === !opts.follow) throw new TypeError('give exactly one of `task` and `follow`');
@@ -215,17 +221,25 @@ export class TaskTokenKeeper {
 
   private async obtain(taskId: string): Promise<{ token: string; expiresIn: number }> {
     const issuer = await this.getIssuer();
-    const r = await this.client.send({
-      method: 'POST',
-      path: '/oauth/token',
-      form: {
-        grant_type: 'client_credentials',
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-        client_assertion: await this.assertion(issuer),
-        task_id: taskId,
-      },
-    });
-    const body = r.body as { access_token?: unknown; expires_in?: unknown; error?: unknown; error_description?: unknown } | null;
+    // a new assertion for each attempt: each is single-use (a nonce retry needs another)
+    const send = async (dpop?: string) =>
+      this.client.send({
+        method: 'POST',
+        path: '/oauth/token',
+        form: {
+          grant_type: 'client_credentials',
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: await this.assertion(issuer),
+          task_id: taskId,
+        },
+        dpop,
+      });
+    const key = this.opts.dpopKey;
+    const r = key ? await sendWithDpop(key, { method: 'POST', url: `${issuer}/oauth/token` }, send, this.nonces) : await send();
+    const body = r.body as { access_token?: unknown; expires_in?: unknown; token_type?: unknown; error?: unknown; error_description?: unknown } | null;
+    if (r.status === 200 && key && body?.token_type !== 'DPoP') {
+      throw Object.assign(new Error('asked for a DPoP-bound task token, got a bearer one'), { code: 'bad_response', status: r.status });
+    }
     if (r.status !== 200 || typeof body?.access_token !== 'string' || typeof body.expires_in !== 'number') {
       throw Object.assign(new Error(typeof body?.error_description === 'string' ? body.error_description : `the token endpoint answered ${r.status}`), {
         code: typeof body?.error === 'string' ? body.error : r.status >= 500 ? 'writ_unavailable' : `http_${r.status}`,
