@@ -374,6 +374,21 @@ if (skipReason) {
       );
     });
 
+    it('each commit is answered only after a WAL flush of its own (pg_stat_wal.wal_sync grows by one per commit at least)', async (t) => {
+      if ((await admin((q) => q.query('SHOW fsync'))).rows[0].fsync !== 'on') return t.skip('the server runs with fsync off: nothing is flushed');
+      const syncs = () => admin(async (q) => Number((await q.query('SELECT wal_sync FROM pg_stat_wal')).rows[0].wal_sync));
+      const before = await syncs();
+      const n = 30;
+      // one after the other: no flush can cover two of them (other sessions' flushes only add)
+      for (let i = 0; i < n; i++) await d.appendAudit([auditInput('test.flushed', { data: { i } })]);
+      // a backend reports its WAL counters after a statement, at most once a second (else
+      // after 10 s idle): statements on both of d's connections bring them out sooner
+      await until(async () => {
+        await Promise.all([d.ping(), d.ping()]);
+        return (await syncs()) - before >= n;
+      }, 30_000);
+    });
+
     it('a fault after COMMIT is answered 503 and not retried: the decision is written once', async () => {
       const w = guardedWrite(clock, task);
       let outcome!: Promise<unknown>;
