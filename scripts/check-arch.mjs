@@ -22,7 +22,11 @@ export function partOf(file) {
  * The rules. `allow(to, spec)` says whether a file of this part may import `to` (a
  * repository path, for our own files) or `spec` (a package name).
  */
-const PURE = ['policy', 'tokens', 'audit'];
+const CORE_ONLY = (to) => to === null || partOf(to) === 'core';
+/** the decide step of the authorize pipeline: pure (no store, no clock, no writes) */
+const PURE_DECIDE = ['src/authorize/decide.ts', 'src/authorize/escalation.ts', 'src/authorize/result.ts'];
+/** the services of the aggregates, below the edges */
+const SERVICES = ['service', 'authorize', 'approvals', 'breakglass', 'tasks', 'identity'];
 export const RULES = [
   {
     name: 'core imports nothing of ours',
@@ -35,9 +39,34 @@ export const RULES = [
     allow: (to, spec) => (to === null ? ['jose', 'canonicalize'].includes(spec) || isBuiltin(spec) : to.startsWith('packages/sdk/')),
   },
   {
-    name: 'policy, tokens and audit import core (and the Store interface, as a type) only',
-    from: (p) => PURE.includes(p),
-    allow: (to, _spec, typeOnly, fromPart) => to === null || partOf(to) === 'core' || partOf(to) === fromPart || (typeOnly && to === 'src/store/store.ts'),
+    name: 'policy is pure: it imports core only (no store, not even as a type)',
+    from: (p) => p === 'policy',
+    allow: (to) => CORE_ONLY(to) || partOf(to) === 'policy',
+  },
+  {
+    name: 'tokens and audit import core (and the Store interface, as a type) only',
+    from: (p) => p === 'tokens' || p === 'audit',
+    allow: (to, _spec, typeOnly, fromPart) => CORE_ONLY(to) || partOf(to) === fromPart || (typeOnly && to === 'src/store/store.ts'),
+  },
+  {
+    name: 'the authorize decide step is pure: core and policy only',
+    from: (_p, file) => PURE_DECIDE.includes(file),
+    allow: (to, _spec, typeOnly) => CORE_ONLY(to) || partOf(to) === 'policy' || PURE_DECIDE.includes(to) || (typeOnly && to === 'src/authorize/facts.ts'),
+  },
+  {
+    name: 'store imports core only (and itself)',
+    from: (p) => p === 'store',
+    allow: (to) => CORE_ONLY(to) || partOf(to) === 'store',
+  },
+  {
+    name: 'the store backends (store/sqlite, store/postgres) are opened through store/open-store.ts only',
+    from: (p) => p !== 'store',
+    allow: (to) => to === null || !/^src\/store\/(sqlite|postgres)\//.test(to),
+  },
+  {
+    name: 'services never import the edges (server, gateway, cli) or the wiring (app)',
+    from: (p) => SERVICES.includes(p),
+    allow: (to) => to === null || !['server', 'gateway', 'cli', 'app'].includes(partOf(to)),
   },
   {
     name: 'nothing imports app/ or cli/ except cli itself',
@@ -55,14 +84,8 @@ function isBuiltin(spec) {
   return spec.startsWith('node:') || BUILTINS.has(spec);
 }
 
-/** Today's arrows against the layout: `from -> to` with the reason each is still here. */
-export const EXCEPTIONS = new Map([
-  ['src/audit/evidence.ts -> src/store/store.ts', '`treeNodeKey` (a value, the Merkle node key) lives beside the Store interface; moving it to core/ removes this'],
-  ['src/audit/merkle-log.ts -> src/store/store.ts', 'the same `treeNodeKey`'],
-  ['src/policy/tool-labels.ts -> src/tasks/scope.ts', 'scope pattern matching (`matchPattern`) lives in tasks/; it is pure and moves to core/ with the pure policy step (issue 11 item 4)'],
-  ['src/wire/requests.ts -> src/tasks/scope-forms.ts', 'the scope schema refines with the canonical-form check of tasks/; a pure check that belongs in core/'],
-  ['src/wire/requests.ts -> src/tasks/scope-limits.ts', 'the scope schema refines with the bounds of tasks/ (400 `scope_too_large`); a pure check that belongs in core/'],
-]);
+/** Arrows against the layout that are still here: `from -> to` with the reason (none today; keep it that way). */
+export const EXCEPTIONS = new Map([]);
 
 function* sources(dir) {
   for (const name of readdirSync(join(ROOT, dir))) {
@@ -103,22 +126,88 @@ export function violationsOf(file, text) {
   }
   for (const imp of importsOf(file, text)) {
     for (const rule of RULES) {
-      if (!rule.from(fromPart) || rule.allow(imp.to, imp.spec, imp.typeOnly, fromPart)) continue;
-      out.push({ key: `${file} -> ${imp.to ?? imp.spec}`, rule: rule.name });
+      if (!rule.from(fromPart, file) || rule.allow(imp.to, imp.spec, imp.typeOnly, fromPart)) continue;
+      const key = `${file} -> ${imp.to ?? imp.spec}`;
+      // one report per arrow: the first rule it breaks
+      if (!out.some((v) => v.key === key)) out.push({ key, rule: rule.name });
     }
   }
   return out;
 }
 
+/**
+ * The import cycles of a graph (file -> the files it imports, type imports included: a
+ * loop of types is a loop in the design too), one per strongly connected component,
+ * each as the path `a -> b -> … -> a`.
+ */
+export function cyclesOf(graph) {
+  let next = 0;
+  const index = new Map();
+  const low = new Map();
+  const stack = [];
+  const onStack = new Set();
+  const components = [];
+  const visit = (v) => {
+    index.set(v, next);
+    low.set(v, next);
+    next += 1;
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v), low.get(w)));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v), index.get(w)));
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const c = [];
+    let w;
+    do {
+      w = stack.pop();
+      onStack.delete(w);
+      c.push(w);
+    } while (w !== v);
+    if (c.length > 1 || (graph.get(v) ?? []).includes(v)) components.push(new Set(c));
+  };
+  for (const v of [...graph.keys()].sort()) if (!index.has(v)) visit(v);
+  // one loop through each component, from its first file (breadth-first: the shortest)
+  return components.map((c) => {
+    const start = [...c].sort()[0];
+    const prev = new Map([[start, null]]);
+    const queue = [start];
+    while (queue.length > 0) {
+      const v = queue.shift();
+      for (const w of graph.get(v) ?? []) {
+        if (!c.has(w)) continue;
+        if (w === start) {
+          const path = [start];
+          for (let u = v; u !== start; u = prev.get(u)) path.splice(1, 0, u);
+          return [...path, start].join(' -> ');
+        }
+        if (!prev.has(w)) {
+          prev.set(w, v);
+          queue.push(w);
+        }
+      }
+    }
+    return [...c].join(' -> ');
+  });
+}
+
 export function checkArchitecture() {
   const violations = [];
   const seenExceptions = new Set();
+  const graph = new Map();
   for (const file of [...sources('src'), ...sources('packages/sdk/src')]) {
-    for (const v of violationsOf(file, readFileSync(join(ROOT, file), 'utf8'))) {
+    const text = readFileSync(join(ROOT, file), 'utf8');
+    graph.set(file, importsOf(file, text).flatMap((i) => (i.to === null ? [] : [i.to])));
+    for (const v of violationsOf(file, text)) {
       if (EXCEPTIONS.has(v.key)) seenExceptions.add(v.key);
       else violations.push(`${v.key}  (${v.rule})`);
     }
   }
+  for (const cycle of cyclesOf(graph)) violations.push(`import cycle: ${cycle}  (no import cycles)`);
   const stale = [...EXCEPTIONS.keys()].filter((k) => !seenExceptions.has(k));
   return { violations, stale };
 }
@@ -128,5 +217,5 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === normalize(process.argv
   for (const v of violations) console.error(`arrow not allowed: ${v}`);
   for (const s of stale) console.error(`exception no longer needed (remove it from scripts/check-arch.mjs): ${s}`);
   if (violations.length > 0 || stale.length > 0) process.exit(1);
-  console.log(`check:arch: every import follows the layout (${EXCEPTIONS.size} listed exceptions)`);
+  console.log(`check:arch: every import follows the layout, no import cycle (${EXCEPTIONS.size} listed exceptions)`);
 }

@@ -4,7 +4,7 @@ import { destinationPatternProblem, destinationProblem } from '../src/core/desti
 import { resourceProblem } from '../src/core/resource.js';
 import { ConfigError, parseGatewayConfig, parseProxyConfig, upstreamDestination } from '../src/gateway/config.js';
 import { destinationPatternIncludes } from '../src/tasks/scope-subset.js';
-import { checkScope, matchDestination } from '../src/tasks/scope.js';
+import { checkScope, matchDestination } from '../src/core/scope.js';
 
 describe('destination grammar (issue 10 item 4)', () => {
   const valid = [

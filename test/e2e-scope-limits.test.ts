@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import { SCOPE_LIMITS } from '../src/tasks/scope-limits.js';
+import { SCOPE_LIMITS } from '../src/core/scope-limits.js';
 import { Api, BOOT_TOKEN, makeAgentKeys, makeAssertion, startInstance, type AgentKeys, type Instance } from './helpers/harness.js';
 
 /**

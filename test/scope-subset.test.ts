@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { matchPattern } from '../src/tasks/scope.js';
-import { SCOPE_LIMITS, scopeBoundsProblem, starCount } from '../src/tasks/scope-limits.js';
+import { matchPattern } from '../src/core/scope.js';
+import { SCOPE_LIMITS, scopeBoundsProblem, starCount } from '../src/core/scope-limits.js';
 import { isScopeSubset, patternIncludes, scopeExcess, scopeExcessCooperative } from '../src/tasks/scope-subset.js';
 
 /** A small seeded PRNG (mulberry32), so a failure reproduces. */

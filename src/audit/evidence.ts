@@ -7,7 +7,7 @@ import { extendTree, logConsistencyProof, logInclusionProof, logRoot } from './m
 import { signNote, type NoteSigner } from './signed-note.js';
 import { formatCheckpoint } from './tlog-checkpoint.js';
 import { formatTlogProof } from './tlog-proof.js';
-import { treeNodeKey } from '../store/store.js';
+import { treeNodeKey } from '../core/tree-node-key.js';
 
 /**
  * Evidence over the audit log for investigators: signed C2SP checkpoints of the Merkle

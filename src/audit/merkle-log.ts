@@ -1,5 +1,6 @@
 import { auditLeafBytes } from '../core/audit-hash.js';
-import { treeNodeKey, type AuditTreeNode, type Store } from '../store/store.js';
+import { treeNodeKey } from '../core/tree-node-key.js';
+import type { AuditTreeNode, Store } from '../store/store.js';
 import { consistencyProof, hashChildren, hashLeaf, inclusionProof, treeRoot, type SubtreeReader } from './merkle-tree.js';
 
 /**

@@ -2,7 +2,7 @@ import type { AgentRecord, Reason, TaskRecord } from '../core/types.js';
 import type { LoadedPolicySet } from '../policy/engine.js';
 import { policyDenyReason, policyErrorReason } from '../policy/deny-reasons.js';
 import { buildCedarRequest, type ActionInput } from '../policy/request.js';
-import { checkScope } from '../tasks/scope.js';
+import { checkScope } from '../core/scope.js';
 import { approvalRuleFor, escalate, type Evaluator } from './escalation.js';
 import type { Facts } from './facts.js';
 

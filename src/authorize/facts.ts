@@ -4,7 +4,7 @@ import type { LoadedPolicySet } from '../policy/engine.js';
 import { argumentsProblem, flattenArguments, type ActionInput, type RequestFacts } from '../policy/request.js';
 import type { Store } from '../store/store.js';
 import { lineageOf } from '../tasks/delegation.js';
-import { matchesAny } from '../tasks/scope.js';
+import { matchesAny } from '../core/scope.js';
 
 /**
  * The first step of the authorize pipeline (./pipeline.ts): everything the decision

@@ -5,7 +5,7 @@ import { digestArguments } from '../core/digest.js';
 import type { AgentRecord, TaskRecord } from '../core/types.js';
 import { decideOnFacts, type PolicyOutcome } from '../policy/decide-offline.js';
 import type { LoadedPolicySet, PolicyEngine } from '../policy/engine.js';
-import { checkScope } from '../tasks/scope.js';
+import { checkScope } from '../core/scope.js';
 import { CliError } from './client.js';
 import { readText } from './policy-validate.js';
 

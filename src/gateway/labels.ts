@@ -1,4 +1,4 @@
-import { matchPattern } from '../tasks/scope.js';
+import { matchPattern } from '../core/scope.js';
 import type { GatewayConfig } from './config.js';
 
 /** One entry of Writ's tool labels (`GET /v1/tool-labels`): a tool-name pattern and its labels. */

@@ -1,7 +1,7 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { MCP_ACTION_TOKEN_META } from '@writ/sdk';
-import { matchesAny } from '../tasks/scope.js';
+import { matchesAny } from '../core/scope.js';
 import { annotate, carrierOnward, contextOf, inSpan, SpanKind, tracingOn, type TraceCarrier } from '../core/tracing.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
 import { TOOL_NAME, upstreamAudience, upstreamDestination, type GatewayConfig } from './config.js';

@@ -9,7 +9,7 @@ import type { AuthorizeResult } from '../authorize/result.js';
 import type { ServiceDeps } from './deps.js';
 import { ToolVisibilityCache } from '../policy/tool-visibility.js';
 import type { Store } from '../store/store.js';
-import { matchesAny } from '../tasks/scope.js';
+import { matchesAny } from '../core/scope.js';
 import type { WritConfig } from './config.js';
 import { PolicyService } from './policy.js';
 import type { TaskPrincipal } from '../tokens/token-types.js';

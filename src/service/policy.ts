@@ -9,7 +9,7 @@ import { checkPolicyComplexity } from '../policy/complexity.js';
 import { trialPolicySet } from '../policy/policy-trial.js';
 import type { ServiceDeps } from './deps.js';
 import { DEFAULT_POLICY, WRIT_SCHEMA } from '../policy/schema.js';
-import { ToolLabelRegistry } from '../policy/tool-labels.js';
+import { ToolLabelRegistry } from './tool-labels.js';
 import type { Store } from '../store/store.js';
 import type { WritConfig } from './config.js';
 import { requireRole } from '../core/roles.js';

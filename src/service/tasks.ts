@@ -6,8 +6,8 @@ import type { AgentRecord, DecisionRecord, OperatorRecord, TaskRecord, TaskScope
 import type { ServiceDeps } from './deps.js';
 import { PresenceService } from '../tasks/presence.js';
 import type { Store } from '../store/store.js';
-import { assertScopeBounds } from '../tasks/scope-limits.js';
-import { assertScopeForms } from '../tasks/scope-forms.js';
+import { assertScopeBounds } from '../core/scope-limits.js';
+import { assertScopeForms } from '../core/scope-forms.js';
 import type { WritConfig } from './config.js';
 import { delegate, type DelegationInput } from '../tasks/delegation.js';
 import { AgentTasks } from './agent-tasks.js';

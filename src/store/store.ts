@@ -367,7 +367,5 @@ export interface AuditCheckpointRecord {
   createdAt: number;
 }
 
-/** Map key of a tree node in `getAuditTreeNodes` results. */
-export function treeNodeKey(level: number, index: number): string {
-  return `${level}/${index}`;
-}
+/** Map key of a tree node in `getAuditTreeNodes` results (src/core/tree-node-key.ts). */
+export { treeNodeKey } from '../core/tree-node-key.js';

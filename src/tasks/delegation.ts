@@ -3,8 +3,8 @@ import { newId } from '../core/ids.js';
 import type { AgentRecord, TaskRecord, TaskScope } from '../core/types.js';
 import type { ServiceDeps } from '../service/deps.js';
 import type { Store } from '../store/store.js';
-import { assertScopeBounds } from './scope-limits.js';
-import { assertScopeForms } from './scope-forms.js';
+import { assertScopeBounds } from '../core/scope-limits.js';
+import { assertScopeForms } from '../core/scope-forms.js';
 import { scopeExcessCooperative } from './scope-subset.js';
 
 /**

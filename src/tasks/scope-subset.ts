@@ -1,5 +1,5 @@
 import type { TaskScope } from '../core/types.js';
-import { matchPattern } from './scope.js';
+import { matchPattern } from '../core/scope.js';
 
 /**
  * Inclusion of scope patterns, for delegation ("a sub-task's scope is within its

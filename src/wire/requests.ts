@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { findReservedArgumentKey } from '../core/argument-keys.js';
-import { scopeBoundsProblem } from '../tasks/scope-limits.js';
-import { scopeFormProblem } from '../tasks/scope-forms.js';
+import { scopeBoundsProblem } from '../core/scope-limits.js';
+import { scopeFormProblem } from '../core/scope-forms.js';
 import { destinationProblem } from '../core/destination.js';
 import { resourceProblem } from '../core/resource.js';
 

@@ -1,7 +1,7 @@
-import { destinationPatternProblem } from '../core/destination.js';
-import { InvalidRequestError } from '../core/errors.js';
-import { resourceProblem } from '../core/resource.js';
-import type { TaskScope } from '../core/types.js';
+import { destinationPatternProblem } from './destination.js';
+import { InvalidRequestError } from './errors.js';
+import { resourceProblem } from './resource.js';
+import type { TaskScope } from './types.js';
 
 export interface ScopeFormProblem {
   path: (string | number)[];

@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.js';
 import type { ToolLabelsRecord } from '../core/types.js';
 import type { Store } from '../store/store.js';
-import { matchPattern } from '../tasks/scope.js';
+import { matchPattern } from '../core/scope.js';
 
 /**
  * Operator-set tool labels (`sensitive`, `writes`, `external`, ...), kept in the

@@ -1,4 +1,4 @@
-import type { TaskScope } from '../core/types.js';
+import type { TaskScope } from './types.js';
 
 /**
  * Scope patterns: `*` matches any run of characters (including none); every other

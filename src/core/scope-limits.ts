@@ -1,5 +1,5 @@
-import { InvalidRequestError } from '../core/errors.js';
-import type { TaskScope } from '../core/types.js';
+import { InvalidRequestError } from './errors.js';
+import type { TaskScope } from './types.js';
 
 /**
  * Bounds on the size of a task scope, for task creation and delegation alike. A scope
