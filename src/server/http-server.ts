@@ -51,7 +51,6 @@ import { registerAuditEvidenceRoutes } from './routes-audit-evidence.js';
 import { registerAuthzenRoutes } from './routes-authzen.js';
 import { consoleBridge, isConsoleBridge, registerConsoleRoutes } from './routes-console.js';
 import { ConsoleSessions } from './console-session.js';
-import { delegationTree } from '../tasks/delegation.js';
 import { ifNoneMatchOf } from '../service/agent-tasks.js';
 
 type Handler = (ctx: { req: IncomingMessage; res: ServerResponse; params: string[]; url: URL }) => Promise<void>;
@@ -287,8 +286,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
   route('GET', '/v1/tasks/{id}', async ({ req, res, params }) => {
     const op = await operator(req);
     const d = await writ.tasks.getTaskDetail(op, params[0]!);
-    const tree = await delegationTree(writ.store, d.task, writ.clock.now());
-    sendJson(res, 200, { ...taskView(d.task), decisions: d.decisions.map(decisionView), delegations: d.delegations.map(taskView), tree });
+    sendJson(res, 200, { ...taskView(d.task), decisions: d.decisions.map(decisionView), delegations: d.delegations.map(taskView), tree: d.tree });
   });
   route('POST', '/v1/tasks/{id}/revoke', async ({ req, res, params }) => {
     const op = await operator(req);

@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js';
 import { assertScopeBounds } from '../core/scope-limits.js';
 import { assertScopeForms } from '../core/scope-forms.js';
 import type { WritConfig } from './config.js';
-import { delegate, type DelegationInput } from '../tasks/delegation.js';
+import { delegate, delegationTree, type DelegationInput } from '../tasks/delegation.js';
 import { AgentTasks } from './agent-tasks.js';
 import { TaskEndings } from '../tasks/endings.js';
 import type { TaskPrincipal } from '../tokens/token-types.js';
@@ -111,13 +111,16 @@ export class TaskService {
     return task;
   }
 
-  async getTaskDetail(by: OperatorRecord, id: string): Promise<{ task: TaskRecord; decisions: DecisionRecord[]; delegations: TaskRecord[] }> {
+  /** A task with its decisions, its direct delegations and its whole delegation tree. */
+  async getTaskDetail(by: OperatorRecord, id: string): Promise<{ task: TaskRecord; decisions: DecisionRecord[]; delegations: TaskRecord[]; tree: Awaited<ReturnType<typeof delegationTree>> }> {
     requireRole(by, 'admin', 'auditor', 'approver', 'requester');
     const task = await this.store.getTask(id);
     if (!task) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
     if (!hasRole(by, 'admin', 'auditor', 'approver') && task.owner !== by.id) throw new NotFoundError(`task \`${id}\` does not exist`, 'task_not_found');
     const [decisions, delegations] = await Promise.all([this.store.listDecisions(id), this.store.listTasks({ parentId: id, limit: 1000 })]);
-    return { task: this.effective(task), decisions, delegations: delegations.map((t) => this.effective(t)) };
+    const effective = this.effective(task);
+    const tree = await delegationTree(this.store, effective, this.clock.now());
+    return { task: effective, decisions, delegations: delegations.map((t) => this.effective(t)), tree };
   }
 
   async listTasks(by: OperatorRecord, filter: { agentId?: string; status?: TaskRecord['status']; limit?: number }): Promise<TaskRecord[]> {
