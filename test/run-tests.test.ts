@@ -35,7 +35,8 @@ function alive(pid: number): boolean {
   }
 }
 
-describe('scripts/run-tests.mjs', () => {
+// The cases run at once: each is its own runner process, mostly waiting on its children.
+describe('scripts/run-tests.mjs', { concurrency: true }, () => {
   it('passes a file whose tests pass, and counts a skipped test and a skipped suite as skipped', async () => {
     const r = await runTests([fixture('passes')]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -73,10 +74,11 @@ describe('scripts/run-tests.mjs', () => {
   });
 
   it('kills a file at its time limit, with what it started, and fails it', async () => {
-    const r = await runTests([fixture('hangs')], { WRIT_TEST_FILE_TIMEOUT_MS: '3000' });
+    // long enough for the fixture to load and start its child on a busy machine
+    const r = await runTests([fixture('hangs')], { WRIT_TEST_FILE_TIMEOUT_MS: '8000' });
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.equal(r.lines.at(-1), '0 passed, 1 failed, 0 skipped');
-    assert.match(r.lines.at(-2)!, /hangs\.fixture\.ts \(killed at its time limit of 3 s, during `waits forever`\)/);
+    assert.match(r.lines.at(-2)!, /hangs\.fixture\.ts \(killed at its time limit of 8 s, during `waits forever`\)/);
     const [child] = r.pids();
     assert.equal(alive(child!), false, `the child ${child} is gone`);
   });
