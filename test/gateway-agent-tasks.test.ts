@@ -198,7 +198,7 @@ describe('writ gateway mcp --stdio with the agent\'s key (a real writ serve)', (
   const startGateway = async (args: string[], key: string) => {
     const base: Record<string, string> = {};
     for (const k of ['HOME', 'PATH']) if (process.env[k] !== undefined) base[k] = process.env[k]!;
-    const child = spawnChild(process.execPath, ['--import', 'tsx', CLI, 'gateway', 'mcp', '--stdio', '--config', configPath, '--agent', agent.id, ...args], {
+    const child = spawnChild(process.execPath, [CLI, 'gateway', 'mcp', '--stdio', '--config', configPath, '--agent', agent.id, ...args], {
       cwd: ROOT,
       env: { ...base, WRIT_AGENT_KEY: key },
       stdin: 'pipe',
@@ -235,7 +235,7 @@ describe('writ gateway mcp --stdio with the agent\'s key (a real writ serve)', (
       JSON.stringify({
         writ: { url: serve.url },
         pins_file: 'pins.json',
-        upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, env: { FIXTURE_LOG: upstreamLog }, destination: 'stdio:local' }],
+        upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: [STDIO_FIXTURE], cwd: ROOT, env: { FIXTURE_LOG: upstreamLog }, destination: 'stdio:local' }],
       }),
     );
     const approved = await runWrit(['gateway', 'tools', 'approve', '--config', configPath, '--tool', 'local.echo']);

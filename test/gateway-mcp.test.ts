@@ -75,7 +75,7 @@ describe('MCP gateway', () => {
             name: 'local',
             transport: 'stdio',
             command: process.execPath,
-            args: ['--import', 'tsx', STDIO_FIXTURE],
+            args: [STDIO_FIXTURE],
             cwd: ROOT,
             env: { FIXTURE_SECRET: { env: 'GW_TEST_STDIO_SECRET' }, FIXTURE_LOG: upstreamLog, FIXTURE_DESC_FILE: descFile },
             // a stdio upstream has no destination unless configured; the task scope lists

@@ -60,8 +60,8 @@ describe('MCP gateway: result size limit per call', () => {
       writ: { url: env.url },
       pins_file: 'pins.json',
       upstreams: [
-        { name: 'local', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local', max_result_bytes: 64 * 1024 },
-        { name: 'wide', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' },
+        { name: 'local', transport: 'stdio', command: process.execPath, args: [STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local', max_result_bytes: 64 * 1024 },
+        { name: 'wide', transport: 'stdio', command: process.execPath, args: [STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' },
         { name: 'docs', transport: 'http', url: fixture.url, max_result_bytes: 64 * 1024 },
       ],
     };

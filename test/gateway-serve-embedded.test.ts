@@ -20,7 +20,7 @@ describe('writ serve --gateway: the MCP gateway inside the service, deciding in-
       writ: { url: 'http://127.0.0.1:9' }, // unused in-process
       listen: { host: '127.0.0.1', port: 0, path: '/mcp' },
       pins_file: join(dir, 'pins.json'),
-      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
+      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: [STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
     }));
     const approved = await runWrit(['gateway', 'tools', 'approve', '--config', config, '--tool', 'local.echo', '--tool', 'local.delete_repo']);
     assert.equal(approved.code, 0, approved.stderr);

@@ -69,7 +69,7 @@ describe('MCP gateway sessions and JSON-RPC guards', () => {
     const raw = {
       writ: { url: env.url },
       pins_file: 'pins.json',
-      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
+      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: [STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
     };
     writeFileSync(configPath, JSON.stringify(raw));
     const config = parseGatewayConfig(raw, configPath);
@@ -223,13 +223,13 @@ describe('MCP gateway over stdio: batches and reused ids are refused before anyt
     writeFileSync(configPath, JSON.stringify({
       writ: { url: env.url },
       pins_file: 'pins.json',
-      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
+      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: [STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
     }));
     const approved = await runWrit(['gateway', 'tools', 'approve', '--config', configPath]);
     assert.equal(approved.code, 0, approved.stderr);
     const task = await env.createTask({ scope: { tools: ['local.*'], resources: [], destinations: ['stdio:local'] }, max_actions: 10 });
     const token = await env.taskToken(task.id);
-    const gw = spawnChild(process.execPath, ['--import', 'tsx', CLI, 'gateway', 'mcp', '--stdio', '--config', configPath], {
+    const gw = spawnChild(process.execPath, [CLI, 'gateway', 'mcp', '--stdio', '--config', configPath], {
       cwd: ROOT,
       env: { ...process.env, WRIT_TASK_TOKEN: token },
       stdin: 'pipe',

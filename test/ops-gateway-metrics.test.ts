@@ -31,7 +31,7 @@ describe('MCP gateway /metrics: upstream latency and refusals per tool (issue 15
     const raw = {
       writ: { url: env.url },
       pins_file: 'pins.json',
-      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
+      upstreams: [{ name: 'local', transport: 'stdio', command: process.execPath, args: [STDIO_FIXTURE], cwd: ROOT, destination: 'stdio:local' }],
     };
     writeFileSync(configPath, JSON.stringify(raw));
     const config = parseGatewayConfig(raw, configPath);

@@ -13,8 +13,9 @@ import type { Api } from './harness.js';
 import { ChildStdioTransport, runChild, spawnChild, type Child, type ChildOptions } from './child.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const STDIO_FIXTURE = join(ROOT, 'test/fixtures/mcp-stdio-server.ts');
-export const CLI = join(ROOT, 'src/cli/main.ts');
+export const STDIO_FIXTURE = join(ROOT, 'test/fixtures/mcp-stdio-server.mjs');
+/** the compiled CLI (`npm test` builds first), as users run it; no TypeScript loader per spawn */
+export const CLI = join(ROOT, 'bin/writ.js');
 
 export interface HttpMcpFixture {
   url: string;
@@ -126,7 +127,7 @@ function jsonEvent(line: string): Record<string, any> | undefined {
 
 /** Starts `writ <args>` (the real CLI) as a child process in its own process group (see helpers/child.ts). */
 export function spawnWrit(args: string[], env: Record<string, string>, opts: Pick<ChildOptions, 'owner'> = {}): WritProcess {
-  const proc = spawnChild(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, owner: opts.owner });
+  const proc = spawnChild(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, owner: opts.owner });
   return {
     child: proc.proc,
     proc,
@@ -140,7 +141,7 @@ export function spawnWrit(args: string[], env: Record<string, string>, opts: Pic
 
 /** Runs `writ <args>` to completion. */
 export async function runWrit(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const r = await runChild(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  const r = await runChild(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
   return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -163,7 +164,7 @@ export async function stdioGatewayClient(configPath: string, env: Record<string,
   // as the SDK's stdio transport: a few variables inherited, the rest only what is given
   const base: Record<string, string> = {};
   for (const k of ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER']) if (process.env[k] !== undefined) base[k] = process.env[k]!;
-  const child = spawnChild(process.execPath, ['--import', 'tsx', CLI, 'gateway', 'mcp', '--stdio', '--config', configPath], { cwd: ROOT, env: { ...base, ...env }, stdin: 'pipe' });
+  const child = spawnChild(process.execPath, [CLI, 'gateway', 'mcp', '--stdio', '--config', configPath], { cwd: ROOT, env: { ...base, ...env }, stdin: 'pipe' });
   const client = new Client({ name: 'test-agent', version: '1.0.0' });
   await client.connect(new ChildStdioTransport(child));
   return { client, stderr: child.stderr };
