@@ -123,8 +123,21 @@ for (const { backend, skip } of backends()) {
       const decisions = (await env.admin.call('GET', `/v1/tasks/${task.id}`)).body.decisions;
       assert.equal(decisions.find((d: any) => d.id === r.body.decision_id).reasons[0].code, 'break_glass');
 
-      // what policy allows anyway is not flagged
-      const harmless = await agent.call('POST', '/v1/authorize', act('github.get_issue', { number: 1 }));
+      // what policy allows anyway is not flagged, and costs no break-glass lookup: only a
+      // refused request can be lifted by one (the lookup is off the allow path)
+      const store = env.writ.store;
+      const lookup = store.findActiveBreakGlass.bind(store);
+      let lookups = 0;
+      store.findActiveBreakGlass = async (...a: Parameters<typeof lookup>) => (lookups++, lookup(...a));
+      let harmless;
+      try {
+        harmless = await agent.call('POST', '/v1/authorize', act('github.get_issue', { number: 1 }));
+        assert.equal(lookups, 0, 'an allow reads no break-glass');
+        assert.equal((await agent.call('POST', '/v1/authorize', act('prod.scale'))).body.decision, 'allow');
+        assert.equal(lookups, 1, 'a refusal that break-glass lifts reads it once');
+      } finally {
+        store.findActiveBreakGlass = lookup;
+      }
       assert.equal(harmless.body.decision, 'allow');
       assert.equal(decodeJwt(harmless.body.action_token).break_glass, undefined);
       const harmlessEntry = (await auditTypes(env, `decision_id=${harmless.body.decision_id}&type=decision`))[0]!;

@@ -37,7 +37,7 @@ export interface Facts {
   request: RequestFacts;
   /** set when the arguments cannot be shown to this policy faithfully: the decision is a deny */
   problem: Reason | null;
-  /** the active break-glass covering the agent, task and tool (read only when the set mentions break-glass) */
+  /** the active break-glass covering the agent, task and tool: null until the pipeline looks it up, which it does only for a request the set refused (and only when the set mentions break-glass) */
   breakGlass: { id: string } | null;
   /** the approval read: the approval being used */
   approval?: ApprovalFact;
@@ -46,8 +46,8 @@ export interface Facts {
 /**
  * The facts a policy sees about one request: delegated tasks' root task and chain of
  * delegating agents (immutable, cached), the tool's labels, the owner's presence when
- * the policy set reads it, the arguments flattened when it reads them, and (when the set
- * mentions break-glass and `breakGlass` is asked for) the active break-glass covering it.
+ * the policy set reads it, and the arguments flattened when it reads them. The active
+ * break-glass is not gathered here: only a refused request needs it (./pipeline.ts).
  */
 export async function gatherFacts(
   sources: FactSources,
@@ -56,7 +56,6 @@ export async function gatherFacts(
   argsDigest: string,
   now: number,
   set: LoadedPolicySet,
-  options: { breakGlass?: boolean } = {},
 ): Promise<Facts> {
   const { task, agent } = ctx;
   const lineage = await lineageOf(sources.store, task);
@@ -71,8 +70,7 @@ export async function gatherFacts(
     request.flatArgs = flattenArguments(action.arguments);
     problem = argumentsProblem(request.flatArgs, { numeric: set.numericTagsRead, strings: set.stringTagsRead }, action.arguments);
   }
-  const breakGlass = options.breakGlass && set.mentionsBreakGlass && problem === null ? await activeBreakGlass(sources.store, request) : null;
-  return { request, problem, breakGlass };
+  return { request, problem, breakGlass: null };
 }
 
 /** The first active break-glass that covers the request's agent, task and tool; null when none does. */

@@ -20,7 +20,7 @@ import type { Store } from '../store/store.js';
 import type { DecisionCommit, SecurityEvent } from './commit.js';
 import { bounds, decide, type Verdict } from './decide.js';
 import { approvalRuleFor, type Evaluator } from './escalation.js';
-import { actionOfApproval, approvalFact, gatherFacts, type FactSources } from './facts.js';
+import { actionOfApproval, activeBreakGlass, approvalFact, gatherFacts, type FactSources } from './facts.js';
 import type { AuthorizeResult } from './result.js';
 
 export interface PipelineDeps {
@@ -107,15 +107,22 @@ export class AuthorizePipeline {
     if (bound?.decision === 'deny') return deny(bound);
     stageEnd('scope');
 
-    const facts = await gatherFacts(this.sources(), ctx, action, argsDigest, now, set, { breakGlass: true });
+    const facts = await gatherFacts(this.sources(), ctx, action, argsDigest, now, set);
     // staged rollout: the candidate set decides too, beside this (never waited for, never enforced)
     this.deps.shadow.observe({ decisionId: base.id, facts: facts.request, now });
     stageEnd('facts');
     const cedarStart = performance.now();
-    const verdict = await decide(this.deps.engine, set, facts, () => {
+    let verdict = await decide(this.deps.engine, set, facts, () => {
       this.deps.metrics.observeStage('cedar', cedarStart);
       stageEnd('cedar');
     });
+    // An active break-glass can only lift a refusal (the decide step escalates a deny no
+    // forbid caused), so it is looked up only then: an allow pays no store read for it.
+    // Found, the request is decided again with it (break-glass comes before an approval).
+    if (verdict.decision !== 'allow' && set.mentionsBreakGlass && facts.problem === null) {
+      facts.breakGlass = await activeBreakGlass(this.deps.store, facts.request);
+      if (facts.breakGlass) verdict = await decide(this.deps.engine, set, facts);
+    }
     if (verdict.decision === 'deny') return deny(verdict);
     if (verdict.decision === 'approval_required') {
       await this.countRefusal(ctx);
