@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { bounds, decide } from '../src/authorize/decide.js';
+import { decideLifting } from '../src/authorize/decide-lifting.js';
+import type { Store } from '../src/store/store.js';
 import type { Evaluator } from '../src/authorize/escalation.js';
 import type { Facts } from '../src/authorize/facts.js';
 import type { AgentRecord, TaskRecord } from '../src/core/types.js';
@@ -103,5 +105,47 @@ describe('authorize: the pure decide step', () => {
     const ended = bounds(ctx, action('payments.pay'), 10_000, { active: true, budget: false });
     assert.equal(ended?.decision === 'deny' && ended.reasons[0]?.code, 'task_not_active');
     assert.equal(bounds(ctx, action('payments.pay'), 10_000, { active: false, budget: true }), null);
+  });
+});
+
+describe('authorize: the break-glass lookup after the decide step (decideLifting)', () => {
+  const storeWith = (active: { id: string; tools: string[] }[]) => {
+    const calls: string[] = [];
+    const store = {
+      findActiveBreakGlass: async (agentId: string, taskId: string) => {
+        calls.push(`${agentId} ${taskId}`);
+        return active.map((a) => ({ id: a.id, scope: { tools: a.tools } }));
+      },
+    } as unknown as Store;
+    return { store, calls };
+  };
+
+  it('an allow, and a set that never mentions break-glass, read nothing', async () => {
+    const { store, calls } = storeWith([{ id: 'bg_1', tools: ['prod.*'] }]);
+    const plain = engine.prepare('@id("all") permit (principal, action, resource);');
+    assert.equal((await decideLifting(engine, plain, factsFor('prod.restart'), store)).decision, 'allow');
+    const noMention = engine.prepare('@id("none") permit (principal, action, resource) when { false };');
+    assert.equal((await decideLifting(engine, noMention, factsFor('prod.restart'), store)).decision, 'deny');
+    assert.deepEqual(calls, []);
+  });
+
+  it('a refusal is looked at again: lifted by a break-glass that covers the tool; an approval request it cannot lift stands; never past a forbid', async () => {
+    const { store, calls } = storeWith([{ id: 'bg_1', tools: ['prod.restart', 'payments.*'] }]);
+    const lifted = await decideLifting(engine, set, factsFor('prod.restart'), store);
+    assert.equal(lifted.decision, 'allow');
+    assert.equal(lifted.decision === 'allow' && lifted.breakGlassId, 'bg_1');
+    // a break-glass that covers a tool no policy allows under it lifts nothing: the approval request stands
+    const pay = await decideLifting(engine, set, factsFor('payments.pay'), store);
+    assert.equal(pay.decision, 'approval_required');
+    // the tool outside the break-glass scope stays refused; the forbid stays a forbid
+    assert.equal((await decideLifting(engine, set, factsFor('prod.scale'), store)).decision, 'deny');
+    const drop = await decideLifting(engine, set, factsFor('prod.drop_database'), store);
+    assert.equal(drop.decision, 'deny');
+    assert.equal(calls.length, 4);
+  });
+
+  it('a store fault on the lookup is thrown, never an allow', async () => {
+    const store = { findActiveBreakGlass: async () => { throw new Error('store down'); } } as unknown as Store;
+    await assert.rejects(decideLifting(engine, set, factsFor('prod.restart'), store), /store down/);
   });
 });

@@ -20,7 +20,8 @@ import type { Store } from '../store/store.js';
 import type { DecisionCommit, SecurityEvent } from './commit.js';
 import { bounds, decide, type Verdict } from './decide.js';
 import { approvalRuleFor, type Evaluator } from './escalation.js';
-import { actionOfApproval, activeBreakGlass, approvalFact, gatherFacts, type FactSources } from './facts.js';
+import { decideLifting } from './decide-lifting.js';
+import { actionOfApproval, approvalFact, gatherFacts, type FactSources } from './facts.js';
 import type { AuthorizeResult } from './result.js';
 
 export interface PipelineDeps {
@@ -112,17 +113,11 @@ export class AuthorizePipeline {
     this.deps.shadow.observe({ decisionId: base.id, facts: facts.request, now });
     stageEnd('facts');
     const cedarStart = performance.now();
-    let verdict = await decide(this.deps.engine, set, facts, () => {
+    // an active break-glass is looked up only for a refusal it could lift (./decide-lifting.ts)
+    const verdict = await decideLifting(this.deps.engine, set, facts, this.deps.store, () => {
       this.deps.metrics.observeStage('cedar', cedarStart);
       stageEnd('cedar');
     });
-    // An active break-glass can only lift a refusal (the decide step escalates a deny no
-    // forbid caused), so it is looked up only then: an allow pays no store read for it.
-    // Found, the request is decided again with it (break-glass comes before an approval).
-    if (verdict.decision !== 'allow' && set.mentionsBreakGlass && facts.problem === null) {
-      facts.breakGlass = await activeBreakGlass(this.deps.store, facts.request);
-      if (facts.breakGlass) verdict = await decide(this.deps.engine, set, facts);
-    }
     if (verdict.decision === 'deny') return deny(verdict);
     if (verdict.decision === 'approval_required') {
       await this.countRefusal(ctx);

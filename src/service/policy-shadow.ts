@@ -1,5 +1,4 @@
-import { decide } from '../authorize/decide.js';
-import { activeBreakGlass } from '../authorize/facts.js';
+import { decideLifting } from '../authorize/decide-lifting.js';
 import type { Clock } from '../core/clock.js';
 import { ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, WritError } from '../core/errors.js';
 import type { OperatorRecord, OperatorRole, Reason, ShadowDecisionRecord, ShadowPolicyRecord, TaskRecord } from '../core/types.js';
@@ -155,9 +154,8 @@ export class PolicyShadow {
       if (problem) return row('deny', [problem], []);
     }
     if (set.mentionsPresence && facts.ownerPresent === undefined) facts.ownerPresent = await this.deps.ownerPresent(live.task, live.now);
-    // the same decide step as the live set's (src/authorize/decide.ts), on the candidate's facts
-    const breakGlass = set.mentionsBreakGlass ? await activeBreakGlass(this.deps.store, facts) : null;
-    const v = await decide(engine, set, { request: facts, problem: null, breakGlass });
+    // the same decide step as the live set's (src/authorize/decide-lifting.ts), on the candidate's facts
+    const v = await decideLifting(engine, set, { request: facts, problem: null, breakGlass: null }, this.deps.store);
     if (v.decision === 'approval_required') return row('approval_required', [], v.policies);
     return row(v.decision, v.reasons ?? [], v.policies);
   }
