@@ -689,6 +689,26 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       assert.equal((await getTask(store, revoked.id)).actionsUsed, 0);
     });
 
+    it('commitDecisions: text with quotes, backslashes, SQL and non-ASCII is stored verbatim', async () => {
+      // PostgreSQL writes a batch as literals in one message (src/store/postgres/sql-literal.ts)
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id);
+      const nasty = ["it's", 'back\\slash \\\' \\\\', "'); DROP TABLE decisions; --", '$1 $$ E\'\\x41\'', 'ünï 🔐 \u2028 "q"', '\n\t\r'];
+      const ws = nasty.map((s) => {
+        const w = guardedWrite(clock, t);
+        w.decision = { ...w.decision, tool: `tool.${s}`, resource: s, destination: s, reasons: [{ code: 'policy_allow', message: s }] };
+        w.audit = { ...w.audit, actor: `agent:${s}`, data: { text: s, [s]: [s] } };
+        return w;
+      });
+      const { entries } = await audited(store, () => store.commitDecisions(ws, clock.now()));
+      for (const [i, s] of nasty.entries()) {
+        const d = (await store.getDecision(ws[i]!.decision.id))!;
+        assert.deepEqual([d.tool, d.resource, d.destination, d.reasons[0]!.message], [`tool.${s}`, s, s, s]);
+        assert.deepEqual([entries[i]!.actor, entries[i]!.data], [`agent:${s}`, { text: s, [s]: [s] }]);
+      }
+      assertChain(await readWholeLog(store));
+    });
+
     it('commitDecisions: a guard without a fallback fails the whole batch, writing nothing', async () => {
       const a = await addAgent(store, clock);
       const t = await addTask(store, clock, a.id, { maxActions: 1 });

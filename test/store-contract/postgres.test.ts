@@ -306,6 +306,39 @@ if (skipReason) {
     });
   });
 
+  describe('PostgresStore: a decision batch is written as literals', () => {
+    const schema = freshSchema();
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    let s: PostgresStore;
+
+    before(async () => {
+      s = new PostgresStore({ connectionString: url, clock, schema, poolSize: 2 });
+      await s.migrate();
+    });
+
+    after(async () => {
+      await s?.close();
+      await dropSchema(schema);
+    });
+
+    it('a NUL in a decision fails the batch with UnavailableError (as a bound parameter did), writing nothing', async () => {
+      const agent = agentRecord(clock);
+      await s.createAgent(agent, auditInput('agent.created'));
+      const task = taskRecord(clock, agent.id, { maxActions: 10 });
+      await s.createTask(task, auditInput('task.created'));
+      const head = await s.auditHead();
+      const ok = guardedWrite(clock, task);
+      const bad = guardedWrite(clock, task);
+      bad.decision = { ...bad.decision, audience: 'https://tools.example/\0x' };
+      await assert.rejects(s.commitDecisions([ok, bad], clock.now()), (e) => e instanceof UnavailableError);
+      assert.deepEqual(await s.auditHead(), head);
+      assert.equal(await s.getDecision(ok.decision.id), null);
+      assert.equal((await s.getTask(task.id))!.actionsUsed, 0);
+      // the connection is usable again
+      assert.deepEqual(await s.commitDecisions([guardedWrite(clock, task)], clock.now()), [{ written: 'primary' }]);
+    });
+  });
+
   describe('PostgresStore: a commit waits for its flush without holding its locks', () => {
     const schema = freshSchema();
     const clock = new ManualClock(Date.UTC(2026, 0, 1));

@@ -146,6 +146,64 @@ export class PgDb {
   }
 
   async txOnce<T>(fn: (c: PoolClient) => Promise<T>, options: { syncCommit?: boolean } = {}): Promise<T> {
+    return this.onTxClient(async (client) => {
+      await client.query(options.syncCommit ? 'BEGIN' : BEGIN_ASYNC);
+      const result = await fn(client);
+      try {
+        await client.query(options.syncCommit ? 'COMMIT' : `COMMIT; ${FLUSH_BARRIER}`);
+      } catch (err) {
+        throw new CommitUnconfirmed(err);
+      }
+      return result;
+    });
+  }
+
+  /**
+   * One transaction in two messages, so in two round trips whatever it does: the first
+   * message opens it and runs `locks` (statements that lock and read, in the order every
+   * writer takes those locks); `finish` gets their results (one per statement) and
+   * returns the statements that write, which go in the second message with the COMMIT
+   * and the flush barrier (see `FLUSH_BARRIER`). `finish` may still query on the
+   * connection (a rare path, e.g. a missing chain head). Both messages are simple-query
+   * text, so every value in them must be a literal made by ./sql-literal.ts.
+   *
+   * A fault in the second message leaves it unknown whether the COMMIT ran, so it is
+   * answered and never retried, except a deadlock or serialization failure: only the
+   * writes can raise one (the COMMIT of a READ COMMITTED transaction with no deferred
+   * constraints cannot, nor the barrier on the backend's own row), and the server then
+   * skips the rest of the message, so the transaction did not commit and runs again.
+   * Retries are as in `tx`.
+   */
+  async txInTwoMessages<T>(locks: string, finish: (c: PoolClient, locked: pg.QueryResult[]) => Promise<{ writes: string; value: T }>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.onTxClient(async (client) => {
+          const opened = (await client.query(`${BEGIN_ASYNC}; ${locks}`)) as unknown as pg.QueryResult[];
+          const { writes, value } = await finish(client, opened.slice(2));
+          try {
+            await client.query(`${writes}; COMMIT; ${FLUSH_BARRIER}`);
+          } catch (err) {
+            if (RETRYABLE.has(sqlState(err))) throw err;
+            throw new CommitUnconfirmed(err);
+          }
+          return value;
+        });
+      } catch (err) {
+        if (err instanceof CommitUnconfirmed) throw mapPgError(err.cause);
+        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
+          await sleep(backoff(attempt));
+          continue;
+        }
+        throw mapPgError(err);
+      }
+    }
+  }
+
+  /**
+   * Runs `body` on one pooled connection that it leaves in a transaction or not; on any
+   * error rolls back and releases, discarding a connection that may be broken.
+   */
+  private async onTxClient<T>(body: (client: PoolClient) => Promise<T>): Promise<T> {
     if (this.closed) throw new UnavailableError('the store is closed');
     const client = await this.pool.connect();
     // While checked out the pool does not listen for errors on the client; a socket
@@ -156,13 +214,7 @@ export class PgDb {
     };
     client.on('error', onError);
     try {
-      await client.query(options.syncCommit ? 'BEGIN' : BEGIN_ASYNC);
-      const result = await fn(client);
-      try {
-        await client.query(options.syncCommit ? 'COMMIT' : `COMMIT; ${FLUSH_BARRIER}`);
-      } catch (err) {
-        throw new CommitUnconfirmed(err);
-      }
+      const result = await body(client);
       client.off('error', onError);
       client.release();
       return result;

@@ -1,47 +1,59 @@
 // Decisions: the group commit (budget, approval and break-glass guards) and outcomes.
 // Part of the PostgreSQL store (the Store interface: src/store/store.ts); sqlite/decisions.ts is its twin.
-import type { AuditInput, DecisionRecord } from '../../core/types.js';
+import type { AuditEntry, AuditInput, DecisionRecord } from '../../core/types.js';
 import { decisionParams, toDecision } from '../rows.js';
 import { type DecisionCommitResult, type DecisionWrite, type OutcomeWrite } from '../store.js';
 
-import { PgDb, type Row, auditWrite, DECISION_COLUMNS, DECISION_TYPES } from './db.js';
+import { PgDb, type Row, DECISION_COLUMNS, DECISION_TYPES } from './db.js';
+import { sqlArray, sqlInteger, sqlString, sqlValue } from './sql-literal.js';
 import { appendInTx, lockAuditHead, chainEntries } from './audit.js';
 
+/**
+ * The group commit of a batch of decisions in one transaction of two round trips
+ * (db.ts `txInTwoMessages`): the first message locks every guarded task, the approvals
+ * to use, the break-glass an allow relies on and the audit chain head, in that order
+ * (every appender takes the head after the rows it guards on, so batches never
+ * deadlock); the budgets, approvals and chain hashes are then worked out here, and the
+ * second message writes them all in one statement, followed by COMMIT and the flush
+ * barrier. The locks are held for one round trip and this function's own work.
+ */
 export async function commitDecisions(db: PgDb, items: DecisionWrite[], now: number): Promise<DecisionCommitResult[]> {
   if (items.length === 0) return [];
-  return db.tx(async (c) => {
-    // Lock every guarded task once, in id order (no deadlock between batches), and
-    // take the budget in memory: one round trip for any batch size.
-    const taskIds = [...new Set(items.flatMap((i) => (i.guard ? [i.guard.taskId] : [])))].sort();
+  const taskIds = [...new Set(items.flatMap((i) => (i.guard ? [i.guard.taskId] : [])))].sort();
+  const approvalIds = [...new Set(items.flatMap((i) => (i.approval ? [i.approval.id] : [])))].sort();
+  const breakGlassIds = [...new Set(items.flatMap((i) => (i.breakGlass ? [i.breakGlass.id] : [])))].sort();
+  const locks: string[] = [];
+  const at = (sql: string) => locks.push(sql) - 1;
+  // Every guarded task once, in id order (no deadlock between batches): the budget is taken in memory.
+  const tasksAt = taskIds.length === 0 ? -1 : at(
+    `SELECT id, status, expires_at, max_actions, actions_used, actions_reserved FROM tasks WHERE id = ANY(${sqlArray(taskIds, 'text')}) ORDER BY id FOR UPDATE`,
+  );
+  // Approvals to use: locked after the tasks, in id order; a used or expired one is not returned.
+  const approvalsAt = approvalIds.length === 0 ? -1 : at(
+    `SELECT id FROM approvals WHERE id = ANY(${sqlArray(approvalIds, 'text')}) AND status = 'approved' AND expires_at > ${sqlInteger(now)} ORDER BY id FOR UPDATE`,
+  );
+  // Break-glass an allow relies on: read under a share lock (after tasks and approvals,
+  // in id order), so an end or expiry either commits first and is seen here, or waits
+  // for this commit: no allow under it is recorded after its end.
+  const breakGlassAt = breakGlassIds.length === 0 ? -1 : at(
+    `SELECT id, status, ends_at FROM break_glass WHERE id = ANY(${sqlArray(breakGlassIds, 'text')}) ORDER BY id FOR SHARE`,
+  );
+  // The chain head last, as every appender takes it: the entries' hashes chain from it.
+  const headAt = at('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE');
+
+  return db.txInTwoMessages(locks.join('; '), async (c, locked) => {
     const left = new Map<string, number>();
-    if (taskIds.length > 0) {
-      const { rows } = await c.query(
-        `SELECT id, status, expires_at, max_actions, actions_used, actions_reserved FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
-        [taskIds],
-      );
-      for (const r of rows as Row[]) {
+    if (tasksAt >= 0) {
+      for (const r of locked[tasksAt]!.rows as Row[]) {
         const active = r.status === 'active' && Number(r.expires_at) > now;
         left.set(r.id as string, active ? Math.max(0, Number(r.max_actions) - Number(r.actions_used) - Number(r.actions_reserved)) : -1);
       }
     }
-    // Approvals to use: locked after the tasks, in id order; a used or expired one is not returned.
-    const approvalIds = [...new Set(items.flatMap((i) => (i.approval ? [i.approval.id] : [])))].sort();
     const usable = new Set<string>();
-    if (approvalIds.length > 0) {
-      const { rows } = await c.query(
-        `SELECT id FROM approvals WHERE id = ANY($1::text[]) AND status = 'approved' AND expires_at > $2 ORDER BY id FOR UPDATE`,
-        [approvalIds, now],
-      );
-      for (const r of rows as Row[]) usable.add(r.id as string);
-    }
-    // Break-glass an allow relies on: read under a share lock (after tasks and approvals,
-    // in id order), so an end or expiry either commits first and is seen here, or waits
-    // for this commit: no allow under it is recorded after its end.
-    const breakGlassIds = [...new Set(items.flatMap((i) => (i.breakGlass ? [i.breakGlass.id] : [])))].sort();
+    if (approvalsAt >= 0) for (const r of locked[approvalsAt]!.rows as Row[]) usable.add(r.id as string);
     const activeBreakGlass = new Set<string>();
-    if (breakGlassIds.length > 0) {
-      const { rows } = await c.query(`SELECT id, status, ends_at FROM break_glass WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE`, [breakGlassIds]);
-      for (const r of rows as Row[]) if (r.status === 'active' && r.ends_at !== null && Number(r.ends_at) > now) activeBreakGlass.add(r.id as string);
+    if (breakGlassAt >= 0) {
+      for (const r of locked[breakGlassAt]!.rows as Row[]) if (r.status === 'active' && r.ends_at !== null && Number(r.ends_at) > now) activeBreakGlass.add(r.id as string);
     }
     const used: { id: string; decisionId: string }[] = [];
     const taken = new Map<string, number>();
@@ -82,30 +94,49 @@ export async function commitDecisions(db: PgDb, items: DecisionWrite[], now: num
       }
       results.push(result);
     }
-    // Every write of the batch in one statement (one round trip): the approvals used,
-    // the budget taken, the decisions, the audit entries and the chain head. The head
-    // is locked first (after the tasks, as every appender does), since the entries'
-    // hashes chain from it.
-    const out = chainEntries(db, await lockAuditHead(db, c), audits);
-    const params: unknown[] = [];
+    const headRow = locked[headAt]!.rows[0] as Row | undefined;
+    // no head row (a store whose migration did not write it): created and locked the slow way
+    const head = headRow ? { seq: Number(headRow.seq), hash: headRow.hash as string } : await lockAuditHead(db, c);
+    const out = chainEntries(db, head, audits);
+    // Every write of the batch in one statement: the approvals used, the budget taken,
+    // the decisions, the audit entries and the chain head.
     const ctes: string[] = [];
-    const p = (v: unknown) => `$${params.push(v)}`;
     if (used.length > 0) {
-      ctes.push(`used AS (UPDATE approvals SET status = 'used', used_at = ${p(now)}, used_decision_id = d.dec FROM unnest(${p(used.map((u) => u.id))}::text[], ${p(used.map((u) => u.decisionId))}::text[]) AS d(id, dec) WHERE approvals.id = d.id)`);
+      ctes.push(
+        `used AS (UPDATE approvals SET status = 'used', used_at = ${sqlInteger(now)}, used_decision_id = d.dec FROM unnest(${sqlArray(used.map((u) => u.id), 'text')}, ${sqlArray(used.map((u) => u.decisionId), 'text')}) AS d(id, dec) WHERE approvals.id = d.id)`,
+      );
     }
     if (taken.size > 0) {
       const ids = [...taken.keys()];
-      ctes.push(`taken AS (UPDATE tasks SET actions_used = tasks.actions_used + d.n FROM unnest(${p(ids)}::text[], ${p(ids.map((k) => taken.get(k)!))}::int[]) AS d(id, n) WHERE tasks.id = d.id)`);
+      ctes.push(
+        `taken AS (UPDATE tasks SET actions_used = tasks.actions_used + d.n FROM unnest(${sqlArray(ids, 'text')}, ${sqlArray(ids.map((k) => taken.get(k)!), 'int')}) AS d(id, n) WHERE tasks.id = d.id)`,
+      );
     }
-    const cols = DECISION_TYPES.map(() => [] as unknown[]);
-    for (const d of decisions) decisionParams(d).forEach((v, i) => cols[i]!.push(v));
-    ctes.push(`dec AS (INSERT INTO decisions (${DECISION_COLUMNS}) SELECT * FROM unnest(${DECISION_TYPES.map((t, i) => `${p(cols[i])}::${t}[]`).join(', ')}))`);
-    const w = auditWrite(out, params.length + 1);
-    params.push(...w.params);
-    ctes.push(w.ctes);
-    await c.query(`WITH ${ctes.join(',\n')}\n${w.headUpdate}`, params);
-    return results;
+    ctes.push(`dec AS (INSERT INTO decisions (${DECISION_COLUMNS}) VALUES ${decisions.map(decisionValues).join(', ')})`);
+    ctes.push(`ins AS (INSERT INTO audit (seq, ts, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash) VALUES ${out.map(auditValues).join(', ')})`);
+    const last = out[out.length - 1]!;
+    return {
+      writes: `WITH ${ctes.join(',\n')}\nUPDATE audit_head SET seq = ${sqlInteger(last.seq)}, hash = ${sqlString(last.hash)} WHERE id = 1`,
+      value: results,
+    };
   });
+}
+
+/** One decision's row as a VALUES tuple of literals, typed by its column. */
+function decisionValues(d: DecisionRecord): string {
+  const values = decisionParams(d).map((v, i) => {
+    if (v === null || v === undefined) return 'NULL';
+    return DECISION_TYPES[i] === 'bigint' ? sqlInteger(Number(v)) : sqlString(String(v));
+  });
+  return `(${values.join(', ')})`;
+}
+
+/** One audit entry's row as a VALUES tuple of literals. */
+function auditValues(e: AuditEntry): string {
+  return `(${[
+    sqlInteger(e.seq), sqlInteger(e.ts), sqlString(e.type), sqlString(e.actor), sqlValue(e.taskId), sqlValue(e.agentId), sqlValue(e.decisionId),
+    sqlString(JSON.stringify(e.data)), sqlString(e.prevHash), sqlString(e.hash),
+  ].join(', ')})`;
 }
 
 export async function commitWrites(db: PgDb, decisions: DecisionWrite[], outcomes: OutcomeWrite[], now: number): Promise<{ decisions: DecisionCommitResult[]; outcomes: (boolean | 'failed')[] }> {
