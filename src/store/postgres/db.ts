@@ -234,13 +234,13 @@ export class PgDb {
     }
   }
 
-  /** One statement, autocommitted; retried like a transaction. */
-  async exec<R extends QueryResultRow = Row>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+  /** One statement, autocommitted; retried like a transaction. A `QueryConfig` carries its own values (and a name to prepare it). */
+  async exec<R extends QueryResultRow = Row>(sql: string | pg.QueryConfig, params: unknown[] = []): Promise<pg.QueryResult<R>> {
     for (let attempt = 0; ; attempt++) {
       try {
         if (this.closed) throw new UnavailableError('the store is closed');
         // pool.query discards the connection whenever the query fails
-        return await this.pool.query<R>(sql, params);
+        return typeof sql === 'string' ? await this.pool.query<R>(sql, params) : await this.pool.query<R>(sql);
       } catch (err) {
         if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
           await sleep(backoff(attempt));

@@ -29,7 +29,8 @@ import type {
   PresenceLease,
 } from '../../core/escalation-types.js';
 import type { AuditCheckpointRecord, AuditFilter, AuditTreeNode, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
-import { PgDb, type PgDbOptions } from './db.js';
+import { PgDb, type PgDbOptions, type Row } from './db.js';
+import { ReadBatcher } from './read-batcher.js';
 import { PgNotifications, type NotificationHandler } from './notifications.js';
 import { applyMigrations } from './schema.js';
 import * as agents from './agents.js';
@@ -72,10 +73,13 @@ export class PostgresStore implements Store {
   readonly backend = 'postgres' as const;
   private readonly db: PgDb;
   private readonly notifications: PgNotifications;
+  /** every request's task + agent read, coalesced (./read-batcher.ts) */
+  private readonly taskReads: ReadBatcher<string, Row>;
 
   constructor(options: PostgresStoreOptions) {
     this.db = new PgDb(options);
     this.notifications = new PgNotifications(this.db);
+    this.taskReads = new ReadBatcher((ids) => tasks.getTaskWithAgentRows(this.db, ids));
   }
 
   poolStats(): PoolStats {
@@ -191,8 +195,10 @@ export class PostgresStore implements Store {
   getTask(id: string): Promise<TaskRecord | null> {
     return tasks.getTask(this.db, id);
   }
-  getTaskWithAgent(id: string): Promise<{ task: TaskRecord; agent: AgentRecord } | null> {
-    return tasks.getTaskWithAgent(this.db, id);
+  /** Read by a statement sent after the call, shared with concurrent calls (./read-batcher.ts): one round trip for many requests. */
+  async getTaskWithAgent(id: string): Promise<{ task: TaskRecord; agent: AgentRecord } | null> {
+    const row = await this.taskReads.read(id);
+    return row ? tasks.withAgentRow(row) : null;
   }
   listTasks(filter: { agentId?: string; status?: TaskStatus; parentId?: string; limit?: number }): Promise<TaskRecord[]> {
     return tasks.listTasks(this.db, filter);

@@ -37,14 +37,30 @@ export async function getTask(db: PgDb, id: string): Promise<TaskRecord | null> 
   return r ? toTask(r) : null;
 }
 
-export async function getTaskWithAgent(db: PgDb, id: string): Promise<{ task: TaskRecord; agent: AgentRecord } | null> {
-  const r = await db.row(
-    `SELECT t.*, a.id AS a_id, a.name AS a_name, a.jwks AS a_jwks, a.labels AS a_labels, a.status AS a_status,
+/**
+ * The columns of a task with its agent's (prefixed `a_`), as `withAgentRow` reads them;
+ * named, not `t.*`: a prepared statement's result shape must not change when a later
+ * migration adds a column (PostgreSQL would fail it with "cached plan must not change
+ * result type" on every connection that prepared it).
+ */
+const TASK_WITH_AGENT = `SELECT t.id, t.agent_id, t.owner, t.intent, t.scope, t.status, t.created_at, t.expires_at, t.ended_at,
+            t.max_actions, t.actions_used, t.actions_reserved, t.parent_id, t.root_id, t.depth, a.id AS a_id, a.name AS a_name, a.jwks AS a_jwks, a.labels AS a_labels, a.status AS a_status,
             a.created_at AS a_created_at, a.created_by AS a_created_by
-     FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = $1`,
-    [id],
-  );
-  return r ? { task: toTask(r), agent: toAgent(r, 'a_') } : null;
+     FROM tasks t JOIN agents a ON a.id = t.agent_id`;
+
+/**
+ * The rows of several tasks with their agents in one statement (a named prepared
+ * statement: parsed and planned once per connection), keyed by task id; for the reads
+ * that postgres-store.ts coalesces (./read-batcher.ts).
+ */
+export async function getTaskWithAgentRows(db: PgDb, ids: string[]): Promise<Map<string, Row>> {
+  const { rows } = await db.exec({ name: 'writ_tasks_with_agents', text: `${TASK_WITH_AGENT} WHERE t.id = ANY($1::text[])`, values: [ids] });
+  return new Map(rows.map((r) => [r.id as string, r]));
+}
+
+/** One row of `getTaskWithAgentRows` as records (new objects for each caller). */
+export function withAgentRow(r: Row): { task: TaskRecord; agent: AgentRecord } {
+  return { task: toTask(r), agent: toAgent(r, 'a_') };
 }
 
 export async function listTasks(db: PgDb, filter: { agentId?: string; status?: TaskStatus; parentId?: string; limit?: number }): Promise<TaskRecord[]> {
