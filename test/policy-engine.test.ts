@@ -186,4 +186,65 @@ describe('policy engine: reading only what policies need', () => {
     assert.deepEqual(call('pay.send'), { keys: ['delegation', 'destination', 'time'], decision: 'allow' });
     assert.deepEqual(call('other.x'), { keys: ['delegation'], decision: 'deny' });
   });
+
+  // Entity attributes no policy of the part names, and argument entities it cannot reach,
+  // are left out of the call (Cedar's cost grows with each): never changing an answer.
+  // Near variants: `has` on an attribute (absent when left out, so it must be kept), an
+  // attribute named in another part only, the argument entity named by a literal, and a
+  // forbid reading an attribute through a record literal.
+  it('hands each part only the entity attributes its policies name, and decides exactly as with everything', () => {
+    const lines = [
+      '@id("lbl") permit (principal, action, resource in Writ::ToolGroup::"lbl") when { principal.labels.contains("team1") };',
+      '@id("lbl-has") forbid (principal, action, resource == Writ::Tool::"lbl.x") when { principal has name && principal.name == "a1" && resource.labels.contains("blocked") };',
+      '@id("srv") permit (principal, action, resource in Writ::ToolGroup::"srv") when { resource.server == "srv" };',
+      '@id("srv-rec") forbid (principal, action, resource == Writ::Tool::"srv.y") when { {"t": resource}.t.name like "*.y" && context.usage.actions_used > 50 };',
+      '@id("num-lit") forbid (principal, action, resource == Writ::Tool::"git.pull") when { Writ::NumericArguments::"request".hasTag("amount") };',
+      '@id("git") permit (principal in Writ::AgentGroup::"team0", action, resource in Writ::ToolGroup::"git");',
+      '@id("other") permit (principal, action, resource in Writ::ToolGroup::"other");',
+      '@id("pad1") permit (principal, action, resource in Writ::ToolGroup::"pad") when { context.usage.actions_left > 1 };',
+    ];
+    const text = lines.join('\n');
+    const engine = new PolicyEngine();
+    const set = engine.load(text);
+    assert.ok(set.partitions, 'the set is split');
+    const refId = 'reference-attrs';
+    assert.equal(cedar.preparsePolicySet(refId, { staticPolicies: checkPolicyText(text).parts }).type, 'success');
+    const entitiesOf = (tool: string, labels: string[]) => {
+      const req = buildCedarRequest({ agent: agent(labels), task, action: { tool, arguments: { amount: 5 }, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: true, toolLabels: ['blocked'] });
+      return (PolicyEngine.statefulCall(req, set).entities as unknown as { uid: { type: string }; attrs: Record<string, unknown> }[]).map((e) => `${e.uid.type}:${Object.keys(e.attrs).sort().join(',')}`);
+    };
+    assert.deepEqual(entitiesOf('other.z', ['team0']), ['Writ::Agent:', 'Writ::Tool:']);
+    assert.deepEqual(entitiesOf('lbl.x', ['team0']), ['Writ::Agent:labels,name', 'Writ::Tool:labels']);
+    // read through a record (either entity could be there): kept on both
+    assert.deepEqual(entitiesOf('srv.y', ['team0']), ['Writ::Agent:name', 'Writ::Tool:name,server']);
+    assert.deepEqual(entitiesOf('git.pull', ['team0']), ['Writ::Agent:', 'Writ::Tool:', 'Writ::NumericArguments:']);
+    let seed = 5;
+    const rnd = (k: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % k;
+    };
+    const tools = ['lbl.x', 'lbl.y', 'srv.y', 'srv.z', 'git.pull', 'git.push', 'other.z', 'pad.q', 'none.x'];
+    const outcomes = { allow: 0, deny: 0 };
+    for (let i = 0; i < 300; i++) {
+      const tool = tools[rnd(tools.length)]!;
+      const args: Record<string, unknown> = rnd(2) ? { amount: rnd(9) } : {};
+      const facts = {
+        agent: { ...agent([`team${rnd(3)}`]), name: rnd(2) ? 'a1' : 'b2' }, task: { ...task, actionsUsed: rnd(100) },
+        action: { tool, arguments: args, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: true, toolLabels: rnd(2) ? ['blocked'] : [],
+      };
+      const req = buildCedarRequest(facts);
+      const got = engine.evaluate(req, set);
+      const ref = cedar.statefulIsAuthorized({
+        principal: req.principal, action: { type: 'Writ::Action', id: 'call' }, resource: req.resource,
+        context: req.context as never, entities: req.entities as never, preparsedPolicySetId: refId, validateRequest: false,
+      });
+      assert.equal(ref.type, 'success');
+      if (ref.type !== 'success') continue;
+      assert.deepEqual(got.errors, [], `request ${i}`);
+      assert.equal(got.decision, ref.response.decision, `request ${i} (${tool} ${JSON.stringify(facts.agent)} ${JSON.stringify(facts.toolLabels)})`);
+      assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), `request ${i} (${tool})`);
+      outcomes[got.decision] += 1;
+    }
+    assert.ok(outcomes.allow > 20 && outcomes.deny > 20, `both outcomes occur (${JSON.stringify(outcomes)})`);
+  });
 });

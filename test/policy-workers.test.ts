@@ -61,6 +61,34 @@ describe('policy workers: Cedar on worker threads, failing closed', () => {
     }
   });
 
+  it('a lone call (`inline`) is evaluated on this thread while no worker holds a call, and by the workers otherwise', async () => {
+    const engine = new PolicyEngine({ workers: 1, workerTimeoutMs: 60_000 });
+    try {
+      engine.load(POLICY);
+      const pool = engine.pool!;
+      let hops = 0;
+      const hop = pool.evaluate.bind(pool);
+      pool.evaluate = (call) => {
+        hops += 1;
+        return hop(call);
+      };
+      const req = request(engine, 'git.push', { branch: 'dev' });
+      assert.deepEqual(await engine.evaluateAsync(req, undefined, { inline: true }), engine.evaluate(req));
+      assert.equal(hops, 0, 'no hop to a worker');
+      await engine.evaluateAsync(req);
+      assert.equal(hops, 1, 'without the hint, the worker');
+      // a worker holding a call (here one that hangs): the lone call goes to the workers
+      // too, and fails closed with them
+      pool.stallForTest(0, 60_000);
+      const queued = engine.evaluateAsync(req, undefined, { inline: true });
+      assert.equal(hops, 2);
+      await engine.close();
+      await assert.rejects(queued, (err: unknown) => err instanceof UnavailableError && err.code === 'policy_unavailable');
+    } finally {
+      await engine.close();
+    }
+  });
+
   it('a worker that crashes with a call in hand fails it with 503 policy_unavailable, and its replacement answers the next', async () => {
     const engine = new PolicyEngine({ workers: 1, workerTimeoutMs: 60_000 });
     try {

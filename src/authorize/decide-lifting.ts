@@ -11,9 +11,9 @@ import { activeBreakGlass, type Facts } from './facts.js';
  * decided again with it when one covers it (break-glass comes before an approval).
  * The live pipeline and the shadow candidate both decide through here.
  */
-export async function decideLifting(engine: Evaluator, set: LoadedPolicySet, facts: Facts, store: Store, evaluated?: () => void): Promise<Verdict> {
-  const verdict = await decide(engine, set, facts, evaluated);
+export async function decideLifting(engine: Evaluator, set: LoadedPolicySet, facts: Facts, store: Store, evaluated?: () => void, inline = false): Promise<Verdict> {
+  const verdict = await decide(engine, set, facts, evaluated, inline);
   if (verdict.decision === 'allow' || !set.mentionsBreakGlass || facts.problem !== null || facts.approval) return verdict;
   facts.breakGlass = await activeBreakGlass(store, facts.request);
-  return facts.breakGlass ? decide(engine, set, facts) : verdict;
+  return facts.breakGlass ? decide(engine, set, facts, undefined, inline) : verdict;
 }

@@ -47,13 +47,14 @@ export function bounds(
  * break-glass allow. With one (the approval read): the rule of the policy in force
  * (quorum, four eyes) must be met by the approval's reviews, then the request is
  * evaluated with the approval granted by that many approvers. `evaluated` is called
- * once the first evaluation is done (stage accounting).
+ * once the first evaluation is done (stage accounting); `inline`: the caller has no
+ * other request in flight (the engine may evaluate on this thread).
  */
-export async function decide(engine: Evaluator, set: LoadedPolicySet, facts: Facts, evaluated?: () => void): Promise<Verdict> {
+export async function decide(engine: Evaluator, set: LoadedPolicySet, facts: Facts, evaluated?: () => void, inline = false): Promise<Verdict> {
   if (facts.problem) return deny([facts.problem]);
   if (facts.approval) return decideApproved(engine, set, facts);
   // on a policy worker when configured: a worker failure throws 503, never allows
-  const first = await engine.evaluateAsync(buildCedarRequest(facts.request), set);
+  const first = await engine.evaluateAsync(buildCedarRequest(facts.request), set, { inline });
   evaluated?.();
   if (first.errors.length > 0) return deny([policyErrorReason(first)], first.errors.map((e) => e.policy_id).filter(Boolean));
   if (first.decision === 'allow') return { decision: 'allow', policies: first.policies };

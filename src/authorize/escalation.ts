@@ -5,7 +5,8 @@ import { buildCedarRequest, type RequestFacts } from '../policy/request.js';
 /** The engine calls the decide step makes: evaluation only (no store, no clock). */
 export interface Evaluator {
   evaluate(request: CedarRequest, set: LoadedPolicySet): Evaluation;
-  evaluateAsync(request: CedarRequest, set: LoadedPolicySet): Promise<Evaluation>;
+  /** `inline`: the caller has nothing else in flight (src/policy/engine.ts may then skip its worker hop) */
+  evaluateAsync(request: CedarRequest, set: LoadedPolicySet, options?: { inline?: boolean }): Promise<Evaluation>;
 }
 
 /**

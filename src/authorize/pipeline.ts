@@ -53,6 +53,8 @@ type Ctx = { task: TaskRecord; agent: AgentRecord };
 export class AuthorizePipeline {
   /** denied or approval-requiring answers per task per window (config `taskRefusalLimit`) */
   private readonly taskRefusals: WindowLimiter;
+  /** decisions in flight: with one alone, Cedar may run on this thread (src/policy/engine.ts `evaluateAsync`) */
+  private inFlight = 0;
 
   constructor(private readonly deps: PipelineDeps) {
     this.taskRefusals = new WindowLimiter(deps.config.taskRefusalLimit.max, deps.config.taskRefusalLimit.windowMs, () => deps.clock.now());
@@ -70,9 +72,14 @@ export class AuthorizePipeline {
    */
   async authorize(ctx: Ctx, action: ActionInput): Promise<AuthorizeResult> {
     stageStart();
-    // tracing on: the decision's span, parent of the stage spans (policy, sign, store)
-    if (tracingOn()) return inSpan('writ.authorize', { attributes: { 'writ.agent_id': ctx.agent.id, 'writ.tool': action.tool } }, (span) => this.authorizeNow(ctx, action, span));
-    return this.authorizeNow(ctx, action, null);
+    this.inFlight += 1;
+    try {
+      // tracing on: the decision's span, parent of the stage spans (policy, sign, store)
+      if (tracingOn()) return await inSpan('writ.authorize', { attributes: { 'writ.agent_id': ctx.agent.id, 'writ.tool': action.tool } }, (span) => this.authorizeNow(ctx, action, span));
+      return await this.authorizeNow(ctx, action, null);
+    } finally {
+      this.inFlight -= 1;
+    }
   }
 
   private async authorizeNow(ctx: Ctx, action: ActionInput, span: Span | null): Promise<AuthorizeResult> {
@@ -117,7 +124,7 @@ export class AuthorizePipeline {
     const verdict = await decideLifting(this.deps.engine, set, facts, this.deps.store, () => {
       this.deps.metrics.observeStage('cedar', cedarStart);
       stageEnd('cedar');
-    });
+    }, this.inFlight === 1);
     if (verdict.decision === 'deny') return deny(verdict);
     if (verdict.decision === 'approval_required') {
       await this.countRefusal(ctx);

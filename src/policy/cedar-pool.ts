@@ -141,6 +141,12 @@ export class CedarPool {
     for (const s of this.slots) s.worker.postMessage({ t: 'load', id, parts: {} });
   }
 
+  /** Whether no worker has a call in hand. */
+  idle(): boolean {
+    for (const s of this.slots) if (s.pending.size > 0) return false;
+    return true;
+  }
+
   /** One `statefulIsAuthorized` on the least busy worker; rejects with CedarPoolError on error, exit or timeout. */
   evaluate(call: cedarTypes.StatefulAuthorizationCall): Promise<PoolAnswer> {
     if (this.closed) return Promise.reject(new CedarPoolError('the policy workers are closed'));
@@ -154,9 +160,16 @@ export class CedarPool {
     });
   }
 
-  /** Test hook: makes worker `i` busy for `ms` (it answers nothing meanwhile). */
+  /**
+   * Test hook: makes worker `i` busy for `ms` (it answers nothing meanwhile), as a call
+   * that hangs: it is held like one (so the pool is not idle), and times out like one.
+   */
   stallForTest(i: number, ms: number): void {
-    this.slots[i]!.worker.postMessage({ t: 'stall', ms });
+    const slot = this.slots[i]!;
+    const n = this.next++;
+    const timer = setTimeout(() => this.fail(slot, `the policy worker did not answer within ${this.timeoutMs} ms`), this.timeoutMs);
+    slot.pending.set(n, { resolve: () => undefined, reject: () => undefined, timer });
+    slot.worker.postMessage({ t: 'stall', ms });
   }
 
   /** Test hook: the worker threads, to crash one. */

@@ -53,10 +53,34 @@ export interface LoadedPolicySet {
    */
   partitions: Map<string, string> | null;
   /**
-   * per preparsed part (by its id): the context attributes its policies read (null: the
-   * whole context), so a call carries only what the part it is checked against reads
+   * per preparsed set (by its id: the whole set's version, or a part of a split set):
+   * what its policies read, so a call carries only that (see `PartReads`)
    */
-  partContextKeys?: Map<string, Set<string> | null>;
+  partReads?: Map<string, PartReads>;
+}
+
+/**
+ * What the policies of one preparsed set can read of a request. Cedar's cost grows with
+ * every entity, attribute and context attribute it is handed (about 10-40 us each in
+ * cedar-wasm 4, more than evaluating the policies), so a call carries only these. Every
+ * narrowing fails closed or is unobservable: a policy can reach an attribute only by
+ * `.name` or `has name` (Cedar has no other attribute access and no dynamic names), so
+ * an attribute whose name no policy mentions is never seen; a policy that reads a
+ * context attribute not passed errors, and an error denies.
+ */
+export interface PartReads {
+  /** the top-level context attributes read, or null when a policy uses `context` as a whole */
+  contextKeys: Set<string> | null;
+  /**
+   * the attribute names the policies access (`e.name`, `e has name`) on the principal (the
+   * agent) and on the resource (the tool), either directly or on an expression that may be
+   * either: the entity's other attributes are left out
+   */
+  agentAttrs: Set<string>;
+  toolAttrs: Set<string>;
+  /** whether the policies can reach the `Writ::Arguments` / `Writ::NumericArguments` entity (through the context, or by naming its type) */
+  args: boolean;
+  numArgs: boolean;
 }
 
 export type { CedarRequest } from './request.js';
@@ -168,6 +192,82 @@ export function contextAttributesRead(policies: cedarTypes.PolicyJson[]): Set<st
   };
   for (const p of policies) walk(p.conditions);
   return whole ? null : keys;
+}
+
+/**
+ * The attribute names the policies access (`e.name`, `e has name`, `e has a.b`): on
+ * `principal`, on `resource`, and on any other expression (`any`: a record, an entity
+ * literal, a conditional, which may be either entity). In Cedar these are the only ways
+ * to read an attribute, and the names are literal, so an attribute of the principal not
+ * in `principal` or `any` (of the resource: `resource` or `any`) cannot affect an answer.
+ * Accesses on `context` itself are its attributes (`contextAttributesRead`), not an entity's.
+ */
+export function attributesRead(policies: cedarTypes.PolicyJson[]): { principal: Set<string>; resource: Set<string>; any: Set<string> } {
+  const out = { principal: new Set<string>(), resource: new Set<string>(), any: new Set<string>() };
+  const walk = (e: unknown): void => {
+    if (typeof e !== 'object' || e === null) return;
+    if (Array.isArray(e)) return e.forEach(walk);
+    const o = e as Record<string, any>;
+    for (const op of ['.', 'has']) {
+      const access = o[op];
+      if (access && typeof access === 'object' && 'attr' in access) {
+        const v = access.left && typeof access.left === 'object' && Object.keys(access.left).length === 1 ? access.left.Var : undefined;
+        if (v === 'context') continue;
+        const into = v === 'principal' ? out.principal : v === 'resource' ? out.resource : out.any;
+        // `e has a.b` may come as a path: its first name is read on `e`, the rest on what that holds
+        const names: unknown[] = Array.isArray(access.attr) ? access.attr : [access.attr];
+        names.forEach((a, i) => {
+          if (typeof a === 'string') (i === 0 ? into : out.any).add(a);
+        });
+      }
+    }
+    for (const v of Object.values(o)) walk(v);
+  };
+  for (const p of policies) walk(p);
+  return out;
+}
+
+/** What the policies of one preparsed set read (see `PartReads`); `texts` are their Cedar texts. */
+export function partReadsOf(policies: cedarTypes.PolicyJson[], texts: string[]): PartReads {
+  const contextKeys = contextAttributesRead(policies);
+  const text = texts.join('\n');
+  const attrs = attributesRead(policies);
+  return {
+    contextKeys,
+    agentAttrs: new Set([...attrs.principal, ...attrs.any]),
+    toolAttrs: new Set([...attrs.resource, ...attrs.any]),
+    // through `context.args` when it is passed, or an entity literal naming the type (the
+    // identifier, wherever it appears: `Writ :: Arguments` may be spaced or commented)
+    args: contextKeys === null || contextKeys.has('args') || /(?<![A-Za-z0-9_])Arguments/.test(text),
+    numArgs: contextKeys === null || contextKeys.has('num_args') || /NumericArguments/.test(text),
+  };
+}
+
+/** The entities of a request as `buildCedarRequest` makes them. */
+type RequestEntity = { uid: { type: string; id: string }; attrs: Record<string, unknown>; parents: unknown[]; tags?: Record<string, unknown> };
+
+/** The entities a set's policies can observe, with only the attributes they name (see `PartReads`). */
+function sliceEntities(entities: unknown[], reads: PartReads): unknown[] {
+  const out: unknown[] = [];
+  for (const raw of entities) {
+    const e = raw as RequestEntity;
+    const type = e.uid.type;
+    if (type === 'Writ::Arguments' && !reads.args) continue;
+    if (type === 'Writ::NumericArguments' && !reads.numArgs) continue;
+    // the agent and the tool are the only entities passed with attributes (request.ts)
+    const keep = type === 'Writ::Agent' ? reads.agentAttrs : type === 'Writ::Tool' ? reads.toolAttrs : null;
+    let attrs: Record<string, unknown> | null = null;
+    if (keep) {
+      for (const k in e.attrs) {
+        if (keep.has(k)) continue;
+        attrs = {};
+        for (const j in e.attrs) if (keep.has(j)) attrs[j] = e.attrs[j];
+        break;
+      }
+    }
+    out.push(attrs === null ? e : { ...e, attrs });
+  }
+  return out;
 }
 
 /**
@@ -434,7 +534,8 @@ export class PolicyEngine {
     const checked = checkPolicyText(text, this.limits);
     const sets: [string, Record<string, string>][] = [[version, checked.parts]];
     let partitions: Map<string, string> | null = null;
-    const partContextKeys = new Map<string, Set<string> | null>();
+    const readsOf = (ids: string[]) => partReadsOf(ids.map((id) => checked.json[id]!), ids.map((id) => checked.parts[id]!));
+    const partReads = new Map<string, PartReads>([[version, readsOf(checked.ids)]]);
     const groups = partitionByTool(checked.json);
     if (groups) {
       partitions = new Map();
@@ -442,7 +543,7 @@ export class PolicyEngine {
         const setId = `${version}:${g}`; // g is `*`, `group:…` or `tool:…`
         sets.push([setId, Object.fromEntries(ids.map((id) => [id, checked.parts[id]!]))]);
         partitions.set(g, setId);
-        partContextKeys.set(setId, contextAttributesRead(ids.map((id) => checked.json[id]!)));
+        partReads.set(setId, readsOf(ids));
       }
     }
     for (const [id, parts] of sets) {
@@ -465,7 +566,7 @@ export class PolicyEngine {
       numericTagsRead: /\bnum_args\b/.test(text) ? numericTagsRead(Object.values(checked.json)) : false,
       stringTagsRead: /\bargs\b/.test(text) ? tagsRead(Object.values(checked.json), 'args') : false,
       partitions,
-      partContextKeys,
+      partReads,
     };
     this.preparsed.set(version, sets);
     this.loaded.set(version, set);
@@ -631,13 +732,22 @@ export class PolicyEngine {
    */
   static statefulCall(request: CedarRequest, set: LoadedPolicySet): cedarTypes.StatefulAuthorizationCall {
     const setId = set.partitions ? partitionFor(set.partitions, request.resource) : set.version;
-    const keys = set.partContextKeys?.has(setId) ? set.partContextKeys.get(setId)! : set.contextKeys;
+    const reads = set.partReads?.get(setId);
+    const keys = reads ? reads.contextKeys : set.contextKeys;
     let context = request.context;
     if (keys) {
       context = {};
       for (const k of keys) if (k in request.context) context[k] = request.context[k];
     }
-    return { ...PolicyEngine.fullCall(request, context), preparsedPolicySetId: setId, validateRequest: false };
+    return {
+      principal: request.principal,
+      action: { type: 'Writ::Action', id: 'call' },
+      resource: request.resource,
+      context: context as cedarTypes.Context,
+      entities: (reads ? sliceEntities(request.entities, reads) : request.entities) as cedarTypes.Entities,
+      preparsedPolicySetId: setId,
+      validateRequest: false,
+    };
   }
 
   /**
@@ -672,9 +782,14 @@ export class PolicyEngine {
    * answer, same fail-closed rules (an error or a trap inside Cedar denies). A worker
    * that fails, exits or does not answer in time throws 503 `policy_unavailable`: the
    * caller records nothing and allows nothing.
+   *
+   * `inline`: the caller has no other request in flight. Then, when no policy worker has
+   * a call queued either, the evaluation runs on this thread: the hop to a worker (a copy
+   * of the call each way and a thread wake-up) would only add CPU and latency while this
+   * thread waits. Under load the workers take it, so both cores decide.
    */
-  async evaluateAsync(request: CedarRequest, set: LoadedPolicySet = this.active()): Promise<Evaluation> {
-    if (!this.pool) return this.evaluate(request, set);
+  async evaluateAsync(request: CedarRequest, set: LoadedPolicySet = this.active(), options: { inline?: boolean } = {}): Promise<Evaluation> {
+    if (!this.pool || (options.inline && this.pool.idle())) return this.evaluate(request, set);
     let got: PoolAnswer;
     try {
       got = await this.pool.evaluate(PolicyEngine.statefulCall(request, set));
