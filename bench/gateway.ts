@@ -29,6 +29,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js';
+import { threadsCpuNs } from './lib/cpu.js';
 import { WritApiError, WritClient } from '@writ/sdk';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -37,6 +38,19 @@ const ECHO = join(ROOT, 'bench/lib/mcp-echo-server.ts');
 const PASS = join(ROOT, 'bench/lib/mcp-passthrough.ts');
 const EMBEDDED = join(ROOT, 'bench/lib/gateway-embedded.ts');
 const NODE = [process.execPath, '--import', 'tsx'];
+
+/**
+ * `BENCH_CPU_PROF_DIR=DIR`: Writ, the gateways and the pass-through proxies run with
+ * `--cpu-prof`, each writing its profiles to DIR/<role>/ as it exits (what each spends per
+ * call beyond forwarding; summarize with bench/lib/cpu-profile-top.ts). Node names them
+ * CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread, the
+ * others the module loader's (tsx) and Writ's policy workers. BENCH_CPU_PROF_INTERVAL_US sets
+ * the sampling interval (default 1000).
+ */
+function nodeFor(role: string): string[] {
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  return dir ? [...NODE, '--cpu-prof', `--cpu-prof-dir=${join(dir, role)}`, `--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL_US ?? 1000}`] : NODE;
+}
 
 export interface Latency {
   n: number;
@@ -63,8 +77,31 @@ export interface Section {
   gateway_added_vs_decision: number;
   /** what the in-process gateway adds / one in-process decision (target <= 1.2) */
   gateway_in_process_added_vs_decision: number;
+  /** CPU per call (us, every thread of each process, over the measured rounds): less skewed by other work on the machine than wall time */
+  cpu_us_per_call: CpuPerCall;
+  /** CPU the standalone gateway and Writ spend per call beyond the pass-through proxy / CPU of one HTTP decision (Writ's and its client's) */
+  gateway_added_cpu_vs_decision: number;
+  /** CPU the in-process gateway spends per call beyond the pass-through proxy / CPU of one in-process decision */
+  gateway_in_process_added_cpu_vs_decision: number;
   target: 1.2;
   met: boolean;
+}
+
+export interface CpuPerCall {
+  /** the pass-through proxy's process */
+  passthrough: number;
+  /** the standalone gateway's process */
+  gateway: number;
+  /** Writ's process during the standalone gateway's calls (its decisions and outcome reports) */
+  gateway_writ: number;
+  /** the in-process gateway's process (its decisions included) */
+  gateway_in_process: number;
+  /** Writ's process during the bench's own decisions */
+  decision_http_writ: number;
+  /** the bench's process during its own decisions: the client side of one, as the gateway pays it */
+  decision_http_client: number;
+  /** each in-process decision, timed in the embedded gateway (process CPU around writ.authz.authorize) */
+  decision_in_process: number;
 }
 
 export interface GatewayBenchReport {
@@ -92,21 +129,27 @@ function summarize(us: number[]): Latency {
  * Measures the variants in interleaved rounds (a slice of each in turn), so that a
  * load change on the machine falls on all of them alike.
  */
-async function measureInterleaved(variants: (() => Promise<void>)[], iterations: number, warmup: number, rounds = 10): Promise<Latency[]> {
+async function measureInterleaved(variants: (() => Promise<void>)[], iterations: number, warmup: number, rounds = 10, pids: (number | null)[] = []): Promise<{ latency: Latency[]; cpuUsPerCall: number[][] }> {
   const call = (v: () => Promise<void>) => v();
   for (const v of variants) for (let i = 0; i < warmup; i++) await call(v);
   const samples: number[][] = variants.map(() => []);
+  // cpuNs[k][j]: CPU of pids[j] during variant k's slices
+  const cpuNs: number[][] = variants.map(() => pids.map(() => 0));
+  const cpuNow = () => pids.map((pid) => (pid === null ? 0 : (threadsCpuNs(pid) ?? 0)));
   const per = Math.max(1, Math.ceil(iterations / rounds));
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < variants.length; k++) {
+      const before = cpuNow();
       for (let i = 0; i < per && samples[k]!.length < iterations; i++) {
         const t0 = process.hrtime.bigint();
         await call(variants[k]!);
         samples[k]!.push(Number(process.hrtime.bigint() - t0) / 1000);
       }
+      const after = cpuNow();
+      for (let j = 0; j < pids.length; j++) cpuNs[k]![j]! += after[j]! - before[j]!;
     }
   }
-  return samples.map(summarize);
+  return { latency: samples.map(summarize), cpuUsPerCall: cpuNs.map((row, k) => row.map((ns) => Math.round(ns / 1000 / Math.max(1, samples[k]!.length)))) };
 }
 
 interface Child {
@@ -167,17 +210,33 @@ async function api(base: string, method: string, path: string, token: string | n
   }
 }
 
-/** The embedded gateway's decision times (its --stats file, written as it exits): the last `n`, the measured rounds. */
-async function decisionsOf(file: string, n: number): Promise<Latency> {
+/** The embedded gateway's decision times (its --stats file, written as it exits): the last `n`, the measured rounds; and their mean CPU. */
+async function decisionsOf(file: string, n: number): Promise<{ latency: Latency; cpuUs: number }> {
   for (let i = 0; i < 100 && !existsSync(file); i++) await new Promise((ok) => setTimeout(ok, 50));
-  const all = JSON.parse(readFileSync(file, 'utf8')) as number[];
-  return summarize(all.slice(-n));
+  const all = JSON.parse(readFileSync(file, 'utf8')) as { wall_us: number[]; cpu_us: number[] };
+  const cpu = all.cpu_us.slice(-n);
+  return { latency: summarize(all.wall_us.slice(-n)), cpuUs: Math.round(cpu.reduce((a, b) => a + b, 0) / Math.max(1, cpu.length)) };
 }
 
-async function stdioClient(command: string[], env: Record<string, string> = {}): Promise<Client> {
+async function stdioClient(command: string[], env: Record<string, string> = {}): Promise<{ client: Client; pid: number | null }> {
   const c = new Client({ name: 'bench', version: '1' });
-  await c.connect(new StdioClientTransport({ command: command[0]!, args: command.slice(1), cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stderr: process.env.BENCH_STDERR ? 'inherit' : 'ignore' }));
-  return c;
+  const t = new StdioClientTransport({ command: command[0]!, args: command.slice(1), cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stderr: process.env.BENCH_STDERR ? 'inherit' : 'ignore' });
+  await c.connect(t);
+  return { client: c, pid: t.pid };
+}
+
+/** Per variant (direct, pass-through, gateway, in-process gateway, decision), per process (pass-through, gateway, in-process gateway, Writ, bench). */
+function cpuPerCall(perVariant: number[][], decisionInProcessUs: number): CpuPerCall {
+  const at = (variant: number, proc: number) => perVariant[variant]![proc]!;
+  return {
+    passthrough: at(1, 0),
+    gateway: at(2, 1),
+    gateway_writ: at(2, 3),
+    gateway_in_process: at(3, 2),
+    decision_http_writ: at(4, 3),
+    decision_http_client: at(4, 4),
+    decision_in_process: decisionInProcessUs,
+  };
 }
 
 async function httpClient(url: string, token?: string): Promise<Client> {
@@ -196,7 +255,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
   try {
     // Writ, as a separate process
     const admin = `wop_bench_${randomBytes(32).toString('hex')}`;
-    const writ = start([...NODE, CLI, 'serve', '--port', '0', '--data-dir', join(dir, 'writ')], { WRIT_BOOTSTRAP_TOKEN: admin });
+    const writ = start([...nodeFor('writ'), CLI, 'serve', '--port', '0', '--data-dir', join(dir, 'writ')], { WRIT_BOOTSTRAP_TOKEN: admin });
     stops.push(writ.stop);
     const url = (await writ.line(/listening on (http:\/\/\S+)/))[1]!;
     const agentId = 'spiffe://bench.test/agent/gateway';
@@ -237,15 +296,15 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
 
     // --- stdio: client -(stdio)-> [proxy -(stdio)->] upstream
     const echoCmd = [...NODE, ECHO];
-    const stdioDirect = await stdioClient(echoCmd);
+    const { client: stdioDirect } = await stdioClient(echoCmd);
     clients.push(stdioDirect);
-    const stdioPass = await stdioClient([...NODE, PASS, '--upstream-cmd', JSON.stringify(echoCmd)]);
+    const { client: stdioPass, pid: stdioPassPid } = await stdioClient([...nodeFor('stdio-passthrough'), PASS, '--upstream-cmd', JSON.stringify(echoCmd)]);
     clients.push(stdioPass);
     const stdioCfg = gwConfig({ transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', ECHO], cwd: ROOT, destination: 'stdio:local' });
-    const stdioGw = await stdioClient([...NODE, CLI, 'gateway', 'mcp', '--stdio', '--config', stdioCfg], { ...gwEnv, WRIT_TASK_TOKEN: token });
+    const { client: stdioGw, pid: stdioGwPid } = await stdioClient([...nodeFor('stdio-gateway'), CLI, 'gateway', 'mcp', '--stdio', '--config', stdioCfg], { ...gwEnv, WRIT_TASK_TOKEN: token });
     clients.push(stdioGw);
     const stdioStats = join(dir, 'stdio-decisions.json');
-    const stdioEmb = await stdioClient([...NODE, EMBEDDED, '--data-dir', mkdtempSync(join(dir, 'emb-')), '--pins', pinsFile, '--upstream-cmd', JSON.stringify(echoCmd), '--stats', stdioStats]);
+    const { client: stdioEmb, pid: stdioEmbPid } = await stdioClient([...nodeFor('stdio-gateway-in-process'), EMBEDDED, '--data-dir', mkdtempSync(join(dir, 'emb-')), '--pins', pinsFile, '--upstream-cmd', JSON.stringify(echoCmd), '--stats', stdioStats]);
     clients.push(stdioEmb);
     // what the standalone gateway waits for on every call: one decision over HTTP, on a
     // kept-alive connection as its authorizer holds one
@@ -256,26 +315,39 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
       const r = await writClient.send({ method: 'POST', path: '/v1/authorize', token, json: { tool: 'bench.echo', arguments: { text: 'benchmark payload', n: n++ }, audience: 'mcp:bench', destination: 'stdio:local' } });
       if (r.status !== 200 || (r.body as any)?.decision !== 'allow') throw new Error(JSON.stringify(r.body));
     };
-    const [sd, sp, sg, se, sa] = await measureInterleaved(
+    // CPU of: the pass-through proxy, the gateway, the in-process gateway, Writ, this process
+    const stdioRun = await measureInterleaved(
       [toolCall(stdioDirect, 'echo'), toolCall(stdioPass, 'echo'), toolCall(stdioGw, 'bench.echo'), toolCall(stdioEmb, 'bench.echo'), authorizeOnce],
       iterations,
       warmup,
+      10,
+      [stdioPassPid, stdioGwPid, stdioEmbPid, writ.proc.pid ?? null, process.pid],
     );
+    const [sd, sp, sg, se, sa] = stdioRun.latency;
     for (const c of clients.splice(0)) await c.close().catch(() => undefined);
-    const stdio = { direct: sd!, passthrough: sp!, gateway: sg!, gateway_in_process: se!, decision_http: sa!, decision_in_process: await decisionsOf(stdioStats, iterations) };
+    const stdioDecisions = await decisionsOf(stdioStats, iterations);
+    const stdio = {
+      direct: sd!,
+      passthrough: sp!,
+      gateway: sg!,
+      gateway_in_process: se!,
+      decision_http: sa!,
+      decision_in_process: stdioDecisions.latency,
+      cpu_us_per_call: cpuPerCall(stdioRun.cpuUsPerCall, stdioDecisions.cpuUs),
+    };
 
     // --- streamable HTTP: client -(http)-> [proxy -(http)->] upstream
     const upstream = start([...NODE, ECHO, '--http']);
     stops.push(upstream.stop);
     const upstreamUrl = (await upstream.line(/"listening":"([^"]+)"/))[1]!;
-    const pass = start([...NODE, PASS, '--upstream-url', upstreamUrl, '--http']);
+    const pass = start([...nodeFor('http-passthrough'), PASS, '--upstream-url', upstreamUrl, '--http']);
     stops.push(pass.stop);
     const passUrl = (await pass.line(/"listening":"([^"]+)"/))[1]!;
-    const gw = start([...NODE, CLI, 'gateway', 'mcp', '--config', gwConfig({ transport: 'http', url: upstreamUrl })], gwEnv);
+    const gw = start([...nodeFor('http-gateway'), CLI, 'gateway', 'mcp', '--config', gwConfig({ transport: 'http', url: upstreamUrl })], gwEnv);
     stops.push(gw.stop);
     const gwUrl = (await gw.line(/"event":"listening","url":"([^"]+)"/))[1]!;
     const httpStats = join(dir, 'http-decisions.json');
-    const emb = start([...NODE, EMBEDDED, '--data-dir', mkdtempSync(join(dir, 'emb-')), '--pins', pinsFile, '--upstream-url', upstreamUrl, '--http', '--stats', httpStats]);
+    const emb = start([...nodeFor('http-gateway-in-process'), EMBEDDED, '--data-dir', mkdtempSync(join(dir, 'emb-')), '--pins', pinsFile, '--upstream-url', upstreamUrl, '--http', '--stats', httpStats]);
     stops.push(emb.stop);
     const embLine = await emb.line(/\{"listening":"([^"]+)","token":"([^"]+)"\}/);
     const httpEmb = await httpClient(embLine[1]!, embLine[2]!);
@@ -284,24 +356,39 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
     const httpPass = await httpClient(passUrl);
     const httpGw = await httpClient(gwUrl, token);
     clients.push(httpDirect, httpPass, httpGw);
-    const [hd, hp, hg, he, ha] = await measureInterleaved(
+    const httpRun = await measureInterleaved(
       [toolCall(httpDirect, 'echo'), toolCall(httpPass, 'echo'), toolCall(httpGw, 'bench.echo'), toolCall(httpEmb, 'bench.echo'), authorizeOnce],
       iterations,
       warmup,
+      10,
+      [pass.proc.pid ?? null, gw.proc.pid ?? null, emb.proc.pid ?? null, writ.proc.pid ?? null, process.pid],
     );
+    const [hd, hp, hg, he, ha] = httpRun.latency;
     for (const c of clients.splice(0)) await c.close().catch(() => undefined);
     await emb.stop();
-    const http = { direct: hd!, passthrough: hp!, gateway: hg!, gateway_in_process: he!, decision_http: ha!, decision_in_process: await decisionsOf(httpStats, iterations) };
+    const httpDecisions = await decisionsOf(httpStats, iterations);
+    const http = {
+      direct: hd!,
+      passthrough: hp!,
+      gateway: hg!,
+      gateway_in_process: he!,
+      decision_http: ha!,
+      decision_in_process: httpDecisions.latency,
+      cpu_us_per_call: cpuPerCall(httpRun.cpuUsPerCall, httpDecisions.cpuUs),
+    };
     const writAuthorize = ha!;
 
     const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
-    const section = (x: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_in_process: Latency; decision_http: Latency; decision_in_process: Latency }): Section => {
+    const section = (x: { direct: Latency; passthrough: Latency; gateway: Latency; gateway_in_process: Latency; decision_http: Latency; decision_in_process: Latency; cpu_us_per_call: CpuPerCall }): Section => {
       const added = x.gateway.p50_us - x.passthrough.p50_us;
       const addedIp = x.gateway_in_process.p50_us - x.passthrough.p50_us;
       const r = ratio(added, x.decision_http.p50_us);
       const rIp = ratio(addedIp, x.decision_in_process.p50_us);
+      const c = x.cpu_us_per_call;
       return {
         ...x,
+        gateway_added_cpu_vs_decision: ratio(c.gateway + c.gateway_writ - c.passthrough, c.decision_http_writ + c.decision_http_client),
+        gateway_in_process_added_cpu_vs_decision: ratio(c.gateway_in_process - c.passthrough, c.decision_in_process),
         gateway_vs_passthrough_p50: ratio(x.gateway.p50_us, x.passthrough.p50_us),
         gateway_in_process_vs_passthrough_p50: ratio(x.gateway_in_process.p50_us, x.passthrough.p50_us),
         gateway_added_us: added,
