@@ -129,9 +129,16 @@ function errorOf(status: number, body: any, what: string): AuthorizerError {
  * the token, and a forged `cnf` fails its signature there.
  */
 export function boundKeyOf(token: string): string | undefined {
+  // the same token comes with every call of a task (and again with its outcome): decode it once
+  if (token === lastPeeked.token) return lastPeeked.jkt;
   const jkt = peekClaims(token)?.cnf?.jkt;
-  return typeof jkt === 'string' ? jkt : undefined;
+  const out = typeof jkt === 'string' ? jkt : undefined;
+  lastPeeked = { token, jkt: out };
+  return out;
 }
+
+/** the last token `boundKeyOf` decoded, and what it found (a pure function of the token) */
+let lastPeeked: { token: string | null; jkt: string | undefined } = { token: null, jkt: undefined };
 
 /** A bound token whose key the gateway holds no proof for: the request is refused (401). */
 function keyNotHeld(): AuthorizerError {

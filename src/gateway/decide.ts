@@ -45,17 +45,21 @@ export class Decider {
 
   /** `trace`: the W3C trace context the decision request carries to Writ */
   async decide(taskToken: string, action: ActionRequest, trace?: TraceCarrier): Promise<Verdict> {
-    const key = this.key(taskToken, action);
-    const known = this.pending.get(key);
+    // the action's key (a canonical serialization and a hash of its arguments) is needed
+    // only to find an approval waited for, or to remember a new one: with none pending,
+    // an allowed or denied call never computes it
+    let key = this.pending.size > 0 ? this.key(taskToken, action) : null;
+    const known = key === null ? undefined : this.pending.get(key);
     if (known && known.until > this.now()) {
-      const v = await this.follow(taskToken, key, known, this.opts.waitSeconds);
+      const v = await this.follow(taskToken, key!, known, this.opts.waitSeconds);
       if (v) return v;
     } else if (known) {
-      this.pending.delete(key);
+      this.pending.delete(key!);
     }
     const d = await this.authorizer.authorize(taskToken, action, trace);
     if (d.decision === 'allow') return { kind: 'allow', decisionId: d.decision_id, actionToken: d.action_token };
     if (d.decision === 'deny') return { kind: 'deny', decisionId: d.decision_id, reasons: d.reasons };
+    key ??= this.key(taskToken, action);
     const p: Pending = { approvalId: d.approval_id, decisionId: d.decision_id, until: this.now() + Math.max(1, d.expires_in) * 1000 };
     if (this.pending.size >= MAX_PENDING) this.sweep();
     this.pending.set(key, p);

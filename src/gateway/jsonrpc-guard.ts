@@ -1,5 +1,4 @@
-import { StringDecoder } from 'node:string_decoder';
-import { Transform, type TransformCallback } from 'node:stream';
+import { deserializeMessage, STDIO_DEFAULT_MAX_BUFFER_SIZE } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 
@@ -108,31 +107,51 @@ export function guardRequestIds(transport: Transport): OpenRequests {
   return open;
 }
 
+/** the SDK's stdio read buffer limit: a line longer than this closes the connection, as the SDK's own buffer does */
+const MAX_LINE_BYTES = STDIO_DEFAULT_MAX_BUFFER_SIZE;
+
+/** Whether the first character of `line` that is not JSON whitespace (RFC 8259 §2) is `[`: a batch. */
+function isBatchLine(line: string): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
+    return c === 0x5b;
+  }
+  return false;
+}
+
 /**
- * A line filter for a stdio server's input (MCP stdio transport: one JSON-RPC message
- * per line): a line holding a batch (a JSON array) is answered on `reply` with
- * `-32600` and dropped; every other line passes unchanged.
+ * A drop-in for the SDK's stdio `ReadBuffer` of a stdio server (MCP stdio transport: one
+ * JSON-RPC message per line): a line holding a batch (a JSON array) is answered on
+ * `reply` with `-32600` and dropped; every other line is read as the SDK reads it. It
+ * sits inside the transport, so the input is not piped through another stream first.
  */
-export function refuseBatchLines(reply: (line: string) => void): Transform {
-  let rest = '';
-  const decoder = new StringDecoder('utf8');
-  const pass = (line: string, push: (s: string) => void) => {
-    if (line.trimStart().startsWith('[')) reply(`${JSON.stringify(errorResponse(null, INVALID_REQUEST, BATCH_REFUSED))}\n`);
-    else push(`${line}\n`);
-  };
-  return new Transform({
-    transform(chunk: Buffer, _enc, done: TransformCallback) {
-      const text = rest + decoder.write(chunk);
-      const lines = text.split('\n');
-      rest = lines.pop() ?? '';
-      for (const line of lines) pass(line, (s) => this.push(s));
-      done();
-    },
-    flush(done: TransformCallback) {
-      rest += decoder.end();
-      if (rest) pass(rest, (s) => this.push(s));
-      rest = '';
-      done();
-    },
-  });
+export class BatchRefusingReadBuffer {
+  private buffer: Buffer | undefined;
+
+  constructor(private readonly reply: (line: string) => void) {}
+
+  append(chunk: Buffer): void {
+    if ((this.buffer?.length ?? 0) + chunk.length > MAX_LINE_BYTES) {
+      this.clear();
+      throw new Error(`ReadBuffer exceeded maximum size of ${MAX_LINE_BYTES} bytes`);
+    }
+    this.buffer = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
+  }
+
+  readMessage(): JSONRPCMessage | null {
+    for (;;) {
+      if (!this.buffer) return null;
+      const index = this.buffer.indexOf(10);
+      if (index === -1) return null;
+      const line = this.buffer.toString('utf8', 0, index).replace(/\r$/, '');
+      this.buffer = this.buffer.subarray(index + 1);
+      if (!isBatchLine(line)) return deserializeMessage(line);
+      this.reply(`${JSON.stringify(errorResponse(null, INVALID_REQUEST, BATCH_REFUSED))}\n`);
+    }
+  }
+
+  clear(): void {
+    this.buffer = undefined;
+  }
 }

@@ -359,10 +359,15 @@ export class McpGateway {
     return { ...out, _meta: { ...(out._meta ?? {}), [META_DECISION]: { decision: 'allow', decision_id: verdict.decisionId } } };
   }
 
-  /** Reports an outcome off the call's path; `close` waits for the ones in flight. */
+  /**
+   * Reports an outcome off the call's path; `close` waits for the ones in flight. The
+   * report starts on the next turn of the event loop (setImmediate), after the call's
+   * answer has been written: started here, its request to Writ (building it, the socket
+   * write; in-process, the token check and the decision read) ran before the answer went out.
+   */
   private outcome(token: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): void {
-    const p = this.authorizer
-      .reportOutcome(token, decisionId, status, detail)
+    const p = new Promise<void>((ok) => setImmediate(ok))
+      .then(() => this.authorizer.reportOutcome(token, decisionId, status, detail))
       .catch((err) => this.log('outcome_failed', { decision_id: decisionId, error: err instanceof AuthorizerError ? err.code : 'error' }))
       .finally(() => this.outcomes.delete(p));
     this.outcomes.add(p);

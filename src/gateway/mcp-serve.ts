@@ -11,13 +11,13 @@ import { AuthorizerError } from './authorizer.js';
 import { dpopChallenge, DpopEdge } from './dpop-edge.js';
 import {
   BATCH_REFUSED,
+  BatchRefusingReadBuffer,
   duplicateIdMessage,
   errorResponse,
   guardRequestIds,
   INVALID_REQUEST,
   OpenRequests,
   PARSE_ERROR,
-  refuseBatchLines,
   requestIdOf,
 } from './jsonrpc-guard.js';
 import type { McpGateway } from './mcp-gateway.js';
@@ -417,9 +417,9 @@ export function taskTokenSource(opts: { file?: string; envName: string; env: Env
 
 /** Serves the gateway on this process's stdin/stdout, for one agent whose task token is configured. */
 export async function serveMcpStdio(gw: McpGateway, token: () => string | undefined): Promise<{ closed: Promise<void> }> {
-  // batches are answered here and never reach the server; reused ids by guardRequestIds
-  const input = process.stdin.pipe(refuseBatchLines((line) => process.stdout.write(line)));
-  const transport = new StdioServerTransport(input as unknown as typeof process.stdin, process.stdout);
+  const transport = new StdioServerTransport(process.stdin, process.stdout);
+  // batches are answered by the read buffer and never reach the server; reused ids by guardRequestIds
+  (transport as unknown as { _readBuffer: BatchRefusingReadBuffer })._readBuffer = new BatchRefusingReadBuffer((line) => process.stdout.write(line));
   const server = gw.createServer(() => token());
   let done!: () => void;
   const closed = new Promise<void>((ok) => (done = ok));

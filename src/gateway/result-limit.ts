@@ -147,14 +147,21 @@ export function limitedFetch(maxBytes: number, onDropped?: (info: { id: string |
   return async (input, init) => {
     const res = await base(input, init);
     if ((init?.method ?? 'GET').toUpperCase() !== 'POST' || !res.body || res.status === 204 || res.status === 205 || res.status === 304) return res;
-    let id: string | number | null = null;
-    try {
-      const sent = JSON.parse(typeof init?.body === 'string' ? init.body : '') as { id?: unknown };
-      if (typeof sent.id === 'number' || typeof sent.id === 'string') id = sent.id;
-    } catch {
-      // not one JSON-RPC request: no answer to replace
-    }
-    const declared = Number(res.headers.get('content-length'));
+    const length = res.headers.get('content-length');
+    const declared = Number(length);
+    // An answer whose length is declared within the limit, not chunked and not compressed,
+    // passes as it is (no second copy of the body): HTTP/1.1 delimits such a body by its
+    // Content-Length (RFC 9112 §6.3), so the client reads no more than that. A chunked
+    // one is delimited by its chunks (Transfer-Encoding overrides Content-Length, same
+    // section) and a compressed one could inflate past it: those are counted as they come.
+    const encoding = res.headers.get('content-encoding');
+    const passes =
+      length !== null &&
+      /^\d+$/.test(length) &&
+      declared <= maxBytes &&
+      res.headers.get('transfer-encoding') === null &&
+      (encoding === null || encoding.trim().toLowerCase() === 'identity');
+    if (passes) return res;
     const reader = res.body.getReader();
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -168,6 +175,14 @@ export function limitedFetch(maxBytes: number, onDropped?: (info: { id: string |
     }
     if (over) {
       await reader.cancel().catch(() => undefined);
+      // the request this answers, read only now: one JSON-RPC request per POST
+      let id: string | number | null = null;
+      try {
+        const sent = JSON.parse(typeof init?.body === 'string' ? init.body : '') as { id?: unknown };
+        if (typeof sent.id === 'number' || typeof sent.id === 'string') id = sent.id;
+      } catch {
+        // not one JSON-RPC request: no answer to replace
+      }
       onDropped?.({ id, bytes: Math.max(size, declared || 0) });
       if (id === null) throw new Error(`the answer is larger than ${maxBytes} bytes`);
       const body = JSON.stringify(tooLargeResponse(id, maxBytes, Math.max(size, declared || 0)));
