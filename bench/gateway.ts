@@ -3,9 +3,9 @@
  *   direct       the client talks to the upstream MCP server
  *   passthrough  through a plain pass-through MCP proxy (bench/lib/mcp-passthrough.ts)
  *   gateway      through `writ gateway mcp`, which asks Writ (`writ serve`, SQLite,
- *                synchronous=FULL) over HTTP for every call and reports each outcome
+ *                each write answered after its WAL fsync) over HTTP for every call and reports each outcome
  *   gateway_in_process  the same gateway with Writ in its own process (InProcessAuthorizer,
- *                its own SQLite store, synchronous=FULL): no hop to decide
+ *                its own SQLite store, durable writes): no hop to decide
  * for stdio (every hop stdio) and streamable HTTP (every hop HTTP on loopback). Every
  * party is its own process. Target (issue 12, item 6): the gateway adds at most 1.2x one
  * decision's cost over the pass-through proxy, (gateway p50 - passthrough p50) / decision
@@ -410,7 +410,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
       load_average: [loadAtStart, Math.round(loadavg()[0]! * 100) / 100],
       notes: [
         'sequential calls (concurrency 1), the three variants interleaved in rounds; every party is its own process on loopback',
-        'gateway: one POST /v1/authorize per call (durable SQLite commit, synchronous=FULL) before forwarding; outcome reported off the call path (written with the next decision)',
+        'gateway: one POST /v1/authorize per call (durable SQLite commit: answered after its WAL fsync) before forwarding; outcome reported off the call path (written with the next decision)',
         'target: (gateway p50 - passthrough p50) / decision p50 <= 1.2: the HTTP decision for the standalone gateway, the in-process decision (timed in the embedded gateway) for the in-process one',
       ],
     };

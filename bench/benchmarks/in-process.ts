@@ -12,7 +12,7 @@ import { ratio, round, timeConcurrent, timeSequential } from '../lib/stats.js';
 import { atMost, type BenchOutput, type RunOptions } from '../lib/types.js';
 
 /**
- * `writ.authorize(ctx, action)` on a real store (SQLite: WAL, synchronous=FULL, group
+ * `writ.authorize(ctx, action)` on a real store (SQLite: WAL, synchronous=NORMAL, answered after the WAL fsync, group
  * commit through DecisionCommitter), the 20-policy set loaded with putPolicy. The
  * sequential figure is the per-call latency the targets are about; the concurrent
  * one shows what group commit does for throughput.
@@ -28,7 +28,7 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
     authenticate_iterations: opts.smoke ? 40 : q ? 200 : 1000,
     commit_iterations: opts.smoke ? 30 : q ? 100 : 500,
     warmup: opts.smoke ? 20 : q ? 100 : 500,
-    durability: backend === 'sqlite' ? 'WAL, synchronous=FULL, group commit' : 'synchronous_commit on, group commit',
+    durability: backend === 'sqlite' ? 'WAL, synchronous=NORMAL + a group flush (fdatasync of the WAL) before each answer, group commit' : 'synchronous_commit on, group commit',
   };
   const data = freshData(backend, opts.dataRoot);
   const ip = await startInProcess(data.spec, POLICIES_20);

@@ -6,12 +6,13 @@ import { timeSequential, type LatencySummary } from './stats.js';
  * of issue 12: a single-row INSERT and its COMMIT into a table of its own, in the same
  * run. PostgreSQL: BEGIN, INSERT, COMMIT on one pooled connection (and the INSERT in
  * autocommit, one round trip, beside it); SQLite: one INSERT in a transaction on the
- * store's database (WAL, synchronous as the store sets it).
+ * store's database (WAL, synchronous as the store sets it: NORMAL), then the store's flush
+ * of the WAL (one fsync, src/store/sqlite/wal-flush.ts), without which it is not durable.
  */
 export async function bareCommit(store: Store, n: number): Promise<{ insert_commit_us: LatencySummary; autocommit_insert_us?: LatencySummary }> {
   // the stores' plumbing (src/store/{postgres,sqlite}/db.ts): the pg pool, the better-sqlite3 handle
-  const plumbing = (store as unknown as { db?: { pool?: { connect: () => Promise<any> }; raw?: any } }).db;
-  const s = { pool: plumbing?.pool, db: plumbing?.raw };
+  const plumbing = (store as unknown as { db?: { pool?: { connect: () => Promise<any> }; raw?: any; flush?: () => Promise<void> } }).db;
+  const s = { pool: plumbing?.pool, db: plumbing?.raw, flush: plumbing?.flush?.bind(plumbing) };
   if (s.pool) {
     const c = await s.pool.connect();
     try {
@@ -37,6 +38,7 @@ export async function bareCommit(store: Store, n: number): Promise<{ insert_comm
     let k = 0;
     const tx = await timeSequential(n, async () => {
       one(++k);
+      await s.flush?.();
     });
     return { insert_commit_us: tx.samples.summary() };
   }

@@ -1,7 +1,7 @@
 /**
  * The gateway with Writ in the same process (the `InProcessAuthorizer`): what the gateway
  * costs when it does not cross a process boundary to decide. For the gateway benchmark
- * only: it creates its own Writ on a fresh SQLite store (synchronous=FULL, like `writ
+ * only: it creates its own Writ on a fresh SQLite store (durable writes, like `writ
  * serve`), an agent and a task, and serves one upstream.
  *
  *   node --import tsx bench/lib/gateway-embedded.ts --data-dir DIR --pins FILE --upstream-cmd JSON|--upstream-url URL [--http]

@@ -167,8 +167,9 @@ export class Api {
 export const BOOT_TOKEN = 'wop_fBmvvbniuj-cmvhqlEUjWrSmfMVSX5QOomlGcEa_Dbs';
 
 /** A running instance with an admin, one registered agent and helpers to get tokens. */
-export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock; config?: Partial<WritConfig>; http?: HttpServerOptions } = {}) {
-  const opened = await openTestStore(backend, opts.clock);
+export async function setup(backend: Backend = 'sqlite', opts: { clock?: ManualClock; config?: Partial<WritConfig>; http?: HttpServerOptions; opened?: OpenedStore } = {}) {
+  // `opened`: a store made by the test (its cleanup is then the fixture's)
+  const opened = opts.opened ?? (await openTestStore(backend, opts.clock));
   const inst = await startInstance(opened.store, { clock: opts.clock, config: opts.config, ...(opts.http ? { http: opts.http } : {}) });
   await inst.writ.identity.bootstrapAdmin(BOOT_TOKEN);
   const admin = new Api(inst.url, BOOT_TOKEN);

@@ -9,7 +9,7 @@ import { appendInTx } from './audit.js';
 import { endInTx } from './tasks.js';
 
 export async function createAgent(db: SqliteDb, agent: AgentRecord, audit: AuditInput): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     const exists = db.stmt('SELECT 1 FROM agents WHERE id = ?').get(agent.id);
     if (exists) throw new ConflictError(`agent \`${agent.id}\` already exists`, 'agent_exists');
     db.stmt('INSERT INTO agents (id, name, jwks, labels, status, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)').run(

@@ -12,7 +12,7 @@ export async function auditTreeSize(db: SqliteDb): Promise<number> {
 
 export async function putAuditTreeNodes(db: SqliteDb, nodes: AuditTreeNode[]): Promise<void> {
   if (nodes.length === 0) return;
-  db.write(() => {
+  await db.write(() => {
     const insert = db.stmt('INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?) ON CONFLICT (level, idx) DO NOTHING');
     for (const n of nodes) insert.run(n.level, n.index, n.hash);
   });
@@ -31,7 +31,7 @@ export async function getAuditTreeNodes(db: SqliteDb, keys: Array<{ level: numbe
 }
 
 export async function putAuditCheckpoint(db: SqliteDb, c: AuditCheckpointRecord): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     db.stmt('INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING').run(c.size, c.note, c.createdAt);
   });
 }

@@ -3,6 +3,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { ConflictError, UnavailableError, WritError } from '../../core/errors.js';
+import { WalFlusher, type SyncFile } from './wal-flush.js';
 
 export type Row = Record<string, unknown>;
 
@@ -12,26 +13,47 @@ export interface SqliteDbOptions {
   clock?: Clock;
   /** busy timeout for cross-process locking */
   busyTimeoutMs?: number;
+  /** the fsync of the WAL file (default fs.fdatasync); tests inject faults and gates here */
+  syncFile?: SyncFile;
 }
 
 /**
  * The plumbing every aggregate file of the SQLite store (agents.ts, tasks.ts, …) works
  * through: the connection, cached prepared statements, and IMMEDIATE write transactions
- * that map driver faults to the error model.
+ * that map driver faults to the error model and resolve once they are durable.
+ *
+ * Durability: in WAL mode the connection runs `synchronous = NORMAL`, so a COMMIT writes
+ * its WAL frames without fsync and releases the write lock at once; `write` then waits for
+ * an fsync of the WAL on the libuv threadpool, shared by every commit made meanwhile (a
+ * group flush, wal-flush.ts). No write resolves before the fsync that covers it has
+ * completed, as with `synchronous = FULL`, but the fsync no longer blocks the event loop
+ * or holds the write lock (another process's commits go on meanwhile). A database that
+ * is not in WAL mode (`:memory:`, or a file system without shared memory) keeps `FULL`
+ * (a file's COMMIT fsyncs before it returns) and needs no flush.
  */
 export class SqliteDb {
   readonly raw: Database.Database;
   readonly clock: Clock;
   private readonly stmts = new Map<string, Database.Statement>();
   private runInTx: Database.Transaction<(f: () => unknown) => unknown> | undefined;
+  /** null when each COMMIT is durable by itself (see the class) */
+  private readonly flusher: WalFlusher | null = null;
 
   constructor(options: SqliteDbOptions) {
     this.clock = options.clock ?? systemClock;
     if (options.path !== ':memory:') prepareDatabaseFile(options.path);
     this.raw = new Database(options.path);
     this.raw.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    this.raw.pragma('journal_mode = WAL');
-    this.raw.pragma('synchronous = FULL');
+    const mode = this.raw.pragma('journal_mode = WAL', { simple: true });
+    if (mode === 'wal') {
+      this.raw.pragma('synchronous = NORMAL');
+      // SQLite's own name of the file (absolute, symbolic links resolved): the WAL is beside it
+      const main = (this.raw.pragma('database_list') as { name: string; file: string }[]).find((d) => d.name === 'main');
+      if (!main?.file) throw new UnavailableError('the store has no database file');
+      this.flusher = new WalFlusher(`${main.file}-wal`, options.syncFile);
+    } else {
+      this.raw.pragma('synchronous = FULL');
+    }
     this.raw.pragma('foreign_keys = ON');
   }
 
@@ -45,11 +67,43 @@ export class SqliteDb {
     return s;
   }
 
-  /** Runs `fn` in an IMMEDIATE transaction; maps driver faults to typed errors. */
-  write<T>(fn: () => T): T {
+  /**
+   * Runs `fn` in an IMMEDIATE transaction and resolves once it is durable (its WAL frames
+   * fsync'd); maps driver faults to typed errors. A rejection after the COMMIT (the flush
+   * failed) leaves the transaction committed: the caller answers 503 and never retries it.
+   * Refused before anything runs once durability is known to be lost.
+   */
+  async write<T>(fn: () => T): Promise<T> {
+    this.flusher?.check();
+    const result = this.transact(fn);
+    if (this.flusher) await this.flusher.flush();
+    return result;
+  }
+
+  /**
+   * Runs `fn` in an IMMEDIATE transaction, or in a savepoint when called inside one, with
+   * no flush: for a part of a write that may fail alone (the outer `write` flushes).
+   */
+  transact<T>(fn: () => T): T {
     // one transaction wrapper, built once: better-sqlite3's wrapper costs ~8 us to make
     this.runInTx ??= this.raw.transaction((f: () => unknown) => f());
     return this.guard(() => this.runInTx!.immediate(fn) as T);
+  }
+
+  /** Resolves once every commit made so far is durable (for writes made outside `write`). */
+  async flush(): Promise<void> {
+    if (this.flusher) await this.flusher.flush();
+  }
+
+  /** Throws when the store can no longer be written durably (readiness: see WalFlusher). */
+  checkDurable(): void {
+    this.flusher?.check();
+  }
+
+  /** Waits for the flushes in flight, then closes the connection. */
+  async close(): Promise<void> {
+    await this.flusher?.close();
+    if (this.raw.open) this.raw.close();
   }
 
   /** Runs `fn`, mapping driver faults to typed errors. */

@@ -8,7 +8,7 @@ import { SqliteDb, type Row } from './db.js';
 import { appendInTx } from './audit.js';
 
 export async function createIssuer(db: SqliteDb, issuer: IssuerRecord, audit: AuditInput): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     if (issuer.status === 'active' && db.stmt(`SELECT 1 FROM trusted_issuers WHERE issuer = ? AND status = 'active'`).get(issuer.issuer)) {
       throw new ConflictError(`issuer \`${issuer.issuer}\` is registered already`, 'issuer_exists');
     }

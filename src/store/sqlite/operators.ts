@@ -13,7 +13,7 @@ export function insertOperator(db: SqliteDb, op: OperatorRecord): void {
 }
 
 export async function createOperator(db: SqliteDb, op: OperatorRecord, audit: AuditInput): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     insertOperator(db, op);
     appendInTx(db, [audit]);
   });

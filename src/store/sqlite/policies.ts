@@ -7,7 +7,7 @@ import { SqliteDb, type Row } from './db.js';
 import { appendInTx } from './audit.js';
 
 export async function putPolicy(db: SqliteDb, policy: PolicyRecord, audit: AuditInput, options: { ifActive?: string; promote?: string } = {}): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     if (options.ifActive !== undefined) {
       const row = db.stmt('SELECT version FROM policy_active WHERE id = 1').get() as { version: string } | undefined;
       if (row?.version !== options.ifActive) throw policyMoved(options.ifActive, row?.version ?? null);

@@ -13,7 +13,7 @@ export function shadowMatches(db: SqliteDb, ifShadow: string | undefined): void 
 }
 
 export async function putShadowPolicy(db: SqliteDb, policy: PolicyRecord, audit: AuditInput, options: { ifShadow?: string } = {}): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     shadowMatches(db, options.ifShadow);
     db.stmt('INSERT INTO policies (version, text, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING').run(
       policy.version, policy.text, policy.createdAt, policy.createdBy,
@@ -43,7 +43,7 @@ export async function dropShadowPolicy(db: SqliteDb, audit: AuditInput, options:
 
 export async function recordShadowDecisions(db: SqliteDb, rows: ShadowDecisionRecord[]): Promise<void> {
   if (rows.length === 0) return;
-  db.write(() => {
+  await db.write(() => {
     const ins = db.stmt('INSERT INTO shadow_decisions (decision_id, candidate_version, decision, reasons, policies, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING');
     for (const r of rows) ins.run(...shadowDecisionParams(r));
   });

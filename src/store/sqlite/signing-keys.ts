@@ -11,7 +11,7 @@ export async function listSigningKeys(db: SqliteDb): Promise<SigningKeyRecord[]>
 }
 
 export async function rotateSigningKeys(db: SqliteDb, key: SigningKeyRecord, retireAt: number, audit: AuditInput): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     db.stmt('UPDATE signing_keys SET rotated_at = ?, retired_at = ? WHERE rotated_at IS NULL').run(key.createdAt, retireAt);
     db.stmt('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)').run(
       key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
@@ -21,7 +21,7 @@ export async function rotateSigningKeys(db: SqliteDb, key: SigningKeyRecord, ret
 }
 
 export async function addSigningKey(db: SqliteDb, key: SigningKeyRecord, audit: AuditInput): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     db.stmt('INSERT INTO signing_keys (kid, public_jwk, private_jwk, created_at, rotated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)').run(
       key.kid, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), key.createdAt, key.rotatedAt, key.retiredAt,
     );

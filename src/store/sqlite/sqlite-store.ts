@@ -31,6 +31,7 @@ import type {
 } from '../../core/escalation-types.js';
 import type { AuditCheckpointRecord, AuditFilter, AuditTreeNode, DecisionCommitResult, DecisionWrite, Store } from '../store.js';
 import { SqliteDb } from './db.js';
+import type { SyncFile } from './wal-flush.js';
 import { SQLITE_MIGRATIONS } from './schema.js';
 import * as agents from './agents.js';
 import * as approvals from './approvals.js';
@@ -55,13 +56,18 @@ export interface SqliteStoreOptions {
   clock?: Clock;
   /** busy timeout for cross-process locking */
   busyTimeoutMs?: number;
+  /** the fsync of the WAL file (default fs.fdatasync); tests inject faults and gates here */
+  syncFile?: SyncFile;
 }
 
 /**
- * The embedded store: better-sqlite3 in WAL mode with `synchronous=FULL`, so a
- * committed transaction survives power loss. Writes run in IMMEDIATE transactions,
+ * The embedded store: better-sqlite3 in WAL mode with `synchronous=NORMAL`, and no write
+ * answered before an fsync of the WAL that covers it (db.ts, wal-flush.ts: a group flush
+ * on the threadpool), so an acknowledged write survives power loss while the fsync holds
+ * neither the event loop nor the write lock. Writes run in IMMEDIATE transactions,
  * which take SQLite's write lock up front: audit appends and conditional writes
- * are serialized even when several processes open the same file.
+ * are serialized even when several processes open the same file; each process fsyncs
+ * after its own commits.
  *
  * The class only composes: each aggregate's statements live in a file of their own
  * (agents.ts, tasks.ts, decisions.ts, …, the same names as under postgres/), as functions
@@ -77,24 +83,23 @@ export class SqliteStore implements Store {
 
   async migrate(): Promise<void> {
     const db = this.db;
-    db.guard(() => {
-      const tx = db.raw.transaction(() => {
-        const version = db.raw.pragma('user_version', { simple: true }) as number;
-        for (let v = version; v < SQLITE_MIGRATIONS.length; v++) {
-          db.raw.exec(SQLITE_MIGRATIONS[v]!);
-          db.raw.pragma(`user_version = ${v + 1}`);
-        }
-      });
-      tx.immediate();
+    await db.write(() => {
+      const version = db.raw.pragma('user_version', { simple: true }) as number;
+      for (let v = version; v < SQLITE_MIGRATIONS.length; v++) {
+        db.raw.exec(SQLITE_MIGRATIONS[v]!);
+        db.raw.pragma(`user_version = ${v + 1}`);
+      }
     });
   }
 
   async ping(): Promise<void> {
+    // not ready once a write could not be made durable (every later write is refused)
+    this.db.checkDurable();
     this.db.guard(() => this.db.stmt('SELECT 1').get());
   }
 
   async close(): Promise<void> {
-    if (this.db.raw.open) this.db.raw.close();
+    await this.db.close();
   }
 
   // audit chain (audit.ts)

@@ -9,7 +9,7 @@ import { SqliteDb, type Row } from './db.js';
 import { appendInTx } from './audit.js';
 
 export async function createTask(db: SqliteDb, task: TaskRecord, audit: AuditInput, options: { presence?: PresenceLease } = {}): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     if (task.parentId !== null) {
       // Reserve the child's budget from the parent atomically (delegation only narrows).
       const r = db.stmt(

@@ -7,7 +7,7 @@ import { SqliteDb, type Row } from './db.js';
 import { appendInTx } from './audit.js';
 
 export async function putToolLabels(db: SqliteDb, record: ToolLabelsRecord, audit: AuditInput): Promise<void> {
-  db.write(() => {
+  await db.write(() => {
     if (record.labels.length === 0) db.stmt('DELETE FROM tool_labels WHERE pattern = ?').run(record.pattern);
     else {
       db.stmt(
