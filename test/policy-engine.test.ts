@@ -202,6 +202,7 @@ describe('policy engine: reading only what policies need', () => {
       '@id("git") permit (principal in Writ::AgentGroup::"team0", action, resource in Writ::ToolGroup::"git");',
       '@id("other") permit (principal, action, resource in Writ::ToolGroup::"other");',
       '@id("pad1") permit (principal, action, resource in Writ::ToolGroup::"pad") when { context.usage.actions_left > 1 };',
+      '@id("time-whole") forbid (principal, action, resource == Writ::Tool::"pad.q") when { context.time.hour_utc >= 0 && context.time == {"epoch_seconds": 0, "hour_utc": 0, "weekday": 4} && context.usage.actions_used > 50 };',
     ];
     const text = lines.join('\n');
     const engine = new PolicyEngine();
@@ -218,6 +219,18 @@ describe('policy engine: reading only what policies need', () => {
     // read through a record (either entity could be there): kept on both
     assert.deepEqual(entitiesOf('srv.y', ['team0']), ['Writ::Agent:name', 'Writ::Tool:name,server']);
     assert.deepEqual(entitiesOf('git.pull', ['team0']), ['Writ::Agent:', 'Writ::Tool:', 'Writ::NumericArguments:']);
+    // context records: only the fields read by name, whole where a policy compares one
+    const contextOf = (tool: string) =>
+      PolicyEngine.statefulCall(buildCedarRequest({ agent: agent([]), task, action: { tool, arguments: {}, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: false }), set).context;
+    assert.deepEqual(contextOf('srv.y'), { usage: { actions_used: 3 } });
+    assert.deepEqual(contextOf('pad.q'), { usage: { actions_left: 97, actions_used: 3 }, time: { epoch_seconds: 0, hour_utc: 0, weekday: 4 } });
+    // the agent's groups: only those the part names
+    const parentsOf = (tool: string) =>
+      (PolicyEngine.statefulCall(buildCedarRequest({ agent: agent(['team0', 'team1', 'team2']), task, action: { tool, arguments: {}, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: false }), set)
+        .entities as unknown as { parents: { id: string }[] }[])[0]!.parents.map((p) => p.id);
+    assert.deepEqual(parentsOf('git.push'), ['team0']);
+    assert.deepEqual(parentsOf('lbl.x'), ['team1']);
+    assert.deepEqual(parentsOf('other.z'), []);
     let seed = 5;
     const rnd = (k: number) => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -229,8 +242,8 @@ describe('policy engine: reading only what policies need', () => {
       const tool = tools[rnd(tools.length)]!;
       const args: Record<string, unknown> = rnd(2) ? { amount: rnd(9) } : {};
       const facts = {
-        agent: { ...agent([`team${rnd(3)}`]), name: rnd(2) ? 'a1' : 'b2' }, task: { ...task, actionsUsed: rnd(100) },
-        action: { tool, arguments: args, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: true, toolLabels: rnd(2) ? ['blocked'] : [],
+        agent: { ...agent([`team${rnd(3)}`, `team${rnd(3)}`]), name: rnd(2) ? 'a1' : 'b2' }, task: { ...task, actionsUsed: rnd(100), depth: rnd(4) ? 0 : 1 },
+        action: { tool, arguments: args, audience: 'a' }, argsDigest: 'd', now: rnd(2) ? 0 : 1000, withArgs: true, toolLabels: rnd(2) ? ['blocked'] : [],
       };
       const req = buildCedarRequest(facts);
       const got = engine.evaluate(req, set);

@@ -81,6 +81,15 @@ export interface PartReads {
   /** whether the policies can reach the `Writ::Arguments` / `Writ::NumericArguments` entity (through the context, or by naming its type) */
   args: boolean;
   numArgs: boolean;
+  /**
+   * per context attribute holding a record (`usage`, `task`, `delegation`, `time`): the
+   * fields read, when the policies only ever read its fields by name (`context.usage.x`,
+   * `context.usage has x`); an attribute used any other way (compared, put in a set) is
+   * passed whole. A record's other fields cannot be observed.
+   */
+  contextFields: Map<string, Set<string>>;
+  /** every string in the policies: an agent group (a parent of the principal) not among them is never named, so it cannot be tested (`in`) */
+  strings: Set<string>;
 }
 
 export type { CedarRequest } from './request.js';
@@ -227,6 +236,72 @@ export function attributesRead(policies: cedarTypes.PolicyJson[]): { principal: 
   return out;
 }
 
+/** `context.<k>` as JSON: the attribute name `k`, else null. */
+function contextAttr(e: unknown): string | null {
+  if (!e || typeof e !== 'object') return null;
+  const o = e as Record<string, any>;
+  const a = o['.'];
+  if (!a || Object.keys(o).length !== 1 || typeof a.attr !== 'string') return null;
+  const left = a.left;
+  return left && typeof left === 'object' && Object.keys(left).length === 1 && left.Var === 'context' ? a.attr : null;
+}
+
+/**
+ * Per context attribute, the fields the policies read of it (`context.k.f`, `context.k
+ * has f`, `context has k.f`), for the attributes only ever read that way: any other use
+ * of `context.k` (compared, passed to a method, put in a set or record) leaves it out of
+ * the map, so it is passed whole.
+ */
+export function contextFieldsRead(policies: cedarTypes.PolicyJson[]): Map<string, Set<string>> {
+  const fields = new Map<string, Set<string>>();
+  const whole = new Set<string>();
+  const add = (k: string, f: unknown) => {
+    if (typeof f !== 'string') return void whole.add(k);
+    let set = fields.get(k);
+    if (!set) fields.set(k, (set = new Set()));
+    set.add(f);
+  };
+  const walk = (e: unknown): void => {
+    if (typeof e !== 'object' || e === null) return;
+    if (Array.isArray(e)) return e.forEach(walk);
+    const o = e as Record<string, any>;
+    const direct = contextAttr(o);
+    if (direct !== null) return void whole.add(direct);
+    for (const op of ['.', 'has']) {
+      const access = o[op];
+      if (!access || typeof access !== 'object' || Object.keys(o).length !== 1) continue;
+      const k = contextAttr(access.left);
+      if (k !== null) {
+        // `context.k.f`, `context.k has f` (a path: its first name is the field of `k`)
+        add(k, Array.isArray(access.attr) ? access.attr[0] : access.attr);
+        return;
+      }
+      const left = access.left;
+      if (Array.isArray(access.attr) && access.attr.length > 1 && left && typeof left === 'object' && Object.keys(left).length === 1 && left.Var === 'context') {
+        // `context has k.f`
+        add(access.attr[0], access.attr[1]);
+        return;
+      }
+    }
+    for (const v of Object.values(o)) walk(v);
+  };
+  for (const p of policies) walk(p.conditions);
+  for (const k of whole) fields.delete(k);
+  return fields;
+}
+
+/** Every string value in the policies' JSON (entity ids, literals, annotations). */
+function stringsIn(policies: cedarTypes.PolicyJson[]): Set<string> {
+  const out = new Set<string>();
+  const walk = (e: unknown): void => {
+    if (typeof e === 'string') out.add(e);
+    else if (Array.isArray(e)) e.forEach(walk);
+    else if (e && typeof e === 'object') for (const v of Object.values(e)) walk(v);
+  };
+  policies.forEach(walk);
+  return out;
+}
+
 /** What the policies of one preparsed set read (see `PartReads`); `texts` are their Cedar texts. */
 export function partReadsOf(policies: cedarTypes.PolicyJson[], texts: string[]): PartReads {
   const contextKeys = contextAttributesRead(policies);
@@ -240,6 +315,8 @@ export function partReadsOf(policies: cedarTypes.PolicyJson[], texts: string[]):
     // identifier, wherever it appears: `Writ :: Arguments` may be spaced or commented)
     args: contextKeys === null || contextKeys.has('args') || /(?<![A-Za-z0-9_])Arguments/.test(text),
     numArgs: contextKeys === null || contextKeys.has('num_args') || /NumericArguments/.test(text),
+    contextFields: contextKeys === null ? new Map() : contextFieldsRead(policies),
+    strings: stringsIn(policies),
   };
 }
 
@@ -265,9 +342,20 @@ function sliceEntities(entities: unknown[], reads: PartReads): unknown[] {
         break;
       }
     }
-    out.push(attrs === null ? e : { ...e, attrs });
+    let parents: unknown[] | null = null;
+    if (type === 'Writ::Agent') {
+      // its groups: only those some policy names (see `PartReads.strings`)
+      const named = (e.parents as { id: string }[]).filter((p) => reads.strings.has(p.id));
+      if (named.length < e.parents.length) parents = named;
+    }
+    out.push(attrs === null && parents === null ? e : { ...e, attrs: attrs ?? e.attrs, parents: parents ?? e.parents });
   }
   return out;
+}
+
+/** A record as the context holds it: a plain object that is not an entity or extension escape. */
+function isPlainRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !('__entity' in v) && !('__extn' in v);
 }
 
 /**
@@ -737,7 +825,16 @@ export class PolicyEngine {
     let context = request.context;
     if (keys) {
       context = {};
-      for (const k of keys) if (k in request.context) context[k] = request.context[k];
+      for (const k of keys) {
+        if (!(k in request.context)) continue;
+        const v = request.context[k];
+        const fields = reads?.contextFields.get(k);
+        if (fields && isPlainRecord(v)) {
+          const r: Record<string, unknown> = {};
+          for (const f of fields) if (Object.hasOwn(v, f)) r[f] = v[f];
+          context[k] = r;
+        } else context[k] = v;
+      }
     }
     return {
       principal: request.principal,
