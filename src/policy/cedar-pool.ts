@@ -20,6 +20,17 @@ const ENTRY = createRequire(import.meta.url).resolve('@cedar-policy/cedar-wasm/n
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const cedar = require(workerData.entry);
+// A call arrives as JSON text and its answer leaves as JSON text; cedar-wasm's glue
+// turns its input into JSON text (JSON.stringify) and its output from it (JSON.parse).
+// So the text is handed through as is, both ways: a Raw passes JSON.stringify as its
+// text, and while one call runs JSON.parse answers a Raw of the text. Nothing else runs
+// in this thread, and the call is synchronous, so no other code sees either.
+class Raw { constructor(text) { this.text = text; } }
+const jsonStringify = JSON.stringify;
+const jsonParse = JSON.parse;
+let capturing = false;
+JSON.stringify = function (value, ...rest) { return value instanceof Raw ? value.text : jsonStringify.call(JSON, value, ...rest); };
+JSON.parse = function (text, reviver) { return capturing ? new Raw(text) : jsonParse.call(JSON, text, reviver); };
 parentPort.on('message', (m) => {
   if (m.t === 'load') {
     // A set that does not preparse is unknown to this worker: calls on it get Cedar's
@@ -41,13 +52,16 @@ parentPort.on('message', (m) => {
   }
   if (m.t === 'eval') {
     let answer;
+    capturing = true;
     try {
-      answer = cedar.statefulIsAuthorized(JSON.parse(m.call));
+      answer = cedar.statefulIsAuthorized(new Raw(m.call));
     } catch (err) {
+      capturing = false;
       parentPort.postMessage({ n: m.n, trap: String((err && err.message) || err).slice(0, 300) });
       process.exit(70);
     }
-    parentPort.postMessage({ n: m.n, answer: JSON.stringify(answer) });
+    capturing = false;
+    parentPort.postMessage({ n: m.n, answer: answer instanceof Raw ? answer.text : jsonStringify.call(JSON, answer) });
   }
 });
 `;
@@ -89,7 +103,8 @@ export class CedarPool {
     const slot: Slot = { worker, pending: new Map(), dead: false };
     for (const [id, parts] of this.sets) worker.postMessage({ t: 'load', id, parts });
     // Calls and answers cross as JSON text: one string copy, cheaper than the structured
-    // clone of many small objects (and cedar-wasm reads its input as JSON anyway).
+    // clone of many small objects, and the worker hands it to cedar-wasm as it is (cedar-wasm
+    // reads its input as JSON and writes its answer as JSON: no parse and re-serialization there).
     worker.on('message', (m: { n: number; answer?: string; trap?: string; loadTrap?: string }) => {
       if (m.loadTrap !== undefined) {
         this.sets.delete(m.loadTrap);
