@@ -26,6 +26,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { buildTests } from './build-tests.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REPORTER = fileURLToPath(new URL('./test-events-reporter.mjs', import.meta.url));
@@ -34,6 +35,12 @@ const positive = (v, fallback) => (Number.isFinite(Number(v)) && Number(v) > 0 ?
 const FILE_TIMEOUT_MS = positive(process.env.WRIT_TEST_FILE_TIMEOUT_MS, 300_000);
 const CONCURRENCY = Math.floor(positive(process.env.WRIT_TEST_CONCURRENCY, 2));
 const KILL_GRACE_MS = 5_000;
+/** Files that take 13 s or more on two idle cores (the runner's `slowest files` list), longest first. */
+const LONGEST_FIRST = [
+  'test/bench-smoke.test.ts', 'test/e2e-concurrent-start.test.ts', 'test/gateway-agent-tasks.test.ts', 'test/demo.test.ts',
+  'test/cli.test.ts', 'test/console-browser.test.ts', 'test/readme.test.ts', 'test/cli-approvals.test.ts',
+  'test/console-browser-admin.test.ts', 'test/sdk-tarball.test.ts',
+];
 
 function find(dir) {
   const out = [];
@@ -148,16 +155,36 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const runId = randomBytes(6).toString('hex');
 const work = mkdtempSync(join(tmpdir(), 'writ-test-run-'));
 const running = new Map(); // pid -> marker
+function cleanUp() {
+  rmSync(work, { recursive: true, force: true });
+  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+}
+
+/**
+ * The compiled mirror of src/ and test/ (scripts/build-tests.mjs) this run uses, or null when
+ * the files run through tsx (WRIT_TEST_TSX=1, or a file outside src/ and test/).
+ */
+let buildDir = null;
+
+/** node's arguments to run `file`: its compiled twin on plain node, else the .ts through tsx. */
+function entry(file) {
+  if (buildDir && /^(src|test)\/.*\.ts$/.test(file)) {
+    const js = join(buildDir, file.replace(/\.ts$/, '.js'));
+    if (existsSync(js)) return { loader: ['--enable-source-maps'], path: js };
+  }
+  return { loader: ['--import', 'tsx'], path: file };
+}
 
 /** Runs one test file; resolves with what happened to it. */
 async function runFile(file, index, env) {
   const marker = `${runId}-${index}`;
   const eventsPath = join(work, `${index}.jsonl`);
+  const { loader, path } = entry(file);
   const args = [
-    '--import', 'tsx',
+    ...loader,
     '--test-reporter=spec', '--test-reporter-destination=stdout',
     `--test-reporter=${REPORTER}`, `--test-reporter-destination=${eventsPath}`,
-    file,
+    path,
   ];
   const t0 = performance.now();
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...env, [MARKER_ENV]: marker }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -270,10 +297,20 @@ async function main() {
     console.log(`# skipping browser tests: ${noBrowser}`);
   }
 
-  console.log(`# ${selected.length} test files, ${CONCURRENCY} at a time, ${FILE_TIMEOUT_MS / 1000} s limit each`);
   const t0 = performance.now();
+  if (env.WRIT_TEST_TSX !== '1' && selected.some((f) => /^(src|test)\//.test(f))) {
+    buildDir = await buildTests(`.test-build-${runId}`);
+    console.log(`# compiled src/ and test/ into ${relative(ROOT, buildDir)} (${((performance.now() - t0) / 1000).toFixed(1)} s); WRIT_TEST_TSX=1 runs the .ts files through tsx instead`);
+  }
+  console.log(`# ${selected.length} test files, ${CONCURRENCY} at a time, ${FILE_TIMEOUT_MS / 1000} s limit each`);
   const results = [];
-  const queue = selected.map((file, index) => ({ file, index }));
+  // The longest files start first, so that the run does not end waiting on one of them while
+  // the other core idles (longest-processing-time-first scheduling).
+  const rank = (f) => {
+    const i = LONGEST_FIRST.findIndex((l) => f.endsWith(l));
+    return i === -1 ? LONGEST_FIRST.length : i;
+  };
+  const queue = selected.map((file, index) => ({ file, index })).sort((a, b) => rank(a.file) - rank(b.file) || a.index - b.index);
   const worker = async () => {
     for (let next = queue.shift(); next; next = queue.shift()) {
       console.log(`# started ${next.file}`);
@@ -284,7 +321,7 @@ async function main() {
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, selected.length) }, worker));
-  rmSync(work, { recursive: true, force: true });
+  cleanUp();
 
   const total = (performance.now() - t0) / 1000;
   const passed = results.reduce((n, r) => n + r.passed, 0);
@@ -314,7 +351,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
       }, 1000);
     }
     setTimeout(() => {
-      rmSync(work, { recursive: true, force: true });
+      cleanUp();
       process.exit(130);
     }, 1500);
   });

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runChild, type RunResult } from './helpers/child.js';
+import { REPO } from './helpers/serve-process.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = REPO;
 
 /** Runs the benchmark to completion. No time bound: on a loaded machine it is slow, and that is not what this checks. */
 function run(args: string[]): Promise<RunResult> {

@@ -3,10 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { readSettings, renderConfigurationDoc, SETTINGS } from '../src/config/settings.js';
 import { writ } from './helpers/cli.js';
+import { REPO } from './helpers/serve-process.js';
 
-const ROOT = new URL('../', import.meta.url);
+const ROOT = pathToFileURL(`${REPO}/`);
 
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'writ-config-'));

@@ -3,8 +3,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { runChild } from './helpers/child.js';
+import { REPO } from './helpers/serve-process.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = `${REPO}/`;
 
 describe('npm pack ships only what runs', { skip: existsSync(`${ROOT}dist/cli/main.js`) ? false : 'dist/ is not built (npm test builds it first)' }, () => {
   it('has the compiled CLI and SDK, the licence, and no tests, benchmarks, CI files, sources or keys', async () => {

@@ -2,14 +2,15 @@
 // the normal run does not pick up): a run fails whenever a test did not run and pass, tells
 // which, and leaves no process behind.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runChild, type RunResult } from './helpers/child.js';
+import { REPO } from './helpers/serve-process.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = REPO;
 const fixture = (name: string) => `test/fixtures/runner/${name}.fixture.ts`;
 
 const dir = mkdtempSync(join(tmpdir(), 'writ-run-tests-'));
@@ -20,7 +21,9 @@ async function runTests(files: string[], env: Record<string, string> = {}): Prom
   const pidsFile = join(dir, `pids-${n++}.json`);
   const r = await runChild(process.execPath, ['scripts/run-tests.mjs', ...files], {
     cwd: ROOT,
-    env: { ...process.env, FIXTURE_PIDS_FILE: pidsFile, ...env },
+    // through tsx: one compiled mirror of src/ and test/ per nested run would cost more than
+    // these cases; the case below checks the compiled mode
+    env: { ...process.env, FIXTURE_PIDS_FILE: pidsFile, WRIT_TEST_TSX: '1', ...env },
   });
   return { ...r, lines: r.stdout.trimEnd().split('\n'), pids: () => JSON.parse(readFileSync(pidsFile, 'utf8')) };
 }
@@ -42,6 +45,18 @@ describe('scripts/run-tests.mjs', { concurrency: true }, () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(r.lines.at(-1), '1 passed, 0 failed, 2 skipped');
     assert.ok(r.lines.some((l) => /slowest files/.test(l)), 'prints the slowest files');
+  });
+
+  it('runs the files compiled to plain JavaScript, points a failure at its .ts line, and removes the build', async () => {
+    const r = await runTests([fixture('passes'), fixture('throws-on-load')], { WRIT_TEST_TSX: '0' });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.lines.at(-1), '1 passed, 1 failed, 2 skipped');
+    const built = /# compiled src\/ and test\/ into (\.test-build-[0-9a-f]+) /.exec(r.stdout);
+    assert.ok(built, r.stdout);
+    assert.match(r.stdout, new RegExp(`running .*/${built[1]}/test/fixtures/runner/passes\\.fixture\\.js\\n`), 'node ran the compiled file');
+    // the source map takes a failure's stack back to the .ts source and its line
+    assert.match(r.stdout, /at .*\/test\/fixtures\/runner\/throws-on-load\.fixture\.ts:4:7\)/);
+    assert.equal(existsSync(join(ROOT, built[1]!)), false, 'the mirror is removed after the run');
   });
 
   it('fails when a hook fails after spawning a child, names the failures above the last line, and leaves no process behind', async () => {

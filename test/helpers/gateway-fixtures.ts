@@ -10,9 +10,10 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Api } from './harness.js';
+import { REPO } from './serve-process.js';
 import { ChildStdioTransport, runChild, spawnChild, type Child, type ChildOptions } from './child.js';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const ROOT = `${REPO}/`;
 export const STDIO_FIXTURE = join(ROOT, 'test/fixtures/mcp-stdio-server.mjs');
 /** the compiled CLI (`npm test` builds first), as users run it; no TypeScript loader per spawn */
 export const CLI = join(ROOT, 'bin/writ.js');

@@ -1,10 +1,15 @@
 import type { ChildProcess } from 'node:child_process';
-import { dirname, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnChild, type Child } from './child.js';
 
-/** The checkout this test runs from (where `bin/writ.js` is). */
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/**
+ * The checkout this test runs from (where `bin/writ.js` and node_modules are). `npm test` runs
+ * the tests compiled into a mirror of the checkout whose package.json is a symlink to the real
+ * one (scripts/build-tests.mjs): its real path names the checkout either way.
+ */
+export const REPO = dirname(realpathSync(join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'package.json')));
 
 export interface Spawned {
   child: ChildProcess;
