@@ -81,15 +81,20 @@ export interface WritClientOptions {
   maxResponseBytes?: number;
 }
 
-type Transport = (url: URL, init: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number }) => Promise<{ status: number; text: string; headers: Headers }>;
+/** `headers`: the answer's headers, or how to build them (node:http's are turned into a `Headers` only when read) */
+type Transport = (url: URL, init: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number }) => Promise<{ status: number; text: string; headers: Headers | (() => Headers) }>;
 
-function response(status: number, text: string, headers: Headers): ApiResponse {
+function response(status: number, text: string, headersOf: Headers | (() => Headers)): ApiResponse {
   let parsed: unknown;
   let done = false;
+  let headers = typeof headersOf === 'function' ? undefined : headersOf;
   return {
     status,
     text,
-    headers,
+    get headers() {
+      headers ??= (headersOf as () => Headers)();
+      return headers;
+    },
     get body() {
       if (!done) {
         done = true;
@@ -239,8 +244,12 @@ function nodeTransport(mod: typeof http | typeof https, agent: http.Agent, maxBy
         });
         res.on('end', () => {
           clearTimeout(timer);
-          const headers = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+          // most callers never read the headers (an authorize answer is its body): built when read
+          const headers = () => {
+            const h = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
+            return h;
+          };
           resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers });
         });
         res.on('error', (e) => {
