@@ -84,6 +84,15 @@ for (const { backend, skip } of backends()) {
       assert.equal((await q2.json()).error.code, 'outcome_already_reported');
       // the checks still run before the 202: a deny has no outcome, an unknown decision is 404
       assert.equal((await queued('succeeded', 'dec_unknown')).status, 404);
+      // the outcome route verifies tokens through the decisions' token cache, keyed by the
+      // whole token: the same claims under another signature are verified, and refused
+      const [head, claims] = token.split('.');
+      const forged = await fetch(`${env.url}/v1/actions/${r2.body.decision_id}/outcome`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${head}.${claims}.${Buffer.alloc(64, 7).toString('base64url')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ status: 'failed' }),
+      });
+      assert.equal(forged.status, 401);
       for (let i = 0; ; i++) {
         const e = (await env.admin.call('GET', `/v1/audit?type=action.outcome&task_id=${task.id}&limit=100`)).body.entries.find((x: any) => x.decision_id === r2.body.decision_id);
         if (e) {

@@ -414,7 +414,8 @@ export class InProcessAuthorizer implements Authorizer {
   async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     try {
       const proven = this.proven(taskToken);
-      const principal = await this.writ.tokens.verifyTaskToken(taskToken);
+      // the token the decision was just made with: verified through Writ's token cache
+      const principal = await this.writ.tokens.taskPrincipal(taskToken);
       // the outcome route's rule (src/server/task-auth.ts): bound and proven, or neither
       if ((principal.jkt ?? null) !== (proven?.jkt ?? null)) throw new AuthorizerError('invalid_token', 'the task token\'s binding does not match its proof', 401);
       // written with the next decision's commit, which this report does not wait for

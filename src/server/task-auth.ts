@@ -28,7 +28,8 @@ export async function authenticateTaskRequest(writ: Writ, req: IncomingMessage) 
  */
 export async function verifyTaskRequest(writ: Writ, req: IncomingMessage) {
   const token = dpopToken(req);
-  const principal = await writ.tokens.verifyTaskToken(token ?? bearer(req) ?? '');
+  // through the token cache the decisions use: an outcome comes with every allowed action
+  const principal = await writ.tokens.taskPrincipal(token ?? bearer(req) ?? '');
   const jkt = token === null ? null : await proofKey(writ, req, token);
   if ((principal.jkt ?? null) !== jkt) {
     throw new UnauthorizedError(

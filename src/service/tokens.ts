@@ -143,12 +143,7 @@ export class TokenService {
   async authenticateTask(bearer: string | null, proven: { jkt: string } | null = null): Promise<{ principal: TaskPrincipal; task: TaskRecord; agent: AgentRecord }> {
     if (!bearer) throw new UnauthorizedError('a task token is required');
     const now = this.clock.now();
-    let principal = this.tokenCache.get(bearer);
-    if (!principal || principal.tokenExp * 1000 <= now) {
-      principal = await this.verifyTaskToken(bearer);
-      if (this.tokenCache.size >= 10_000) this.tokenCache.clear();
-      this.tokenCache.set(bearer, principal);
-    }
+    const principal = await this.taskPrincipal(bearer);
     // RFC 9449 §7.1: a bound token needs a proof by its key, on every use; every caller
     // that checked no proof passes none, so a bound token fails closed there
     if (principal.jkt !== undefined) {
@@ -184,6 +179,21 @@ export class TokenService {
     if (t.revokedAt !== null) {
       throw new UnauthorizedError(`the trusted issuer \`${t.issuerId}\` this token was obtained through was removed`, 'issuer_removed');
     }
+  }
+
+  /**
+   * `verifyTaskToken` through the cache `authenticateTask` keeps: a token verified once is
+   * not verified again until it expires (or a task ends, which clears the cache). For the
+   * calls that come with every action, such as its outcome: the same check as the
+   * decision's, without a second signature verification.
+   */
+  async taskPrincipal(bearer: string): Promise<TaskPrincipal> {
+    const hit = this.tokenCache.get(bearer);
+    if (hit && hit.tokenExp * 1000 > this.clock.now()) return hit;
+    const principal = await this.verifyTaskToken(bearer);
+    if (this.tokenCache.size >= 10_000) this.tokenCache.clear();
+    this.tokenCache.set(bearer, principal);
+    return principal;
   }
 
   /** Verifies the token alone (no task state): for calls allowed after a task ends. */
