@@ -4,7 +4,7 @@ import { WritError } from '../core/errors.js';
 import type { TraceCarrier } from '../core/tracing.js';
 import type { Writ } from '../service/writ.js';
 import type { ToolLabelEntry } from './labels.js';
-import { authorizeSchema, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
+import { authorizeSchema, MAX_OUTCOMES_PER_REQUEST, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
 
 /**
  * How the gateway and the proxy reach Writ's decision: over HTTP with the agent's task
@@ -61,6 +61,8 @@ export interface Authorizer {
   /** `trace`: the W3C `traceparent`/`tracestate` sent with the request (over HTTP: headers); in-process, the active span is the parent */
   authorize(taskToken: string, action: ActionRequest, trace?: TraceCarrier): Promise<Decision>;
   reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void>;
+  /** Sends the outcomes it holds back to report together (HTTP) now, without waiting out their linger. */
+  flushOutcomes?(): void;
   /** Reads an approval; `waitSeconds` > 0 long-polls (Writ caps it at 30). */
   approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus>;
   /**
@@ -106,6 +108,25 @@ export class AuthorizerError extends Error {
 
 const TASK_TYP = 'writ-task+jwt';
 const TASK_CACHE_MS = 5000;
+/**
+ * How long an outcome waits for others of the same task to be reported with it in one
+ * `POST /v1/actions/outcomes`. Writ writes outcomes with its next batch of decisions
+ * (waiting up to 50 ms for one) anyway, so this delays the record little and spares Writ
+ * a request, a token check and an access-log line per call.
+ */
+const OUTCOME_LINGER_MS = 25;
+
+interface OutcomeItem {
+  decision_id: string;
+  status: 'succeeded' | 'failed';
+  detail?: string;
+}
+
+interface OutcomeBatch {
+  items: OutcomeItem[];
+  waiters: { ok: () => void; fail: (err: unknown) => void }[];
+  timer: NodeJS.Timeout;
+}
 
 function checkDecision(body: any): Decision {
   if (body && typeof body.decision_id === 'string') {
@@ -182,6 +203,10 @@ export class HttpAuthorizer implements Authorizer {
 
   /** the last `DPoP-Nonce` Writ gave (RFC 9449 §8) */
   private readonly nonces = new DpopNonces();
+  /** outcomes waiting to be reported together, by task token */
+  private readonly outcomeBatches = new Map<string, OutcomeBatch>();
+  /** false once Writ answered `POST /v1/actions/outcomes` with 404 (a Writ without it) */
+  private batchOutcomes = true;
 
   /**
    * `dpopKey`: the agent's DPoP key (RFC 9449), which the gateway holds for it: a task
@@ -294,11 +319,70 @@ export class HttpAuthorizer implements Authorizer {
     return checkDecision(r.body);
   }
 
-  async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
-    const body: Record<string, unknown> = { status };
-    if (detail) body.detail = detail.slice(0, 4096);
+  /**
+   * Gathers the outcome with the others of the same task token reported within
+   * `OUTCOME_LINGER_MS` (at most 256), sent as one `POST /v1/actions/outcomes`; resolves
+   * once Writ has checked and queued it. Against a Writ without that route (404), each
+   * outcome goes alone, as before.
+   */
+  reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
+    const item: OutcomeItem = { decision_id: decisionId, status };
+    if (detail) item.detail = detail.slice(0, 4096);
+    if (!this.batchOutcomes) return this.reportOne(taskToken, item);
+    return new Promise<void>((ok, fail) => {
+      let b = this.outcomeBatches.get(taskToken);
+      if (!b) {
+        // not unref'd: a gateway about to end stays up (the linger at most) to send them
+        b = { items: [], waiters: [], timer: setTimeout(() => void this.sendOutcomes(taskToken), OUTCOME_LINGER_MS) };
+        this.outcomeBatches.set(taskToken, b);
+      }
+      b.items.push(item);
+      b.waiters.push({ ok, fail });
+      if (b.items.length >= MAX_OUTCOMES_PER_REQUEST) void this.sendOutcomes(taskToken);
+    });
+  }
+
+  flushOutcomes(): void {
+    for (const token of [...this.outcomeBatches.keys()]) void this.sendOutcomes(token);
+  }
+
+  private async sendOutcomes(taskToken: string): Promise<void> {
+    const b = this.outcomeBatches.get(taskToken);
+    if (!b) return;
+    this.outcomeBatches.delete(taskToken);
+    clearTimeout(b.timer);
+    let r;
+    try {
+      r = await this.call('POST', '/v1/actions/outcomes', taskToken, { outcomes: b.items }, 'outcomes');
+    } catch (err) {
+      for (const w of b.waiters) w.fail(err);
+      return;
+    }
+    if (r.status === 404 && r.body?.error?.code === 'not_found') {
+      // a Writ without the route: one request per outcome from now on
+      this.batchOutcomes = false;
+      b.items.forEach((item, i) => void this.reportOne(taskToken, item).then(b.waiters[i]!.ok, b.waiters[i]!.fail));
+      return;
+    }
+    const answers = r.body?.outcomes;
+    if (r.status !== 202 || !Array.isArray(answers) || answers.length !== b.items.length) {
+      const err = r.status === 202 ? new AuthorizerError('bad_response', 'Writ did not answer each outcome') : errorOf(r.status, r.body, 'POST /v1/actions/outcomes');
+      for (const w of b.waiters) w.fail(err);
+      return;
+    }
+    answers.forEach((a: any, i: number) => {
+      const e = a?.error;
+      if (e && typeof e === 'object') b.waiters[i]!.fail(new AuthorizerError(typeof e.code === 'string' ? e.code : 'outcome_refused', typeof e.message === 'string' ? e.message : 'the outcome was refused'));
+      else b.waiters[i]!.ok();
+    });
+  }
+
+  /** One outcome, alone (`POST /v1/actions/{id}/outcome`, answered once queued). */
+  private async reportOne(taskToken: string, item: OutcomeItem): Promise<void> {
+    const body: Record<string, unknown> = { status: item.status };
+    if (item.detail) body.detail = item.detail;
     // answered once queued (202): the kept-alive connection is free for the next call at once
-    const r = await this.call('POST', `/v1/actions/${encodeURIComponent(decisionId)}/outcome`, taskToken, body, 'outcome', undefined, { prefer: 'respond-async' });
+    const r = await this.call('POST', `/v1/actions/${encodeURIComponent(item.decision_id)}/outcome`, taskToken, body, 'outcome', undefined, { prefer: 'respond-async' });
     if (r.status !== 200 && r.status !== 202) throw errorOf(r.status, r.body, 'POST /v1/actions/{id}/outcome');
   }
 
@@ -328,6 +412,8 @@ export class HttpAuthorizer implements Authorizer {
   }
 
   async close(): Promise<void> {
+    // what is still gathered goes now; its callers have stopped waiting (the gateway flushed first)
+    this.flushOutcomes();
     this.client.close();
   }
 }

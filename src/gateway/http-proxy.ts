@@ -498,7 +498,13 @@ export class HttpProxy {
   }
 
   async flush(): Promise<void> {
-    while (this.outcomes.size > 0) await Promise.allSettled([...this.outcomes]);
+    while (this.outcomes.size > 0) {
+      // the reports started on the next turn (after their calls' answers) reach the authorizer first
+      await new Promise<void>((ok) => setImmediate(ok));
+      // and the ones it gathers to send together go now
+      this.opts.authorizer.flushOutcomes?.();
+      await Promise.allSettled([...this.outcomes]);
+    }
   }
 
   async listen(host = '127.0.0.1', port = 0): Promise<{ url: string; server: http.Server; close: () => Promise<void> }> {

@@ -375,7 +375,13 @@ export class McpGateway {
 
   /** Waits for outcome reports in flight. */
   async flush(): Promise<void> {
-    while (this.outcomes.size > 0) await Promise.allSettled([...this.outcomes]);
+    while (this.outcomes.size > 0) {
+      // the reports started on the next turn (after their calls' answers) reach the authorizer first
+      await new Promise<void>((ok) => setImmediate(ok));
+      // and the ones it gathers to send together go now
+      this.authorizer.flushOutcomes?.();
+      await Promise.allSettled([...this.outcomes]);
+    }
   }
 
   /** An MCP server for one client connection (session). */

@@ -21,6 +21,7 @@ import {
   createTaskSchema,
   introspectFormSchema,
   outcomeSchema,
+  outcomesSchema,
   parse,
   policySchema,
   policyQuerySchema,
@@ -230,6 +231,28 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     // written (with the next batch of decisions); the MCP gateway never waits on an outcome
     const queue = /(^|[,;\s])respond-async(\s*(,|;|$))/i.test(String(req.headers.prefer ?? ''));
     sendJson(res, queue ? 202 : 200, await writ.authz.reportOutcome(principal, params[0]!, body, { wait: !queue }));
+  });
+
+  // Several outcomes of the token's task at once, each checked as the route above checks
+  // one and queued (202; written with the next batch of decisions): one request, one
+  // token check and one access-log line for all the outcomes a gateway gathered. An
+  // outcome refused (unknown decision, another task's, not an allow, reported before)
+  // is answered in its place with its error; the others are queued.
+  route('POST', '/v1/actions/outcomes', async ({ req, res }) => {
+    const principal = await verifyTaskRequest(writ, req).catch((err) => {
+      throw err instanceof WritError ? err : new OAuthError('invalid_client', 'bad token');
+    });
+    const body = parse(outcomesSchema, await readJson(req));
+    const outcomes = [];
+    for (const o of body.outcomes) {
+      try {
+        outcomes.push(await writ.authz.reportOutcome(principal, o.decision_id, { status: o.status, ...(o.detail === undefined ? {} : { detail: o.detail }) }, { wait: false }));
+      } catch (err) {
+        if (!(err instanceof WritError) || !err.expose) throw err;
+        outcomes.push({ decision_id: o.decision_id, error: { code: err.code, message: err.message } });
+      }
+    }
+    sendJson(res, 202, { outcomes });
   });
 
   route('POST', '/v1/tasks/{id}/complete', async ({ req, res, params }) => {

@@ -56,6 +56,9 @@ export const API_ROUTES: Record<string, Operation> = {
   'POST /v1/tools/visible': { summary: 'which of these tools this task could be allowed to call', auth: 'task', body: q.visibleToolsSchema, response: r.visibleToolsResponseSchema },
   'POST /v1/actions/consume': { summary: 'a tool server burns an action token', auth: 'none', body: q.consumeSchema },
   'POST /v1/actions/{id}/outcome': { summary: 'report an allowed action’s outcome (written with the next decisions; `Prefer: respond-async`: 202 once queued)', auth: 'task', body: q.outcomeSchema },
+  'POST /v1/actions/outcomes': {
+    summary: 'report up to 256 outcomes of the task’s allowed actions at once: 202 once each is checked and queued, `outcomes` answering each in order (`{decision_id, status}` or `{decision_id, error}`)', auth: 'task', body: q.outcomesSchema,
+  },
   'POST /v1/tasks/{id}/complete': { summary: 'complete the task', auth: 'task' },
   'POST /v1/operators': { summary: 'create an operator', auth: 'operator', body: q.createOperatorSchema },
   'GET /v1/operators': { summary: 'list operators', auth: 'operator' },

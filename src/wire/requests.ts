@@ -121,6 +121,20 @@ export const outcomeSchema = z.strictObject({
   detail: z.string().max(4096).optional(),
 });
 
+/** the most outcomes one `POST /v1/actions/outcomes` carries */
+export const MAX_OUTCOMES_PER_REQUEST = 256;
+
+/**
+ * `POST /v1/actions/outcomes`: several outcomes of one task's allowed actions in one
+ * request (a gateway reports each call's, gathered over a few milliseconds).
+ */
+export const outcomesSchema = z.strictObject({
+  outcomes: z
+    .array(z.strictObject({ decision_id: z.string().min(1).max(256), status: z.enum(['succeeded', 'failed']), detail: z.string().max(4096).optional() }))
+    .min(1)
+    .max(MAX_OUTCOMES_PER_REQUEST),
+});
+
 export const revokeSchema = z.strictObject({ reason: z.string().max(1000).optional() });
 
 export const policySchema = z.strictObject({ policies: z.string().min(1).max(1_000_000) });
