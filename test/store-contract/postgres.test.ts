@@ -337,6 +337,32 @@ if (skipReason) {
       // the connection is usable again
       assert.deepEqual(await s.commitDecisions([guardedWrite(clock, task)], clock.now()), [{ written: 'primary' }]);
     });
+
+    it('a batch whose guards all hold commits in one round trip; one with a failing guard in three, with its fallback', async () => {
+      const agent = agentRecord(clock);
+      await s.createAgent(agent, auditInput('agent.created'));
+      const task = taskRecord(clock, agent.id, { maxActions: 3 });
+      await s.createTask(task, auditInput('task.created'));
+      const counted = async <T>(fn: () => Promise<T>): Promise<{ value: T; messages: number }> => {
+        const query = pg.Client.prototype.query;
+        let messages = 0;
+        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+          messages++;
+          return (query as (...a: unknown[]) => unknown).apply(this, args);
+        } as typeof query;
+        try {
+          return { value: await fn(), messages };
+        } finally {
+          pg.Client.prototype.query = query;
+        }
+      };
+      const ok = await counted(() => s.commitDecisions([guardedWrite(clock, task), guardedWrite(clock, task)], clock.now()));
+      assert.deepEqual(ok, { value: [{ written: 'primary' }, { written: 'primary' }], messages: 1 });
+      const over = await counted(() => s.commitDecisions([guardedWrite(clock, task), guardedWrite(clock, task)], clock.now()));
+      assert.deepEqual(over, { value: [{ written: 'primary' }, { written: 'fallback', reason: 'budget_exhausted' }], messages: 3 });
+      assert.equal((await s.getTask(task.id))!.actionsUsed, 3);
+      assertChain(await readAll(s));
+    });
   });
 
   describe('PostgresStore: a commit waits for its flush without holding its locks', () => {

@@ -200,6 +200,37 @@ export class PgDb {
   }
 
   /**
+   * One transaction in one message: `BEGIN`, `statement`, `COMMIT` and the flush barrier
+   * (see `FLUSH_BARRIER`), so whatever locks `statement` takes are held only while the
+   * server runs it, never across a round trip. Answers the statement's result once the
+   * commit is durable. `statement` is simple-query text (values made by ./sql-literal.ts).
+   * Faults as in `txInTwoMessages`: only a deadlock or serialization failure (raised by
+   * the statement, after which the server skips the rest) is retried.
+   */
+  async txInOneMessage(statement: string): Promise<pg.QueryResult> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.onTxClient(async (client) => {
+          try {
+            const results = (await client.query(`${BEGIN_ASYNC}; ${statement}; COMMIT; ${FLUSH_BARRIER}`)) as unknown as pg.QueryResult[];
+            return results[2]!;
+          } catch (err) {
+            if (RETRYABLE.has(sqlState(err))) throw err;
+            throw new CommitUnconfirmed(err);
+          }
+        });
+      } catch (err) {
+        if (err instanceof CommitUnconfirmed) throw mapPgError(err.cause);
+        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
+          await sleep(backoff(attempt));
+          continue;
+        }
+        throw mapPgError(err);
+      }
+    }
+  }
+
+  /**
    * Runs `body` on one pooled connection that it leaves in a transaction or not; on any
    * error rolls back and releases, discarding a connection that may be broken.
    */

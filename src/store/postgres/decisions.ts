@@ -4,21 +4,94 @@ import type { AuditEntry, AuditInput, DecisionRecord } from '../../core/types.js
 import { decisionParams, toDecision } from '../rows.js';
 import { type DecisionCommitResult, type DecisionWrite, type OutcomeWrite } from '../store.js';
 
-import { PgDb, type Row, DECISION_COLUMNS, DECISION_TYPES } from './db.js';
+import { PgDb, type Row, DECISION_COLUMNS, DECISION_TYPES, mapPgError } from './db.js';
 import { sqlArray, sqlInteger, sqlString, sqlValue } from './sql-literal.js';
 import { appendInTx, lockAuditHead, chainEntries } from './audit.js';
+import { entryHashParts } from '../../core/audit-hash.js';
 
 /**
- * The group commit of a batch of decisions in one transaction of two round trips
- * (db.ts `txInTwoMessages`): the first message locks every guarded task, the approvals
- * to use, the break-glass an allow relies on and the audit chain head, in that order
- * (every appender takes the head after the rows it guards on, so batches never
- * deadlock); the budgets, approvals and chain hashes are then worked out here, and the
- * second message writes them all in one statement, followed by COMMIT and the flush
- * barrier. The locks are held for one round trip and this function's own work.
+ * The group commit of a batch of decisions: in one round trip when every guard holds
+ * (`commitInOneMessage`, the usual case), else in two, with a fallback written for each
+ * decision whose guard fails (`commitInTwoMessages`).
  */
 export async function commitDecisions(db: PgDb, items: DecisionWrite[], now: number): Promise<DecisionCommitResult[]> {
   if (items.length === 0) return [];
+  if (await commitInOneMessage(db, items, now)) return items.map(() => ({ written: 'primary' }));
+  return commitInTwoMessages(db, items, now);
+}
+
+/**
+ * The usual batch, every guard of which holds, in one message and one round trip
+ * (db.ts `txInOneMessage`): `writ_commit_decisions` (migration 11, schema.ts) locks and
+ * checks the guarded tasks, approvals and break-glass, then takes the chain head and
+ * chains the entries on the server from each entry's hashed text around its seq
+ * (src/core/audit-hash.ts `entryHashParts`), so the head's lock is never held across a
+ * round trip to this process: instances sharing the one chain wait on each other only
+ * for the server's own work. False when a guard fails: nothing was written, and the
+ * batch is committed the long way, with its fallbacks.
+ */
+async function commitInOneMessage(db: PgDb, items: DecisionWrite[], now: number): Promise<boolean> {
+  const takes = new Map<string, number>();
+  const approvals: { id: string; decisionId: string }[] = [];
+  const breakGlass = new Set<string>();
+  const audits: AuditInput[] = [];
+  for (const item of items) {
+    if (item.guard) takes.set(item.guard.taskId, (takes.get(item.guard.taskId) ?? 0) + 1);
+    if (item.breakGlass) breakGlass.add(item.breakGlass.id);
+    audits.push(item.audit);
+    if (item.approval) {
+      // one approval used twice: the second falls back, which only the long way writes
+      if (approvals.some((a) => a.id === item.approval!.id)) return false;
+      approvals.push({ id: item.approval.id, decisionId: item.decision.id });
+      audits.push(item.approval.audit);
+    }
+  }
+  const ts = db.clock.now();
+  const parts = audits.map((a) => entryHashParts({ ts, type: a.type, actor: a.actor, taskId: a.taskId ?? null, agentId: a.agentId ?? null, decisionId: a.decisionId ?? null, data: a.data }));
+  const columns = DECISION_TYPES.map(() => [] as (string | number | null)[]);
+  for (const item of items) {
+    decisionParams(item.decision).forEach((v, i) => columns[i]!.push(v === null || v === undefined ? null : DECISION_TYPES[i] === 'bigint' ? Number(v) : String(v)));
+  }
+  const taskIds = [...takes.keys()];
+  let args: string[];
+  try {
+    args = [
+      sqlInteger(now),
+      sqlArray(taskIds, 'text'),
+      sqlArray(taskIds.map((id) => takes.get(id)!), 'int'),
+      sqlArray(approvals.map((a) => a.id), 'text'),
+      sqlArray(approvals.map((a) => a.decisionId), 'text'),
+      sqlArray([...breakGlass], 'text'),
+      ...columns.map((col, i) => sqlArray(col, DECISION_TYPES[i] === 'bigint' ? 'bigint' : 'text')),
+      sqlInteger(ts),
+      sqlArray(audits.map((a) => a.type), 'text'),
+      sqlArray(audits.map((a) => a.actor), 'text'),
+      sqlArray(audits.map((a) => a.taskId ?? null), 'text'),
+      sqlArray(audits.map((a) => a.agentId ?? null), 'text'),
+      sqlArray(audits.map((a) => a.decisionId ?? null), 'text'),
+      sqlArray(audits.map((a) => JSON.stringify(a.data)), 'text'),
+      sqlArray(parts.map((p) => p.before), 'text'),
+      sqlArray(parts.map((p) => p.after), 'text'),
+    ];
+  } catch (err) {
+    // a value no literal can carry (NUL): answered as PostgreSQL answers it, nothing sent
+    throw mapPgError(err);
+  }
+  const r = await db.txInOneMessage(`SELECT writ_commit_decisions(${args.join(', ')}) AS outcome`);
+  return (r.rows[0] as Row | undefined)?.outcome === 'ok';
+}
+
+/**
+ * The batch in one transaction of two round trips (db.ts `txInTwoMessages`), each
+ * decision written as its guards allow (a fallback where one fails): the first message
+ * locks every guarded task, the approvals to use, the break-glass an allow relies on
+ * and the audit chain head, in that order (every appender takes the head after the rows
+ * it guards on, so batches never deadlock); the budgets, approvals and chain hashes are
+ * then worked out here, and the second message writes them all in one statement,
+ * followed by COMMIT and the flush barrier. The locks are held for one round trip and
+ * this function's own work.
+ */
+async function commitInTwoMessages(db: PgDb, items: DecisionWrite[], now: number): Promise<DecisionCommitResult[]> {
   const taskIds = [...new Set(items.flatMap((i) => (i.guard ? [i.guard.taskId] : [])))].sort();
   const approvalIds = [...new Set(items.flatMap((i) => (i.approval ? [i.approval.id] : [])))].sort();
   const breakGlassIds = [...new Set(items.flatMap((i) => (i.breakGlass ? [i.breakGlass.id] : [])))].sort();
