@@ -1,6 +1,6 @@
 // The group flush of the SQLite store: an fsync of the `-wal` file after each write
 // transaction, off the write lock and off the main thread. Part of the SQLite store (db.ts).
-import { close, fdatasync, fstat, open } from 'node:fs';
+import { close, fdatasync, fstatSync, open, type Stats } from 'node:fs';
 import { UnavailableError } from '../../core/errors.js';
 
 /**
@@ -51,8 +51,7 @@ function waiters(): Waiters {
  * when the last connection closes, which cannot happen while this one holds its shared
  * lock on the database (pager.c, pager_unlock keeps it in WAL mode). A WAL file removed
  * or replaced from outside (its inode unlinked) would make every later fsync useless, so
- * each flush also checks the link count (fstat, beside the fsync on the threadpool) and
- * fails closed. SQLite takes no POSIX lock on the `-wal` file (WAL locks are on `-shm`),
+ * each flush also checks the link count (fstat) and fails closed. SQLite takes no POSIX lock on the `-wal` file (WAL locks are on `-shm`),
  * so closing our descriptor cannot drop one of SQLite's locks.
  *
  * A failed fsync is final: Linux may mark the pages that failed clean (they are lost from
@@ -129,8 +128,8 @@ export class WalFlusher {
   }
 
   /**
-   * fsync, with the link-count check beside it on the threadpool; opens the descriptor
-   * first when needed. `final`: the fault may have lost written data (see the class).
+   * fsync on the threadpool, after the link-count check; opens the descriptor first when
+   * needed. `final`: the fault may have lost written data (see the class).
    */
   private syncOnce(done: (err: Error | null, final: boolean) => void): void {
     if (this.fd === null) {
@@ -141,13 +140,15 @@ export class WalFlusher {
       });
       return;
     }
-    let pending = 2;
-    let fault: Error | null = null;
-    const settle = (err: Error | null) => {
-      fault ??= err;
-      if (--pending === 0) done(fault, true);
-    };
-    this.syncFile(this.fd, settle);
-    fstat(this.fd, (err, st) => settle(err ?? (st.nlink === 0 ? new Error(`${this.walPath} was removed while the store had it open`) : null)));
+    // the link count is read on the main thread: fstat of an open descriptor does no I/O
+    // (a few microseconds), where a second threadpool job would be a second thread to wake
+    let st: Stats;
+    try {
+      st = fstatSync(this.fd);
+    } catch (err) {
+      return done(err as Error, true);
+    }
+    if (st.nlink === 0) return done(new Error(`${this.walPath} was removed while the store had it open`), true);
+    this.syncFile(this.fd, (err) => done(err, true));
   }
 }
