@@ -5,6 +5,7 @@ import { UsageError } from '../src/cli/args.js';
 import { limitsConfigFromEnv } from '../src/cli/limits-env.js';
 import { UnavailableError } from '../src/core/errors.js';
 import { PolicyEngine } from '../src/policy/engine.js';
+import { cedar } from '../src/policy/cedar-runtime.js';
 import { buildCedarRequest } from '../src/policy/request.js';
 import type { AgentRecord, TaskRecord } from '../src/core/types.js';
 import { backends, setup } from './helpers/harness.js';
@@ -56,6 +57,11 @@ describe('policy workers: Cedar on worker threads, failing closed', () => {
       }
       assert.equal((await engine.evaluateAsync(request(engine, 'git.push', { branch: 'main' }))).decision, 'deny');
       assert.equal((await engine.evaluateAsync(request(engine, 'git.push', { branch: 'dev' }))).decision, 'allow');
+      // Cedar's failure answers come back as they are too (the worker hands JSON text through)
+      const unknown = { ...PolicyEngine.statefulCall(request(engine, 'git.push', { branch: 'dev' }), engine.active()), preparsedPolicySetId: 'no-such-set' };
+      const failed = await engine.pool!.evaluate(unknown);
+      assert.deepEqual(failed, { answer: cedar().statefulIsAuthorized(unknown) });
+      assert.equal((failed as { answer: { type: string } }).answer.type, 'failure');
     } finally {
       await engine.close();
     }
