@@ -231,6 +231,12 @@ describe('policy engine: reading only what policies need', () => {
     assert.deepEqual(parentsOf('git.push'), ['team0']);
     assert.deepEqual(parentsOf('lbl.x'), ['team1']);
     assert.deepEqual(parentsOf('other.z'), []);
+    // the tool's group likewise: kept where a policy names it
+    const toolParentsOf = (tool: string) =>
+      (PolicyEngine.statefulCall(buildCedarRequest({ agent: agent([]), task, action: { tool, arguments: {}, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: false }), set)
+        .entities as unknown as { parents: { id: string }[] }[])[1]!.parents.map((p) => p.id);
+    assert.deepEqual(toolParentsOf('git.push'), ['git']);
+    assert.deepEqual(toolParentsOf('none.x'), []);
     let seed = 5;
     const rnd = (k: number) => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;

@@ -88,7 +88,10 @@ export interface PartReads {
    * passed whole. A record's other fields cannot be observed.
    */
   contextFields: Map<string, Set<string>>;
-  /** every string in the policies: an agent group (a parent of the principal) not among them is never named, so it cannot be tested (`in`) */
+  /**
+   * every string in the policies: a group (a parent of the agent or the tool) not among
+   * them is never named, so no `in` can test it (a group is reachable only as a literal)
+   */
   strings: Set<string>;
 }
 
@@ -343,8 +346,8 @@ function sliceEntities(entities: unknown[], reads: PartReads): unknown[] {
       }
     }
     let parents: unknown[] | null = null;
-    if (type === 'Writ::Agent') {
-      // its groups: only those some policy names (see `PartReads.strings`)
+    if (type === 'Writ::Agent' || type === 'Writ::Tool') {
+      // its groups (agent groups, the tool's group): only those some policy names (see `PartReads.strings`)
       const named = (e.parents as { id: string }[]).filter((p) => reads.strings.has(p.id));
       if (named.length < e.parents.length) parents = named;
     }
