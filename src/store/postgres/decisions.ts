@@ -22,7 +22,7 @@ export async function commitDecisions(db: PgDb, items: DecisionWrite[], now: num
 
 /**
  * The usual batch, every guard of which holds, in one message and one round trip
- * (db.ts `txInOneMessage`): `writ_commit_decisions` (migration 11, schema.ts) locks and
+ * (db.ts `txInOneMessage`): `writ_commit_decisions` (migrations 11 and 12, schema.ts) locks and
  * checks the guarded tasks, approvals and break-glass, then takes the chain head and
  * chains the entries on the server from each entry's hashed text around its seq
  * (src/core/audit-hash.ts `entryHashParts`), so the head's lock is never held across a

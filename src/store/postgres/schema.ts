@@ -334,6 +334,72 @@ export const PG_MIGRATIONS: string[] = [
   END
   $fn$;
   `,
+  // writ_commit_decisions again, with half the statements for the usual batch: each guard
+  // is locked and checked by one statement, and none runs for what the batch does not use
+  `
+  CREATE OR REPLACE FUNCTION writ_commit_decisions(
+    p_now BIGINT, p_task_ids TEXT[], p_task_takes INT[], p_approval_ids TEXT[], p_approval_decisions TEXT[], p_break_glass_ids TEXT[],
+    d_id TEXT[], d_task_id TEXT[], d_agent_id TEXT[], d_tool TEXT[], d_audience TEXT[], d_resource TEXT[], d_destination TEXT[],
+    d_args_digest TEXT[], d_decision TEXT[], d_reasons TEXT[], d_policies TEXT[], d_policy_version TEXT[], d_token_jti TEXT[],
+    d_token_expires_at BIGINT[], d_created_at BIGINT[], d_outcome TEXT[],
+    a_ts BIGINT, a_type TEXT[], a_actor TEXT[], a_task_id TEXT[], a_agent_id TEXT[], a_decision_id TEXT[], a_data TEXT[],
+    a_before TEXT[], a_after TEXT[]
+  ) RETURNS TEXT LANGUAGE plpgsql AS $fn$
+  DECLARE
+    n INT;
+    h_seq BIGINT;
+    h_hash TEXT;
+    seqs BIGINT[] := '{}';
+    prevs TEXT[] := '{}';
+    hashes TEXT[] := '{}';
+  BEGIN
+    -- the same lock order as every writer: tasks, approvals, break-glass (each in id order), then
+    -- the head; each locked and checked by one statement (a row locked after a wait is read as
+    -- its newest version, READ COMMITTED), and none for what the batch does not use
+    IF cardinality(p_task_ids) > 0 THEN
+      SELECT count(*) INTO n
+        FROM (SELECT id, status, expires_at, max_actions, actions_used, actions_reserved FROM tasks WHERE id = ANY(p_task_ids) ORDER BY id FOR UPDATE) t
+        JOIN unnest(p_task_ids, p_task_takes) AS g(id, take) ON g.id = t.id
+        WHERE t.status = 'active' AND t.expires_at > p_now AND t.max_actions - t.actions_used - t.actions_reserved >= g.take;
+      IF n <> cardinality(p_task_ids) THEN RETURN 'guard'; END IF;
+    END IF;
+    IF cardinality(p_approval_ids) > 0 THEN
+      SELECT count(*) INTO n FROM (SELECT id, status, expires_at FROM approvals WHERE id = ANY(p_approval_ids) ORDER BY id FOR UPDATE) a
+        WHERE a.status = 'approved' AND a.expires_at > p_now;
+      IF n <> cardinality(p_approval_ids) THEN RETURN 'guard'; END IF;
+    END IF;
+    IF cardinality(p_break_glass_ids) > 0 THEN
+      SELECT count(*) INTO n FROM (SELECT id, status, ends_at FROM break_glass WHERE id = ANY(p_break_glass_ids) ORDER BY id FOR SHARE) b
+        WHERE b.status = 'active' AND b.ends_at IS NOT NULL AND b.ends_at > p_now;
+      IF n <> cardinality(p_break_glass_ids) THEN RETURN 'guard'; END IF;
+    END IF;
+    SELECT seq, hash INTO h_seq, h_hash FROM audit_head WHERE id = 1 FOR UPDATE;
+    IF NOT FOUND THEN RETURN 'guard'; END IF;
+    FOR i IN 1 .. coalesce(cardinality(a_type), 0) LOOP
+      prevs := array_append(prevs, h_hash);
+      h_seq := h_seq + 1;
+      seqs := array_append(seqs, h_seq);
+      h_hash := encode(sha256(convert_to(h_hash || chr(10) || a_before[i] || h_seq::text || a_after[i], 'UTF8')), 'hex');
+      hashes := array_append(hashes, h_hash);
+    END LOOP;
+    IF cardinality(p_approval_ids) > 0 THEN
+      UPDATE approvals SET status = 'used', used_at = p_now, used_decision_id = u.dec
+        FROM unnest(p_approval_ids, p_approval_decisions) AS u(id, dec) WHERE approvals.id = u.id;
+    END IF;
+    IF cardinality(p_task_ids) > 0 THEN
+      UPDATE tasks SET actions_used = tasks.actions_used + g.take FROM unnest(p_task_ids, p_task_takes) AS g(id, take) WHERE tasks.id = g.id;
+    END IF;
+    INSERT INTO decisions (id, task_id, agent_id, tool, audience, resource, destination, args_digest, decision, reasons, policies, policy_version, token_jti, token_expires_at, created_at, outcome)
+      SELECT * FROM unnest(d_id, d_task_id, d_agent_id, d_tool, d_audience, d_resource, d_destination, d_args_digest, d_decision, d_reasons, d_policies, d_policy_version, d_token_jti, d_token_expires_at, d_created_at, d_outcome);
+    INSERT INTO audit (seq, ts, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash)
+      SELECT u.seq, a_ts, u.type, u.actor, u.task_id, u.agent_id, u.decision_id, u.data, u.prev_hash, u.hash
+      FROM unnest(seqs, a_type, a_actor, a_task_id, a_agent_id, a_decision_id, a_data, prevs, hashes)
+        AS u(seq, type, actor, task_id, agent_id, decision_id, data, prev_hash, hash);
+    UPDATE audit_head SET seq = h_seq, hash = h_hash WHERE id = 1;
+    RETURN 'ok';
+  END
+  $fn$;
+  `,
 ];
 
 /** Advisory lock class for migrations (the second key is the schema's hash). */
