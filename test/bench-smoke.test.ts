@@ -20,7 +20,8 @@ function positive(value: unknown, what: string): void {
 }
 
 // Checks the benchmark runs and writes its report; never how fast anything is, nor how long it takes.
-describe('bench smoke', () => {
+// the two runs at once: each mostly waits on the processes it starts (Writ, gateways, proxies)
+describe('bench smoke', { concurrency: true }, () => {
   it('runs --quick raw_limit and authorize_in_process and reports the expected figures', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'writ-bench-smoke-'));
     try {
