@@ -54,6 +54,27 @@ class CommitUnconfirmed extends Error {
   }
 }
 
+/**
+ * Runs a transaction again after a deadlock or serialization failure (backoff, at most
+ * MAX_RETRIES times), and never after a fault at or past its COMMIT (CommitUnconfirmed):
+ * the transaction may have taken effect, so it is answered, not run a second time.
+ * Maps the final fault to the error model.
+ */
+async function retryTransaction<T>(once: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await once();
+    } catch (err) {
+      if (err instanceof CommitUnconfirmed) throw mapPgError(err.cause);
+      if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
+        await sleep(backoff(attempt));
+        continue;
+      }
+      throw mapPgError(err);
+    }
+  }
+}
+
 /** transaction attempts after a serialization failure or a deadlock */
 const MAX_RETRIES = 5;
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -130,19 +151,7 @@ export class PgDb {
    * `syncCommit` commits the ordinary way (migrations: the barrier's table may not exist yet).
    */
   async tx<T>(fn: (c: PoolClient) => Promise<T>, options: { syncCommit?: boolean } = {}): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.txOnce(fn, options);
-      } catch (err) {
-        // Past COMMIT the transaction may have taken effect: never run it a second time.
-        if (err instanceof CommitUnconfirmed) throw mapPgError(err.cause);
-        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
-          await sleep(backoff(attempt));
-          continue;
-        }
-        throw mapPgError(err);
-      }
-    }
+    return retryTransaction(() => this.txOnce(fn, options));
   }
 
   async txOnce<T>(fn: (c: PoolClient) => Promise<T>, options: { syncCommit?: boolean } = {}): Promise<T> {
@@ -175,28 +184,19 @@ export class PgDb {
    * Retries are as in `tx`.
    */
   async txInTwoMessages<T>(locks: string, finish: (c: PoolClient, locked: pg.QueryResult[]) => Promise<{ writes: string; value: T }>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.onTxClient(async (client) => {
-          const opened = (await client.query(`${BEGIN_ASYNC}; ${locks}`)) as unknown as pg.QueryResult[];
-          const { writes, value } = await finish(client, opened.slice(2));
-          try {
-            await client.query(`${writes}; COMMIT; ${FLUSH_BARRIER}`);
-          } catch (err) {
-            if (RETRYABLE.has(sqlState(err))) throw err;
-            throw new CommitUnconfirmed(err);
-          }
-          return value;
-        });
-      } catch (err) {
-        if (err instanceof CommitUnconfirmed) throw mapPgError(err.cause);
-        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
-          await sleep(backoff(attempt));
-          continue;
+    return retryTransaction(() =>
+      this.onTxClient(async (client) => {
+        const opened = (await client.query(`${BEGIN_ASYNC}; ${locks}`)) as unknown as pg.QueryResult[];
+        const { writes, value } = await finish(client, opened.slice(2));
+        try {
+          await client.query(`${writes}; COMMIT; ${FLUSH_BARRIER}`);
+        } catch (err) {
+          if (RETRYABLE.has(sqlState(err))) throw err;
+          throw new CommitUnconfirmed(err);
         }
-        throw mapPgError(err);
-      }
-    }
+        return value;
+      }),
+    );
   }
 
   /**
@@ -208,26 +208,17 @@ export class PgDb {
    * the statement, after which the server skips the rest) is retried.
    */
   async txInOneMessage(statement: string): Promise<pg.QueryResult> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.onTxClient(async (client) => {
-          try {
-            const results = (await client.query(`${BEGIN_ASYNC}; ${statement}; COMMIT; ${FLUSH_BARRIER}`)) as unknown as pg.QueryResult[];
-            return results[2]!;
-          } catch (err) {
-            if (RETRYABLE.has(sqlState(err))) throw err;
-            throw new CommitUnconfirmed(err);
-          }
-        });
-      } catch (err) {
-        if (err instanceof CommitUnconfirmed) throw mapPgError(err.cause);
-        if (attempt < MAX_RETRIES && RETRYABLE.has(sqlState(err))) {
-          await sleep(backoff(attempt));
-          continue;
+    return retryTransaction(() =>
+      this.onTxClient(async (client) => {
+        try {
+          const results = (await client.query(`${BEGIN_ASYNC}; ${statement}; COMMIT; ${FLUSH_BARRIER}`)) as unknown as pg.QueryResult[];
+          return results[2]!;
+        } catch (err) {
+          if (RETRYABLE.has(sqlState(err))) throw err;
+          throw new CommitUnconfirmed(err);
         }
-        throw mapPgError(err);
-      }
-    }
+      }),
+    );
   }
 
   /**
