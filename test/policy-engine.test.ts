@@ -267,3 +267,54 @@ describe('policy engine: reading only what policies need', () => {
     assert.ok(outcomes.allow > 20 && outcomes.deny > 20, `both outcomes occur (${JSON.stringify(outcomes)})`);
   });
 });
+
+// Near variants of the reads the slicing must see (src/policy/engine.ts `PartReads`): a
+// `has` over a path (`context has usage.actions_used`, `principal has name`), a field read
+// through a method (`.contains`), bracket access, and a record passed to `==` inside a
+// `forbid`. Each is a forbid, so a field or attribute wrongly left out would allow.
+describe('policy engine: slicing sees every shape of a read', () => {
+  it('decides as Cedar on the whole request for has-paths, methods, brackets and whole records in forbids', () => {
+    const lines = [
+      '@id("base") permit (principal, action, resource);',
+      '@id("has-path") forbid (principal, action, resource == Writ::Tool::"a.x") when { context has usage.actions_used && context.usage.actions_used > 50 };',
+      '@id("has-path-alone") forbid (principal, action, resource == Writ::Tool::"a.z") when { context has usage.actions_used };',
+      '@id("principal-has") forbid (principal, action, resource == Writ::Tool::"a.y") when { principal has name && principal["name"] == "b2" };',
+      '@id("method") forbid (principal, action, resource in Writ::ToolGroup::"b") when { context.delegation.chain.contains("a9") };',
+      '@id("bracket") forbid (principal, action, resource == Writ::Tool::"c.x") when { context["usage"]["actions_left"] < 40 };',
+      '@id("whole") forbid (principal, action, resource == Writ::Tool::"c.y") when { context.delegation == {"depth": 1, "chain": ["a9"]} };',
+      '@id("any-entity") forbid (principal, action, resource == Writ::Tool::"d.x") when { (if context.usage.actions_used > 10 then principal else principal).labels.contains("hot") };',
+      '@id("pad1") permit (principal, action, resource in Writ::ToolGroup::"pad1");',
+      '@id("pad2") permit (principal, action, resource in Writ::ToolGroup::"pad2");',
+    ];
+    const text = lines.join('\n');
+    const engine = new PolicyEngine();
+    const set = engine.load(text);
+    assert.ok(set.partitions, 'the set is split');
+    const refId = 'reference-read-shapes';
+    assert.equal(cedar.preparsePolicySet(refId, { staticPolicies: checkPolicyText(text).parts }).type, 'success');
+    const tools = ['a.x', 'a.y', 'a.z', 'b.z', 'c.x', 'c.y', 'd.x', 'pad1.q'];
+    const outcomes = { allow: 0, deny: 0 };
+    for (let i = 0; i < tools.length * 16; i++) {
+      const tool = tools[i % tools.length]!;
+      const v = Math.floor(i / tools.length);
+      const facts = {
+        agent: { ...agent(v & 1 ? ['hot'] : []), name: v & 2 ? 'b2' : 'a1' },
+        task: { ...task, actionsUsed: v & 4 ? 70 : 3 },
+        action: { tool, arguments: {}, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: false,
+        chain: v & 8 ? ['a9'] : [], toolLabels: v & 1 ? [] : ['hot'],
+      };
+      const req = buildCedarRequest({ ...facts, task: { ...facts.task, depth: v & 8 ? 1 : 0 } } as never);
+      const got = engine.evaluate(req, set);
+      const ref = cedar.statefulIsAuthorized({
+        principal: req.principal, action: { type: 'Writ::Action', id: 'call' }, resource: req.resource,
+        context: req.context as never, entities: req.entities as never, preparsedPolicySetId: refId, validateRequest: false,
+      });
+      assert.equal(ref.type, 'success');
+      if (ref.type !== 'success') continue;
+      assert.equal(got.decision, ref.response.decision, `${tool} variant ${v}`);
+      assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), `${tool} variant ${v}`);
+      outcomes[got.decision] += 1;
+    }
+    assert.ok(outcomes.allow > 10 && outcomes.deny > 10, `both outcomes occur (${JSON.stringify(outcomes)})`);
+  });
+});
