@@ -38,6 +38,7 @@ function gatedSync() {
     /** resolves once `n` fsyncs have been asked for (an event, not a delay) */
     called: (n: number) => new Promise<void>((ok) => (calls.length >= n ? ok() : waiting.push({ n, ok }))),
     pass: () => (mode = 'pass'),
+    gate: () => (mode = 'gate'),
     failAll: () => (mode = 'fail'),
   };
 }
@@ -271,5 +272,48 @@ describe('SQLite store: a failed fsync never lets a decision out (end to end)', 
     assert.equal(after.body.decision, undefined);
     const ready = await new Api(env.url).call('GET', '/readyz');
     assert.equal(ready.status, 503);
+  });
+});
+
+describe('SQLite store: an allow is answered only once its flush completed (the token is signed during it)', () => {
+  const t = tempDb();
+  const gate = gatedSync();
+  gate.pass();
+  const store = new SqliteStore({ path: t.path, syncFile: gate.syncFile });
+  let env: Awaited<ReturnType<typeof setup>>;
+
+  before(async () => {
+    env = await setup('sqlite', {
+      opened: { store, another: async () => new SqliteStore({ path: t.path }), cleanup: async () => (await store.close(), t.cleanup()) },
+    });
+  });
+  after(async () => {
+    gate.pass();
+    for (const c of gate.calls.splice(0)) c.release();
+    await env?.teardown();
+  });
+
+  it('POST /v1/authorize waits for the fsync of its commit, then answers the allow with its token', async () => {
+    const task = await env.createTask();
+    const api = new Api(env.url, await env.taskToken(task.id));
+    const action = { tool: 'github.get', arguments: { n: 1 }, audience: 'https://tools.example/github' };
+    gate.gate();
+    const before = gate.calls.length;
+    const answer = watch(api.call('POST', '/v1/authorize', action));
+    await gate.called(before + 1);
+    // the decision's transaction has committed and its token is signed meanwhile; no answer yet
+    for (let i = 0; i < 5; i++) await turn();
+    assert.equal(answer.state(), 'pending');
+    gate.pass();
+    for (const c of gate.calls.splice(0)) c.release();
+    const r = await answer.promise;
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.decision, 'allow');
+    assert.match(r.body.action_token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const d = await env.store.getDecision(r.body.decision_id);
+    assert.equal(d?.decision, 'allow');
+    const claims = JSON.parse(Buffer.from(r.body.action_token.split('.')[1], 'base64url').toString());
+    assert.equal(claims.jti, d?.tokenJti);
+    assert.equal(claims.decision_id, d?.id);
   });
 });

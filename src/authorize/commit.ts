@@ -17,6 +17,38 @@ import { ACTION_TOKEN_TYP, type ActionTokenClaims } from '../tokens/token-types.
 import { actionDigest } from './escalation.js';
 import type { AllowOptions, AuthorizeResult } from './result.js';
 
+/**
+ * Signs the action token in a turn of the event loop queued just after the group
+ * commit's (src/audit/group-commit.ts schedules its batch with setImmediate when the
+ * item is submitted): the batch's SQL has run by then and its durable flush (the WAL
+ * fsync on the threadpool, or PostgreSQL's round trip) is in flight, so at one request
+ * in flight the signature costs no latency. The order is only what makes it overlap;
+ * the token is returned only after the commit resolved, whichever finishes first.
+ *
+ * What is left to fail here is an Ed25519 signature over bytes already fixed, with a
+ * key already loaded (KeyRing.prepareJwt): if it ever threw, the answer is a 5xx and
+ * the committed allow names a token (`token_jti`) that was never given out, as when an
+ * answer is lost on its way back; the budget unit stays spent, nothing is allowed.
+ */
+function signBesideCommit(sign: () => string, metrics: WritMetrics): Promise<string> {
+  const signed = new Promise<string>((resolve, reject) =>
+    setImmediate(() => {
+      stageEnd('commit', true); // the batch's SQL, which ran just before
+      const signStart = performance.now();
+      try {
+        resolve(sign());
+      } catch (err) {
+        reject(err);
+      }
+      metrics.observeStage('sign', signStart);
+      stageEnd('sign');
+    }),
+  );
+  // a failed commit is thrown first; the signature is then never awaited
+  signed.catch(() => undefined);
+  return signed;
+}
+
 /** Records a security event (src/audit/audit-batcher.ts through the audit service); never blocks. */
 export type SecurityEvent = (type: string, actor: string, data: Record<string, unknown>, ids?: { taskId?: string; agentId?: string; decisionId?: string }) => Promise<void>;
 
@@ -74,10 +106,10 @@ export class DecisionCommit {
   }
 
   /**
-   * An allow: signs the action token first but returns it only after the decision
-   * record and its audit entry have committed, together with the budget unit (taken
+   * An allow: returns the action token only after the decision record and its audit
+   * entry have committed and are durable, together with the budget unit (taken
    * atomically, so concurrent requests never overspend) and, for an approval, the
-   * approval's one use.
+   * approval's one use. The token is signed while that commit's flush is in flight.
    */
   async allow(ctx: { task: TaskRecord; agent: AgentRecord }, base: DecisionRecord, options: AllowOptions): Promise<AuthorizeResult> {
     const { store, config, keys, committer, metrics } = this.deps;
@@ -105,10 +137,11 @@ export class DecisionCommit {
       ...(options.approval ? { approval_id: options.approval.id } : {}),
       ...(options.breakGlassId ? { break_glass: true as const } : {}),
     };
-    const signStart = performance.now();
-    const token = keys.signJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
-    metrics.observeStage('sign', signStart);
-    stageEnd('sign');
+    // The key is chosen and the token's bytes fixed now, so what can fail fails before
+    // anything is written; the Ed25519 signature itself is made while the commit's flush
+    // is in flight (signBesideCommit).
+    const sign = keys.prepareJwt(ACTION_TOKEN_TYP, claims as unknown as Record<string, unknown>);
+    stageEnd('sign', true);
     const approvalRef = options.approval ? { approval_id: options.approval.id } : {};
     const flags = { ...approvalRef, ...(options.breakGlassId ? { break_glass: true, break_glass_id: options.breakGlassId } : {}) };
     const allowed: DecisionRecord = { ...base, decision: 'allow', reasons: options.reasons ?? [], policies: options.policies, tokenJti: jti, tokenExpiresAt: exp * 1000 };
@@ -121,7 +154,7 @@ export class DecisionCommit {
             ? [{ code: 'break_glass_ended', message: `break-glass \`${options.breakGlassId}\` ended before the decision was recorded` }]
             : [{ code: 'task_not_active', message: `task \`${task.id}\` is not active` }];
     const commitStart = performance.now();
-    const result = await committer.submit({
+    const committed = committer.submit({
       decision: allowed,
       audit: this.decisionAudit(allowed, flags, options.arguments),
       guard: { taskId: task.id },
@@ -134,12 +167,14 @@ export class DecisionCommit {
         return { decision: denied, audit: this.decisionAudit(denied, approvalRef, options.arguments) };
       },
     });
+    const signed = signBesideCommit(sign, metrics);
+    const result = await committed;
     metrics.observeStage('commit', commitStart);
     stageEnd('commit');
     if (result.written === 'fallback') {
       return { decision: 'deny', decision_id: base.id, reasons: fallbackReasons(result.reason) };
     }
-    return { decision: 'allow', decision_id: base.id, action_token: token, expires_in: exp - iat, args_digest: base.argsDigest };
+    return { decision: 'allow', decision_id: base.id, action_token: await signed, expires_in: exp - iat, args_digest: base.argsDigest };
   }
 
   /**

@@ -31,13 +31,16 @@ export function stageStart(): void {
   if (enabled) last = cpuNowUs();
 }
 
-/** Charges the CPU since the previous mark to `stage`. */
-export function stageEnd(stage: Stage): void {
+/**
+ * Charges the CPU since the previous mark to `stage`. `part`: one more part of a stage
+ * that is ended again later in the same decision (charged, not counted twice).
+ */
+export function stageEnd(stage: Stage, part = false): void {
   if (!enabled || last === null) return;
   const now = cpuNowUs();
   const t = totals.get(stage) ?? { cpuUs: 0, count: 0 };
   t.cpuUs += now - last;
-  t.count += 1;
+  if (!part) t.count += 1;
   totals.set(stage, t);
   last = now;
 }

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { okpThumbprint, signCompactJws } from '../core/compact-jws.js';
+import { okpThumbprint, prepareCompactJws, signCompactJws } from '../core/compact-jws.js';
 import type { Clock } from '../core/clock.js';
 import type { Jwk, SigningKeyRecord } from '../core/types.js';
 import type { Store } from '../store/store.js';
@@ -140,6 +140,17 @@ export class KeyRing {
     const key = this.signingKeyOrNull();
     if (!key) throw new Error('no signing key is loaded');
     return signCompactJws(key.privateKey, key.record.kid, typ, claims);
+  }
+
+  /**
+   * `signJwt` in two steps: the key is chosen and the token's bytes fixed now (throwing
+   * as signJwt would), the signature made when the returned function is called. The
+   * authorize commit signs an action token while its audit entry's flush is in flight.
+   */
+  prepareJwt(typ: string, claims: Record<string, unknown>): () => string {
+    const key = this.signingKeyOrNull();
+    if (!key) throw new Error('no signing key is loaded');
+    return prepareCompactJws(key.privateKey, key.record.kid, typ, claims);
   }
 
   /** The public key for `kid`, or null (callers reload once on a miss). */
