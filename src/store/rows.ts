@@ -15,6 +15,40 @@ export function json<T>(v: unknown): T {
   return (typeof v === 'string' ? JSON.parse(v) : v) as T;
 }
 
+/**
+ * A JSON column of the rows every request reads (a task's scope, its agent's keys and
+ * labels), parsed once per distinct text: the value is keyed by the column's exact text,
+ * so a changed row always parses afresh (never a stale value), and deep-frozen, so no
+ * reader can change what the next request sees. Bounded by total text length; cleared
+ * when full. Nothing of a row's state (status, expiry, counts) goes through here.
+ */
+const parsedTexts = new Map<string, unknown>();
+let parsedChars = 0;
+const PARSED_CHARS_MAX = 4 * 1024 * 1024;
+
+export function jsonShared<T>(v: unknown): T {
+  if (typeof v !== 'string') return v as T;
+  let hit = parsedTexts.get(v);
+  if (hit === undefined) {
+    hit = deepFreeze(JSON.parse(v) as unknown);
+    if (parsedChars + v.length > PARSED_CHARS_MAX) {
+      parsedTexts.clear();
+      parsedChars = 0;
+    }
+    parsedTexts.set(v, hit);
+    parsedChars += v.length;
+  }
+  return hit as T;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
 /** A BIGINT column: a number on SQLite, a string from `pg`. */
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -41,8 +75,8 @@ export function toAgent(r: Row, prefix = ''): AgentRecord {
   return {
     id: r[`${prefix}id`] as string,
     name: r[`${prefix}name`] as string,
-    jwks: json(r[`${prefix}jwks`]),
-    labels: json(r[`${prefix}labels`]),
+    jwks: jsonShared(r[`${prefix}jwks`]),
+    labels: jsonShared(r[`${prefix}labels`]),
     status: r[`${prefix}status`] as AgentRecord['status'],
     createdAt: num(r[`${prefix}created_at`]),
     createdBy: r[`${prefix}created_by`] as string,
@@ -55,7 +89,7 @@ export function toTask(r: Row): TaskRecord {
     agentId: r.agent_id as string,
     owner: r.owner as string,
     intent: r.intent as string,
-    scope: json(r.scope),
+    scope: jsonShared(r.scope),
     status: r.status as TaskRecord['status'],
     createdAt: num(r.created_at),
     expiresAt: num(r.expires_at),
@@ -66,6 +100,46 @@ export function toTask(r: Row): TaskRecord {
     parentId: (r.parent_id as string | null) ?? null,
     rootId: r.root_id as string,
     depth: num(r.depth),
+  };
+}
+
+/**
+ * The columns of a task and of its agent, in the order `taskWithAgentValues` reads them
+ * (a statement in array mode: no object built per row). Named, not `t.*`, so that a
+ * later migration adding a column moves nothing. The agent's id is the task's `agent_id`.
+ */
+export const TASK_WITH_AGENT_COLUMNS =
+  't.id, t.agent_id, t.owner, t.intent, t.scope, t.status, t.created_at, t.expires_at, t.ended_at, t.max_actions, t.actions_used, ' +
+  't.actions_reserved, t.parent_id, t.root_id, t.depth, a.name, a.jwks, a.labels, a.status, a.created_at, a.created_by';
+
+export function taskWithAgentValues(v: unknown[]): { task: TaskRecord; agent: AgentRecord } {
+  return {
+    task: {
+      id: v[0] as string,
+      agentId: v[1] as string,
+      owner: v[2] as string,
+      intent: v[3] as string,
+      scope: jsonShared(v[4]),
+      status: v[5] as TaskRecord['status'],
+      createdAt: num(v[6]),
+      expiresAt: num(v[7]),
+      endedAt: numOrNull(v[8]),
+      maxActions: num(v[9]),
+      actionsUsed: num(v[10]),
+      actionsReserved: num(v[11]),
+      parentId: (v[12] as string | null) ?? null,
+      rootId: v[13] as string,
+      depth: num(v[14]),
+    },
+    agent: {
+      id: v[1] as string,
+      name: v[15] as string,
+      jwks: jsonShared(v[16]),
+      labels: jsonShared(v[17]),
+      status: v[18] as AgentRecord['status'],
+      createdAt: num(v[19]),
+      createdBy: v[20] as string,
+    },
   };
 }
 

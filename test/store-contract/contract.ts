@@ -425,6 +425,33 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
       await assert.rejects(store.createTask(t1, auditInput('task.created')), isConflict());
     });
 
+    it('getTaskWithAgent reads the task state and the agent on every call; its JSON values are frozen, never shared stale', async () => {
+      const a = await addAgent(store, clock);
+      const t = await addTask(store, clock, a.id, { maxActions: 10 });
+      const first = await store.getTaskWithAgent(t.id);
+      assert.deepEqual(first, { task: t, agent: a });
+      // the parsed JSON columns may be shared between reads: frozen, so no reader changes the next one's
+      assert.throws(() => (first!.task.scope.tools as string[]).push('*'), TypeError);
+      assert.throws(() => { (first!.agent.jwks as { keys: unknown[] }).keys = []; }, TypeError);
+      assert.throws(() => (first!.agent.labels as string[]).push('admin'), TypeError);
+      assert.deepEqual((await store.getTaskWithAgent(t.id))!.task.scope, t.scope);
+
+      // a task of another agent with other keys and labels reads its own, not the first one's
+      const b = await addAgent(store, clock, { labels: ['other'], jwks: { keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'b'.repeat(43), kid: 'kb' }] } });
+      const tb = await addTask(store, clock, b.id, { scope: { tools: ['slack.*'], resources: [], destinations: ['slack.com'] } });
+      assert.deepEqual(await store.getTaskWithAgent(tb.id), { task: tb, agent: b });
+      assert.deepEqual(await store.getTaskWithAgent(t.id), { task: t, agent: a });
+
+      // state written after a read is seen by the next read, on this handle and on another one
+      const second = another ? await another() : store;
+      await second.endTask(t.id, 'revoked', clock.now(), auditInput('task.revoked', { taskId: t.id }));
+      assert.equal((await store.getTaskWithAgent(t.id))!.task.status, 'revoked');
+      assert.ok(await store.disableAgent(b.id, clock.now(), auditInput('agent.disabled', { agentId: b.id })));
+      const after = await store.getTaskWithAgent(tb.id);
+      assert.equal(after!.agent.status, 'disabled');
+      assert.equal(after!.task.status, 'revoked');
+    });
+
     it('delegation reserves the child budget from the parent and returns what is unused', async () => {
       const a = await addAgent(store, clock);
       const parent = await addTask(store, clock, a.id, { maxActions: 10 });

@@ -41,10 +41,11 @@ export async function getTask(db: PgDb, id: string): Promise<TaskRecord | null> 
  * The columns of a task with its agent's (prefixed `a_`), as `withAgentRow` reads them;
  * named, not `t.*`: a prepared statement's result shape must not change when a later
  * migration adds a column (PostgreSQL would fail it with "cached plan must not change
- * result type" on every connection that prepared it).
+ * result type" on every connection that prepared it). The JSON columns come as text,
+ * parsed once per distinct text (rows.ts `jsonShared`) rather than by `pg` for every row.
  */
-const TASK_WITH_AGENT = `SELECT t.id, t.agent_id, t.owner, t.intent, t.scope, t.status, t.created_at, t.expires_at, t.ended_at,
-            t.max_actions, t.actions_used, t.actions_reserved, t.parent_id, t.root_id, t.depth, a.id AS a_id, a.name AS a_name, a.jwks AS a_jwks, a.labels AS a_labels, a.status AS a_status,
+const TASK_WITH_AGENT = `SELECT t.id, t.agent_id, t.owner, t.intent, t.scope::text AS scope, t.status, t.created_at, t.expires_at, t.ended_at,
+            t.max_actions, t.actions_used, t.actions_reserved, t.parent_id, t.root_id, t.depth, a.id AS a_id, a.name AS a_name, a.jwks::text AS a_jwks, a.labels::text AS a_labels, a.status AS a_status,
             a.created_at AS a_created_at, a.created_by AS a_created_by
      FROM tasks t JOIN agents a ON a.id = t.agent_id`;
 
@@ -54,7 +55,7 @@ const TASK_WITH_AGENT = `SELECT t.id, t.agent_id, t.owner, t.intent, t.scope, t.
  * that postgres-store.ts coalesces (./read-batcher.ts).
  */
 export async function getTaskWithAgentRows(db: PgDb, ids: string[]): Promise<Map<string, Row>> {
-  const { rows } = await db.exec({ name: 'writ_tasks_with_agents', text: `${TASK_WITH_AGENT} WHERE t.id = ANY($1::text[])`, values: [ids] });
+  const { rows } = await db.exec({ name: 'writ_tasks_with_agents_text', text: `${TASK_WITH_AGENT} WHERE t.id = ANY($1::text[])`, values: [ids] });
   return new Map(rows.map((r) => [r.id as string, r]));
 }
 

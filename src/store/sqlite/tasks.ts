@@ -2,7 +2,8 @@
 // Part of the SQLite store (the Store interface: src/store/store.ts); postgres/tasks.ts is its twin.
 import { ConflictError } from '../../core/errors.js';
 import type { AgentRecord, AuditInput, TaskRecord, TaskStatus } from '../../core/types.js';
-import { taskParams, toAgent, toTask } from '../rows.js';
+import type { Statement } from 'better-sqlite3';
+import { TASK_WITH_AGENT_COLUMNS, taskParams, taskWithAgentValues, toTask } from '../rows.js';
 import type { PresenceLease } from '../../core/escalation-types.js';
 
 import { SqliteDb, type Row } from './db.js';
@@ -34,16 +35,25 @@ export async function getTask(db: SqliteDb, id: string): Promise<TaskRecord | nu
   return row ? toTask(row) : null;
 }
 
+/**
+ * The task with its agent, read on every request that carries a task token: one
+ * statement in array mode (no row object) over named columns; the JSON columns parse
+ * once per distinct text (rows.ts `jsonShared`), the state columns are read every time.
+ */
 export async function getTaskWithAgent(db: SqliteDb, id: string): Promise<{ task: TaskRecord; agent: AgentRecord } | null> {
-  const row = db.guard(
-    () =>
-      db.stmt(
-        `SELECT t.*, a.id AS a_id, a.name AS a_name, a.jwks AS a_jwks, a.labels AS a_labels, a.status AS a_status,
-                a.created_at AS a_created_at, a.created_by AS a_created_by
-         FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = ?`,
-      ).get(id) as Row | undefined,
-  );
-  return row ? { task: toTask(row), agent: toAgent(row, 'a_') } : null;
+  const values = db.guard(() => taskWithAgentStmt(db).get(id) as unknown[] | undefined);
+  return values ? taskWithAgentValues(values) : null;
+}
+
+const taskWithAgentStmts = new WeakMap<SqliteDb, Statement>();
+
+function taskWithAgentStmt(db: SqliteDb): Statement {
+  let s = taskWithAgentStmts.get(db);
+  if (!s) {
+    s = db.raw.prepare(`SELECT ${TASK_WITH_AGENT_COLUMNS} FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = ?`).raw(true);
+    taskWithAgentStmts.set(db, s);
+  }
+  return s;
 }
 
 export async function listTasks(db: SqliteDb, filter: { agentId?: string; status?: TaskStatus; parentId?: string; limit?: number }): Promise<TaskRecord[]> {
