@@ -15,7 +15,7 @@ import { bearer, readForm, readJson, sendError, sendJson } from './http-io.js';
 import {
   auditQuerySchema,
   auditVerifySchema,
-  authorizeSchema,
+  parseAuthorizeBody,
   consumeSchema,
   createOperatorSchema,
   createTaskSchema,
@@ -167,7 +167,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     const ctx = await authenticateTaskRequest(writ, req);
     writ.metrics.observeStage('authenticate', started);
     stageEnd('authenticate');
-    const action = parse(authorizeSchema, await readJson(req));
+    const action = parseAuthorizeBody(await readJson(req));
     stageEnd('parse');
     const result = await writ.authz.authorize(ctx, action as never);
     res.setHeader('x-writ-decision-id', result.decision_id);

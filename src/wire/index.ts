@@ -5,6 +5,7 @@
  * two together).
  */
 export * from './requests.js';
+export * from './authorize-body.js';
 export * from './escalations.js';
 export * from './federation.js';
 export * from './audit-evidence.js';
