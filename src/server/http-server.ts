@@ -456,7 +456,9 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     let oauth = false;
     const client = addresses.of(req);
     const clientKey = limiterKey(client);
-    const path = pathOf(req.url);
+    // parsed once: the limiter's path here, the route's URL below
+    const parsedUrl = parseUrl(req.url);
+    const path = parsedUrl?.pathname ?? (req.url ?? '/').split('?')[0]!;
     // Health checks and published keys never fail and cost nothing: a load balancer's
     // probe from an address that others abused still gets its answer.
     const exempt = req.method === 'GET' && (path === '/healthz' || path === '/readyz' || path.startsWith('/.well-known/'));
@@ -475,7 +477,8 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
       }
     }
     try {
-      url = new URL(req.url ?? '/', 'http://writ.invalid');
+      // a URL that does not parse throws here, as before
+      url = parsedUrl ?? new URL(req.url ?? '/', 'http://writ.invalid');
       const path = url.pathname;
       let allowed: string[] = [];
       for (const r of routes) {
@@ -527,12 +530,12 @@ export async function sendMetrics(res: ServerResponse, writ: Writ): Promise<void
   res.end(body);
 }
 
-/** The request's path as routes see it; the raw text when it does not parse (the route answers that). */
-function pathOf(raw: string | undefined): string {
+/** The request's URL as routes see it; null when it does not parse (the route answers that). */
+function parseUrl(raw: string | undefined): URL | null {
   try {
-    return new URL(raw ?? '/', 'http://writ.invalid').pathname;
+    return new URL(raw ?? '/', 'http://writ.invalid');
   } catch {
-    return (raw ?? '/').split('?')[0]!;
+    return null;
   }
 }
 

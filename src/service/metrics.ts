@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { SeriesCounter, SeriesHistogram } from './metric-series.js';
 import type { PoolStats } from '../store/store.js';
 import { stageSpan } from '../core/tracing.js';
 
@@ -6,6 +7,9 @@ import { stageSpan } from '../core/tracing.js';
  * The service's Prometheus metrics (prom-client, a registry of its own: two Writ
  * instances in one process, as in tests, never share counters). Names follow the
  * Prometheus conventions (`_total` counters, `_seconds` durations, base units).
+ *
+ * The counters and histograms every decision updates are metric-series.ts's (the same
+ * exposition, a fraction of the CPU); the rest are prom-client's.
  *
  * Labels never carry ids, tokens or arguments: only values from small fixed sets
  * (results, stages, reason codes, HTTP methods, route patterns, status codes), so a
@@ -23,20 +27,20 @@ export function labelValue(v: string | undefined): string {
 
 export class WritMetrics {
   readonly registry = new Registry();
-  readonly decisions = new Counter({
+  readonly decisions = new SeriesCounter({
     name: 'writ_decisions_total',
     help: 'Decisions made, by result (allow, deny, approval_required) and first reason code (none for a plain allow).',
     labelNames: ['result', 'reason'] as const,
     registers: [this.registry],
   });
-  readonly stageSeconds = new Histogram({
+  readonly stageSeconds = new SeriesHistogram({
     name: 'writ_decision_stage_duration_seconds',
     help: 'Wall-clock time of the stages of POST /v1/authorize: authenticate, cedar, sign (an allow\'s action token), commit (an allow\'s write) and total.',
     labelNames: ['stage'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  readonly batchSize = new Histogram({
+  readonly batchSize = new SeriesHistogram({
     name: 'writ_group_commit_batch_size',
     help: 'Decisions written per group commit (one transaction).',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
@@ -52,13 +56,13 @@ export class WritMetrics {
     help: 'Requests that failed because the store was unavailable or failed (503 store_unavailable, 500 store errors).',
     registers: [this.registry],
   });
-  readonly httpRequests = new Counter({
+  readonly httpRequests = new SeriesCounter({
     name: 'writ_http_requests_total',
     help: 'HTTP requests by method, route pattern and status.',
     labelNames: ['method', 'route', 'status'] as const,
     registers: [this.registry],
   });
-  readonly httpSeconds = new Histogram({
+  readonly httpSeconds = new SeriesHistogram({
     name: 'writ_http_request_duration_seconds',
     help: 'HTTP request latency by method and route pattern.',
     labelNames: ['method', 'route'] as const,
