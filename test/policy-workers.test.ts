@@ -73,20 +73,23 @@ describe('policy workers: Cedar on worker threads, failing closed', () => {
       engine.load(POLICY);
       const pool = engine.pool!;
       let hops = 0;
-      const hop = pool.evaluate.bind(pool);
-      pool.evaluate = (call) => {
+      const hop = pool.evaluateText.bind(pool);
+      pool.evaluateText = (call) => {
         hops += 1;
         return hop(call);
       };
+      // each a call never decided before (a decided one is answered from the engine's memo)
       const req = request(engine, 'git.push', { branch: 'dev' });
       assert.deepEqual(await engine.evaluateAsync(req, undefined, { inline: true }), engine.evaluate(req));
       assert.equal(hops, 0, 'no hop to a worker');
-      await engine.evaluateAsync(req);
+      await engine.evaluateAsync(request(engine, 'git.push', { branch: 'dev2' }));
       assert.equal(hops, 1, 'without the hint, the worker');
+      await engine.evaluateAsync(req);
+      assert.equal(hops, 1, 'a call decided before: no hop');
       // a worker holding a call (here one that hangs): the lone call goes to the workers
       // too, and fails closed with them
       pool.stallForTest(0, 60_000);
-      const queued = engine.evaluateAsync(req, undefined, { inline: true });
+      const queued = engine.evaluateAsync(request(engine, 'git.push', { branch: 'dev3' }), undefined, { inline: true });
       assert.equal(hops, 2);
       await engine.close();
       await assert.rejects(queued, (err: unknown) => err instanceof UnavailableError && err.code === 'policy_unavailable');
@@ -157,7 +160,8 @@ for (const { backend, skip } of backends()) {
       assert.equal(ok.body.decision, 'allow');
 
       env.writ.policy.engine.pool!.stallForTest(0, 60_000);
-      const failed = await agentApi.call('POST', '/v1/authorize', ACTION);
+      // a call never decided before (the one above is answered from the engine's memo, worker or not)
+      const failed = await agentApi.call('POST', '/v1/authorize', { ...ACTION, tool: 'github.create_pr' });
       assert.equal(failed.status, 503);
       assert.equal(failed.body.error.code, 'policy_unavailable', JSON.stringify(failed.body));
       assert.equal(failed.body.action_token, undefined);
@@ -167,7 +171,7 @@ for (const { backend, skip } of backends()) {
       // the replacement worker starts cold: retry until it answers within the short timeout
       let again: any;
       const end = Date.now() + 60_000;
-      do again = await agentApi.call('POST', '/v1/authorize', ACTION);
+      do again = await agentApi.call('POST', '/v1/authorize', { ...ACTION, tool: 'github.create_pr' });
       while (again.status === 503 && Date.now() < end);
       assert.equal(again.status, 200);
       assert.equal(again.body.decision, 'allow');

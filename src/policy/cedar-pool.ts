@@ -164,6 +164,11 @@ export class CedarPool {
 
   /** One `statefulIsAuthorized` on the least busy worker; rejects with CedarPoolError on error, exit or timeout. */
   evaluate(call: cedarTypes.StatefulAuthorizationCall): Promise<PoolAnswer> {
+    return this.evaluateText(JSON.stringify(call));
+  }
+
+  /** `evaluate` with the call as JSON text already. */
+  evaluateText(call: string): Promise<PoolAnswer> {
     if (this.closed) return Promise.reject(new CedarPoolError('the policy workers are closed'));
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
@@ -171,7 +176,7 @@ export class CedarPool {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.fail(slot, `the policy worker did not answer within ${this.timeoutMs} ms`), this.timeoutMs);
       slot.pending.set(n, { resolve, reject, timer });
-      slot.worker.postMessage({ t: 'eval', n, call: JSON.stringify(call) });
+      slot.worker.postMessage({ t: 'eval', n, call });
     });
   }
 

@@ -93,6 +93,21 @@ export interface PartReads {
    * them is never named, so no `in` can test it (a group is reachable only as a literal)
    */
   strings: Set<string>;
+  /**
+   * per context record field (`usage` -> `actions_left` -> ...), when every read of its
+   * value is a comparison (`<`, `<=`, `>`, `>=`, `==`, `!=`) with an integer literal: those
+   * literals, sorted. A value is then passed as the representative of its class (equal to
+   * one literal, or strictly between two neighbours: `classOf`), which every comparison
+   * answers alike, so the call's text repeats across requests and its decision can be
+   * remembered (`PolicyEngine` memo). A field read any other way is absent here.
+   */
+  fieldClasses: Map<string, Map<string, number[]>>;
+  /**
+   * the tag names any policy passes to `getTag` (on any entity), or null when one is not
+   * a literal: an argument tag not among them is only ever tested with `hasTag`, so its
+   * value is unobservable and passed as `""` (string tags) or `0` (numeric tags).
+   */
+  tagValuesRead: Set<string> | null;
 }
 
 export type { CedarRequest } from './request.js';
@@ -305,6 +320,102 @@ function stringsIn(policies: cedarTypes.PolicyJson[]): Set<string> {
   return out;
 }
 
+const COMPARISONS = ['<', '<=', '>', '>=', '==', '!='];
+
+/** `context.<k>.<f>` as JSON: `[k, f]`, else null. */
+function contextFieldOf(e: unknown): [string, string] | null {
+  if (!e || typeof e !== 'object') return null;
+  const o = e as Record<string, any>;
+  const a = o['.'];
+  if (!a || Object.keys(o).length !== 1 || typeof a.attr !== 'string') return null;
+  const k = contextAttr(a.left);
+  return k === null ? null : [k, a.attr];
+}
+
+/** An integer literal JavaScript holds exactly (a larger one is not taken: it may have been rounded). */
+function integerLiteral(e: unknown): number | null {
+  if (!e || typeof e !== 'object') return null;
+  const o = e as Record<string, unknown>;
+  return Object.keys(o).length === 1 && Number.isSafeInteger(o.Value) ? (o.Value as number) : null;
+}
+
+/**
+ * Per context record field, the integer literals it is compared with, for the fields whose
+ * value is read only that way (see `PartReads.fieldClasses`); `has` tests do not read a value.
+ */
+export function fieldClassesRead(policies: cedarTypes.PolicyJson[]): Map<string, Map<string, number[]>> {
+  const literals = new Map<string, Set<number>>();
+  const other = new Set<string>();
+  const walk = (e: unknown): void => {
+    if (typeof e !== 'object' || e === null) return;
+    if (Array.isArray(e)) return e.forEach(walk);
+    const o = e as Record<string, any>;
+    const field = contextFieldOf(o);
+    if (field) return void other.add(`${field[0]}.${field[1]}`);
+    const keys = Object.keys(o);
+    if (keys.length === 1 && COMPARISONS.includes(keys[0]!)) {
+      const { left, right } = (o[keys[0]!] ?? {}) as { left?: unknown; right?: unknown };
+      const pairs: [unknown, unknown][] = [[left, right], [right, left]];
+      for (const [a, b] of pairs) {
+        const f = contextFieldOf(a);
+        const n = integerLiteral(b);
+        if (f && n !== null) {
+          const name = `${f[0]}.${f[1]}`;
+          let set = literals.get(name);
+          if (!set) literals.set(name, (set = new Set()));
+          set.add(n);
+          return;
+        }
+      }
+    }
+    for (const v of Object.values(o)) walk(v);
+  };
+  for (const p of policies) walk(p.conditions);
+  const out = new Map<string, Map<string, number[]>>();
+  for (const [name, set] of literals) {
+    if (other.has(name)) continue;
+    const [k, f] = [name.slice(0, name.indexOf('.')), name.slice(name.indexOf('.') + 1)];
+    let m = out.get(k);
+    if (!m) out.set(k, (m = new Map()));
+    m.set(f, [...set].sort((a, b) => a - b));
+  }
+  return out;
+}
+
+/**
+ * The representative of `v`'s class among sorted integer `literals`: `v` itself when it
+ * equals one, else the smallest integer strictly between the same two neighbours (one
+ * below the first, one above the last). `v` and its representative compare alike with
+ * every literal, so a field read only by comparisons with them is answered alike.
+ */
+export function classOf(v: unknown, literals: number[]): unknown {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || literals.length === 0) return v;
+  let below = 0; // how many literals are below v
+  while (below < literals.length && literals[below]! < v) below++;
+  if (below < literals.length && literals[below] === v) return v;
+  return below === 0 ? literals[0]! - 1 : literals[below - 1]! + 1;
+}
+
+/** The tag names policies pass to `getTag` on any entity; null when one is not a literal string. */
+export function tagValuesRead(policies: cedarTypes.PolicyJson[]): Set<string> | null {
+  const names = new Set<string>();
+  let dynamic = false;
+  const walk = (e: unknown): void => {
+    if (dynamic || typeof e !== 'object' || e === null) return;
+    if (Array.isArray(e)) return e.forEach(walk);
+    const o = e as Record<string, any>;
+    if ('getTag' in o) {
+      const v = o.getTag?.right;
+      const keys = v && typeof v === 'object' ? Object.keys(v) : [];
+      if (keys.length === 1 && typeof v.Value === 'string') names.add(v.Value);
+      else dynamic = true;
+    }
+    for (const v of Object.values(o)) walk(v);
+  };
+  for (const p of policies) walk(p.conditions);
+  return dynamic ? null : names;
+}
+
 /** What the policies of one preparsed set read (see `PartReads`); `texts` are their Cedar texts. */
 export function partReadsOf(policies: cedarTypes.PolicyJson[], texts: string[]): PartReads {
   const contextKeys = contextAttributesRead(policies);
@@ -320,6 +431,8 @@ export function partReadsOf(policies: cedarTypes.PolicyJson[], texts: string[]):
     numArgs: contextKeys === null || contextKeys.has('num_args') || /NumericArguments/.test(text),
     contextFields: contextKeys === null ? new Map() : contextFieldsRead(policies),
     strings: stringsIn(policies),
+    fieldClasses: contextKeys === null ? new Map() : fieldClassesRead(policies),
+    tagValuesRead: tagValuesRead(policies),
   };
 }
 
@@ -351,7 +464,23 @@ function sliceEntities(entities: unknown[], reads: PartReads): unknown[] {
       const named = (e.parents as { id: string }[]).filter((p) => reads.strings.has(p.id));
       if (named.length < e.parents.length) parents = named;
     }
-    out.push(attrs === null && parents === null ? e : { ...e, attrs: attrs ?? e.attrs, parents: parents ?? e.parents });
+    let tags: Record<string, unknown> | null = null;
+    if (e.tags && reads.tagValuesRead !== null && (type === 'Writ::Arguments' || type === 'Writ::NumericArguments')) {
+      // a tag only ever tested with `hasTag`: its value is unobservable (see `PartReads.tagValuesRead`)
+      const blank = type === 'Writ::Arguments' ? '' : 0;
+      for (const k in e.tags) {
+        if (reads.tagValuesRead.has(k) || e.tags[k] === blank) continue;
+        tags = {};
+        for (const j in e.tags) tags[j] = reads.tagValuesRead.has(j) ? e.tags[j] : blank;
+        break;
+      }
+    }
+    if (attrs === null && parents === null && tags === null) out.push(e);
+    else {
+      const copy: RequestEntity = { ...e, attrs: attrs ?? e.attrs, parents: parents ?? e.parents };
+      if (tags !== null) copy.tags = tags;
+      out.push(copy);
+    }
   }
   return out;
 }
@@ -504,6 +633,9 @@ function partitionFor(partitions: Map<string, string>, resource: { type: string;
   return partitions.get(toolKey(resource.id)) ?? partitions.get(groupKey(toolServer(resource.id))) ?? partitions.get('*')!;
 }
 
+/** How many decisions `PolicyEngine` remembers (each about 1 KB of call text). */
+const MEMO_ENTRIES = 4096;
+
 /** What the engine reports when Cedar trapped and its instance was replaced. */
 export interface EngineTrap {
   /** what was being done: `evaluate`, `partial evaluation`, `load` */
@@ -582,6 +714,8 @@ export class PolicyEngine {
 
   /** After a throw from inside Cedar: a new instance, everything preparsed again. */
   private recover(operation: string, err: unknown): EngineTrap {
+    this.memo.clear();
+    this.memoEpoch += 1;
     resetCedar();
     this.ensureInstance();
     this.traps += 1;
@@ -710,6 +844,9 @@ export class PolicyEngine {
    * preparsing again under an id replaces what it held), so their memory is released.
    */
   private unload(version: string): void {
+    // its ids could be preparsed again with other content only after an unload: forget every answer
+    this.memo.clear();
+    this.memoEpoch += 1;
     const sets = this.preparsed.get(version) ?? [];
     this.preparsed.delete(version);
     this.loaded.delete(version);
@@ -833,8 +970,13 @@ export class PolicyEngine {
         const v = request.context[k];
         const fields = reads?.contextFields.get(k);
         if (fields && isPlainRecord(v)) {
+          const classes = reads!.fieldClasses.get(k);
           const r: Record<string, unknown> = {};
-          for (const f of fields) if (Object.hasOwn(v, f)) r[f] = v[f];
+          for (const f of fields) {
+            if (!Object.hasOwn(v, f)) continue;
+            const literals = classes?.get(f);
+            r[f] = literals ? classOf(v[f], literals) : v[f];
+          }
           context[k] = r;
         } else context[k] = v;
       }
@@ -857,6 +999,10 @@ export class PolicyEngine {
    */
   evaluate(request: CedarRequest, set: LoadedPolicySet = this.active()): Evaluation {
     const call = PolicyEngine.statefulCall(request, set);
+    const key = JSON.stringify(call);
+    const known = this.recall(key);
+    if (known) return known;
+    const epoch = this.memoEpoch;
     this.ensureInstance();
     let answer;
     try {
@@ -865,7 +1011,45 @@ export class PolicyEngine {
       const trap = this.recover('evaluate', err);
       return { decision: 'deny', policies: [], errors: [{ policy_id: '', message: `the policy engine failed (${trap.message}); it was replaced` }] };
     }
-    return PolicyEngine.interpret(answer);
+    return this.remember(key, PolicyEngine.interpret(answer), set, epoch);
+  }
+
+  /**
+   * Decisions by the exact text of the call Cedar was given (`statefulCall`: the preparsed
+   * set's id, which is its content hash, and every value the set's policies can observe).
+   * Cedar is pure, so the same text always gets the same answer. Values policy reads only
+   * through comparisons with literals are passed as their class (`PartReads.fieldClasses`,
+   * `tagValuesRead`), so the text repeats across requests of one agent, tool and target
+   * although counters and argument values change. Only answers without errors are kept:
+   * an error or a trap is evaluated again every time. Bounded: the oldest entry goes first.
+   */
+  private readonly memo = new Map<string, Evaluation>();
+  /** how many evaluations the memo answered, and how many went to Cedar */
+  memoHits = 0;
+  memoMisses = 0;
+
+  private recall(key: string): Evaluation | null {
+    const e = this.memo.get(key);
+    if (!e) {
+      this.memoMisses += 1;
+      return null;
+    }
+    this.memoHits += 1;
+    // a copy: the caller may keep or change its arrays
+    return { decision: e.decision, policies: [...e.policies], errors: [] };
+  }
+
+  /**
+   * Bumped when a set is unloaded or the instance replaced: an answer computed across
+   * that (perhaps by an emptied set under the same id) is not kept.
+   */
+  private memoEpoch = 0;
+
+  private remember(key: string, e: Evaluation, set: LoadedPolicySet, epoch: number): Evaluation {
+    if (e.errors.length > 0 || epoch !== this.memoEpoch || this.loaded.get(set.version) !== set) return e;
+    if (this.memo.size >= MEMO_ENTRIES) this.memo.delete(this.memo.keys().next().value as string);
+    this.memo.set(key, { decision: e.decision, policies: [...e.policies], errors: [] });
+    return e;
   }
 
   private static interpret(answer: cedarTypes.AuthorizationAnswer): Evaluation {
@@ -890,9 +1074,13 @@ export class PolicyEngine {
    */
   async evaluateAsync(request: CedarRequest, set: LoadedPolicySet = this.active(), options: { inline?: boolean } = {}): Promise<Evaluation> {
     if (!this.pool || (options.inline && this.pool.idle())) return this.evaluate(request, set);
+    const key = JSON.stringify(PolicyEngine.statefulCall(request, set));
+    const known = this.recall(key);
+    if (known) return known;
+    const epoch = this.memoEpoch;
     let got: PoolAnswer;
     try {
-      got = await this.pool.evaluate(PolicyEngine.statefulCall(request, set));
+      got = await this.pool.evaluateText(key);
     } catch (err) {
       if (err instanceof CedarPoolError) throw new UnavailableError(`the policy engine did not answer: ${err.message}`, undefined, 'policy_unavailable');
       throw err;
@@ -906,6 +1094,6 @@ export class PolicyEngine {
       }
       return { decision: 'deny', policies: [], errors: [{ policy_id: '', message: `the policy engine failed (${got.trap}); it was replaced` }] };
     }
-    return PolicyEngine.interpret(got.answer);
+    return this.remember(key, PolicyEngine.interpret(got.answer), set, epoch);
   }
 }
