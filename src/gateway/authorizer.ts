@@ -4,6 +4,7 @@ import { WritError } from '../core/errors.js';
 import type { TraceCarrier } from '../core/tracing.js';
 import type { Writ } from '../service/writ.js';
 import type { ToolLabelEntry } from './labels.js';
+import { WritConnection } from './writ-connection.js';
 import { authorizeSchema, MAX_OUTCOMES_PER_REQUEST, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
 
 /**
@@ -207,6 +208,10 @@ export class HttpAuthorizer implements Authorizer {
   private readonly outcomeBatches = new Map<string, OutcomeBatch>();
   /** false once Writ answered `POST /v1/actions/outcomes` with 404 (a Writ without it) */
   private batchOutcomes = true;
+  /** the kept-alive connection decisions are asked on (plain http: only; null otherwise) */
+  private readonly decisions: WritConnection | null = null;
+  /** `/v1/authorize` under Writ's base URL */
+  private readonly authorizePath: string;
 
   /**
    * `dpopKey`: the agent's DPoP key (RFC 9449), which the gateway holds for it: a task
@@ -219,6 +224,17 @@ export class HttpAuthorizer implements Authorizer {
     // costs more per request than the decision itself
     this.client = new WritClient({ url: opts.url, timeoutMs: opts.timeoutMs ?? 10_000, http: { keepAlive: true, maxSockets: 64 }, maxResponseBytes: 4 << 20 });
     this.jwks = createRemoteJWKSet(new URL(`${this.client.url}/.well-known/jwks.json`), { timeoutDuration: opts.timeoutMs ?? 10_000, cooldownDuration: 30_000 });
+    const u = new URL(this.client.url);
+    this.authorizePath = `${u.pathname.replace(/\/$/, '')}/v1/authorize`;
+    if (u.protocol === 'http:') {
+      this.decisions = new WritConnection({
+        host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: Number(u.port || 80),
+        authority: u.host,
+        timeoutMs: opts.timeoutMs ?? 10_000,
+        maxResponseBytes: 4 << 20,
+      });
+    }
   }
 
   get url(): string {
@@ -314,6 +330,19 @@ export class HttpAuthorizer implements Authorizer {
   }
 
   async authorize(taskToken: string, action: ActionRequest, trace?: TraceCarrier): Promise<Decision> {
+    // a bearer token goes on the decisions' own connection when it is free (a bound one
+    // needs a proof and Writ's nonce: the general client)
+    const sent = this.decisions !== null && boundKeyOf(taskToken) === undefined ? this.decisions.post(this.authorizePath, taskToken, JSON.stringify(action), trace?.traceparent ? { traceparent: trace.traceparent, tracestate: trace.tracestate } : undefined) : null;
+    if (sent) {
+      let r;
+      try {
+        r = await sent;
+      } catch (err) {
+        throw unreachable(err);
+      }
+      if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/authorize');
+      return checkDecision(r.body);
+    }
     const r = await this.call('POST', '/v1/authorize', taskToken, action, 'authorize', undefined, trace?.traceparent ? trace : undefined);
     if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/authorize');
     return checkDecision(r.body);
@@ -414,6 +443,7 @@ export class HttpAuthorizer implements Authorizer {
   async close(): Promise<void> {
     // what is still gathered goes now; its callers have stopped waiting (the gateway flushed first)
     this.flushOutcomes();
+    this.decisions?.close();
     this.client.close();
   }
 }
