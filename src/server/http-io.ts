@@ -29,6 +29,14 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<
 function readBodyOnce(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) return Promise.reject(new PayloadTooLargeError(`request body is larger than ${limit} bytes`));
+  // Already all here (a small body comes in the headers' packet: node:http pushed every
+  // chunk and the end before the handler ran): taken from the stream's buffer at once,
+  // no listeners, no waiting for `end`.
+  if (req.complete && req.readableFlowing !== true && !req.readableEnded && !req.destroyed) {
+    const body = (req.read() as Buffer | null) ?? Buffer.alloc(0);
+    if (body.length > limit) return Promise.reject(new PayloadTooLargeError(`request body is larger than ${limit} bytes`));
+    return Promise.resolve(body);
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
