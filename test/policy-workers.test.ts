@@ -98,6 +98,37 @@ describe('policy workers: Cedar on worker threads, failing closed', () => {
     }
   });
 
+  it('the calls of one turn go to a worker in one message, each answered as on this thread; a crash fails every one of them', async () => {
+    const engine = new PolicyEngine({ workers: 1, workerTimeoutMs: 60_000 });
+    try {
+      engine.load(POLICY);
+      const worker = engine.pool!.workersForTest()[0]!;
+      const post = worker.postMessage.bind(worker);
+      const sent: { t: string; calls?: string[] }[] = [];
+      worker.postMessage = (m: { t: string; calls?: string[] }) => {
+        sent.push(m);
+        post(m);
+      };
+      const cases = [['git.push', { branch: 'main' }], ['git.push', { branch: 'b1' }], ['git.pull', {}], ['db.x', { branch: 'x' }], ['git.pull', { branch: 'b2' }]] as const;
+      const reqs = cases.map(([tool, args]) => request(engine, tool, args));
+      const unknown = { ...PolicyEngine.statefulCall(request(engine, 'git.push', { branch: 'b3' }), engine.active()), preparsedPolicySetId: 'no-such-set' };
+      const [failed, ...got] = await Promise.all([engine.pool!.evaluate(unknown), ...reqs.map((r) => engine.evaluateAsync(r))]);
+      assert.deepEqual(sent.map((m) => [m.t, m.calls?.length]), [['eval', 6]], 'one message for the six calls');
+      assert.deepEqual(got, reqs.map((r) => engine.evaluate(r)));
+      assert.deepEqual(got.map((e) => e.decision), ['deny', 'allow', 'deny', 'deny', 'allow']);
+      assert.deepEqual(failed, { answer: cedar().statefulIsAuthorized(unknown) });
+
+      // a batch in the hands of a worker that dies: every call in it fails closed
+      engine.pool!.stallForTest(0, 30_000);
+      const pending = ['c1', 'c2', 'c3'].map((b) => engine.evaluateAsync(request(engine, 'git.push', { branch: b })));
+      await new Promise((r) => setImmediate(r));
+      await worker.terminate();
+      for (const p of pending) await assert.rejects(p, (err: unknown) => err instanceof UnavailableError && err.code === 'policy_unavailable');
+    } finally {
+      await engine.close();
+    }
+  });
+
   it('a worker that crashes with a call in hand fails it with 503 policy_unavailable, and its replacement answers the next', async () => {
     const engine = new PolicyEngine({ workers: 1, workerTimeoutMs: 60_000 });
     try {

@@ -51,17 +51,25 @@ parentPort.on('message', (m) => {
     return;
   }
   if (m.t === 'eval') {
-    let answer;
-    capturing = true;
-    try {
-      answer = cedar.statefulIsAuthorized(new Raw(m.call));
-    } catch (err) {
+    // several calls per message (the pool gathers those of one turn of its event loop),
+    // answered together: one message and one wake-up each way for all of them
+    const answers = [];
+    for (let i = 0; i < m.calls.length; i++) {
+      let answer;
+      capturing = true;
+      try {
+        answer = cedar.statefulIsAuthorized(new Raw(m.calls[i]));
+      } catch (err) {
+        capturing = false;
+        // the answers so far, then the trap; the calls after it fail with the worker's exit
+        answers.push({ n: m.ns[i], trap: String((err && err.message) || err).slice(0, 300) });
+        parentPort.postMessage({ answers });
+        process.exit(70);
+      }
       capturing = false;
-      parentPort.postMessage({ n: m.n, trap: String((err && err.message) || err).slice(0, 300) });
-      process.exit(70);
+      answers.push({ n: m.ns[i], answer: answer instanceof Raw ? answer.text : jsonStringify.call(JSON, answer) });
     }
-    capturing = false;
-    parentPort.postMessage({ n: m.n, answer: answer instanceof Raw ? answer.text : jsonStringify.call(JSON, answer) });
+    parentPort.postMessage({ answers });
   }
 });
 `;
@@ -81,7 +89,11 @@ interface Slot {
   worker: Worker;
   pending: Map<number, Pending>;
   dead: boolean;
+  /** calls not yet posted (sent together at the end of this turn of the event loop) */
+  queued: { ns: number[]; calls: string[] } | null;
 }
+
+type Answer = { n: number; answer?: string; trap?: string };
 
 export class CedarPool {
   private readonly slots: Slot[] = [];
@@ -100,21 +112,27 @@ export class CedarPool {
   private spawn(): Slot {
     const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { entry: ENTRY }, stdout: true, stderr: true });
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), dead: false };
+    const slot: Slot = { worker, pending: new Map(), dead: false, queued: null };
     for (const [id, parts] of this.sets) worker.postMessage({ t: 'load', id, parts });
     // Calls and answers cross as JSON text: one string copy, cheaper than the structured
     // clone of many small objects, and the worker hands it to cedar-wasm as it is (cedar-wasm
     // reads its input as JSON and writes its answer as JSON: no parse and re-serialization there).
-    worker.on('message', (m: { n: number; answer?: string; trap?: string; loadTrap?: string }) => {
+    worker.on('message', (m: { answers?: Answer[]; loadTrap?: string }) => {
       if (m.loadTrap !== undefined) {
         this.sets.delete(m.loadTrap);
         return;
       }
-      const p = slot.pending.get(m.n);
-      if (!p) return;
-      slot.pending.delete(m.n);
-      clearTimeout(p.timer);
-      p.resolve(m.trap !== undefined ? { trap: m.trap } : { answer: JSON.parse(m.answer!) as cedarTypes.AuthorizationAnswer });
+      for (const a of m.answers ?? []) {
+        const p = slot.pending.get(a.n);
+        if (!p) continue;
+        slot.pending.delete(a.n);
+        clearTimeout(p.timer);
+        try {
+          p.resolve(a.trap !== undefined ? { trap: a.trap } : { answer: JSON.parse(a.answer!) as cedarTypes.AuthorizationAnswer });
+        } catch (err) {
+          p.reject(new CedarPoolError(`the policy worker's answer does not read (${String((err as Error)?.message ?? err).slice(0, 200)})`));
+        }
+      }
     });
     worker.on('error', (err) => this.fail(slot, `the policy worker failed (${String(err?.message ?? err).slice(0, 200)})`));
     worker.on('exit', (code) => this.fail(slot, `the policy worker exited with ${code}`));
@@ -125,6 +143,7 @@ export class CedarPool {
   private fail(slot: Slot, why: string): void {
     if (slot.dead) return;
     slot.dead = true;
+    slot.queued = null;
     for (const p of slot.pending.values()) {
       clearTimeout(p.timer);
       p.reject(new CedarPoolError(why));
@@ -176,8 +195,23 @@ export class CedarPool {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.fail(slot, `the policy worker did not answer within ${this.timeoutMs} ms`), this.timeoutMs);
       slot.pending.set(n, { resolve, reject, timer });
-      slot.worker.postMessage({ t: 'eval', n, call });
+      if (slot.queued) {
+        slot.queued.ns.push(n);
+        slot.queued.calls.push(call);
+        return;
+      }
+      slot.queued = { ns: [n], calls: [call] };
+      // the calls of this turn go in one message (under load several requests reach Cedar per turn)
+      setImmediate(() => this.post(slot));
     });
+  }
+
+  private post(slot: Slot): void {
+    const q = slot.queued;
+    slot.queued = null;
+    // a worker that failed meanwhile has rejected these calls already
+    if (!q || slot.dead) return;
+    slot.worker.postMessage({ t: 'eval', ns: q.ns, calls: q.calls });
   }
 
   /**
