@@ -159,6 +159,28 @@ describe('policy memo: what it keeps and forgets', () => {
     assert.equal(overflow.memoHits, 0, 'an errored answer is never remembered');
   });
 
+  it('is bounded: an answer in use stays, one not used since thousands of others is dropped', () => {
+    const engine = new PolicyEngine();
+    // read exactly (compared with another field): every counter value is its own call
+    engine.load('@id("p") permit (principal, action, resource) when { context.usage.actions_used != context.usage.max_actions };');
+    const exact = (n: number) => buildCedarRequest({ agent: agent([]), task: { ...task, actionsUsed: n, maxActions: 100_000 }, action: { tool: 'a.b', arguments: {}, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: false });
+    engine.evaluate(exact(0));
+    engine.evaluate(exact(1));
+    let hotHits = 0;
+    for (let i = 2; i < 6000; i++) {
+      engine.evaluate(exact(i));
+      if (i % 500 === 0) {
+        const before = engine.memoHits;
+        assert.equal(engine.evaluate(exact(0)).decision, 'allow');
+        hotHits += engine.memoHits - before;
+      }
+    }
+    assert.equal(hotHits, 11, 'the answer in use is answered from the memo every time');
+    const misses = engine.memoMisses;
+    assert.equal(engine.evaluate(exact(1)).decision, 'allow');
+    assert.equal(engine.memoMisses, misses + 1, 'the one not used since was dropped');
+  });
+
   it('forgets every answer when a set is let go (its ids are preparsed empty)', () => {
     const engine = new PolicyEngine();
     engine.load('@id("other") permit (principal, action, resource);');

@@ -633,7 +633,7 @@ function partitionFor(partitions: Map<string, string>, resource: { type: string;
   return partitions.get(toolKey(resource.id)) ?? partitions.get(groupKey(toolServer(resource.id))) ?? partitions.get('*')!;
 }
 
-/** How many decisions `PolicyEngine` remembers (each about 1 KB of call text). */
+/** How many decisions `PolicyEngine` remembers at most, in two generations (each about 1 KB of call text). */
 const MEMO_ENTRIES = 4096;
 
 /** What the engine reports when Cedar trapped and its instance was replaced. */
@@ -714,8 +714,7 @@ export class PolicyEngine {
 
   /** After a throw from inside Cedar: a new instance, everything preparsed again. */
   private recover(operation: string, err: unknown): EngineTrap {
-    this.memo.clear();
-    this.memoEpoch += 1;
+    this.forget();
     resetCedar();
     this.ensureInstance();
     this.traps += 1;
@@ -845,8 +844,7 @@ export class PolicyEngine {
    */
   private unload(version: string): void {
     // its ids could be preparsed again with other content only after an unload: forget every answer
-    this.memo.clear();
-    this.memoEpoch += 1;
+    this.forget();
     const sets = this.preparsed.get(version) ?? [];
     this.preparsed.delete(version);
     this.loaded.delete(version);
@@ -1021,18 +1019,26 @@ export class PolicyEngine {
    * through comparisons with literals are passed as their class (`PartReads.fieldClasses`,
    * `tagValuesRead`), so the text repeats across requests of one agent, tool and target
    * although counters and argument values change. Only answers without errors are kept:
-   * an error or a trap is evaluated again every time. Bounded: the oldest entry goes first.
+   * an error or a trap is evaluated again every time. Bounded by two generations of
+   * MEMO_ENTRIES / 2: when the young one is full it becomes the old one and the old one is
+   * dropped; an answer found in the old one moves to the young one (so what is used stays).
+   * (Not a Map dropping its first key: V8 then scans the deleted entries on each drop.)
    */
-  private readonly memo = new Map<string, Evaluation>();
+  private memo = new Map<string, Evaluation>();
+  private memoOld = new Map<string, Evaluation>();
   /** how many evaluations the memo answered, and how many went to Cedar */
   memoHits = 0;
   memoMisses = 0;
 
   private recall(key: string): Evaluation | null {
-    const e = this.memo.get(key);
+    let e = this.memo.get(key);
     if (!e) {
-      this.memoMisses += 1;
-      return null;
+      e = this.memoOld.get(key);
+      if (!e) {
+        this.memoMisses += 1;
+        return null;
+      }
+      this.keep(key, e);
     }
     this.memoHits += 1;
     // a copy: the caller may keep or change its arrays
@@ -1047,9 +1053,23 @@ export class PolicyEngine {
 
   private remember(key: string, e: Evaluation, set: LoadedPolicySet, epoch: number): Evaluation {
     if (e.errors.length > 0 || epoch !== this.memoEpoch || this.loaded.get(set.version) !== set) return e;
-    if (this.memo.size >= MEMO_ENTRIES) this.memo.delete(this.memo.keys().next().value as string);
-    this.memo.set(key, { decision: e.decision, policies: [...e.policies], errors: [] });
+    this.keep(key, { decision: e.decision, policies: [...e.policies], errors: [] });
     return e;
+  }
+
+  private keep(key: string, e: Evaluation): void {
+    if (this.memo.size >= MEMO_ENTRIES / 2) {
+      this.memoOld = this.memo;
+      this.memo = new Map();
+    }
+    this.memo.set(key, e);
+  }
+
+  /** Forgets every remembered answer (a set unloaded, the instance replaced). */
+  private forget(): void {
+    this.memo = new Map();
+    this.memoOld = new Map();
+    this.memoEpoch += 1;
   }
 
   private static interpret(answer: cedarTypes.AuthorizationAnswer): Evaluation {
