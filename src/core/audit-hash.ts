@@ -10,7 +10,27 @@ export const GENESIS_HASH = '0'.repeat(64);
  * editing, deleting or reordering any entry breaks every later link.
  */
 export function computeEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
-  return sha256Hex(`${entry.prevHash}\n${canonicalJson(ownFields(entry))}`);
+  return sha256Hex(`${entry.prevHash}\n${ownFieldsText(entry)}`);
+}
+
+/**
+ * `canonicalJson(ownFields(entry))`, built around the canonical JSON of `data` alone (the
+ * hot path of every audit append: no second walk, no sort of the outer keys). The other
+ * fields are a string or null each and two integers, whose RFC 8785 forms are what
+ * JSON.stringify gives (§3.2.2.2, §3.2.2.3), here in RFC 8785's key order (§3.2.3: by
+ * UTF-16 code units). Anything else (a field left undefined, a seq that is not an
+ * integer) goes the general way, which drops or refuses it as before.
+ */
+function ownFieldsText(entry: Omit<AuditEntry, 'hash' | 'prevHash'>): string {
+  const { seq, ts, type, actor, taskId, agentId, decisionId, data } = entry;
+  if (!(Number.isSafeInteger(seq) && Number.isSafeInteger(ts) && typeof type === 'string' && typeof actor === 'string' && isText(taskId) && isText(agentId) && isText(decisionId) && data !== undefined)) {
+    return canonicalJson(ownFields(entry));
+  }
+  return `{"actor":${JSON.stringify(actor)},"agentId":${JSON.stringify(agentId)},"data":${canonicalJson(data)},"decisionId":${JSON.stringify(decisionId)},"seq":${seq},"taskId":${JSON.stringify(taskId)},"ts":${ts},"type":${JSON.stringify(type)}}`;
+}
+
+function isText(v: unknown): boolean {
+  return v === null || typeof v === 'string';
 }
 
 /**
@@ -22,7 +42,7 @@ export function computeEntryHash(entry: Omit<AuditEntry, 'hash'>): string {
  * a number, a string: no unescaped quote) follow it in key order.
  */
 export function entryHashParts(entry: Omit<AuditEntry, 'hash' | 'prevHash' | 'seq'>): { before: string; after: string } {
-  const text = canonicalJson(ownFields({ ...entry, seq: 0 }));
+  const text = ownFieldsText({ ...entry, seq: 0 });
   const at = text.lastIndexOf(',"seq":0,');
   if (at < 0) throw new TypeError('the entry has no seq in its canonical form');
   return { before: text.slice(0, at + ',"seq":'.length), after: text.slice(at + ',"seq":0'.length) };
