@@ -159,6 +159,17 @@ describe('policy memo: what it keeps and forgets', () => {
     assert.equal(overflow.memoHits, 0, 'an errored answer is never remembered');
   });
 
+  it('with memo off asks Cedar every time and keeps nothing (the benchmarks\' raw limit)', () => {
+    const engine = new PolicyEngine();
+    engine.load('@id("p") permit (principal, action, resource) when { context.usage.actions_left > 10 };');
+    for (let i = 0; i < 3; i++) assert.equal(engine.evaluate(req(3), undefined, { memo: false }).decision, 'allow');
+    assert.equal(engine.memoHits + engine.memoMisses, 0, 'the memo is neither read nor counted');
+    // nothing was kept: the first remembered call is a miss
+    engine.evaluate(req(3));
+    assert.equal(engine.memoMisses, 1);
+    assert.equal(engine.evaluate(req(995), undefined, { memo: false }).decision, 'deny');
+  });
+
   it('is bounded: an answer in use stays, one not used since thousands of others is dropped', () => {
     const engine = new PolicyEngine();
     // read exactly (compared with another field): every counter value is its own call

@@ -93,6 +93,9 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
     const commitP50 = commit.samples.summary().p50;
     const commitVsBare = ratio(commitP50, bare.insert_commit_us.p50);
 
+    // how often the policy engine answered from its memo rather than asking Cedar (src/policy/engine.ts)
+    const engine = writ.policy.engine;
+    const policyMemo = { hits: engine.memoHits, misses: engine.memoMisses, hit_rate: round(engine.memoHits / Math.max(1, engine.memoHits + engine.memoMisses), 4) };
     const seqS = seq.samples.summary();
     const concS = conc.samples.summary();
     const concOps = (p.concurrent_iterations / conc.elapsedMs) * 1000;
@@ -118,6 +121,7 @@ export async function authorizeInProcess(opts: RunOptions, backend: Backend, raw
       raw_plus_commit_p50_us: round(rawP50 + commit.samples.summary().p50),
       ratio_p50_vs_raw_plus_commit: ratio(seqS.p50, rawP50 + commit.samples.summary().p50),
       cpu_by_stage: stageView,
+      policy_memo: policyMemo,
       ratio_c32_wall_per_decision_vs_raw: ratio(1e6 / concOps, rawP50),
       p50_us: seqS.p50,
       p99_us: seqS.p99,

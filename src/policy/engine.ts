@@ -993,12 +993,15 @@ export class PolicyEngine {
   /**
    * Evaluates one request against a loaded set. Cedar skips a policy whose
    * evaluation errors, which for a `forbid` would mean allowing: so any error
-   * turns the answer into a deny (fail closed). A trap denies too.
+   * turns the answer into a deny (fail closed). A trap denies too. `memo: false` asks
+   * Cedar even when the answer is remembered, and keeps nothing (what Cedar itself costs:
+   * the benchmarks' raw limit).
    */
-  evaluate(request: CedarRequest, set: LoadedPolicySet = this.active()): Evaluation {
+  evaluate(request: CedarRequest, set: LoadedPolicySet = this.active(), options: { memo?: boolean } = {}): Evaluation {
     const call = PolicyEngine.statefulCall(request, set);
-    const key = JSON.stringify(call);
-    const known = this.recall(key);
+    const useMemo = options.memo !== false;
+    const key = useMemo ? JSON.stringify(call) : '';
+    const known = useMemo ? this.recall(key) : null;
     if (known) return known;
     const epoch = this.memoEpoch;
     this.ensureInstance();
@@ -1009,7 +1012,8 @@ export class PolicyEngine {
       const trap = this.recover('evaluate', err);
       return { decision: 'deny', policies: [], errors: [{ policy_id: '', message: `the policy engine failed (${trap.message}); it was replaced` }] };
     }
-    return this.remember(key, PolicyEngine.interpret(answer), set, epoch);
+    const evaluation = PolicyEngine.interpret(answer);
+    return useMemo ? this.remember(key, evaluation, set, epoch) : evaluation;
   }
 
   /**
