@@ -4,7 +4,7 @@ import { MCP_ACTION_TOKEN_META } from '@writ/sdk';
 import { matchesAny } from '../core/scope.js';
 import { annotate, carrierOnward, contextOf, inSpan, SpanKind, tracingOn, type TraceCarrier } from '../core/tracing.js';
 import { AuthorizerError, type ActionRequest, type Authorizer } from './authorizer.js';
-import { TOOL_NAME, upstreamAudience, upstreamDestination, type GatewayConfig } from './config.js';
+import { TOOL_NAME, type GatewayConfig } from './config.js';
 import { Decider, describeVerdict, type Verdict } from './decide.js';
 import { configuredToolLabels, labelsNotInWrit } from './labels.js';
 import { GatewayMetrics } from './metrics.js';
@@ -269,7 +269,7 @@ export class McpGateway {
    * Writ (HTTP headers) and to the upstream (its `_meta`); with tracing on, the call is a
    * span of its own, the upstream call a child span.
    */
-  async callTool(token: string | undefined, name: string, rawArgs: unknown, signal?: AbortSignal, meta?: Record<string, unknown>): Promise<CallToolResult> {
+  callTool(token: string | undefined, name: string, rawArgs: unknown, signal?: AbortSignal, meta?: Record<string, unknown>): Promise<CallToolResult> {
     if (!tracingOn()) return this.callToolTraced(token, name, rawArgs, signal, carrierOnward(meta));
     return inSpan('gateway tools/call', { kind: SpanKind.SERVER, parent: contextOf(meta ?? {}) }, () => this.callToolTraced(token, name, rawArgs, signal, null));
   }
@@ -309,9 +309,8 @@ export class McpGateway {
       return this.refusal(name, 'task_token_in_arguments', 'the arguments carry the task token; the gateway never passes it to a tool');
     }
 
-    const action: ActionRequest = { tool: name, arguments: args, audience: upstreamAudience(upstream.config) };
-    const destination = upstreamDestination(upstream.config);
-    if (destination !== undefined) action.destination = destination;
+    const action: ActionRequest = { tool: name, arguments: args, audience: upstream.audience };
+    if (upstream.destination !== undefined) action.destination = upstream.destination;
     // Tool labels are not sent: Writ holds them (`writ gateway labels` mirrors this
     // configuration's labels there), so no caller chooses the labels it is judged by.
     let verdict: Verdict;
@@ -337,9 +336,9 @@ export class McpGateway {
         const meta = { ...onward(), ...(upstream.config.forward_action_token ? { [META_ACTION_TOKEN]: verdict.actionToken } : {}) };
         return upstream.call(local, args, Object.keys(meta).length > 0 ? meta : undefined, signal);
       });
-      this.metrics.upstreamSeconds.observe({ tool: name, result: result.isError ? 'tool_error' : 'ok' }, upstreamSeconds());
+      this.metrics.observeUpstream(name, result.isError ? 'tool_error' : 'ok', upstreamSeconds());
     } catch (err) {
-      this.metrics.upstreamSeconds.observe({ tool: name, result: 'failed' }, upstreamSeconds());
+      this.metrics.observeUpstream(name, 'failed', upstreamSeconds());
       if (err instanceof ResultTooLargeError) {
         // the tool ran; its answer is too large to pass on: this call fails, the connection and other calls do not
         this.outcome(token, verdict.decisionId, 'failed', 'result too large');
@@ -361,21 +360,36 @@ export class McpGateway {
 
   /**
    * Reports an outcome off the call's path; `close` waits for the ones in flight. The
-   * report starts on the next turn of the event loop (setImmediate), after the call's
+   * reports start on the next turn of the event loop (setImmediate), after the call's
    * answer has been written: started here, its request to Writ (building it, the socket
-   * write; in-process, the token check and the decision read) ran before the answer went out.
+   * write; in-process, the token check and the decision read) ran before the answer went
+   * out. The outcomes of one turn share that one setImmediate.
    */
   private outcome(token: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): void {
-    const p = new Promise<void>((ok) => setImmediate(ok))
-      .then(() => this.authorizer.reportOutcome(token, decisionId, status, detail))
-      .catch((err) => this.log('outcome_failed', { decision_id: decisionId, error: err instanceof AuthorizerError ? err.code : 'error' }))
-      .finally(() => this.outcomes.delete(p));
-    this.outcomes.add(p);
+    this.queuedOutcomes.push({ token, decisionId, status, detail });
+    if (this.queuedOutcomes.length === 1) setImmediate(this.startOutcomes);
   }
+
+  private readonly queuedOutcomes: { token: string; decisionId: string; status: 'succeeded' | 'failed'; detail?: string }[] = [];
+
+  private readonly startOutcomes = (): void => {
+    for (const o of this.queuedOutcomes.splice(0)) {
+      let p: Promise<void>;
+      try {
+        p = this.authorizer.reportOutcome(o.token, o.decisionId, o.status, o.detail);
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      const tracked: Promise<void> = p
+        .catch((err) => this.log('outcome_failed', { decision_id: o.decisionId, error: err instanceof AuthorizerError ? err.code : 'error' }))
+        .finally(() => this.outcomes.delete(tracked));
+      this.outcomes.add(tracked);
+    }
+  };
 
   /** Waits for outcome reports in flight. */
   async flush(): Promise<void> {
-    while (this.outcomes.size > 0) {
+    while (this.outcomes.size > 0 || this.queuedOutcomes.length > 0) {
       // the reports started on the next turn (after their calls' answers) reach the authorizer first
       await new Promise<void>((ok) => setImmediate(ok));
       // and the ones it gathers to send together go now
@@ -388,7 +402,7 @@ export class McpGateway {
   createServer(tokenOf: TokenOf): Server {
     const server = new Server({ name: 'writ-gateway', version: GATEWAY_VERSION }, { capabilities: { tools: { listChanged: true } } });
     server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => ({ tools: await this.listTools(tokenOf(extra)) }));
-    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => this.callTool(tokenOf(extra), req.params.name, req.params.arguments, extra.signal, req.params._meta));
+    server.setRequestHandler(CallToolRequestSchema, (req, extra) => this.callTool(tokenOf(extra), req.params.name, req.params.arguments, extra.signal, req.params._meta));
     this.servers.add(server);
     server.onclose = () => this.servers.delete(server);
     return server;

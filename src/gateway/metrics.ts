@@ -21,4 +21,19 @@ export class GatewayMetrics {
     labelNames: ['tool', 'code'] as const,
     registers: [this.registry],
   });
+
+  /** the histogram's series by tool and result: a call's observation skips prom-client's label check and hashing */
+  private readonly upstreamSeries = new Map<string, { observe: (seconds: number) => void }>();
+
+  /** One allowed call's upstream time (`tool` from a catalog, `result` one of three: the series stay bounded). */
+  observeUpstream(tool: string, result: 'ok' | 'tool_error' | 'failed', seconds: number): void {
+    const key = `${result}\n${tool}`;
+    let series = this.upstreamSeries.get(key);
+    if (!series) {
+      if (this.upstreamSeries.size >= 10_000) this.upstreamSeries.clear();
+      series = this.upstreamSeconds.labels({ tool, result });
+      this.upstreamSeries.set(key, series);
+    }
+    series.observe(seconds);
+  }
 }

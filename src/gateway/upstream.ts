@@ -3,7 +3,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayConfig, UpstreamConfig } from './config.js';
-import { resolvePath } from './config.js';
+import { resolvePath, upstreamAudience, upstreamDestination } from './config.js';
 import { errorText, type Log } from './log.js';
 import { toolDigest } from './pins.js';
 import { isResultTooLarge, LimitedReadBuffer, limitedFetch, ResultTooLargeError } from './result-limit.js';
@@ -37,6 +37,9 @@ export class UpstreamUnavailableError extends Error {
  */
 export class Upstream {
   readonly name: string;
+  /** the `audience` and `destination` of every call's decision (computed once: the destination parses a URL) */
+  readonly audience: string;
+  readonly destination: string | undefined;
   private client: Client | null = null;
   private connecting: Promise<Client> | null = null;
   private lastAttempt = 0;
@@ -53,6 +56,8 @@ export class Upstream {
     private readonly deps: { baseDir: string; redactor: Redactor; log: Log; env: Environment; onToolsChanged?: (upstream: string) => void },
   ) {
     this.name = config.name;
+    this.audience = upstreamAudience(config);
+    this.destination = upstreamDestination(config);
     const ctx = { baseDir: deps.baseDir, redactor: deps.redactor, env: deps.env };
     this.env = config.transport === 'stdio' ? resolveValues(config.env, { ...ctx, what: `upstream \`${config.name}\` env` }) : {};
     this.headers = config.transport === 'http' ? resolveValues(config.headers, { ...ctx, what: `upstream \`${config.name}\` header` }) : {};
@@ -184,7 +189,7 @@ export class Upstream {
 
   /** Calls a tool; an answer over `max_result_bytes` rejects with ResultTooLargeError (this call only). */
   async call(name: string, args: Record<string, unknown>, meta: Record<string, unknown> | undefined, signal?: AbortSignal): Promise<CallToolResult> {
-    const client = await this.connect();
+    const client = this.client ?? (await this.connect());
     const params: Record<string, unknown> = { name, arguments: args };
     if (meta) params._meta = meta;
     try {
