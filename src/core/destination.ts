@@ -1,5 +1,6 @@
 import { domainToASCII } from 'node:url';
 import { InvalidRequestError } from './errors.js';
+import { remembered } from './remembered.js';
 
 /**
  * The canonical form of an action's `destination` (README, "Destinations and
@@ -29,8 +30,19 @@ const KIND = /^[a-z][a-z0-9+-]{0,31}$/;
 const NAME = /^[\x21-\x7e]+$/;
 const NAME_FORBIDDEN = /[A-Z/#?\\@%]/;
 
-/** Why `value` is not a canonical destination, or null when it is. */
+/**
+ * Why `value` is not a canonical destination, or null when it is. A pure function of the
+ * text, asked for every action at the edge and again in the pipeline: the answers for the
+ * texts seen last are remembered (requests name a handful of destinations; the IDNA check
+ * goes through ICU).
+ */
 export function destinationProblem(value: string): string | null {
+  return remembered(destinationAnswers, value, computeDestinationProblem);
+}
+
+const destinationAnswers = new Map<string, string | null>();
+
+function computeDestinationProblem(value: string): string | null {
   if (value.length === 0 || value.length > 1024) return 'a destination is 1 to 1024 characters';
   if (value.startsWith('[')) return networkProblem(value);
   const colon = value.lastIndexOf(':');

@@ -1,3 +1,4 @@
+import { remembered } from './remembered.js';
 import { InvalidRequestError } from './errors.js';
 
 /**
@@ -16,8 +17,14 @@ const PRINTABLE = /^[\x21-\x7e]+$/;
 // `.` `/` `\` `:` `;` `%` and controls, percent-encoded (RFC 3986 §2.1: hex digits in either case)
 const ENCODED_SPECIAL = /%(2e|2f|5c|3a|3b|25|[01][0-9a-f]|7f)/i;
 
-/** Why `value` is not a resource (or, with `pattern`, a resource pattern), or null. */
+/** Why `value` is not a resource, or null (remembered for the texts seen last, as `destinationProblem`). */
 export function resourceProblem(value: string): string | null {
+  return remembered(resourceAnswers, value, computeResourceProblem);
+}
+
+const resourceAnswers = new Map<string, string | null>();
+
+function computeResourceProblem(value: string): string | null {
   if (value.length === 0 || value.length > 1024) return 'a resource is 1 to 1024 characters';
   if (!PRINTABLE.test(value)) return 'a resource is printable ASCII without whitespace';
   if (value.includes('\\')) return 'a resource has no backslash';

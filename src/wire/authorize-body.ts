@@ -39,8 +39,8 @@ export function plainAuthorizeBody(input: unknown): AuthorizeBody | undefined {
   if (typeof tool !== 'string' || tool.length < 1 || tool.length > 256 || !TOOL.test(tool)) return undefined;
   if (typeof audience !== 'string' || audience.length < 1 || audience.length > 1024) return undefined;
   if (!hasArgs || !isPlainObject(args) || !plainArguments(args, 0)) return undefined;
-  if (hasResource && (typeof resource !== 'string' || knownProblem(resources, resource, resourceProblem))) return undefined;
-  if (hasDestination && (typeof destination !== 'string' || knownProblem(destinations, destination, destinationProblem))) return undefined;
+  if (hasResource && (typeof resource !== 'string' || resourceProblem(resource) !== null)) return undefined;
+  if (hasDestination && (typeof destination !== 'string' || destinationProblem(destination) !== null)) return undefined;
   const out: AuthorizeBody = { tool, arguments: args, audience };
   if (hasResource) out.resource = resource as string;
   if (hasDestination) out.destination = destination as string;
@@ -65,22 +65,4 @@ function plainArguments(v: unknown, depth: number): boolean {
     if (RESERVED_ARGUMENT_KEYS.has(k) || !plainArguments((v as Record<string, unknown>)[k], depth + 1)) return false;
   }
   return true;
-}
-
-/**
- * Whether `value` has a problem, remembered for the values seen last: a request names
- * a handful of resources and destinations, and the checks (IDNA through ICU for a
- * destination) are pure functions of the text.
- */
-const resources = new Map<string, boolean>();
-const destinations = new Map<string, boolean>();
-
-function knownProblem(memo: Map<string, boolean>, value: string, problem: (v: string) => string | null): boolean {
-  let bad = memo.get(value);
-  if (bad === undefined) {
-    bad = problem(value) !== null;
-    if (memo.size >= 1024) memo.clear();
-    memo.set(value, bad);
-  }
-  return bad;
 }
