@@ -15,9 +15,10 @@
  *
  *   node --import tsx bench/gateway.ts [--iterations N] [--warmup N]   # prints JSON
  *
- * From bench/run.ts: `const { runGatewayBench } = await import('./gateway.ts');
+ * From bench/run.ts: `const { runGatewayBench } = await import('./gateway.js');
  * report.gateway = await runGatewayBench({ iterations: 2000 });`
  */
+import { NODE_ARGS, REPO_ROOT, script } from './lib/runtime.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,12 +33,13 @@ import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js
 import { threadsCpuNs } from './lib/cpu.js';
 import { WritApiError, WritClient } from '@writ/sdk';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CLI = join(ROOT, 'src/cli/main.ts');
-const ECHO = join(ROOT, 'bench/lib/mcp-echo-server.ts');
-const PASS = join(ROOT, 'bench/lib/mcp-passthrough.ts');
-const EMBEDDED = join(ROOT, 'bench/lib/gateway-embedded.ts');
-const NODE = [process.execPath, '--import', 'tsx'];
+const ROOT = REPO_ROOT;
+// every party runs as this benchmark does: compiled (npm run bench) or through tsx (bench/lib/runtime.ts)
+const CLI = script('src/cli/main.ts');
+const ECHO = script('bench/lib/mcp-echo-server.ts');
+const PASS = script('bench/lib/mcp-passthrough.ts');
+const EMBEDDED = script('bench/lib/gateway-embedded.ts');
+const NODE = [process.execPath, ...NODE_ARGS];
 
 /**
  * `BENCH_CPU_PROF_DIR=DIR`: Writ, the gateways and the pass-through proxies run with
@@ -300,7 +302,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
     clients.push(stdioDirect);
     const { client: stdioPass, pid: stdioPassPid } = await stdioClient([...nodeFor('stdio-passthrough'), PASS, '--upstream-cmd', JSON.stringify(echoCmd)]);
     clients.push(stdioPass);
-    const stdioCfg = gwConfig({ transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', ECHO], cwd: ROOT, destination: 'stdio:local' });
+    const stdioCfg = gwConfig({ transport: 'stdio', command: process.execPath, args: [...NODE_ARGS, ECHO], cwd: ROOT, destination: 'stdio:local' });
     const { client: stdioGw, pid: stdioGwPid } = await stdioClient([...nodeFor('stdio-gateway'), CLI, 'gateway', 'mcp', '--stdio', '--config', stdioCfg], { ...gwEnv, WRIT_TASK_TOKEN: token });
     clients.push(stdioGw);
     const stdioStats = join(dir, 'stdio-decisions.json');

@@ -22,10 +22,11 @@
  * targets are reported as met or not, never as a failure: the exit code is non-zero
  * only when a benchmark could not run.
  */
+import { COMPILED, REPO_ROOT } from './lib/runtime.js';
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { authorizeHttp } from './benchmarks/http.js';
 import { authorizeInProcess } from './benchmarks/in-process.js';
@@ -43,7 +44,7 @@ const MULTI: Name[] = ['http_two_instances', 'revoke_propagation'];
 class UsageError extends Error {}
 
 function parseCli(argv: string[]) {
-  const o = { quick: false, smoke: false, only: [...BENCHMARKS] as Name[], backend: 'sqlite', dataDir: tmpdir(), out: fileURLToPath(new URL('./report.json', import.meta.url)), multiSqlite: false };
+  const o = { quick: false, smoke: false, only: [...BENCHMARKS] as Name[], backend: 'sqlite', dataDir: tmpdir(), out: join(REPO_ROOT, 'bench', 'report.json'), multiSqlite: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -176,7 +177,7 @@ async function main(): Promise<number> {
     // backend-independent: Writ on its default SQLite store, MCP over stdio and streamable HTTP
     await attempt('mcp_gateway', async () => {
       const t = performance.now();
-      const { runGatewayBench } = await import('./gateway.ts');
+      const { runGatewayBench } = await import('./gateway.js');
       const g = await runGatewayBench({ iterations: cli.smoke ? 30 : cli.quick ? 200 : 1500, warmup: cli.smoke ? 10 : cli.quick ? 50 : 200 });
       results.mcp_gateway = { ...g, elapsed_s: Math.round(performance.now() - t) / 1000 };
       for (const k of ['stdio', 'http'] as const) {
@@ -249,7 +250,7 @@ async function main(): Promise<number> {
     version: 1,
     started_at: started.toISOString(),
     duration_s: Math.round(performance.now() - t0) / 1000,
-    options: { quick: cli.quick, only: cli.only, backends: cli.backends, data_dir: cli.dataDir },
+    options: { quick: cli.quick, only: cli.only, backends: cli.backends, data_dir: cli.dataDir, runtime: COMPILED ? 'compiled' : 'tsx' },
     machine: { ...host, load_average_at_end: os.loadavg().map((x) => Math.round(x * 100) / 100), calibration_us_at_end: calibrationUs() },
     results,
     targets,

@@ -21,8 +21,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const COMPILED = ['src', 'test'];
-const isBuildDir = (name) => name === '.test-build' || name.startsWith('.test-build-');
+const isBuildDir = (name) => name === '.test-build' || name.startsWith('.test-build-') || name.startsWith('.bench-build-');
 
 function walk(dir, out = []) {
   for (const name of readdirSync(dir)) {
@@ -40,10 +39,12 @@ function link(target, at) {
 }
 
 /**
- * Builds the mirror at `<repo>/<name>` (a name of the form `.test-build` or `.test-build-*`,
- * so that concurrent runs, such as the runner's own tests, each get their own).
+ * Builds the mirror at `<repo>/<name>` (a name of the form `.test-build`, `.test-build-*` or
+ * `.bench-build-*`, so that concurrent runs, such as the runner's own tests, each get their
+ * own), compiling the top-level directories `compiled` (the benchmarks: src and bench).
  */
-export async function buildTests(name = '.test-build') {
+export async function buildTests(name = '.test-build', compiled = ['src', 'test']) {
+  const COMPILED = compiled;
   if (!isBuildDir(name)) throw new TypeError(`not a test build directory name: \`${name}\``);
   const OUT = join(ROOT, name);
   rmSync(OUT, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { REPO_ROOT } from '../lib/runtime.js';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -27,7 +28,7 @@ export async function cliStartup(opts: RunOptions): Promise<BenchOutput> {
   // bin/writ.js runs the source through tsx when dist/ is older than src/: build first so
   // that what is measured is the compiled CLI a user runs
   opts.log('cli_startup: npm run build');
-  await run('npm', ['run', 'build'], { cwd: fileURLToPath(new URL('../..', import.meta.url)), maxBuffer: 16 << 20 });
+  await run('npm', ['run', 'build'], { cwd: REPO_ROOT, maxBuffer: 16 << 20 });
   const n = opts.quick ? 10 : 40;
   const node: number[] = [];
   const writ: number[] = [];

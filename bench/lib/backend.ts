@@ -1,3 +1,4 @@
+import { COMPILED } from './runtime.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ export type StoreSpec = { backend: 'sqlite'; path: string } | { backend: 'postgr
 
 export const POSTGRES_URL = process.env.WRIT_BENCH_DATABASE_URL ?? 'postgres://127.0.0.1:5432/test';
 
-const PG_MODULE = new URL('../../src/store/postgres/postgres-store.ts', import.meta.url);
+const PG_MODULE = new URL(`../../src/store/postgres/postgres-store.${COMPILED ? 'js' : 'ts'}`, import.meta.url);
 
 /** Null when the PostgreSQL backend can be used; otherwise why not. */
 export function postgresUnavailable(): string | null {

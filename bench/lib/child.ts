@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { StoreSpec } from './backend.js';
+import { NODE_ARGS, script } from './runtime.js';
 import type { CommitStats } from './commit-probe.js';
 
 export interface ServerChild {
@@ -18,7 +19,7 @@ export interface ServerChild {
   stop: () => Promise<void>;
 }
 
-const CHILD = fileURLToPath(new URL('../server-child.ts', import.meta.url));
+const CHILD = script('bench/server-child.ts');
 
 /**
  * Starts `bench/server-child.ts` on `spec` and waits for its ready line.
@@ -26,7 +27,7 @@ const CHILD = fileURLToPath(new URL('../server-child.ts', import.meta.url));
  */
 export async function startServerChild(spec: StoreSpec, timeoutMs = 120_000): Promise<ServerChild> {
   const extra = (process.env.WRIT_BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child: ChildProcess = spawn(process.execPath, [...extra, '--import', 'tsx', CHILD], {
+  const child: ChildProcess = spawn(process.execPath, [...extra, ...NODE_ARGS, CHILD], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, WRIT_BENCH_STORE: JSON.stringify(spec) },
   });
