@@ -101,7 +101,8 @@ describe('graceful drain on SIGTERM (issue 15 item 4)', () => {
     }
     process.kill(child.pid, 'SIGTERM');
     termSent = true;
-    await child.waitForLine(/draining \(\d+ requests in flight/, { stream: 'stderr' });
+    const drainingLine = await child.waitForLine(/draining \(\d+ requests in flight/, { stream: 'stderr' });
+    const inFlightAtTerm = Number(/draining \((\d+) requests in flight/.exec(drainingLine)![1]);
     await Promise.all(workers);
     const status = await child.exited;
     assert.equal(status.code, 0, child.stderr());
@@ -114,7 +115,10 @@ describe('graceful drain on SIGTERM (issue 15 item 4)', () => {
     assert.ok(afterTerm > 0, 'requests were still going when SIGTERM came');
     // every worker ended on a clean refusal or on an answer that closed its connection
     assert.ok(outcomes.filter((o) => o.kind === 'refused' || o.kind === 'unanswered').length <= 16);
-    assert.ok(answers.some((a) => a.connectionClose), 'in-flight requests were answered with Connection: close');
+    // requests in flight when SIGTERM came are answered, with Connection: close (with 16
+    // workers there almost always are some; when the signal fell between their requests,
+    // there were none to answer that way)
+    if (inFlightAtTerm > 0) assert.ok(answers.some((a) => a.connectionClose), `${inFlightAtTerm} requests were in flight at SIGTERM: they were answered with Connection: close`);
 
     const store = new SqliteStore({ path: join(dataDir, 'writ.db') });
     try {
@@ -153,7 +157,8 @@ describe('graceful drain on SIGTERM (issue 15 item 4)', () => {
     const before = await fetch(`${url}/readyz`);
     assert.equal(before.status, 200);
     process.kill(child.pid, 'SIGTERM');
-    await child.waitForLine(/draining \(\d+ requests in flight/, { stream: 'stderr' });
+    const drainingLine = await child.waitForLine(/draining \(\d+ requests in flight/, { stream: 'stderr' });
+    const inFlightAtTerm = Number(/draining \((\d+) requests in flight/.exec(drainingLine)![1]);
     const during = await fetch(`${url}/readyz`);
     assert.equal(during.status, 503);
     assert.deepEqual(await during.json(), { status: 'draining' });
