@@ -16,7 +16,11 @@
  * them there too, for comparison.
  * ---------------------------------------------------------------------------------
  */
-import { freshData, type Backend } from '../lib/backend.js';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { withDefaultUser } from '../../src/store/postgres/db.js';
+import { freshData, type Backend, type StoreSpec } from '../lib/backend.js';
+import { processCpuUs } from '../lib/cpu.js';
 import { startServerChild, type ServerChild } from '../lib/child.js';
 import { TASK_MAX_ACTIONS } from '../lib/fixture.js';
 import { authorizeLoad, authorizeOnce, BenchApi, loadClient, prepareAgentTasks } from '../lib/http-client.js';
@@ -54,23 +58,53 @@ export async function httpTwoInstances(opts: RunOptions, backend: Backend): Prom
     const { tokens } = await prepareAgentTasks(api, p.tasks, TASK_MAX_ACTIONS);
     const targets = [{ url: a.url, tokens }, { url: b.url, tokens }];
     const body = authorizeBodies();
-    await authorizeLoad(targets, p.concurrency, p.warmup_s * 1000, body);
-    const c32 = await phase([a, b], targets, p.concurrency, p.duration_s * 1000, body);
-    // the same load on A alone, same data, same run: what the second instance adds
-    const one = await phase([a], [targets[0]!], p.concurrency, p.duration_s * 1000, body);
-    const scaling = one.decisions_per_s > 0 ? Math.round((c32.decisions_per_s / one.decisions_per_s) * 100) / 100 : 0;
-    opts.log(`http_two_instances[${backend}]: c32 over 2 instances ${c32.decisions_per_s}/s p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; one instance ${one.decisions_per_s}/s (x${scaling})`);
+    // Both instances warmed as long as each is then measured: a process's first seconds
+    // (JIT tiers, its policy memo) cost it more CPU per decision, and the phase that ran
+    // first used to take all of that (the two-instance one: 2,087 vs 2,653/s later in the run).
+    await authorizeLoad(targets, p.concurrency, 2 * p.warmup_s * 1000, body);
+    // Two, one, one, two (half the duration each): drift and what is left of the warm-up
+    // weigh on both alike; the ratio is of the decisions of all rounds of each.
+    const half = (p.duration_s * 1000) / 2;
+    const two1 = await measured(data.spec, [a, b], () => phase([a, b], targets, p.concurrency, half, body));
+    const one1 = await measured(data.spec, [a, b], () => phase([a], [targets[0]!], p.concurrency, half, body));
+    const one = await measured(data.spec, [a, b], () => phase([a], [targets[0]!], p.concurrency, half, body));
+    const c32 = await measured(data.spec, [a, b], () => phase([a, b], targets, p.concurrency, half, body));
+    const rate = (xs: { requests: number; duration_s: number }[]) => xs.reduce((s, x) => s + x.requests, 0) / xs.reduce((s, x) => s + x.duration_s, 0);
+    const twoRate = Math.round(rate([two1, c32]));
+    const oneRate = Math.round(rate([one1, one]));
+    const scaling = oneRate > 0 ? Math.round((twoRate / oneRate) * 100) / 100 : 0;
+    opts.log(
+      `http_two_instances[${backend}]: c32 over 2 instances ${twoRate}/s (rounds ${two1.decisions_per_s}, ${c32.decisions_per_s}) p50 ${c32.latency_us.p50} us p99 ${c32.latency_us.p99} us; ` +
+        `one instance ${oneRate}/s (rounds ${one1.decisions_per_s}, ${one.decisions_per_s}) (x${scaling})`,
+    );
+    for (const [name, v] of [['two instances', c32], ['one instance', one]] as const) {
+      opts.log(
+        `http_two_instances[${backend}]: ${name} (last round): CPU us/decision server ${v.server_cpu_us_per_decision}, PostgreSQL ${v.cpu.postgres_cpu_us_per_decision}, load generator ${v.client_cpu_us_per_decision}; ` +
+          `cores server ${v.cpu.server_cores.join(' + ')}, PostgreSQL ${v.cpu.postgres_cores}, load generator ${v.cpu.load_generator_cores}, machine busy ${v.cpu.machine_busy_cores}; ` +
+          `mean commit batch ${v.group_commit.map((g) => g?.mean_batch ?? '-').join(', ')}`,
+      );
+    }
     const commits = await storeCommitScaling(data.spec, { phaseMs: opts.smoke ? 200 : q ? 500 : 1500, rounds: opts.smoke ? 1 : 2, batch: 8, tasks: p.tasks });
     opts.log(
       `http_two_instances[${backend}]: decision commits alone (batches of ${commits.batch} on ${p.tasks} shared tasks, one batch in flight per instance): ` +
         `two instances ${commits.two_instances_commits_per_s}/s, one ${commits.one_instance_commits_per_s}/s (x${commits.two_vs_one})`,
     );
     return {
-      result: { params: p, c32, one_instance_c32: one, two_vs_one: scaling, store_commits: commits },
+      result: {
+        params: { ...p, rounds: 'two, one, one, two; each duration_s / 2' },
+        two_instances_per_s: twoRate,
+        one_instance_per_s: oneRate,
+        rounds: { two_instances: [two1.decisions_per_s, c32.decisions_per_s], one_instance: [one1.decisions_per_s, one.decisions_per_s] },
+        /** the last round of each */
+        c32,
+        one_instance_c32: one,
+        two_vs_one: scaling,
+        store_commits: commits,
+      },
       targets: {
         [`http_two_instances.${backend}.two_vs_one`]: {
           ...atLeast('two instances / one instance, decisions/s at concurrency 32 (same data, same run)', scaling, 1.7),
-          figures: { two_instances_per_s: c32.decisions_per_s, one_instance_per_s: one.decisions_per_s },
+          figures: { two_instances_per_s: twoRate, one_instance_per_s: oneRate },
         },
       },
     };
@@ -78,6 +112,58 @@ export async function httpTwoInstances(opts: RunOptions, backend: Backend): Prom
     api.close();
     for (const c of started) await c.stop();
     await data.destroy();
+  }
+}
+
+/** The machine's busy and total jiffies, all CPUs (/proc/stat); null where unavailable. */
+function machineJiffies(): { busy: number; total: number } | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((s, x) => s + x, 0);
+    return { busy: total - f[3]! - (f[4] ?? 0), total };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A load phase with where the machine's cores went: each server, the PostgreSQL backends
+ * of these instances (by application_name, db.ts), this load generator, and the whole
+ * machine (other work included). On 2 cores shared by all of them, what bounds the ratio.
+ */
+async function measured<T extends { requests: number; duration_s: number; client_cpu_us_per_decision: number | null }>(spec: StoreSpec, servers: ServerChild[], run: () => Promise<T>) {
+  const pids = spec.backend === 'postgres' ? await backendPids(spec) : [];
+  const pg0 = pids.map((p) => processCpuUs(p) ?? 0);
+  const s0 = servers.map((c) => processCpuUs(c.pid) ?? 0);
+  const m0 = machineJiffies();
+  const v = await run();
+  const m1 = machineJiffies();
+  const s1 = servers.map((c) => processCpuUs(c.pid) ?? 0);
+  const pgUs = pids.reduce((s, p, i) => s + (processCpuUs(p) ?? pg0[i]!) - pg0[i]!, 0);
+  const cores = (us: number) => Math.round((us / 1e6 / v.duration_s) * 100) / 100;
+  return {
+    ...v,
+    cpu: {
+      /** each instance, the idle one included in the one-instance rounds */
+      server_cores: s1.map((x, i) => cores(x - s0[i]!)),
+      postgres_cpu_us_per_decision: v.requests ? round(pgUs / v.requests) : null,
+      postgres_cores: cores(pgUs),
+      load_generator_cores: cores((v.client_cpu_us_per_decision ?? 0) * v.requests),
+      machine_busy_cores: m0 && m1 ? Math.round(((m1.busy - m0.busy) / (m1.total - m0.total)) * cpus().length * 100) / 100 : null,
+    },
+  };
+}
+
+/** The PostgreSQL backends serving this benchmark's schema (src/store/postgres/db.ts names them `writ:<schema>`). */
+async function backendPids(spec: Extract<StoreSpec, { backend: 'postgres' }>): Promise<number[]> {
+  const pg = await import('pg');
+  const client = new pg.default.Client({ connectionString: withDefaultUser(spec.url) });
+  await client.connect();
+  try {
+    const r = await client.query('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [`writ:${spec.schema}`.slice(0, 63)]);
+    return r.rows.map((x) => Number(x.pid));
+  } finally {
+    await client.end();
   }
 }
 

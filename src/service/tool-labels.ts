@@ -13,6 +13,8 @@ import { matchPattern } from '../core/scope.js';
 export class ToolLabelRegistry {
   private entries: ToolLabelsRecord[] = [];
   private loadedAt = -Infinity;
+  /** the re-read in flight: the requests that find the entries stale meanwhile wait for it, not send their own */
+  private loading: Promise<void> | null = null;
 
   constructor(
     private readonly store: Store,
@@ -21,11 +23,7 @@ export class ToolLabelRegistry {
   ) {}
 
   async labelsFor(tool: string): Promise<string[]> {
-    const now = this.clock.now();
-    if (now - this.loadedAt >= this.maxAgeMs) {
-      this.entries = await this.store.listToolLabels();
-      this.loadedAt = now;
-    }
+    if (this.clock.now() - this.loadedAt >= this.maxAgeMs) await this.reload();
     if (this.entries.length === 0) return [];
     const out = new Set<string>();
     for (const e of this.entries) if (matchPattern(e.pattern, tool)) for (const l of e.labels) out.add(l);
@@ -34,5 +32,30 @@ export class ToolLabelRegistry {
 
   invalidate(): void {
     this.loadedAt = -Infinity;
+    // a read already in flight may predate the change: the next request reads again
+    this.loading = null;
+  }
+
+  /**
+   * One read for every request that finds the entries stale at once (at 32 in flight, one
+   * query a second instead of one per request in the window until the first answers).
+   * A failed read fails each request waiting on it, and the next request reads again.
+   */
+  private reload(): Promise<void> {
+    if (!this.loading) {
+      const at = this.clock.now();
+      const p: Promise<void> = this.store.listToolLabels().then(
+        (entries) => {
+          if (this.loading === p) {
+            this.entries = entries;
+            this.loadedAt = at;
+          }
+        },
+      ).finally(() => {
+        if (this.loading === p) this.loading = null;
+      });
+      this.loading = p;
+    }
+    return this.loading;
   }
 }
