@@ -52,6 +52,28 @@ describe('PostgreSQL literals for the one-message commit', { skip: skipReason ? 
     });
   }
 
+  it('reads back any array of text and NULLs, and of integers, as itself', async () => {
+    await client.query('SET standard_conforming_strings = on');
+    // the characters of an array literal's own syntax too (sqlArray writes '{…}'::text[])
+    const element = fc.oneof(
+      { weight: 4, arbitrary: tricky },
+      { weight: 1, arbitrary: fc.constantFrom('{', '}', ',', '"', '""', '\\"', 'NULL', 'null', ' NULL ', ' ', '', '{a,b}', 'a"b', '\\\\') },
+      { weight: 1, arbitrary: fc.constant(null) },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(element, { maxLength: 6 }), fc.array(fc.option(fc.maxSafeInteger(), { nil: null }), { maxLength: 4 }), async (texts, ints) => {
+        const r = await client.query(`SELECT ${sqlArray(texts, 'text')} AS t, ${sqlArray(ints, 'bigint')}::text AS b`);
+        assert.deepEqual(r.rows[0].t, texts);
+        assert.equal(r.rows[0].b, `{${ints.map((n) => (n === null ? 'NULL' : String(n))).join(',')}}`);
+      }),
+      { numRuns: 300 },
+    );
+    for (const texts of [['NULL'], [null], [''], ['{', '}'], ['a,b'], ['"'], ['\\'], [' x '], ["'); DROP TABLE decisions; --"]]) {
+      const r = await client.query(`SELECT ${sqlArray(texts, 'text')} AS t`);
+      assert.deepEqual(r.rows[0].t, texts);
+    }
+  });
+
   it('writes named near variants verbatim', async () => {
     await client.query('SET standard_conforming_strings = on');
     for (const v of ["'", "''", "\\'", "\\\\'", "'); DROP TABLE decisions; --", "E'\\x41'", 'U&"\\0041"', '$$', '$tag$', '\\', 'ünïcødé 🙂', '']) {
@@ -66,6 +88,8 @@ describe('PostgreSQL literals for the one-message commit', { skip: skipReason ? 
     assert.equal(sqlValue(null), 'NULL');
     assert.equal(sqlValue(undefined), 'NULL');
     assert.equal(sqlValue(-42), '-42');
-    assert.equal(sqlArray([], 'bigint'), "'{}'::bigint[]");
+    assert.equal(sqlArray([], 'bigint'), "E'{}'::bigint[]");
+    assert.throws(() => sqlArray(['a\0b'], 'text'), (e: { code?: string }) => e.code === '22021');
+    assert.throws(() => sqlArray([1.5], 'bigint'), TypeError);
   });
 });
