@@ -3,6 +3,7 @@ import { DpopNonces, sendWithDpop, WritApiError, WritClient, type ApiCall, type 
 import { WritError } from '../core/errors.js';
 import type { TraceCarrier } from '../core/tracing.js';
 import type { Writ } from '../service/writ.js';
+import type { TaskPrincipal } from '../tokens/token-types.js';
 import type { ToolLabelEntry } from './labels.js';
 import { WritConnection } from './writ-connection.js';
 import { authorizeSchema, MAX_OUTCOMES_PER_REQUEST, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
@@ -472,6 +473,9 @@ function fromWrit(err: unknown): never {
   throw new AuthorizerError('writ_unavailable', 'Writ failed to decide');
 }
 
+/** How many unreported allows an `InProcessAuthorizer` keeps (a gateway reports each call's outcome within a turn or two). */
+const OWN_ALLOWS_MAX = 4096;
+
 /** Writ in the same process: no HTTP, no serialization, no second process to wake. */
 export class InProcessAuthorizer implements Authorizer {
   readonly mode = 'in-process' as const;
@@ -516,29 +520,60 @@ export class InProcessAuthorizer implements Authorizer {
     }
   }
 
+  /**
+   * The allows answered here whose outcome is not reported yet, by decision id, with the
+   * token they were asked with and what it proved (its task, agent, binding, expiry): an
+   * outcome reported with that same token needs neither the token checked again nor the
+   * decision read back (Writ's `reportOwnOutcome`). At most `OWN_ALLOWS_MAX`, the oldest
+   * dropped first; an outcome not found here takes the full check.
+   */
+  private readonly ownAllows = new Map<string, { token: string; principal: TaskPrincipal; agentId: string }>();
+
   async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {
     try {
       const ctx = await this.authenticate(taskToken);
       // parsed as the HTTP edge parses it: the same 400s in both modes, nothing unchecked reaches Writ
-      return checkDecision(await this.writ.authz.authorize(ctx, parse(authorizeSchema, action)));
+      const decision = checkDecision(await this.writ.authz.authorize(ctx, parse(authorizeSchema, action)));
+      if (decision.decision === 'allow') {
+        if (this.ownAllows.size >= OWN_ALLOWS_MAX) this.ownAllows.delete(this.ownAllows.keys().next().value!);
+        this.ownAllows.set(decision.decision_id, { token: taskToken, principal: ctx.principal, agentId: ctx.agent.id });
+      }
+      return decision;
     } catch (err) {
       if (err instanceof AuthorizerError) throw err;
       return fromWrit(err);
     }
   }
 
+  /**
+   * Resolves once the outcome is written: with the next decision's commit, or at
+   * `flushOutcomes` (the gateway's flush and close wait for it); never on the call's path.
+   */
   async reportOutcome(taskToken: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): Promise<void> {
     try {
+      const input = parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) });
+      const own = this.ownAllows.get(decisionId);
+      if (own) this.ownAllows.delete(decisionId);
+      // the allow this authorizer was answered for this very token (so for its task, with
+      // its binding proven) while the token is unexpired: what the outcome route checks
+      if (own && own.token === taskToken && own.principal.tokenExp * 1000 > this.writ.clock.now()) {
+        await this.writ.authz.reportOwnOutcome(own.principal, { decisionId, taskId: own.principal.taskId, agentId: own.agentId }, input);
+        return;
+      }
       const proven = this.proven(taskToken);
-      // the token the decision was just made with: verified through Writ's token cache
+      // verified through Writ's token cache
       const principal = await this.writ.tokens.taskPrincipal(taskToken);
       // the outcome route's rule (src/server/task-auth.ts): bound and proven, or neither
       if ((principal.jkt ?? null) !== (proven?.jkt ?? null)) throw new AuthorizerError('invalid_token', 'the task token\'s binding does not match its proof', 401);
-      // written with the next decision's commit, which this report does not wait for
-      await this.writ.authz.reportOutcome(principal, decisionId, parse(outcomeSchema, { status, detail: detail?.slice(0, 4096) }), { wait: false });
+      await this.writ.authz.reportOutcome(principal, decisionId, input);
     } catch (err) {
       return fromWrit(err);
     }
+  }
+
+  /** Writes the outcomes waiting for the next decision's commit now (the gateway's flush). */
+  flushOutcomes(): void {
+    void this.writ.authz.flushOutcomes();
   }
 
   async approval(taskToken: string, approvalId: string, waitSeconds: number): Promise<ApprovalStatus> {

@@ -362,8 +362,8 @@ export class McpGateway {
    * Reports an outcome off the call's path; `close` waits for the ones in flight. The
    * reports start on the next turn of the event loop (setImmediate), after the call's
    * answer has been written: started here, its request to Writ (building it, the socket
-   * write; in-process, the token check and the decision read) ran before the answer went
-   * out. The outcomes of one turn share that one setImmediate.
+   * write; in-process, queuing it for Writ's next commit) ran before the answer went out.
+   * The outcomes of one turn share that one setImmediate.
    */
   private outcome(token: string, decisionId: string, status: 'succeeded' | 'failed', detail?: string): void {
     this.queuedOutcomes.push({ token, decisionId, status, detail });

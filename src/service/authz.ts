@@ -58,7 +58,36 @@ export class AuthorizeService {
     const d = await this.store.getDecision(decisionId);
     if (!d || d.taskId !== principal.taskId) throw new NotFoundError(`decision \`${decisionId}\` does not exist`, 'decision_not_found');
     if (d.decision !== 'allow') throw new ConflictError('only an allowed action has an outcome', 'not_allowed_decision');
-    if (d.outcome !== null || this.outcomesQueued.has(decisionId)) throw new ConflictError('the outcome was reported before', 'outcome_already_reported');
+    if (d.outcome !== null) throw new ConflictError('the outcome was reported before', 'outcome_already_reported');
+    return this.submitOutcome(principal, decisionId, d, input, options);
+  }
+
+  /**
+   * The outcome of an allow this Writ answered in this process, to a caller that kept
+   * what it was answered (the in-process MCP gateway, src/gateway/authorizer.ts): the
+   * decision, its task and agent are known, so it is not read back. What guards the
+   * record is the same: the caller holds the allow only for the task it was decided for;
+   * once (a report queued is refused at once, and the write sets only an outcome not set).
+   */
+  reportOwnOutcome(
+    principal: TaskPrincipal,
+    allowed: { decisionId: string; taskId: string; agentId: string },
+    input: { status: 'succeeded' | 'failed'; detail?: string },
+    options: { wait?: boolean } = {},
+  ): Promise<{ decision_id: string; status: string }> {
+    if (allowed.taskId !== principal.taskId) return Promise.reject(new NotFoundError(`decision \`${allowed.decisionId}\` does not exist`, 'decision_not_found'));
+    return this.submitOutcome(principal, allowed.decisionId, allowed, input, options);
+  }
+
+  /** Queues the outcome for the next commit; a second report of one still queued is refused at once. */
+  private async submitOutcome(
+    principal: TaskPrincipal,
+    decisionId: string,
+    d: { taskId: string; agentId: string },
+    input: { status: 'succeeded' | 'failed'; detail?: string },
+    options: { wait?: boolean },
+  ): Promise<{ decision_id: string; status: string }> {
+    if (this.outcomesQueued.has(decisionId)) throw new ConflictError('the outcome was reported before', 'outcome_already_reported');
     this.outcomesQueued.add(decisionId);
     const written = this.deps.committer
       .submitOutcome({
@@ -75,6 +104,11 @@ export class AuthorizeService {
     if (ok === 'failed') throw new UnavailableError('the outcome could not be written; report it again');
     if (!ok) throw new ConflictError('the outcome was reported before', 'outcome_already_reported');
     return { decision_id: decisionId, status: input.status };
+  }
+
+  /** Writes the outcomes queued for the next commit now, without waiting for a decision to ride with (the in-process gateway's flush). */
+  flushOutcomes(): Promise<void> {
+    return this.deps.committer.drain();
   }
 
   /**
