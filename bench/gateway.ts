@@ -212,11 +212,11 @@ async function api(base: string, method: string, path: string, token: string | n
   }
 }
 
-/** The embedded gateway's decision times (its --stats file, written as it exits): the last `n`, the measured rounds; and their mean CPU. */
+/** The embedded gateway's decision times (its --stats file, written as it exits): the last `n`, the measured rounds; and their mean CPU (sampled on one call in four: bench/lib/gateway-embedded.ts). */
 async function decisionsOf(file: string, n: number): Promise<{ latency: Latency; cpuUs: number }> {
   for (let i = 0; i < 100 && !existsSync(file); i++) await new Promise((ok) => setTimeout(ok, 50));
   const all = JSON.parse(readFileSync(file, 'utf8')) as { wall_us: number[]; cpu_us: number[] };
-  const cpu = all.cpu_us.slice(-n);
+  const cpu = all.cpu_us.slice(-Math.ceil(n / 4));
   return { latency: summarize(all.wall_us.slice(-n)), cpuUs: Math.round(cpu.reduce((a, b) => a + b, 0) / Math.max(1, cpu.length)) };
 }
 
