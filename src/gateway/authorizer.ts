@@ -5,7 +5,7 @@ import type { TraceCarrier } from '../core/tracing.js';
 import type { Writ } from '../service/writ.js';
 import type { TaskPrincipal } from '../tokens/token-types.js';
 import type { ToolLabelEntry } from './labels.js';
-import { WritConnection } from './writ-connection.js';
+import { DecisionClient } from './decision-client.js';
 import { authorizeSchema, MAX_OUTCOMES_PER_REQUEST, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
 
 /**
@@ -209,8 +209,8 @@ export class HttpAuthorizer implements Authorizer {
   private readonly outcomeBatches = new Map<string, OutcomeBatch>();
   /** false once Writ answered `POST /v1/actions/outcomes` with 404 (a Writ without it) */
   private batchOutcomes = true;
-  /** the kept-alive connection decisions are asked on (plain http: only; null otherwise) */
-  private readonly decisions: WritConnection | null = null;
+  /** the kept-alive connections decisions are asked on (undici); everything else goes through `client` */
+  private readonly decisions: DecisionClient;
   /** `/v1/authorize` under Writ's base URL */
   private readonly authorizePath: string;
 
@@ -227,15 +227,7 @@ export class HttpAuthorizer implements Authorizer {
     this.jwks = createRemoteJWKSet(new URL(`${this.client.url}/.well-known/jwks.json`), { timeoutDuration: opts.timeoutMs ?? 10_000, cooldownDuration: 30_000 });
     const u = new URL(this.client.url);
     this.authorizePath = `${u.pathname.replace(/\/$/, '')}/v1/authorize`;
-    if (u.protocol === 'http:') {
-      this.decisions = new WritConnection({
-        host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
-        port: Number(u.port || 80),
-        authority: u.host,
-        timeoutMs: opts.timeoutMs ?? 10_000,
-        maxResponseBytes: 4 << 20,
-      });
-    }
+    this.decisions = new DecisionClient({ origin: u.origin, timeoutMs: opts.timeoutMs ?? 10_000, maxResponseBytes: 4 << 20 });
   }
 
   get url(): string {
@@ -331,20 +323,21 @@ export class HttpAuthorizer implements Authorizer {
   }
 
   async authorize(taskToken: string, action: ActionRequest, trace?: TraceCarrier): Promise<Decision> {
-    // a bearer token goes on the decisions' own connection when it is free (a bound one
-    // needs a proof and Writ's nonce: the general client)
-    const sent = this.decisions !== null && boundKeyOf(taskToken) === undefined ? this.decisions.post(this.authorizePath, taskToken, JSON.stringify(action), trace?.traceparent ? { traceparent: trace.traceparent, tracestate: trace.tracestate } : undefined) : null;
-    if (sent) {
-      let r;
-      try {
-        r = await sent;
-      } catch (err) {
-        throw unreachable(err);
-      }
-      if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/authorize');
-      return checkDecision(r.body);
+    // on the decisions' own connections (src/gateway/decision-client.ts); a bound token as
+    // `DPoP` with a proof by the held key, once more with Writ's nonce when Writ asks for one
+    const jkt = boundKeyOf(taskToken);
+    if (jkt !== undefined && this.opts.dpopKey?.jkt !== jkt) throw keyNotHeld();
+    const url = jkt === undefined ? '' : `${await this.getIssuer()}/v1/authorize`;
+    const bodyText = JSON.stringify(action);
+    const extra = trace?.traceparent ? { traceparent: trace.traceparent, tracestate: trace.tracestate } : undefined;
+    let r;
+    try {
+      if (jkt === undefined) r = await this.decisions.post(this.authorizePath, `Bearer ${taskToken}`, bodyText, extra);
+      else r = await sendWithDpop(this.opts.dpopKey!, { method: 'POST', url, accessToken: taskToken }, (dpop) => this.decisions.post(this.authorizePath, `DPoP ${taskToken}`, bodyText, { ...extra, dpop }), this.nonces);
+    } catch (err) {
+      // any failure on the way, before or after the request was written, fails this call: never re-sent
+      throw unreachable(err);
     }
-    const r = await this.call('POST', '/v1/authorize', taskToken, action, 'authorize', undefined, trace?.traceparent ? trace : undefined);
     if (r.status !== 200) throw errorOf(r.status, r.body, 'POST /v1/authorize');
     return checkDecision(r.body);
   }
@@ -444,8 +437,8 @@ export class HttpAuthorizer implements Authorizer {
   async close(): Promise<void> {
     // what is still gathered goes now; its callers have stopped waiting (the gateway flushed first)
     this.flushOutcomes();
-    this.decisions?.close();
     this.client.close();
+    await this.decisions.close();
   }
 }
 
