@@ -6,7 +6,7 @@ import type { Writ } from '../service/writ.js';
 import type { TaskPrincipal } from '../tokens/token-types.js';
 import type { ToolLabelEntry } from './labels.js';
 import { DecisionClient } from './decision-client.js';
-import { authorizeSchema, MAX_OUTCOMES_PER_REQUEST, outcomeSchema, parse, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
+import { MAX_OUTCOMES_PER_REQUEST, outcomeSchema, parse, parseAuthorizeBody, visibleToolsSchema, type ApprovalResponse, type AuthorizeRequest, type AuthorizeResponse } from '../wire/index.js';
 
 /**
  * How the gateway and the proxy reach Writ's decision: over HTTP with the agent's task
@@ -525,8 +525,9 @@ export class InProcessAuthorizer implements Authorizer {
   async authorize(taskToken: string, action: ActionRequest): Promise<Decision> {
     try {
       const ctx = await this.authenticate(taskToken);
-      // parsed as the HTTP edge parses it: the same 400s in both modes, nothing unchecked reaches Writ
-      const decision = checkDecision(await this.writ.authz.authorize(ctx, parse(authorizeSchema, action)));
+      // parsed as the HTTP edge parses it (the plain check, else the schema: src/wire/authorize-body.ts):
+      // the same 400s in both modes, nothing unchecked reaches Writ
+      const decision = checkDecision(await this.writ.authz.authorize(ctx, parseAuthorizeBody(action)));
       if (decision.decision === 'allow') {
         if (this.ownAllows.size >= OWN_ALLOWS_MAX) this.ownAllows.delete(this.ownAllows.keys().next().value!);
         this.ownAllows.set(decision.decision_id, { token: taskToken, principal: ctx.principal, agentId: ctx.agent.id });
