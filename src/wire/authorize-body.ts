@@ -1,9 +1,8 @@
 import type { z } from 'zod';
-import { RESERVED_ARGUMENT_KEYS } from '../core/argument-keys.js';
 import { destinationProblem } from '../core/destination.js';
 import { resourceProblem } from '../core/resource.js';
 import { parse } from './parse.js';
-import { authorizeSchema } from './requests.js';
+import { argumentsValueProblem, authorizeSchema, TOOL_NAME } from './requests.js';
 
 export type AuthorizeBody = z.output<typeof authorizeSchema>;
 
@@ -20,8 +19,6 @@ export function parseAuthorizeBody(input: unknown): AuthorizeBody {
   return plainAuthorizeBody(input) ?? parse(authorizeSchema, input);
 }
 
-const TOOL = /^[A-Za-z0-9_.:/-]+$/;
-
 /** The value the schema answers for `input`, or undefined when the schema must decide. */
 export function plainAuthorizeBody(input: unknown): AuthorizeBody | undefined {
   if (!isPlainObject(input)) return undefined;
@@ -36,9 +33,9 @@ export function plainAuthorizeBody(input: unknown): AuthorizeBody | undefined {
     else if (k === 'destination') (destination = v), (hasDestination = true);
     else return undefined;
   }
-  if (typeof tool !== 'string' || tool.length < 1 || tool.length > 256 || !TOOL.test(tool)) return undefined;
+  if (typeof tool !== 'string' || tool.length < 1 || tool.length > 256 || !TOOL_NAME.test(tool)) return undefined;
   if (typeof audience !== 'string' || audience.length < 1 || audience.length > 1024) return undefined;
-  if (!hasArgs || !isPlainObject(args) || !plainArguments(args, 0)) return undefined;
+  if (!hasArgs || !isPlainObject(args) || argumentsValueProblem(args) !== null) return undefined;
   if (hasResource && (typeof resource !== 'string' || resourceProblem(resource) !== null)) return undefined;
   if (hasDestination && (typeof destination !== 'string' || destinationProblem(destination) !== null)) return undefined;
   const out: AuthorizeBody = { tool, arguments: args, audience };
@@ -52,17 +49,3 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return Object.getPrototypeOf(v) === Object.prototype;
 }
 
-/** No reserved key at any depth, finite numbers only, objects nested less than 64 deep (checkArgumentsValue). */
-function plainArguments(v: unknown, depth: number): boolean {
-  if (typeof v === 'number') return Number.isFinite(v);
-  if (v === null || typeof v !== 'object') return true;
-  if (depth >= 64) return false;
-  if (Array.isArray(v)) {
-    for (const x of v) if (!plainArguments(x, depth + 1)) return false;
-    return true;
-  }
-  for (const k of Object.keys(v)) {
-    if (RESERVED_ARGUMENT_KEYS.has(k) || !plainArguments((v as Record<string, unknown>)[k], depth + 1)) return false;
-  }
-  return true;
-}

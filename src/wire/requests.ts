@@ -54,36 +54,39 @@ export const createTaskSchema = z.strictObject({
 /**
  * Arguments must have an RFC 8785 canonical form (their digest is bound into the
  * action token): finite numbers only (`1e400` parses as Infinity), and a bounded depth.
+ * The first problem of `value`, or null. The schema below and the plain check before it
+ * (./authorize-body.ts) both ask this.
  */
-function checkArgumentsValue(value: unknown, ctx: z.RefinementCtx): void {
+export function argumentsValueProblem(value: unknown): { message: string; writCode?: string } | null {
   const reserved = findReservedArgumentKey(value);
   if (reserved !== null) {
-    ctx.addIssue({
-      code: 'custom',
+    return {
       message: `argument key \`${reserved.slice(0, 200)}\` is reserved: \`__proto__\`, \`constructor\` and \`prototype\` are refused at every depth`,
-      params: { writ_code: 'reserved_argument_key' },
-    });
-    return;
+      writCode: 'reserved_argument_key',
+    };
   }
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
-    if (typeof v === 'number' && !Number.isFinite(v)) {
-      ctx.addIssue({ code: 'custom', message: 'numbers in `arguments` must be finite' });
-      return;
-    }
+    if (typeof v === 'number' && !Number.isFinite(v)) return { message: 'numbers in `arguments` must be finite' };
     if (v !== null && typeof v === 'object') {
-      if (depth >= 64) {
-        ctx.addIssue({ code: 'custom', message: '`arguments` nest deeper than 64 levels' });
-        return;
-      }
+      if (depth >= 64) return { message: '`arguments` nest deeper than 64 levels' };
       for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, depth + 1]);
     }
   }
+  return null;
 }
 
+function checkArgumentsValue(value: unknown, ctx: z.RefinementCtx): void {
+  const problem = argumentsValueProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem.message, ...(problem.writCode ? { params: { writ_code: problem.writCode } } : {}) });
+}
+
+/** A tool name: letters, digits and `_ . : / -` (the schema below and ./authorize-body.ts). */
+export const TOOL_NAME = /^[A-Za-z0-9_.:/-]+$/;
+
 export const authorizeSchema = z.strictObject({
-  tool: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.:/-]+$/, 'tool names are letters, digits and `_ . : / -`'),
+  tool: z.string().min(1).max(256).regex(TOOL_NAME, 'tool names are letters, digits and `_ . : / -`'),
   // checked before the record parse: zod's record drops a top-level `__proto__` key silently
   arguments: z
     .unknown()
