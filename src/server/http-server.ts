@@ -447,8 +447,7 @@ export function createHttpHandler(writ: Writ, options: HttpServerOptions = {}) {
     let routeName = 'unmatched';
     res.once('finish', () => {
       const method = KNOWN_METHODS.has(req.method ?? '') ? req.method! : 'other';
-      writ.metrics.httpRequests.inc({ method, route: routeName, status: String(res.statusCode) });
-      writ.metrics.httpSeconds.observe({ method, route: routeName }, (performance.now() - startedAt) / 1000);
+      writ.metrics.observeHttp(method, routeName, res.statusCode, (performance.now() - startedAt) / 1000);
       options.onResponse?.({ req, res, route: routeName, latencyMs: performance.now() - startedAt });
     });
     if (isConsoleBridge(req) && !bridge(req, res)) return;

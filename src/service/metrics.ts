@@ -1,5 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
-import { SeriesCounter, SeriesHistogram } from './metric-series.js';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PoolStats } from '../store/store.js';
 import { stageSpan } from '../core/tracing.js';
 
@@ -7,9 +6,6 @@ import { stageSpan } from '../core/tracing.js';
  * The service's Prometheus metrics (prom-client, a registry of its own: two Writ
  * instances in one process, as in tests, never share counters). Names follow the
  * Prometheus conventions (`_total` counters, `_seconds` durations, base units).
- *
- * The counters and histograms every decision updates are metric-series.ts's (the same
- * exposition, a fraction of the CPU); the rest are prom-client's.
  *
  * Labels never carry ids, tokens or arguments: only values from small fixed sets
  * (results, stages, reason codes, HTTP methods, route patterns, status codes), so a
@@ -27,20 +23,20 @@ export function labelValue(v: string | undefined): string {
 
 export class WritMetrics {
   readonly registry = new Registry();
-  readonly decisions = new SeriesCounter({
+  readonly decisions = new Counter({
     name: 'writ_decisions_total',
     help: 'Decisions made, by result (allow, deny, approval_required) and first reason code (none for a plain allow).',
     labelNames: ['result', 'reason'] as const,
     registers: [this.registry],
   });
-  readonly stageSeconds = new SeriesHistogram({
+  readonly stageSeconds = new Histogram({
     name: 'writ_decision_stage_duration_seconds',
     help: 'Wall-clock time of the stages of POST /v1/authorize: authenticate, cedar, sign (an allow\'s action token), commit (an allow\'s write) and total.',
     labelNames: ['stage'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  readonly batchSize = new SeriesHistogram({
+  readonly batchSize = new Histogram({
     name: 'writ_group_commit_batch_size',
     help: 'Decisions written per group commit (one transaction).',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
@@ -56,13 +52,13 @@ export class WritMetrics {
     help: 'Requests that failed because the store was unavailable or failed (503 store_unavailable, 500 store errors).',
     registers: [this.registry],
   });
-  readonly httpRequests = new SeriesCounter({
+  readonly httpRequests = new Counter({
     name: 'writ_http_requests_total',
     help: 'HTTP requests by method, route pattern and status.',
     labelNames: ['method', 'route', 'status'] as const,
     registers: [this.registry],
   });
-  readonly httpSeconds = new SeriesHistogram({
+  readonly httpSeconds = new Histogram({
     name: 'writ_http_request_duration_seconds',
     help: 'HTTP request latency by method and route pattern.',
     labelNames: ['method', 'route'] as const,
@@ -106,6 +102,12 @@ export class WritMetrics {
 
   recordDecision(result: string, reasonCode: string | undefined): void {
     this.decisions.inc({ result: labelValue(result), reason: reasonCode === undefined ? 'none' : labelValue(reasonCode) });
+  }
+
+  /** One HTTP request: `method` and `route` from fixed sets (a known method or `other`, a route template). */
+  observeHttp(method: string, route: string, status: number, seconds: number): void {
+    this.httpRequests.inc({ method, route, status: String(status) });
+    this.httpSeconds.observe({ method, route }, seconds);
   }
 
   /**
