@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { checkPolicyText, contextAttributesRead, PolicyEngine, toolGroupOf } from '../src/policy/engine.js';
 import { buildCedarRequest } from '../src/policy/request.js';
+import { assertDecidesAsWhole, preparseWhole } from './helpers/cedar-whole.js';
 import type { AgentRecord, TaskRecord } from '../src/core/types.js';
 
 const json = (text: string) => Object.values(checkPolicyText(text).json);
@@ -63,8 +64,7 @@ describe('policy engine: reading only what policies need', () => {
     // one part per group, one per tool a policy names (20 per group), and `*`
     assert.ok(splitSet.partitions && splitSet.partitions.size === groups.length * 21 + 1, 'the set is partitioned');
     // the same policies, preparsed whole, as the reference
-    const parts = checkPolicyText(text).parts;
-    assert.equal(cedar.preparsePolicySet('reference-whole', { staticPolicies: parts }).type, 'success');
+    preparseWhole('reference-whole', text);
     // mulberry32: a seeded generator, so a failure can be replayed
     let seed = 7;
     const rnd = (k: number) => {
@@ -83,15 +83,7 @@ describe('policy engine: reading only what policies need', () => {
         argsDigest: 'd', now: 0, withArgs: false,
       });
       const got = split.evaluate(req, splitSet);
-      const ref = cedar.statefulIsAuthorized({
-        principal: req.principal, action: { type: 'Writ::Action', id: 'call' }, resource: req.resource,
-        context: req.context as never, entities: req.entities as never, preparsedPolicySetId: 'reference-whole', validateRequest: false,
-      });
-      assert.equal(ref.type, 'success');
-      if (ref.type !== 'success') continue;
-      assert.equal(got.decision, ref.response.decision, `request ${i} (${tool})`);
-      assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), `request ${i} (${tool})`);
-      if (got.decision === 'allow') allows++;
+      if (assertDecidesAsWhole(got, req, 'reference-whole', `request ${i} (${tool})`) === 'allow') allows++;
     }
     assert.ok(allows > 20 && allows < 380, `both outcomes occur (${allows} allows)`);
   });
@@ -123,9 +115,7 @@ describe('policy engine: reading only what policies need', () => {
       const set = engine.load(text);
       assert.ok(set.partitions, 'the set is split');
       assert.equal(set.stringTagsRead === null, computed);
-      const parts = checkPolicyText(text).parts;
-      const refId = `reference-read-tags-${computed}`;
-      assert.equal(cedar.preparsePolicySet(refId, { staticPolicies: parts }).type, 'success');
+      const refId = preparseWhole(`reference-read-tags-${computed}`, text);
       let seed = 11;
       const rnd = (k: number) => {
         seed = (seed + 0x6d2b79f5) | 0;
@@ -145,16 +135,7 @@ describe('policy engine: reading only what policies need', () => {
         const facts = { agent: agent([`team${rnd(5)}`]), task: { ...task, actionsUsed: rnd(120) }, action, argsDigest: 'd', now: 0, withArgs: set.readsArgs };
         const got = engine.evaluate(buildCedarRequest({ ...facts, argReads: { numeric: set.numericTagsRead, strings: set.stringTagsRead } }), set);
         const full = buildCedarRequest(facts);
-        const ref = cedar.statefulIsAuthorized({
-          principal: full.principal, action: { type: 'Writ::Action', id: 'call' }, resource: full.resource,
-          context: full.context as never, entities: full.entities as never, preparsedPolicySetId: refId, validateRequest: false,
-        });
-        assert.equal(ref.type, 'success');
-        if (ref.type !== 'success') continue;
-        assert.deepEqual(got.errors, [], `request ${i}`);
-        assert.equal(got.decision, ref.response.decision, `request ${i} (${tool} ${JSON.stringify(args)})`);
-        assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), `request ${i} (${tool})`);
-        outcomes[got.decision] += 1;
+        outcomes[assertDecidesAsWhole(got, full, refId, `request ${i} (${tool} ${JSON.stringify(args)})`)] += 1;
       }
       assert.ok(outcomes.allow > 20 && outcomes.deny > 20, `both outcomes occur (${JSON.stringify(outcomes)})`);
     });
@@ -208,8 +189,7 @@ describe('policy engine: reading only what policies need', () => {
     const engine = new PolicyEngine();
     const set = engine.load(text);
     assert.ok(set.partitions, 'the set is split');
-    const refId = 'reference-attrs';
-    assert.equal(cedar.preparsePolicySet(refId, { staticPolicies: checkPolicyText(text).parts }).type, 'success');
+    const refId = preparseWhole('reference-attrs', text);
     const entitiesOf = (tool: string, labels: string[]) => {
       const req = buildCedarRequest({ agent: agent(labels), task, action: { tool, arguments: { amount: 5 }, audience: 'a' }, argsDigest: 'd', now: 0, withArgs: true, toolLabels: ['blocked'] });
       return (PolicyEngine.statefulCall(req, set).entities as unknown as { uid: { type: string }; attrs: Record<string, unknown> }[]).map((e) => `${e.uid.type}:${Object.keys(e.attrs).sort().join(',')}`);
@@ -254,16 +234,7 @@ describe('policy engine: reading only what policies need', () => {
       };
       const req = buildCedarRequest(facts);
       const got = engine.evaluate(req, set);
-      const ref = cedar.statefulIsAuthorized({
-        principal: req.principal, action: { type: 'Writ::Action', id: 'call' }, resource: req.resource,
-        context: req.context as never, entities: req.entities as never, preparsedPolicySetId: refId, validateRequest: false,
-      });
-      assert.equal(ref.type, 'success');
-      if (ref.type !== 'success') continue;
-      assert.deepEqual(got.errors, [], `request ${i}`);
-      assert.equal(got.decision, ref.response.decision, `request ${i} (${tool} ${JSON.stringify(facts.agent)} ${JSON.stringify(facts.toolLabels)})`);
-      assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), `request ${i} (${tool})`);
-      outcomes[got.decision] += 1;
+      outcomes[assertDecidesAsWhole(got, req, refId, `request ${i} (${tool} ${JSON.stringify(facts.agent)} ${JSON.stringify(facts.toolLabels)})`)] += 1;
     }
     assert.ok(outcomes.allow > 20 && outcomes.deny > 20, `both outcomes occur (${JSON.stringify(outcomes)})`);
   });
@@ -291,8 +262,7 @@ describe('policy engine: slicing sees every shape of a read', () => {
     const engine = new PolicyEngine();
     const set = engine.load(text);
     assert.ok(set.partitions, 'the set is split');
-    const refId = 'reference-read-shapes';
-    assert.equal(cedar.preparsePolicySet(refId, { staticPolicies: checkPolicyText(text).parts }).type, 'success');
+    const refId = preparseWhole('reference-read-shapes', text);
     const tools = ['a.x', 'a.y', 'a.z', 'b.z', 'c.x', 'c.y', 'd.x', 'pad1.q'];
     const outcomes = { allow: 0, deny: 0 };
     for (let i = 0; i < tools.length * 16; i++) {
@@ -306,15 +276,7 @@ describe('policy engine: slicing sees every shape of a read', () => {
       };
       const req = buildCedarRequest({ ...facts, task: { ...facts.task, depth: v & 8 ? 1 : 0 } } as never);
       const got = engine.evaluate(req, set);
-      const ref = cedar.statefulIsAuthorized({
-        principal: req.principal, action: { type: 'Writ::Action', id: 'call' }, resource: req.resource,
-        context: req.context as never, entities: req.entities as never, preparsedPolicySetId: refId, validateRequest: false,
-      });
-      assert.equal(ref.type, 'success');
-      if (ref.type !== 'success') continue;
-      assert.equal(got.decision, ref.response.decision, `${tool} variant ${v}`);
-      assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), `${tool} variant ${v}`);
-      outcomes[got.decision] += 1;
+      outcomes[assertDecidesAsWhole(got, req, refId, `${tool} variant ${v}`)] += 1;
     }
     assert.ok(outcomes.allow > 10 && outcomes.deny > 10, `both outcomes occur (${JSON.stringify(outcomes)})`);
   });

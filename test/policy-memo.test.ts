@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { checkPolicyText, classOf, fieldClassesRead, PolicyEngine, tagValuesRead } from '../src/policy/engine.js';
 import { buildCedarRequest, type RequestFacts } from '../src/policy/request.js';
 import type { AgentRecord, TaskRecord } from '../src/core/types.js';
+import { assertDecidesAsWhole, preparseWhole } from './helpers/cedar-whole.js';
 
 // The engine's memo of decisions (src/policy/engine.ts): keyed by the exact text of the call
 // Cedar is given, where a value read only through comparisons with literals is passed as
@@ -75,8 +75,7 @@ describe('policy memo: decides exactly as Cedar on the whole request', () => {
       const engine = new PolicyEngine();
       const set = engine.load(split ? text : lines.slice(0, 7).join('\n'));
       assert.equal(!!set.partitions, split);
-      const refId = `reference-memo-${split}`;
-      assert.equal(cedar.preparsePolicySet(refId, { staticPolicies: checkPolicyText(set.text).parts }).type, 'success');
+      const refId = preparseWhole(`reference-memo-${split}`, set.text);
       let seed = 11;
       const rnd = (k: number) => {
         // the high bits: an LCG's low bits cycle (seed % 2 would only alternate)
@@ -100,16 +99,8 @@ describe('policy memo: decides exactly as Cedar on the whole request', () => {
         const req = buildCedarRequest(facts);
         const got = engine.evaluate(req, set);
         const whole = buildCedarRequest({ ...facts, argReads: undefined });
-        const ref = cedar.statefulIsAuthorized({
-          principal: whole.principal, action: { type: 'Writ::Action', id: 'call' }, resource: whole.resource,
-          context: whole.context as never, entities: whole.entities as never, preparsedPolicySetId: refId, validateRequest: false,
-        });
-        assert.equal(ref.type, 'success');
-        if (ref.type !== 'success') continue;
         const what = `request ${i} (${tool} ${JSON.stringify(args)} ${JSON.stringify(facts.task.actionsUsed)} ${facts.now})`;
-        assert.deepEqual(got.errors, [], what);
-        assert.equal(got.decision, ref.response.decision, what);
-        assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), what);
+        assertDecidesAsWhole(got, whole, refId, what);
         outcomes[got.decision] += 1;
       }
       assert.ok(outcomes.allow > 50 && outcomes.deny > 50, `both outcomes occur (${JSON.stringify(outcomes)})`);

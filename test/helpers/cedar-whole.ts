@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { checkPolicyText, type CedarRequest, type Evaluation } from '../../src/policy/engine.js';
+
+/**
+ * The reference for the slicing and memo tests: Cedar given every policy of `text` (one
+ * preparsed set under `id`) and, in `assertDecidesAsWhole`, the whole request.
+ */
+export function preparseWhole(id: string, text: string): string {
+  assert.equal(cedar.preparsePolicySet(id, { staticPolicies: checkPolicyText(text).parts }).type, 'success');
+  return id;
+}
+
+/**
+ * Asserts that the engine's answer `got` is what Cedar answers for the whole request
+ * `whole` against the reference set `refId` (decision and determining policies), with no
+ * error; returns the decision.
+ */
+export function assertDecidesAsWhole(got: Evaluation, whole: CedarRequest, refId: string, what: string): 'allow' | 'deny' {
+  const ref = cedar.statefulIsAuthorized({
+    principal: whole.principal, action: { type: 'Writ::Action', id: 'call' }, resource: whole.resource,
+    context: whole.context as never, entities: whole.entities as never, preparsedPolicySetId: refId, validateRequest: false,
+  });
+  assert.equal(ref.type, 'success', what);
+  if (ref.type !== 'success') throw new Error('unreachable');
+  assert.deepEqual(got.errors, [], what);
+  assert.equal(got.decision, ref.response.decision, what);
+  assert.deepEqual([...got.policies].sort(), [...ref.response.diagnostics.reason].sort(), what);
+  return got.decision;
+}
