@@ -51,7 +51,10 @@ const NODE = [process.execPath, ...NODE_ARGS];
  */
 function nodeFor(role: string): string[] {
   const dir = process.env.BENCH_CPU_PROF_DIR;
-  return dir ? [...NODE, '--cpu-prof', `--cpu-prof-dir=${join(dir, role)}`, `--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL_US ?? 1000}`] : NODE;
+  // BENCH_NODE_FLAGS: more node flags for these roles, e.g. `--perf-basic-prof` for `perf record -p`
+  // (the MCP SDK starts stdio servers with a minimal environment: NODE_OPTIONS does not reach them)
+  const extra = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  return dir ? [...NODE, ...extra, '--cpu-prof', `--cpu-prof-dir=${join(dir, role)}`, `--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL_US ?? 1000}`] : [...NODE, ...extra];
 }
 
 export interface Latency {

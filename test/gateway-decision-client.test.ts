@@ -112,6 +112,38 @@ describe('DecisionClient (undici)', () => {
     }
   });
 
+  it('reads the final answer past interim 1xx ones, whole when its body comes in parts: status, header fields and body are the final answer\'s', async () => {
+    const s = await server((socket, req) => {
+      if (req.body === '"interim"') {
+        // RFC 9110 §15.2: 1xx answers before the final one, with fields of their own (a 100
+        // Continue to a request that did not ask for one fails it instead: `interim 100 only` below)
+        socket.write('HTTP/1.1 103 Early Hints\r\ndpop-nonce: from-interim\r\nlink: </x>\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n');
+        return json(socket, { final: true }, 'dpop-nonce: from-final\r\n');
+      }
+      // chunked (RFC 9112 §7.1), the JSON split inside a string and across writes
+      socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n');
+      socket.write('9\r\n{"error":\r\n');
+      socket.write('c\r\n{"code":"inv\r\n');
+      socket.write('b\r\nalid_token"\r\n2\r\n}}\r\n0\r\n\r\n');
+    });
+    const c = new DecisionClient({ origin: s.origin, timeoutMs: 2000, maxResponseBytes: 1 << 20, connections: 1 });
+    try {
+      const a = await c.post('/v1/authorize', `Bearer ${TOKEN}`, '"interim"');
+      assert.equal(a.status, 200);
+      assert.deepEqual(a.body, { final: true });
+      assert.equal(a.headers.get('DPoP-Nonce'), 'from-final');
+      assert.equal(a.headers.get('link'), null);
+      const b = await c.post('/v1/authorize', `Bearer ${TOKEN}`, '"parts"');
+      assert.equal(b.status, 401);
+      assert.deepEqual(b.body, { error: { code: 'invalid_token' } });
+      assert.equal(b.headers.get('dpop-nonce'), null);
+      assert.equal(s.connections(), 1);
+    } finally {
+      await c.close();
+      await s.close();
+    }
+  });
+
   it('never puts two requests on one connection at once: concurrent decisions each get their own', async () => {
     const held: { socket: Socket; req: Seen }[] = [];
     // answered only once both have arrived: with pipelining, the second would wait behind the first forever

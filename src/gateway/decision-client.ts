@@ -1,4 +1,5 @@
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'undici/types/header.js';
 
 /**
  * The gateway's kept-alive connections to Writ for its decisions (`POST /v1/authorize`,
@@ -56,6 +57,52 @@ function headersOf(raw: RawHeaders): DecisionResponse['headers'] {
   };
 }
 
+/**
+ * One answer, read whole (undici's handler interface: `onResponseStart`, `onResponseData`,
+ * `onResponseEnd`, `onResponseError`). Interim 1xx answers (RFC 9110 §15.2) are passed by;
+ * the size limit is the client's (`maxResponseSize`), enforced as the bytes arrive.
+ */
+class AnswerReader implements Dispatcher.DispatchHandler {
+  private status = 0;
+  private headers: RawHeaders = {};
+  private readonly chunks: Buffer[] = [];
+
+  constructor(
+    private readonly resolve: (r: DecisionResponse) => void,
+    private readonly reject: (err: Error) => void,
+  ) {}
+
+  onRequestStart(): void {}
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.headers = headers;
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    const c = this.chunks;
+    const text = c.length === 0 ? '' : c.length === 1 ? c[0]!.toString('utf8') : Buffer.concat(c).toString('utf8');
+    let body: unknown;
+    if (text !== '') {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+    }
+    this.resolve({ status: this.status, body, headers: headersOf(this.headers) });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.reject(err);
+  }
+}
+
 export class DecisionClient {
   private readonly pool: Pool;
 
@@ -77,26 +124,22 @@ export class DecisionClient {
    * Rejects with undici's error (its `code`: `UND_ERR_SOCKET`, `UND_ERR_HEADERS_TIMEOUT`,
    * `UND_ERR_RES_EXCEEDED_MAX_SIZE`, `HPE_*` for an answer it cannot parse,
    * `UND_ERR_INVALID_ARG` for a header value it will not send, a socket's `ECONNREFUSED`…).
+   *
+   * On undici's `dispatch` with a handler of its own rather than `request()`: the answer
+   * is small JSON read whole, and `request()` wraps each one in a Readable body stream
+   * (and its consumption) for nothing; the framing, limits and errors are the same
+   * client's either way.
    */
-  async post(path: string, authorization: string, bodyText: string, extra?: DecisionHeaders): Promise<DecisionResponse> {
+  post(path: string, authorization: string, bodyText: string, extra?: DecisionHeaders): Promise<DecisionResponse> {
     const headers: Record<string, string> = { accept: 'application/json', 'content-type': 'application/json', authorization };
     if (extra) {
       if (extra.dpop !== undefined) headers.dpop = extra.dpop;
       if (extra.traceparent !== undefined) headers.traceparent = extra.traceparent;
       if (extra.tracestate !== undefined) headers.tracestate = extra.tracestate;
     }
-    const r = await this.pool.request({ method: 'POST', path, headers, body: bodyText });
-    // read whole (the size limit applies as it arrives); an error mid-body rejects here
-    const text = await r.body.text();
-    let body: unknown;
-    if (text !== '') {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
-    }
-    return { status: r.statusCode, body, headers: headersOf(r.headers) };
+    return new Promise((resolve, reject) => {
+      this.pool.dispatch({ method: 'POST', path, headers, body: bodyText }, new AnswerReader(resolve, reject));
+    });
   }
 
   /** Drops the connections; a request in flight fails (`UND_ERR_DESTROYED`). */
