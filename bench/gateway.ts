@@ -329,6 +329,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
       [stdioPassPid, stdioGwPid, stdioEmbPid, writ.proc.pid ?? null, process.pid],
     );
     const [sd, sp, sg, se, sa] = stdioRun.latency;
+    if (process.env.BENCH_WRIT_METRICS_DIR) writeFileSync(join(process.env.BENCH_WRIT_METRICS_DIR, 'stdio.prom'), (await new WritClient({ url }).send({ method: 'GET', path: '/metrics', token: admin })).text);
     for (const c of clients.splice(0)) await c.close().catch(() => undefined);
     const stdioDecisions = await decisionsOf(stdioStats, iterations);
     const stdio = {
@@ -369,6 +370,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
       [pass.proc.pid ?? null, gw.proc.pid ?? null, emb.proc.pid ?? null, writ.proc.pid ?? null, process.pid],
     );
     const [hd, hp, hg, he, ha] = httpRun.latency;
+    if (process.env.BENCH_WRIT_METRICS_DIR) writeFileSync(join(process.env.BENCH_WRIT_METRICS_DIR, 'http.prom'), (await new WritClient({ url }).send({ method: 'GET', path: '/metrics', token: admin })).text);
     for (const c of clients.splice(0)) await c.close().catch(() => undefined);
     await emb.stop();
     const httpDecisions = await decisionsOf(httpStats, iterations);

@@ -178,7 +178,14 @@ async function main(): Promise<number> {
     await attempt('mcp_gateway', async () => {
       const t = performance.now();
       const { runGatewayBench } = await import('./gateway.js');
-      const g = await runGatewayBench({ iterations: cli.smoke ? 30 : cli.quick ? 200 : 1500, warmup: cli.smoke ? 10 : cli.quick ? 50 : 200 });
+      // 2,000 warm-up calls of each variant before the measured ones: with 200, every party
+      // was still running much of its per-call code unoptimized (V8 tiers a function up to
+      // TurboFan after thousands of runs of code run once per call), and its CPU per call
+      // was about twice the steady state (pass-through 440 -> 215 us, gateway 1,115 -> 668,
+      // Writ per decision 977 -> 724, 3 Dec): a gateway serves far more calls than that.
+      // BENCH_GW_WARMUP=N sets it.
+      const warmup = cli.smoke ? 10 : cli.quick ? 50 : Number(process.env.BENCH_GW_WARMUP ?? 2000);
+      const g = await runGatewayBench({ iterations: cli.smoke ? 30 : cli.quick ? 200 : 1500, warmup });
       results.mcp_gateway = { ...g, elapsed_s: Math.round(performance.now() - t) / 1000 };
       for (const k of ['stdio', 'http'] as const) {
         const x = g[k];
