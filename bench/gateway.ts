@@ -31,6 +31,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { approveCatalogs, emptyPins, writePinFile } from '../src/gateway/pins.js';
 import { threadsCpuNs } from './lib/cpu.js';
+import { measureGatewayOwnWork, type GatewayOwnWork } from './lib/gateway-own-work.js';
 import { WritApiError, WritClient } from '@writ/sdk';
 
 const ROOT = REPO_ROOT;
@@ -118,6 +119,8 @@ export interface GatewayBenchReport {
   http: Section;
   /** POST /v1/authorize alone (kept-alive connection, loopback), measured in the same rounds as http: the floor of the standalone gateway's overhead */
   writ_authorize_http: Latency;
+  /** the gateway's own work per call apart from its decision, in this process beside the pass-through (bench/lib/gateway-own-work.ts) */
+  own_work: GatewayOwnWork;
   /** 1-minute load average at start and end: other work on the machine skews every figure */
   load_average: [number, number];
   notes: string[];
@@ -406,6 +409,8 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
         met: r <= 1.2 && rIp <= 1.2,
       };
     };
+    // the gateway's own work apart from the decision (the other parties idle meanwhile)
+    const ownWork = await measureGatewayOwnWork({ echoCmd: [...NODE, ECHO], iterations, warmup });
     return {
       benchmark: 'gateway',
       iterations,
@@ -414,6 +419,7 @@ export async function runGatewayBench(opts: { iterations?: number; warmup?: numb
       stdio: section(stdio),
       http: section(http),
       writ_authorize_http: writAuthorize,
+      own_work: ownWork,
       load_average: [loadAtStart, Math.round(loadavg()[0]! * 100) / 100],
       notes: [
         'sequential calls (concurrency 1), the three variants interleaved in rounds; every party is its own process on loopback',

@@ -187,6 +187,11 @@ async function main(): Promise<number> {
       const warmup = cli.smoke ? 10 : cli.quick ? 50 : Number(process.env.BENCH_GW_WARMUP ?? 2000);
       const g = await runGatewayBench({ iterations: cli.smoke ? 30 : cli.quick ? 200 : 1500, warmup });
       results.mcp_gateway = { ...g, elapsed_s: Math.round(performance.now() - t) / 1000 };
+      const o = g.own_work;
+      log(
+        `mcp_gateway: the gateway's own work per call, decision apart (in-process, CPU): ${o.own_work_us} us over the pass-through (${o.cpu_us_per_call.gateway_instant} / ${o.cpu_us_per_call.passthrough}); ` +
+          `going idle 1 ms mid-call adds ${o.resume_after_idle_us} us to the same work`,
+      );
       for (const k of ['stdio', 'http'] as const) {
         const x = g[k];
         targets[`mcp_gateway.${k}.added_vs_http_decision`] = {
