@@ -84,6 +84,12 @@ export async function httpTwoInstances(opts: RunOptions, backend: Backend): Prom
           `mean commit batch ${v.group_commit.map((g) => g?.mean_batch ?? '-').join(', ')}`,
       );
     }
+    // What this machine allows at most: were every decision to cost each party (servers,
+    // PostgreSQL, this load generator) what it costs with one instance, two instances could
+    // do no better than the machine's cores over the cores one instance's round kept busy.
+    const oneBusyCores = one.cpu.server_cores.reduce((a, x) => a + x, 0) + one.cpu.postgres_cores + one.cpu.load_generator_cores;
+    const machineCeiling = oneBusyCores > 0 ? Math.round((cpus().length / oneBusyCores) * 100) / 100 : null;
+    opts.log(`http_two_instances[${backend}]: one instance keeps ${Math.round(oneBusyCores * 100) / 100} of ${cpus().length} cores busy: two instances can reach at most x${machineCeiling} here at its cost per decision`);
     const commits = await storeCommitScaling(data.spec, { phaseMs: opts.smoke ? 200 : q ? 500 : 1500, rounds: opts.smoke ? 1 : 2, batch: 8, tasks: p.tasks });
     opts.log(
       `http_two_instances[${backend}]: decision commits alone (batches of ${commits.batch} on ${p.tasks} shared tasks, one batch in flight per instance): ` +
@@ -99,12 +105,14 @@ export async function httpTwoInstances(opts: RunOptions, backend: Backend): Prom
         c32,
         one_instance_c32: one,
         two_vs_one: scaling,
+        /** cores / the cores one instance's round kept busy (all parties): the most two instances could reach on this machine at one instance's cost per decision */
+        machine_ceiling: machineCeiling,
         store_commits: commits,
       },
       targets: {
         [`http_two_instances.${backend}.two_vs_one`]: {
           ...atLeast('two instances / one instance, decisions/s at concurrency 32 (same data, same run)', scaling, 1.7),
-          figures: { two_instances_per_s: twoRate, one_instance_per_s: oneRate },
+          figures: { two_instances_per_s: twoRate, one_instance_per_s: oneRate, ...(machineCeiling === null ? {} : { machine_ceiling: machineCeiling }) },
         },
       },
     };
