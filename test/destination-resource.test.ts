@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { destinationPatternProblem, destinationProblem } from '../src/core/destination.js';
 import { resourceProblem } from '../src/core/resource.js';
+import { scopeFormProblem } from '../src/core/scope-forms.js';
 import { ConfigError, parseGatewayConfig, parseProxyConfig, upstreamDestination } from '../src/gateway/config.js';
 import { destinationPatternIncludes } from '../src/tasks/scope-subset.js';
 import { checkScope, matchDestination } from '../src/core/scope.js';
@@ -166,6 +167,39 @@ describe('resource form (issue 10 item 4)', () => {
     '',
   ];
   for (const r of invalid) it(`refuses ${JSON.stringify(r)}`, () => assert.notEqual(resourceProblem(r), null));
+
+  // `?` and `#` end a URL's path as `;` ends a servlet segment: a URL-shaped resource
+  // `https://files.example/acme/..?x` matches `https://files.example/acme/*` and resolves
+  // (WHATWG URL, RFC 3986 §5.2.4) to `https://files.example/?x`
+  const delimited = [
+    'https://files.example/acme/..?x',
+    'https://files.example/acme/..#x',
+    'https://files.example/acme/..?',
+    'https://files.example/acme/..#',
+    'https://files.example/acme/.?x',
+    'https://files.example/acme/.#x',
+    'https://files.example/acme/..%3fx',
+    'https://files.example/acme/..%3Fx',
+    'https://files.example/acme/..%23x',
+    'https://files.example/acme/.%2e?x',
+    'repo:acme/..?/other',
+    'repo:acme/..#/other',
+    'repo:..?x',
+    '..?x',
+  ];
+  for (const r of delimited) it(`refuses the dot segment ended by a query or fragment ${JSON.stringify(r)}`, () => assert.notEqual(resourceProblem(r), null));
+  it('the `..` segments it refuses are those a URL parser resolves out of the prefix', () => {
+    for (const r of delimited.filter((x) => x.startsWith('https:') && x.includes('/..') && !/%(3f|23|2e)/i.test(x))) {
+      assert.notEqual(new URL(r).pathname.startsWith('/acme/'), true, `${r} resolves inside /acme/`);
+    }
+  });
+  it('refuses such a resource pattern in a task or delegation scope', () => {
+    const p = scopeFormProblem({ tools: ['*'], resources: ['https://files.example/acme/..?*'] });
+    assert.equal(p?.code, 'invalid_resource');
+  });
+  for (const r of ['https://files.example/acme/a?x', 'https://files.example/acme/..a?x', 'https://files.example/acme/a..#x', 'repo:acme/a%3fb', 'repo:acme/...?x', 'https://files.example/acme/x?y=..']) {
+    it(`still accepts ${JSON.stringify(r)}`, () => assert.equal(resourceProblem(r), null));
+  }
 });
 
 describe('gateway configuration: destinations and resource templates in canonical form (issue 10 item 4)', () => {

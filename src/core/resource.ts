@@ -8,7 +8,8 @@ import { InvalidRequestError } from './errors.js';
  * matches `repo:acme/*` and resolves to `repo:other/secrets`. A resource is printable
  * ASCII (no whitespace), without backslash (a path separator on some systems), and none
  * of its segments (split at `/` and `:`) is `.` or `..`, also not before a `;` (`..;`,
- * which servlet containers read as `..`) and not percent-encoded: `%2e`, `%2f`, `%5c`,
+ * which servlet containers read as `..`) or a `?` or `#` (`..?x`, which a URL parser
+ * resolves as `..`), and not percent-encoded: `%2e`, `%2f`, `%5c`,
  * `%3a`, `%3b`, `%25` (a second round of decoding) and encoded control characters are
  * refused. Anything else is 400 `invalid_resource`.
  */
@@ -16,6 +17,8 @@ import { InvalidRequestError } from './errors.js';
 const PRINTABLE = /^[\x21-\x7e]+$/;
 // `.` `/` `\` `:` `;` `%` and controls, percent-encoded (RFC 3986 §2.1: hex digits in either case)
 const ENCODED_SPECIAL = /%(2e|2f|5c|3a|3b|25|[01][0-9a-f]|7f)/i;
+// where a segment's name ends for some reader: path parameters, query, fragment
+const SEGMENT_END = /[;?#]|%3f|%23/i;
 
 /** Why `value` is not a resource, or null (remembered for the texts seen last, as `destinationProblem`). */
 export function resourceProblem(value: string): string | null {
@@ -30,7 +33,11 @@ function computeResourceProblem(value: string): string | null {
   if (value.includes('\\')) return 'a resource has no backslash';
   if (ENCODED_SPECIAL.test(value)) return 'a resource has no percent-encoded `.`, `/`, `\\`, `:`, `;`, `%` or control character';
   for (const seg of value.split(/[/:]/)) {
-    const bare = seg.split(';', 1)[0];
+    // what a reader keeps of the segment: `;` ends it for servlet containers, and `?` or
+    // `#` (also encoded, for a reader that decodes once first) end a URL's path, so a
+    // URL parser resolves `/acme/..?x` to `/?x` (RFC 3986 §3.3, §5.2.4)
+    const end = seg.search(SEGMENT_END);
+    const bare = end < 0 ? seg : seg.slice(0, end);
     if (bare === '.' || bare === '..') return 'a resource has no `.` or `..` segment';
   }
   return null;
