@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { ConfigError, parseProxyConfig } from '../src/gateway/config.js';
@@ -6,6 +7,7 @@ import { DEFAULT_FORWARD_HEADERS, forwardedHeaders, isNeverForwarded } from '../
 import { MaskSecrets } from '../src/gateway/http-proxy.js';
 import { base64Cores, secretForms } from '../src/gateway/secret-forms.js';
 import { MIN_SECRET_LENGTH, REDACTED, Redactor } from '../src/gateway/secrets.js';
+import { carriesTaskToken } from '../src/gateway/task-token-forms.js';
 import { httpActionArguments, InvalidQueryError, parseQuery } from '@writ/sdk';
 
 const refused = (search: string) =>
@@ -205,5 +207,30 @@ describe('secret masking: the common transforms of each secret', () => {
       assert.ok(!r.leaks(got), `chunk size ${size}: ${got}`);
       assert.ok(got.startsWith('head ') && got.endsWith(' tail'));
     }
+  });
+});
+
+describe('the task token in what goes to a tool', () => {
+  const token = `eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ2VudCIsInR4biI6IjEyMyJ9.${randomBytes(64).toString('base64url')}`;
+  const dotted = (c: string) => token.replace(/\./g, c);
+
+  it('finds it through the escapes a receiver undoes by itself, and its common transforms', () => {
+    const mixedCase = [...token].map((c, i) => `%${c.charCodeAt(0).toString(16)[i % 2 ? 'toUpperCase' : 'toLowerCase']()}`).join('');
+    for (const text of [
+      token, `x ${token} y`, dotted('%2E'), dotted('%2e'), dotted('%252E'), dotted('%25252e'), mixedCase, `%65${token.slice(1)}`,
+      token.replace('eyJ', '\\u0065yJ'), dotted('\\u002E'), dotted('\\u002e'), dotted('%5Cu002E'), `${token}%`, `${token}\\u00`,
+      Buffer.from(token).toString('base64'), Buffer.from(`Bearer ${token}`).toString('base64'), Buffer.from(token).toString('base64url'), Buffer.from(token).toString('hex'),
+    ]) {
+      assert.equal(carriesTaskToken(text, token), true, text.slice(0, 60));
+      assert.equal(carriesTaskToken(Buffer.from(text), token), true, `bytes: ${text.slice(0, 60)}`);
+    }
+  });
+
+  it('finds nothing else: other text, escapes that decode to other bytes, truncated escapes, another token', () => {
+    for (const text of ['', 'hello %zz \\u12 %2 \\u00', dotted('%C2%AE'), dotted('\\u00ae'), dotted('%2'), token.slice(0, -1), token.slice(1), `caf%C3%A9 ${token.slice(0, 40)}`, token.toUpperCase()]) {
+      assert.equal(carriesTaskToken(text, token), false, text.slice(0, 60));
+    }
+    assert.equal(carriesTaskToken(token, `${token.slice(0, -4)}AAAA`), false);
+    assert.equal(carriesTaskToken('anything', ''), false);
   });
 });

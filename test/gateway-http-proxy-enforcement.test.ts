@@ -159,10 +159,23 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
       const u = new URL(req.url!, 'http://x');
       if (u.pathname.startsWith('/enc/')) {
         // compresses whatever the proxy asked for: an upstream that ignores Accept-Encoding
-        const coding = u.pathname.slice(5);
+        const coding = decodeURIComponent(u.pathname.slice(5));
         const text = Buffer.from(JSON.stringify({ echo: auth, b64: Buffer.from(auth).toString('base64') }));
         const body = coding === 'gzip' ? zlib.gzipSync(text) : coding === 'br' ? zlib.brotliCompressSync(text) : coding === 'deflate' ? zlib.deflateSync(text) : coding === 'gzip-br' ? zlib.brotliCompressSync(zlib.gzipSync(text)) : text;
         res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': coding === 'gzip-br' ? 'gzip, br' : coding, 'content-length': body.length }).end(body);
+        return;
+      }
+      if (u.pathname.startsWith('/te/')) {
+        // a transfer coding besides chunked (RFC 9112 §7): Node's client removes only the chunking
+        const [te, ce] = decodeURIComponent(u.pathname.slice(4)).split('|') as [string, string | undefined];
+        let body = Buffer.from(JSON.stringify({ echo: auth }));
+        const coded = (c: string) => (c === 'gzip' ? zlib.gzipSync(body) : c === 'deflate' ? zlib.deflateSync(body) : body);
+        for (const c of (ce ?? '').split(',').map((x) => x.trim()).filter(Boolean)) body = coded(c);
+        for (const c of te.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== 'chunked')) body = coded(c);
+        const head = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: ${te}\r\n${ce ? `content-encoding: ${ce}\r\n` : ''}connection: close\r\n\r\n`;
+        res.socket!.write(head);
+        if (/chunked$/i.test(te)) res.socket!.end(Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]));
+        else res.socket!.end(body);
         return;
       }
       if (u.pathname === '/forms') {
@@ -314,9 +327,12 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
       assert.ok(!r.body.includes(secret) && !r.body.includes(Buffer.from(`Bearer ${secret}`).toString('base64').slice(4, 30)), `${coding}: ${r.body}`);
       assert.deepEqual(Object.keys(JSON.parse(r.body)), ['echo', 'b64'], coding);
     }
-    const bad = await raw(proxyUrl, { path: '/enc/zstd', headers: bearer() });
-    assert.equal(bad.status, 502);
-    assert.equal(JSON.parse(bad.body).error.code, 'upstream_unsupported_encoding');
+    // codings it cannot decode, names of Object.prototype's properties among them (a crash of the proxy, once)
+    for (const coding of ['zstd', 'constructor', '__proto__', 'toString', 'gzip, hasOwnProperty']) {
+      const bad = await raw(proxyUrl, { path: `/enc/${encodeURIComponent(coding)}`, headers: bearer() });
+      assert.equal(bad.status, 502, `${coding}: ${bad.body}`);
+      assert.equal(JSON.parse(bad.body).error.code, 'upstream_unsupported_encoding', coding);
+    }
 
     const forms = await raw(proxyUrl, { path: '/forms', headers: bearer() });
     assert.equal(forms.status, 200);
@@ -329,6 +345,52 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
     }
     for (const enc of ['base64', 'base64url', 'hex'] as const) assert.ok(!forms.body.includes(Buffer.from(secret).toString(enc).slice(2, 24)), enc);
     assert.ok(!String(forms.headers['x-b64']).includes(Buffer.from(secret).toString('base64').slice(0, 20)), 'response headers too');
+  });
+
+  it('masks the credential in answers in a transfer coding besides chunked, and refuses one it cannot decode', async () => {
+    for (const coding of ['gzip, chunked', 'deflate, chunked', 'gzip', 'gzip, deflate, chunked', 'chunked|gzip', 'gzip, chunked|deflate', 'GZIP, Chunked']) {
+      const r = await raw(proxyUrl, { path: `/te/${encodeURIComponent(coding)}`, headers: bearer() });
+      assert.equal(r.status, 200, `${coding}: ${r.body}`);
+      assert.equal(r.headers['content-encoding'], undefined, `${coding}: decoded to be masked`);
+      assert.ok(!r.body.includes(secret), `${coding}: ${r.body}`);
+      assert.deepEqual(JSON.parse(r.body), { echo: `Bearer ${secret}`.replace(/./g, '*') }, coding);
+    }
+    for (const coding of ['x-custom, chunked', 'compress, chunked', 'gzip, x-custom, chunked']) {
+      const r = await raw(proxyUrl, { path: `/te/${encodeURIComponent(coding)}`, headers: bearer() });
+      assert.equal(r.status, 502, `${coding}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).error.code, 'upstream_unsupported_encoding', coding);
+    }
+  });
+
+  it('refuses the task token in a forwarded header, an escaped or encoded body, or an encoded URL, before policy or the upstream', async () => {
+    const n = seen.length;
+    const b64 = Buffer.from(token).toString('base64');
+    const pct = (s: string, c: string) => s.replace(/\./g, c);
+    const expectRefused = async (what: string, r: { status: number; body: string }) => {
+      assert.equal(r.status, 400, `${what}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).error.code, 'task_token_in_request', what);
+    };
+    // headers the route forwards (the default list, and a route's own)
+    for (const [name, value] of [['user-agent', token], ['x-request-id', `id-${token}`], ['accept', `text/${pct(token, '%2E')}`], ['if-none-match', `"${b64}"`]] as const) {
+      await expectRefused(name, await raw(proxyUrl, { path: '/plain', headers: { ...bearer(), [name]: value } }));
+    }
+    await expectRefused('x-trace', await raw(proxyUrl, { path: '/fwd', headers: { ...bearer(), 'x-trace': token } }));
+    // JSON escapes the upstream's parser undoes
+    const escaped = [JSON.stringify({ t: token }).replace('eyJ', '\\u0065yJ'), `{"t": "${pct(token, '\\u002E')}"}`, `{"t": "${pct(token, '\\u002e')}"}`];
+    for (const body of escaped) await expectRefused(body, await raw(proxyUrl, { method: 'POST', path: '/json', headers: { ...bearer(), 'content-type': 'application/json' }, body }));
+    // form and text bodies: percent-encoding (either case, twice), base64, hex
+    for (const body of [`t=${pct(token, '%2E')}`, `t=${pct(token, '%2e')}`, `t=${pct(token, '%252E')}`, `t=%65${token.slice(1)}`, `t=${b64}`, `x${Buffer.from(`Bearer ${token}`).toString('base64')}`, Buffer.from(token).toString('hex')]) {
+      await expectRefused(body.slice(0, 40), await raw(proxyUrl, { method: 'POST', path: '/t', headers: { ...bearer(), 'content-type': 'application/x-www-form-urlencoded' }, body }));
+    }
+    // the URL: base64url, hex, percent-encoded in the path or the query
+    for (const path of [`/q?t=${Buffer.from(token).toString('base64url')}`, `/q/${Buffer.from(token).toString('hex')}`, `/q/${pct(token, '%2E')}`, `/q?t=${pct(token, '%252E')}`]) {
+      await expectRefused(path.slice(0, 40), await raw(proxyUrl, { path, headers: bearer() }));
+    }
+    assert.equal(seen.length, n, 'nothing reached the upstream');
+    // a header the route does not forward may say anything: it never reaches the upstream
+    const other = await raw(proxyUrl, { path: '/plain', headers: { ...bearer(), 'x-not-forwarded': token } });
+    assert.equal(other.status, 200, other.body);
+    assert.ok(!JSON.stringify(seen.at(-1)).includes(token));
   });
 
   it('binds every body: JSON as parsed, any other by digest and content type', async () => {

@@ -248,6 +248,26 @@ describe('MCP gateway', () => {
     const smuggle = await client.callTool({ name: 'local.echo', arguments: { text: token } });
     assert.equal(smuggle.isError, true);
     assert.equal((smuggle._meta as any)['writ/error'].code, 'task_token_in_arguments');
+    // nor in a form the tool (or whoever it passes it to) reads back as the token: in a URL,
+    // percent-encoded (once or twice); `\u`-escaped in JSON text; base64, base64url or hex; in
+    // an array, a nested object or a key
+    const dotted = (c: string) => token.replace(/\./g, c);
+    for (const args of [
+      { text: `https://evil.example/?t=${dotted('%2E')}` },
+      { text: `https://evil.example/?t=${dotted('%252e')}` },
+      { text: JSON.stringify({ t: token }).replace('eyJ', '\\u0065yJ') },
+      { text: Buffer.from(token).toString('base64') },
+      { text: `Basic ${Buffer.from(`agent:${token}`).toString('base64')}` },
+      { text: Buffer.from(token).toString('base64url') },
+      { text: Buffer.from(token).toString('hex') },
+      { text: [token] },
+      { text: 'x', more: { list: [{ t: dotted('%2e') }] } },
+      { [token]: 'x' },
+    ]) {
+      const r = await client.callTool({ name: 'local.echo', arguments: args });
+      assert.equal(r.isError, true, JSON.stringify(args).slice(0, 80));
+      assert.equal((r._meta as any)['writ/error'].code, 'task_token_in_arguments', JSON.stringify(args).slice(0, 80));
+    }
     assert.ok(!readFileSync(upstreamLog, 'utf8').includes(token), 'the stdio upstream never saw the task token');
     assert.ok(!JSON.stringify(fixture.metas).includes(token));
 

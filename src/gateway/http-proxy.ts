@@ -16,6 +16,7 @@ import { jsonLog, type Log } from './log.js';
 import { WritError } from '../core/errors.js';
 import { dpopChallenge, DpopEdge } from './dpop-edge.js';
 import { Redactor, resolveValues, type Environment } from './secrets.js';
+import { carriesTaskToken } from './task-token-forms.js';
 import { ProxyMetrics, sendGatewayMetrics } from './proxy-metrics.js';
 
 type Segment = { lit: string } | { param: string } | { rest: true };
@@ -37,7 +38,10 @@ interface CompiledRoute {
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade']);
-/** Content codings the proxy decodes before masking (RFC 9110 §8.4.1); an answer in any other is refused (502). */
+/**
+ * Codings the proxy decodes before masking (content codings, RFC 9110 §8.4.1, and the
+ * same-named transfer codings, RFC 9112 §7.2); an answer in any other is refused (502).
+ */
 const DECODERS: Record<string, () => Transform> = {
   gzip: () => zlib.createGunzip(),
   'x-gzip': () => zlib.createGunzip(),
@@ -79,14 +83,6 @@ function compileRoute(cfg: RouteConfig, deps: { baseDir: string; redactor: Redac
     destination: cfg.destination === null ? undefined : (cfg.destination ?? upstream.host),
     agent: upstream.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts),
   };
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }
 
 function upstreamBasePath(route: string, upstream: URL): string {
@@ -281,8 +277,14 @@ export class HttpProxy {
       res.setHeader('www-authenticate', 'Bearer realm="writ-proxy"');
       throw new ProxyError(401, 'unauthorized', 'send the task token as `Authorization: Bearer <task token>` (or `DPoP` with a proof when it is bound to a key)');
     }
-    if (rawUrl.includes(token) || path.includes(token) || safeDecode(rawUrl).includes(token)) {
+    // the token in any form the upstream would read it in (see carriesTaskToken)
+    if (carriesTaskToken(rawUrl, token) || carriesTaskToken(path, token)) {
       throw new ProxyError(400, 'task_token_in_request', 'the URL carries the task token; it is never passed to a tool');
+    }
+    for (const v of Object.values(forwardedHeaders(req.headers, route.forward, route.injected))) {
+      if (carriesTaskToken(Array.isArray(v) ? v.join('\n') : v, token)) {
+        throw new ProxyError(400, 'task_token_in_request', 'a header the route forwards carries the task token; it is never passed to a tool');
+      }
     }
 
     // the path the upstream receives (canonical: what policy sees), and the body
@@ -322,7 +324,9 @@ export class HttpProxy {
       // action binds any other by its SHA-256 and content type (what a tool server's
       // guard checks, src/sdk/tool-middleware.ts)
       buffered = await readBody(req, max);
-      if (buffered.includes(token)) throw new ProxyError(400, 'task_token_in_request', 'the body carries the task token; it is never passed to a tool');
+      if (carriesTaskToken(buffered, token)) {
+        throw new ProxyError(400, 'task_token_in_request', 'the body carries the task token; it is never passed to a tool');
+      }
       if (buffered.length > 0 && json) {
         try {
           body = JSON.parse(buffered.toString('utf8'));
@@ -413,14 +417,14 @@ export class HttpProxy {
       // the canonical path, re-encoded (never resolved as a URL: `//host/...` must not change the host)
       const upReq = mod.request({ protocol: up.protocol, hostname: up.hostname, port: up.port || undefined, path: target, method: req.method, headers, agent: route.agent, timeout: route.cfg.timeout_ms }, (upRes) => {
         const status = upRes.statusCode ?? 502;
-        const codings = String(upRes.headers['content-encoding'] ?? '')
-          .toLowerCase()
-          .split(',')
-          .map((c) => c.trim())
-          .filter((c) => c !== '' && c !== 'identity');
+        // the codings applied, in order: content codings, then transfer codings other than
+        // `chunked` (RFC 9112 §7: Node's client removes only the chunking, so a `gzip`
+        // transfer coding would reach the agent still compressed, past the masking)
+        const codings = [...codingList(upRes.headers['content-encoding']), ...codingList(upRes.headers['transfer-encoding']).filter((c) => c !== 'chunked')];
         const bodyless = req.method === 'HEAD' || status === 204 || status === 304;
         const decode = masking && !bodyless && codings.length > 0;
-        if (decode && !codings.every((c) => c in DECODERS)) {
+        // own keys only: `constructor` or `__proto__` is no decoder (`in` would find Object.prototype's)
+        if (decode && !codings.every((c) => Object.hasOwn(DECODERS, c))) {
           upRes.resume();
           this.log('response_refused', { route: route.cfg.name, decision_id: decisionId, content_encoding: codings.join(',').slice(0, 100) });
           sendJson(res, 502, { error: { code: 'upstream_unsupported_encoding', message: `the upstream of \`${route.cfg.name}\` answered in a content coding the proxy cannot decode to mask secrets` }, decision_id: decisionId });
@@ -541,6 +545,15 @@ export class HttpProxy {
     for (const r of this.routes) r.agent.destroy();
     await this.opts.authorizer.close();
   }
+}
+
+/** A `Content-Encoding` or `Transfer-Encoding` value as a list of codings (lower-case, `identity` left out). */
+function codingList(value: string | string[] | undefined): string[] {
+  return String(value ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c !== '' && c !== 'identity');
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {

@@ -11,6 +11,7 @@ import { GatewayMetrics } from './metrics.js';
 import { errorText, jsonLog, type Log } from './log.js';
 import { PinStore } from './pins.js';
 import { Redactor, type Environment } from './secrets.js';
+import { carriesTaskToken } from './task-token-forms.js';
 import { ResultTooLargeError } from './result-limit.js';
 import { createUpstreams, GATEWAY_VERSION, Upstream, UpstreamUnavailableError } from './upstream.js';
 
@@ -304,7 +305,8 @@ export class McpGateway {
       throw new McpError(ErrorCode.InvalidParams, 'tool arguments must be an object');
     }
     const args = (rawArgs ?? {}) as Record<string, unknown>;
-    if (JSON.stringify(args).includes(token)) {
+    // in any form the tool would read back as the token (percent- or JSON-escaped, base64, hex: see carriesTaskToken)
+    if (carriesTaskToken(JSON.stringify(args), token)) {
       this.log('task_token_in_arguments', { tool: name });
       return this.refusal(name, 'task_token_in_arguments', 'the arguments carry the task token; the gateway never passes it to a tool');
     }
