@@ -393,6 +393,33 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
     assert.ok(!JSON.stringify(seen.at(-1)).includes(token));
   });
 
+  it('refuses a JSON body with a name twice in one object: parsers keep the first or the last (RFC 8259 §4)', async () => {
+    await setPolicy('@id("cap-body")\nforbid (principal, action, resource == Writ::Tool::"h.json") when { context.num_args.hasTag("body.amount") && context.num_args.getTag("body.amount") > 100 };');
+    const n = seen.length;
+    for (const body of [
+      '{"amount": 99999, "amount": 5}',
+      '{"to": "bob", "amount": 99999, "to": "x", "amount": 5}',
+      '{"amount": 99999, "\\u0061mount": 5}',
+      '{"amount": 99999, "am\\u006Funt": 5}',
+      '{"x": {"amount": 1}, "amount": 99999, "y": [{"k": 1}, {"k": 2}], "amount": 5}',
+      '{"p": {"amount": 99999, "amount": 5}}',
+      '[{"amount": 99999, "amount": 5}]',
+      '{"a\\"b": 1, "a\\u0022b": 2}',
+    ]) {
+      const r = await raw(proxyUrl, { method: 'POST', path: '/json', headers: { ...bearer(), 'content-type': 'application/json' }, body });
+      assert.equal(r.status, 400, `${body}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).error.code, 'invalid_json', body);
+    }
+    assert.equal(seen.length, n, 'nothing reached the upstream');
+    // the same name in different objects, in arrays, and names that only look alike, pass
+    for (const body of ['{"amount": 5, "p": {"amount": 6}, "l": [{"amount": 7}, {"amount": 8}]}', '{"amount": 5, "Amount": 6, "amount ": 7, "a": "amount", "b": "\\"amount\\": 1"}', '{}', '{"l": [[], {}]}', '{"": 1, "\\\\": 2}']) {
+      const r = await raw(proxyUrl, { method: 'POST', path: '/json', headers: { ...bearer(), 'content-type': 'application/json' }, body });
+      assert.equal(r.status, 200, `${body}: ${r.body}`);
+      assert.equal(seen.at(-1)!.body, body);
+    }
+    await setPolicy('');
+  });
+
   it('binds every body: JSON as parsed, any other by digest and content type', async () => {
     const form = 'amount=99999&to=mallory';
     const r = await raw(proxyUrl, { method: 'POST', path: '/t', headers: { ...bearer(), 'content-type': 'application/x-www-form-urlencoded' }, body: form });

@@ -17,6 +17,7 @@ import { WritError } from '../core/errors.js';
 import { dpopChallenge, DpopEdge } from './dpop-edge.js';
 import { Redactor, resolveValues, type Environment } from './secrets.js';
 import { carriesTaskToken } from './task-token-forms.js';
+import { duplicateJsonName } from './json-duplicate-names.js';
 import { ProxyMetrics, sendGatewayMetrics } from './proxy-metrics.js';
 
 type Segment = { lit: string } | { param: string } | { rest: true };
@@ -328,11 +329,15 @@ export class HttpProxy {
         throw new ProxyError(400, 'task_token_in_request', 'the body carries the task token; it is never passed to a tool');
       }
       if (buffered.length > 0 && json) {
+        const text = buffered.toString('utf8');
         try {
-          body = JSON.parse(buffered.toString('utf8'));
+          body = JSON.parse(text);
         } catch {
           throw new ProxyError(400, 'invalid_json', 'the JSON body does not parse');
         }
+        // policy sees the last of a repeated name; the upstream's parser may take the first
+        const twice = duplicateJsonName(text);
+        if (twice !== null) throw new ProxyError(400, 'invalid_json', `the JSON body has the name \`${twice.slice(0, 100)}\` twice in one object; parsers read that differently (RFC 8259 §4)`);
       } else if (buffered.length > 0) bodySha256 = createHash('sha256').update(buffered).digest('hex');
     }
 
