@@ -420,6 +420,44 @@ describe('HTTP proxy: what is judged is what the upstream gets', () => {
     await setPolicy('');
   });
 
+  it('refuses a `_method` parameter, which makes Rails, Laravel and Express\'s method-override act on another method than the one judged', async () => {
+    const n = seen.length;
+    const refused = async (what: string, r: { status: number; body: string }) => {
+      assert.equal(r.status, 400, `${what}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).error.code, 'method_override', what);
+    };
+    for (const path of ['/t?_method=DELETE', '/t?%5Fmethod=delete', '/t?_METHOD=put', '/t?.method=DELETE', '/t?x=1&_method=PATCH', '/t?_method[]=DELETE', '/t?_method']) {
+      await refused(path, await raw(proxyUrl, { method: 'POST', path, headers: bearer() }));
+    }
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const multipart = { 'content-type': 'multipart/form-data; boundary=b0' };
+    const part = (name: string) => `--b0\r\nContent-Disposition: form-data; ${name}\r\n\r\nDELETE\r\n--b0--\r\n`;
+    for (const [headers, body] of [
+      [form, '_method=DELETE'], [form, 'a=1&%5Fmethod=delete'], [form, '_method=put&x=2'], [form, 'x=1&.method=DELETE'], [form, '+method=DELETE'],
+      [{ 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' }, '_method=DELETE'],
+      // Rack reads a POST without a content type as a form
+      [{}, '_method=DELETE'],
+      [multipart, part('name="_method"')], [multipart, part('name=_method')], [multipart, part('NAME="_Method"')],
+    ] as const) {
+      await refused(`${JSON.stringify(headers)} ${body.slice(0, 60)}`, await raw(proxyUrl, { method: 'POST', path: '/t', headers: { ...bearer(), ...headers }, body }));
+    }
+    // Laravel reads a JSON body's `_method` too
+    for (const body of ['{"_method": "DELETE"}', '{"_METHOD": "put", "x": 1}']) {
+      await refused(body, await raw(proxyUrl, { method: 'POST', path: '/json', headers: { ...bearer(), 'content-type': 'application/json' }, body }));
+    }
+    assert.equal(seen.length, n, 'nothing reached the upstream');
+    // look-alikes pass: other names, `_method` inside values, nested JSON, a text body
+    for (const [path, headers, body] of [
+      ['/t?method=DELETE&x_method=1&a=_method', form, 'method=DELETE&my_method=x&v=_method%3DDELETE'],
+      ['/t', { 'content-type': 'text/plain' }, '_method=DELETE'],
+      ['/t', multipart, part('name="method"')],
+      ['/json', { 'content-type': 'application/json' }, '{"p": {"_method": "DELETE"}, "v": "_method"}'],
+    ] as const) {
+      const r = await raw(proxyUrl, { method: 'POST', path, headers: { ...bearer(), ...headers }, body });
+      assert.equal(r.status, 200, `${path} ${body}: ${r.body}`);
+    }
+  });
+
   it('binds every body: JSON as parsed, any other by digest and content type', async () => {
     const form = 'amount=99999&to=mallory';
     const r = await raw(proxyUrl, { method: 'POST', path: '/t', headers: { ...bearer(), 'content-type': 'application/x-www-form-urlencoded' }, body: form });

@@ -18,6 +18,7 @@ import { dpopChallenge, DpopEdge } from './dpop-edge.js';
 import { Redactor, resolveValues, type Environment } from './secrets.js';
 import { carriesTaskToken } from './task-token-forms.js';
 import { duplicateJsonName } from './json-duplicate-names.js';
+import { methodOverrideIn } from './method-override.js';
 import { ProxyMetrics, sendGatewayMetrics } from './proxy-metrics.js';
 
 type Segment = { lit: string } | { param: string } | { rest: true };
@@ -342,6 +343,8 @@ export class HttpProxy {
     }
 
     const args = httpActionArguments({ method, path: upstreamPath, search, body, bodySha256, contentType });
+    const override = methodOverrideIn({ queryNames: Object.keys(args.query), json, body, raw: buffered, contentType });
+    if (override) throw new ProxyError(400, 'method_override', `the ${override} has a \`_method\` parameter, with which the upstream may act on another method than the one judged (send the request with that method)`);
     const action: ActionRequest = { tool: route.cfg.name, arguments: args as unknown as Record<string, unknown>, audience: route.audience };
     if (route.destination !== undefined) action.destination = route.destination;
     if (route.cfg.resource) action.resource = route.cfg.resource.replace(/\{([A-Za-z0-9_*]+)\}/g, (_, k: string) => params![k] ?? '');
