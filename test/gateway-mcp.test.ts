@@ -268,6 +268,18 @@ describe('MCP gateway', () => {
       assert.equal(r.isError, true, JSON.stringify(args).slice(0, 80));
       assert.equal((r._meta as any)['writ/error'].code, 'task_token_in_arguments', JSON.stringify(args).slice(0, 80));
     }
+    // nor in the request's trace context, which goes to the upstream in its `_meta`
+    // (W3C Trace Context: a `tracestate` of up to 512 printable characters holds a whole token)
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (const tracestate of [`k=${token}`, `a=1,k=${token.replace(/\./g, '%2E')}`]) {
+      const r = await client.callTool({ name: 'docs.whoami', arguments: {}, _meta: { traceparent, tracestate } });
+      assert.equal(r.isError, true, tracestate.slice(0, 40));
+      assert.equal((r._meta as any)['writ/error'].code, 'task_token_in_arguments', tracestate.slice(0, 40));
+    }
+    // a trace context without it passes on
+    const traced = await client.callTool({ name: 'docs.whoami', arguments: {}, _meta: { traceparent, tracestate: 'k=v' } });
+    assert.equal(traced.isError, undefined, JSON.stringify(traced));
+    assert.deepEqual(fixture.metas.at(-1), { traceparent, tracestate: 'k=v' });
     assert.ok(!readFileSync(upstreamLog, 'utf8').includes(token), 'the stdio upstream never saw the task token');
     assert.ok(!JSON.stringify(fixture.metas).includes(token));
 

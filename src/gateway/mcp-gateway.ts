@@ -271,12 +271,14 @@ export class McpGateway {
    * span of its own, the upstream call a child span.
    */
   callTool(token: string | undefined, name: string, rawArgs: unknown, signal?: AbortSignal, meta?: Record<string, unknown>): Promise<CallToolResult> {
-    if (!tracingOn()) return this.callToolTraced(token, name, rawArgs, signal, carrierOnward(meta));
-    return inSpan('gateway tools/call', { kind: SpanKind.SERVER, parent: contextOf(meta ?? {}) }, () => this.callToolTraced(token, name, rawArgs, signal, null));
+    // the trace context the agent sent goes on to the upstream (tracing off: as sent; on: its `tracestate` carried by the spans)
+    const sent = [meta?.traceparent, meta?.tracestate].filter((v): v is string => typeof v === 'string').join('\n');
+    if (!tracingOn()) return this.callToolTraced(token, name, rawArgs, signal, carrierOnward(meta), sent);
+    return inSpan('gateway tools/call', { kind: SpanKind.SERVER, parent: contextOf(meta ?? {}) }, () => this.callToolTraced(token, name, rawArgs, signal, null, sent));
   }
 
-  /** `passOn`: the incoming trace context to send onward (tracing off), or null (on: the active span's) */
-  private async callToolTraced(token: string | undefined, name: string, rawArgs: unknown, signal: AbortSignal | undefined, passOn: TraceCarrier | null): Promise<CallToolResult> {
+  /** `passOn`: the incoming trace context to send onward (tracing off), or null (on: the active span's); `sentTrace`: the one the agent sent */
+  private async callToolTraced(token: string | undefined, name: string, rawArgs: unknown, signal: AbortSignal | undefined, passOn: TraceCarrier | null, sentTrace: string): Promise<CallToolResult> {
     const onward = (): TraceCarrier => passOn ?? carrierOnward(undefined);
     if (!token) throw this.noToken();
     const dot = name.indexOf('.');
@@ -306,7 +308,8 @@ export class McpGateway {
     }
     const args = (rawArgs ?? {}) as Record<string, unknown>;
     // in any form the tool would read back as the token (percent- or JSON-escaped, base64, hex: see carriesTaskToken)
-    if (carriesTaskToken(JSON.stringify(args), token)) {
+    // a W3C `tracestate` (up to 512 characters) can hold a whole token, and it goes upstream too
+    if (carriesTaskToken(JSON.stringify(args), token) || (sentTrace !== '' && carriesTaskToken(sentTrace, token))) {
       this.log('task_token_in_arguments', { tool: name });
       return this.refusal(name, 'task_token_in_arguments', 'the arguments carry the task token; the gateway never passes it to a tool');
     }
