@@ -4,6 +4,7 @@ import { WritError } from '../core/errors.js';
 import { UsageError } from './args.js';
 import type { Command, CommandContext } from './command.js';
 import { SERVE_USAGE, USAGE } from './usage.js';
+import { applyWasmTiering } from './wasm-tiering.js';
 
 // Command modules load on demand: `writ --help` and `writ agent list` stay fast.
 const commands: Record<string, () => Promise<Command>> = {
@@ -44,6 +45,12 @@ function packageVersion(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  try {
+    applyWasmTiering(process.env.WRIT_WASM_TIER_UP);
+  } catch (err) {
+    console.error(`writ: ${(err as Error).message}`);
+    return 2;
+  }
   if (argv[0] === 'help') {
     // `writ help task create` is `writ task create --help`
     if (argv.length === 1) {
