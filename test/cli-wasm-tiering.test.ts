@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { UsageError } from '../src/cli/args.js';
 import { applyWasmTiering } from '../src/cli/wasm-tiering.js';
 import { runChild } from './helpers/child.js';
 import { REPO } from './helpers/serve-process.js';
@@ -13,7 +14,7 @@ describe('WRIT_WASM_TIER_UP', () => {
     assert.doesNotThrow(() => applyWasmTiering(''));
     assert.doesNotThrow(() => applyWasmTiering('1'));
     for (const bad of ['2', 'false', 'off', ' 0', '0 ', '01', 'yes']) {
-      assert.throws(() => applyWasmTiering(bad), (e: unknown) => e instanceof TypeError && /WRIT_WASM_TIER_UP is `.*`; use 0 or 1/.test((e as Error).message), bad);
+      assert.throws(() => applyWasmTiering(bad), (e: unknown) => e instanceof UsageError && /WRIT_WASM_TIER_UP is `.*`; use 0 or 1/.test((e as Error).message), bad);
     }
     const run = (value: string | undefined, args: string[]) => {
       const env = { ...process.env };

@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { UsageError } from './args.js';
 
 /**
  * `WRIT_WASM_TIER_UP=0`: Cedar's WebAssembly runs on V8's baseline compiler (Liftoff) only.
@@ -11,6 +12,6 @@ import { setFlagsFromString } from 'node:v8';
  */
 export function applyWasmTiering(value: string | undefined): void {
   if (value === undefined || value === '' || value === '1') return;
-  if (value !== '0') throw new TypeError(`WRIT_WASM_TIER_UP is \`${value.slice(0, 40)}\`; use 0 or 1`);
+  if (value !== '0') throw new UsageError(`WRIT_WASM_TIER_UP is \`${value.slice(0, 40)}\`; use 0 or 1`);
   setFlagsFromString('--liftoff-only');
 }
