@@ -283,7 +283,7 @@ async function main() {
   // test processes live briefly: Cedar's WebAssembly on V8's baseline compiler only, in the
   // test files (--liftoff-only) and in every `writ` they start (WRIT_WASM_TIER_UP=0, read by
   // the CLI): recompiling hot functions cost each `writ serve` start about 0.9 s of CPU, a
-  // sixth of the run's CPU (365 -> 311 s on two cores). WRIT_WASM_TIER_UP=1 keeps V8's default.
+  // sixth of the run's CPU (365 -> 311-340 s on two cores). WRIT_WASM_TIER_UP=1 keeps V8's default.
   env.WRIT_WASM_TIER_UP ??= '0';
   const why = await checkPostgres(env.WRIT_TEST_DATABASE_URL);
   if (why) {
