@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
-import { checkPolicyText, contextAttributesRead, PolicyEngine, toolGroupOf } from '../src/policy/engine.js';
+import { contextAttributesRead, PolicyEngine, toolGroupOf } from '../src/policy/engine.js';
 import { buildCedarRequest } from '../src/policy/request.js';
-import { assertDecidesAsWhole, preparseWhole } from './helpers/cedar-whole.js';
-import type { AgentRecord, TaskRecord } from '../src/core/types.js';
+import { assertDecidesAsWhole, policyJson, preparseWhole, testAgent, testTask } from './helpers/cedar-whole.js';
 
-const json = (text: string) => Object.values(checkPolicyText(text).json);
-
-const agent = (labels: string[]): AgentRecord => ({ id: 'a1', name: 'a1', jwks: { keys: [] }, labels, status: 'active', createdAt: 0, createdBy: 'op' });
-const task: TaskRecord = {
-  id: 't1', agentId: 'a1', owner: 'op', intent: 'x', scope: { tools: ['*'], resources: [], destinations: [] }, status: 'active',
-  createdAt: 0, expiresAt: 1e15, endedAt: null, maxActions: 100, actionsUsed: 3, actionsReserved: 0, parentId: null, rootId: 't1', depth: 0,
-};
+const json = policyJson;
+const agent = testAgent;
+const task = testTask;
 
 describe('policy engine: reading only what policies need', () => {
   it('finds the context attributes policies read, and gives up on whole-context uses', () => {

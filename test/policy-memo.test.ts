@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkPolicyText, classOf, fieldClassesRead, PolicyEngine, tagValuesRead } from '../src/policy/engine.js';
+import { classOf, fieldClassesRead, PolicyEngine, tagValuesRead } from '../src/policy/engine.js';
 import { buildCedarRequest, type RequestFacts } from '../src/policy/request.js';
-import type { AgentRecord, TaskRecord } from '../src/core/types.js';
-import { assertDecidesAsWhole, preparseWhole } from './helpers/cedar-whole.js';
+import { assertDecidesAsWhole, policyJson, preparseWhole, testAgent, testTask } from './helpers/cedar-whole.js';
 
 // The engine's memo of decisions (src/policy/engine.ts): keyed by the exact text of the call
 // Cedar is given, where a value read only through comparisons with literals is passed as
@@ -11,12 +10,9 @@ import { assertDecidesAsWhole, preparseWhole } from './helpers/cedar-whole.js';
 // against Cedar on the whole request, unsliced and exact: a class drawn wrongly would allow
 // through a forbid.
 
-const json = (text: string) => Object.values(checkPolicyText(text).json);
-const agent = (labels: string[]): AgentRecord => ({ id: 'a1', name: 'a1', jwks: { keys: [] }, labels, status: 'active', createdAt: 0, createdBy: 'op' });
-const task: TaskRecord = {
-  id: 't1', agentId: 'a1', owner: 'op', intent: 'x', scope: { tools: ['*'], resources: [], destinations: [] }, status: 'active',
-  createdAt: 0, expiresAt: 1e15, endedAt: null, maxActions: 100, actionsUsed: 3, actionsReserved: 0, parentId: null, rootId: 't1', depth: 0,
-};
+const json = policyJson;
+const agent = testAgent;
+const task = testTask;
 
 describe('policy memo: classes of values and what is never classed', () => {
   it('classes a record field only when every read of it is a comparison with an integer literal', () => {

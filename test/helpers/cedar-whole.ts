@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import type { AgentRecord, TaskRecord } from '../../src/core/types.js';
 import { checkPolicyText, type CedarRequest, type Evaluation } from '../../src/policy/engine.js';
+
+/** The policies of `text` as Cedar's JSON, one per policy (what the engine's readers walk). */
+export const policyJson = (text: string) => Object.values(checkPolicyText(text).json);
+
+/** The agent and task the slicing and memo tests decide for. */
+export const testAgent = (labels: string[]): AgentRecord => ({ id: 'a1', name: 'a1', jwks: { keys: [] }, labels, status: 'active', createdAt: 0, createdBy: 'op' });
+export const testTask: TaskRecord = {
+  id: 't1', agentId: 'a1', owner: 'op', intent: 'x', scope: { tools: ['*'], resources: [], destinations: [] }, status: 'active',
+  createdAt: 0, expiresAt: 1e15, endedAt: null, maxActions: 100, actionsUsed: 3, actionsReserved: 0, parentId: null, rootId: 't1', depth: 0,
+};
 
 /**
  * The reference for the slicing and memo tests: Cedar given every policy of `text` (one
